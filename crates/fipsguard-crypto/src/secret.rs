@@ -1,0 +1,62 @@
+//! Secret bytes: key material and other values that must never be printed
+//! and must be wiped when dropped.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+/// Bytes that are secret: a key, a derived key, a shared secret, a
+/// decrypted data key. Zeroized on drop; `Debug` shows `[redacted]`; not
+/// `Clone`, so a copy is always a visible decision (`expose_secret().to_vec()`).
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes`; they are wiped when this value drops.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// Copies `bytes` into a new secret. The caller still owns (and should
+    /// wipe) its own copy.
+    pub fn copy_from(bytes: &[u8]) -> Self {
+        Self::new(bytes.to_vec())
+    }
+
+    /// The secret itself. The name makes every use easy to find in review.
+    pub fn expose_secret(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    /// Shortens the secret; the cut bytes are wiped.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        let keep = len.min(self.0.len());
+        zeroize::Zeroize::zeroize(&mut self.0[keep..]);
+        self.0.truncate(len);
+    }
+
+    /// Length in bytes (not secret).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the secret is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([redacted; {} bytes])", self.0.len())
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, for
+/// secrets such as token hashes and MAC tags.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}

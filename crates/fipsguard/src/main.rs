@@ -1,0 +1,31 @@
+//! `fipsguard`: FIPS 140-3 validated cryptography as a service, a tunnel and
+//! a compliance scanner. This binary only parses flags and calls the crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// FIPS 140-3 validated cryptography, built only on AWS-LC's FIPS module.
+#[derive(Parser)]
+#[command(name = "fipsguard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the module's self-tests and show the results (exit 1 on any failure).
+    Selftest(cmd::selftest::Args),
+    /// List the approved algorithms and the standards behind them.
+    Algorithms(cmd::algorithms::Args),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Selftest(args) => cmd::selftest::run(&args),
+        Command::Algorithms(args) => cmd::algorithms::run(&args),
+    }
+}
