@@ -311,12 +311,15 @@ impl SigningKey {
             }
             verify(scheme, &self.public_key_der()?, MESSAGE, &sig)
         });
-        passed.map_err(|_| {
-            enter_error_state(&format!("pct-{}", self.key_type.name()));
-            Error::PairwiseConsistency {
-                algorithm: self.key_type.name(),
+        match passed {
+            Err(Error::VerificationFailed) => {
+                enter_error_state(&format!("pct-{}", self.key_type.name()));
+                Err(Error::PairwiseConsistency {
+                    algorithm: self.key_type.name(),
+                })
             }
-        })
+            other => other,
+        }
     }
 }
 
