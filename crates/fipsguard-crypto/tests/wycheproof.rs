@@ -144,7 +144,7 @@ fn aes_256_kwp() {
             let outcome = (|| {
                 let kek = KeyEncryptionKey::new(&t.key)?;
                 let unwrapped = kek.unwrap(&t.ct)?;
-                Ok(unwrapped.expose_secret() == &t.pt[..] && kek.wrap(&t.pt)? == &t.ct[..])
+                Ok(unwrapped.expose_secret() == &t.pt[..] && kek.wrap(&t.pt)? == t.ct[..])
             })();
             tally.record(
                 format!("aes_kwp tcId {}", t.tc_id),
@@ -190,7 +190,7 @@ fn hmac() {
                     registry::lookup(registry_name)?;
                     let key = MacKey::new(algorithm.expect("looked up"), &t.key)?;
                     key.verify(&t.msg, &t.tag)?;
-                    Ok(key.sign(&t.msg)? == &t.tag[..])
+                    Ok(key.sign(&t.msg)? == t.tag[..])
                 })();
                 tally.record(
                     format!("{registry_name} tcId {}", t.tc_id),
