@@ -22,7 +22,9 @@ fn aes_gcm_seal(c: &mut Criterion) {
         b.iter(|| {
             let mut in_out = Vec::with_capacity(plaintext.len() + 16);
             in_out.extend_from_slice(&plaintext);
-            direct.seal_in_place_append_tag(Aad::from(b"context"), &mut in_out).unwrap()
+            direct
+                .seal_in_place_append_tag(Aad::from(b"context"), &mut in_out)
+                .unwrap()
         })
     });
     let boundary = Aes256GcmKey::new(&KEY).unwrap();
@@ -47,7 +49,11 @@ fn ecdsa_p256_sign(c: &mut Criterion) {
     });
     let boundary = SigningKey::generate(SigningKeyType::EcdsaP256).unwrap();
     group.bench_function(BenchmarkId::new("fipsguard", "boundary"), |b| {
-        b.iter(|| boundary.sign(SignatureScheme::EcdsaP256Sha256, message).unwrap())
+        b.iter(|| {
+            boundary
+                .sign(SignatureScheme::EcdsaP256Sha256, message)
+                .unwrap()
+        })
     });
     group.finish();
 }

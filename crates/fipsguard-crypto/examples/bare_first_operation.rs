@@ -7,5 +7,6 @@ fn main() {
     aws_lc_rs::try_fips_mode().expect("FIPS mode");
     let key = RandomizedNonceKey::new(&AES_256_GCM, &[0x42; 32]).expect("key");
     let mut data = b"first operation".to_vec();
-    key.seal_in_place_append_tag(Aad::empty(), &mut data).expect("seal");
+    key.seal_in_place_append_tag(Aad::empty(), &mut data)
+        .expect("seal");
 }

@@ -25,12 +25,18 @@ fn selftest_passes_and_shows_every_test_and_the_module() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     for name in test_names() {
-        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("no line for {name}: {text}"));
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"));
         assert!(line.contains(" pass ") && line.ends_with(" us"), "{line}");
     }
     assert!(text.contains("module:      AWS-LC FIPS module 3"), "{text}");
     assert!(text.contains("CMVP #5314"), "{text}");
-    assert!(text.contains(&format!("all {} self-tests passed", test_names().count())), "{text}");
+    assert!(
+        text.contains(&format!("all {} self-tests passed", test_names().count())),
+        "{text}"
+    );
 }
 
 #[test]
@@ -41,10 +47,18 @@ fn selftest_json_carries_the_same_results() {
     assert_eq!(json["passed"], true);
     assert_eq!(json["state"]["state"], "operational");
     let results = json["report"]["results"].as_array().unwrap();
-    let names: Vec<_> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<_> = results
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, test_names().collect::<Vec<_>>());
-    assert!(results.iter().all(|r| r["passed"] == true && r["micros"].is_u64()));
-    assert_eq!(json["report"]["module"]["certificate"], "CMVP #5314 (AWS-LC FIPS 3.0, static)");
+    assert!(results
+        .iter()
+        .all(|r| r["passed"] == true && r["micros"].is_u64()));
+    assert_eq!(
+        json["report"]["module"]["certificate"],
+        "CMVP #5314 (AWS-LC FIPS 3.0, static)"
+    );
     assert_eq!(json["report"]["module"]["fips_module_version"], 3);
 }
 
@@ -54,14 +68,25 @@ fn a_forced_failure_exits_non_zero_and_names_the_test() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     let line = text.lines().find(|l| l.starts_with("ml-kem-768 ")).unwrap();
-    assert!(line.contains("FAIL") && line.contains("fault injection"), "{line}");
-    assert!(text.contains("1 of") && text.contains("FAILED (first: ml-kem-768)") && text.contains("error state"), "{text}");
+    assert!(
+        line.contains("FAIL") && line.contains("fault injection"),
+        "{line}"
+    );
+    assert!(
+        text.contains("1 of")
+            && text.contains("FAILED (first: ml-kem-768)")
+            && text.contains("error state"),
+        "{text}"
+    );
 
     let output = fipsguard(&["selftest", "--json"], Some("sha3-256"));
     assert_eq!(output.status.code(), Some(1));
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["passed"], false);
-    assert_eq!(json["state"], serde_json::json!({"state": "error", "failed_test": "sha3-256"}));
+    assert_eq!(
+        json["state"],
+        serde_json::json!({"state": "error", "failed_test": "sha3-256"})
+    );
 }
 
 #[test]
@@ -70,7 +95,10 @@ fn algorithms_lists_the_registry_as_a_table_and_as_json() {
     assert_eq!(output.status.code(), Some(0));
     let text = stdout(&output);
     for a in APPROVED {
-        let line = text.lines().find(|l| l.split_whitespace().next() == Some(a.name)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(a.name))
+            .unwrap();
         assert!(line.contains(a.standard), "{line}");
     }
 
