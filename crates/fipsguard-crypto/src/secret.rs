@@ -27,12 +27,13 @@ impl SecretBytes {
         &self.0
     }
 
-    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8] {
+    /// The secret, writable (to decrypt or derive into it in place).
+    pub fn expose_secret_mut(&mut self) -> &mut [u8] {
         &mut self.0
     }
 
     /// Shortens the secret; the cut bytes are wiped.
-    pub(crate) fn truncate(&mut self, len: usize) {
+    pub fn truncate(&mut self, len: usize) {
         let keep = len.min(self.0.len());
         zeroize::Zeroize::zeroize(&mut self.0[keep..]);
         self.0.truncate(len);

@@ -12,6 +12,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 
+use crate::digest::HashAlgorithm;
 use crate::error::{Error, Refusal};
 use crate::fault;
 use crate::module::{ensure_operational, enter_error_state};
@@ -129,6 +130,29 @@ impl SignatureScheme {
             Self::RsaPkcs1Sha512 => "rsa-pkcs1-sha512",
             Self::Ed25519 => "ed25519",
         }
+    }
+
+    /// The hash the scheme signs with; `None` for Ed25519, which hashes
+    /// inside the signature algorithm and cannot sign a digest.
+    pub fn hash(self) -> Option<HashAlgorithm> {
+        match self {
+            Self::EcdsaP256Sha256 | Self::RsaPssSha256 | Self::RsaPkcs1Sha256 => {
+                Some(HashAlgorithm::Sha256)
+            }
+            Self::EcdsaP384Sha384 | Self::RsaPssSha384 | Self::RsaPkcs1Sha384 => {
+                Some(HashAlgorithm::Sha384)
+            }
+            Self::RsaPssSha512 | Self::RsaPkcs1Sha512 => Some(HashAlgorithm::Sha512),
+            Self::Ed25519 => None,
+        }
+    }
+
+    /// Reads a caller's pre-computed digest for this scheme: it must be of
+    /// the scheme's hash and of that hash's length.
+    fn digest(self, digest: &[u8]) -> Result<aws_lc_rs::digest::Digest, Error> {
+        let hash = self.hash().ok_or(Refusal::PrehashNotOffered)?;
+        aws_lc_rs::digest::Digest::import_less_safe(digest, hash.aws_lc())
+            .map_err(|_| Error::InvalidInput("the digest length does not match the scheme's hash"))
     }
 
     /// Whether a key of `key_type` can make this kind of signature.
@@ -300,6 +324,27 @@ impl SigningKey {
         signature.map_err(|_| Error::Module("signature generation"))
     }
 
+    /// Signs a digest the caller computed with the scheme's hash (for
+    /// messages too large to send). Ed25519 cannot sign digests.
+    pub fn sign_digest(&self, scheme: SignatureScheme, digest: &[u8]) -> Result<Vec<u8>, Error> {
+        ensure_operational()?;
+        if !scheme.fits(self.key_type) {
+            return Err(Error::InvalidInput(
+                "the signature scheme does not match the key type",
+            ));
+        }
+        let digest = scheme.digest(digest)?;
+        let signature = match (&self.inner, scheme.rsa_encoding()) {
+            (KeyPairInner::Ecdsa(k), _) => k.sign_digest(&digest).map(|s| s.as_ref().to_vec()),
+            (KeyPairInner::Rsa(k), Some(encoding)) => {
+                let mut out = vec![0u8; k.public_modulus_len()];
+                k.sign_digest(encoding, &digest, &mut out).map(|()| out)
+            }
+            _ => unreachable!("digest() refused Ed25519 and fits() matched the key"),
+        };
+        signature.map_err(|_| Error::Module("signature generation"))
+    }
+
     /// Signs a fixed message and verifies it with the public key; on failure
     /// the module enters its error state (FIPS 140-3 IG 10.3.A).
     fn pairwise_consistency_test(&self) -> Result<(), Error> {
@@ -340,6 +385,20 @@ pub fn verify(
     ensure_operational()?;
     signature::UnparsedPublicKey::new(scheme.verification(), public_key_der)
         .verify(message, signature)
+        .map_err(|_| Error::VerificationFailed)
+}
+
+/// Verifies `signature` over a digest computed with the scheme's hash.
+pub fn verify_digest(
+    scheme: SignatureScheme,
+    public_key_der: &[u8],
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<(), Error> {
+    ensure_operational()?;
+    let digest = scheme.digest(digest)?;
+    signature::UnparsedPublicKey::new(scheme.verification(), public_key_der)
+        .verify_digest(&digest, signature)
         .map_err(|_| Error::VerificationFailed)
 }
 

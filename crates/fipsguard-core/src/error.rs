@@ -1,0 +1,163 @@
+//! The key management error vocabulary. Every variant says what went wrong
+//! in terms an operator can act on; none carries plaintext, key material or
+//! a passphrase (key names, versions and states are not secret).
+
+use crate::lifecycle::KeyState;
+use crate::store::StoreError;
+
+/// An error from a key management operation.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// No key has this name.
+    #[error("key {0:?} does not exist")]
+    KeyNotFound(String),
+    /// A key with this name exists already.
+    #[error("key {0:?} already exists")]
+    KeyExists(String),
+    /// The key exists but has no such version.
+    #[error("key {name:?} has no version {version}")]
+    VersionNotFound {
+        /// The key.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// The request broke a rule about its shape (a name, a size, a range).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The lifecycle does not allow this transition (SP 800-57 Part 1, 7.3).
+    #[error("key {name:?} cannot go from {from} to {to} (SP 800-57 Part 1 lifecycle)")]
+    IllegalTransition {
+        /// The key.
+        name: String,
+        /// Its current state.
+        from: KeyState,
+        /// The state asked for.
+        to: KeyState,
+    },
+    /// The key's state does not allow this operation.
+    #[error("key {name:?} is {state}: {operation} is not allowed in that state")]
+    StateForbids {
+        /// The key.
+        name: String,
+        /// Its state.
+        state: KeyState,
+        /// The operation refused.
+        operation: &'static str,
+    },
+    /// The key's type does not offer this operation.
+    #[error("key {name:?} is of type {key_type}, which cannot {operation}")]
+    WrongKeyType {
+        /// The key.
+        name: String,
+        /// Its type.
+        key_type: &'static str,
+        /// The operation refused.
+        operation: &'static str,
+    },
+    /// A ciphertext could not be decrypted; the reason says why.
+    #[error("cannot decrypt: {0}")]
+    Decrypt(#[from] DecryptError),
+    /// The key version reached the SP 800-38D limit on random-IV encryptions
+    /// and could not rotate.
+    #[error("key {name:?} version {version} has reached its limit of {limit} encryptions (SP 800-38D, 8.3) and rotation failed; rotate the key")]
+    EncryptionLimit {
+        /// The key.
+        name: String,
+        /// The exhausted version.
+        version: u32,
+        /// The limit.
+        limit: u64,
+    },
+    /// The root key-encryption key is missing, wrong or unusable.
+    #[error("root key-encryption key: {0}")]
+    RootKek(String),
+    /// Exporting private or secret material of a non-exportable key.
+    #[error("key {0:?} is not exportable")]
+    NotExportable(String),
+    /// The cryptographic boundary refused or failed.
+    #[error(transparent)]
+    Crypto(#[from] fipsguard_crypto::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a ciphertext did not decrypt. Each cause has its own variant so that
+/// callers and metrics can tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptError {
+    /// Not a fipsguard ciphertext, or cut short.
+    #[error("malformed ciphertext: {0}")]
+    Malformed(&'static str),
+    /// A fipsguard ciphertext of a format this build does not know.
+    #[error("unsupported ciphertext format {0}")]
+    UnsupportedFormat(u8),
+    /// The ciphertext was made under a different key.
+    #[error("the ciphertext belongs to key {actual:?}, not {expected:?}")]
+    WrongKey {
+        /// The key asked to decrypt.
+        expected: String,
+        /// The key named in the ciphertext.
+        actual: String,
+    },
+    /// The encryption context given differs from the one used to encrypt.
+    #[error("the encryption context does not match the one the data was encrypted with")]
+    ContextMismatch,
+    /// The key version is below the key's minimum decryption version.
+    #[error("key version {version} is below the minimum decryption version {min}")]
+    VersionTooOld {
+        /// The ciphertext's version.
+        version: u32,
+        /// The key's minimum.
+        min: u32,
+    },
+    /// The key version's material was destroyed.
+    #[error("key version {0} has been destroyed")]
+    VersionDestroyed(u32),
+    /// Authentication failed: the ciphertext was modified.
+    #[error("authentication failed: the ciphertext was modified or corrupted")]
+    Tampered,
+}
+
+impl KmsError {
+    /// A stable code for APIs, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::KeyNotFound(_) => "key_not_found",
+            Self::KeyExists(_) => "key_exists",
+            Self::VersionNotFound { .. } => "version_not_found",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::IllegalTransition { .. } => "illegal_transition",
+            Self::StateForbids { .. } => "key_state",
+            Self::WrongKeyType { .. } => "wrong_key_type",
+            Self::Decrypt(e) => e.code(),
+            Self::EncryptionLimit { .. } => "encryption_limit",
+            Self::RootKek(_) => "root_kek",
+            Self::NotExportable(_) => "not_exportable",
+            Self::Crypto(fipsguard_crypto::Error::NotApproved(_)) => "not_approved",
+            Self::Crypto(fipsguard_crypto::Error::ErrorState { .. }) => "module_error_state",
+            Self::Crypto(fipsguard_crypto::Error::VerificationFailed) => "verification_failed",
+            Self::Crypto(_) => "crypto_failure",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+impl DecryptError {
+    /// A stable code for APIs, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "ciphertext_malformed",
+            Self::UnsupportedFormat(_) => "ciphertext_unsupported_format",
+            Self::WrongKey { .. } => "ciphertext_wrong_key",
+            Self::ContextMismatch => "ciphertext_context_mismatch",
+            Self::VersionTooOld { .. } => "ciphertext_version_too_old",
+            Self::VersionDestroyed(_) => "ciphertext_version_destroyed",
+            Self::Tampered => "ciphertext_tampered",
+        }
+    }
+}
+
+/// The result of a key management operation.
+pub type Result<T, E = KmsError> = std::result::Result<T, E>;

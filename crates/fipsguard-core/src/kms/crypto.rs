@@ -1,0 +1,491 @@
+//! Cryptographic operations under managed keys.
+
+use fipsguard_crypto::sign::{verify as verify_message, verify_digest, SignatureScheme};
+use fipsguard_crypto::{random, SecretBytes};
+
+use super::{key_type_of, Kms};
+use crate::cache::CachedVersion;
+use crate::ciphertext::{additional_data, Ciphertext};
+use crate::context::EncryptionContext;
+use crate::error::{DecryptError, KmsError, Result};
+use crate::key_type::{KeyType, UsableKey};
+use crate::lifecycle::KeyState;
+use crate::name::KeyName;
+use crate::store::KeyRecord;
+
+/// Most items a batch request may carry.
+pub const MAX_BATCH: usize = 1000;
+/// Most random bytes one request may ask for.
+pub const MAX_RANDOM: usize = 1024;
+
+/// A data key for envelope encryption: use `plaintext` locally, store
+/// `ciphertext` beside the data, forget `plaintext`.
+#[derive(Debug)]
+pub struct DataKey {
+    /// The key itself (zeroized on drop).
+    pub plaintext: SecretBytes,
+    /// The key encrypted under the managed key (`fg:v…`).
+    pub ciphertext: String,
+}
+
+/// What to sign or verify: the message, or its digest under the scheme's hash.
+#[derive(Debug, Clone, Copy)]
+pub enum SignInput<'a> {
+    /// The message itself.
+    Message(&'a [u8]),
+    /// A digest the caller computed with the scheme's hash.
+    Digest(&'a [u8]),
+}
+
+/// A signature and the key version that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// The version that signed.
+    pub version: u32,
+    /// The scheme used.
+    pub scheme: SignatureScheme,
+    /// The signature bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A MAC tag and the key version that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacTag {
+    /// The version that computed it.
+    pub version: u32,
+    /// The tag bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Kms {
+    /// Encrypts up to `max_plaintext` bytes under the key's newest version.
+    pub async fn encrypt(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<String> {
+        if plaintext.len() > self.config.max_plaintext {
+            return Err(KmsError::InvalidRequest(format!(
+                "plaintext is larger than {} bytes; encrypt large data locally with a data key",
+                self.config.max_plaintext
+            )));
+        }
+        let name = KeyName::new(name)?;
+        let (record, _) = self
+            .protecting(&name, "encrypt", |t| t == KeyType::Aes256Gcm)
+            .await?;
+        let version = self.take_encryption(&name, &record).await?;
+        let cached = self.usable(&name, KeyType::Aes256Gcm, version).await?;
+        let UsableKey::Aes(key) = &cached.key else {
+            unreachable!("checked to be AES")
+        };
+        let mut sealed = plaintext.to_vec();
+        let iv = key.seal_in_place(&additional_data(&name, version, context), &mut sealed)?;
+        let ciphertext = Ciphertext {
+            version,
+            key_name: name.to_string(),
+            context_fingerprint: context.fingerprint()?,
+            iv,
+            sealed,
+        };
+        Ok(ciphertext.encode())
+    }
+
+    /// Decrypts a ciphertext made by [`encrypt`](Self::encrypt) under this key and context.
+    pub async fn decrypt(
+        &self,
+        name: &str,
+        ciphertext: &str,
+        context: &EncryptionContext,
+    ) -> Result<SecretBytes> {
+        let name = KeyName::new(name)?;
+        let parsed = Ciphertext::parse(ciphertext)?;
+        if parsed.key_name != name.as_str() {
+            return Err(DecryptError::WrongKey {
+                expected: name.to_string(),
+                actual: parsed.key_name,
+            }
+            .into());
+        }
+        let record = self
+            .processing(&name, parsed.version, "decrypt", |t| {
+                t == KeyType::Aes256Gcm
+            })
+            .await?;
+        if parsed.context_fingerprint != context.fingerprint()? {
+            return Err(DecryptError::ContextMismatch.into());
+        }
+        let cached = self
+            .usable(&name, key_type_of(&record)?, parsed.version)
+            .await?;
+        let UsableKey::Aes(key) = &cached.key else {
+            unreachable!("checked to be AES")
+        };
+        let mut buffer = SecretBytes::new(parsed.sealed);
+        let len = key
+            .open_in_place(
+                &parsed.iv,
+                &additional_data(&name, parsed.version, context),
+                buffer.expose_secret_mut(),
+            )
+            .map_err(|_| DecryptError::Tampered)?
+            .len();
+        buffer.truncate(len);
+        Ok(buffer)
+    }
+
+    /// Decrypts and encrypts again under the newest version, without
+    /// releasing the plaintext.
+    pub async fn rewrap(
+        &self,
+        name: &str,
+        ciphertext: &str,
+        context: &EncryptionContext,
+    ) -> Result<String> {
+        let plaintext = self.decrypt(name, ciphertext, context).await?;
+        self.encrypt(name, plaintext.expose_secret(), context).await
+    }
+
+    /// Generates a data key of `len` bytes (16-64) and returns it with its
+    /// encryption under the key.
+    pub async fn generate_data_key(
+        &self,
+        name: &str,
+        len: usize,
+        context: &EncryptionContext,
+    ) -> Result<DataKey> {
+        if !(16..=64).contains(&len) {
+            return Err(KmsError::InvalidRequest("data keys are 16-64 bytes".into()));
+        }
+        let plaintext = random::secret(len)?;
+        let ciphertext = self
+            .encrypt(name, plaintext.expose_secret(), context)
+            .await?;
+        Ok(DataKey {
+            plaintext,
+            ciphertext,
+        })
+    }
+
+    /// Generates a data key and returns only its encryption, for a holder
+    /// that will decrypt it later.
+    pub async fn generate_wrapped_data_key(
+        &self,
+        name: &str,
+        len: usize,
+        context: &EncryptionContext,
+    ) -> Result<String> {
+        Ok(self.generate_data_key(name, len, context).await?.ciphertext)
+    }
+
+    /// Signs with the newest version; `scheme` defaults to the key type's.
+    pub async fn sign(
+        &self,
+        name: &str,
+        input: SignInput<'_>,
+        scheme: Option<SignatureScheme>,
+    ) -> Result<Signature> {
+        let name = KeyName::new(name)?;
+        let (record, key_type) = self
+            .protecting(&name, "sign", |t| matches!(t, KeyType::Signing(_)))
+            .await?;
+        let scheme = scheme
+            .or(key_type.default_scheme())
+            .expect("signing keys have a scheme");
+        let cached = self.usable(&name, key_type, record.latest_version).await?;
+        let UsableKey::Sign(key) = &cached.key else {
+            unreachable!("checked to be a signing key")
+        };
+        let bytes = match input {
+            SignInput::Message(message) => key.sign(scheme, message)?,
+            SignInput::Digest(digest) => key.sign_digest(scheme, digest)?,
+        };
+        Ok(Signature {
+            version: record.latest_version,
+            scheme,
+            bytes,
+        })
+    }
+
+    /// Verifies a signature made by `version` of the key. `Ok(false)` means
+    /// it does not verify; errors mean the request could not be checked.
+    pub async fn verify(
+        &self,
+        name: &str,
+        version: u32,
+        input: SignInput<'_>,
+        scheme: Option<SignatureScheme>,
+        signature: &[u8],
+    ) -> Result<bool> {
+        let name = KeyName::new(name)?;
+        let record = self
+            .processing(&name, version, "verify", |t| {
+                matches!(t, KeyType::Signing(_))
+            })
+            .await?;
+        let key_type = key_type_of(&record)?;
+        let scheme = scheme
+            .or(key_type.default_scheme())
+            .expect("signing keys have a scheme");
+        let public_key = self.public_key(name.as_str(), Some(version)).await?;
+        let outcome = match input {
+            SignInput::Message(message) => {
+                verify_message(scheme, &public_key.der, message, signature)
+            }
+            SignInput::Digest(digest) => verify_digest(scheme, &public_key.der, digest, signature),
+        };
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(fipsguard_crypto::Error::VerificationFailed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Computes a MAC with the newest version.
+    pub async fn mac(&self, name: &str, data: &[u8]) -> Result<MacTag> {
+        let name = KeyName::new(name)?;
+        let (record, key_type) = self
+            .protecting(&name, "generate a MAC", |t| matches!(t, KeyType::Hmac(_)))
+            .await?;
+        let cached = self.usable(&name, key_type, record.latest_version).await?;
+        let UsableKey::Mac(key) = &cached.key else {
+            unreachable!("checked to be an HMAC key")
+        };
+        Ok(MacTag {
+            version: record.latest_version,
+            bytes: key.sign(data)?,
+        })
+    }
+
+    /// Verifies a MAC made by `version` of the key, in constant time.
+    pub async fn mac_verify(
+        &self,
+        name: &str,
+        version: u32,
+        data: &[u8],
+        tag: &[u8],
+    ) -> Result<bool> {
+        let name = KeyName::new(name)?;
+        let record = self
+            .processing(&name, version, "verify a MAC", |t| {
+                matches!(t, KeyType::Hmac(_))
+            })
+            .await?;
+        let cached = self.usable(&name, key_type_of(&record)?, version).await?;
+        let UsableKey::Mac(key) = &cached.key else {
+            unreachable!("checked to be an HMAC key")
+        };
+        match key.verify(data, tag) {
+            Ok(()) => Ok(true),
+            Err(fipsguard_crypto::Error::VerificationFailed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Random bytes from the module's DRBG (1-1024).
+    pub fn random(&self, len: usize) -> Result<Vec<u8>> {
+        if !(1..=MAX_RANDOM).contains(&len) {
+            return Err(KmsError::InvalidRequest(format!(
+                "random requests are 1-{MAX_RANDOM} bytes"
+            )));
+        }
+        Ok(random::bytes(len)?)
+    }
+
+    /// Encrypts up to 1000 items; each has its own result.
+    pub async fn encrypt_batch(
+        &self,
+        name: &str,
+        items: &[(Vec<u8>, EncryptionContext)],
+    ) -> Result<Vec<Result<String>>> {
+        check_batch(items.len())?;
+        let mut results = Vec::with_capacity(items.len());
+        for (plaintext, context) in items {
+            results.push(self.encrypt(name, plaintext, context).await);
+        }
+        Ok(results)
+    }
+
+    /// Decrypts up to 1000 items; each has its own result.
+    pub async fn decrypt_batch(
+        &self,
+        name: &str,
+        items: &[(String, EncryptionContext)],
+    ) -> Result<Vec<Result<SecretBytes>>> {
+        check_batch(items.len())?;
+        let mut results = Vec::with_capacity(items.len());
+        for (ciphertext, context) in items {
+            results.push(self.decrypt(name, ciphertext, context).await);
+        }
+        Ok(results)
+    }
+
+    /// Signs up to 1000 inputs; each has its own result.
+    pub async fn sign_batch(
+        &self,
+        name: &str,
+        items: &[SignInput<'_>],
+        scheme: Option<SignatureScheme>,
+    ) -> Result<Vec<Result<Signature>>> {
+        check_batch(items.len())?;
+        let mut results = Vec::with_capacity(items.len());
+        for input in items {
+            results.push(self.sign(name, *input, scheme).await);
+        }
+        Ok(results)
+    }
+
+    /// The record of a key that may protect new data with an operation its
+    /// type offers.
+    async fn protecting(
+        &self,
+        name: &KeyName,
+        operation: &'static str,
+        offers: impl Fn(KeyType) -> bool,
+    ) -> Result<(KeyRecord, KeyType)> {
+        let record = self.record(name).await?;
+        let key_type = self.offering(&record, operation, offers)?;
+        if !record.state.may_protect() {
+            return Err(KmsError::StateForbids {
+                name: record.name,
+                state: record.state,
+                operation,
+            });
+        }
+        Ok((record, key_type))
+    }
+
+    /// The record of a key whose `version` may process protected data.
+    async fn processing(
+        &self,
+        name: &KeyName,
+        version: u32,
+        operation: &'static str,
+        offers: impl Fn(KeyType) -> bool,
+    ) -> Result<KeyRecord> {
+        let record = self.record(name).await?;
+        self.offering(&record, operation, offers)?;
+        match record.state {
+            KeyState::Destroyed => return Err(DecryptError::VersionDestroyed(version).into()),
+            state if !state.may_process() => {
+                return Err(KmsError::StateForbids {
+                    name: record.name,
+                    state,
+                    operation,
+                })
+            }
+            _ => {}
+        }
+        if version > record.latest_version {
+            return Err(KmsError::VersionNotFound {
+                name: record.name,
+                version,
+            });
+        }
+        if version < record.min_decryption_version {
+            return Err(DecryptError::VersionTooOld {
+                version,
+                min: record.min_decryption_version,
+            }
+            .into());
+        }
+        Ok(record)
+    }
+
+    fn offering(
+        &self,
+        record: &KeyRecord,
+        operation: &'static str,
+        offers: impl Fn(KeyType) -> bool,
+    ) -> Result<KeyType> {
+        let key_type = key_type_of(record)?;
+        match offers(key_type) {
+            true => Ok(key_type),
+            false => Err(KmsError::WrongKeyType {
+                name: record.name.clone(),
+                key_type: key_type.as_str(),
+                operation,
+            }),
+        }
+    }
+
+    /// Takes one encryption from the newest version's allowance, reserving a
+    /// new block in the store when it runs out. A version whose reserved
+    /// total crosses `rotate_at` rotates the key; one that reached the hard
+    /// limit hands over to the next version. Reservations are durable before
+    /// use, so no restart or crash can let a version pass the limit.
+    async fn take_encryption(&self, name: &KeyName, record: &KeyRecord) -> Result<u32> {
+        let mut version = record.latest_version;
+        for _ in 0..2 {
+            let cached = self.usable(name, KeyType::Aes256Gcm, version).await?;
+            if take_one(&cached) {
+                return Ok(version);
+            }
+            let reservation = self
+                .store
+                .reserve_encryptions(
+                    name.as_str(),
+                    version,
+                    self.config.reservation_block,
+                    self.config.encryption_limit,
+                )
+                .await?;
+            if reservation.granted > 0 {
+                // One of the block is this request's; the rest wait for later ones.
+                cached
+                    .encryptions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remaining += reservation.granted - 1;
+                if reservation.total >= self.config.rotate_at {
+                    // Best effort: if it fails, the next reservation tries again
+                    // and the hard limit still holds.
+                    let _ = self.rotate_if_latest(name, version).await;
+                }
+                return Ok(version);
+            }
+            version = self.rotate_if_latest(name, version).await?;
+        }
+        Err(KmsError::EncryptionLimit {
+            name: name.to_string(),
+            version,
+            limit: self.config.encryption_limit,
+        })
+    }
+
+    /// Rotates unless another request (here or on another node) already
+    /// did; returns the newest version.
+    async fn rotate_if_latest(&self, name: &KeyName, version: u32) -> Result<u32> {
+        let current = self
+            .store
+            .key(name.as_str())
+            .await?
+            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        if current.latest_version > version {
+            self.cache.invalidate(name.as_str(), false);
+            return Ok(current.latest_version);
+        }
+        Ok(self.rotate_key(name.as_str()).await?.latest_version)
+    }
+}
+
+fn take_one(cached: &CachedVersion) -> bool {
+    let mut allowance = cached.encryptions.lock().unwrap_or_else(|e| e.into_inner());
+    match allowance.remaining {
+        0 => false,
+        _ => {
+            allowance.remaining -= 1;
+            true
+        }
+    }
+}
+
+fn check_batch(len: usize) -> Result<()> {
+    match len {
+        1..=MAX_BATCH => Ok(()),
+        _ => Err(KmsError::InvalidRequest(format!(
+            "a batch holds 1-{MAX_BATCH} items"
+        ))),
+    }
+}

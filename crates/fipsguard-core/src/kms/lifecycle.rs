@@ -1,0 +1,461 @@
+//! Key lifecycle operations: create, read, list, rotate, configure, the
+//! state transitions, scheduled and forced destruction, public keys.
+
+use super::{key_type_of, Kms};
+use crate::error::{KmsError, Result};
+use crate::key_type::{KeyType, Purpose};
+use crate::lifecycle::KeyState;
+use crate::name::KeyName;
+use crate::store::{KeyRecord, NewVersion, StoreError};
+
+/// Days a scheduled destruction waits by default, and the allowed range.
+pub const DESTROY_WINDOW_DAYS: (u32, std::ops::RangeInclusive<u32>) = (7, 1..=30);
+/// Most keys one page lists.
+pub const MAX_PAGE: u32 = 1000;
+/// Times an update is retried when another writer got there first.
+const UPDATE_ATTEMPTS: usize = 16;
+
+/// What `create_key` needs.
+#[derive(Debug, Clone)]
+pub struct CreateKey {
+    /// The new key's name.
+    pub name: String,
+    /// Its type.
+    pub key_type: KeyType,
+    /// Start active (the default) or pre-active (activate later).
+    pub active: bool,
+    /// Whether material may ever leave the service (fixed at creation).
+    pub exportable: bool,
+    /// Cryptoperiod in seconds, if any.
+    pub rotate_every_secs: Option<i64>,
+}
+
+impl CreateKey {
+    /// An active, non-exportable key without a cryptoperiod.
+    pub fn new(name: &str, key_type: KeyType) -> Self {
+        Self {
+            name: name.to_owned(),
+            key_type,
+            active: true,
+            exportable: false,
+            rotate_every_secs: None,
+        }
+    }
+}
+
+/// Changes `configure_key` may make; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigureKey {
+    /// New minimum decryption version (1..=latest).
+    pub min_decryption_version: Option<u32>,
+    /// New cryptoperiod: `Some(None)` removes it.
+    pub rotate_every_secs: Option<Option<i64>>,
+}
+
+/// A key's metadata as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyMetadata {
+    /// Name.
+    pub name: String,
+    /// Type, e.g. `aes256-gcm`.
+    pub key_type: String,
+    /// What the key is for.
+    pub purpose: Purpose,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Newest version.
+    pub latest_version: u32,
+    /// Oldest version that still decrypts or verifies.
+    pub min_decryption_version: u32,
+    /// Whether material may leave the service.
+    pub exportable: bool,
+    /// Cryptoperiod in seconds.
+    pub rotate_every_secs: Option<i64>,
+    /// Whether the cryptoperiod has passed since the last rotation.
+    pub rotation_overdue: bool,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Time of the newest version, Unix seconds.
+    pub rotated_at: i64,
+    /// When a scheduled destruction takes effect, Unix seconds.
+    pub destroy_at: Option<i64>,
+}
+
+/// One page of a key listing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page {
+    /// The keys, in name order.
+    pub keys: Vec<KeyMetadata>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A public key in both encodings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublicKey {
+    /// The version it belongs to.
+    pub version: u32,
+    /// SubjectPublicKeyInfo DER.
+    pub der: Vec<u8>,
+    /// The same as PEM.
+    pub pem: String,
+}
+
+impl Kms {
+    /// Creates a key and its first version.
+    pub async fn create_key(&self, request: CreateKey) -> Result<KeyMetadata> {
+        let name = KeyName::new(&request.name)?;
+        check_cryptoperiod(request.rotate_every_secs)?;
+        let now = self.now();
+        let first = self.new_version(request.key_type, now)?;
+        let record = KeyRecord {
+            name: name.to_string(),
+            key_type: request.key_type.as_str().to_owned(),
+            state: if request.active {
+                KeyState::Active
+            } else {
+                KeyState::PreActive
+            },
+            latest_version: 1,
+            min_decryption_version: 1,
+            exportable: request.exportable,
+            rotate_every_secs: request.rotate_every_secs,
+            created_at: now,
+            rotated_at: now,
+            destroy_at: None,
+            revision: 1,
+        };
+        match self.store.create_key(&record, &first).await {
+            Ok(()) => Ok(self.metadata(&record)),
+            Err(StoreError::Conflict(_)) => Err(KmsError::KeyExists(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a key's metadata.
+    pub async fn get_key(&self, name: &str) -> Result<KeyMetadata> {
+        let name = KeyName::new(name)?;
+        Ok(self.metadata(&self.record(&name).await?))
+    }
+
+    /// Lists keys in name order, `limit` (1-1000) at a time.
+    pub async fn list_keys(&self, after: Option<&str>, limit: u32) -> Result<Page> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(KmsError::InvalidRequest(format!(
+                "page size must be 1-{MAX_PAGE}"
+            )));
+        }
+        let records = self.store.list_keys(after, limit).await?;
+        let next = (records.len() == limit as usize)
+            .then(|| records.last().map(|r| r.name.clone()))
+            .flatten();
+        Ok(Page {
+            keys: records.iter().map(|r| self.metadata(r)).collect(),
+            next,
+        })
+    }
+
+    /// Adds a version; new protection uses it from now on.
+    pub async fn rotate_key(&self, name: &str) -> Result<KeyMetadata> {
+        let name = KeyName::new(name)?;
+        let record = self
+            .store
+            .key(name.as_str())
+            .await?
+            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        if matches!(record.state, KeyState::Destroyed | KeyState::Compromised) {
+            return Err(KmsError::StateForbids {
+                name: name.to_string(),
+                state: record.state,
+                operation: "rotate",
+            });
+        }
+        let version = self.new_version(key_type_of(&record)?, self.now())?;
+        self.store
+            .add_version(name.as_str(), &version)
+            .await?
+            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        self.cache.invalidate(name.as_str(), false);
+        self.get_key(name.as_str()).await
+    }
+
+    /// Changes the minimum decryption version or the cryptoperiod.
+    pub async fn configure_key(&self, name: &str, change: ConfigureKey) -> Result<KeyMetadata> {
+        if let Some(period) = change.rotate_every_secs {
+            check_cryptoperiod(period)?;
+        }
+        self.update(name, |record| {
+            if record.state == KeyState::Destroyed {
+                return Err(KmsError::StateForbids {
+                    name: record.name.clone(),
+                    state: record.state,
+                    operation: "configure",
+                });
+            }
+            if let Some(min) = change.min_decryption_version {
+                if !(1..=record.latest_version).contains(&min) {
+                    return Err(KmsError::InvalidRequest(format!(
+                        "min_decryption_version must be 1-{} (the latest version)",
+                        record.latest_version
+                    )));
+                }
+                record.min_decryption_version = min;
+            }
+            if let Some(period) = change.rotate_every_secs {
+                record.rotate_every_secs = period;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pre-active to active.
+    pub async fn activate_key(&self, name: &str) -> Result<KeyMetadata> {
+        self.transition(name, KeyState::Active).await
+    }
+
+    /// Active to deactivated: stops protecting, still processes.
+    pub async fn deactivate_key(&self, name: &str) -> Result<KeyMetadata> {
+        self.transition(name, KeyState::Deactivated).await
+    }
+
+    /// Marks the key compromised: stops protecting, still processes so data
+    /// can be recovered and re-protected under another key.
+    pub async fn compromise_key(&self, name: &str) -> Result<KeyMetadata> {
+        self.transition(name, KeyState::Compromised).await
+    }
+
+    /// Schedules destruction `days` (1-30, default 7) from now. The key must
+    /// not be active: deactivate it first.
+    pub async fn schedule_destroy(&self, name: &str, days: Option<u32>) -> Result<KeyMetadata> {
+        let (default, range) = DESTROY_WINDOW_DAYS;
+        let days = days.unwrap_or(default);
+        if !range.contains(&days) {
+            return Err(KmsError::InvalidRequest(format!(
+                "the destruction window is {}-{} days",
+                range.start(),
+                range.end()
+            )));
+        }
+        let at = self.now() + i64::from(days) * 86_400;
+        self.update(name, |record| {
+            if !record.state.may_schedule_destroy() {
+                return Err(KmsError::StateForbids {
+                    name: record.name.clone(),
+                    state: record.state,
+                    operation: "schedule destruction (deactivate the key first)",
+                });
+            }
+            record.destroy_at = Some(at);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Cancels a scheduled destruction.
+    pub async fn cancel_destroy(&self, name: &str) -> Result<KeyMetadata> {
+        self.update(name, |record| match record.destroy_at.take() {
+            Some(_) => Ok(()),
+            None => Err(KmsError::InvalidRequest(format!(
+                "key {:?} has no destruction scheduled",
+                record.name
+            ))),
+        })
+        .await
+    }
+
+    /// Destroys the key now, whatever its state (an officer's decision):
+    /// every version's material is deleted; metadata stays.
+    pub async fn destroy_key_now(&self, name: &str) -> Result<KeyMetadata> {
+        let name = KeyName::new(name)?;
+        let record = self
+            .store
+            .key(name.as_str())
+            .await?
+            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        if record.state == KeyState::Destroyed {
+            return Err(KmsError::IllegalTransition {
+                name: name.to_string(),
+                from: record.state,
+                to: KeyState::Destroyed,
+            });
+        }
+        let record = self.destroy(&name, record).await?;
+        Ok(self.metadata(&record))
+    }
+
+    /// Carries out every scheduled destruction whose time has come; returns
+    /// how many keys were destroyed. Servers call this periodically; reads
+    /// of a due key also destroy it first.
+    pub async fn destroy_due_keys(&self) -> Result<usize> {
+        let mut destroyed = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let records = self.store.list_keys(after.as_deref(), MAX_PAGE).await?;
+            for record in records.iter().filter(|r| self.destroy_due(r)) {
+                self.destroy(&KeyName::new(&record.name)?, record.clone())
+                    .await?;
+                destroyed += 1;
+            }
+            match records.last() {
+                Some(last) if records.len() == MAX_PAGE as usize => after = Some(last.name.clone()),
+                _ => return Ok(destroyed),
+            }
+        }
+    }
+
+    /// The public key of an asymmetric key's version (latest if `None`).
+    pub async fn public_key(&self, name: &str, version: Option<u32>) -> Result<PublicKey> {
+        let key_name = KeyName::new(name)?;
+        let record = self.record(&key_name).await?;
+        let key_type = key_type_of(&record)?;
+        if !matches!(key_type, KeyType::Signing(_)) {
+            return Err(KmsError::WrongKeyType {
+                name: record.name,
+                key_type: key_type.as_str(),
+                operation: "have a public key",
+            });
+        }
+        if record.state == KeyState::Destroyed {
+            return Err(KmsError::StateForbids {
+                name: record.name,
+                state: record.state,
+                operation: "public key export",
+            });
+        }
+        let version = version.unwrap_or(record.latest_version);
+        let der = self
+            .store
+            .version(key_name.as_str(), version)
+            .await?
+            .and_then(|v| v.public_key)
+            .ok_or_else(|| KmsError::VersionNotFound {
+                name: name.to_owned(),
+                version,
+            })?;
+        Ok(PublicKey {
+            version,
+            pem: pem("PUBLIC KEY", &der),
+            der,
+        })
+    }
+
+    pub(super) fn metadata(&self, record: &KeyRecord) -> KeyMetadata {
+        let purpose = key_type_of(record).map_or(Purpose::EncryptDecrypt, KeyType::purpose);
+        KeyMetadata {
+            name: record.name.clone(),
+            key_type: record.key_type.clone(),
+            purpose,
+            state: record.state,
+            latest_version: record.latest_version,
+            min_decryption_version: record.min_decryption_version,
+            exportable: record.exportable,
+            rotate_every_secs: record.rotate_every_secs,
+            rotation_overdue: record.state.may_protect()
+                && record
+                    .rotate_every_secs
+                    .is_some_and(|period| self.now() - record.rotated_at > period),
+            created_at: record.created_at,
+            rotated_at: record.rotated_at,
+            destroy_at: record.destroy_at,
+        }
+    }
+
+    fn new_version(&self, key_type: KeyType, now: i64) -> Result<NewVersion> {
+        let material = key_type.generate()?;
+        Ok(NewVersion {
+            created_at: now,
+            wrapped_material: self.root.wrap(&material.secret)?,
+            public_key: material.public_key,
+        })
+    }
+
+    async fn transition(&self, name: &str, to: KeyState) -> Result<KeyMetadata> {
+        self.update(name, |record| {
+            if !record.state.can_become(to) || to == KeyState::Destroyed {
+                return Err(KmsError::IllegalTransition {
+                    name: record.name.clone(),
+                    from: record.state,
+                    to,
+                });
+            }
+            record.state = to;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads the key fresh from the store, applies `change`, and writes it
+    /// back if nobody else changed it meanwhile (else tries again).
+    async fn update(
+        &self,
+        name: &str,
+        change: impl Fn(&mut KeyRecord) -> Result<()>,
+    ) -> Result<KeyMetadata> {
+        let name = KeyName::new(name)?;
+        for _ in 0..UPDATE_ATTEMPTS {
+            let mut record = self
+                .store
+                .key(name.as_str())
+                .await?
+                .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+            change(&mut record)?;
+            if self.store.update_key(&record).await? {
+                self.cache.invalidate(name.as_str(), false);
+                record.revision += 1;
+                return Ok(self.metadata(&record));
+            }
+        }
+        Err(StoreError::Conflict(format!("key {name:?} kept changing; try again")).into())
+    }
+
+    /// Deletes every version's material and marks the key destroyed.
+    pub(super) async fn destroy(&self, name: &KeyName, mut record: KeyRecord) -> Result<KeyRecord> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            if self
+                .store
+                .destroy_key(name.as_str(), record.revision)
+                .await?
+            {
+                self.cache.invalidate(name.as_str(), true);
+                record.state = KeyState::Destroyed;
+                record.destroy_at = None;
+                record.revision += 1;
+                return Ok(record);
+            }
+            record = self
+                .store
+                .key(name.as_str())
+                .await?
+                .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+            if record.state == KeyState::Destroyed {
+                return Ok(record);
+            }
+        }
+        Err(StoreError::Conflict(format!("key {name:?} kept changing; try again")).into())
+    }
+}
+
+fn check_cryptoperiod(period: Option<i64>) -> Result<()> {
+    match period {
+        Some(secs) if secs < 3600 => Err(KmsError::InvalidRequest(
+            "rotate_every must be at least one hour".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// PEM armour (RFC 7468) around DER.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}

@@ -1,0 +1,182 @@
+//! The key management service: one async function per operation. HTTP, CLI
+//! and any compatibility front end call these; none re-implements them.
+
+mod crypto;
+mod lifecycle;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use crypto::{DataKey, MacTag, SignInput, Signature};
+pub use lifecycle::{ConfigureKey, CreateKey, KeyMetadata, Page};
+
+use crate::cache::{Allowance, CachedVersion, KeyCache};
+use crate::error::{KmsError, Result};
+use crate::key_type::KeyType;
+use crate::name::KeyName;
+use crate::root::{RootKek, RootKekSource};
+use crate::store::{KeyRecord, Store};
+
+/// Tunables of the service.
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    /// Largest plaintext `encrypt` accepts; larger data goes through data keys.
+    pub max_plaintext: usize,
+    /// Hard limit of encryptions per AES-GCM key version (SP 800-38D, 8.3:
+    /// 2^32 invocations with random IVs).
+    pub encryption_limit: u64,
+    /// A version's reserved encryptions at which the key rotates by itself.
+    pub rotate_at: u64,
+    /// Encryptions reserved per store write.
+    pub reservation_block: u64,
+    /// Key versions (and metadata entries) kept in memory.
+    pub cache_capacity: usize,
+    /// How long metadata is trusted before it is read again: the time
+    /// another node may take to see a state change.
+    pub metadata_ttl: Duration,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        Self {
+            max_plaintext: 64 * 1024,
+            encryption_limit: 1 << 32,
+            rotate_at: (1 << 32) - (1 << 24),
+            reservation_block: 4096,
+            cache_capacity: 10_000,
+            metadata_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The time, as Unix seconds. Injected so tests can move it.
+pub trait Clock: Send + Sync {
+    /// Now, in Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// The key management service over one store.
+pub struct Kms {
+    store: Arc<dyn Store>,
+    root: RootKek,
+    cache: KeyCache,
+    config: KmsConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl Kms {
+    /// Opens the service: checks the store answers and the root KEK is the
+    /// store's own.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        root: &RootKekSource,
+        config: KmsConfig,
+    ) -> Result<Self> {
+        Self::open_with_clock(store, root, config, Arc::new(SystemClock)).await
+    }
+
+    /// [`open`](Self::open) with a clock of the caller's choice.
+    pub async fn open_with_clock(
+        store: Arc<dyn Store>,
+        root: &RootKekSource,
+        config: KmsConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        if config.rotate_at > config.encryption_limit || config.reservation_block == 0 {
+            return Err(KmsError::InvalidRequest(
+                "rotate_at must not exceed encryption_limit and reservation_block must be positive"
+                    .into(),
+            ));
+        }
+        store.ping().await?;
+        let root = RootKek::open(root, store.as_ref()).await?;
+        let cache = KeyCache::new(config.cache_capacity, config.metadata_ttl);
+        Ok(Self {
+            store,
+            root,
+            cache,
+            config,
+            clock,
+        })
+    }
+
+    /// Whether the store answers.
+    pub async fn store_reachable(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The key's record: from the cache while fresh, else from the store. A
+    /// destruction whose time has come is carried out here.
+    async fn record(&self, name: &KeyName) -> Result<KeyRecord> {
+        if let Some(record) = self.cache.metadata(name.as_str()) {
+            if !self.destroy_due(&record) {
+                return Ok(record);
+            }
+        }
+        let record = self
+            .store
+            .key(name.as_str())
+            .await?
+            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        let record = match self.destroy_due(&record) {
+            true => self.destroy(name, record).await?,
+            false => record,
+        };
+        self.cache.put_metadata(record.clone());
+        Ok(record)
+    }
+
+    fn destroy_due(&self, record: &KeyRecord) -> bool {
+        record.destroy_at.is_some_and(|at| at <= self.now())
+    }
+
+    /// A version ready for use: from the cache, else unwrapped from the store.
+    async fn usable(
+        &self,
+        name: &KeyName,
+        key_type: KeyType,
+        version: u32,
+    ) -> Result<Arc<CachedVersion>> {
+        if let Some(cached) = self.cache.version(name.as_str(), version) {
+            return Ok(cached);
+        }
+        let record = self
+            .store
+            .version(name.as_str(), version)
+            .await?
+            .ok_or_else(|| KmsError::VersionNotFound {
+                name: name.to_string(),
+                version,
+            })?;
+        let wrapped = record.wrapped_material.ok_or(KmsError::Decrypt(
+            crate::error::DecryptError::VersionDestroyed(version),
+        ))?;
+        let key = key_type.load(&self.root.unwrap(&wrapped)?)?;
+        let cached = Arc::new(CachedVersion {
+            key,
+            encryptions: std::sync::Mutex::new(Allowance::default()),
+        });
+        self.cache
+            .put_version(name.as_str(), version, cached.clone());
+        Ok(cached)
+    }
+}
+
+fn key_type_of(record: &KeyRecord) -> Result<KeyType> {
+    record.key_type.parse()
+}

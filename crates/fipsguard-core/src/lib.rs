@@ -1,0 +1,26 @@
+//! The key management domain of fipsguard: keys, versions and their
+//! lifecycle (SP 800-57), the ciphertext format, the root of trust, the
+//! operations (one async function each, on [`Kms`]) and the [`Store`]
+//! interface that backends implement.
+
+mod cache;
+mod ciphertext;
+pub mod context;
+pub mod error;
+pub mod key_type;
+pub mod kms;
+pub mod lifecycle;
+pub mod name;
+pub mod root;
+pub mod store;
+
+pub use context::EncryptionContext;
+pub use error::{DecryptError, KmsError};
+pub use key_type::KeyType;
+pub use kms::{
+    Clock, ConfigureKey, CreateKey, DataKey, KeyMetadata, Kms, KmsConfig, MacTag, Page, SignInput,
+    Signature, SystemClock,
+};
+pub use lifecycle::KeyState;
+pub use root::RootKekSource;
+pub use store::{KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord};

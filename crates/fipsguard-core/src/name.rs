@@ -1,0 +1,38 @@
+//! Key names: 1-64 characters of `[A-Za-z0-9_.-]`, so they are safe in
+//! URLs, file names, logs and SQL without escaping.
+
+use std::fmt;
+
+use crate::error::{KmsError, Result};
+
+/// A validated key name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyName(String);
+
+/// The longest key name.
+pub const MAX_LEN: usize = 64;
+
+impl KeyName {
+    /// Validates `name`.
+    pub fn new(name: &str) -> Result<Self> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if name.is_empty() || name.len() > MAX_LEN || !name.chars().all(allowed) {
+            return Err(KmsError::InvalidRequest(format!(
+                "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . - (got {} characters)",
+                name.chars().count()
+            )));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

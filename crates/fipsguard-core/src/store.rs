@@ -1,0 +1,140 @@
+//! The storage interface the key management core needs, and the records it
+//! stores. Backends (SQLite, PostgreSQL) live in `fipsguard-store`; every
+//! method is one atomic transaction, and updates are conditional on the
+//! key's revision so concurrent writers never lose an update.
+
+use async_trait::async_trait;
+
+use crate::lifecycle::KeyState;
+
+/// A failure of the store itself (not of a request).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule was broken (e.g. the key exists already).
+    #[error("store conflict: {0}")]
+    Conflict(String),
+    /// The store holds data fipsguard cannot read (wrong schema, corruption).
+    #[error("store data is not readable: {0}")]
+    Corrupt(String),
+}
+
+/// A key's metadata as stored. Material lives in its versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key's name.
+    pub name: String,
+    /// The key type's name (`KeyType::as_str`).
+    pub key_type: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// The newest version (versions run 1..=latest).
+    pub latest_version: u32,
+    /// The oldest version that may still decrypt or verify.
+    pub min_decryption_version: u32,
+    /// Whether material may ever leave the service.
+    pub exportable: bool,
+    /// Cryptoperiod: rotate at least this often, in seconds.
+    pub rotate_every_secs: Option<i64>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Time of the newest version, Unix seconds.
+    pub rotated_at: i64,
+    /// When a scheduled destruction takes effect, Unix seconds.
+    pub destroy_at: Option<i64>,
+    /// Bumped by every change; updates name the revision they read.
+    pub revision: i64,
+}
+
+/// One version of a key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// Version number, from 1.
+    pub version: u32,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Key material wrapped under the root KEK; `None` once destroyed.
+    pub wrapped_material: Option<Vec<u8>>,
+    /// Public key (SubjectPublicKeyInfo DER) of asymmetric keys.
+    pub public_key: Option<Vec<u8>>,
+    /// Encryptions reserved so far (an upper bound on those performed).
+    pub encryptions_reserved: u64,
+}
+
+/// A version to append.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Key material wrapped under the root KEK.
+    pub wrapped_material: Vec<u8>,
+    /// Public key of asymmetric keys.
+    pub public_key: Option<Vec<u8>>,
+}
+
+/// A block of encryptions granted by [`Store::reserve_encryptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// How many encryptions were granted (0 once the limit is reached).
+    pub granted: u64,
+    /// The version's reserved total after this grant.
+    pub total: u64,
+}
+
+/// Durable storage of keys and their versions.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reads a store-wide setting.
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Writes a setting unless it exists; returns the value now stored (the
+    /// existing one if another writer got there first).
+    async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Creates a key with its first version. `Conflict` if the name is taken.
+    async fn create_key(&self, key: &KeyRecord, first: &NewVersion) -> Result<(), StoreError>;
+
+    /// Reads a key's metadata.
+    async fn key(&self, name: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Lists keys in name order, starting after `after`, at most `limit`.
+    async fn list_keys(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Reads one version.
+    async fn version(&self, name: &str, version: u32) -> Result<Option<VersionRecord>, StoreError>;
+
+    /// Appends version `latest + 1` and makes it the latest, atomically;
+    /// returns its number. `None` if the key does not exist.
+    async fn add_version(
+        &self,
+        name: &str,
+        version: &NewVersion,
+    ) -> Result<Option<u32>, StoreError>;
+
+    /// Replaces the key's mutable fields if its revision is still
+    /// `key.revision` (bumping it); `false` if another writer changed it.
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
+
+    /// Marks the key destroyed and deletes the material of every version,
+    /// if its revision is still `revision`; `false` otherwise.
+    async fn destroy_key(&self, name: &str, revision: i64) -> Result<bool, StoreError>;
+
+    /// Durably reserves up to `count` more encryptions under a version,
+    /// never letting its total pass `limit`.
+    async fn reserve_encryptions(
+        &self,
+        name: &str,
+        version: u32,
+        count: u64,
+        limit: u64,
+    ) -> Result<Reservation, StoreError>;
+}

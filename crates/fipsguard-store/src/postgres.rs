@@ -1,0 +1,368 @@
+//! PostgreSQL: for many stateless nodes sharing one database. Rotation and
+//! reservations lock the row they change (`SELECT … FOR UPDATE`), lifecycle
+//! updates are conditional on the key's revision, so concurrent nodes never
+//! lose an update.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use fipsguard_core::{KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+use crate::records::{self, KEY_COLUMNS, VERSION_COLUMNS};
+use crate::{schema_too_new, Migration};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/postgres/0001_keys.sql"),
+}];
+
+/// Any constant: serialises migrations across nodes starting together.
+const MIGRATION_LOCK: i64 = 0x6667_7561_7264;
+
+/// A PostgreSQL store with a connection pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects with a libpq-style URL or key=value string and brings the
+    /// schema up to date. `max_connections` bounds the pool.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}"))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(error)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            .await
+            .map_err(error)?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(error)?
+            .get(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if current > known {
+            return Err(schema_too_new(current, known));
+        }
+        for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+            tx.batch_execute(migration.sql).await.map_err(error)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&migration.version],
+            )
+            .await
+            .map_err(error)?;
+        }
+        tx.commit().await.map_err(error)
+    }
+}
+
+fn error(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn key_row(row: &Row) -> Result<KeyRecord, StoreError> {
+    Ok(KeyRecord {
+        name: row.get(0),
+        key_type: row.get(1),
+        state: records::state(row.get(2))?,
+        latest_version: records::version(row.get(3))?,
+        min_decryption_version: records::version(row.get(4))?,
+        exportable: row.get(5),
+        rotate_every_secs: row.get(6),
+        created_at: row.get(7),
+        rotated_at: row.get(8),
+        destroy_at: row.get(9),
+        revision: row.get(10),
+    })
+}
+
+fn version_row(row: &Row) -> Result<VersionRecord, StoreError> {
+    Ok(VersionRecord {
+        version: records::version(row.get(0))?,
+        created_at: row.get(1),
+        wrapped_material: row.get(2),
+        public_key: row.get(3),
+        encryptions_reserved: records::count(row.get(4))?,
+    })
+}
+
+const INSERT_VERSION: &str =
+    "INSERT INTO key_versions (key_name, version, created_at, wrapped_material, public_key) VALUES ($1, $2, $3, $4, $5)";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute("SELECT 1", &[])
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT value FROM settings WHERE name = $1", &[&name])
+            .await
+            .map_err(error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &value],
+            )
+            .await
+            .map_err(error)?;
+        Ok(client
+            .query_one("SELECT value FROM settings WHERE name = $1", &[&name])
+            .await
+            .map_err(error)?
+            .get(0))
+    }
+
+    async fn create_key(&self, key: &KeyRecord, first: &NewVersion) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error)?;
+        tx.execute(
+            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+            &[
+                &key.name,
+                &key.key_type,
+                &key.state.as_str(),
+                &i64::from(key.latest_version),
+                &i64::from(key.min_decryption_version),
+                &key.exportable,
+                &key.rotate_every_secs,
+                &key.created_at,
+                &key.rotated_at,
+                &key.destroy_at,
+                &key.revision,
+            ],
+        )
+        .await
+        .map_err(error)?;
+        tx.execute(
+            INSERT_VERSION,
+            &[
+                &key.name,
+                &1i64,
+                &first.created_at,
+                &first.wrapped_material,
+                &first.public_key,
+            ],
+        )
+        .await
+        .map_err(error)?;
+        tx.commit().await.map_err(error)
+    }
+
+    async fn key(&self, name: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE name = $1"))
+            .await
+            .map_err(error)?;
+        client
+            .query_opt(&statement, &[&name])
+            .await
+            .map_err(error)?
+            .as_ref()
+            .map(key_row)
+            .transpose()
+    }
+
+    async fn list_keys(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!("SELECT {KEY_COLUMNS} FROM keys WHERE name > $1 ORDER BY name LIMIT $2"),
+                &[&after.unwrap_or(""), &i64::from(limit)],
+            )
+            .await
+            .map_err(error)?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn version(&self, name: &str, version: u32) -> Result<Option<VersionRecord>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM key_versions WHERE key_name = $1 AND version = $2"
+            ))
+            .await
+            .map_err(error)?;
+        client
+            .query_opt(&statement, &[&name, &i64::from(version)])
+            .await
+            .map_err(error)?
+            .as_ref()
+            .map(version_row)
+            .transpose()
+    }
+
+    async fn add_version(
+        &self,
+        name: &str,
+        version: &NewVersion,
+    ) -> Result<Option<u32>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT latest_version FROM keys WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await
+            .map_err(error)?
+        else {
+            return Ok(None);
+        };
+        let number = row.get::<_, i64>(0) + 1;
+        tx.execute(
+            INSERT_VERSION,
+            &[
+                &name,
+                &number,
+                &version.created_at,
+                &version.wrapped_material,
+                &version.public_key,
+            ],
+        )
+        .await
+        .map_err(error)?;
+        tx.execute(
+            "UPDATE keys SET latest_version = $1, rotated_at = $2, revision = revision + 1 WHERE name = $3",
+            &[&number, &version.created_at, &name],
+        )
+        .await
+        .map_err(error)?;
+        tx.commit().await.map_err(error)?;
+        records::version(number).map(Some)
+    }
+
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE keys SET state = $1, min_decryption_version = $2, rotate_every_secs = $3, destroy_at = $4, \
+                 revision = revision + 1 WHERE name = $5 AND revision = $6",
+                &[
+                    &key.state.as_str(),
+                    &i64::from(key.min_decryption_version),
+                    &key.rotate_every_secs,
+                    &key.destroy_at,
+                    &key.name,
+                    &key.revision,
+                ],
+            )
+            .await
+            .map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn destroy_key(&self, name: &str, revision: i64) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error)?;
+        let changed = tx
+            .execute(
+                "UPDATE keys SET state = 'destroyed', destroy_at = NULL, revision = revision + 1 WHERE name = $1 AND revision = $2",
+                &[&name, &revision],
+            )
+            .await
+            .map_err(error)?;
+        if changed == 1 {
+            tx.execute(
+                "UPDATE key_versions SET wrapped_material = NULL WHERE key_name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(error)?;
+        }
+        tx.commit().await.map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn reserve_encryptions(
+        &self,
+        name: &str,
+        version: u32,
+        count: u64,
+        limit: u64,
+    ) -> Result<Reservation, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error)?;
+        let version = i64::from(version);
+        let reserved: i64 = tx
+            .query_one(
+                "SELECT encryptions_reserved FROM key_versions WHERE key_name = $1 AND version = $2 FOR UPDATE",
+                &[&name, &version],
+            )
+            .await
+            .map_err(error)?
+            .get(0);
+        let reserved = records::count(reserved)?;
+        let granted = count.min(limit.saturating_sub(reserved));
+        let total = reserved + granted;
+        if granted > 0 {
+            tx.execute(
+                "UPDATE key_versions SET encryptions_reserved = $1 WHERE key_name = $2 AND version = $3",
+                &[&records::stored_count(total), &name, &version],
+            )
+            .await
+            .map_err(error)?;
+        }
+        tx.commit().await.map_err(error)?;
+        Ok(Reservation { granted, total })
+    }
+}

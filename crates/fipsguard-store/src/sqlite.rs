@@ -1,0 +1,357 @@
+//! SQLite: the embedded default. One connection in WAL mode with
+//! synchronous=FULL (a commit is on disk before it returns), used from a
+//! blocking thread; writers across processes take SQLite's write lock with
+//! `BEGIN IMMEDIATE` and wait for each other.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use fipsguard_core::{KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::records::{self, KEY_COLUMNS, VERSION_COLUMNS};
+use crate::{schema_too_new, Migration};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/sqlite/0001_keys.sql"),
+}];
+
+/// A SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let configure = |c: &Connection| -> rusqlite::Result<()> {
+                c.busy_timeout(std::time::Duration::from_secs(30))?;
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c.pragma_update(None, "synchronous", "FULL")?;
+                c.pragma_update(None, "foreign_keys", "ON")?;
+                // Overwrite deleted content, so destroyed key material does
+                // not linger in free pages.
+                c.pragma_update(None, "secure_delete", "ON")
+            };
+            let mut connection = Connection::open(&path).map_err(error)?;
+            configure(&connection).map_err(error)?;
+            migrate(&mut connection)?;
+            Ok(connection)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// Runs `work` on the connection in a blocking thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+            work(&mut connection)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(error)
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(error)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .map_err(error)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(error)?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > known {
+        return Err(schema_too_new(current, known));
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.execute_batch(migration.sql).map_err(error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, strftime('%s','now'))",
+            [migration.version],
+        )
+        .map_err(error)?;
+    }
+    tx.commit().map_err(error)
+}
+
+fn error(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => {
+            match inner.downcast::<StoreError>() {
+                Ok(store_error) => *store_error,
+                Err(other) => StoreError::Corrupt(other.to_string()),
+            }
+        }
+        rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// Wraps a record conversion error so it can travel through rusqlite.
+fn convert<T>(result: Result<T, StoreError>) -> rusqlite::Result<T> {
+    result.map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+fn key_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        name: row.get(0)?,
+        key_type: row.get(1)?,
+        state: convert(records::state(&row.get::<_, String>(2)?))?,
+        latest_version: convert(records::version(row.get(3)?))?,
+        min_decryption_version: convert(records::version(row.get(4)?))?,
+        exportable: row.get(5)?,
+        rotate_every_secs: row.get(6)?,
+        created_at: row.get(7)?,
+        rotated_at: row.get(8)?,
+        destroy_at: row.get(9)?,
+        revision: row.get(10)?,
+    })
+}
+
+fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        version: convert(records::version(row.get(0)?))?,
+        created_at: row.get(1)?,
+        wrapped_material: row.get(2)?,
+        public_key: row.get(3)?,
+        encryptions_reserved: convert(records::count(row.get(4)?))?,
+    })
+}
+
+fn insert_version(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    number: u32,
+    version: &NewVersion,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO key_versions (key_name, version, created_at, wrapped_material, public_key) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![name, number, version.created_at, version.wrapped_material, version.public_key],
+    )
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            c.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (name, value) = (name.to_owned(), value.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",
+                params![name, value],
+            )?;
+            let stored =
+                tx.query_row("SELECT value FROM settings WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn create_key(&self, key: &KeyRecord, first: &NewVersion) -> Result<(), StoreError> {
+        let (key, first) = (key.clone(), first.clone());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![
+                    key.name,
+                    key.key_type,
+                    key.state.as_str(),
+                    key.latest_version,
+                    key.min_decryption_version,
+                    key.exportable,
+                    key.rotate_every_secs,
+                    key.created_at,
+                    key.rotated_at,
+                    key.destroy_at,
+                    key.revision
+                ],
+            )?;
+            insert_version(&tx, &key.name, 1, &first)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn key(&self, name: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE name = ?1"))?
+                .query_row([name], key_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_keys(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let after = after.unwrap_or("").to_owned();
+        self.run(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE name > ?1 ORDER BY name LIMIT ?2"
+            ))?
+            .query_map(params![after, limit], key_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn version(&self, name: &str, version: u32) -> Result<Option<VersionRecord>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM key_versions WHERE key_name = ?1 AND version = ?2"
+            ))?
+            .query_row(params![name, version], version_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn add_version(
+        &self,
+        name: &str,
+        version: &NewVersion,
+    ) -> Result<Option<u32>, StoreError> {
+        let (name, version) = (name.to_owned(), version.clone());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let latest: Option<i64> =
+                tx.query_row("SELECT latest_version FROM keys WHERE name = ?1", [&name], |r| r.get(0)).optional()?;
+            let Some(latest) = latest else { return Ok(None) };
+            let number = convert(records::version(latest + 1))?;
+            insert_version(&tx, &name, number, &version)?;
+            tx.execute(
+                "UPDATE keys SET latest_version = ?1, rotated_at = ?2, revision = revision + 1 WHERE name = ?3",
+                params![number, version.created_at, name],
+            )?;
+            tx.commit()?;
+            Ok(Some(number))
+        })
+        .await
+    }
+
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.run(move |c| {
+            let changed = c.execute(
+                "UPDATE keys SET state = ?1, min_decryption_version = ?2, rotate_every_secs = ?3, destroy_at = ?4, \
+                 revision = revision + 1 WHERE name = ?5 AND revision = ?6",
+                params![
+                    key.state.as_str(),
+                    key.min_decryption_version,
+                    key.rotate_every_secs,
+                    key.destroy_at,
+                    key.name,
+                    key.revision
+                ],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn destroy_key(&self, name: &str, revision: i64) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
+                "UPDATE keys SET state = 'destroyed', destroy_at = NULL, revision = revision + 1 \
+                 WHERE name = ?1 AND revision = ?2",
+                params![name, revision],
+            )?;
+            if changed == 1 {
+                tx.execute(
+                    "UPDATE key_versions SET wrapped_material = NULL WHERE key_name = ?1",
+                    [&name],
+                )?;
+            }
+            tx.commit()?;
+            if changed == 1 {
+                // Push the overwritten pages out of the WAL into the database file.
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn reserve_encryptions(
+        &self,
+        name: &str,
+        version: u32,
+        count: u64,
+        limit: u64,
+    ) -> Result<Reservation, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let reserved: i64 = tx.query_row(
+                "SELECT encryptions_reserved FROM key_versions WHERE key_name = ?1 AND version = ?2",
+                params![name, version],
+                |r| r.get(0),
+            )?;
+            let reserved = convert(records::count(reserved))?;
+            let granted = count.min(limit.saturating_sub(reserved));
+            let total = reserved + granted;
+            if granted > 0 {
+                tx.execute(
+                    "UPDATE key_versions SET encryptions_reserved = ?1 WHERE key_name = ?2 AND version = ?3",
+                    params![records::stored_count(total), name, version],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Reservation { granted, total })
+        })
+        .await
+    }
+}
