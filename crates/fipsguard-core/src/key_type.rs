@@ -106,7 +106,7 @@ impl KeyType {
         let bytes = secret.expose_secret();
         Ok(match self {
             Self::Aes256Gcm => UsableKey::Aes(Aes256GcmKey::new(bytes)?),
-            Self::Hmac(alg) => UsableKey::Mac(MacKey::new(alg, bytes)?),
+            Self::Hmac(alg) => UsableKey::Mac(Box::new(MacKey::new(alg, bytes)?)),
             Self::Signing(t) => UsableKey::Sign(SigningKey::from_pkcs8(t, bytes)?),
         })
     }
@@ -145,6 +145,6 @@ pub(crate) struct Material {
 /// A key version ready for use: what the cache holds.
 pub(crate) enum UsableKey {
     Aes(Aes256GcmKey),
-    Mac(MacKey),
+    Mac(Box<MacKey>),
     Sign(SigningKey),
 }

@@ -2,6 +2,9 @@
 //! the same operation called directly on aws-lc-rs, in the same run.
 //! `bench/boundary.sh` runs this and reports the ratios.
 
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
 use aws_lc_rs::aead::{Aad, RandomizedNonceKey, AES_256_GCM};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};

@@ -9,6 +9,7 @@
 use std::fmt;
 
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM};
+use zeroize::Zeroize;
 
 use crate::error::{Error, Refusal};
 use crate::module::ensure_operational;
@@ -83,8 +84,8 @@ impl Aes256GcmKey {
     }
 
     /// Decrypts `in_out` (ciphertext followed by tag) in place and returns the
-    /// plaintext part. On failure nothing is released: the buffer is wiped
-    /// by the module.
+    /// plaintext part. On failure nothing is released: AWS-LC decrypts before
+    /// it checks the tag, so the whole buffer is wiped here.
     pub fn open_in_place<'a>(
         &self,
         iv: &GcmIv,
@@ -92,12 +93,17 @@ impl Aes256GcmKey {
         in_out: &'a mut [u8],
     ) -> Result<&'a mut [u8], Error> {
         ensure_operational()?;
-        if in_out.len() < TAG_LEN {
+        if in_out.len() < TAG_LEN
+            || self
+                .key
+                .open_in_place(Nonce::from(iv.as_bytes()), Aad::from(aad), in_out)
+                .is_err()
+        {
+            in_out.zeroize();
             return Err(Error::AuthenticationFailed);
         }
-        self.key
-            .open_in_place(Nonce::from(iv.as_bytes()), Aad::from(aad), in_out)
-            .map_err(|_| Error::AuthenticationFailed)
+        let plaintext_len = in_out.len() - TAG_LEN;
+        Ok(&mut in_out[..plaintext_len])
     }
 
     /// Encrypts with a given IV. Only the known-answer test may do this: it

@@ -94,8 +94,6 @@ pub enum Refusal {
     AesEcb,
     /// AES keys other than 256 bits are not offered for data encryption.
     AesKeySizeNotOffered,
-    /// AES-GCM with an IV chosen outside the module.
-    CallerChosenIv,
     /// AES-GCM IV of a length other than 96 bits.
     GcmIvLength,
     /// AES-GCM tags shorter than 128 bits are not offered.
@@ -112,7 +110,7 @@ pub enum Refusal {
         /// The salt length given, in bits.
         bits: usize,
     },
-    /// PBKDF2 password below 14 characters.
+    /// PBKDF2 password below 14 bytes.
     Pbkdf2PasswordTooShort,
     /// PBKDF2 derived key below 112 bits.
     Pbkdf2OutputTooShort,
@@ -130,27 +128,26 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Md5 => f.write_str("MD5 is not an approved hash function (FIPS 180-4 and FIPS 202 list the approved ones)"),
-            Self::Sha1Signatures => f.write_str("SHA-1 is not approved for digital signature generation or verification (SP 800-131A Rev. 2, section 9)"),
+            Self::Sha1Signatures => f.write_str("SHA-1 is not approved for digital signature generation (SP 800-131A Rev. 2, section 9); its legacy use for verification is not offered"),
             Self::RsaKeyTooSmall => f.write_str("RSA keys below 2048 bits are not approved (SP 800-131A Rev. 2, section 3)"),
             Self::RsaKeySizeNotOffered { bits } => write!(f, "RSA modulus of {bits} bits is not offered; use 2048, 3072 or 4096 (FIPS 186-5, section 5.1)"),
             Self::RsaEncryption => f.write_str("RSA encryption (OAEP or PKCS#1 v1.5) is not an approved service of this module; use AES-256-GCM, or ML-KEM for key establishment (module security policy; SP 800-56B is not claimed)"),
-            Self::TripleDes => f.write_str("Triple-DES encryption is not approved after 2023 (SP 800-131A Rev. 2, section 2; SP 800-67 Rev. 2 withdrawn)"),
-            Self::Rc4 => f.write_str("RC4 is not an approved cipher (FIPS 140-3 approves block ciphers of FIPS 197 and SP 800-67 only)"),
+            Self::TripleDes => f.write_str("DES and Triple-DES are not approved for encryption (SP 800-131A Rev. 2, section 2: TDEA encryption disallowed after 2023; SP 800-67 Rev. 2 withdrawn)"),
+            Self::Rc4 => f.write_str("RC4 is not an approved cipher (it is absent from SP 800-140C, the list of approved security functions)"),
             Self::ChaCha20Poly1305 => f.write_str("ChaCha20-Poly1305 is not an approved AEAD; use AES-256-GCM (SP 800-38D)"),
-            Self::P192 => f.write_str("curve P-192 is below 112 bits of security and not approved for ECDSA or key agreement (SP 800-131A Rev. 2; FIPS 186-5)"),
-            Self::X25519 => f.write_str("X25519 key agreement is not approved (SP 800-56A Rev. 3 lists only NIST prime curves); use ML-KEM (FIPS 203) or ECDH P-256/P-384"),
+            Self::P192 => f.write_str("curve P-192 gives less than 112 bits of security and is not approved for ECDSA or key agreement (SP 800-186, section 3.2.1; SP 800-131A Rev. 2)"),
+            Self::X25519 => f.write_str("X25519 key agreement is not approved (SP 800-56A Rev. 3 lists only NIST prime curves); use ML-KEM (FIPS 203)"),
             Self::HmacKeyTooShort { bits } => write!(f, "HMAC keys below 112 bits are not approved (SP 800-131A Rev. 2, section 10; SP 800-107 Rev. 1); got {bits} bits"),
             Self::AesEcb => f.write_str("AES-ECB is not offered for data encryption: it reveals plaintext patterns; use AES-256-GCM (SP 800-38D)"),
             Self::AesKeySizeNotOffered => f.write_str("only 256-bit AES keys are offered (FIPS 197; CNSA 2.0 strength)"),
-            Self::CallerChosenIv => f.write_str("AES-GCM encryption with a caller-chosen IV is not an approved service; the module generates the IV (SP 800-38D, section 8.2.2)"),
             Self::GcmIvLength => f.write_str("AES-GCM IVs must be 96 bits (SP 800-38D, section 8.2)"),
             Self::GcmTagLength => f.write_str("AES-GCM tags shorter than 128 bits are not offered (SP 800-38D, section 5.2.1.2 and appendix C)"),
             Self::TruncatedTag => f.write_str("truncated MAC tags are not offered: tags are the full HMAC output (SP 800-107 Rev. 1, section 5.3.3)"),
             Self::Pbkdf2Iterations { iterations } => write!(f, "PBKDF2 needs at least 1000 iterations (SP 800-132, section 5.2); got {iterations}"),
             Self::Pbkdf2SaltTooShort { bits } => write!(f, "PBKDF2 salt must be at least 128 bits (SP 800-132, section 5.1); got {bits} bits"),
-            Self::Pbkdf2PasswordTooShort => f.write_str("PBKDF2 passwords must be at least 14 characters (SP 800-132 with FIPS 140-3 IG D.N)"),
+            Self::Pbkdf2PasswordTooShort => f.write_str("PBKDF2 passwords must be at least 14 bytes (SP 800-132 with FIPS 140-3 IG D.N)"),
             Self::Pbkdf2OutputTooShort => f.write_str("PBKDF2 derived keys must be at least 112 bits (SP 800-132, section 5.3; IG D.N)"),
-            Self::HkdfEmptySalt => f.write_str("HKDF with an empty salt is not offered: the extraction step needs a salt (SP 800-56C Rev. 2, section 4.1, option 2)"),
+            Self::HkdfEmptySalt => f.write_str("HKDF with an empty salt is not offered: fipsguard requires a salt for the randomness-extraction step (its policy under SP 800-56C Rev. 2, section 5.1, which would otherwise default to all zeros)"),
             Self::PrehashNotOffered => f.write_str("Ed25519 signs the message itself; pre-hashed Ed25519 (Ed25519ph) is not offered (FIPS 186-5, section 7.8)"),
             Self::HashNotOffered => f.write_str("this hash function is not offered for this use; use SHA-256, SHA-384, SHA-512 (FIPS 180-4) or SHA3-256 (FIPS 202)"),
             Self::Unknown => f.write_str("unknown algorithm: not in fipsguard's approved-algorithm registry (`fipsguard algorithms` lists it)"),
@@ -181,7 +178,6 @@ impl Refusal {
             Self::HmacKeyTooShort { .. } => "hmac-key-too-short",
             Self::AesEcb => "aes-ecb",
             Self::AesKeySizeNotOffered => "aes-key-size-not-offered",
-            Self::CallerChosenIv => "caller-chosen-iv",
             Self::GcmIvLength => "gcm-iv-length",
             Self::GcmTagLength => "gcm-tag-length",
             Self::TruncatedTag => "truncated-tag",

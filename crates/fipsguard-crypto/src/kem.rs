@@ -7,7 +7,7 @@ use aws_lc_rs::kem::{self, Ciphertext, ML_KEM_1024, ML_KEM_768};
 use crate::error::Error;
 use crate::fault;
 use crate::module::{ensure_operational, enter_error_state};
-use crate::secret::SecretBytes;
+use crate::secret::{constant_time_eq, SecretBytes};
 
 /// The ML-KEM parameter sets fipsguard offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,6 +98,7 @@ impl DecapsulationKey {
 
     /// The decapsulation key in its FIPS 203 encoding, to be wrapped for storage.
     pub fn to_bytes(&self) -> Result<SecretBytes, Error> {
+        ensure_operational()?;
         self.key
             .key_bytes()
             .map(|b| SecretBytes::copy_from(b.as_ref()))
@@ -105,8 +106,9 @@ impl DecapsulationKey {
     }
 
     /// The matching encapsulation (public) key.
-    pub fn encapsulation_key(&self) -> &[u8] {
-        &self.encapsulation_key
+    pub fn encapsulation_key(&self) -> Result<&[u8], Error> {
+        ensure_operational()?;
+        Ok(&self.encapsulation_key)
     }
 
     /// Recovers the shared secret from `ciphertext`. (ML-KEM rejects
@@ -124,14 +126,19 @@ impl DecapsulationKey {
     fn halves_agree(&self) -> Result<bool, Error> {
         let (ciphertext, sent) = encapsulate(self.algorithm, &self.encapsulation_key)?;
         let received = self.decapsulate(&ciphertext)?;
-        Ok(received.expose_secret() == sent.expose_secret() && !fault::injected("pct"))
+        Ok(constant_time_eq(
+            received.expose_secret(),
+            sent.expose_secret(),
+        ))
     }
 
     /// The pairwise consistency test on a generated key (FIPS 140-3 IG
     /// 10.3.A): a failure means the module is broken, so it stops.
     fn pairwise_consistency_test(&self) -> Result<(), Error> {
-        if self.halves_agree()? {
-            return Ok(());
+        match self.halves_agree() {
+            Ok(true) if !fault::injected("pct") => return Ok(()),
+            Err(refused @ Error::ErrorState { .. }) => return Err(refused),
+            _ => {}
         }
         enter_error_state(&format!("pct-{}", self.algorithm.name()));
         Err(Error::PairwiseConsistency {

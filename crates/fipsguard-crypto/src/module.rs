@@ -100,9 +100,10 @@ pub fn power_up() -> &'static SelfTestReport {
 /// demand). A failure moves the module into its error state; a pass never
 /// leaves it: only a restart whose power-up tests pass does.
 pub fn run_self_tests() -> SelfTestReport {
-    let was_testing = SELF_TESTING.replace(true);
-    let report = selftest::run_suite();
-    SELF_TESTING.set(was_testing);
+    let report = {
+        let _testing = SelfTesting::begin();
+        selftest::run_suite()
+    };
     match report.first_failure() {
         Some(name) => enter_error_state(name),
         None => {
@@ -115,6 +116,26 @@ pub fn run_self_tests() -> SelfTestReport {
         }
     }
     report
+}
+
+/// Marks this thread as running the self-tests until dropped, even if a
+/// test panics, so the mark can never outlive the run.
+struct SelfTesting {
+    was_testing: bool,
+}
+
+impl SelfTesting {
+    fn begin() -> Self {
+        Self {
+            was_testing: SELF_TESTING.replace(true),
+        }
+    }
+}
+
+impl Drop for SelfTesting {
+    fn drop(&mut self) {
+        SELF_TESTING.set(self.was_testing);
+    }
 }
 
 /// Refuses service unless the module is operational. Every public

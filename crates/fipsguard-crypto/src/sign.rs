@@ -244,6 +244,7 @@ impl SigningKey {
             SigningKeyType::Ed25519 => Ed25519KeyPair::from_pkcs8(pkcs8).map(KeyPairInner::Ed25519),
             _ => RsaKeyPair::from_pkcs8(pkcs8).map(KeyPairInner::Rsa),
         }
+        // aws-lc-rs names its rejection reasons; "TooSmall" is RSA below 2048.
         .map_err(|rejected| match rejected.description_() {
             "TooSmall" => Error::NotApproved(Refusal::RsaKeyTooSmall),
             _ => Error::InvalidKey("not a PKCS#8 private key of the expected type"),
@@ -280,6 +281,7 @@ impl SigningKey {
 
     /// The private key as PKCS#8 DER, to be wrapped for storage.
     pub fn to_pkcs8(&self) -> Result<SecretBytes, Error> {
+        ensure_operational()?;
         let der = match &self.inner {
             KeyPairInner::Ecdsa(k) => k.to_pkcs8v1().map(|d| d.as_ref().to_vec()),
             KeyPairInner::Rsa(k) => k.as_der().map(|d| d.as_ref().to_vec()),
@@ -291,6 +293,7 @@ impl SigningKey {
 
     /// The public key as X.509 SubjectPublicKeyInfo DER.
     pub fn public_key_der(&self) -> Result<Vec<u8>, Error> {
+        ensure_operational()?;
         match &self.inner {
             KeyPairInner::Ecdsa(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
             KeyPairInner::Rsa(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
@@ -357,13 +360,14 @@ impl SigningKey {
             verify(scheme, &self.public_key_der()?, MESSAGE, &sig)
         });
         match passed {
-            Err(Error::VerificationFailed) => {
+            Ok(()) => Ok(()),
+            Err(refused @ Error::ErrorState { .. }) => Err(refused),
+            Err(_) => {
                 enter_error_state(&format!("pct-{}", self.key_type.name()));
                 Err(Error::PairwiseConsistency {
                     algorithm: self.key_type.name(),
                 })
             }
-            other => other,
         }
     }
 }

@@ -28,46 +28,86 @@ fn gcm_draws_a_fresh_iv_for_every_seal_and_round_trips() {
     assert_eq!(plaintext, b"same plaintext");
 }
 
+/// Opening must fail with `AuthenticationFailed` and leave nothing readable
+/// in the buffer (AWS-LC decrypts in place before it checks the tag).
+fn assert_rejected(key: &Aes256GcmKey, iv: &GcmIv, aad: &[u8], mut buffer: Vec<u8>) {
+    let result = key.open_in_place(iv, aad, &mut buffer).map(|p| p.to_vec());
+    assert_eq!(result.unwrap_err(), Error::AuthenticationFailed);
+    assert!(
+        buffer.iter().all(|&b| b == 0),
+        "plaintext left in the buffer"
+    );
+}
+
 #[test]
 fn gcm_releases_nothing_on_tampering_wrong_context_or_truncation() {
     let key = Aes256GcmKey::new(&KEY).unwrap();
-    let mut sealed = b"attack at dawn".to_vec();
+    let mut sealed = b"attack at dawn, bring the whole army".to_vec();
     let iv = key.seal_in_place(b"ctx", &mut sealed).unwrap();
 
     let mut flipped = sealed.clone();
     flipped[3] ^= 0x80;
-    assert_eq!(
-        key.open_in_place(&iv, b"ctx", &mut flipped).unwrap_err(),
-        Error::AuthenticationFailed
+    assert_rejected(&key, &iv, b"ctx", flipped);
+    assert_rejected(&key, &iv, b"other", sealed.clone());
+    assert_rejected(&key, &iv, b"ctx", sealed[..sealed.len() - 1].to_vec());
+    assert_rejected(&key, &iv, b"ctx", sealed[..TAG_LEN - 1].to_vec());
+    assert_rejected(
+        &Aes256GcmKey::new(&[0x11; 32]).unwrap(),
+        &iv,
+        b"ctx",
+        sealed.clone(),
     );
-    let mut wrong_context = sealed.clone();
-    assert_eq!(
-        key.open_in_place(&iv, b"other", &mut wrong_context)
-            .unwrap_err(),
-        Error::AuthenticationFailed
+    assert_rejected(
+        &key,
+        &GcmIv::try_from(&[0u8; 12][..]).unwrap(),
+        b"ctx",
+        sealed,
     );
-    let mut truncated = sealed[..sealed.len() - 1].to_vec();
-    assert_eq!(
-        key.open_in_place(&iv, b"ctx", &mut truncated).unwrap_err(),
-        Error::AuthenticationFailed
-    );
-    let mut too_short = sealed[..TAG_LEN - 1].to_vec();
-    assert_eq!(
-        key.open_in_place(&iv, b"ctx", &mut too_short).unwrap_err(),
-        Error::AuthenticationFailed
-    );
-    let other_key = Aes256GcmKey::new(&[0x11; 32]).unwrap();
-    let mut copy = sealed.clone();
-    assert_eq!(
-        other_key.open_in_place(&iv, b"ctx", &mut copy).unwrap_err(),
-        Error::AuthenticationFailed
-    );
-    let other_iv = GcmIv::try_from(&[0u8; 12][..]).unwrap();
-    assert_eq!(
-        key.open_in_place(&other_iv, b"ctx", &mut sealed)
-            .unwrap_err(),
-        Error::AuthenticationFailed
-    );
+}
+
+#[test]
+fn digests_sign_like_messages() {
+    use fipsguard_crypto::digest::{digest, HashAlgorithm};
+    use fipsguard_crypto::sign::verify_digest;
+    let cases = [
+        (
+            SigningKeyType::EcdsaP384,
+            SignatureScheme::EcdsaP384Sha384,
+            HashAlgorithm::Sha384,
+        ),
+        (
+            SigningKeyType::Rsa2048,
+            SignatureScheme::RsaPssSha512,
+            HashAlgorithm::Sha512,
+        ),
+        (
+            SigningKeyType::Rsa2048,
+            SignatureScheme::RsaPkcs1Sha256,
+            HashAlgorithm::Sha256,
+        ),
+    ];
+    for (key_type, scheme, hash) in cases {
+        let key = SigningKey::generate(key_type).unwrap();
+        let public = key.public_key_der().unwrap();
+        let message = b"a large document, hashed by the caller";
+        let hashed = digest(hash, message).unwrap();
+        let signature = key.sign_digest(scheme, &hashed).unwrap();
+        verify(scheme, &public, message, &signature).unwrap();
+        verify_digest(
+            scheme,
+            &public,
+            &hashed,
+            &key.sign(scheme, message).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                key.sign_digest(scheme, &hashed[1..]),
+                Err(Error::InvalidInput(_))
+            ),
+            "wrong digest length"
+        );
+    }
 }
 
 #[test]
@@ -148,7 +188,7 @@ fn a_scheme_must_fit_its_key() {
 fn ml_kem_agrees_on_a_shared_secret() {
     for algorithm in [KemAlgorithm::MlKem768, KemAlgorithm::MlKem1024] {
         let key = DecapsulationKey::generate(algorithm).unwrap();
-        let (ciphertext, sent) = encapsulate(algorithm, key.encapsulation_key()).unwrap();
+        let (ciphertext, sent) = encapsulate(algorithm, key.encapsulation_key().unwrap()).unwrap();
         assert_eq!(
             key.decapsulate(&ciphertext).unwrap().expose_secret(),
             sent.expose_secret()
@@ -158,7 +198,7 @@ fn ml_kem_agrees_on_a_shared_secret() {
         let reloaded = DecapsulationKey::from_bytes(
             algorithm,
             stored.expose_secret(),
-            key.encapsulation_key(),
+            key.encapsulation_key().unwrap(),
         )
         .unwrap();
         assert_eq!(
@@ -171,7 +211,7 @@ fn ml_kem_agrees_on_a_shared_secret() {
     let mismatched = DecapsulationKey::from_bytes(
         KemAlgorithm::MlKem768,
         a.to_bytes().unwrap().expose_secret(),
-        b.encapsulation_key(),
+        b.encapsulation_key().unwrap(),
     );
     assert!(
         mismatched.is_err(),

@@ -103,11 +103,15 @@ pub(crate) fn run_suite() -> SelfTestReport {
 
 fn run_one(test: &SelfTest) -> SelfTestResult {
     let started = Instant::now();
-    let outcome = match (test.check)() {
-        Ok(()) if fault::injected(test.name) => Err("forced to fail by fault injection".to_owned()),
-        Ok(()) => Ok(()),
-        Err(Failure::Mismatch) => Err("output differs from the known answer".to_owned()),
-        Err(Failure::Operation(e)) => Err(e.to_string()),
+    // A test that panics has failed; it must not take the run down with it.
+    let outcome = match std::panic::catch_unwind(test.check) {
+        Ok(Ok(())) if fault::injected(test.name) => {
+            Err("forced to fail by fault injection".to_owned())
+        }
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(Failure::Mismatch)) => Err("output differs from the known answer".to_owned()),
+        Ok(Err(Failure::Operation(e))) => Err(e.to_string()),
+        Err(_) => Err("the test panicked".to_owned()),
     };
     SelfTestResult {
         name: test.name,
