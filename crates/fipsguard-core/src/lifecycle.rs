@@ -92,3 +92,57 @@ impl FromStr for KeyState {
             .ok_or_else(|| format!("unknown key state {s:?}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::KeyState::{self, *};
+
+    /// The whole table, written out: every pair not listed is illegal.
+    const LEGAL: &[(KeyState, KeyState)] = &[
+        (PreActive, Active),
+        (PreActive, Compromised),
+        (PreActive, Destroyed),
+        (Active, Deactivated),
+        (Active, Compromised),
+        (Active, Destroyed),
+        (Deactivated, Compromised),
+        (Deactivated, Destroyed),
+        (Compromised, Destroyed),
+    ];
+
+    #[test]
+    fn only_the_listed_transitions_are_legal() {
+        for from in KeyState::ALL {
+            for to in KeyState::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    LEGAL.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn states_allow_protecting_and_processing_as_sp_800_57_says() {
+        let protect: Vec<_> = KeyState::ALL
+            .into_iter()
+            .filter(|s| s.may_protect())
+            .collect();
+        let process: Vec<_> = KeyState::ALL
+            .into_iter()
+            .filter(|s| s.may_process())
+            .collect();
+        assert_eq!(protect, [Active]);
+        assert_eq!(process, [Active, Deactivated, Compromised]);
+        assert!(!Destroyed.can_become(Active) && !Deactivated.can_become(Active));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for state in KeyState::ALL {
+            assert_eq!(state.as_str().parse::<KeyState>().unwrap(), state);
+        }
+        assert!("enabled".parse::<KeyState>().is_err());
+    }
+}

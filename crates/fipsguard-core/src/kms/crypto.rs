@@ -364,7 +364,12 @@ impl Kms {
         operation: &'static str,
         offers: impl Fn(KeyType) -> bool,
     ) -> Result<KeyRecord> {
-        let record = self.record(name).await?;
+        let mut record = self.record(name).await?;
+        if version > record.latest_version {
+            // Another node may have rotated since this one cached the key.
+            self.cache.invalidate(name.as_str(), false);
+            record = self.record(name).await?;
+        }
         self.offering(&record, operation, offers)?;
         match record.state {
             KeyState::Destroyed => return Err(DecryptError::VersionDestroyed(version).into()),

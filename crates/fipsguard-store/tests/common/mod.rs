@@ -1,0 +1,148 @@
+//! Real stores for the tests: SQLite in a temporary directory, and the
+//! local PostgreSQL (FIPSGUARD_TEST_POSTGRES, default the `test` database on
+//! 127.0.0.1:5432) in a schema of its own per test. Under CI (CI=true) the
+//! PostgreSQL tests fail rather than skip when the server is unreachable.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
+use fipsguard_store::{PostgresStore, SqliteStore};
+use tempfile::TempDir;
+
+pub const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+/// A store and what keeps it alive, with a way to open more handles on the
+/// same data (another "node" or a restart).
+pub struct Backend {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
+    location: Location,
+    pub dir: TempDir,
+}
+
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh handle on the same data, as a second node or a restarted
+    /// process would open it.
+    pub async fn reopen(&self) -> Arc<dyn Store> {
+        match &self.location {
+            Location::Sqlite(path) => Arc::new(SqliteStore::open(path).await.unwrap()),
+            Location::Postgres(url) => Arc::new(PostgresStore::connect(url, 8).await.unwrap()),
+        }
+    }
+
+    /// The root key file in this backend's directory (created on first use).
+    pub fn key_file(&self) -> RootKekSource {
+        let path = self.dir.path().join("root.key");
+        if !path.exists() {
+            fipsguard_core::root::create_key_file(&path).unwrap();
+        }
+        RootKekSource::KeyFile(path)
+    }
+
+    /// A service over this backend's store with its key file.
+    pub async fn kms(&self, config: KmsConfig) -> Kms {
+        Kms::open(self.store.clone(), &self.key_file(), config)
+            .await
+            .unwrap()
+    }
+
+    /// The SQLite database file, for tests that run other processes on it.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.location {
+            Location::Sqlite(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL connection string, for the same.
+    pub fn postgres_url(&self) -> Option<&str> {
+        match &self.location {
+            Location::Postgres(url) => Some(url),
+            Location::Sqlite(_) => None,
+        }
+    }
+}
+
+pub async fn sqlite() -> Backend {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("fipsguard.db");
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    Backend {
+        name: "sqlite",
+        store,
+        location: Location::Sqlite(path),
+        dir,
+    }
+}
+
+/// A PostgreSQL backend in a new schema, or `None` (with a visible message)
+/// when no server answers outside CI.
+pub async fn postgres() -> Option<Backend> {
+    let base = std::env::var("FIPSGUARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
+    let schema = format!(
+        "fg_test_{}",
+        hex(&fipsguard_crypto::random::bytes(8).unwrap())
+    );
+    match tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+        }
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL at {base:?} is required under CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: PostgreSQL tests: no server at {base:?} ({e})");
+            return None;
+        }
+    }
+    let url = format!("{base} options='-c search_path={schema}'");
+    let store = Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
+    Some(Backend {
+        name: "postgres",
+        store,
+        location: Location::Postgres(url),
+        dir: TempDir::new().unwrap(),
+    })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Defines each listed `async fn(Backend)` as a test on SQLite and on
+/// PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::common::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(backend) = super::common::postgres().await {
+                        super::$test(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,882 @@
+//! The key management core on real stores: every test here runs on SQLite
+//! and on PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use common::Backend;
+use fipsguard_core::kms::{Clock, ConfigureKey, CreateKey, KmsConfig, SignInput};
+use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError};
+use fipsguard_crypto::digest::{digest, HashAlgorithm};
+use fipsguard_crypto::mac::MacAlgorithm;
+use fipsguard_crypto::sign::{SignatureScheme, SigningKeyType};
+
+const AES: KeyType = KeyType::Aes256Gcm;
+
+fn context(pairs: &[(&str, &str)]) -> EncryptionContext {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    EncryptionContext::new(map).unwrap()
+}
+
+fn decrypt_error(result: Result<fipsguard_crypto::SecretBytes, KmsError>) -> DecryptError {
+    match result {
+        Err(KmsError::Decrypt(e)) => e,
+        other => panic!("expected a decrypt error, got {other:?}"),
+    }
+}
+
+/// A clock tests can move.
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+on_both_stores!(
+    encrypt_decrypt_round_trip_binds_key_and_context,
+    each_decrypt_failure_has_its_own_error,
+    rotation_keeps_old_versions_decryptable_down_to_the_minimum,
+    lifecycle_states_allow_only_what_they_should,
+    scheduled_destruction_waits_for_its_window_and_can_be_cancelled,
+    forced_destruction_shreds_material_and_keeps_metadata,
+    listing_is_paginated_in_name_order,
+    data_keys_round_trip,
+    signing_keys_sign_verify_and_export_public_keys,
+    mac_keys_generate_and_verify,
+    batches_carry_per_item_results,
+    encryption_counts_force_rotation_and_survive_restarts,
+    two_nodes_rotating_one_key_lose_no_version,
+    a_wrong_root_key_is_refused_before_anything_changes,
+    passphrase_root_keys_reopen_with_the_same_passphrase,
+    no_secret_appears_in_errors_or_debug_output,
+);
+
+async fn encrypt_decrypt_round_trip_binds_key_and_context(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("payments", AES))
+        .await
+        .unwrap();
+    let ctx = context(&[("tenant", "acme"), ("purpose", "card")]);
+    let ciphertext = kms
+        .encrypt("payments", b"4111 1111 1111 1111", &ctx)
+        .await
+        .unwrap();
+    assert!(ciphertext.starts_with("fg:v1:"), "{ciphertext}");
+    let plaintext = kms.decrypt("payments", &ciphertext, &ctx).await.unwrap();
+    assert_eq!(plaintext.expose_secret(), b"4111 1111 1111 1111");
+    assert_ne!(
+        ciphertext,
+        kms.encrypt("payments", b"4111 1111 1111 1111", &ctx)
+            .await
+            .unwrap(),
+        "fresh IV each time"
+    );
+
+    let empty = kms
+        .encrypt("payments", b"", &EncryptionContext::empty())
+        .await
+        .unwrap();
+    assert!(kms
+        .decrypt("payments", &empty, &EncryptionContext::empty())
+        .await
+        .unwrap()
+        .is_empty());
+
+    let too_big = vec![0u8; 64 * 1024 + 1];
+    let err = kms.encrypt("payments", &too_big, &ctx).await.unwrap_err();
+    assert!(
+        matches!(err, KmsError::InvalidRequest(ref m) if m.contains("data key")),
+        "{err}"
+    );
+}
+
+async fn each_decrypt_failure_has_its_own_error(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("a", AES)).await.unwrap();
+    kms.create_key(CreateKey::new("b", AES)).await.unwrap();
+    let ctx = context(&[("order", "17")]);
+    let ciphertext = kms.encrypt("a", b"secret order", &ctx).await.unwrap();
+
+    let wrong_key = decrypt_error(kms.decrypt("b", &ciphertext, &ctx).await);
+    assert_eq!(
+        wrong_key,
+        DecryptError::WrongKey {
+            expected: "b".into(),
+            actual: "a".into()
+        }
+    );
+    let wrong_context = decrypt_error(
+        kms.decrypt("a", &ciphertext, &context(&[("order", "18")]))
+            .await,
+    );
+    assert_eq!(wrong_context, DecryptError::ContextMismatch);
+
+    let truncated = &ciphertext[..ciphertext.len() - 12];
+    assert!(matches!(
+        decrypt_error(kms.decrypt("a", truncated, &ctx).await),
+        DecryptError::Malformed(_)
+    ));
+    assert!(matches!(
+        decrypt_error(kms.decrypt("a", "not a ciphertext", &ctx).await),
+        DecryptError::Malformed(_)
+    ));
+
+    use base64::Engine;
+    let (prefix, payload) = ciphertext.rsplit_once(':').unwrap();
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    let flipped = format!(
+        "{prefix}:{}",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    );
+    assert_eq!(
+        decrypt_error(kms.decrypt("a", &flipped, &ctx).await),
+        DecryptError::Tampered
+    );
+    bytes[last] ^= 0x01;
+    bytes[0] = 9;
+    let future = format!(
+        "{prefix}:{}",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    );
+    assert_eq!(
+        decrypt_error(kms.decrypt("a", &future, &ctx).await),
+        DecryptError::UnsupportedFormat(9)
+    );
+
+    // The version in the prefix is authenticated too.
+    kms.rotate_key("a").await.unwrap();
+    let relabelled = ciphertext.replacen("fg:v1:", "fg:v2:", 1);
+    assert_eq!(
+        decrypt_error(kms.decrypt("a", &relabelled, &ctx).await),
+        DecryptError::Tampered
+    );
+
+    kms.configure_key(
+        "a",
+        ConfigureKey {
+            min_decryption_version: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        decrypt_error(kms.decrypt("a", &ciphertext, &ctx).await),
+        DecryptError::VersionTooOld { version: 1, min: 2 }
+    );
+
+    kms.destroy_key_now("a").await.unwrap();
+    assert_eq!(
+        decrypt_error(kms.decrypt("a", &ciphertext, &ctx).await),
+        DecryptError::VersionDestroyed(1)
+    );
+    assert!(matches!(
+        kms.decrypt("missing", &ciphertext, &ctx).await,
+        Err(KmsError::Decrypt(DecryptError::WrongKey { .. }))
+    ));
+}
+
+async fn rotation_keeps_old_versions_decryptable_down_to_the_minimum(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("rotating", AES))
+        .await
+        .unwrap();
+    let ctx = EncryptionContext::empty();
+    let v1 = kms.encrypt("rotating", b"one", &ctx).await.unwrap();
+    let meta = kms.rotate_key("rotating").await.unwrap();
+    assert_eq!(meta.latest_version, 2);
+    let v2 = kms.encrypt("rotating", b"two", &ctx).await.unwrap();
+    assert!(v2.starts_with("fg:v2:"));
+    assert_eq!(
+        kms.decrypt("rotating", &v1, &ctx)
+            .await
+            .unwrap()
+            .expose_secret(),
+        b"one"
+    );
+
+    let rewrapped = kms.rewrap("rotating", &v1, &ctx).await.unwrap();
+    assert!(rewrapped.starts_with("fg:v2:"));
+    assert_eq!(
+        kms.decrypt("rotating", &rewrapped, &ctx)
+            .await
+            .unwrap()
+            .expose_secret(),
+        b"one"
+    );
+
+    let err = kms
+        .configure_key(
+            "rotating",
+            ConfigureKey {
+                min_decryption_version: Some(3),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(err, Err(KmsError::InvalidRequest(_))));
+    kms.configure_key(
+        "rotating",
+        ConfigureKey {
+            min_decryption_version: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(kms.decrypt("rotating", &v1, &ctx).await.is_err());
+    assert_eq!(
+        kms.decrypt("rotating", &v2, &ctx)
+            .await
+            .unwrap()
+            .expose_secret(),
+        b"two"
+    );
+}
+
+async fn lifecycle_states_allow_only_what_they_should(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let ctx = EncryptionContext::empty();
+    let mut pre = CreateKey::new("staged", AES);
+    pre.active = false;
+    assert_eq!(
+        kms.create_key(pre).await.unwrap().state,
+        KeyState::PreActive
+    );
+    assert!(matches!(
+        kms.encrypt("staged", b"x", &ctx).await,
+        Err(KmsError::StateForbids { .. })
+    ));
+    kms.activate_key("staged").await.unwrap();
+    let ciphertext = kms.encrypt("staged", b"x", &ctx).await.unwrap();
+
+    kms.deactivate_key("staged").await.unwrap();
+    let err = kms.encrypt("staged", b"x", &ctx).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KmsError::StateForbids {
+                state: KeyState::Deactivated,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        kms.decrypt("staged", &ciphertext, &ctx)
+            .await
+            .unwrap()
+            .expose_secret(),
+        b"x",
+        "deactivated keys still decrypt"
+    );
+    let err = kms.activate_key("staged").await.unwrap_err();
+    assert!(matches!(
+        err,
+        KmsError::IllegalTransition {
+            from: KeyState::Deactivated,
+            to: KeyState::Active,
+            ..
+        }
+    ));
+
+    kms.compromise_key("staged").await.unwrap();
+    assert!(kms.encrypt("staged", b"x", &ctx).await.is_err());
+    assert!(
+        kms.decrypt("staged", &ciphertext, &ctx).await.is_ok(),
+        "compromised keys still decrypt to recover data"
+    );
+    assert!(matches!(
+        kms.rotate_key("staged").await,
+        Err(KmsError::StateForbids { .. })
+    ));
+
+    kms.create_key(CreateKey::new("dup", AES)).await.unwrap();
+    assert!(matches!(
+        kms.create_key(CreateKey::new("dup", AES)).await,
+        Err(KmsError::KeyExists(_))
+    ));
+    assert!(matches!(
+        kms.create_key(CreateKey::new("bad name!", AES)).await,
+        Err(KmsError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        kms.create_key(CreateKey::new(&"x".repeat(65), AES)).await,
+        Err(KmsError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        kms.get_key("nope").await,
+        Err(KmsError::KeyNotFound(_))
+    ));
+}
+
+async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Backend) {
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000)));
+    let kms = Kms::open_with_clock(
+        b.store.clone(),
+        &b.key_file(),
+        KmsConfig::default(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let ctx = EncryptionContext::empty();
+    kms.create_key(CreateKey::new("old", AES)).await.unwrap();
+    let ciphertext = kms.encrypt("old", b"archive", &ctx).await.unwrap();
+
+    let err = kms.schedule_destroy("old", None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KmsError::StateForbids {
+                state: KeyState::Active,
+                ..
+            }
+        ),
+        "active keys are deactivated first: {err}"
+    );
+    kms.deactivate_key("old").await.unwrap();
+    for days in [0, 31] {
+        assert!(matches!(
+            kms.schedule_destroy("old", Some(days)).await,
+            Err(KmsError::InvalidRequest(_))
+        ));
+    }
+    let meta = kms.schedule_destroy("old", None).await.unwrap();
+    assert_eq!(meta.destroy_at, Some(1_800_000_000 + 7 * 86_400));
+    kms.cancel_destroy("old").await.unwrap();
+    assert!(matches!(
+        kms.cancel_destroy("old").await,
+        Err(KmsError::InvalidRequest(_))
+    ));
+
+    kms.schedule_destroy("old", Some(1)).await.unwrap();
+    clock.0.fetch_add(86_399, Ordering::SeqCst);
+    assert!(
+        kms.decrypt("old", &ciphertext, &ctx).await.is_ok(),
+        "still inside the window"
+    );
+    clock.0.fetch_add(2, Ordering::SeqCst);
+    assert_eq!(kms.destroy_due_keys().await.unwrap(), 1);
+    assert_eq!(kms.get_key("old").await.unwrap().state, KeyState::Destroyed);
+    assert_eq!(
+        decrypt_error(kms.decrypt("old", &ciphertext, &ctx).await),
+        DecryptError::VersionDestroyed(1)
+    );
+}
+
+async fn forced_destruction_shreds_material_and_keeps_metadata(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("leaked", AES)).await.unwrap();
+    kms.rotate_key("leaked").await.unwrap();
+    let meta = kms.destroy_key_now("leaked").await.unwrap();
+    assert_eq!((meta.state, meta.latest_version), (KeyState::Destroyed, 2));
+    for version in 1..=2 {
+        let stored = b.store.version("leaked", version).await.unwrap().unwrap();
+        assert_eq!(
+            stored.wrapped_material, None,
+            "version {version} material deleted"
+        );
+    }
+    assert!(matches!(
+        kms.destroy_key_now("leaked").await,
+        Err(KmsError::IllegalTransition { .. })
+    ));
+    assert!(matches!(
+        kms.rotate_key("leaked").await,
+        Err(KmsError::StateForbids { .. })
+    ));
+    assert_eq!(kms.get_key("leaked").await.unwrap().name, "leaked");
+}
+
+async fn listing_is_paginated_in_name_order(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    for i in (0..25).rev() {
+        kms.create_key(CreateKey::new(
+            &format!("key-{i:02}"),
+            KeyType::Hmac(MacAlgorithm::HmacSha256),
+        ))
+        .await
+        .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = kms.list_keys(after.as_deref(), 10).await.unwrap();
+        pages += 1;
+        names.extend(page.keys.iter().map(|k| k.name.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<_> = (0..25).map(|i| format!("key-{i:02}")).collect();
+    assert_eq!(names, expected);
+    assert_eq!(pages, 3);
+    assert!(kms.list_keys(None, 0).await.is_err() && kms.list_keys(None, 1001).await.is_err());
+}
+
+async fn data_keys_round_trip(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("envelope", AES))
+        .await
+        .unwrap();
+    let ctx = context(&[("file", "backup.tar")]);
+    let data_key = kms.generate_data_key("envelope", 32, &ctx).await.unwrap();
+    assert_eq!(data_key.plaintext.len(), 32);
+    let recovered = kms
+        .decrypt("envelope", &data_key.ciphertext, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        recovered.expose_secret(),
+        data_key.plaintext.expose_secret()
+    );
+    let wrapped = kms
+        .generate_wrapped_data_key("envelope", 32, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        kms.decrypt("envelope", &wrapped, &ctx).await.unwrap().len(),
+        32
+    );
+    assert!(kms.generate_data_key("envelope", 8, &ctx).await.is_err());
+}
+
+async fn signing_keys_sign_verify_and_export_public_keys(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    for key_type in [
+        SigningKeyType::EcdsaP256,
+        SigningKeyType::EcdsaP384,
+        SigningKeyType::Rsa2048,
+        SigningKeyType::Ed25519,
+    ] {
+        let name = format!("signer-{}", key_type.name());
+        kms.create_key(CreateKey::new(&name, KeyType::Signing(key_type)))
+            .await
+            .unwrap();
+        let signature = kms
+            .sign(&name, SignInput::Message(b"release 1.0"), None)
+            .await
+            .unwrap();
+        assert_eq!(signature.version, 1);
+        assert!(kms
+            .verify(
+                &name,
+                1,
+                SignInput::Message(b"release 1.0"),
+                None,
+                &signature.bytes
+            )
+            .await
+            .unwrap());
+        assert!(!kms
+            .verify(
+                &name,
+                1,
+                SignInput::Message(b"release 1.1"),
+                None,
+                &signature.bytes
+            )
+            .await
+            .unwrap());
+
+        let public = kms.public_key(&name, None).await.unwrap();
+        assert!(
+            public.pem.starts_with("-----BEGIN PUBLIC KEY-----\n")
+                && public.pem.ends_with("-----END PUBLIC KEY-----\n")
+        );
+        assert_eq!(public.der[0], 0x30, "DER SEQUENCE");
+
+        kms.rotate_key(&name).await.unwrap();
+        assert!(
+            kms.verify(
+                &name,
+                1,
+                SignInput::Message(b"release 1.0"),
+                None,
+                &signature.bytes
+            )
+            .await
+            .unwrap(),
+            "old versions still verify"
+        );
+        assert_eq!(
+            kms.sign(&name, SignInput::Message(b"x"), None)
+                .await
+                .unwrap()
+                .version,
+            2
+        );
+    }
+    let hashed = digest(HashAlgorithm::Sha384, b"big artifact").unwrap();
+    let sig = kms
+        .sign("signer-ecdsa-p384", SignInput::Digest(&hashed), None)
+        .await
+        .unwrap();
+    assert!(kms
+        .verify(
+            "signer-ecdsa-p384",
+            2,
+            SignInput::Message(b"big artifact"),
+            None,
+            &sig.bytes
+        )
+        .await
+        .unwrap());
+    let pss = kms
+        .sign(
+            "signer-rsa-2048",
+            SignInput::Message(b"m"),
+            Some(SignatureScheme::RsaPssSha512),
+        )
+        .await
+        .unwrap();
+    assert!(kms
+        .verify(
+            "signer-rsa-2048",
+            2,
+            SignInput::Message(b"m"),
+            Some(SignatureScheme::RsaPssSha512),
+            &pss.bytes
+        )
+        .await
+        .unwrap());
+    assert!(kms
+        .sign(
+            "signer-rsa-2048",
+            SignInput::Message(b"m"),
+            Some(SignatureScheme::Ed25519)
+        )
+        .await
+        .is_err());
+
+    kms.create_key(CreateKey::new("not-a-signer", AES))
+        .await
+        .unwrap();
+    assert!(matches!(
+        kms.sign("not-a-signer", SignInput::Message(b"m"), None)
+            .await,
+        Err(KmsError::WrongKeyType { .. })
+    ));
+    assert!(matches!(
+        kms.public_key("not-a-signer", None).await,
+        Err(KmsError::WrongKeyType { .. })
+    ));
+}
+
+async fn mac_keys_generate_and_verify(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new(
+        "webhook",
+        KeyType::Hmac(MacAlgorithm::HmacSha512),
+    ))
+    .await
+    .unwrap();
+    let tag = kms.mac("webhook", b"payload").await.unwrap();
+    assert_eq!(tag.bytes.len(), 64);
+    assert!(kms
+        .mac_verify("webhook", tag.version, b"payload", &tag.bytes)
+        .await
+        .unwrap());
+    assert!(!kms
+        .mac_verify("webhook", tag.version, b"payload!", &tag.bytes)
+        .await
+        .unwrap());
+    assert!(
+        kms.mac_verify("webhook", tag.version, b"payload", &tag.bytes[..32])
+            .await
+            .is_err(),
+        "truncated tags are refused"
+    );
+    assert!(matches!(
+        kms.encrypt("webhook", b"x", &EncryptionContext::empty())
+            .await,
+        Err(KmsError::WrongKeyType { .. })
+    ));
+    assert_eq!(kms.random(1024).unwrap().len(), 1024);
+    assert!(kms.random(0).is_err() && kms.random(1025).is_err());
+}
+
+async fn batches_carry_per_item_results(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("bulk", AES)).await.unwrap();
+    let items: Vec<_> = (0..1000)
+        .map(|i| {
+            (
+                format!("record {i}").into_bytes(),
+                context(&[("row", &i.to_string())]),
+            )
+        })
+        .collect();
+    let sealed = kms.encrypt_batch("bulk", &items).await.unwrap();
+    assert!(sealed.iter().all(Result::is_ok));
+    let mut to_open: Vec<_> = sealed
+        .into_iter()
+        .zip(&items)
+        .map(|(c, (_, ctx))| (c.unwrap(), ctx.clone()))
+        .collect();
+    to_open[500].0 = "fg:v1:garbage".into();
+    to_open[501].1 = context(&[("row", "other")]);
+    let opened = kms.decrypt_batch("bulk", &to_open).await.unwrap();
+    assert_eq!(opened[0].as_ref().unwrap().expose_secret(), b"record 0");
+    assert!(matches!(
+        opened[500],
+        Err(KmsError::Decrypt(DecryptError::Malformed(_)))
+    ));
+    assert!(matches!(
+        opened[501],
+        Err(KmsError::Decrypt(DecryptError::ContextMismatch))
+    ));
+    assert_eq!(opened.iter().filter(|r| r.is_ok()).count(), 998);
+
+    let too_many = vec![(b"x".to_vec(), EncryptionContext::empty()); 1001];
+    assert!(matches!(
+        kms.encrypt_batch("bulk", &too_many).await,
+        Err(KmsError::InvalidRequest(_))
+    ));
+    kms.create_key(CreateKey::new(
+        "signer",
+        KeyType::Signing(SigningKeyType::EcdsaP256),
+    ))
+    .await
+    .unwrap();
+    let signatures = kms
+        .sign_batch(
+            "signer",
+            &[SignInput::Message(b"a"), SignInput::Digest(b"short")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(signatures[0].is_ok() && signatures[1].is_err());
+}
+
+async fn encryption_counts_force_rotation_and_survive_restarts(b: Backend) {
+    let config = KmsConfig {
+        encryption_limit: 100,
+        rotate_at: 60,
+        reservation_block: 10,
+        ..KmsConfig::default()
+    };
+    let ctx = EncryptionContext::empty();
+    let kms = b.kms(config.clone()).await;
+    kms.create_key(CreateKey::new("counted", AES))
+        .await
+        .unwrap();
+    let mut ciphertexts = Vec::new();
+    for i in 0..150u32 {
+        ciphertexts.push(
+            kms.encrypt("counted", &i.to_be_bytes(), &ctx)
+                .await
+                .unwrap(),
+        );
+    }
+    // Every "restart" loses the unused part of its block; none may reuse it.
+    for i in 0..40u32 {
+        let restarted = Kms::open(b.reopen().await, &b.key_file(), config.clone())
+            .await
+            .unwrap();
+        ciphertexts.push(
+            restarted
+                .encrypt("counted", &i.to_be_bytes(), &ctx)
+                .await
+                .unwrap(),
+        );
+    }
+    let latest = kms.get_key("counted").await.unwrap().latest_version;
+    assert!(
+        latest >= 3,
+        "rotated automatically, now at version {latest}"
+    );
+    for version in 1..=latest {
+        let stored = b.store.version("counted", version).await.unwrap().unwrap();
+        assert!(
+            stored.encryptions_reserved <= 100,
+            "version {version} reserved {}",
+            stored.encryptions_reserved
+        );
+    }
+    for c in &ciphertexts {
+        kms.decrypt("counted", c, &ctx).await.unwrap();
+    }
+}
+
+async fn two_nodes_rotating_one_key_lose_no_version(b: Backend) {
+    let first = Arc::new(b.kms(KmsConfig::default()).await);
+    let second = Arc::new(
+        Kms::open(b.reopen().await, &b.key_file(), KmsConfig::default())
+            .await
+            .unwrap(),
+    );
+    first
+        .create_key(CreateKey::new("contended", AES))
+        .await
+        .unwrap();
+    let rotate_100 = |kms: Arc<Kms>| {
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                kms.rotate_key("contended").await.unwrap();
+            }
+        })
+    };
+    let (a, c) = (rotate_100(first.clone()), rotate_100(second.clone()));
+    a.await.unwrap();
+    c.await.unwrap();
+    // Read the store itself: each node's metadata cache may lag by its TTL.
+    assert_eq!(
+        b.store
+            .key("contended")
+            .await
+            .unwrap()
+            .unwrap()
+            .latest_version,
+        201
+    );
+    for version in 1..=201 {
+        assert!(
+            b.store
+                .version("contended", version)
+                .await
+                .unwrap()
+                .is_some(),
+            "version {version} missing"
+        );
+    }
+    assert!(b.store.version("contended", 202).await.unwrap().is_none());
+}
+
+async fn a_wrong_root_key_is_refused_before_anything_changes(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("guarded", AES))
+        .await
+        .unwrap();
+    let ciphertext = kms
+        .encrypt("guarded", b"keep me", &EncryptionContext::empty())
+        .await
+        .unwrap();
+    drop(kms);
+
+    let other = b.dir.path().join("other.key");
+    fipsguard_core::root::create_key_file(&other).unwrap();
+    let err = Kms::open(
+        b.reopen().await,
+        &fipsguard_core::RootKekSource::KeyFile(other),
+        KmsConfig::default(),
+    )
+    .await;
+    assert!(
+        matches!(err, Err(KmsError::RootKek(ref m)) if m.contains("not the one the store was created with"))
+    );
+
+    let loose = b.dir.path().join("loose.key");
+    fipsguard_core::root::create_key_file(&loose).unwrap();
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let err = Kms::open(
+        b.reopen().await,
+        &fipsguard_core::RootKekSource::KeyFile(loose),
+        KmsConfig::default(),
+    )
+    .await;
+    assert!(matches!(err, Err(KmsError::RootKek(ref m)) if m.contains("wider than 0600")));
+
+    let kms = Kms::open(b.reopen().await, &b.key_file(), KmsConfig::default())
+        .await
+        .unwrap();
+    let plaintext = kms
+        .decrypt("guarded", &ciphertext, &EncryptionContext::empty())
+        .await
+        .unwrap();
+    assert_eq!(plaintext.expose_secret(), b"keep me");
+}
+
+async fn passphrase_root_keys_reopen_with_the_same_passphrase(b: Backend) {
+    use fipsguard_core::RootKekSource::Passphrase;
+    let passphrase = || {
+        Passphrase(fipsguard_crypto::SecretBytes::copy_from(
+            b"correct horse battery staple",
+        ))
+    };
+    let kms = Kms::open(b.store.clone(), &passphrase(), KmsConfig::default())
+        .await
+        .unwrap();
+    kms.create_key(CreateKey::new("p", AES)).await.unwrap();
+    let ciphertext = kms
+        .encrypt("p", b"v", &EncryptionContext::empty())
+        .await
+        .unwrap();
+    let reopened = Kms::open(b.reopen().await, &passphrase(), KmsConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened
+            .decrypt("p", &ciphertext, &EncryptionContext::empty())
+            .await
+            .unwrap()
+            .expose_secret(),
+        b"v"
+    );
+    let wrong = Passphrase(fipsguard_crypto::SecretBytes::copy_from(
+        b"incorrect horse battery staple",
+    ));
+    assert!(matches!(
+        Kms::open(b.reopen().await, &wrong, KmsConfig::default()).await,
+        Err(KmsError::RootKek(_))
+    ));
+    let short = Passphrase(fipsguard_crypto::SecretBytes::copy_from(b"short"));
+    let err = Kms::open(b.reopen().await, &short, KmsConfig::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("14 bytes"), "{err}");
+    assert!(
+        !err.to_string().contains("short"),
+        "the passphrase is never echoed"
+    );
+}
+
+async fn no_secret_appears_in_errors_or_debug_output(b: Backend) {
+    const MARKER: &[u8] = b"PLAINTEXT-MARKER-7f3a";
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("s", AES)).await.unwrap();
+    let ctx = context(&[("k", "v")]);
+    let ciphertext = kms.encrypt("s", MARKER, &ctx).await.unwrap();
+    let data_key = kms.generate_data_key("s", 32, &ctx).await.unwrap();
+    let key_hex = common::hex(data_key.plaintext.expose_secret());
+
+    let mut texts = vec![
+        format!("{data_key:?}"),
+        format!("{:?}", kms.get_key("s").await.unwrap()),
+    ];
+    for failure in [
+        kms.decrypt("s", &ciphertext, &context(&[("k", "w")])).await,
+        kms.decrypt("s", &ciphertext.replacen("fg:v1:", "fg:v2:", 1), &ctx)
+            .await,
+        kms.decrypt("s", &ciphertext[..40], &ctx).await,
+    ] {
+        let err = failure.unwrap_err();
+        texts.push(err.to_string());
+        texts.push(format!("{err:?}"));
+    }
+    let marker = String::from_utf8_lossy(MARKER).to_string();
+    for text in &texts {
+        assert!(
+            !text.contains(&marker) && !text.contains(&key_hex[..16]),
+            "secret in {text}"
+        );
+    }
+    assert!(texts[0].contains("redacted"));
+}
