@@ -121,6 +121,29 @@ impl Ciphertext {
     }
 }
 
+/// What a ciphertext says about itself, before any key is involved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CiphertextInfo {
+    /// The key that encrypted it.
+    pub key_name: String,
+    /// The key version that encrypted it.
+    pub version: u32,
+    /// Length of the plaintext, in bytes.
+    pub plaintext_len: usize,
+}
+
+/// Reads a ciphertext's header (which key and version made it) without
+/// decrypting: for finding data still under an old version. Nothing here is
+/// authenticated until a decrypt succeeds.
+pub fn describe(text: &str) -> Result<CiphertextInfo, DecryptError> {
+    let parsed = Ciphertext::parse(text)?;
+    Ok(CiphertextInfo {
+        key_name: parsed.key_name,
+        version: parsed.version,
+        plaintext_len: parsed.sealed.len() - TAG_LEN,
+    })
+}
+
 /// The GCM additional data for a ciphertext of `name`/`version` under `context`.
 pub(crate) fn additional_data(
     name: &KeyName,

@@ -4,7 +4,7 @@
 //! interface that backends implement.
 
 mod cache;
-mod ciphertext;
+pub mod ciphertext;
 pub mod context;
 pub mod error;
 pub mod key_type;

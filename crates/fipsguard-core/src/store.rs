@@ -48,8 +48,8 @@ pub struct KeyRecord {
     pub revision: i64,
 }
 
-/// One version of a key as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One version of a key as stored. `Debug` shows sizes, not bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct VersionRecord {
     /// Version number, from 1.
     pub version: u32,
@@ -63,8 +63,32 @@ pub struct VersionRecord {
     pub encryptions_reserved: u64,
 }
 
+impl std::fmt::Debug for VersionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionRecord")
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field(
+                "wrapped_material",
+                &self
+                    .wrapped_material
+                    .as_ref()
+                    .map(|m| format!("[{} bytes]", m.len())),
+            )
+            .field(
+                "public_key",
+                &self
+                    .public_key
+                    .as_ref()
+                    .map(|k| format!("[{} bytes]", k.len())),
+            )
+            .field("encryptions_reserved", &self.encryptions_reserved)
+            .finish()
+    }
+}
+
 /// A version to append.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewVersion {
     /// Creation time, Unix seconds.
     pub created_at: i64,

@@ -17,7 +17,10 @@ const CREATORS: usize = 8;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    let keys: usize = args.next().and_then(|a| a.parse().ok()).expect("usage: scale KEYS DATABASE");
+    let keys: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("usage: scale KEYS DATABASE");
     let database = PathBuf::from(args.next().expect("usage: scale KEYS DATABASE"));
     let key_file = database.with_extension("key");
     if !key_file.exists() {
@@ -26,17 +29,27 @@ async fn main() {
     let root = RootKekSource::KeyFile(key_file);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&database).await.unwrap());
 
-    let kms = Arc::new(Kms::open(store.clone(), &root, KmsConfig::default()).await.unwrap());
+    let kms = Arc::new(
+        Kms::open(store.clone(), &root, KmsConfig::default())
+            .await
+            .unwrap(),
+    );
     let existing = count_keys(&kms).await;
     let started = Instant::now();
     create_keys(&kms, existing, keys).await;
     if keys > existing {
         let secs = started.elapsed().as_secs_f64();
-        println!("created {} keys in {secs:.1} s ({:.0} keys/s)", keys - existing, (keys - existing) as f64 / secs);
+        println!(
+            "created {} keys in {secs:.1} s ({:.0} keys/s)",
+            keys - existing,
+            (keys - existing) as f64 / secs
+        );
     }
 
     // Cold: a fresh service (empty cache) touching keys it has never seen.
-    let cold_kms = Kms::open(store.clone(), &root, KmsConfig::default()).await.unwrap();
+    let cold_kms = Kms::open(store.clone(), &root, KmsConfig::default())
+        .await
+        .unwrap();
     let names: Vec<String> = (0..SAMPLES).map(|i| key_name(i * keys / SAMPLES)).collect();
     let cold = time_each(&names, |name| encrypt(&cold_kms, name)).await;
     // Warm: the same keys again, now cached.
@@ -68,7 +81,9 @@ async fn create_keys(kms: &Arc<Kms>, from: usize, to: usize) {
             let kms = kms.clone();
             tokio::spawn(async move {
                 for i in (from + worker..to).step_by(CREATORS) {
-                    kms.create_key(CreateKey::new(&key_name(i), KeyType::Aes256Gcm)).await.unwrap();
+                    kms.create_key(CreateKey::new(&key_name(i), KeyType::Aes256Gcm))
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -79,7 +94,9 @@ async fn create_keys(kms: &Arc<Kms>, from: usize, to: usize) {
 }
 
 async fn encrypt(kms: &Kms, name: &str) {
-    kms.encrypt(name, &[0u8; 1024], &EncryptionContext::empty()).await.unwrap();
+    kms.encrypt(name, &[0u8; 1024], &EncryptionContext::empty())
+        .await
+        .unwrap();
 }
 
 async fn time_each<'a, F, Fut>(names: &'a [String], mut op: F) -> Vec<Duration>
@@ -99,5 +116,9 @@ where
 fn report(keys: usize, label: &str, mut times: Vec<Duration>) {
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
-    println!("{keys:>9} keys  {label:<10}  p50 {:>8.1} us  p99 {:>8.1} us", at(0.5), at(0.99));
+    println!(
+        "{keys:>9} keys  {label:<10}  p50 {:>8.1} us  p99 {:>8.1} us",
+        at(0.5),
+        at(0.99)
+    );
 }

@@ -70,6 +70,11 @@ async fn encrypt_decrypt_round_trip_binds_key_and_context(b: Backend) {
         .await
         .unwrap();
     assert!(ciphertext.starts_with("fg:v1:"), "{ciphertext}");
+    let info = fipsguard_core::ciphertext::describe(&ciphertext).unwrap();
+    assert_eq!(
+        (info.key_name.as_str(), info.version, info.plaintext_len),
+        ("payments", 1, 19)
+    );
     let plaintext = kms.decrypt("payments", &ciphertext, &ctx).await.unwrap();
     assert_eq!(plaintext.expose_secret(), b"4111 1111 1111 1111");
     assert_ne!(
@@ -524,7 +529,11 @@ async fn signing_keys_sign_verify_and_export_public_keys(b: Backend) {
     }
     let hashed = digest(HashAlgorithm::Sha384, b"big artifact").unwrap();
     let sig = kms
-        .sign("signer-ecdsa-p384", SignInput::Digest(&hashed), None)
+        .sign(
+            "signer-ecdsa-p384",
+            SignInput::Digest(HashAlgorithm::Sha384, &hashed),
+            None,
+        )
         .await
         .unwrap();
     assert!(kms
@@ -537,6 +546,17 @@ async fn signing_keys_sign_verify_and_export_public_keys(b: Backend) {
         )
         .await
         .unwrap());
+    let named_wrong = kms
+        .sign(
+            "signer-ecdsa-p384",
+            SignInput::Digest(HashAlgorithm::Sha256, &hashed[..32]),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(named_wrong, Err(KmsError::InvalidRequest(ref m)) if m.contains("signs sha-384")),
+        "{named_wrong:?}"
+    );
     let pss = kms
         .sign(
             "signer-rsa-2048",
@@ -657,7 +677,10 @@ async fn batches_carry_per_item_results(b: Backend) {
     let signatures = kms
         .sign_batch(
             "signer",
-            &[SignInput::Message(b"a"), SignInput::Digest(b"short")],
+            &[
+                SignInput::Message(b"a"),
+                SignInput::Digest(HashAlgorithm::Sha256, b"short"),
+            ],
             None,
         )
         .await

@@ -1,5 +1,6 @@
 //! Cryptographic operations under managed keys.
 
+use fipsguard_crypto::digest::HashAlgorithm;
 use fipsguard_crypto::sign::{verify as verify_message, verify_digest, SignatureScheme};
 use fipsguard_crypto::{random, SecretBytes};
 
@@ -33,8 +34,9 @@ pub struct DataKey {
 pub enum SignInput<'a> {
     /// The message itself.
     Message(&'a [u8]),
-    /// A digest the caller computed with the scheme's hash.
-    Digest(&'a [u8]),
+    /// A digest the caller computed, and the hash it used (which must be
+    /// the scheme's).
+    Digest(HashAlgorithm, &'a [u8]),
 }
 
 /// A signature and the key version that made it.
@@ -199,7 +201,9 @@ impl Kms {
         };
         let bytes = match input {
             SignInput::Message(message) => key.sign(scheme, message)?,
-            SignInput::Digest(digest) => key.sign_digest(scheme, digest)?,
+            SignInput::Digest(hash, digest) => {
+                key.sign_digest(digest_scheme(scheme, hash)?, digest)?
+            }
         };
         Ok(Signature {
             version: record.latest_version,
@@ -233,7 +237,12 @@ impl Kms {
             SignInput::Message(message) => {
                 verify_message(scheme, &public_key.der, message, signature)
             }
-            SignInput::Digest(digest) => verify_digest(scheme, &public_key.der, digest, signature),
+            SignInput::Digest(hash, digest) => verify_digest(
+                digest_scheme(scheme, hash)?,
+                &public_key.der,
+                digest,
+                signature,
+            ),
         };
         match outcome {
             Ok(()) => Ok(true),
@@ -472,6 +481,20 @@ impl Kms {
             return Ok(current.latest_version);
         }
         Ok(self.rotate_key(name.as_str()).await?.latest_version)
+    }
+}
+
+/// Checks a digest was made with the hash the scheme signs with.
+fn digest_scheme(scheme: SignatureScheme, hash: HashAlgorithm) -> Result<SignatureScheme> {
+    match scheme.hash() {
+        Some(expected) if expected == hash => Ok(scheme),
+        Some(expected) => Err(KmsError::InvalidRequest(format!(
+            "the digest is {} but {} signs {} digests",
+            hash.name(),
+            scheme.name(),
+            expected.name()
+        ))),
+        None => Ok(scheme), // the boundary refuses it, naming its rule
     }
 }
 
