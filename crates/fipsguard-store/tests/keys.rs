@@ -760,26 +760,7 @@ async fn two_nodes_rotating_one_key_lose_no_version(b: Backend) {
     a.await.unwrap();
     c.await.unwrap();
     // Read the store itself: each node's metadata cache may lag by its TTL.
-    assert_eq!(
-        b.store
-            .key("contended")
-            .await
-            .unwrap()
-            .unwrap()
-            .latest_version,
-        201
-    );
-    for version in 1..=201 {
-        assert!(
-            b.store
-                .version("contended", version)
-                .await
-                .unwrap()
-                .is_some(),
-            "version {version} missing"
-        );
-    }
-    assert!(b.store.version("contended", 202).await.unwrap().is_none());
+    common::assert_consecutive_versions(b.store.as_ref(), "contended", 201).await;
 }
 
 async fn a_wrong_root_key_is_refused_before_anything_changes(b: Backend) {

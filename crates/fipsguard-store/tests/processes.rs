@@ -181,21 +181,7 @@ async fn two_processes_rotating_one_key(backend: common::Backend) {
         );
     }
     let store = backend.reopen().await;
-    assert_eq!(
-        store
-            .key("contended")
-            .await
-            .unwrap()
-            .unwrap()
-            .latest_version,
-        201
-    );
-    for version in 1..=201 {
-        assert!(
-            store.version("contended", version).await.unwrap().is_some(),
-            "version {version} missing"
-        );
-    }
+    common::assert_consecutive_versions(store.as_ref(), "contended", 201).await;
 }
 
 on_both_stores!(kill_at_random_moments, two_processes_rotating_one_key);

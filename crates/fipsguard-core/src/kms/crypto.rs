@@ -308,12 +308,10 @@ impl Kms {
         name: &str,
         items: &[(Vec<u8>, EncryptionContext)],
     ) -> Result<Vec<Result<String>>> {
-        check_batch(items.len())?;
-        let mut results = Vec::with_capacity(items.len());
-        for (plaintext, context) in items {
-            results.push(self.encrypt(name, plaintext, context).await);
-        }
-        Ok(results)
+        each(items, |(plaintext, context)| {
+            self.encrypt(name, plaintext, context)
+        })
+        .await
     }
 
     /// Decrypts up to 1000 items; each has its own result.
@@ -322,12 +320,10 @@ impl Kms {
         name: &str,
         items: &[(String, EncryptionContext)],
     ) -> Result<Vec<Result<SecretBytes>>> {
-        check_batch(items.len())?;
-        let mut results = Vec::with_capacity(items.len());
-        for (ciphertext, context) in items {
-            results.push(self.decrypt(name, ciphertext, context).await);
-        }
-        Ok(results)
+        each(items, |(ciphertext, context)| {
+            self.decrypt(name, ciphertext, context)
+        })
+        .await
     }
 
     /// Signs up to 1000 inputs; each has its own result.
@@ -337,12 +333,7 @@ impl Kms {
         items: &[SignInput<'_>],
         scheme: Option<SignatureScheme>,
     ) -> Result<Vec<Result<Signature>>> {
-        check_batch(items.len())?;
-        let mut results = Vec::with_capacity(items.len());
-        for input in items {
-            results.push(self.sign(name, *input, scheme).await);
-        }
-        Ok(results)
+        each(items, |input| self.sign(name, *input, scheme)).await
     }
 
     /// The record of a key that may protect new data with an operation its
@@ -471,11 +462,7 @@ impl Kms {
     /// Rotates unless another request (here or on another node) already
     /// did; returns the newest version.
     async fn rotate_if_latest(&self, name: &KeyName, version: u32) -> Result<u32> {
-        let current = self
-            .store
-            .key(name.as_str())
-            .await?
-            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        let current = self.fresh_record(name).await?;
         if current.latest_version > version {
             self.cache.invalidate(name.as_str(), false);
             return Ok(current.latest_version);
@@ -509,11 +496,20 @@ fn take_one(cached: &CachedVersion) -> bool {
     }
 }
 
-fn check_batch(len: usize) -> Result<()> {
-    match len {
-        1..=MAX_BATCH => Ok(()),
-        _ => Err(KmsError::InvalidRequest(format!(
+/// Runs `op` on each item of a batch of 1-1000, keeping each result.
+async fn each<'a, I, T, F, Fut>(items: &'a [I], op: F) -> Result<Vec<Result<T>>>
+where
+    F: Fn(&'a I) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    if !(1..=MAX_BATCH).contains(&items.len()) {
+        return Err(KmsError::InvalidRequest(format!(
             "a batch holds 1-{MAX_BATCH} items"
-        ))),
+        )));
     }
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        results.push(op(item).await);
+    }
+    Ok(results)
 }

@@ -158,11 +158,7 @@ impl Kms {
     /// Adds a version; new protection uses it from now on.
     pub async fn rotate_key(&self, name: &str) -> Result<KeyMetadata> {
         let name = KeyName::new(name)?;
-        let record = self
-            .store
-            .key(name.as_str())
-            .await?
-            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        let record = self.fresh_record(&name).await?;
         if matches!(record.state, KeyState::Destroyed | KeyState::Compromised) {
             return Err(KmsError::StateForbids {
                 name: name.to_string(),
@@ -268,11 +264,7 @@ impl Kms {
     /// every version's material is deleted; metadata stays.
     pub async fn destroy_key_now(&self, name: &str) -> Result<KeyMetadata> {
         let name = KeyName::new(name)?;
-        let record = self
-            .store
-            .key(name.as_str())
-            .await?
-            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        let record = self.fresh_record(&name).await?;
         if record.state == KeyState::Destroyed {
             return Err(KmsError::IllegalTransition {
                 name: name.to_string(),
@@ -394,11 +386,7 @@ impl Kms {
     ) -> Result<KeyMetadata> {
         let name = KeyName::new(name)?;
         for _ in 0..UPDATE_ATTEMPTS {
-            let mut record = self
-                .store
-                .key(name.as_str())
-                .await?
-                .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+            let mut record = self.fresh_record(&name).await?;
             change(&mut record)?;
             if self.store.update_key(&record).await? {
                 self.cache.invalidate(name.as_str(), false);
@@ -423,11 +411,7 @@ impl Kms {
                 record.revision += 1;
                 return Ok(record);
             }
-            record = self
-                .store
-                .key(name.as_str())
-                .await?
-                .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+            record = self.fresh_record(&name).await?;
             if record.state == KeyState::Destroyed {
                 return Ok(record);
             }

@@ -128,17 +128,22 @@ impl Kms {
                 return Ok(record);
             }
         }
-        let record = self
-            .store
-            .key(name.as_str())
-            .await?
-            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
+        let record = self.fresh_record(name).await?;
         let record = match self.destroy_due(&record) {
             true => self.destroy(name, record).await?,
             false => record,
         };
         self.cache.put_metadata(record.clone());
         Ok(record)
+    }
+
+    /// The key's record read from the store, bypassing the cache: for
+    /// changes, which must start from the current revision.
+    async fn fresh_record(&self, name: &KeyName) -> Result<KeyRecord> {
+        self.store
+            .key(name.as_str())
+            .await?
+            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))
     }
 
     fn destroy_due(&self, record: &KeyRecord) -> bool {

@@ -146,3 +146,18 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// Asserts the key has exactly versions 1..=`latest`, none missing, none extra.
+pub async fn assert_consecutive_versions(store: &dyn Store, name: &str, latest: u32) {
+    assert_eq!(
+        store.key(name).await.unwrap().unwrap().latest_version,
+        latest
+    );
+    for version in 1..=latest {
+        assert!(
+            store.version(name, version).await.unwrap().is_some(),
+            "version {version} missing"
+        );
+    }
+    assert!(store.version(name, latest + 1).await.unwrap().is_none());
+}
