@@ -411,7 +411,7 @@ impl Kms {
                 record.revision += 1;
                 return Ok(record);
             }
-            record = self.fresh_record(&name).await?;
+            record = self.fresh_record(name).await?;
             if record.state == KeyState::Destroyed {
                 return Ok(record);
             }
