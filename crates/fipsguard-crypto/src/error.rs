@@ -116,6 +116,8 @@ pub enum Refusal {
     Pbkdf2OutputTooShort,
     /// HKDF with an empty salt.
     HkdfEmptySalt,
+    /// A TLS certificate key other than RSA >= 2048 or ECDSA P-256/P-384.
+    TlsKeyNotOffered,
     /// Signing a pre-computed digest with Ed25519 (Ed25519ph is not offered).
     PrehashNotOffered,
     /// A hash function fipsguard does not offer for this use.
@@ -148,6 +150,7 @@ impl fmt::Display for Refusal {
             Self::Pbkdf2PasswordTooShort => f.write_str("PBKDF2 passwords must be at least 14 bytes (SP 800-132 with FIPS 140-3 IG D.N)"),
             Self::Pbkdf2OutputTooShort => f.write_str("PBKDF2 derived keys must be at least 112 bits (SP 800-132, section 5.3; IG D.N)"),
             Self::HkdfEmptySalt => f.write_str("HKDF with an empty salt is not offered: fipsguard requires a salt for the randomness-extraction step (its policy under SP 800-56C Rev. 2, section 5.1, which would otherwise default to all zeros)"),
+            Self::TlsKeyNotOffered => f.write_str("TLS certificate keys must be RSA of 2048 bits or more, or ECDSA on P-256 or P-384 (SP 800-52 Rev. 2, section 3.3.2; other curves are not offered)"),
             Self::PrehashNotOffered => f.write_str("Ed25519 signs the message itself; pre-hashed Ed25519 (Ed25519ph) is not offered (FIPS 186-5, section 7.8)"),
             Self::HashNotOffered => f.write_str("this hash function is not offered for this use; use SHA-256, SHA-384, SHA-512 (FIPS 180-4) or SHA3-256 (FIPS 202)"),
             Self::Unknown => f.write_str("unknown algorithm: not in fipsguard's approved-algorithm registry (`fipsguard algorithms` lists it)"),
@@ -186,6 +189,7 @@ impl Refusal {
             Self::Pbkdf2PasswordTooShort => "pbkdf2-password-too-short",
             Self::Pbkdf2OutputTooShort => "pbkdf2-output-too-short",
             Self::HkdfEmptySalt => "hkdf-empty-salt",
+            Self::TlsKeyNotOffered => "tls-key-not-offered",
             Self::PrehashNotOffered => "prehash-not-offered",
             Self::HashNotOffered => "hash-not-offered",
             Self::Unknown => "unknown-algorithm",

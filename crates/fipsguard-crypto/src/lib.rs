@@ -27,6 +27,7 @@ pub mod registry;
 pub mod secret;
 pub mod selftest;
 pub mod sign;
+pub mod tls;
 
 pub use error::{Error, Refusal};
 pub use secret::SecretBytes;

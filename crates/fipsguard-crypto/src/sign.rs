@@ -274,6 +274,16 @@ impl SigningKey {
         })
     }
 
+    /// The public key in its raw encoding (the uncompressed point for
+    /// ECDSA), as certificate builders want it.
+    pub(crate) fn public_key_raw(&self) -> Vec<u8> {
+        match &self.inner {
+            KeyPairInner::Ecdsa(k) => k.public_key().as_ref().to_vec(),
+            KeyPairInner::Rsa(k) => k.public_key().as_ref().to_vec(),
+            KeyPairInner::Ed25519(k) => k.public_key().as_ref().to_vec(),
+        }
+    }
+
     /// The key's type.
     pub fn key_type(&self) -> SigningKeyType {
         self.key_type

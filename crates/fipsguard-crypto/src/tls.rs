@@ -1,0 +1,301 @@
+//! The TLS policy, in one place for `serve`, `tunnel` and every client:
+//! rustls on AWS-LC's FIPS module, TLS 1.3 and 1.2 only, AES-GCM suites only,
+//! NIST-curve key exchange (with the ML-KEM hybrid where the provider approves
+//! it), and certificates with RSA keys of 2048 bits or more or ECDSA keys on
+//! P-256/P-384. Every config this module returns answers `fips() == true`;
+//! it refuses to return one that would not.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
+};
+use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider, kx_group};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+
+use crate::digest::{digest, HashAlgorithm};
+use crate::error::Refusal;
+use crate::module::ensure_operational;
+use crate::random;
+use crate::sign::{SignatureScheme, SigningKey, SigningKeyType};
+
+pub use rustls;
+
+/// TLS 1.3 and 1.2; nothing older (SP 800-52 Rev. 2, section 3.1).
+pub static PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The certificate's key is not one the policy allows.
+    #[error("{0}")]
+    NotApproved(Refusal),
+    /// The module is not operational.
+    #[error(transparent)]
+    Module(#[from] crate::Error),
+    /// rustls refused the configuration.
+    #[error("TLS configuration refused: {0}")]
+    Rustls(String),
+    /// The configuration would not be FIPS-approved as a whole.
+    #[error("the TLS configuration is not FIPS-approved (rustls reports fips() == false); refusing to use it")]
+    NotFips,
+}
+
+/// The approved crypto provider: the FIPS provider cut down to the policy.
+pub fn provider() -> Arc<CryptoProvider> {
+    let base = default_provider();
+    let hybrid: [&'static dyn rustls::crypto::SupportedKxGroup; 2] =
+        [kx_group::X25519MLKEM768, kx_group::SECP256R1MLKEM768];
+    let kx_groups = hybrid
+        .into_iter()
+        .filter(|group| group.fips())
+        .chain([kx_group::SECP256R1, kx_group::SECP384R1])
+        .collect();
+    Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        kx_groups,
+        ..base
+    })
+}
+
+/// A certificate chain and its private key, checked against the policy.
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// What kind of key it is, e.g. `ECDSA P-256` or `RSA 3072`.
+    pub key_description: String,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Identity({} certificates, {}, key [redacted])",
+            self.chain.len(),
+            self.key_description
+        )
+    }
+}
+
+impl Identity {
+    /// Reads a PEM certificate chain and PEM private key.
+    pub fn from_pem_files(chain: &Path, key: &Path) -> Result<Self, TlsError> {
+        let certs = CertificateDer::pem_file_iter(chain)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| file_error(chain, e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
+        Self::new(certs, key)
+    }
+
+    /// Checks the key against the policy.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, TlsError> {
+        ensure_operational()?;
+        if chain.is_empty() {
+            return Err(TlsError::Rustls("the certificate chain is empty".into()));
+        }
+        let key_description = describe_key(&key)?;
+        Ok(Self {
+            chain,
+            key,
+            key_description,
+        })
+    }
+
+    /// The certificate chain.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+}
+
+/// Whom a server asks for a client certificate.
+pub enum ClientAuth {
+    /// No client certificates.
+    None,
+    /// Clients may present a certificate from these roots (mTLS optional).
+    Optional(RootCertStore),
+    /// Clients must present a certificate from these roots.
+    Required(RootCertStore),
+}
+
+/// A server configuration under the policy.
+pub fn server_config(
+    identity: Identity,
+    client_auth: ClientAuth,
+) -> Result<ServerConfig, TlsError> {
+    ensure_operational()?;
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(rustls_error)?;
+    let builder = match client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional(roots) | ClientAuth::Required(roots) if roots.is_empty() => {
+            return Err(TlsError::Rustls(
+                "the client CA bundle holds no certificates".into(),
+            ));
+        }
+        ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(rustls_error)?,
+        ),
+        ClientAuth::Required(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(rustls_error)?,
+        ),
+    };
+    let config = builder
+        .with_single_cert(identity.chain, identity.key)
+        .map_err(rustls_error)?;
+    config.fips().then_some(config).ok_or(TlsError::NotFips)
+}
+
+/// A client configuration under the policy, trusting `roots`, presenting
+/// `identity` if given.
+pub fn client_config(
+    roots: RootCertStore,
+    identity: Option<Identity>,
+) -> Result<ClientConfig, TlsError> {
+    ensure_operational()?;
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(rustls_error)?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain, identity.key)
+            .map_err(rustls_error)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.fips().then_some(config).ok_or(TlsError::NotFips)
+}
+
+/// Reads a PEM bundle of CA certificates into a root store.
+pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, e))? {
+        roots
+            .add(cert.map_err(|e| file_error(path, e))?)
+            .map_err(rustls_error)?;
+    }
+    Ok(roots)
+}
+
+/// Names the key and checks it: RSA of 2048 bits or more, or ECDSA on P-256
+/// or P-384 (SP 800-52 Rev. 2, section 3.3.2).
+fn describe_key(key: &PrivateKeyDer<'_>) -> Result<String, TlsError> {
+    let refused = |refusal| Err(TlsError::NotApproved(refusal));
+    let der = key.secret_der();
+    let rsa = match key {
+        PrivateKeyDer::Pkcs1(_) => Some(RsaKeyPair::from_der(der)),
+        PrivateKeyDer::Pkcs8(_) => Some(RsaKeyPair::from_pkcs8(der)),
+        _ => None,
+    };
+    match rsa {
+        Some(Ok(rsa)) => return Ok(format!("RSA {}", rsa.public_modulus_len() * 8)),
+        Some(Err(rejected)) if rejected.description_() == "TooSmall" => {
+            return refused(Refusal::RsaKeyTooSmall)
+        }
+        _ => {}
+    }
+    for (curve, algorithm) in [
+        ("P-256", &ECDSA_P256_SHA256_ASN1_SIGNING),
+        ("P-384", &ECDSA_P384_SHA384_ASN1_SIGNING),
+    ] {
+        let parsed = match key {
+            PrivateKeyDer::Pkcs8(_) => EcdsaKeyPair::from_pkcs8(algorithm, der),
+            PrivateKeyDer::Sec1(_) => EcdsaKeyPair::from_private_key_der(algorithm, der),
+            _ => continue,
+        };
+        if parsed.is_ok() {
+            return Ok(format!("ECDSA {curve}"));
+        }
+    }
+    refused(Refusal::TlsKeyNotOffered)
+}
+
+/// A self-signed ECDSA P-256 certificate for `names` (DNS names or IP
+/// addresses), valid for 90 days, made and signed inside the module: for
+/// development servers. Returns the identity and the certificate as PEM (to
+/// give clients as their CA).
+pub fn self_signed(names: &[String]) -> Result<(Identity, String), TlsError> {
+    let key = SigningKey::generate(SigningKeyType::EcdsaP256)?;
+    let pkcs8 = key.to_pkcs8()?;
+    let public = key.public_key_der()?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(rustls_error)?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(90);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fipsguard development server");
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&random::bytes(16)?));
+    // RFC 5280 4.2.1.2 method (1), computed in the module.
+    params.key_identifier_method =
+        rcgen::KeyIdMethod::PreSpecified(digest(HashAlgorithm::Sha256, &public)?[..20].to_vec());
+    let signer = rcgen::KeyPair::from_remote(Box::new(ModuleSigner(key))).map_err(rustls_error)?;
+    let certificate = params.self_signed(&signer).map_err(rustls_error)?;
+    let key = PrivateKeyDer::Pkcs8(pkcs8.expose_secret().to_vec().into());
+    Ok((
+        Identity::new(vec![certificate.der().clone()], key)?,
+        certificate.pem(),
+    ))
+}
+
+/// Lets the certificate builder sign through the module.
+struct ModuleSigner(SigningKey);
+
+impl rcgen::RemoteKeyPair for ModuleSigner {
+    fn public_key(&self) -> &[u8] {
+        // rcgen asks for a borrowed slice; the key is small and lives as long.
+        Box::leak(self.0.public_key_raw().into_boxed_slice())
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0
+            .sign(SignatureScheme::EcdsaP256Sha256, message)
+            .map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+fn file_error(path: &Path, error: impl fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    }
+}
+
+fn rustls_error(error: impl fmt::Display) -> TlsError {
+    TlsError::Rustls(error.to_string())
+}
