@@ -51,12 +51,18 @@ impl Ciphertext {
         let (version, payload) = rest
             .split_once(':')
             .ok_or(DecryptError::Malformed("no ':' after the version"))?;
+        // Exactly one spelling per version: digits, no sign, no leading zero.
+        if version.is_empty()
+            || version.starts_with('0')
+            || !version.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(DecryptError::Malformed(
+                "the version is not a number from 1",
+            ));
+        }
         let version: u32 = version
             .parse()
-            .map_err(|_| DecryptError::Malformed("the version is not a number"))?;
-        if version == 0 {
-            return Err(DecryptError::Malformed("versions start at 1"));
-        }
+            .map_err(|_| DecryptError::Malformed("the version is out of range"))?;
         let bytes = STANDARD
             .decode(payload)
             .map_err(|_| DecryptError::Malformed("the payload is not valid base64"))?;

@@ -72,9 +72,6 @@ pub enum KmsError {
     /// The root key-encryption key is missing, wrong or unusable.
     #[error("root key-encryption key: {0}")]
     RootKek(String),
-    /// Exporting private or secret material of a non-exportable key.
-    #[error("key {0:?} is not exportable")]
-    NotExportable(String),
     /// The cryptographic boundary refused or failed.
     #[error(transparent)]
     Crypto(#[from] fipsguard_crypto::Error),
@@ -134,12 +131,13 @@ impl KmsError {
             Self::Decrypt(e) => e.code(),
             Self::EncryptionLimit { .. } => "encryption_limit",
             Self::RootKek(_) => "root_kek",
-            Self::NotExportable(_) => "not_exportable",
             Self::Crypto(fipsguard_crypto::Error::NotApproved(_)) => "not_approved",
             Self::Crypto(fipsguard_crypto::Error::ErrorState { .. }) => "module_error_state",
             Self::Crypto(fipsguard_crypto::Error::VerificationFailed) => "verification_failed",
             Self::Crypto(_) => "crypto_failure",
-            Self::Store(_) => "store_unavailable",
+            Self::Store(StoreError::Unavailable(_)) => "store_unavailable",
+            Self::Store(StoreError::Conflict(_)) => "store_conflict",
+            Self::Store(StoreError::Corrupt(_)) => "store_corrupt",
         }
     }
 }

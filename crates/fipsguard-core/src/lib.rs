@@ -23,4 +23,6 @@ pub use kms::{
 };
 pub use lifecycle::KeyState;
 pub use root::RootKekSource;
-pub use store::{KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord};
+pub use store::{
+    AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+};

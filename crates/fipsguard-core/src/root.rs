@@ -40,24 +40,48 @@ impl RootKek {
     /// with (a first open records a check value). A wrong KEK is refused
     /// before anything is written.
     pub async fn open(source: &RootKekSource, store: &dyn Store) -> Result<Self> {
+        let existing = store.setting(CHECK_SETTING).await?;
         let material = match source {
             RootKekSource::KeyFile(path) => read_key_file(path)?,
             RootKekSource::Passphrase(passphrase) => {
-                let salt = store
-                    .init_setting(SALT_SETTING, &random::bytes(32)?)
-                    .await?;
+                let salt = match existing {
+                    Some(_) => store.setting(SALT_SETTING).await?.ok_or_else(|| {
+                        KmsError::RootKek(
+                            "this store was not created with a passphrase; nothing was changed"
+                                .into(),
+                        )
+                    })?,
+                    None => {
+                        store
+                            .init_setting(SALT_SETTING, &random::bytes(32)?)
+                            .await?
+                    }
+                };
                 pbkdf2_hmac_sha512(passphrase.expose_secret(), &salt, PASSPHRASE_ITERATIONS, 32)?
+            }
+            RootKekSource::Ephemeral if existing.is_some() => {
+                return Err(KmsError::RootKek(
+                    "an ephemeral root key cannot open a store that already holds keys; nothing was changed".into(),
+                ));
             }
             RootKekSource::Ephemeral => random::secret(32)?,
         };
         let root = Self {
             kek: KeyEncryptionKey::new(material.expose_secret())?,
         };
-        let check = store
-            .init_setting(CHECK_SETTING, &root.wrap(&random::secret(32)?)?)
-            .await?;
+        let check = match existing {
+            Some(check) => check,
+            None => {
+                store
+                    .init_setting(CHECK_SETTING, &root.wrap(&random::secret(32)?)?)
+                    .await?
+            }
+        };
         root.kek.unwrap(&check).map_err(|_| {
-            KmsError::RootKek("this root key is not the one the store was created with (its check value does not unwrap); nothing was changed".into())
+            KmsError::RootKek(
+                "this root key is not the one the store was created with (its check value does not unwrap); nothing was changed"
+                    .into(),
+            )
         })?;
         Ok(root)
     }
@@ -94,24 +118,32 @@ pub fn create_key_file(path: &Path) -> Result<()> {
         .map_err(|e| KmsError::RootKek(format!("cannot write key file {}: {e}", path.display())))
 }
 
+/// Reads the key file through one handle that is not a symbolic link, and
+/// checks that handle's permissions: no window between check and read.
 fn read_key_file(path: &Path) -> Result<SecretBytes> {
+    use std::io::Read;
     let fail = |why: String| KmsError::RootKek(format!("key file {}: {why}", path.display()));
-    let mode = fs::metadata(path)
-        .map_err(|e| fail(e.to_string()))?
-        .permissions()
-        .mode();
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| fail(format!("{e} (symbolic links are not followed)")))?;
+    let metadata = file.metadata().map_err(|e| fail(e.to_string()))?;
+    let mode = metadata.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(fail(format!(
             "permissions {:o} are wider than 0600; run chmod 600",
             mode & 0o777
         )));
     }
-    let bytes = SecretBytes::new(fs::read(path).map_err(|e| fail(e.to_string()))?);
-    if bytes.len() != 32 {
+    if metadata.len() != 32 {
         return Err(fail(format!(
             "holds {} bytes; a root key is exactly 32 bytes",
-            bytes.len()
+            metadata.len()
         )));
     }
+    let mut bytes = SecretBytes::new(vec![0u8; 32]);
+    file.read_exact(bytes.expose_secret_mut())
+        .map_err(|e| fail(e.to_string()))?;
     Ok(bytes)
 }

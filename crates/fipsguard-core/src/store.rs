@@ -98,6 +98,23 @@ pub struct NewVersion {
     pub public_key: Option<Vec<u8>>,
 }
 
+/// What [`Store::add_version`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddedVersion {
+    /// The version was added with this number.
+    Added(u32),
+    /// No key has this name.
+    NoSuchKey,
+    /// Nothing was added: the key's state forbids new versions (destroyed or
+    /// compromised), or its latest version is no longer the one expected.
+    Refused {
+        /// The key's state.
+        state: KeyState,
+        /// The key's latest version.
+        latest: u32,
+    },
+}
+
 /// A block of encryptions granted by [`Store::reserve_encryptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
@@ -136,13 +153,18 @@ pub trait Store: Send + Sync + 'static {
     /// Reads one version.
     async fn version(&self, name: &str, version: u32) -> Result<Option<VersionRecord>, StoreError>;
 
-    /// Appends version `latest + 1` and makes it the latest, atomically;
-    /// returns its number. `None` if the key does not exist.
+    /// Appends version `latest + 1` and makes it the latest, atomically,
+    /// unless the key is destroyed or compromised, or (with
+    /// `expected_latest`) its latest version has moved on.
     async fn add_version(
         &self,
         name: &str,
         version: &NewVersion,
-    ) -> Result<Option<u32>, StoreError>;
+        expected_latest: Option<u32>,
+    ) -> Result<AddedVersion, StoreError>;
+
+    /// Names of keys whose scheduled destruction is due at `now`, at most `limit`.
+    async fn due_for_destruction(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError>;
 
     /// Replaces the key's mutable fields if its revision is still
     /// `key.revision` (bumping it); `false` if another writer changed it.

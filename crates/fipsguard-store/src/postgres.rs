@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use fipsguard_core::{KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord};
+use fipsguard_core::{
+    AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
@@ -254,20 +256,25 @@ impl Store for PostgresStore {
         &self,
         name: &str,
         version: &NewVersion,
-    ) -> Result<Option<u32>, StoreError> {
+        expected_latest: Option<u32>,
+    ) -> Result<AddedVersion, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error)?;
         let Some(row) = tx
             .query_opt(
-                "SELECT latest_version FROM keys WHERE name = $1 FOR UPDATE",
+                "SELECT latest_version, state FROM keys WHERE name = $1 FOR UPDATE",
                 &[&name],
             )
             .await
             .map_err(error)?
         else {
-            return Ok(None);
+            return Ok(AddedVersion::NoSuchKey);
         };
-        let number = row.get::<_, i64>(0) + 1;
+        let (latest, state) = (records::version(row.get(0))?, records::state(row.get(1))?);
+        if let Some(refused) = records::refuse_new_version(state, latest, expected_latest) {
+            return Ok(refused);
+        }
+        let number = i64::from(latest) + 1;
         tx.execute(
             INSERT_VERSION,
             &[
@@ -287,7 +294,20 @@ impl Store for PostgresStore {
         .await
         .map_err(error)?;
         tx.commit().await.map_err(error)?;
-        records::version(number).map(Some)
+        records::version(number).map(AddedVersion::Added)
+    }
+
+    async fn due_for_destruction(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT name FROM keys WHERE destroy_at <= $1 ORDER BY destroy_at LIMIT $2",
+                &[&now, &i64::from(limit)],
+            )
+            .await
+            .map_err(error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {

@@ -1,7 +1,7 @@
 //! Conversions between stored integers/text and the core's records, shared
 //! by both backends.
 
-use fipsguard_core::{KeyState, StoreError};
+use fipsguard_core::{AddedVersion, KeyState, StoreError};
 
 /// Columns of `keys`, in the order both backends read them.
 pub const KEY_COLUMNS: &str =
@@ -11,6 +11,19 @@ pub const KEY_COLUMNS: &str =
 /// Columns of `key_versions`, in the order both backends read them.
 pub const VERSION_COLUMNS: &str =
     "version, created_at, wrapped_material, public_key, encryptions_reserved";
+
+/// Why a new version may not be added, if it may not: the key is
+/// destroyed or compromised, or another writer already moved past the
+/// version the caller expected to be latest.
+pub fn refuse_new_version(
+    state: KeyState,
+    latest: u32,
+    expected_latest: Option<u32>,
+) -> Option<AddedVersion> {
+    let refused = matches!(state, KeyState::Destroyed | KeyState::Compromised)
+        || expected_latest.is_some_and(|expected| expected != latest);
+    refused.then_some(AddedVersion::Refused { state, latest })
+}
 
 pub fn state(text: &str) -> Result<KeyState, StoreError> {
     text.parse().map_err(StoreError::Corrupt)

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use fipsguard_core::{KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord};
+use fipsguard_core::{
+    AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::records::{self, KEY_COLUMNS, VERSION_COLUMNS};
@@ -261,21 +263,40 @@ impl Store for SqliteStore {
         &self,
         name: &str,
         version: &NewVersion,
-    ) -> Result<Option<u32>, StoreError> {
+        expected_latest: Option<u32>,
+    ) -> Result<AddedVersion, StoreError> {
         let (name, version) = (name.to_owned(), version.clone());
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let latest: Option<i64> =
-                tx.query_row("SELECT latest_version FROM keys WHERE name = ?1", [&name], |r| r.get(0)).optional()?;
-            let Some(latest) = latest else { return Ok(None) };
-            let number = convert(records::version(latest + 1))?;
+            let current: Option<(i64, String)> = tx
+                .query_row("SELECT latest_version, state FROM keys WHERE name = ?1", [&name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((latest, state)) = current else { return Ok(AddedVersion::NoSuchKey) };
+            let (latest, state) = (convert(records::version(latest))?, convert(records::state(&state))?);
+            if let Some(refused) = records::refuse_new_version(state, latest, expected_latest) {
+                return Ok(refused);
+            }
+            let number = latest + 1;
             insert_version(&tx, &name, number, &version)?;
             tx.execute(
                 "UPDATE keys SET latest_version = ?1, rotated_at = ?2, revision = revision + 1 WHERE name = ?3",
                 params![number, version.created_at, name],
             )?;
             tx.commit()?;
-            Ok(Some(number))
+            Ok(AddedVersion::Added(number))
+        })
+        .await
+    }
+
+    async fn due_for_destruction(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+        self.run(move |c| {
+            c.prepare_cached(
+                "SELECT name FROM keys WHERE destroy_at <= ?1 ORDER BY destroy_at LIMIT ?2",
+            )?
+            .query_map(params![now, limit], |r| r.get(0))?
+            .collect()
         })
         .await
     }
@@ -317,8 +338,9 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             if changed == 1 {
-                // Push the overwritten pages out of the WAL into the database file.
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                // Best effort, without waiting for readers: push the
+                // overwritten pages from the WAL into the database file.
+                let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
             }
             Ok(changed == 1)
         })

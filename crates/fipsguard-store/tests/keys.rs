@@ -57,6 +57,9 @@ on_both_stores!(
     a_wrong_root_key_is_refused_before_anything_changes,
     passphrase_root_keys_reopen_with_the_same_passphrase,
     no_secret_appears_in_errors_or_debug_output,
+    destroyed_and_compromised_keys_get_no_new_versions,
+    a_key_with_a_destruction_pending_cannot_be_activated,
+    root_key_sources_refuse_the_wrong_store,
 );
 
 async fn encrypt_decrypt_round_trip_binds_key_and_context(b: Backend) {
@@ -720,21 +723,86 @@ async fn encryption_counts_force_rotation_and_survive_restarts(b: Backend) {
                 .unwrap(),
         );
     }
-    let latest = kms.get_key("counted").await.unwrap().latest_version;
+    assert_within_reservations(&b, "counted", &ciphertexts, 100).await;
+    let latest = b
+        .store
+        .key("counted")
+        .await
+        .unwrap()
+        .unwrap()
+        .latest_version;
     assert!(
         latest >= 3,
         "rotated automatically, now at version {latest}"
     );
-    for version in 1..=latest {
-        let stored = b.store.version("counted", version).await.unwrap().unwrap();
-        assert!(
-            stored.encryptions_reserved <= 100,
-            "version {version} reserved {}",
-            stored.encryptions_reserved
-        );
-    }
     for c in &ciphertexts {
         kms.decrypt("counted", c, &ctx).await.unwrap();
+    }
+
+    // With no early rotation, the hard limit itself hands over to a new version.
+    let at_limit = KmsConfig {
+        encryption_limit: 30,
+        rotate_at: 30,
+        reservation_block: 7,
+        ..KmsConfig::default()
+    };
+    let kms = Kms::open(b.reopen().await, &b.key_file(), at_limit.clone())
+        .await
+        .unwrap();
+    kms.create_key(CreateKey::new("hard-limit", AES))
+        .await
+        .unwrap();
+    let mut sealed = Vec::new();
+    for i in 0..75u32 {
+        sealed.push(
+            kms.encrypt("hard-limit", &i.to_be_bytes(), &ctx)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_within_reservations(&b, "hard-limit", &sealed, 30).await;
+    assert_eq!(
+        b.store
+            .key("hard-limit")
+            .await
+            .unwrap()
+            .unwrap()
+            .latest_version,
+        3
+    );
+
+    // A limit above the SP 800-38D bound is refused outright.
+    let too_high = KmsConfig {
+        encryption_limit: (1 << 32) + 1,
+        ..KmsConfig::default()
+    };
+    assert!(matches!(
+        Kms::open(b.reopen().await, &b.key_file(), too_high).await,
+        Err(KmsError::InvalidRequest(_))
+    ));
+}
+
+/// Every version encrypted no more than it reserved, and reserved no more
+/// than the limit.
+async fn assert_within_reservations(b: &Backend, name: &str, ciphertexts: &[String], limit: u64) {
+    let mut used: BTreeMap<u32, u64> = BTreeMap::new();
+    for c in ciphertexts {
+        *used
+            .entry(fipsguard_core::ciphertext::describe(c).unwrap().version)
+            .or_default() += 1;
+    }
+    for (version, count) in used {
+        let reserved = b
+            .store
+            .version(name, version)
+            .await
+            .unwrap()
+            .unwrap()
+            .encryptions_reserved;
+        assert!(
+            count <= reserved && reserved <= limit,
+            "version {version}: used {count}, reserved {reserved}, limit {limit}"
+        );
     }
 }
 
@@ -883,4 +951,160 @@ async fn no_secret_appears_in_errors_or_debug_output(b: Backend) {
         );
     }
     assert!(texts[0].contains("redacted"));
+}
+
+async fn destroyed_and_compromised_keys_get_no_new_versions(b: Backend) {
+    use fipsguard_core::{AddedVersion, NewVersion};
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("gone", AES)).await.unwrap();
+    kms.destroy_key_now("gone").await.unwrap();
+    let version = NewVersion {
+        created_at: 0,
+        wrapped_material: vec![1; 40],
+        public_key: None,
+    };
+    // Even a writer that skipped every check above the store is refused.
+    let added = b.store.add_version("gone", &version, None).await.unwrap();
+    assert_eq!(
+        added,
+        AddedVersion::Refused {
+            state: KeyState::Destroyed,
+            latest: 1
+        }
+    );
+    kms.create_key(CreateKey::new("leaked", AES)).await.unwrap();
+    kms.compromise_key("leaked").await.unwrap();
+    assert!(matches!(
+        b.store.add_version("leaked", &version, None).await.unwrap(),
+        AddedVersion::Refused { .. }
+    ));
+    // Two writers expecting the same latest version add one version between them.
+    kms.create_key(CreateKey::new("raced", AES)).await.unwrap();
+    assert_eq!(
+        b.store
+            .add_version("raced", &version, Some(1))
+            .await
+            .unwrap(),
+        AddedVersion::Added(2)
+    );
+    assert!(matches!(
+        b.store
+            .add_version("raced", &version, Some(1))
+            .await
+            .unwrap(),
+        AddedVersion::Refused { latest: 2, .. }
+    ));
+}
+
+async fn a_key_with_a_destruction_pending_cannot_be_activated(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let mut staged = CreateKey::new("staged", AES);
+    staged.active = false;
+    kms.create_key(staged).await.unwrap();
+    kms.schedule_destroy("staged", Some(3)).await.unwrap();
+    let err = kms.activate_key("staged").await.unwrap_err();
+    assert!(
+        matches!(err, KmsError::StateForbids { .. }) && err.to_string().contains("cancel"),
+        "{err}"
+    );
+    kms.cancel_destroy("staged").await.unwrap();
+    assert_eq!(
+        kms.activate_key("staged").await.unwrap().state,
+        KeyState::Active
+    );
+}
+
+async fn root_key_sources_refuse_the_wrong_store(b: Backend) {
+    use fipsguard_core::RootKekSource::{Ephemeral, KeyFile, Passphrase};
+    b.kms(KmsConfig::default()).await; // the store now belongs to the key file
+    let err = Kms::open(b.reopen().await, &Ephemeral, KmsConfig::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("ephemeral"), "{err}");
+    let passphrase = Passphrase(fipsguard_crypto::SecretBytes::copy_from(
+        b"a passphrase of some length",
+    ));
+    let err = Kms::open(b.reopen().await, &passphrase, KmsConfig::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("not created with a passphrase"),
+        "{err}"
+    );
+    assert_eq!(
+        b.store.setting("root_kek_passphrase_salt").await.unwrap(),
+        None,
+        "no salt was written"
+    );
+
+    let KeyFile(real) = b.key_file() else {
+        unreachable!()
+    };
+    let link = b.dir.path().join("link.key");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = Kms::open(b.reopen().await, &KeyFile(link), KmsConfig::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("symbolic links"), "{err}");
+}
+
+/// Lookups use indexes, so they stay O(log n) however many keys there are.
+#[tokio::test]
+async fn sqlite_lookups_use_indexes() {
+    let b = common::sqlite().await;
+    b.kms(KmsConfig::default()).await;
+    let connection = rusqlite::Connection::open(b.sqlite_path().unwrap()).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = statement.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    for (sql, index) in [
+        (
+            "SELECT * FROM keys WHERE name = 'k'",
+            "USING INDEX sqlite_autoindex_keys_1",
+        ),
+        (
+            "SELECT * FROM key_versions WHERE key_name = 'k' AND version = 3",
+            "USING INDEX sqlite_autoindex_key_versions_1",
+        ),
+        (
+            "SELECT * FROM keys WHERE name > 'k' ORDER BY name LIMIT 10",
+            "USING INDEX sqlite_autoindex_keys_1",
+        ),
+        (
+            "SELECT name FROM keys WHERE destroy_at <= 5 ORDER BY destroy_at LIMIT 10",
+            "USING INDEX keys_destroy_at",
+        ),
+    ] {
+        let plan = plan(sql);
+        assert!(
+            plan.contains("SEARCH") && plan.contains(index),
+            "{sql}: {plan}"
+        );
+    }
+}
+
+#[test]
+fn ciphertext_versions_have_one_spelling() {
+    for text in [
+        "fg:v01:AQ==",
+        "fg:v+1:AQ==",
+        "fg:v0:AQ==",
+        "fg:v:AQ==",
+        "fg:v4294967296:AQ==",
+    ] {
+        assert!(
+            matches!(
+                fipsguard_core::ciphertext::describe(text),
+                Err(DecryptError::Malformed(_))
+            ),
+            "{text}"
+        );
+    }
 }

@@ -102,6 +102,11 @@ async fn work_until_killed(kms: &Kms, log: &Path) {
     }
 }
 
+/// Operations the log holds whole lines for.
+fn logged_lines(log: &Path) -> usize {
+    std::fs::read_to_string(log).map_or(0, |text| text.matches('\n').count())
+}
+
 /// Checks every logged operation against a freshly opened store; returns
 /// how many were checked.
 async fn check_log(backend: &common::Backend, log: &Path) -> usize {
@@ -145,16 +150,30 @@ async fn kill_at_random_moments(backend: common::Backend) {
     let mut total = 0;
     for round in 0..20 {
         let mut child = spawn_child("work", &backend, &log);
-        let delay = 100 + u64::from(fipsguard_crypto::random::bytes(1).unwrap()[0]) * 2;
+        // Wait for the child's first acknowledged operation, then kill it at
+        // a random moment in the next 0-510 ms.
+        while logged_lines(&log) <= total {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                panic!(
+                    "round {round}: the child exited ({status}) before doing any work: {stderr}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let delay = u64::from(fipsguard_crypto::random::bytes(1).unwrap()[0]) * 2;
         tokio::time::sleep(Duration::from_millis(delay)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let checked = check_log(&backend, &log).await;
-        assert!(
-            checked > total || round == 0,
-            "round {round}: the child made no progress"
-        );
-        total = checked;
+        if let Some(path) = backend.sqlite_path() {
+            let connection = rusqlite::Connection::open(path).unwrap();
+            let verdict: String = connection
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(verdict, "ok", "round {round}: the database is damaged");
+        }
+        total = check_log(&backend, &log).await;
     }
     println!(
         "{}: 20 SIGKILLs, {total} acknowledged operations all present and decryptable",

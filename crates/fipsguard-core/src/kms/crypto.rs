@@ -30,13 +30,23 @@ pub struct DataKey {
 }
 
 /// What to sign or verify: the message, or its digest under the scheme's hash.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum SignInput<'a> {
     /// The message itself.
     Message(&'a [u8]),
     /// A digest the caller computed, and the hash it used (which must be
     /// the scheme's).
     Digest(HashAlgorithm, &'a [u8]),
+}
+
+impl std::fmt::Debug for SignInput<'_> {
+    /// Lengths only: what is signed may be confidential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Message(m) => write!(f, "Message([{} bytes])", m.len()),
+            Self::Digest(hash, d) => write!(f, "Digest({}, [{} bytes])", hash.name(), d.len()),
+        }
+    }
 }
 
 /// A signature and the key version that made it.
@@ -446,28 +456,17 @@ impl Kms {
                 if reservation.total >= self.config.rotate_at {
                     // Best effort: if it fails, the next reservation tries again
                     // and the hard limit still holds.
-                    let _ = self.rotate_if_latest(name, version).await;
+                    let _ = self.rotate(name, Some(version)).await;
                 }
                 return Ok(version);
             }
-            version = self.rotate_if_latest(name, version).await?;
+            version = self.rotate(name, Some(version)).await?;
         }
         Err(KmsError::EncryptionLimit {
             name: name.to_string(),
             version,
             limit: self.config.encryption_limit,
         })
-    }
-
-    /// Rotates unless another request (here or on another node) already
-    /// did; returns the newest version.
-    async fn rotate_if_latest(&self, name: &KeyName, version: u32) -> Result<u32> {
-        let current = self.fresh_record(name).await?;
-        if current.latest_version > version {
-            self.cache.invalidate(name.as_str(), false);
-            return Ok(current.latest_version);
-        }
-        Ok(self.rotate_key(name.as_str()).await?.latest_version)
     }
 }
 

@@ -6,10 +6,12 @@ use crate::error::{KmsError, Result};
 use crate::key_type::{KeyType, Purpose};
 use crate::lifecycle::KeyState;
 use crate::name::KeyName;
-use crate::store::{KeyRecord, NewVersion, StoreError};
+use crate::store::{AddedVersion, KeyRecord, NewVersion, StoreError};
 
 /// Days a scheduled destruction waits by default, and the allowed range.
-pub const DESTROY_WINDOW_DAYS: (u32, std::ops::RangeInclusive<u32>) = (7, 1..=30);
+pub const DEFAULT_DESTROY_DAYS: u32 = 7;
+/// The destruction windows an officer may choose, in days.
+pub const DESTROY_DAYS: std::ops::RangeInclusive<u32> = 1..=30;
 /// Most keys one page lists.
 pub const MAX_PAGE: u32 = 1000;
 /// Times an update is retried when another writer got there first.
@@ -155,24 +157,39 @@ impl Kms {
         })
     }
 
-    /// Adds a version; new protection uses it from now on.
+    /// Adds a version; new protection uses it from now on. Destroyed and
+    /// compromised keys get no new versions.
     pub async fn rotate_key(&self, name: &str) -> Result<KeyMetadata> {
         let name = KeyName::new(name)?;
-        let record = self.fresh_record(&name).await?;
-        if matches!(record.state, KeyState::Destroyed | KeyState::Compromised) {
-            return Err(KmsError::StateForbids {
-                name: name.to_string(),
-                state: record.state,
-                operation: "rotate",
-            });
-        }
-        let version = self.new_version(key_type_of(&record)?, self.now())?;
-        self.store
-            .add_version(name.as_str(), &version)
-            .await?
-            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))?;
-        self.cache.invalidate(name.as_str(), false);
+        self.rotate(&name, None).await?;
         self.get_key(name.as_str()).await
+    }
+
+    /// Adds a version unless the state forbids it or, with `expected_latest`,
+    /// another writer rotated first; returns the key's latest version after.
+    pub(super) async fn rotate(&self, name: &KeyName, expected_latest: Option<u32>) -> Result<u32> {
+        let record = self.fresh_record(name).await?;
+        let version = self.new_version(key_type_of(&record)?, self.now())?;
+        let added = self
+            .store
+            .add_version(name.as_str(), &version, expected_latest)
+            .await?;
+        self.cache.invalidate(name.as_str(), false);
+        match added {
+            AddedVersion::Added(number) => Ok(number),
+            AddedVersion::NoSuchKey => Err(KmsError::KeyNotFound(name.to_string())),
+            // Another writer rotated first: its version is as good as ours.
+            AddedVersion::Refused { state, latest }
+                if !matches!(state, KeyState::Destroyed | KeyState::Compromised) =>
+            {
+                Ok(latest)
+            }
+            AddedVersion::Refused { state, .. } => Err(KmsError::StateForbids {
+                name: name.to_string(),
+                state,
+                operation: "rotate",
+            }),
+        }
     }
 
     /// Changes the minimum decryption version or the cryptoperiod.
@@ -224,13 +241,12 @@ impl Kms {
     /// Schedules destruction `days` (1-30, default 7) from now. The key must
     /// not be active: deactivate it first.
     pub async fn schedule_destroy(&self, name: &str, days: Option<u32>) -> Result<KeyMetadata> {
-        let (default, range) = DESTROY_WINDOW_DAYS;
-        let days = days.unwrap_or(default);
-        if !range.contains(&days) {
+        let days = days.unwrap_or(DEFAULT_DESTROY_DAYS);
+        if !DESTROY_DAYS.contains(&days) {
             return Err(KmsError::InvalidRequest(format!(
                 "the destruction window is {}-{} days",
-                range.start(),
-                range.end()
+                DESTROY_DAYS.start(),
+                DESTROY_DAYS.end()
             )));
         }
         let at = self.now() + i64::from(days) * 86_400;
@@ -272,7 +288,7 @@ impl Kms {
                 to: KeyState::Destroyed,
             });
         }
-        let record = self.destroy(&name, record).await?;
+        let record = self.destroy(&name, record, Destruction::Forced).await?;
         Ok(self.metadata(&record))
     }
 
@@ -281,17 +297,23 @@ impl Kms {
     /// of a due key also destroy it first.
     pub async fn destroy_due_keys(&self) -> Result<usize> {
         let mut destroyed = 0;
-        let mut after: Option<String> = None;
+
         loop {
-            let records = self.store.list_keys(after.as_deref(), MAX_PAGE).await?;
-            for record in records.iter().filter(|r| self.destroy_due(r)) {
-                self.destroy(&KeyName::new(&record.name)?, record.clone())
-                    .await?;
-                destroyed += 1;
+            let due = self.store.due_for_destruction(self.now(), MAX_PAGE).await?;
+            for name in &due {
+                let name = KeyName::new(name)?;
+                let record = self.fresh_record(&name).await?;
+                if self
+                    .destroy(&name, record, Destruction::Scheduled)
+                    .await?
+                    .state
+                    == KeyState::Destroyed
+                {
+                    destroyed += 1;
+                }
             }
-            match records.last() {
-                Some(last) if records.len() == MAX_PAGE as usize => after = Some(last.name.clone()),
-                _ => return Ok(destroyed),
+            if due.len() < MAX_PAGE as usize {
+                return Ok(destroyed);
             }
         }
     }
@@ -371,6 +393,13 @@ impl Kms {
                     to,
                 });
             }
+            if to == KeyState::Active && record.destroy_at.is_some() {
+                return Err(KmsError::StateForbids {
+                    name: record.name.clone(),
+                    state: record.state,
+                    operation: "activation while a destruction is scheduled (cancel it first)",
+                });
+            }
             record.state = to;
             Ok(())
         })
@@ -397,9 +426,21 @@ impl Kms {
         Err(StoreError::Conflict(format!("key {name:?} kept changing; try again")).into())
     }
 
-    /// Deletes every version's material and marks the key destroyed.
-    pub(super) async fn destroy(&self, name: &KeyName, mut record: KeyRecord) -> Result<KeyRecord> {
+    /// Deletes every version's material and marks the key destroyed. A
+    /// scheduled destruction re-checks on every attempt that it is still
+    /// due, so a concurrent cancellation wins.
+    pub(super) async fn destroy(
+        &self,
+        name: &KeyName,
+        mut record: KeyRecord,
+        kind: Destruction,
+    ) -> Result<KeyRecord> {
         for _ in 0..UPDATE_ATTEMPTS {
+            if record.state == KeyState::Destroyed
+                || (kind == Destruction::Scheduled && !self.destroy_due(&record))
+            {
+                return Ok(record);
+            }
             if self
                 .store
                 .destroy_key(name.as_str(), record.revision)
@@ -412,12 +453,18 @@ impl Kms {
                 return Ok(record);
             }
             record = self.fresh_record(name).await?;
-            if record.state == KeyState::Destroyed {
-                return Ok(record);
-            }
         }
         Err(StoreError::Conflict(format!("key {name:?} kept changing; try again")).into())
     }
+}
+
+/// Why a key is being destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Destruction {
+    /// Its scheduled time has come (and must still have come).
+    Scheduled,
+    /// An officer destroys it now.
+    Forced,
 }
 
 fn check_cryptoperiod(period: Option<i64>) -> Result<()> {

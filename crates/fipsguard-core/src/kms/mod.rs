@@ -8,14 +8,25 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crypto::{DataKey, MacTag, SignInput, Signature};
-pub use lifecycle::{ConfigureKey, CreateKey, KeyMetadata, Page};
+pub use crypto::{MAX_BATCH, MAX_RANDOM};
+pub use lifecycle::{
+    ConfigureKey, CreateKey, KeyMetadata, Page, PublicKey, DEFAULT_DESTROY_DAYS, DESTROY_DAYS,
+    MAX_PAGE,
+};
+
+use lifecycle::Destruction;
 
 use crate::cache::{Allowance, CachedVersion, KeyCache};
 use crate::error::{KmsError, Result};
 use crate::key_type::KeyType;
+use crate::lifecycle::KeyState;
 use crate::name::KeyName;
 use crate::root::{RootKek, RootKekSource};
 use crate::store::{KeyRecord, Store};
+
+/// Most encryptions under one AES-GCM key with random 96-bit IVs
+/// (SP 800-38D, section 8.3).
+pub const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 
 /// Tunables of the service.
 #[derive(Debug, Clone)]
@@ -40,7 +51,7 @@ impl Default for KmsConfig {
     fn default() -> Self {
         Self {
             max_plaintext: 64 * 1024,
-            encryption_limit: 1 << 32,
+            encryption_limit: GCM_RANDOM_IV_LIMIT,
             rotate_at: (1 << 32) - (1 << 24),
             reservation_block: 4096,
             cache_capacity: 10_000,
@@ -93,9 +104,13 @@ impl Kms {
         config: KmsConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        if config.rotate_at > config.encryption_limit || config.reservation_block == 0 {
+        if config.encryption_limit > GCM_RANDOM_IV_LIMIT
+            || config.rotate_at > config.encryption_limit
+            || config.reservation_block == 0
+        {
             return Err(KmsError::InvalidRequest(
-                "rotate_at must not exceed encryption_limit and reservation_block must be positive"
+                "encryption_limit may not exceed 2^32 (SP 800-38D, 8.3), rotate_at may not exceed \
+                 encryption_limit, and reservation_block must be positive"
                     .into(),
             ));
         }
@@ -129,10 +144,11 @@ impl Kms {
             }
         }
         let record = self.fresh_record(name).await?;
-        let record = match self.destroy_due(&record) {
-            true => self.destroy(name, record).await?,
-            false => record,
-        };
+        let record = self.destroy(name, record, Destruction::Scheduled).await?;
+        if record.state == KeyState::Destroyed {
+            // Destroyed elsewhere: drop any material this node still holds.
+            self.cache.invalidate(name.as_str(), true);
+        }
         self.cache.put_metadata(record.clone());
         Ok(record)
     }

@@ -4,7 +4,8 @@ CREATE TABLE settings (
 );
 
 CREATE TABLE keys (
-    name                   TEXT PRIMARY KEY,
+    -- Byte order, as in SQLite, so pagination is the same on both stores.
+    name                   TEXT COLLATE "C" PRIMARY KEY,
     key_type               TEXT NOT NULL,
     state                  TEXT NOT NULL,
     latest_version         BIGINT NOT NULL,
@@ -18,7 +19,7 @@ CREATE TABLE keys (
 );
 
 CREATE TABLE key_versions (
-    key_name             TEXT NOT NULL REFERENCES keys (name),
+    key_name             TEXT COLLATE "C" NOT NULL REFERENCES keys (name),
     version              BIGINT NOT NULL,
     created_at           BIGINT NOT NULL,
     wrapped_material     BYTEA,
@@ -26,3 +27,6 @@ CREATE TABLE key_versions (
     encryptions_reserved BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (key_name, version)
 );
+
+-- The sweep for scheduled destructions reads only the keys that have one.
+CREATE INDEX keys_destroy_at ON keys (destroy_at) WHERE destroy_at IS NOT NULL;

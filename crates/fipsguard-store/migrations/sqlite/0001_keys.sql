@@ -26,3 +26,6 @@ CREATE TABLE key_versions (
     encryptions_reserved INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (key_name, version)
 );
+
+-- The sweep for scheduled destructions reads only the keys that have one.
+CREATE INDEX keys_destroy_at ON keys (destroy_at) WHERE destroy_at IS NOT NULL;
