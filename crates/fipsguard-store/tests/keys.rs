@@ -929,7 +929,12 @@ async fn no_secret_appears_in_errors_or_debug_output(b: Backend) {
     let data_key = kms.generate_data_key("s", 32, &ctx).await.unwrap();
     let key_hex = common::hex(data_key.plaintext.expose_secret());
 
+    let version = b.store.version("s", 1).await.unwrap().unwrap();
+    let material_hex = common::hex(version.wrapped_material.as_ref().unwrap());
+    let signed = fipsguard_core::SignInput::Message(MARKER);
     let mut texts = vec![
+        format!("{version:?}"),
+        format!("{signed:?}"),
         format!("{data_key:?}"),
         format!("{:?}", kms.get_key("s").await.unwrap()),
     ];
@@ -950,7 +955,7 @@ async fn no_secret_appears_in_errors_or_debug_output(b: Backend) {
             "secret in {text}"
         );
     }
-    assert!(texts[0].contains("redacted"));
+    assert!(texts[2].contains("redacted"));
 }
 
 async fn destroyed_and_compromised_keys_get_no_new_versions(b: Backend) {
