@@ -45,6 +45,20 @@ pub enum KmsError {
         /// The operation refused.
         operation: &'static str,
     },
+    /// No valid token was presented (missing, malformed, unknown, expired or
+    /// revoked: the caller is not told which).
+    #[error("authentication required: present a valid bearer token")]
+    Unauthenticated,
+    /// The caller's role or grants do not allow this.
+    #[error("the {role} role may not {operation}{}", key.as_ref().map(|k| format!(" on key {k:?}")).unwrap_or_default())]
+    Forbidden {
+        /// The caller's role.
+        role: crate::auth::Role,
+        /// What was refused.
+        operation: String,
+        /// The key, if the operation concerns one.
+        key: Option<String>,
+    },
     /// The key's type does not offer this operation.
     #[error("key {name:?} is of type {key_type}, which cannot {operation}")]
     WrongKeyType {
@@ -128,6 +142,8 @@ impl KmsError {
             Self::IllegalTransition { .. } => "illegal_transition",
             Self::StateForbids { .. } => "key_state",
             Self::WrongKeyType { .. } => "wrong_key_type",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden { .. } => "forbidden",
             Self::Decrypt(e) => e.code(),
             Self::EncryptionLimit { .. } => "encryption_limit",
             Self::RootKek(_) => "root_kek",

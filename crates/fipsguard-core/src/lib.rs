@@ -3,6 +3,7 @@
 //! operations (one async function each, on [`Kms`]) and the [`Store`]
 //! interface that backends implement.
 
+pub mod auth;
 mod cache;
 pub mod ciphertext;
 pub mod context;
@@ -14,6 +15,7 @@ pub mod name;
 pub mod root;
 pub mod store;
 
+pub use auth::{Grant, Operation, Principal, Role, TokenInfo};
 pub use context::EncryptionContext;
 pub use error::{DecryptError, KmsError};
 pub use key_type::KeyType;
@@ -26,3 +28,8 @@ pub use root::RootKekSource;
 pub use store::{
     AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
 };
+
+/// Lower-case hex, for ids.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

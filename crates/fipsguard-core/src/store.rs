@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 
+use crate::auth::TokenRecord;
 use crate::lifecycle::KeyState;
 
 /// A failure of the store itself (not of a request).
@@ -173,6 +174,18 @@ pub trait Store: Send + Sync + 'static {
     /// Marks the key destroyed and deletes the material of every version,
     /// if its revision is still `revision`; `false` otherwise.
     async fn destroy_key(&self, name: &str, revision: i64) -> Result<bool, StoreError>;
+
+    /// Stores a new token (its hash). `Conflict` if the id is taken.
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    /// Reads a token by id.
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Every token, revoked ones included, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Marks a token revoked at `at`; `false` if no such unrevoked token.
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError>;
 
     /// Durably reserves up to `count` more encryptions under a version,
     /// never letting its total pass `limit`.

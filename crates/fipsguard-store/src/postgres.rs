@@ -7,19 +7,26 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use fipsguard_core::auth::TokenRecord;
 use fipsguard_core::{
     AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use crate::records::{self, KEY_COLUMNS, VERSION_COLUMNS};
+use crate::records::{self, KEY_COLUMNS, TOKEN_COLUMNS, VERSION_COLUMNS};
 use crate::{schema_too_new, Migration};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/postgres/0001_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/postgres/0001_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/postgres/0002_tokens.sql"),
+    },
+];
 
 /// Any constant: serialises migrations across nodes starting together.
 const MIGRATION_LOCK: i64 = 0x6667_7561_7264;
@@ -124,6 +131,19 @@ fn version_row(row: &Row) -> Result<VersionRecord, StoreError> {
         wrapped_material: row.get(2),
         public_key: row.get(3),
         encryptions_reserved: records::count(row.get(4))?,
+    })
+}
+
+fn token_row(row: &Row) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        id: row.get(0),
+        hash: row.get(1),
+        role: records::role(row.get(2))?,
+        grants: records::grants(row.get(3))?,
+        description: row.get(4),
+        created_at: row.get(5),
+        expires_at: row.get(6),
+        revoked_at: row.get(7),
     })
 }
 
@@ -350,6 +370,70 @@ impl Store for PostgresStore {
             .map_err(error)?;
         }
         tx.commit().await.map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ),
+                &[
+                    &token.id,
+                    &token.hash,
+                    &token.role.as_str(),
+                    &records::grants_json(&token.grants),
+                    &token.description,
+                    &token.created_at,
+                    &token.expires_at,
+                    &token.revoked_at,
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
+            .await
+            .map_err(error)?;
+        client
+            .query_opt(&statement, &[&id])
+            .await
+            .map_err(error)?
+            .as_ref()
+            .map(token_row)
+            .transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"),
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                &[&at, &id],
+            )
+            .await
+            .map_err(error)?;
         Ok(changed == 1)
     }
 

@@ -1,6 +1,7 @@
 //! Conversions between stored integers/text and the core's records, shared
 //! by both backends.
 
+use fipsguard_core::auth::{Grant, Role};
 use fipsguard_core::{AddedVersion, KeyState, StoreError};
 
 /// Columns of `keys`, in the order both backends read them.
@@ -23,6 +24,23 @@ pub fn refuse_new_version(
     let refused = matches!(state, KeyState::Destroyed | KeyState::Compromised)
         || expected_latest.is_some_and(|expected| expected != latest);
     refused.then_some(AddedVersion::Refused { state, latest })
+}
+
+/// Columns of `tokens`, in the order both backends read them.
+pub const TOKEN_COLUMNS: &str =
+    "id, hash, role, grants, description, created_at, expires_at, revoked_at";
+
+pub fn role(text: &str) -> Result<Role, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown role {text:?}")))
+}
+
+pub fn grants(json: &str) -> Result<Vec<Grant>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("unreadable grants: {e}")))
+}
+
+pub fn grants_json(grants: &[Grant]) -> String {
+    serde_json::to_string(grants).expect("grants always serialize")
 }
 
 pub fn state(text: &str) -> Result<KeyState, StoreError> {

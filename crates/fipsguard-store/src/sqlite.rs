@@ -7,18 +7,25 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use fipsguard_core::auth::TokenRecord;
 use fipsguard_core::{
     AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use crate::records::{self, KEY_COLUMNS, VERSION_COLUMNS};
+use crate::records::{self, KEY_COLUMNS, TOKEN_COLUMNS, VERSION_COLUMNS};
 use crate::{schema_too_new, Migration};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/sqlite/0001_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/sqlite/0001_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/sqlite/0002_tokens.sql"),
+    },
+];
 
 /// A SQLite store.
 #[derive(Clone)]
@@ -145,6 +152,19 @@ fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRecord> {
         wrapped_material: row.get(2)?,
         public_key: row.get(3)?,
         encryptions_reserved: convert(records::count(row.get(4)?))?,
+    })
+}
+
+fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: row.get(0)?,
+        hash: row.get(1)?,
+        role: convert(records::role(&row.get::<_, String>(2)?))?,
+        grants: convert(records::grants(&row.get::<_, String>(3)?))?,
+        description: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        revoked_at: row.get(7)?,
     })
 }
 
@@ -343,6 +363,62 @@ impl Store for SqliteStore {
                 let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
             }
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.run(move |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    token.id,
+                    token.hash,
+                    token.role.as_str(),
+                    records::grants_json(&token.grants),
+                    token.description,
+                    token.created_at,
+                    token.expires_at,
+                    token.revoked_at
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
+                .query_row([id], token_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.run(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+            ))?
+            .query_map([], token_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                params![at, id],
+            )
+            .map(|changed| changed == 1)
         })
         .await
     }

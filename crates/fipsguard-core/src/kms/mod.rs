@@ -3,6 +3,7 @@
 
 mod crypto;
 mod lifecycle;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +14,7 @@ pub use lifecycle::{
     ConfigureKey, CreateKey, KeyMetadata, Page, PublicKey, DEFAULT_DESTROY_DAYS, DESTROY_DAYS,
     MAX_PAGE,
 };
+pub use tokens::{CreateToken, TOKEN_TTL_SECS};
 
 use lifecycle::Destruction;
 
@@ -84,6 +86,9 @@ pub struct Kms {
     cache: KeyCache,
     config: KmsConfig,
     clock: Arc<dyn Clock>,
+    tokens: crate::auth::TokenHasher,
+    token_cache:
+        std::sync::Mutex<lru::LruCache<String, (crate::auth::TokenRecord, std::time::Instant)>>,
 }
 
 impl Kms {
@@ -117,12 +122,18 @@ impl Kms {
         store.ping().await?;
         let root = RootKek::open(root, store.as_ref()).await?;
         let cache = KeyCache::new(config.cache_capacity, config.metadata_ttl);
+        let tokens = Self::token_hasher(store.as_ref(), &root).await?;
+        let capacity =
+            std::num::NonZeroUsize::new(config.cache_capacity.max(1)).expect("at least 1");
+        let token_cache = std::sync::Mutex::new(lru::LruCache::new(capacity));
         Ok(Self {
             store,
             root,
             cache,
             config,
             clock,
+            tokens,
+            token_cache,
         })
     }
 

@@ -1,0 +1,248 @@
+//! Who may do what: roles (FIPS 140-3 requires a Crypto Officer and a User
+//! role), per-key grants for users, and bearer tokens.
+//!
+//! A token is `fgt.<id>.<secret>`: the id is public (it names the token in
+//! listings and audit records), the secret is 256 random bits. Only
+//! HMAC-SHA-256(token key, secret) is stored; the token key is random, kept
+//! wrapped under the root KEK, and the stored hash is compared in constant
+//! time. A token is shown once, when it is created.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
+use fipsguard_crypto::secret::constant_time_eq;
+use fipsguard_crypto::{random, SecretBytes};
+
+use crate::error::{KmsError, Result};
+
+/// The roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Crypto Officer: manages keys, tokens and grants; reads audit and status.
+    Officer,
+    /// User: cryptographic operations on the keys and operations granted.
+    User,
+    /// Auditor: reads audit, status, metrics and key metadata; no key use.
+    Auditor,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Officer => "officer",
+            Self::User => "user",
+            Self::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = KmsError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "officer" => Ok(Self::Officer),
+            "user" => Ok(Self::User),
+            "auditor" => Ok(Self::Auditor),
+            _ => Err(KmsError::InvalidRequest(format!(
+                "unknown role {s:?}; roles are officer, user, auditor"
+            ))),
+        }
+    }
+}
+
+/// Operations a user can be granted on keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Encrypt.
+    Encrypt,
+    /// Decrypt.
+    Decrypt,
+    /// Re-encrypt under the newest version.
+    Rewrap,
+    /// Generate data keys.
+    Datakey,
+    /// Sign.
+    Sign,
+    /// Verify signatures (and read public keys).
+    Verify,
+    /// Generate MACs.
+    Mac,
+    /// Verify MACs.
+    MacVerify,
+    /// Read the key's metadata.
+    Read,
+}
+
+/// Operations on keys whose names match: `*` (any key), `prefix*`, or an
+/// exact name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Key name, `prefix*` or `*`.
+    pub keys: String,
+    /// The operations allowed.
+    pub operations: Vec<Operation>,
+}
+
+impl Grant {
+    fn matches(&self, key: &str, operation: Operation) -> bool {
+        let key_matches = match self.keys.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => self.keys == key,
+        };
+        key_matches && self.operations.contains(&operation)
+    }
+}
+
+/// Who is calling: the token's id (never the token), role and grants.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Principal {
+    /// The token id.
+    pub token_id: String,
+    /// The role.
+    pub role: Role,
+    /// Grants (users only).
+    pub grants: Vec<Grant>,
+}
+
+impl Principal {
+    /// Whether this principal may perform `operation` on `key`: users by
+    /// grant; officers and auditors may read metadata; nobody else uses keys.
+    pub fn may(&self, operation: Operation, key: &str) -> bool {
+        match self.role {
+            Role::User => self.grants.iter().any(|g| g.matches(key, operation)),
+            Role::Officer | Role::Auditor => operation == Operation::Read,
+        }
+    }
+}
+
+/// A token as stored: its hash, never the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public id.
+    pub id: String,
+    /// HMAC-SHA-256 of the secret under the token key.
+    pub hash: Vec<u8>,
+    /// Role.
+    pub role: Role,
+    /// Grants (users only).
+    pub grants: Vec<Grant>,
+    /// What it is for.
+    pub description: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Revocation time, Unix seconds.
+    pub revoked_at: Option<i64>,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("hash", &"[redacted]")
+            .field("role", &self.role)
+            .field("grants", &self.grants)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish()
+    }
+}
+
+/// A token's public description (what listings show).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    /// Public id.
+    pub id: String,
+    /// Role.
+    pub role: Role,
+    /// Grants.
+    pub grants: Vec<Grant>,
+    /// What it is for.
+    pub description: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Revocation time, Unix seconds.
+    pub revoked_at: Option<i64>,
+}
+
+impl From<&TokenRecord> for TokenInfo {
+    fn from(r: &TokenRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            role: r.role,
+            grants: r.grants.clone(),
+            description: r.description.clone(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+/// A new token: the secret text, shown once, and its description.
+pub struct NewToken {
+    /// `fgt.<id>.<secret>`: give it to its holder; it is not stored.
+    pub token: SecretBytes,
+    /// What the token is.
+    pub info: TokenInfo,
+}
+
+impl fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NewToken({:?}, [redacted])", self.info)
+    }
+}
+
+/// The key that hashes token secrets.
+pub(crate) struct TokenHasher(MacKey);
+
+impl TokenHasher {
+    pub fn new(key: &SecretBytes) -> Result<Self> {
+        Ok(Self(MacKey::new(
+            MacAlgorithm::HmacSha256,
+            key.expose_secret(),
+        )?))
+    }
+
+    /// Makes a new token: its text and the record to store.
+    pub fn issue(&self) -> Result<(SecretBytes, String, Vec<u8>)> {
+        let id = crate::hex(&random::bytes(8)?);
+        let secret = random::secret(32)?;
+        let encoded = URL_SAFE_NO_PAD.encode(secret.expose_secret());
+        let hash = self.0.sign(encoded.as_bytes())?;
+        let token = SecretBytes::new(format!("fgt.{id}.{encoded}").into_bytes());
+        Ok((token, id, hash))
+    }
+
+    /// Splits a presented token into its id and secret; `None` if it is not
+    /// shaped like one.
+    pub fn split(presented: &str) -> Option<(&str, &str)> {
+        let rest = presented.strip_prefix("fgt.")?;
+        let (id, secret) = rest.split_once('.')?;
+        let well_formed =
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() == 43;
+        well_formed.then_some((id, secret))
+    }
+
+    /// Whether `secret` hashes to `stored`, compared in constant time.
+    pub fn matches(&self, secret: &str, stored: &[u8]) -> Result<bool> {
+        Ok(constant_time_eq(&self.0.sign(secret.as_bytes())?, stored))
+    }
+}

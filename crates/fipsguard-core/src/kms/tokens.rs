@@ -1,0 +1,177 @@
+//! Token management and authentication.
+
+use std::time::Instant;
+
+use fipsguard_crypto::random;
+
+use super::Kms;
+use crate::auth::{Grant, NewToken, Principal, Role, TokenHasher, TokenInfo, TokenRecord};
+use crate::error::{KmsError, Result};
+use crate::store::StoreError;
+
+/// Shortest and longest token lifetimes, in seconds.
+pub const TOKEN_TTL_SECS: std::ops::RangeInclusive<i64> = 60..=366 * 86_400;
+
+const TOKEN_KEY_SETTING: &str = "token_hmac_key";
+
+/// What `create_token` needs.
+#[derive(Debug, Clone)]
+pub struct CreateToken {
+    /// The role.
+    pub role: Role,
+    /// Grants (users only; officers and auditors take none).
+    pub grants: Vec<Grant>,
+    /// Lifetime in seconds; `None` never expires.
+    pub ttl_secs: Option<i64>,
+    /// What the token is for (shown in listings and audit).
+    pub description: String,
+}
+
+impl Kms {
+    /// Loads (creating on first use) the key that hashes token secrets.
+    pub(super) async fn token_hasher(
+        store: &dyn crate::store::Store,
+        root: &crate::root::RootKek,
+    ) -> Result<TokenHasher> {
+        let wrapped = store
+            .init_setting(TOKEN_KEY_SETTING, &root.wrap(&random::secret(32)?)?)
+            .await?;
+        TokenHasher::new(&root.unwrap(&wrapped)?)
+    }
+
+    /// Creates a token; its text is returned once and never stored.
+    pub async fn create_token(&self, request: CreateToken) -> Result<NewToken> {
+        if request.role != Role::User && !request.grants.is_empty() {
+            return Err(KmsError::InvalidRequest(
+                "only user tokens carry grants".into(),
+            ));
+        }
+        if request
+            .grants
+            .iter()
+            .any(|g| g.keys.is_empty() || g.operations.is_empty())
+        {
+            return Err(KmsError::InvalidRequest(
+                "a grant names keys and at least one operation".into(),
+            ));
+        }
+        if request
+            .ttl_secs
+            .is_some_and(|ttl| !TOKEN_TTL_SECS.contains(&ttl))
+        {
+            return Err(KmsError::InvalidRequest(
+                "token lifetimes are 60 seconds to 366 days".into(),
+            ));
+        }
+        if request.description.len() > 200 {
+            return Err(KmsError::InvalidRequest(
+                "token descriptions are at most 200 bytes".into(),
+            ));
+        }
+        let (token, id, hash) = self.tokens.issue()?;
+        let now = self.now();
+        let record = TokenRecord {
+            id,
+            hash,
+            role: request.role,
+            grants: request.grants,
+            description: request.description,
+            created_at: now,
+            expires_at: request.ttl_secs.map(|ttl| now + ttl),
+            revoked_at: None,
+        };
+        self.store.create_token(&record).await?;
+        Ok(NewToken {
+            token,
+            info: TokenInfo::from(&record),
+        })
+    }
+
+    /// Creates the first officer token of a new store; refused once any
+    /// token exists.
+    pub async fn create_first_officer_token(&self) -> Result<NewToken> {
+        if !self.store.list_tokens().await?.is_empty() {
+            return Err(KmsError::InvalidRequest(
+                "this store already has tokens; an officer creates more".into(),
+            ));
+        }
+        let request = CreateToken {
+            role: Role::Officer,
+            grants: vec![],
+            ttl_secs: None,
+            description: "first officer (fipsguard init)".into(),
+        };
+        self.create_token(request).await
+    }
+
+    /// Every token's description.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        Ok(self
+            .store
+            .list_tokens()
+            .await?
+            .iter()
+            .map(TokenInfo::from)
+            .collect())
+    }
+
+    /// Revokes a token; it stops working at once on this node and within
+    /// the metadata TTL on others.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
+        if !self.store.revoke_token(id, self.now()).await? {
+            return Err(KmsError::InvalidRequest(format!("no active token {id:?}")));
+        }
+        self.token_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(id);
+        let record = self
+            .store
+            .token(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))?;
+        Ok(TokenInfo::from(&record))
+    }
+
+    /// Who presents `token`: an unexpired, unrevoked token whose secret
+    /// matches. Every failure is the same `Unauthenticated`.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let (id, secret) = TokenHasher::split(token).ok_or(KmsError::Unauthenticated)?;
+        let record = self
+            .token_record(id)
+            .await?
+            .ok_or(KmsError::Unauthenticated)?;
+        let live =
+            record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > self.now());
+        if !(self.tokens.matches(secret, &record.hash)? && live) {
+            return Err(KmsError::Unauthenticated);
+        }
+        Ok(Principal {
+            token_id: record.id,
+            role: record.role,
+            grants: record.grants,
+        })
+    }
+
+    /// A token record, from memory while fresh (no store read per request).
+    async fn token_record(&self, id: &str) -> Result<Option<TokenRecord>> {
+        if let Some((record, at)) = self
+            .token_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            if at.elapsed() < self.config.metadata_ttl {
+                return Ok(Some(record.clone()));
+            }
+        }
+        let record = self.store.token(id).await?;
+        if let Some(record) = &record {
+            self.token_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(id.to_owned(), (record.clone(), Instant::now()));
+        }
+        Ok(record)
+    }
+}

@@ -1,0 +1,162 @@
+//! Tokens, roles and grants on real stores.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use common::Backend;
+use fipsguard_core::auth::{Grant, Operation, Role};
+use fipsguard_core::kms::{Clock, CreateToken, KmsConfig};
+use fipsguard_core::{Kms, KmsError};
+
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn text(token: &fipsguard_crypto::SecretBytes) -> String {
+    String::from_utf8(token.expose_secret().to_vec()).unwrap()
+}
+
+on_both_stores!(
+    tokens_authenticate_until_revoked_or_expired,
+    grants_decide_what_users_may_do
+);
+
+async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_900_000_000)));
+    let kms = Kms::open_with_clock(
+        b.store.clone(),
+        &b.key_file(),
+        KmsConfig::default(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let first = kms.create_first_officer_token().await.unwrap();
+    assert!(matches!(
+        kms.create_first_officer_token().await,
+        Err(KmsError::InvalidRequest(_))
+    ));
+    let officer = text(&first.token);
+    assert!(officer.starts_with(&format!("fgt.{}.", first.info.id)));
+    assert_eq!(
+        kms.authenticate(&officer).await.unwrap().role,
+        Role::Officer
+    );
+    assert!(
+        !format!("{first:?}").contains(&officer[25..]),
+        "Debug never shows the secret"
+    );
+
+    // Only the keyed hash is stored.
+    let stored = b.store.token(&first.info.id).await.unwrap().unwrap();
+    assert!(!stored
+        .hash
+        .windows(8)
+        .any(|w| officer.as_bytes().windows(8).any(|t| t == w)));
+
+    let mut forged = officer.clone();
+    forged.pop();
+    forged.push(if officer.ends_with('A') { 'B' } else { 'A' });
+    for bad in [
+        forged.as_str(),
+        "",
+        "Bearer",
+        "fgt.0123456789abcdef.short",
+        &officer[..officer.len() - 1],
+    ] {
+        assert!(
+            matches!(kms.authenticate(bad).await, Err(KmsError::Unauthenticated)),
+            "{bad:?}"
+        );
+    }
+
+    let request = CreateToken {
+        role: Role::Auditor,
+        grants: vec![],
+        ttl_secs: Some(3600),
+        description: "quarterly audit".into(),
+    };
+    let auditor = kms.create_token(request).await.unwrap();
+    assert!(kms.authenticate(&text(&auditor.token)).await.is_ok());
+    clock.0.fetch_add(3600, Ordering::SeqCst);
+    assert!(
+        matches!(
+            kms.authenticate(&text(&auditor.token)).await,
+            Err(KmsError::Unauthenticated)
+        ),
+        "expired"
+    );
+
+    kms.revoke_token(&first.info.id).await.unwrap();
+    assert!(
+        matches!(
+            kms.authenticate(&officer).await,
+            Err(KmsError::Unauthenticated)
+        ),
+        "revoked"
+    );
+    assert!(
+        kms.revoke_token(&first.info.id).await.is_err(),
+        "already revoked"
+    );
+    let listed = kms.list_tokens().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed[0].revoked_at.is_some());
+}
+
+async fn grants_decide_what_users_may_do(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let grants = vec![
+        Grant {
+            keys: "payments".into(),
+            operations: vec![Operation::Encrypt, Operation::Decrypt],
+        },
+        Grant {
+            keys: "sign-*".into(),
+            operations: vec![Operation::Sign],
+        },
+    ];
+    let request = CreateToken {
+        role: Role::User,
+        grants,
+        ttl_secs: None,
+        description: "checkout service".into(),
+    };
+    let user = kms.create_token(request).await.unwrap();
+    let principal = kms.authenticate(&text(&user.token)).await.unwrap();
+    assert!(principal.may(Operation::Encrypt, "payments"));
+    assert!(!principal.may(Operation::Rewrap, "payments"));
+    assert!(!principal.may(Operation::Encrypt, "payments-archive"));
+    assert!(principal.may(Operation::Sign, "sign-releases"));
+    assert!(!principal.may(Operation::Verify, "sign-releases"));
+
+    let bad = CreateToken {
+        role: Role::Officer,
+        grants: vec![Grant {
+            keys: "*".into(),
+            operations: vec![Operation::Encrypt],
+        }],
+        ttl_secs: None,
+        description: String::new(),
+    };
+    assert!(
+        matches!(
+            kms.create_token(bad).await,
+            Err(KmsError::InvalidRequest(_))
+        ),
+        "officers take no grants"
+    );
+    let too_long = CreateToken {
+        role: Role::Auditor,
+        grants: vec![],
+        ttl_secs: Some(10),
+        description: String::new(),
+    };
+    assert!(kms.create_token(too_long).await.is_err());
+}
