@@ -21,11 +21,17 @@ enum Command {
     Selftest(cmd::selftest::Args),
     /// List the approved algorithms and the standards behind them.
     Algorithms(cmd::algorithms::Args),
+    /// Create the store (and root key file) of a configuration and print the first officer token.
+    Init(cmd::init::Args),
+    /// Run the key management service (HTTPS API).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Selftest(args) => cmd::selftest::run(&args),
         Command::Algorithms(args) => cmd::algorithms::run(&args),
+        Command::Init(args) => cmd::runtime().block_on(cmd::init::run(&args)),
+        Command::Serve(args) => cmd::runtime().block_on(cmd::serve::run(&args)),
     }
 }

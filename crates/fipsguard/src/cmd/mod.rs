@@ -4,7 +4,23 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 pub mod algorithms;
+pub mod init;
 pub mod selftest;
+pub mod serve;
+
+/// The async runtime for commands that need one: one worker per core.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the runtime starts")
+}
+
+/// Reports a failed command on stderr: exit 1.
+pub fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("fipsguard: {message}");
+    ExitCode::FAILURE
+}
 
 /// Writes a command's output to stdout. A reader that goes away early
 /// (`fipsguard algorithms | head`) is not an error.

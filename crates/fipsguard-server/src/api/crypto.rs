@@ -1,0 +1,525 @@
+//! Cryptographic operations under managed keys (users, by grant).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use fipsguard_core::auth::Operation;
+use fipsguard_core::kms::SignInput;
+use fipsguard_core::{EncryptionContext, KmsError};
+use fipsguard_crypto::digest::HashAlgorithm;
+use fipsguard_crypto::sign::SignatureScheme;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::{base64, base64_opt, encode, Body};
+use crate::auth::{Access, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::record_operation;
+use crate::state::AppState;
+
+type Context = Option<BTreeMap<String, String>>;
+
+fn context(pairs: Context) -> Result<EncryptionContext, KmsError> {
+    EncryptionContext::new(pairs.unwrap_or_default())
+}
+
+/// Runs a core operation, recording its outcome and latency.
+async fn measured<T>(
+    op: &'static str,
+    work: impl Future<Output = Result<T, KmsError>>,
+) -> ApiResult<T> {
+    let started = Instant::now();
+    let result = work.await;
+    record_operation(op, started.elapsed(), result.as_ref().err());
+    result.map_err(ApiError::from)
+}
+
+/// Encrypt up to 64 KiB.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptRequest {
+    /// Plaintext, base64.
+    #[serde(deserialize_with = "base64")]
+    #[schema(value_type = String, format = Byte)]
+    pub plaintext: Vec<u8>,
+    /// Encryption context (not secret).
+    pub context: Context,
+}
+
+/// A ciphertext.
+#[derive(Serialize, ToSchema)]
+pub struct CiphertextResponse {
+    /// `fg:v<version>:<base64>`
+    pub ciphertext: String,
+}
+
+/// Decrypt or rewrap.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptRequest {
+    /// `fg:v…` ciphertext.
+    pub ciphertext: String,
+    /// The encryption context it was made with.
+    pub context: Context,
+}
+
+/// A plaintext.
+#[derive(Serialize, ToSchema)]
+pub struct PlaintextResponse {
+    /// Plaintext, base64.
+    pub plaintext: String,
+}
+
+/// Generate a data key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataKeyRequest {
+    /// Key length in bytes, 16-64 (default 32).
+    pub bytes: Option<usize>,
+    /// Encryption context.
+    pub context: Context,
+    /// Return the plaintext too (default true); false gives the wrapped form only.
+    pub include_plaintext: Option<bool>,
+}
+
+/// A data key.
+#[derive(Serialize, ToSchema)]
+pub struct DataKeyResponse {
+    /// The data key encrypted under the managed key.
+    pub ciphertext: String,
+    /// The data key, base64 (absent in the wrapped-only form).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+}
+
+/// Sign a message, or a digest with its hash named.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// Message, base64.
+    #[serde(default, deserialize_with = "base64_opt")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub message: Option<Vec<u8>>,
+    /// Digest, base64 (instead of message).
+    #[serde(default, deserialize_with = "base64_opt")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub digest: Option<Vec<u8>>,
+    /// The digest's hash: sha-256, sha-384, sha-512.
+    pub hash: Option<String>,
+    /// Scheme, e.g. rsa-pss-sha256 (default: the key type's).
+    pub scheme: Option<String>,
+}
+
+/// A signature.
+#[derive(Serialize, ToSchema)]
+pub struct SignatureResponse {
+    /// Signature, base64.
+    pub signature: String,
+    /// Key version that signed.
+    pub version: u32,
+    /// Scheme used.
+    pub scheme: &'static str,
+}
+
+/// Verify a signature.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Message, base64.
+    #[serde(default, deserialize_with = "base64_opt")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub message: Option<Vec<u8>>,
+    /// Digest, base64.
+    #[serde(default, deserialize_with = "base64_opt")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub digest: Option<Vec<u8>>,
+    /// The digest's hash.
+    pub hash: Option<String>,
+    /// Scheme.
+    pub scheme: Option<String>,
+    /// Signature, base64.
+    #[serde(deserialize_with = "base64")]
+    #[schema(value_type = String, format = Byte)]
+    pub signature: Vec<u8>,
+    /// Key version that signed.
+    pub version: u32,
+}
+
+/// A verification verdict.
+#[derive(Serialize, ToSchema)]
+pub struct ValidResponse {
+    /// Whether it verified.
+    pub valid: bool,
+}
+
+/// Compute a MAC.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MacRequest {
+    /// Data, base64.
+    #[serde(deserialize_with = "base64")]
+    #[schema(value_type = String, format = Byte)]
+    pub data: Vec<u8>,
+}
+
+/// A MAC tag.
+#[derive(Serialize, ToSchema)]
+pub struct MacResponse {
+    /// Tag, base64.
+    pub tag: String,
+    /// Key version.
+    pub version: u32,
+}
+
+/// Verify a MAC.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MacVerifyRequest {
+    /// Data, base64.
+    #[serde(deserialize_with = "base64")]
+    #[schema(value_type = String, format = Byte)]
+    pub data: Vec<u8>,
+    /// Tag, base64.
+    #[serde(deserialize_with = "base64")]
+    #[schema(value_type = String, format = Byte)]
+    pub tag: Vec<u8>,
+    /// Key version that computed it.
+    pub version: u32,
+}
+
+/// Random bytes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomRequest {
+    /// How many, 1-1024.
+    pub bytes: usize,
+}
+
+/// Random bytes.
+#[derive(Serialize, ToSchema)]
+pub struct RandomResponse {
+    /// Random bytes, base64.
+    pub random: String,
+}
+
+/// A batch.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batch<T> {
+    /// Up to 1000 items.
+    pub items: Vec<T>,
+}
+
+/// Per-item results of a batch: each is a success body or an error.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One per item, in order.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<serde_json::Value>,
+}
+
+fn item<T: Serialize>(result: Result<T, KmsError>) -> serde_json::Value {
+    match result {
+        Ok(value) => serde_json::to_value(value).unwrap_or_default(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            serde_json::json!({ "error": { "code": e.code, "message": e.message } })
+        }
+    }
+}
+
+fn scheme(name: Option<&str>) -> Result<Option<SignatureScheme>, KmsError> {
+    let Some(name) = name else { return Ok(None) };
+    let approved = fipsguard_crypto::registry::lookup(name)?;
+    SignatureScheme::ALL
+        .into_iter()
+        .find(|s| s.name() == approved.name)
+        .map(Some)
+        .ok_or_else(|| KmsError::InvalidRequest(format!("{name} is not a signature scheme")))
+}
+
+fn sign_input<'a>(
+    message: &'a Option<Vec<u8>>,
+    digest: &'a Option<Vec<u8>>,
+    hash: Option<&str>,
+) -> Result<SignInput<'a>, KmsError> {
+    match (message, digest, hash) {
+        (Some(m), None, None) => Ok(SignInput::Message(m)),
+        (None, Some(d), Some(hash)) => {
+            let hash = [
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha384,
+                HashAlgorithm::Sha512,
+            ]
+            .into_iter()
+            .find(|h| h.name() == hash)
+            .ok_or_else(|| {
+                KmsError::InvalidRequest("hash must be sha-256, sha-384 or sha-512".into())
+            })?;
+            Ok(SignInput::Digest(hash, d))
+        }
+        _ => Err(KmsError::InvalidRequest(
+            "give either message, or digest with hash".into(),
+        )),
+    }
+}
+
+/// Encrypt (users granted `encrypt`).
+#[utoipa::path(post, path = "/v1/keys/{name}/encrypt", request_body = EncryptRequest, responses((status = 200, body = CiphertextResponse)), tag = "crypto")]
+pub async fn encrypt(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<EncryptRequest>,
+) -> ApiResult<Json<CiphertextResponse>> {
+    caller.require(Access::Key(Operation::Encrypt, &name))?;
+    let ciphertext = measured("encrypt", async {
+        s.kms
+            .encrypt(&name, &r.plaintext, &context(r.context)?)
+            .await
+    })
+    .await?;
+    Ok(Json(CiphertextResponse { ciphertext }))
+}
+
+/// Decrypt (users granted `decrypt`).
+#[utoipa::path(post, path = "/v1/keys/{name}/decrypt", request_body = DecryptRequest, responses((status = 200, body = PlaintextResponse)), tag = "crypto")]
+pub async fn decrypt(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<DecryptRequest>,
+) -> ApiResult<Json<PlaintextResponse>> {
+    caller.require(Access::Key(Operation::Decrypt, &name))?;
+    let plaintext = measured("decrypt", async {
+        s.kms
+            .decrypt(&name, &r.ciphertext, &context(r.context)?)
+            .await
+    })
+    .await?;
+    Ok(Json(PlaintextResponse {
+        plaintext: encode(plaintext.expose_secret()),
+    }))
+}
+
+/// Re-encrypt under the newest version (users granted `rewrap`).
+#[utoipa::path(post, path = "/v1/keys/{name}/rewrap", request_body = DecryptRequest, responses((status = 200, body = CiphertextResponse)), tag = "crypto")]
+pub async fn rewrap(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<DecryptRequest>,
+) -> ApiResult<Json<CiphertextResponse>> {
+    caller.require(Access::Key(Operation::Rewrap, &name))?;
+    let ciphertext = measured("rewrap", async {
+        s.kms
+            .rewrap(&name, &r.ciphertext, &context(r.context)?)
+            .await
+    })
+    .await?;
+    Ok(Json(CiphertextResponse { ciphertext }))
+}
+
+/// Generate a data key (users granted `datakey`).
+#[utoipa::path(post, path = "/v1/keys/{name}/datakey", request_body = DataKeyRequest, responses((status = 200, body = DataKeyResponse)), tag = "crypto")]
+pub async fn datakey(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<DataKeyRequest>,
+) -> ApiResult<Json<DataKeyResponse>> {
+    caller.require(Access::Key(Operation::Datakey, &name))?;
+    let key = measured("datakey", async {
+        s.kms
+            .generate_data_key(&name, r.bytes.unwrap_or(32), &context(r.context)?)
+            .await
+    })
+    .await?;
+    let plaintext = r
+        .include_plaintext
+        .unwrap_or(true)
+        .then(|| encode(key.plaintext.expose_secret()));
+    Ok(Json(DataKeyResponse {
+        ciphertext: key.ciphertext,
+        plaintext,
+    }))
+}
+
+/// Sign (users granted `sign`).
+#[utoipa::path(post, path = "/v1/keys/{name}/sign", request_body = SignRequest, responses((status = 200, body = SignatureResponse)), tag = "crypto")]
+pub async fn sign(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<SignRequest>,
+) -> ApiResult<Json<SignatureResponse>> {
+    caller.require(Access::Key(Operation::Sign, &name))?;
+    let signature = measured("sign", async {
+        let input = sign_input(&r.message, &r.digest, r.hash.as_deref())?;
+        s.kms.sign(&name, input, scheme(r.scheme.as_deref())?).await
+    })
+    .await?;
+    Ok(Json(SignatureResponse {
+        signature: encode(&signature.bytes),
+        version: signature.version,
+        scheme: signature.scheme.name(),
+    }))
+}
+
+/// Verify a signature (users granted `verify`).
+#[utoipa::path(post, path = "/v1/keys/{name}/verify", request_body = VerifyRequest, responses((status = 200, body = ValidResponse)), tag = "crypto")]
+pub async fn verify(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<VerifyRequest>,
+) -> ApiResult<Json<ValidResponse>> {
+    caller.require(Access::Key(Operation::Verify, &name))?;
+    let valid = measured("verify", async {
+        let input = sign_input(&r.message, &r.digest, r.hash.as_deref())?;
+        s.kms
+            .verify(
+                &name,
+                r.version,
+                input,
+                scheme(r.scheme.as_deref())?,
+                &r.signature,
+            )
+            .await
+    })
+    .await?;
+    Ok(Json(ValidResponse { valid }))
+}
+
+/// Compute a MAC (users granted `mac`).
+#[utoipa::path(post, path = "/v1/keys/{name}/mac", request_body = MacRequest, responses((status = 200, body = MacResponse)), tag = "crypto")]
+pub async fn mac(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<MacRequest>,
+) -> ApiResult<Json<MacResponse>> {
+    caller.require(Access::Key(Operation::Mac, &name))?;
+    let tag = measured("mac", s.kms.mac(&name, &r.data)).await?;
+    Ok(Json(MacResponse {
+        tag: encode(&tag.bytes),
+        version: tag.version,
+    }))
+}
+
+/// Verify a MAC (users granted `mac-verify`).
+#[utoipa::path(post, path = "/v1/keys/{name}/mac/verify", request_body = MacVerifyRequest, responses((status = 200, body = ValidResponse)), tag = "crypto")]
+pub async fn mac_verify(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<MacVerifyRequest>,
+) -> ApiResult<Json<ValidResponse>> {
+    caller.require(Access::Key(Operation::MacVerify, &name))?;
+    let valid = measured(
+        "mac_verify",
+        s.kms.mac_verify(&name, r.version, &r.data, &r.tag),
+    )
+    .await?;
+    Ok(Json(ValidResponse { valid }))
+}
+
+/// Random bytes (users and officers).
+#[utoipa::path(post, path = "/v1/random", request_body = RandomRequest, responses((status = 200, body = RandomResponse)), tag = "crypto")]
+pub async fn random(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Body(r): Body<RandomRequest>,
+) -> ApiResult<Json<RandomResponse>> {
+    caller.require(Access::Random)?;
+    let bytes = measured("random", async { s.kms.random(r.bytes) }).await?;
+    Ok(Json(RandomResponse {
+        random: encode(&bytes),
+    }))
+}
+
+/// Encrypt up to 1000 items (users granted `encrypt`).
+#[utoipa::path(post, path = "/v1/keys/{name}/encrypt/batch", request_body = Batch<EncryptRequest>, responses((status = 200, body = BatchResponse)), tag = "crypto")]
+pub async fn encrypt_batch(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<Batch<EncryptRequest>>,
+) -> ApiResult<Json<BatchResponse>> {
+    caller.require(Access::Key(Operation::Encrypt, &name))?;
+    let items = r
+        .items
+        .into_iter()
+        .map(|i| Ok((i.plaintext, context(i.context)?)))
+        .collect::<Result<Vec<_>, KmsError>>()?;
+    let results = measured("encrypt_batch", s.kms.encrypt_batch(&name, &items)).await?;
+    Ok(Json(BatchResponse {
+        results: results
+            .into_iter()
+            .map(|r| item(r.map(|ciphertext| CiphertextResponse { ciphertext })))
+            .collect(),
+    }))
+}
+
+/// Decrypt up to 1000 items (users granted `decrypt`).
+#[utoipa::path(post, path = "/v1/keys/{name}/decrypt/batch", request_body = Batch<DecryptRequest>, responses((status = 200, body = BatchResponse)), tag = "crypto")]
+pub async fn decrypt_batch(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<Batch<DecryptRequest>>,
+) -> ApiResult<Json<BatchResponse>> {
+    caller.require(Access::Key(Operation::Decrypt, &name))?;
+    let items = r
+        .items
+        .into_iter()
+        .map(|i| Ok((i.ciphertext, context(i.context)?)))
+        .collect::<Result<Vec<_>, KmsError>>()?;
+    let results = measured("decrypt_batch", s.kms.decrypt_batch(&name, &items)).await?;
+    let body = results.into_iter().map(|r| {
+        item(r.map(|p| PlaintextResponse {
+            plaintext: encode(p.expose_secret()),
+        }))
+    });
+    Ok(Json(BatchResponse {
+        results: body.collect(),
+    }))
+}
+
+/// Sign up to 1000 messages (users granted `sign`).
+#[utoipa::path(post, path = "/v1/keys/{name}/sign/batch", request_body = Batch<SignRequest>, responses((status = 200, body = BatchResponse)), tag = "crypto")]
+pub async fn sign_batch(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(r): Body<Batch<SignRequest>>,
+) -> ApiResult<Json<BatchResponse>> {
+    caller.require(Access::Key(Operation::Sign, &name))?;
+    let inputs = r
+        .items
+        .iter()
+        .map(|i| sign_input(&i.message, &i.digest, i.hash.as_deref()))
+        .collect::<Result<Vec<_>, KmsError>>()?;
+    let first = r.items.first().and_then(|i| i.scheme.as_deref());
+    if r.items.iter().any(|i| i.scheme.as_deref() != first) {
+        return Err(ApiError::bad_request(
+            "every item of a sign batch uses the same scheme",
+        ));
+    }
+    let scheme = scheme(first)?;
+    let results = measured("sign_batch", s.kms.sign_batch(&name, &inputs, scheme)).await?;
+    let body = results.into_iter().map(|r| {
+        item(r.map(|sig| SignatureResponse {
+            signature: encode(&sig.bytes),
+            version: sig.version,
+            scheme: sig.scheme.name(),
+        }))
+    });
+    Ok(Json(BatchResponse {
+        results: body.collect(),
+    }))
+}

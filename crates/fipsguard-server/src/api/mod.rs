@@ -1,0 +1,102 @@
+//! The `/v1` API: routes, and the OpenAPI document generated from them.
+
+pub mod body;
+pub mod crypto;
+pub mod keys;
+pub mod system;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+
+use crate::layers;
+use crate::state::AppState;
+
+/// The OpenAPI 3 description of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fipsguard",
+        description = "Key management and cryptography on AWS-LC's FIPS 140-3 validated module. Every call but health and this document takes `Authorization: Bearer <token>`; errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        keys::create,
+        keys::list,
+        keys::get,
+        keys::rotate,
+        keys::configure,
+        keys::activate,
+        keys::deactivate,
+        keys::compromise,
+        keys::schedule_destroy,
+        keys::cancel_destroy,
+        keys::destroy_now,
+        keys::public_key,
+        crypto::encrypt,
+        crypto::decrypt,
+        crypto::rewrap,
+        crypto::datakey,
+        crypto::sign,
+        crypto::verify,
+        crypto::mac,
+        crypto::mac_verify,
+        crypto::random,
+        crypto::encrypt_batch,
+        crypto::decrypt_batch,
+        crypto::sign_batch,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
+        system::health,
+        system::status,
+        system::metrics,
+    )
+)]
+pub struct ApiDoc;
+
+/// The application: routes and the layers every request passes.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let key_routes = Router::new()
+        .route("/", get(keys::get))
+        .route("/rotate", post(keys::rotate))
+        .route("/config", post(keys::configure))
+        .route("/activate", post(keys::activate))
+        .route("/deactivate", post(keys::deactivate))
+        .route("/compromise", post(keys::compromise))
+        .route(
+            "/destroy",
+            post(keys::schedule_destroy).delete(keys::cancel_destroy),
+        )
+        .route("/destroy-now", post(keys::destroy_now))
+        .route("/public-key", get(keys::public_key))
+        .route("/encrypt", post(crypto::encrypt))
+        .route("/decrypt", post(crypto::decrypt))
+        .route("/rewrap", post(crypto::rewrap))
+        .route("/datakey", post(crypto::datakey))
+        .route("/sign", post(crypto::sign))
+        .route("/verify", post(crypto::verify))
+        .route("/mac", post(crypto::mac))
+        .route("/mac/verify", post(crypto::mac_verify))
+        .route("/encrypt/batch", post(crypto::encrypt_batch))
+        .route("/decrypt/batch", post(crypto::decrypt_batch))
+        .route("/sign/batch", post(crypto::sign_batch));
+    Router::new()
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .nest("/v1/keys/{name}", key_routes)
+        .route("/v1/random", post(crypto::random))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/v1/health", get(system::health))
+        .route("/v1/status", get(system::status))
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/metrics", get(system::metrics))
+        .fallback(layers::not_found)
+        .method_not_allowed_fallback(layers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(layers::request_log))
+        .with_state(state)
+}

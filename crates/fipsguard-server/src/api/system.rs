@@ -1,0 +1,114 @@
+//! Health (for load balancers), status (for auditors), metrics, OpenAPI.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use fipsguard_crypto::module::{self, State as ModuleState};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::{Access, Caller};
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// Health of the module and the store.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `error` when the module is in its error state or the store is unreachable.
+    pub status: &'static str,
+    /// The process runs AWS-LC in FIPS mode.
+    pub fips_mode: bool,
+    /// Module state (`operational`, or `error` with the failed self-test).
+    #[schema(value_type = Object)]
+    pub module_state: ModuleState,
+    /// The validated module.
+    #[schema(value_type = Object)]
+    pub module: module::ModuleInfo,
+    /// Power-up self-test results.
+    #[schema(value_type = Vec<Object>)]
+    pub self_tests: Vec<fipsguard_crypto::selftest::SelfTestResult>,
+    /// The store answers.
+    pub store_reachable: bool,
+}
+
+/// Health (no token): 200 when serving, 503 in the error state or without a store.
+#[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health), (status = 503, body = Health)), tag = "system")]
+pub async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let body = current_health(&s).await;
+    let status = if body.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+fn aws_lc_fips_mode() -> bool {
+    module::power_up()
+        .results
+        .iter()
+        .any(|r| r.name == "fips-mode" && r.passed)
+}
+
+/// Status for auditors.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// Health as above.
+    #[schema(inline)]
+    pub health: Health,
+    /// fipsguard's version.
+    pub version: &'static str,
+    /// The store's kind.
+    pub store: &'static str,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+}
+
+/// Status (auditor, officer).
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, body = Status)), tag = "system")]
+pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Status>> {
+    caller.require(Access::Oversight)?;
+    let health = current_health(&s).await;
+    Ok(Json(Status {
+        health,
+        version: env!("CARGO_PKG_VERSION"),
+        store: s.store_kind,
+        uptime_secs: s.started.elapsed().as_secs(),
+    }))
+}
+
+async fn current_health(s: &Arc<AppState>) -> Health {
+    let report = module::power_up();
+    let module_state = module::state();
+    let store_reachable = s.kms.store_reachable().await;
+    let healthy = module_state == ModuleState::Operational && store_reachable;
+    Health {
+        status: if healthy { "ok" } else { "error" },
+        fips_mode: aws_lc_fips_mode(),
+        module_state,
+        module: report.module.clone(),
+        self_tests: report.results.clone(),
+        store_reachable,
+    }
+}
+
+/// Prometheus metrics (auditor, officer).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition")), tag = "system")]
+pub async fn metrics(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Access::Oversight)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    ))
+}
+
+/// The OpenAPI document (no token).
+pub async fn openapi() -> impl IntoResponse {
+    Json(super::ApiDoc::openapi())
+}

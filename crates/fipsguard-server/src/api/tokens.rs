@@ -1,0 +1,93 @@
+//! Token management (officers).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use fipsguard_core::auth::{Grant, Role};
+use fipsguard_core::kms::CreateToken;
+use fipsguard_core::TokenInfo;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::Body;
+use crate::auth::{Access, Caller};
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// Create a token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// officer, user or auditor.
+    pub role: String,
+    /// Users only: `[{"keys": "payments" | "prefix*" | "*", "operations": ["encrypt", ...]}]`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub grants: Vec<Grant>,
+    /// Lifetime in seconds (60 s to 366 days); absent never expires.
+    pub ttl_secs: Option<i64>,
+    /// What the token is for.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A new token, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// The bearer token. It is not stored and cannot be shown again.
+    pub token: String,
+    /// What it is.
+    #[schema(value_type = Object)]
+    pub info: TokenInfo,
+}
+
+/// Create a token (officer).
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken)), tag = "tokens")]
+pub async fn create(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Body(r): Body<CreateTokenRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    caller.require(Access::Officer)?;
+    let role: Role = r.role.parse()?;
+    let new = s
+        .kms
+        .create_token(CreateToken {
+            role,
+            grants: r.grants,
+            ttl_secs: r.ttl_secs,
+            description: r.description,
+        })
+        .await?;
+    let token = String::from_utf8_lossy(new.token.expose_secret()).into_owned();
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token,
+            info: new.info,
+        }),
+    ))
+}
+
+/// List tokens (officer).
+#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, description = "every token's description")), tag = "tokens")]
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<TokenInfo>>> {
+    caller.require(Access::Officer)?;
+    Ok(Json(s.kms.list_tokens().await?))
+}
+
+/// Revoke a token (officer).
+#[utoipa::path(delete, path = "/v1/tokens/{id}", responses((status = 200, description = "revoked")), tag = "tokens")]
+pub async fn revoke(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenInfo>> {
+    caller.require(Access::Officer)?;
+    Ok(Json(s.kms.revoke_token(&id).await?))
+}

@@ -1,0 +1,100 @@
+//! Authentication as an extractor, authorization as one function: every
+//! handler names what it needs, nothing else decides.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use fipsguard_core::auth::{Operation, Principal, Role};
+use fipsguard_core::KmsError;
+
+use crate::error::ApiError;
+use crate::layers::Actor;
+use crate::state::AppState;
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(KmsError::Unauthenticated);
+        let principal = match token {
+            Ok(token) => state.kms.authenticate(token.trim()).await,
+            Err(e) => Err(e),
+        }
+        .inspect_err(|e| crate::metrics::record_access_refusal(e.code()))?;
+        if let Some(actor) = parts.extensions.get::<Actor>() {
+            let _ = actor.0.set(principal.token_id.clone());
+        }
+        Ok(Caller(principal))
+    }
+}
+
+/// What an endpoint needs.
+pub enum Access<'a> {
+    /// Key management, tokens: officers.
+    Officer,
+    /// Inventory and status: officers and auditors.
+    Oversight,
+    /// An operation on a key: users by grant (officers and auditors read metadata).
+    Key(Operation, &'a str),
+    /// Random bytes: users and officers.
+    Random,
+}
+
+impl Caller {
+    /// Refuses unless the caller has `access`, naming what was refused.
+    pub fn require(&self, access: Access<'_>) -> Result<&Principal, ApiError> {
+        let p = &self.0;
+        let (allowed, operation, key) = match access {
+            Access::Officer => (
+                p.role == Role::Officer,
+                "manage keys and tokens".to_owned(),
+                None,
+            ),
+            Access::Oversight => (
+                matches!(p.role, Role::Officer | Role::Auditor),
+                "read inventory or status".to_owned(),
+                None,
+            ),
+            Access::Key(operation, key) => (
+                p.may(operation, key),
+                operation_name(operation),
+                Some(key.to_owned()),
+            ),
+            Access::Random => (
+                matches!(p.role, Role::Officer | Role::User),
+                "draw random bytes".to_owned(),
+                None,
+            ),
+        };
+        if !allowed {
+            crate::metrics::record_access_refusal("forbidden");
+            return Err(KmsError::Forbidden {
+                role: p.role,
+                operation,
+                key,
+            }
+            .into());
+        }
+        Ok(p)
+    }
+}
+
+fn operation_name(operation: Operation) -> String {
+    serde_json::to_value(operation)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

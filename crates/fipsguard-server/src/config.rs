@@ -1,0 +1,251 @@
+//! Production configuration (TOML, with environment overrides) and the
+//! development setup. See docs/configuration.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
+use fipsguard_crypto::tls::{self, ClientAuth, Identity};
+use fipsguard_crypto::SecretBytes;
+use fipsguard_store::{PostgresStore, SqliteStore};
+use serde::Deserialize;
+
+use crate::ServerOptions;
+
+/// The configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (`FIPSGUARD_LISTEN`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most concurrent connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// `text` or `json` logs (`FIPSGUARD_LOG_FORMAT`).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// TLS.
+    pub tls: TlsConfig,
+    /// The store.
+    pub store: StoreConfig,
+    /// The root key-encryption key.
+    pub root_key: RootKeyConfig,
+}
+
+/// Log line format.
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// TLS files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (`FIPSGUARD_TLS_CERT`).
+    pub cert: PathBuf,
+    /// PEM private key (`FIPSGUARD_TLS_KEY`).
+    pub key: PathBuf,
+    /// PEM CA bundle for client certificates (`FIPSGUARD_TLS_CLIENT_CA`).
+    pub client_ca: Option<PathBuf>,
+    /// Refuse clients without a certificate (with `client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+/// Where keys live: exactly one of `sqlite` and `postgres`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file (`FIPSGUARD_STORE_SQLITE`).
+    pub sqlite: Option<PathBuf>,
+    /// PostgreSQL connection string (`FIPSGUARD_STORE_POSTGRES`).
+    pub postgres: Option<String>,
+    /// PostgreSQL pool size.
+    #[serde(default = "default_pool")]
+    pub pool_size: usize,
+}
+
+/// Where the root key comes from: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootKeyConfig {
+    /// A 32-byte key file, mode 0600 (`FIPSGUARD_ROOT_KEY_FILE`).
+    pub file: Option<PathBuf>,
+    /// The environment variable that holds the passphrase.
+    pub passphrase_env: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_pool() -> usize {
+    16
+}
+
+impl Config {
+    /// Reads the file, then applies `FIPSGUARD_*` environment overrides.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(listen) = var("FIPSGUARD_LISTEN") {
+            self.listen = listen
+                .parse()
+                .map_err(|e| format!("FIPSGUARD_LISTEN: {e}"))?;
+        }
+        if let Some(format) = var("FIPSGUARD_LOG_FORMAT") {
+            self.log_format = match format.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => {
+                    return Err(format!(
+                        "FIPSGUARD_LOG_FORMAT: {other:?} is neither text nor json"
+                    ))
+                }
+            };
+        }
+        let path = |name: &str| var(name).map(PathBuf::from);
+        self.tls.cert = path("FIPSGUARD_TLS_CERT").unwrap_or(self.tls.cert.clone());
+        self.tls.key = path("FIPSGUARD_TLS_KEY").unwrap_or(self.tls.key.clone());
+        self.tls.client_ca = path("FIPSGUARD_TLS_CLIENT_CA").or(self.tls.client_ca.take());
+        self.store.sqlite = path("FIPSGUARD_STORE_SQLITE").or(self.store.sqlite.take());
+        self.store.postgres = var("FIPSGUARD_STORE_POSTGRES").or(self.store.postgres.take());
+        self.root_key.file = path("FIPSGUARD_ROOT_KEY_FILE").or(self.root_key.file.take());
+        Ok(())
+    }
+
+    /// Opens the store and the key management service.
+    pub async fn open_kms(&self) -> Result<(Kms, &'static str), String> {
+        let (store, kind): (Arc<dyn Store>, _) =
+            match (&self.store.sqlite, &self.store.postgres) {
+                (Some(path), None) => (
+                    Arc::new(SqliteStore::open(path).await.map_err(|e| e.to_string())?),
+                    "sqlite",
+                ),
+                (None, Some(url)) => (
+                    Arc::new(
+                        PostgresStore::connect(url, self.store.pool_size)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    "postgres",
+                ),
+                _ => return Err(
+                    "configure exactly one store: [store] sqlite = \"PATH\" or postgres = \"URL\""
+                        .into(),
+                ),
+            };
+        let root = match (&self.root_key.file, &self.root_key.passphrase_env) {
+            (Some(file), None) => RootKekSource::KeyFile(file.clone()),
+            (None, Some(var)) => {
+                let passphrase = std::env::var(var).map_err(|_| format!("the root key passphrase variable {var} is not set"))?;
+                RootKekSource::Passphrase(SecretBytes::new(passphrase.into_bytes()))
+            }
+            _ => return Err("configure exactly one root key: [root_key] file = \"PATH\" or passphrase_env = \"VAR\"".into()),
+        };
+        let kms = Kms::open(store, &root, KmsConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((kms, kind))
+    }
+
+    /// Everything the server needs.
+    pub async fn server_options(&self) -> Result<ServerOptions, String> {
+        let (kms, store_kind) = self.open_kms().await?;
+        let identity =
+            Identity::from_pem_files(&self.tls.cert, &self.tls.key).map_err(|e| e.to_string())?;
+        let client_auth = match &self.tls.client_ca {
+            None => ClientAuth::None,
+            Some(path) => {
+                let roots = tls::read_roots(path).map_err(|e| e.to_string())?;
+                if self.tls.require_client_cert {
+                    ClientAuth::Required(roots)
+                } else {
+                    ClientAuth::Optional(roots)
+                }
+            }
+        };
+        Ok(ServerOptions {
+            kms,
+            store_kind,
+            listen: self.listen,
+            identity,
+            client_auth,
+            max_body_bytes: self.max_body_bytes,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+/// What a development server prints for its user.
+pub struct DevInfo {
+    /// Where it listens.
+    pub url: String,
+    /// The CA file for clients (the self-signed certificate).
+    pub ca_file: PathBuf,
+    /// An officer token.
+    pub officer_token: SecretBytes,
+}
+
+/// A development server in `dir`: SQLite there, an ephemeral root key, a
+/// self-signed P-256 certificate for localhost, and a first officer token.
+pub async fn development(
+    dir: &Path,
+    listen: SocketAddr,
+) -> Result<(ServerOptions, DevInfo), String> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.join("fipsguard.db"))
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let kms = Kms::open(store, &RootKekSource::Ephemeral, KmsConfig::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let officer = kms
+        .create_first_officer_token()
+        .await
+        .map_err(|e| e.to_string())?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let (identity, certificate_pem) = tls::self_signed(&names).map_err(|e| e.to_string())?;
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, certificate_pem)
+        .map_err(|e| format!("cannot write {}: {e}", ca_file.display()))?;
+    let options = ServerOptions {
+        kms,
+        store_kind: "sqlite",
+        listen,
+        identity,
+        client_auth: ClientAuth::None,
+        max_body_bytes: default_max_body(),
+        max_connections: default_max_connections(),
+    };
+    let info = DevInfo {
+        url: String::new(),
+        ca_file,
+        officer_token: officer.token,
+    };
+    Ok((options, info))
+}

@@ -1,0 +1,89 @@
+//! API errors: `{"error": {"code", "message"}}` with the status that fits.
+//! Messages come from the core's error vocabulary, which never carries
+//! secrets; internal failures are logged and answered without detail.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fipsguard_core::{KmsError, StoreError};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code, e.g. `key_not_found`.
+    pub code: &'static str,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with its parts.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A malformed request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+}
+
+impl From<KmsError> for ApiError {
+    fn from(error: KmsError) -> Self {
+        use fipsguard_crypto::Error as Crypto;
+        let status = match &error {
+            KmsError::KeyNotFound(_) | KmsError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+            KmsError::KeyExists(_)
+            | KmsError::IllegalTransition { .. }
+            | KmsError::StateForbids { .. }
+            | KmsError::EncryptionLimit { .. }
+            | KmsError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+            KmsError::InvalidRequest(_) | KmsError::WrongKeyType { .. } | KmsError::Decrypt(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            KmsError::Crypto(
+                Crypto::NotApproved(_) | Crypto::InvalidInput(_) | Crypto::InvalidKey(_),
+            ) => StatusCode::BAD_REQUEST,
+            KmsError::Crypto(Crypto::VerificationFailed) => StatusCode::BAD_REQUEST,
+            KmsError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            KmsError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            KmsError::Crypto(Crypto::ErrorState { .. })
+            | KmsError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            KmsError::RootKek(_)
+            | KmsError::Crypto(_)
+            | KmsError::Store(StoreError::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match status {
+            // Store and module internals go to the log, not to callers.
+            StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::error!(code = error.code(), error = %error, "request failed");
+                match &error {
+                    KmsError::Crypto(Crypto::ErrorState { .. }) => error.to_string(),
+                    _ => "the service could not complete the request; see the server log".into(),
+                }
+            }
+            _ => error.to_string(),
+        };
+        Self {
+            status,
+            code: error.code(),
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

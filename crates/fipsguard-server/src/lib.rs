@@ -1,0 +1,118 @@
+//! The fipsguard HTTPS service: the key management core behind a REST API
+//! on TLS from the validated module, with roles, metrics and health.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod layers;
+pub mod listener;
+pub mod metrics;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fipsguard_core::Kms;
+use fipsguard_crypto::tls::{self, ClientAuth, Identity};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+/// Everything a server needs, resolved.
+pub struct ServerOptions {
+    /// The key management service over its store.
+    pub kms: Kms,
+    /// `sqlite` or `postgres`, for status.
+    pub store_kind: &'static str,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The server's certificate and key.
+    pub identity: Identity,
+    /// Client certificates (mTLS).
+    pub client_auth: ClientAuth,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+}
+
+/// A started server.
+pub struct Running {
+    /// Where it listens.
+    pub local_addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, and returns when done.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (on `stop` or a signal handled by the caller).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds and starts serving; returns once the listener is bound.
+pub async fn start(
+    options: ServerOptions,
+    shutdown_signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Running> {
+    let tls =
+        tls::server_config(options.identity, options.client_auth).map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        kms: options.kms,
+        store_kind: options.store_kind,
+        started: Instant::now(),
+        metrics: metrics::handle(),
+    });
+    metrics::record_module();
+    spawn_housekeeping(state.clone());
+    let app = api::router(state, options.max_body_bytes);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async move {
+        tokio::select! {
+            _ = stopped => {}
+            () = shutdown_signal => {}
+        }
+    };
+    let task = tokio::spawn(listener::serve(
+        listener,
+        Arc::new(tls),
+        app,
+        options.max_connections,
+        shutdown,
+    ));
+    tracing::info!(%local_addr, "serving");
+    Ok(Running {
+        local_addr,
+        shutdown: stop,
+        task,
+    })
+}
+
+/// Once a minute: carry out due destructions, refresh key gauges.
+fn spawn_housekeeping(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.kms.destroy_due_keys().await {
+                tracing::warn!(error = %e, "scheduled destruction sweep failed");
+            }
+            if let Err(e) = metrics::record_keys(&state.kms).await {
+                tracing::warn!(error = %e, "key inventory for metrics failed");
+            }
+            metrics::record_module();
+        }
+    });
+}

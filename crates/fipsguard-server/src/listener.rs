@@ -1,0 +1,99 @@
+//! The HTTPS listener: TLS under the shared policy, HTTP/1.1 and HTTP/2,
+//! a cap on connections, a handshake deadline, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::metrics::record_tls_failure;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `app` over TLS on `listener` until `shutdown` resolves, then
+/// drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<fipsguard_crypto::tls::rustls::ServerConfig>,
+    app: Router,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            record_tls_failure("connection_limit");
+            tracing::warn!(%peer, max_connections, "connection refused: at the connection limit");
+            continue;
+        };
+        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    let reason = handshake_failure(&e);
+                    record_tls_failure(reason);
+                    tracing::info!(%peer, reason, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    record_tls_failure("timeout");
+                    return;
+                }
+            };
+            let service = TowerToHyperService::new(app);
+            let builder = Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: connections still open after the drain timeout");
+    }
+}
+
+/// A metric-label-sized reason for a failed handshake.
+fn handshake_failure(error: &std::io::Error) -> &'static str {
+    use fipsguard_crypto::tls::rustls::Error as E;
+    match error.get_ref().and_then(|e| e.downcast_ref::<E>()) {
+        Some(E::PeerIncompatible(_)) => "incompatible_peer",
+        Some(E::NoCertificatesPresented | E::InvalidCertificate(_)) => "bad_certificate",
+        Some(E::AlertReceived(_)) => "alert_received",
+        Some(E::InvalidMessage(_)) => "invalid_message",
+        Some(E::PeerMisbehaved(_)) => "peer_misbehaved",
+        Some(_) => "other",
+        None if error.kind() == std::io::ErrorKind::UnexpectedEof => "eof",
+        None => "io",
+    }
+}

@@ -1,0 +1,118 @@
+//! Prometheus metrics under `fipsguard_`. Labels are bounded sets (operation
+//! names, error codes, rule ids, states, self-test names): never a key name,
+//! token id or anything a caller chooses.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fipsguard_core::{Kms, KmsError};
+use fipsguard_crypto::module::{self, State};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// The process-wide recorder (one per process, shared by every server in it).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[
+                        0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+                    ],
+                )
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder can only exist if the embedding program set one.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Records one cryptographic operation: count by outcome, latency, and the
+/// failure families the service level indicators need.
+pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsError>) {
+    let outcome = if error.is_some() {
+        "failure"
+    } else {
+        "success"
+    };
+    counter!("fipsguard_crypto_operations_total", "op" => op, "outcome" => outcome).increment(1);
+    histogram!("fipsguard_crypto_operation_duration_seconds", "op" => op)
+        .record(elapsed.as_secs_f64());
+    let Some(error) = error else { return };
+    match error {
+        KmsError::Decrypt(e) => {
+            counter!("fipsguard_decrypt_failures_total", "reason" => e.code()).increment(1)
+        }
+        KmsError::Crypto(fipsguard_crypto::Error::NotApproved(rule)) => {
+            counter!("fipsguard_refused_requests_total", "rule" => rule.rule_id()).increment(1)
+        }
+        KmsError::KeyNotFound(_)
+        | KmsError::StateForbids { .. }
+        | KmsError::Store(_)
+        | KmsError::RootKek(_)
+        | KmsError::VersionNotFound { .. } => {
+            counter!("fipsguard_key_access_errors_total", "reason" => error.code()).increment(1)
+        }
+        _ => {}
+    }
+}
+
+/// Records a refused request (authentication or authorization).
+pub fn record_access_refusal(code: &'static str) {
+    counter!("fipsguard_key_access_errors_total", "reason" => code).increment(1);
+}
+
+/// Records a failed TLS handshake.
+pub fn record_tls_failure(reason: &'static str) {
+    counter!("fipsguard_tls_handshake_failures_total", "reason" => reason).increment(1);
+}
+
+/// Publishes the module's state and its self-test results.
+pub fn record_module() {
+    let report = module::power_up();
+    for result in &report.results {
+        gauge!("fipsguard_selftest_passed", "test" => result.name)
+            .set(f64::from(u8::from(result.passed)));
+    }
+    let fips = report
+        .results
+        .iter()
+        .any(|r| r.name == "fips-mode" && r.passed);
+    gauge!("fipsguard_module_fips_mode").set(f64::from(u8::from(fips)));
+    gauge!("fipsguard_module_error_state").set(f64::from(u8::from(matches!(
+        module::state(),
+        State::Error { .. }
+    ))));
+}
+
+/// Publishes key counts by state and overdue rotations, refreshed by the
+/// server every minute (listing every key is too slow for each scrape).
+pub async fn record_keys(kms: &Kms) -> Result<(), KmsError> {
+    let mut by_state = std::collections::BTreeMap::new();
+    let mut overdue = 0u64;
+    let mut after = None;
+    loop {
+        let page = kms
+            .list_keys(after.as_deref(), fipsguard_core::kms::MAX_PAGE)
+            .await?;
+        for key in &page.keys {
+            *by_state.entry(key.state.as_str()).or_insert(0u64) += 1;
+            overdue += u64::from(key.rotation_overdue);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    for state in fipsguard_core::KeyState::ALL {
+        gauge!("fipsguard_keys", "state" => state.as_str())
+            .set(by_state.get(state.as_str()).copied().unwrap_or(0) as f64);
+    }
+    gauge!("fipsguard_keys_rotation_overdue").set(overdue as f64);
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `fipsguard serve`: the HTTPS key management service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use fipsguard_server::config::{development, Config, LogFormat};
+
+/// Flags of `fipsguard serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(
+        long,
+        env = "FIPSGUARD_CONFIG",
+        required_unless_present = "dev",
+        conflicts_with = "dev"
+    )]
+    config: Option<PathBuf>,
+    /// Development server: nothing else needed (ephemeral root key, SQLite
+    /// in a temporary directory, self-signed certificate). Not for production.
+    #[arg(long)]
+    dev: bool,
+    /// Address for --dev.
+    #[arg(long, default_value = "127.0.0.1:8443", requires = "dev")]
+    listen: SocketAddr,
+    /// With --dev: also write the URL, CA file and officer token as JSON to this file (mode 0600), for scripts.
+    #[arg(long, requires = "dev")]
+    dev_info: Option<PathBuf>,
+}
+
+/// Starts the server and runs until SIGINT or SIGTERM, then drains.
+pub async fn run(args: &Args) -> ExitCode {
+    match &args.config {
+        Some(path) => production(path).await,
+        None => dev(args).await,
+    }
+}
+
+async fn production(path: &PathBuf) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => return super::fail(e),
+    };
+    init_logging(config.log_format);
+    let options = match config.server_options().await {
+        Ok(options) => options,
+        Err(e) => return super::fail(e),
+    };
+    serve_until_signal(options).await
+}
+
+async fn dev(args: &Args) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let dir = std::env::temp_dir().join(format!("fipsguard-dev-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return super::fail(format!("cannot create {}: {e}", dir.display()));
+    }
+    let (options, info) = match development(&dir, args.listen).await {
+        Ok(dev) => dev,
+        Err(e) => return super::fail(e),
+    };
+    let listen = options.listen;
+    let token = String::from_utf8_lossy(info.officer_token.expose_secret()).into_owned();
+    let url = format!("https://{}", listen);
+    println!("fipsguard development server (NOT for production: the root key lives only in this process)");
+    println!("  url:           {url}");
+    println!("  CA file:       {}", info.ca_file.display());
+    println!("  officer token: {token}");
+    println!(
+        "  try:           curl --cacert {} {url}/v1/health",
+        info.ca_file.display()
+    );
+    if let Some(path) = &args.dev_info {
+        let json =
+            serde_json::json!({ "url": url, "ca_file": info.ca_file, "officer_token": token });
+        if let Err(e) = write_private(path, &json.to_string()) {
+            return super::fail(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    let code = serve_until_signal(options).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+async fn serve_until_signal(options: fipsguard_server::ServerOptions) -> ExitCode {
+    match fipsguard_server::start(options, shutdown_signal()).await {
+        Ok(running) => {
+            running.wait().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(format!("cannot start: {e}")),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIPSGUARD_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
