@@ -1,0 +1,154 @@
+//! The server's TLS, probed with real clients over loopback: curl and
+//! `openssl s_client` succeed with approved settings; everything else fails
+//! the handshake.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::TestServer;
+use fipsguard_crypto::tls::{ClientAuth, Identity, TlsError};
+use fipsguard_crypto::Refusal;
+
+/// Runs `openssl s_client` with `args` against the server; true if the
+/// handshake completed.
+fn s_client(server: &TestServer, args: &[&str]) -> bool {
+    let output = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &server.addr.to_string(),
+            "-servername",
+            "localhost",
+            "-CAfile",
+        ])
+        .arg(&server.ca_file)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let completed =
+        text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)");
+    completed && output.status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_clients_connect_and_everything_else_is_refused() {
+    let server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--resolve",
+                &format!("localhost:{port}:127.0.0.1"),
+                "--cacert",
+            ])
+            .arg(&server.ca_file)
+            .args(extra)
+            .arg(format!("https://localhost:{port}/v1/health"))
+            .output()
+            .expect("curl runs")
+    };
+    let ok = curl(&[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"fips_mode\":true"));
+    assert!(
+        curl(&["--tlsv1.2", "--tls-max", "1.2"]).status.success(),
+        "TLS 1.2 with an approved suite"
+    );
+    assert!(curl(&["--http2"]).status.success(), "HTTP/2");
+
+    assert!(s_client(&server, &["-tls1_3"]), "TLS 1.3 with the defaults");
+    assert!(s_client(
+        &server,
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"]
+    ));
+    for (what, args) in [
+        ("TLS 1.1", &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"][..]),
+        ("TLS 1.0", &["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"][..]),
+        (
+            "only CHACHA20-POLY1305 (1.3)",
+            &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"][..],
+        ),
+        (
+            "only CHACHA20-POLY1305 (1.2)",
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"][..],
+        ),
+        ("only X448", &["-tls1_3", "-groups", "X448"][..]),
+        ("only X25519", &["-tls1_3", "-groups", "X25519"][..]),
+        (
+            "only SHA-1 signatures",
+            &[
+                "-tls1_2",
+                "-sigalgs",
+                "ECDSA+SHA1:RSA+SHA1",
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+            ][..],
+        ),
+        (
+            "only CBC suites",
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA384"][..],
+        ),
+    ] {
+        assert!(!s_client(&server, args), "{what} must be refused");
+    }
+    server.stop().await;
+}
+
+#[test]
+fn weak_or_unapproved_server_keys_are_refused_at_startup() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let make = |args: &[&str], name: &str| {
+        let key = dir.path().join(format!("{name}.key"));
+        let cert = dir.path().join(format!("{name}.pem"));
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (cert, key)
+    };
+    let (cert, key) = make(&["-newkey", "rsa:1024"], "rsa1024");
+    assert!(matches!(
+        Identity::from_pem_files(&cert, &key),
+        Err(TlsError::NotApproved(Refusal::RsaKeyTooSmall))
+    ));
+    let (cert, key) = make(
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+        "k256",
+    );
+    let err = Identity::from_pem_files(&cert, &key).unwrap_err();
+    assert!(
+        matches!(err, TlsError::NotApproved(Refusal::TlsKeyNotOffered)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("P-256 or P-384"));
+    let (cert, key) = make(&["-newkey", "rsa:2048"], "rsa2048");
+    let identity = Identity::from_pem_files(&cert, &key).unwrap();
+    assert_eq!(identity.key_description, "RSA 2048");
+    let config = fipsguard_crypto::tls::server_config(identity, ClientAuth::None).unwrap();
+    assert!(config.fips());
+}
