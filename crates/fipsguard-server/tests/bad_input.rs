@@ -1,0 +1,258 @@
+//! Bad input gets the right 4xx JSON error, and the server keeps serving.
+
+mod common;
+
+use common::{b64, TestServer};
+use fipsguard_core::auth::{Grant, Operation};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_nothing_breaks() {
+    let server = TestServer::start().await;
+    server.create_key("data", "aes256-gcm").await;
+    let grants = [Grant {
+        keys: "*".into(),
+        operations: vec![Operation::Encrypt, Operation::Decrypt],
+    }];
+    let user = server.token("user", &grants).await;
+    let url = |path: &str| format!("{}{path}", server.url);
+    let raw = |method: Method, path: &str, body: &str, content_type: &str| {
+        server
+            .client
+            .request(method, url(path))
+            .bearer_auth(&user)
+            .header("content-type", content_type.to_owned())
+            .body(body.to_owned())
+            .send()
+    };
+
+    let cases: Vec<(&str, reqwest::Response, StatusCode, &str)> = vec![
+        (
+            "malformed JSON",
+            raw(
+                Method::POST,
+                "/v1/keys/data/encrypt",
+                "{\"plaintext\":",
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "wrong type",
+            raw(
+                Method::POST,
+                "/v1/keys/data/encrypt",
+                "{\"plaintext\": 5}",
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unknown field",
+            raw(
+                Method::POST,
+                "/v1/keys/data/encrypt",
+                "{\"plaintext\": \"\", \"nonce\": \"AAAA\"}",
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "invalid base64",
+            raw(
+                Method::POST,
+                "/v1/keys/data/encrypt",
+                "{\"plaintext\": \"not base64!\"}",
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "not JSON at all",
+            raw(
+                Method::POST,
+                "/v1/keys/data/encrypt",
+                "plaintext=x",
+                "text/plain",
+            )
+            .await
+            .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "oversized body",
+            raw(
+                Method::POST,
+                "/v1/keys/data/encrypt",
+                &format!("{{\"plaintext\": \"{}\"}}", "A".repeat(2 << 20)),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "plaintext over 64 KiB",
+            raw(
+                Method::POST,
+                "/v1/keys/data/encrypt",
+                &json!({ "plaintext": b64(&vec![0u8; 65 * 1024]) }).to_string(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unknown key",
+            raw(
+                Method::POST,
+                "/v1/keys/nope/encrypt",
+                &json!({ "plaintext": "" }).to_string(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::NOT_FOUND,
+            "key_not_found",
+        ),
+        (
+            "invalid key name",
+            raw(
+                Method::POST,
+                "/v1/keys/bad%20name/encrypt",
+                &json!({ "plaintext": "" }).to_string(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "garbage ciphertext",
+            raw(
+                Method::POST,
+                "/v1/keys/data/decrypt",
+                &json!({ "ciphertext": "fg:v1:%%%" }).to_string(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "ciphertext_malformed",
+        ),
+        (
+            "wrong method",
+            raw(Method::GET, "/v1/keys/data/encrypt", "", "application/json")
+                .await
+                .unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "unknown endpoint",
+            raw(Method::GET, "/v1/nothing", "", "application/json")
+                .await
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "missing token",
+            server
+                .client
+                .post(url("/v1/keys/data/encrypt"))
+                .json(&json!({ "plaintext": "" }))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+        (
+            "garbled token",
+            server
+                .client
+                .post(url("/v1/keys/data/encrypt"))
+                .header("authorization", "Bearer fgt.zz.garbage")
+                .json(&json!({ "plaintext": "" }))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+        (
+            "not a bearer token",
+            server
+                .client
+                .post(url("/v1/keys/data/encrypt"))
+                .basic_auth("user", Some("pass"))
+                .json(&json!({ "plaintext": "" }))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+    ];
+    for (what, response, status, code) in cases {
+        assert_eq!(response.status(), status, "{what}");
+        assert!(
+            response.headers().get("x-request-id").is_some(),
+            "{what}: every answer has a request id"
+        );
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+    }
+
+    // The parser's messages do not echo what was sent.
+    let secret = "SUPER-SECRET-VALUE";
+    let response = raw(
+        Method::POST,
+        "/v1/keys/data/encrypt",
+        &format!("{{\"plaintext\": [\"{secret}\"]}}"),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert!(!response.text().await.unwrap().contains(secret));
+
+    // Still serving.
+    let (status, sealed) = server
+        .call(
+            Method::POST,
+            "/v1/keys/data/encrypt",
+            Some(&user),
+            Some(json!({ "plaintext": b64(b"ok") })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sealed}");
+    server.stop().await;
+}
