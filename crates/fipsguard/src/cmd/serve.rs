@@ -37,7 +37,7 @@ pub async fn run(args: &Args) -> ExitCode {
     }
 }
 
-async fn production(path: &PathBuf) -> ExitCode {
+async fn production(path: &std::path::Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => return super::fail(e),

@@ -1,0 +1,135 @@
+//! `fipsguard init` and `fipsguard serve --config`, run as an operator runs
+//! them: a configuration file, a certificate from openssl, SIGTERM to stop.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn init_then_serve_from_a_configuration_file() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .args([
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+        ])
+        .arg(path("server.key"))
+        .arg("-out")
+        .arg(path("server.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[tls]\ncert = {:?}\nkey = {:?}\n[store]\nsqlite = {:?}\n[root_key]\nfile = {:?}\n",
+        path("server.pem"),
+        path("server.key"),
+        path("fipsguard.db"),
+        path("root.key"),
+    );
+    std::fs::write(path("fipsguard.toml"), config).unwrap();
+    let fipsguard = env!("CARGO_BIN_EXE_fipsguard");
+
+    let init = Command::new(fipsguard)
+        .args(["init", "--config"])
+        .arg(path("fipsguard.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let token = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("fgt."), "{token}");
+    assert!(String::from_utf8_lossy(&init.stderr).contains("created root key file"));
+    let again = Command::new(fipsguard)
+        .args(["init", "--config"])
+        .arg(path("fipsguard.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "a second init is refused");
+
+    let mut server = Command::new(fipsguard)
+        .args(["serve", "--config"])
+        .arg(path("fipsguard.toml"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
+    let started = Instant::now();
+    while !log.next().unwrap().unwrap().contains("serving") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not start"
+        );
+    }
+    let curl = |path_and_auth: &[&str]| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                "--resolve",
+                &format!("localhost:{port}:127.0.0.1"),
+                "--cacert",
+            ])
+            .arg(path("server.pem"))
+            .args(path_and_auth)
+            .output()
+            .unwrap()
+    };
+    let status = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("https://localhost:{port}/v1/status"),
+    ]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let body = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        body.contains("\"store\":\"sqlite\"") && body.contains("\"fips_mode\":true"),
+        "{body}"
+    );
+
+    // A JSON log line per request, with the caller's token id but never the token.
+    let line = log.next().unwrap().unwrap();
+    assert!(
+        line.starts_with('{') && line.contains("/v1/status") && line.contains(&token[4..20]),
+        "{line}"
+    );
+    assert!(!line.contains(&token[21..]));
+
+    let stopped = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(
+        server.wait().unwrap().success(),
+        "SIGTERM drains and exits cleanly"
+    );
+}
