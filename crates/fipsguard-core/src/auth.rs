@@ -129,37 +129,18 @@ impl Principal {
     }
 }
 
-/// A token as stored: its hash, never the token.
+/// A token as stored: its description and its hash, never the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenRecord {
-    /// Public id.
-    pub id: String,
+    /// What the token is.
+    pub info: TokenInfo,
     /// HMAC-SHA-256 of the secret under the token key.
     pub hash: Vec<u8>,
-    /// Role.
-    pub role: Role,
-    /// Grants (users only).
-    pub grants: Vec<Grant>,
-    /// What it is for.
-    pub description: String,
-    /// Creation time, Unix seconds.
-    pub created_at: i64,
-    /// Expiry, Unix seconds.
-    pub expires_at: Option<i64>,
-    /// Revocation time, Unix seconds.
-    pub revoked_at: Option<i64>,
 }
 
 impl fmt::Debug for TokenRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenRecord")
-            .field("id", &self.id)
-            .field("hash", &"[redacted]")
-            .field("role", &self.role)
-            .field("grants", &self.grants)
-            .field("expires_at", &self.expires_at)
-            .field("revoked_at", &self.revoked_at)
-            .finish()
+        write!(f, "TokenRecord({:?}, hash [redacted])", self.info)
     }
 }
 
@@ -180,20 +161,6 @@ pub struct TokenInfo {
     pub expires_at: Option<i64>,
     /// Revocation time, Unix seconds.
     pub revoked_at: Option<i64>,
-}
-
-impl From<&TokenRecord> for TokenInfo {
-    fn from(r: &TokenRecord) -> Self {
-        Self {
-            id: r.id.clone(),
-            role: r.role,
-            grants: r.grants.clone(),
-            description: r.description.clone(),
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-        }
-    }
 }
 
 /// A new token: the secret text, shown once, and its description.

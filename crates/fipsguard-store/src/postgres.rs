@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use fipsguard_core::auth::TokenRecord;
+use fipsguard_core::auth::{TokenInfo, TokenRecord};
 use fipsguard_core::{
     AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
 };
@@ -136,14 +136,16 @@ fn version_row(row: &Row) -> Result<VersionRecord, StoreError> {
 
 fn token_row(row: &Row) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
-        id: row.get(0),
+        info: TokenInfo {
+            id: row.get(0),
+            role: records::role(row.get(2))?,
+            grants: records::grants(row.get(3))?,
+            description: row.get(4),
+            created_at: row.get(5),
+            expires_at: row.get(6),
+            revoked_at: row.get(7),
+        },
         hash: row.get(1),
-        role: records::role(row.get(2))?,
-        grants: records::grants(row.get(3))?,
-        description: row.get(4),
-        created_at: row.get(5),
-        expires_at: row.get(6),
-        revoked_at: row.get(7),
     })
 }
 
@@ -381,14 +383,14 @@ impl Store for PostgresStore {
                     "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 ),
                 &[
-                    &token.id,
+                    &token.info.id,
                     &token.hash,
-                    &token.role.as_str(),
-                    &records::grants_json(&token.grants),
-                    &token.description,
-                    &token.created_at,
-                    &token.expires_at,
-                    &token.revoked_at,
+                    &token.info.role.as_str(),
+                    &records::grants_json(&token.info.grants),
+                    &token.info.description,
+                    &token.info.created_at,
+                    &token.info.expires_at,
+                    &token.info.revoked_at,
                 ],
             )
             .await

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use fipsguard_core::auth::TokenRecord;
+use fipsguard_core::auth::{TokenInfo, TokenRecord};
 use fipsguard_core::{
     AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
 };
@@ -157,14 +157,16 @@ fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRecord> {
 
 fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
-        id: row.get(0)?,
+        info: TokenInfo {
+            id: row.get(0)?,
+            role: convert(records::role(&row.get::<_, String>(2)?))?,
+            grants: convert(records::grants(&row.get::<_, String>(3)?))?,
+            description: row.get(4)?,
+            created_at: row.get(5)?,
+            expires_at: row.get(6)?,
+            revoked_at: row.get(7)?,
+        },
         hash: row.get(1)?,
-        role: convert(records::role(&row.get::<_, String>(2)?))?,
-        grants: convert(records::grants(&row.get::<_, String>(3)?))?,
-        description: row.get(4)?,
-        created_at: row.get(5)?,
-        expires_at: row.get(6)?,
-        revoked_at: row.get(7)?,
     })
 }
 
@@ -375,14 +377,14 @@ impl Store for SqliteStore {
                     "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                 ),
                 params![
-                    token.id,
+                    token.info.id,
                     token.hash,
-                    token.role.as_str(),
-                    records::grants_json(&token.grants),
-                    token.description,
-                    token.created_at,
-                    token.expires_at,
-                    token.revoked_at
+                    token.info.role.as_str(),
+                    records::grants_json(&token.info.grants),
+                    token.info.description,
+                    token.info.created_at,
+                    token.info.expires_at,
+                    token.info.revoked_at
                 ],
             )
             .map(drop)

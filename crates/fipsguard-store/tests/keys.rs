@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use common::Backend;
-use fipsguard_core::kms::{Clock, ConfigureKey, CreateKey, KmsConfig, SignInput};
+use fipsguard_core::kms::{ConfigureKey, CreateKey, KmsConfig, SignInput};
 use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
 use fipsguard_crypto::mac::MacAlgorithm;
@@ -28,15 +28,6 @@ fn decrypt_error(result: Result<fipsguard_crypto::SecretBytes, KmsError>) -> Dec
     match result {
         Err(KmsError::Decrypt(e)) => e,
         other => panic!("expected a decrypt error, got {other:?}"),
-    }
-}
-
-/// A clock tests can move.
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -331,7 +322,7 @@ async fn lifecycle_states_allow_only_what_they_should(b: Backend) {
 }
 
 async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Backend) {
-    let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000)));
+    let clock = Arc::new(common::ManualClock(AtomicI64::new(1_800_000_000)));
     let kms = Kms::open_with_clock(
         b.store.clone(),
         &b.key_file(),

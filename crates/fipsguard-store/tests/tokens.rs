@@ -7,16 +7,8 @@ use std::sync::Arc;
 
 use common::Backend;
 use fipsguard_core::auth::{Grant, Operation, Role};
-use fipsguard_core::kms::{Clock, CreateToken, KmsConfig};
+use fipsguard_core::kms::{CreateToken, KmsConfig};
 use fipsguard_core::{Kms, KmsError};
-
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 fn text(token: &fipsguard_crypto::SecretBytes) -> String {
     String::from_utf8(token.expose_secret().to_vec()).unwrap()
@@ -28,7 +20,7 @@ on_both_stores!(
 );
 
 async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
-    let clock = Arc::new(ManualClock(AtomicI64::new(1_900_000_000)));
+    let clock = Arc::new(common::ManualClock(AtomicI64::new(1_900_000_000)));
     let kms = Kms::open_with_clock(
         b.store.clone(),
         &b.key_file(),

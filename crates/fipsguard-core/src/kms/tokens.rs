@@ -70,9 +70,8 @@ impl Kms {
         }
         let (token, id, hash) = self.tokens.issue()?;
         let now = self.now();
-        let record = TokenRecord {
+        let info = TokenInfo {
             id,
-            hash,
             role: request.role,
             grants: request.grants,
             description: request.description,
@@ -80,10 +79,11 @@ impl Kms {
             expires_at: request.ttl_secs.map(|ttl| now + ttl),
             revoked_at: None,
         };
+        let record = TokenRecord { info, hash };
         self.store.create_token(&record).await?;
         Ok(NewToken {
             token,
-            info: TokenInfo::from(&record),
+            info: record.info,
         })
     }
 
@@ -110,8 +110,8 @@ impl Kms {
             .store
             .list_tokens()
             .await?
-            .iter()
-            .map(TokenInfo::from)
+            .into_iter()
+            .map(|t| t.info)
             .collect())
     }
 
@@ -130,7 +130,7 @@ impl Kms {
             .token(id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))?;
-        Ok(TokenInfo::from(&record))
+        Ok(record.info)
     }
 
     /// Who presents `token`: an unexpired, unrevoked token whose secret
@@ -141,15 +141,22 @@ impl Kms {
             .token_record(id)
             .await?
             .ok_or(KmsError::Unauthenticated)?;
-        let live =
-            record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > self.now());
+        let TokenInfo {
+            id,
+            role,
+            grants,
+            revoked_at,
+            expires_at,
+            ..
+        } = record.info;
+        let live = revoked_at.is_none() && expires_at.is_none_or(|at| at > self.now());
         if !(self.tokens.matches(secret, &record.hash)? && live) {
             return Err(KmsError::Unauthenticated);
         }
         Ok(Principal {
-            token_id: record.id,
-            role: record.role,
-            grants: record.grants,
+            token_id: id,
+            role,
+            grants,
         })
     }
 

@@ -161,3 +161,12 @@ pub async fn assert_consecutive_versions(store: &dyn Store, name: &str, latest: 
     }
     assert!(store.version(name, latest + 1).await.unwrap().is_none());
 }
+
+/// A clock tests can move.
+pub struct ManualClock(pub std::sync::atomic::AtomicI64);
+
+impl fipsguard_core::kms::Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
