@@ -10,10 +10,12 @@ use fipsguard_core::KmsError;
 
 use crate::error::ApiError;
 use crate::layers::Actor;
+use crate::listener::ClientCertificate;
 use crate::state::AppState;
 
-/// The authenticated caller of a request.
-pub struct Caller(pub Principal);
+/// The authenticated caller of a request: its token's principal and, over
+/// mTLS, the SHA-256 fingerprint of its verified client certificate.
+pub struct Caller(pub Principal, pub Option<String>);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
@@ -37,7 +39,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         if let Some(actor) = parts.extensions.get::<Actor>() {
             let _ = actor.0.set(principal.token_id.clone());
         }
-        Ok(Caller(principal))
+        let certificate = parts
+            .extensions
+            .get::<ClientCertificate>()
+            .and_then(|c| c.0.clone());
+        Ok(Caller(principal, certificate))
     }
 }
 

@@ -66,7 +66,9 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = TowerToHyperService::new(app);
+            // The verified client certificate (mTLS), for authorization and logs.
+            let client = ClientCertificate::of(tls.get_ref().1.peer_certificates());
+            let service = TowerToHyperService::new(app.layer(axum::Extension(client)));
             let builder = Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
@@ -80,6 +82,21 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown: connections still open after the drain timeout");
+    }
+}
+
+/// The client certificate a connection presented and the server verified
+/// against its client CA, if any.
+#[derive(Clone, Debug, Default)]
+pub struct ClientCertificate(pub Option<String>);
+
+impl ClientCertificate {
+    /// Names the end-entity certificate by its SHA-256 fingerprint.
+    fn of(chain: Option<&[fipsguard_crypto::tls::rustls::pki_types::CertificateDer<'_>]>) -> Self {
+        use fipsguard_crypto::digest::{digest, HashAlgorithm};
+        let leaf = chain.and_then(|c| c.first());
+        let fingerprint = leaf.and_then(|cert| digest(HashAlgorithm::Sha256, cert).ok());
+        Self(fingerprint.map(|f| f.iter().map(|b| format!("{b:02x}")).collect()))
     }
 }
 

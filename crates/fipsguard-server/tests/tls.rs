@@ -152,3 +152,149 @@ fn weak_or_unapproved_server_keys_are_refused_at_startup() {
     let config = fipsguard_crypto::tls::server_config(identity, ClientAuth::None).unwrap();
     assert!(config.fips());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_identify_callers_and_can_be_required() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let p256 = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=client CA",
+                "-keyout",
+                &file("ca.key"),
+                "-out",
+                &file("ca.pem"),
+            ][..],
+            &p256,
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &[
+                "req",
+                "-subj",
+                "/CN=payments-service",
+                "-keyout",
+                &file("client.key"),
+                "-out",
+                &file("client.csr"),
+            ][..],
+            &p256,
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        file("ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &file("client.csr"),
+        "-CA",
+        &file("ca.pem"),
+        "-CAkey",
+        &file("ca.key"),
+        "-CAcreateserial",
+        "-extfile",
+        &file("ext"),
+        "-out",
+        &file("client.pem"),
+    ]);
+    let der = Command::new("openssl")
+        .args(["x509", "-in", &file("client.pem"), "-outform", "der"])
+        .output()
+        .unwrap()
+        .stdout;
+    let fingerprint: String =
+        fipsguard_crypto::digest::digest(fipsguard_crypto::digest::HashAlgorithm::Sha256, &der)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+
+    for required in [false, true] {
+        let roots =
+            fipsguard_crypto::tls::read_roots(std::path::Path::new(&file("ca.pem"))).unwrap();
+        let server = TestServer::start_with(|options| {
+            options.client_auth = if required {
+                ClientAuth::Required(roots)
+            } else {
+                ClientAuth::Optional(roots)
+            };
+        })
+        .await;
+        // The officer token from setup: with a required certificate the
+        // harness client (which has none) cannot make another.
+        let auditor = server.officer.clone();
+        let port = server.addr.port().to_string();
+        let status = |with_cert: bool| {
+            let mut curl = Command::new("curl");
+            curl.args([
+                "-sS",
+                "--fail",
+                "--resolve",
+                &format!("localhost:{port}:127.0.0.1"),
+                "--cacert",
+            ])
+            .arg(&server.ca_file)
+            .args(["-H", &format!("Authorization: Bearer {auditor}")]);
+            if with_cert {
+                curl.args(["--cert", &file("client.pem"), "--key", &file("client.key")]);
+            }
+            curl.arg(format!("https://localhost:{port}/v1/status"))
+                .output()
+                .unwrap()
+        };
+        let with = status(true);
+        assert!(
+            with.status.success(),
+            "{}",
+            String::from_utf8_lossy(&with.stderr)
+        );
+        let body: serde_json::Value = serde_json::from_slice(&with.stdout).unwrap();
+        assert_eq!(
+            body["caller"]["client_certificate_sha256"],
+            fingerprint.as_str()
+        );
+        let without = status(false);
+        match required {
+            false => {
+                let body: serde_json::Value = serde_json::from_slice(&without.stdout).unwrap();
+                assert!(body["caller"]["client_certificate_sha256"].is_null());
+            }
+            true => assert!(
+                !without.status.success(),
+                "a required client certificate is required"
+            ),
+        }
+        server.stop().await;
+    }
+}

@@ -65,6 +65,9 @@ pub struct Status {
     pub store: &'static str,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// The caller as the server sees it: token id, role, client certificate.
+    #[schema(value_type = Object)]
+    pub caller: serde_json::Value,
 }
 
 /// Status (auditor, officer).
@@ -72,11 +75,18 @@ pub struct Status {
 pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Status>> {
     caller.require(Access::Oversight)?;
     let health = current_health(&s).await;
+    let (principal, certificate) = (&caller.0, &caller.1);
+    let caller = serde_json::json!({
+        "token_id": principal.token_id,
+        "role": principal.role,
+        "client_certificate_sha256": certificate,
+    });
     Ok(Json(Status {
         health,
         version: env!("CARGO_PKG_VERSION"),
         store: s.store_kind,
         uptime_secs: s.started.elapsed().as_secs(),
+        caller,
     }))
 }
 
