@@ -113,6 +113,7 @@ fn spawn_housekeeping(state: Arc<AppState>) {
                 tracing::warn!(error = %e, "key inventory for metrics failed");
             }
             metrics::record_module();
+            metrics::record_availability(&state.kms).await;
         }
     });
 }

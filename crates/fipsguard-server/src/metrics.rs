@@ -90,6 +90,15 @@ pub fn record_module() {
     ))));
 }
 
+/// Publishes whether the root of trust and the store answer (SLI M5): the
+/// root key is checked by unwrapping the store's check value at start, so
+/// a running service holds it; the store is probed now.
+pub async fn record_availability(kms: &Kms) {
+    let reachable = kms.store_reachable().await;
+    gauge!("fipsguard_store_reachable").set(f64::from(u8::from(reachable)));
+    gauge!("fipsguard_root_key_available").set(1.0);
+}
+
 /// Publishes key counts by state and overdue rotations, refreshed by the
 /// server every minute (listing every key is too slow for each scrape).
 pub async fn record_keys(kms: &Kms) -> Result<(), KmsError> {
