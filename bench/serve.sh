@@ -18,7 +18,7 @@ trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 
 target/release/examples/echo 127.0.0.1:18501 "$work/echo-ca.pem" >/dev/null &
 pids+=($!)
-target/release/fipsguard serve --dev --listen 127.0.0.1:18502 --dev-info "$work/dev.json" >/dev/null 2>&1 &
+FIPSGUARD_LOG=${FIPSGUARD_LOG:-info} target/release/fipsguard serve --dev --listen 127.0.0.1:18502 --dev-info "$work/dev.json" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/dev.json" ] && [ -s "$work/echo-ca.pem" ] && break; sleep 0.1; done
 

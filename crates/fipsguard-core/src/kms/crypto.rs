@@ -1,5 +1,7 @@
 //! Cryptographic operations under managed keys.
 
+use std::sync::Arc;
+
 use fipsguard_crypto::digest::HashAlgorithm;
 use fipsguard_crypto::sign::{verify as verify_message, verify_digest, SignatureScheme};
 use fipsguard_crypto::{random, SecretBytes};
@@ -87,8 +89,7 @@ impl Kms {
         let (record, _) = self
             .protecting(&name, "encrypt", |t| t == KeyType::Aes256Gcm)
             .await?;
-        let version = self.take_encryption(&name, &record).await?;
-        let cached = self.usable(&name, KeyType::Aes256Gcm, version).await?;
+        let (version, cached) = self.take_encryption(&name, &record).await?;
         let UsableKey::Aes(key) = &cached.key else {
             unreachable!("checked to be AES")
         };
@@ -430,12 +431,16 @@ impl Kms {
     /// total crosses `rotate_at` rotates the key; one that reached the hard
     /// limit hands over to the next version. Reservations are durable before
     /// use, so no restart or crash can let a version pass the limit.
-    async fn take_encryption(&self, name: &KeyName, record: &KeyRecord) -> Result<u32> {
+    async fn take_encryption(
+        &self,
+        name: &KeyName,
+        record: &KeyRecord,
+    ) -> Result<(u32, Arc<CachedVersion>)> {
         let mut version = record.latest_version;
         for _ in 0..2 {
             let cached = self.usable(name, KeyType::Aes256Gcm, version).await?;
             if take_one(&cached) {
-                return Ok(version);
+                return Ok((version, cached));
             }
             let reservation = self
                 .store
@@ -458,7 +463,7 @@ impl Kms {
                     // and the hard limit still holds.
                     let _ = self.rotate(name, Some(version)).await;
                 }
-                return Ok(version);
+                return Ok((version, cached));
             }
             version = self.rotate(name, Some(version)).await?;
         }
