@@ -29,6 +29,7 @@ const ERROR_STATE: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(NOT_STARTED);
 static POWER_UP: OnceLock<SelfTestReport> = OnceLock::new();
 static FIRST_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+static LATEST: Mutex<Option<SelfTestReport>> = Mutex::new(None);
 
 thread_local! {
     /// Set while this thread runs the self-test suite, so the tests can call
@@ -115,7 +116,19 @@ pub fn run_self_tests() -> SelfTestReport {
             );
         }
     }
+    *LATEST.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
     report
+}
+
+/// The report of the most recent run of the suite (power-up, periodic or on
+/// demand); runs the power-up tests if none has run yet.
+pub fn latest_report() -> SelfTestReport {
+    power_up();
+    LATEST
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| power_up().clone())
 }
 
 /// Marks this thread as running the self-tests until dropped, even if a

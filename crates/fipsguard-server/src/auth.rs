@@ -29,7 +29,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or(KmsError::Unauthenticated);
         let principal = match token {
             Ok(token) => state.kms.authenticate(token.trim()).await,

@@ -26,6 +26,8 @@ pub struct Config {
     /// Most concurrent connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// A plain-HTTP listener for `/metrics` without a token (`FIPSGUARD_METRICS_LISTEN`).
+    pub metrics_listen: Option<SocketAddr>,
     /// `text` or `json` logs (`FIPSGUARD_LOG_FORMAT`).
     #[serde(default)]
     pub log_format: LogFormat,
@@ -116,6 +118,13 @@ impl Config {
                 .parse()
                 .map_err(|e| format!("FIPSGUARD_LISTEN: {e}"))?;
         }
+        if let Some(listen) = var("FIPSGUARD_METRICS_LISTEN") {
+            self.metrics_listen = Some(
+                listen
+                    .parse()
+                    .map_err(|e| format!("FIPSGUARD_METRICS_LISTEN: {e}"))?,
+            );
+        }
         if let Some(format) = var("FIPSGUARD_LOG_FORMAT") {
             self.log_format = match format.as_str() {
                 "json" => LogFormat::Json,
@@ -196,14 +205,13 @@ impl Config {
             client_auth,
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
+            metrics_listen: self.metrics_listen,
         })
     }
 }
 
 /// What a development server prints for its user.
 pub struct DevInfo {
-    /// Where it listens.
-    pub url: String,
     /// The CA file for clients (the self-signed certificate).
     pub ca_file: PathBuf,
     /// An officer token.
@@ -241,9 +249,9 @@ pub async fn development(
         client_auth: ClientAuth::None,
         max_body_bytes: default_max_body(),
         max_connections: default_max_connections(),
+        metrics_listen: None,
     };
     let info = DevInfo {
-        url: String::new(),
         ca_file,
         officer_token: officer.token,
     };

@@ -20,9 +20,9 @@ pub struct Actor(pub std::sync::Arc<std::sync::OnceLock<String>>);
 
 /// Gives the request an id (echoed as `x-request-id`), logs it once with
 /// its outcome and the caller's token id (never the token), counts it.
-/// Successful requests log at debug level, failures at info: the audit log,
-/// not this one, is the record of every operation, and a log line per
-/// success costs a third of the throughput.
+/// Failures and changes to keys and tokens log at info; successful
+/// cryptographic operations at debug (a line per success costs a third of
+/// the throughput; the audit log is to be the durable record of each).
 pub async fn request_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id();
@@ -43,6 +43,10 @@ pub async fn request_log(request: Request, next: Next) -> Response {
     let actor = actor.0.get().map_or("-", String::as_str);
     let micros = started.elapsed().as_micros() as u64;
     let class = match status.as_u16() {
+        200..=299 if is_management(&method, &route) => {
+            tracing::info!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
+            "2xx"
+        }
         200..=299 => {
             tracing::debug!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
             "2xx"
@@ -58,6 +62,22 @@ pub async fn request_log(request: Request, next: Next) -> Response {
     };
     counter!("fipsguard_http_requests_total", "route" => route, "status" => class).increment(1);
     response
+}
+
+/// Changes to keys and tokens: logged at info even when they succeed.
+fn is_management(method: &axum::http::Method, route: &str) -> bool {
+    const CHANGES: [&str; 8] = [
+        "/rotate",
+        "/config",
+        "/activate",
+        "/deactivate",
+        "/compromise",
+        "/destroy",
+        "/destroy-now",
+        "/v1/keys",
+    ];
+    method != axum::http::Method::GET
+        && (route.starts_with("/v1/tokens") || CHANGES.iter().any(|c| route.ends_with(c)))
 }
 
 /// A request id unique within this process and across restarts: a random

@@ -37,12 +37,18 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// A separate plain-HTTP listener for `/metrics` without a token, for
+    /// Prometheus on a private network; it keeps answering in the error
+    /// state, when token checks (which need the module) are refused.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A started server.
 pub struct Running {
     /// Where it listens.
     pub local_addr: SocketAddr,
+    /// Where the separate metrics listener listens, if there is one.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -65,16 +71,21 @@ pub async fn start(
     options: ServerOptions,
     shutdown_signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Running> {
-    let tls =
+    let mut tls =
         tls::server_config(options.identity, options.client_auth).map_err(std::io::Error::other)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let local_addr = listener.local_addr()?;
+    let metrics_addr = match options.metrics_listen {
+        Some(address) => Some(metrics::serve_plain(address).await?),
+        None => None,
+    };
     let state = Arc::new(AppState {
         kms: options.kms,
         store_kind: options.store_kind,
         started: Instant::now(),
-        metrics: metrics::handle(),
     });
+    metrics::handle(); // installs the recorder before anything records
     metrics::record_module();
     spawn_housekeeping(state.clone());
     let app = api::router(state, options.max_body_bytes);
@@ -95,6 +106,7 @@ pub async fn start(
     tracing::info!(%local_addr, "serving");
     Ok(Running {
         local_addr,
+        metrics_addr,
         shutdown: stop,
         task,
     })

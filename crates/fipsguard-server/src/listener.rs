@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -18,6 +18,11 @@ use crate::metrics::record_tls_failure;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's headers (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most concurrent HTTP/2 streams per connection.
+const MAX_STREAMS: u32 = 128;
+
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -69,7 +74,7 @@ pub async fn serve(
             // The verified client certificate (mTLS), for authorization and logs.
             let client = ClientCertificate::of(tls.get_ref().1.peer_certificates());
             let service = TowerToHyperService::new(app.layer(axum::Extension(client)));
-            let builder = Builder::new(TokioExecutor::new());
+            let builder = http_builder();
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -83,6 +88,23 @@ pub async fn serve(
     {
         tracing::warn!("shutdown: connections still open after the drain timeout");
     }
+}
+
+/// HTTP/1.1 and HTTP/2 with deadlines: headers must arrive within
+/// `HEADER_TIMEOUT`, idle HTTP/2 connections are pinged and dropped.
+fn http_builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(HEADER_TIMEOUT);
+    builder
 }
 
 /// The client certificate a connection presented and the server verified

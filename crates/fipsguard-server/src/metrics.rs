@@ -33,12 +33,19 @@ pub fn handle() -> PrometheusHandle {
 }
 
 /// Records one cryptographic operation: count by outcome, latency, and the
-/// failure families the service level indicators need.
+/// failure families the service level indicators need. The outcome is
+/// `success`, `rejected` (the request was wrong: bad input, wrong context,
+/// refused algorithm, key state) or `failure` (the service failed: module
+/// error state, store, root key), so SLI M1 is not moved by client bugs.
 pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsError>) {
-    let outcome = if error.is_some() {
-        "failure"
-    } else {
-        "success"
+    use fipsguard_crypto::Error as Crypto;
+    let outcome = match error {
+        None => "success",
+        Some(KmsError::Store(_) | KmsError::RootKek(_)) => "failure",
+        Some(KmsError::Crypto(
+            Crypto::ErrorState { .. } | Crypto::Module(_) | Crypto::PairwiseConsistency { .. },
+        )) => "failure",
+        Some(_) => "rejected",
     };
     counter!("fipsguard_crypto_operations_total", "op" => op, "outcome" => outcome).increment(1);
     histogram!("fipsguard_crypto_operation_duration_seconds", "op" => op)
@@ -74,7 +81,7 @@ pub fn record_tls_failure(reason: &'static str) {
 
 /// Publishes the module's state and its self-test results.
 pub fn record_module() {
-    let report = module::power_up();
+    let report = module::latest_report();
     for result in &report.results {
         gauge!("fipsguard_selftest_passed", "test" => result.name)
             .set(f64::from(u8::from(result.passed)));
@@ -124,4 +131,37 @@ pub async fn record_keys(kms: &Kms) -> Result<(), KmsError> {
     }
     gauge!("fipsguard_keys_rotation_overdue").set(overdue as f64);
     Ok(())
+}
+
+/// The exposition, with the module's state as of now.
+pub fn render() -> String {
+    record_module();
+    handle().render()
+}
+
+/// Serves `GET /metrics` over plain HTTP on `address`, without a token;
+/// returns the bound address.
+pub async fn serve_plain(address: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                render(),
+            )
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(%bound, "metrics on plain HTTP, no token");
+    Ok(bound)
 }

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use fipsguard_core::Kms;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Shared state of a running server.
 pub struct AppState {
@@ -13,6 +12,4 @@ pub struct AppState {
     pub store_kind: &'static str,
     /// When the server started.
     pub started: Instant,
-    /// Renders the Prometheus exposition.
-    pub metrics: PrometheusHandle,
 }

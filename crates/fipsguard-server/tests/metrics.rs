@@ -90,7 +90,7 @@ async fn metrics_carry_the_service_level_indicators_and_no_names() {
     let text = response.text().await.unwrap();
     for series in [
         r#"fipsguard_crypto_operations_total{op="encrypt",outcome="success"} 1"#,
-        r#"fipsguard_crypto_operations_total{op="decrypt",outcome="failure"} 1"#,
+        r#"fipsguard_crypto_operations_total{op="decrypt",outcome="rejected"} 1"#,
         r#"fipsguard_crypto_operation_duration_seconds_bucket{op="encrypt",le="#,
         r#"fipsguard_decrypt_failures_total{reason="ciphertext_context_mismatch"} 1"#,
         r#"fipsguard_refused_requests_total{rule="sha1-signatures"} 1"#,

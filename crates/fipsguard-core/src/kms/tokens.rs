@@ -46,13 +46,14 @@ impl Kms {
                 "only user tokens carry grants".into(),
             ));
         }
-        if request
-            .grants
-            .iter()
-            .any(|g| g.keys.is_empty() || g.operations.is_empty())
-        {
+        if request.grants.iter().any(|g| {
+            let pattern = g.keys.strip_suffix('*').unwrap_or(&g.keys);
+            g.operations.is_empty()
+                || (g.keys != "*" && (pattern.is_empty() || pattern.contains('*')))
+        }) {
             return Err(KmsError::InvalidRequest(
-                "a grant names keys and at least one operation".into(),
+                "a grant names a key, a prefix ending in *, or *, and at least one operation"
+                    .into(),
             ));
         }
         if request

@@ -47,7 +47,7 @@ pub async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 fn aws_lc_fips_mode() -> bool {
-    module::power_up()
+    module::latest_report()
         .results
         .iter()
         .any(|r| r.name == "fips-mode" && r.passed)
@@ -91,7 +91,7 @@ pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult
 }
 
 async fn current_health(s: &Arc<AppState>) -> Health {
-    let report = module::power_up();
+    let report = module::latest_report();
     let module_state = module::state();
     let store_reachable = s.kms.store_reachable().await;
     let healthy = module_state == ModuleState::Operational && store_reachable;
@@ -107,18 +107,17 @@ async fn current_health(s: &Arc<AppState>) -> Health {
 
 /// Prometheus metrics (auditor, officer).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition")), tag = "system")]
-pub async fn metrics(
-    State(s): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<impl IntoResponse> {
+pub async fn metrics(caller: Caller) -> ApiResult<impl IntoResponse> {
     caller.require(Access::Oversight)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        crate::metrics::render(),
     ))
 }
 
 /// The OpenAPI document (no token).
 pub async fn openapi() -> impl IntoResponse {
-    Json(super::ApiDoc::openapi())
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let json = DOCUMENT.get_or_init(|| super::ApiDoc::openapi().to_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
 }

@@ -104,6 +104,11 @@ impl TestServer {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
+    /// The separate metrics listener's address, if the server has one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.metrics_addr)
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;

@@ -52,17 +52,21 @@ async fn production(path: &std::path::Path) -> ExitCode {
 
 async fn dev(args: &Args) -> ExitCode {
     init_logging(LogFormat::Text);
-    let dir = std::env::temp_dir().join(format!("fipsguard-dev-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return super::fail(format!("cannot create {}: {e}", dir.display()));
-    }
-    let (options, info) = match development(&dir, args.listen).await {
+    let dir = match tempfile::Builder::new().prefix("fipsguard-dev-").tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return super::fail(format!("cannot create a temporary directory: {e}")),
+    };
+    let (options, info) = match development(dir.path(), args.listen).await {
         Ok(dev) => dev,
         Err(e) => return super::fail(e),
     };
-    let listen = options.listen;
+    let running = match fipsguard_server::start(options, shutdown_signal()).await {
+        Ok(running) => running,
+        Err(e) => return super::fail(format!("cannot start: {e}")),
+    };
+    // Announced once the listener is bound, so scripts can connect at once.
     let token = String::from_utf8_lossy(info.officer_token.expose_secret()).into_owned();
-    let url = format!("https://{}", listen);
+    let url = format!("https://{}", running.local_addr);
     println!("fipsguard development server (NOT for production: the root key lives only in this process)");
     println!("  url:           {url}");
     println!("  CA file:       {}", info.ca_file.display());
@@ -75,12 +79,12 @@ async fn dev(args: &Args) -> ExitCode {
         let json =
             serde_json::json!({ "url": url, "ca_file": info.ca_file, "officer_token": token });
         if let Err(e) = write_private(path, &json.to_string()) {
+            running.stop().await;
             return super::fail(format!("cannot write {}: {e}", path.display()));
         }
     }
-    let code = serve_until_signal(options).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    code
+    running.wait().await;
+    ExitCode::SUCCESS
 }
 
 async fn serve_until_signal(options: fipsguard_server::ServerOptions) -> ExitCode {
@@ -103,13 +107,18 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
+/// Writes a new file only its owner can read (an old one is replaced, not
+/// reused, so its permissions cannot linger).
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)?;
     file.write_all(text.as_bytes())

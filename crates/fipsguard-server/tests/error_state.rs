@@ -1,0 +1,82 @@
+//! A self-test failure while serving: every cryptographic request is
+//! refused, health says why, and the plain metrics listener keeps answering
+//! so the alert can fire. (Its own test binary: the module's error state is
+//! process-wide.)
+
+mod common;
+
+use common::{b64, TestServer};
+use fipsguard_core::auth::{Grant, Operation};
+use fipsguard_crypto::{fault, module};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_self_test_stops_service_but_not_health_and_metrics() {
+    let server = TestServer::start_with(|options| {
+        options.metrics_listen = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    server.create_key("data", "aes256-gcm").await;
+    let user = server
+        .token(
+            "user",
+            &[Grant {
+                keys: "data".into(),
+                operations: vec![Operation::Encrypt],
+            }],
+        )
+        .await;
+    let encrypt = || {
+        server.call(
+            Method::POST,
+            "/v1/keys/data/encrypt",
+            Some(&user),
+            Some(json!({ "plaintext": b64(b"x") })),
+        )
+    };
+    assert_eq!(encrypt().await.0, StatusCode::OK);
+
+    std::env::set_var(fault::ENV_VAR, "hmac-sha-512");
+    assert!(!module::run_self_tests().passed());
+
+    let (status, body) = encrypt().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "module_error_state");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hmac-sha-512"),
+        "{body}"
+    );
+
+    let (status, health) = server.call(Method::GET, "/v1/health", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        health["module_state"],
+        json!({ "state": "error", "failed_test": "hmac-sha-512" })
+    );
+
+    let metrics_addr = server.metrics_addr().unwrap();
+    let text = server
+        .client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("fipsguard_module_error_state 1"), "{text}");
+    assert!(
+        text.contains(r#"fipsguard_selftest_passed{test="hmac-sha-512"} 0"#),
+        "{text}"
+    );
+
+    // A later passing run does not leave the error state: only a restart does.
+    std::env::remove_var(fault::ENV_VAR);
+    assert!(module::run_self_tests().passed());
+    assert_eq!(encrypt().await.0, StatusCode::SERVICE_UNAVAILABLE);
+    server.stop().await;
+}
