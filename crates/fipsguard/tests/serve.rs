@@ -77,6 +77,13 @@ fn init_then_serve_from_a_configuration_file() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A watchdog: if an expected log line never comes, the server dies and
+    // the read below fails instead of hanging the suite.
+    let pid = server.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    });
     let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
     let started = Instant::now();
     while !log.next().unwrap().unwrap().contains("serving") {
@@ -115,13 +122,33 @@ fn init_then_serve_from_a_configuration_file() {
         "{body}"
     );
 
-    // A JSON log line per request, with the caller's token id but never the token.
+    // Changes log a JSON line at info, with the caller's token id but never
+    // the token, nor the new token the answer carries.
+    let created = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"role": "auditor"}"#,
+        &format!("https://localhost:{port}/v1/tokens"),
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let new_token = answer["token"].as_str().unwrap();
     let line = log.next().unwrap().unwrap();
     assert!(
-        line.starts_with('{') && line.contains("/v1/status") && line.contains(&token[4..20]),
+        line.starts_with('{') && line.contains("/v1/tokens") && line.contains(&token[4..20]),
         "{line}"
     );
-    assert!(!line.contains(&token[21..]));
+    assert!(
+        !line.contains(&token[21..]) && !line.contains(&new_token[21..]),
+        "{line}"
+    );
 
     let stopped = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
