@@ -514,6 +514,9 @@ where
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         results.push(op(item).await);
+        // A batch of 1000 signatures takes a while: let other requests
+        // (health checks among them) run between items.
+        tokio::task::yield_now().await;
     }
     Ok(results)
 }
