@@ -67,6 +67,7 @@ pub fn provider() -> Arc<CryptoProvider> {
         .chain([kx_group::SECP256R1, kx_group::SECP384R1])
         .collect();
     Arc::new(CryptoProvider {
+        signature_verification_algorithms: *verification_algorithms(),
         cipher_suites: vec![
             cipher_suite::TLS13_AES_256_GCM_SHA384,
             cipher_suite::TLS13_AES_128_GCM_SHA256,
@@ -77,6 +78,38 @@ pub fn provider() -> Arc<CryptoProvider> {
         ],
         kx_groups,
         ..base
+    })
+}
+
+/// The provider's signature verification algorithms without those the
+/// policy does not offer for TLS keys (Ed25519, P-521), so peers (clients
+/// under mTLS, servers for the tunnel's client side) are held to the same
+/// key policy as fipsguard's own certificate.
+fn verification_algorithms() -> &'static rustls::crypto::WebPkiSupportedAlgorithms {
+    use rustls::pki_types::alg_id;
+    static ALGORITHMS: std::sync::OnceLock<rustls::crypto::WebPkiSupportedAlgorithms> =
+        std::sync::OnceLock::new();
+    ALGORITHMS.get_or_init(|| {
+        let base = default_provider().signature_verification_algorithms;
+        let offered = |a: &&&'static dyn rustls::pki_types::SignatureVerificationAlgorithm| {
+            let key = a.public_key_alg_id();
+            key != alg_id::ECDSA_P521 && key != alg_id::ED25519
+        };
+        let all: Vec<_> = base.all.iter().filter(offered).copied().collect();
+        let mapping: Vec<_> = base
+            .mapping
+            .iter()
+            .map(|(scheme, algorithms)| {
+                let kept: Vec<_> = algorithms.iter().filter(offered).copied().collect();
+                (*scheme, &*Box::leak(kept.into_boxed_slice()))
+            })
+            .filter(|(_, algorithms)| !algorithms.is_empty())
+            .collect();
+        // Built once per process; the 'static slices rustls wants are leaked on purpose.
+        rustls::crypto::WebPkiSupportedAlgorithms {
+            all: Box::leak(all.into_boxed_slice()),
+            mapping: Box::leak(mapping.into_boxed_slice()),
+        }
     })
 }
 

@@ -228,6 +228,46 @@ async fn client_certificates_identify_callers_and_can_be_required() {
         "-out",
         &file("client.pem"),
     ]);
+    // A client key on P-521: outside the key policy, refused like the server's own would be.
+    let p521 = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-subj",
+                "/CN=p521-client",
+                "-keyout",
+                &file("p521.key"),
+                "-out",
+                &file("p521.csr"),
+            ][..],
+            &p521,
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &file("p521.csr"),
+        "-CA",
+        &file("ca.pem"),
+        "-CAkey",
+        &file("ca.key"),
+        "-CAcreateserial",
+        "-extfile",
+        &file("ext"),
+        "-out",
+        &file("p521.pem"),
+    ]);
     let der = Command::new("openssl")
         .args(["x509", "-in", &file("client.pem"), "-outform", "der"])
         .output()
@@ -255,7 +295,7 @@ async fn client_certificates_identify_callers_and_can_be_required() {
         // harness client (which has none) cannot make another.
         let auditor = server.officer.clone();
         let port = server.addr.port().to_string();
-        let status = |with_cert: bool| {
+        let status = |cert: Option<&str>| {
             let mut curl = Command::new("curl");
             curl.args([
                 "-sS",
@@ -266,14 +306,23 @@ async fn client_certificates_identify_callers_and_can_be_required() {
             ])
             .arg(&server.ca_file)
             .args(["-H", &format!("Authorization: Bearer {auditor}")]);
-            if with_cert {
-                curl.args(["--cert", &file("client.pem"), "--key", &file("client.key")]);
+            if let Some(name) = cert {
+                curl.args([
+                    "--cert",
+                    &file(&format!("{name}.pem")),
+                    "--key",
+                    &file(&format!("{name}.key")),
+                ]);
             }
             curl.arg(format!("https://localhost:{port}/v1/status"))
                 .output()
                 .unwrap()
         };
-        let with = status(true);
+        assert!(
+            !status(Some("p521")).status.success(),
+            "a P-521 client key is refused"
+        );
+        let with = status(Some("client"));
         assert!(
             with.status.success(),
             "{}",
@@ -284,7 +333,7 @@ async fn client_certificates_identify_callers_and_can_be_required() {
             body["caller"]["client_certificate_sha256"],
             fingerprint.as_str()
         );
-        let without = status(false);
+        let without = status(None);
         match required {
             false => {
                 let body: serde_json::Value = serde_json::from_slice(&without.stdout).unwrap();
