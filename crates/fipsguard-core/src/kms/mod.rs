@@ -87,8 +87,9 @@ pub struct Kms {
     config: KmsConfig,
     clock: Arc<dyn Clock>,
     tokens: crate::auth::TokenHasher,
-    token_cache:
-        std::sync::Mutex<lru::LruCache<String, (crate::auth::TokenRecord, std::time::Instant)>>,
+    token_cache: std::sync::Mutex<
+        lru::LruCache<String, (Option<crate::auth::TokenRecord>, std::time::Instant)>,
+    >,
 }
 
 impl Kms {

@@ -162,6 +162,8 @@ impl Kms {
     }
 
     /// A token record, from memory while fresh (no store read per request).
+    /// Unknown ids are remembered too, so callers guessing ids cost one
+    /// store read per id and TTL, not one per request.
     async fn token_record(&self, id: &str) -> Result<Option<TokenRecord>> {
         if let Some((record, at)) = self
             .token_cache
@@ -170,16 +172,14 @@ impl Kms {
             .get(id)
         {
             if at.elapsed() < self.config.metadata_ttl {
-                return Ok(Some(record.clone()));
+                return Ok(record.clone());
             }
         }
         let record = self.store.token(id).await?;
-        if let Some(record) = &record {
-            self.token_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .put(id.to_owned(), (record.clone(), Instant::now()));
-        }
+        self.token_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(id.to_owned(), (record.clone(), Instant::now()));
         Ok(record)
     }
 }
