@@ -318,3 +318,52 @@ async fn bodies_over_the_configured_limit_are_refused() {
     assert_eq!(status, StatusCode::OK, "the server keeps serving");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight() {
+    let server = TestServer::start().await;
+    server.create_key("slow", "rsa-3072").await;
+    let user = server
+        .token(
+            "user",
+            &[Grant {
+                keys: "slow".into(),
+                operations: vec![Operation::Sign],
+            }],
+        )
+        .await;
+    let items: Vec<_> = (0..1000)
+        .map(|i| json!({ "message": b64(format!("m{i}").as_bytes()) }))
+        .collect();
+    let in_flight = {
+        let request = server
+            .client
+            .post(format!("{}/v1/keys/slow/sign/batch", server.url))
+            .bearer_auth(&user)
+            .json(&json!({ "items": items }));
+        tokio::spawn(async move { request.send().await })
+    };
+    // The batch takes about two seconds; half a second in, it is being served.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let addr = server.addr;
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections once stopping"
+    );
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1000);
+    assert!(
+        results.iter().all(|r| r["signature"].is_string()),
+        "every item signed"
+    );
+    stopping.await.unwrap();
+}
