@@ -86,6 +86,23 @@ pub enum Operation {
     Read,
 }
 
+impl Operation {
+    /// The name used in grants and messages, e.g. `mac-verify`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Encrypt => "encrypt",
+            Self::Decrypt => "decrypt",
+            Self::Rewrap => "rewrap",
+            Self::Datakey => "datakey",
+            Self::Sign => "sign",
+            Self::Verify => "verify",
+            Self::Mac => "mac",
+            Self::MacVerify => "mac-verify",
+            Self::Read => "read",
+        }
+    }
+}
+
 /// Operations on keys whose names match: `*` (any key), `prefix*`, or an
 /// exact name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -57,6 +57,8 @@ pub enum Access<'a> {
     Oversight,
     /// An operation on a key: users by grant (officers and auditors read metadata).
     Key(Operation, &'a str),
+    /// A signing key's public key: whoever may read the key or verify with it.
+    PublicKey(&'a str),
     /// Random bytes: users and officers.
     Random,
 }
@@ -78,7 +80,12 @@ impl Caller {
             ),
             Access::Key(operation, key) => (
                 p.may(operation, key),
-                operation_name(operation),
+                operation.as_str().to_owned(),
+                Some(key.to_owned()),
+            ),
+            Access::PublicKey(key) => (
+                p.may(Operation::Verify, key) || p.may(Operation::Read, key),
+                "read the public key".to_owned(),
                 Some(key.to_owned()),
             ),
             Access::Random => (
@@ -98,11 +105,4 @@ impl Caller {
         }
         Ok(p)
     }
-}
-
-fn operation_name(operation: Operation) -> String {
-    serde_json::to_value(operation)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }

@@ -86,11 +86,7 @@ pub fn record_module() {
         gauge!("fipsguard_selftest_passed", "test" => result.name)
             .set(f64::from(u8::from(result.passed)));
     }
-    let fips = report
-        .results
-        .iter()
-        .any(|r| r.name == "fips-mode" && r.passed);
-    gauge!("fipsguard_module_fips_mode").set(f64::from(u8::from(fips)));
+    gauge!("fipsguard_module_fips_mode").set(f64::from(u8::from(report.fips_mode())));
     gauge!("fipsguard_module_error_state").set(f64::from(u8::from(matches!(
         module::state(),
         State::Error { .. }

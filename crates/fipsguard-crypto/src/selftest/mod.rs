@@ -77,6 +77,13 @@ impl SelfTestReport {
         self.results.iter().all(|r| r.passed)
     }
 
+    /// Whether AWS-LC reported FIPS mode in this run.
+    pub fn fips_mode(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| r.name == "fips-mode" && r.passed)
+    }
+
     /// The first failed test, if any.
     pub fn first_failure(&self) -> Option<&'static str> {
         self.results.iter().find(|r| !r.passed).map(|r| r.name)

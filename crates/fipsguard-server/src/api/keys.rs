@@ -233,10 +233,7 @@ pub async fn public_key(
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<PublicKeyResponse>> {
-    let p = &caller.0;
-    if !(p.may(Operation::Verify, &name) || p.may(Operation::Read, &name)) {
-        caller.require(Access::Key(Operation::Verify, &name))?;
-    }
+    caller.require(Access::PublicKey(&name))?;
     let key = s.kms.public_key(&name, q.version).await?;
     Ok(Json(PublicKeyResponse {
         version: key.version,

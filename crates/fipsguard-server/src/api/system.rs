@@ -46,13 +46,6 @@ pub async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-fn aws_lc_fips_mode() -> bool {
-    module::latest_report()
-        .results
-        .iter()
-        .any(|r| r.name == "fips-mode" && r.passed)
-}
-
 /// Status for auditors.
 #[derive(Serialize, ToSchema)]
 pub struct Status {
@@ -97,7 +90,7 @@ async fn current_health(s: &Arc<AppState>) -> Health {
     let healthy = module_state == ModuleState::Operational && store_reachable;
     Health {
         status: if healthy { "ok" } else { "error" },
-        fips_mode: aws_lc_fips_mode(),
+        fips_mode: report.fips_mode(),
         module_state,
         module: report.module.clone(),
         self_tests: report.results.clone(),
