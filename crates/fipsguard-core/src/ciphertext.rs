@@ -41,28 +41,35 @@ pub(crate) struct Ciphertext {
     pub sealed: Vec<u8>,
 }
 
+/// The key version a ciphertext names (not checked beyond its prefix).
+pub fn key_version(text: &str) -> Option<u32> {
+    split_version(text).ok().map(|(version, _)| version)
+}
+
+/// `fg:v<version>:<payload>` into the version and the payload.
+fn split_version(text: &str) -> Result<(u32, &str), DecryptError> {
+    let rest = text
+        .trim()
+        .strip_prefix(PREFIX)
+        .ok_or(DecryptError::Malformed("it does not start with fg:v"))?;
+    let (version, payload) = rest
+        .split_once(':')
+        .ok_or(DecryptError::Malformed("no ':' after the version"))?;
+    // Exactly one spelling per version: digits, no sign, no leading zero.
+    if version.is_empty() || version.starts_with('0') || !version.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(DecryptError::Malformed("the version is not a number from 1"));
+    }
+    let version = version
+        .parse()
+        .map_err(|_| DecryptError::Malformed("the version is out of range"))?;
+    Ok((version, payload))
+}
+
 impl Ciphertext {
     /// Reads `text`, checking only its shape.
     pub fn parse(text: &str) -> Result<Self, DecryptError> {
-        let rest = text
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or(DecryptError::Malformed("it does not start with fg:v"))?;
-        let (version, payload) = rest
-            .split_once(':')
-            .ok_or(DecryptError::Malformed("no ':' after the version"))?;
-        // Exactly one spelling per version: digits, no sign, no leading zero.
-        if version.is_empty()
-            || version.starts_with('0')
-            || !version.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(DecryptError::Malformed(
-                "the version is not a number from 1",
-            ));
-        }
-        let version: u32 = version
-            .parse()
-            .map_err(|_| DecryptError::Malformed("the version is out of range"))?;
+        let (version, payload) = split_version(text)?;
         let bytes = STANDARD
             .decode(payload)
             .map_err(|_| DecryptError::Malformed("the payload is not valid base64"))?;

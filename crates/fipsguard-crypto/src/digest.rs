@@ -46,6 +46,15 @@ impl HashAlgorithm {
 
 /// Hashes `data` in one call.
 pub fn digest(algorithm: HashAlgorithm, data: &[u8]) -> Result<Vec<u8>, Error> {
+    digest_parts(algorithm, &[data])
+}
+
+/// Hashes the concatenation of `parts` without copying them together.
+pub fn digest_parts(algorithm: HashAlgorithm, parts: &[&[u8]]) -> Result<Vec<u8>, Error> {
     ensure_operational()?;
-    Ok(digest::digest(algorithm.aws_lc(), data).as_ref().to_vec())
+    let mut context = digest::Context::new(algorithm.aws_lc());
+    for part in parts {
+        context.update(part);
+    }
+    Ok(context.finish().as_ref().to_vec())
 }

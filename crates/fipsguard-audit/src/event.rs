@@ -1,0 +1,168 @@
+//! What the log records. Identifiers, names, codes and times only: never
+//! plaintext, ciphertext, key material, tokens or passphrases.
+
+use serde::{Deserialize, Serialize};
+
+/// One record: its place in the chain, when, and what happened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    /// Position in the chain, from 1, one more than the record before.
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// An API request: before a change is made (`intent`), and with its outcome.
+    Request(RequestEvent),
+    /// A run of the module's self-tests.
+    SelfTest {
+        /// `power-up`, `periodic` or `on-demand`.
+        trigger: String,
+        /// Every test passed.
+        passed: bool,
+        /// How many tests ran.
+        tests: usize,
+        /// The first test that failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed: Option<String>,
+    },
+    /// The server started with this configuration.
+    Startup {
+        /// fipsguard's version.
+        version: String,
+        /// The module runs in FIPS mode.
+        fips_mode: bool,
+        /// The validated module and its certificate.
+        module: String,
+        /// `sqlite` or `postgres`.
+        store: String,
+        /// The API's address.
+        listen: String,
+        /// SHA-256 of the configuration file, so a change between runs shows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config_sha256: Option<String>,
+    },
+    /// `fipsguard init` created the first officer token.
+    Init {
+        /// `sqlite` or `postgres`.
+        store: String,
+        /// The first officer token's id (never the token).
+        token_id: String,
+    },
+    /// The server stopped in order.
+    Shutdown {},
+    /// The log could not be written for a while; requests were refused.
+    Outage {
+        /// Why.
+        error: String,
+        /// Since when (RFC 3339).
+        since: String,
+        /// Requests refused meanwhile.
+        refused: u64,
+    },
+    /// The first record of every file.
+    Segment {
+        /// The checkpoint this file continues the chain from; none for a new chain.
+        #[serde(default)]
+        continues: Option<Link>,
+        /// `startup`, `rotation` or what forced a new file.
+        reason: String,
+    },
+    /// A signature over the chain so far.
+    Checkpoint(Checkpoint),
+}
+
+/// Where a segment continues the chain from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Link {
+    /// The file that holds the checkpoint.
+    pub file: String,
+    /// The checkpoint's sequence number.
+    pub seq: u64,
+    /// Its hash (hex).
+    pub hash: String,
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The record it covers: the one just before it.
+    pub covers: u64,
+    /// That record's hash (hex).
+    pub chain: String,
+    /// The audit key's name.
+    pub key: String,
+    /// The audit key's version.
+    pub key_version: u32,
+    /// ECDSA P-256 / SHA-256 signature (DER, base64) over the checkpoint message.
+    pub signature: String,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A change is about to be made: recorded durably before it is.
+    Intent,
+    /// Done.
+    Success,
+    /// Refused: bad input, not allowed, not found (4xx).
+    Rejected,
+    /// The service failed (5xx).
+    Failure,
+}
+
+/// An API request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RequestEvent {
+    /// The request id (`x-request-id`).
+    pub request_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// HTTP method.
+    pub method: String,
+    /// The route template, e.g. `/v1/keys/{name}/encrypt`.
+    pub route: String,
+    /// The key it named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The key version it used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// The caller's token id (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The caller's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The client's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// SHA-256 of the client's verified certificate (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// HTTP status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The error code, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Time spent, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micros: Option<u64>,
+}
+
+/// Now, as records write it.
+pub(crate) fn now() -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,198 @@
+//! Segment files: their names, their lines, and reading one back.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::chain::{self, Hash};
+use crate::event::{Event, Record};
+use crate::Failure;
+
+/// The file a segment starting at `first_seq` lives in: names sort in chain order.
+pub(crate) fn file_name(first_seq: u64) -> String {
+    format!("audit-{first_seq:020}.jsonl")
+}
+
+/// The segment files in `dir`, in chain order.
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("audit-") && name.ends_with(".jsonl") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Appends a record's line to `out` and returns its hash.
+pub(crate) fn encode(
+    record: &Record,
+    previous: &Hash,
+    out: &mut Vec<u8>,
+) -> Result<Hash, fipsguard_crypto::Error> {
+    let bytes = serde_json::to_vec(record).expect("records serialize");
+    let hash = chain::next(previous, &bytes)?;
+    out.extend_from_slice(b"{\"record\":");
+    out.extend_from_slice(&bytes);
+    out.extend_from_slice(b",\"hash\":\"");
+    out.extend_from_slice(chain::to_hex(&hash).as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    Ok(hash)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    #[serde(borrow)]
+    record: &'a RawValue,
+    hash: &'a str,
+}
+
+/// What reading one file found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// The checkpoint the file continues from, as its first record states.
+    pub continues: Option<crate::Link>,
+    /// Sequence number of the first record.
+    pub first_seq: u64,
+    /// Sequence number of the last complete record.
+    pub last_seq: u64,
+    /// The last checkpoint: its sequence number and hash.
+    pub checkpoint: Option<(u64, Hash)>,
+    /// Complete records.
+    pub records: u64,
+    /// Checkpoints among them.
+    pub checkpoints: u64,
+    /// Complete records after the last checkpoint.
+    pub unsigned_tail: u64,
+    /// The file ends in a partial line.
+    pub torn: bool,
+    /// Line number just after the last checkpoint.
+    pub line_after_checkpoint: usize,
+    /// Outages and unusual new files, for the report.
+    pub remarks: Vec<String>,
+}
+
+/// Reads one segment, checking every record's sequence number and hash and,
+/// given public keys (SubjectPublicKeyInfo DER), every checkpoint's signature.
+pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan, Failure> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Failure::at(path, 0, None, format!("cannot read: {e}")))?;
+    let mut scan = Scan::default();
+    let mut previous = chain::GENESIS;
+    let lines = bytes.split_inclusive(|b| *b == b'\n').enumerate();
+    for (index, line) in lines {
+        let number = index + 1;
+        if !line.ends_with(b"\n") {
+            scan.torn = true;
+            break;
+        }
+        let fail = |seq: Option<u64>, reason: String| Failure::at(path, number, seq, reason);
+        let parsed: Line<'_> = serde_json::from_slice(line)
+            .map_err(|e| fail(None, format!("not a valid record line ({e}): damaged")))?;
+        let record: Record = serde_json::from_str(parsed.record.get())
+            .map_err(|e| fail(None, format!("not a valid record ({e}): damaged")))?;
+        let seq = Some(record.seq);
+        if index == 0 {
+            let Event::Segment { continues, .. } = &record.event else {
+                return Err(fail(
+                    seq,
+                    "the first record of a file must start a segment".into(),
+                ));
+            };
+            previous = match continues {
+                None if record.seq == 1 => chain::GENESIS,
+                None => return Err(fail(seq, "a new chain must start at record 1".into())),
+                Some(link) => chain::from_hex(&link.hash)
+                    .ok_or_else(|| fail(seq, "the segment's link is not a hash".into()))?,
+            };
+            scan.continues = continues.clone();
+            scan.first_seq = record.seq;
+        } else if record.seq != scan.last_seq + 1 {
+            return Err(fail(
+                seq,
+                format!(
+                    "expected record {} here, found {}: records were removed, inserted or reordered",
+                    scan.last_seq + 1,
+                    record.seq
+                ),
+            ));
+        }
+        let hash = chain::next(&previous, parsed.record.get().as_bytes())
+            .map_err(|e| fail(seq, format!("cannot hash: {e}")))?;
+        if chain::from_hex(parsed.hash) != Some(hash) {
+            return Err(fail(
+                seq,
+                "the record does not match its hash: altered or forged".into(),
+            ));
+        }
+        if let Event::Checkpoint(checkpoint) = &record.event {
+            check_checkpoint(checkpoint, scan.last_seq, &previous, public_keys)
+                .map_err(|reason| fail(seq, reason))?;
+            scan.checkpoint = Some((record.seq, hash));
+            scan.checkpoints += 1;
+            scan.unsigned_tail = 0;
+            scan.line_after_checkpoint = number + 1;
+        } else {
+            scan.unsigned_tail += 1;
+        }
+        if let Some(remark) = remark(&record) {
+            scan.remarks
+                .push(format!("{}:{number}: {remark}", path.display()));
+        }
+        scan.records += 1;
+        scan.last_seq = record.seq;
+        previous = hash;
+    }
+    Ok(scan)
+}
+
+/// What an auditor should see in the report: outages and files started
+/// for a reason other than startup or rotation.
+fn remark(record: &Record) -> Option<String> {
+    match &record.event {
+        Event::Outage { error, since, refused } => Some(format!(
+            "record {}: the log could not be written from {since} to {} ({error}); {refused} request(s) were refused meanwhile",
+            record.seq, record.time
+        )),
+        Event::Segment { reason, .. } if reason != "startup" && reason != "rotation" => {
+            Some(format!("record {}: a new file was started: {reason}", record.seq))
+        }
+        _ => None,
+    }
+}
+
+fn check_checkpoint(
+    checkpoint: &crate::Checkpoint,
+    previous_seq: u64,
+    previous: &Hash,
+    public_keys: Option<&[Vec<u8>]>,
+) -> Result<(), String> {
+    use base64::Engine;
+    use fipsguard_crypto::sign::{verify, SignatureScheme};
+    if checkpoint.covers != previous_seq || chain::from_hex(&checkpoint.chain) != Some(*previous) {
+        return Err("the checkpoint does not cover the record before it".into());
+    }
+    let Some(keys) = public_keys else {
+        return Ok(());
+    };
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(&checkpoint.signature)
+        .map_err(|_| "the checkpoint's signature is not base64".to_owned())?;
+    let message = chain::checkpoint_message(checkpoint.covers, previous);
+    let signed = keys
+        .iter()
+        .any(|key| verify(SignatureScheme::EcdsaP256Sha256, key, &message, &signature).is_ok());
+    if signed {
+        Ok(())
+    } else {
+        Err(format!(
+            "the checkpoint's signature ({} version {}) does not verify with the given public key: the chain was rewritten or signed by another key",
+            checkpoint.key, checkpoint.key_version
+        ))
+    }
+}

@@ -1,0 +1,175 @@
+//! `fipsguard audit verify`: needs no secret, only the audit public key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::segment::{self, Scan};
+
+/// A log that verified.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Files read, in chain order.
+    pub files: Vec<PathBuf>,
+    /// Records verified.
+    pub records: u64,
+    /// Signed checkpoints among them.
+    pub checkpoints: u64,
+    /// First and last sequence numbers.
+    pub first_seq: u64,
+    /// The last record, a checkpoint.
+    pub last_seq: u64,
+    /// What an auditor should know that is not a failure.
+    pub notes: Vec<String>,
+}
+
+/// The first record that does not verify, and why.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    /// The file.
+    pub file: PathBuf,
+    /// Line number (1-based; 0 for the file as a whole).
+    pub line: usize,
+    /// The record's sequence number, where it could be read.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Failure {
+    pub(crate) fn at(file: &Path, line: usize, seq: Option<u64>, reason: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            line,
+            seq,
+            reason,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)?;
+        if let Some(seq) = self.seq {
+            write!(f, " (record {seq})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Verifies a segment file, or every segment in a directory, with the audit
+/// public keys (SubjectPublicKeyInfo DER; any of them may have signed).
+pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
+    let files = if log.is_dir() {
+        segment::list(log).map_err(|e| Failure::at(log, 0, None, format!("cannot list: {e}")))?
+    } else {
+        vec![log.to_owned()]
+    };
+    if files.is_empty() {
+        return Err(Failure::at(
+            log,
+            0,
+            None,
+            "no audit segment files (audit-*.jsonl)".into(),
+        ));
+    }
+    let mut report = Report {
+        files: files.clone(),
+        records: 0,
+        checkpoints: 0,
+        first_seq: 0,
+        last_seq: 0,
+        notes: Vec::new(),
+    };
+    let mut previous: Option<(&Path, Scan)> = None;
+    for file in &files {
+        let scan = segment::scan(file, Some(public_keys))?;
+        if scan.records == 0 {
+            let reason = "no complete record: the file is empty or truncated";
+            return Err(Failure::at(file, 1, None, reason.into()));
+        }
+        match &previous {
+            None => note_start(&mut report, file, &scan),
+            Some((before, earlier)) => link(before, earlier, file, &scan, &mut report.notes)?,
+        }
+        report.notes.extend(scan.remarks.iter().cloned());
+        report.records += scan.records;
+        report.checkpoints += scan.checkpoints;
+        report.last_seq = scan.last_seq;
+        previous = Some((file, scan));
+    }
+    let (file, last) = previous.expect("at least one file");
+    if last.unsigned_tail > 0 || last.torn {
+        return Err(Failure::at(
+            file,
+            last.line_after_checkpoint,
+            None,
+            format!(
+                "the log ends after its last checkpoint ({}) with {} unsigned record(s){}: its tail was truncated, or the writer stopped abruptly and has not restarted; everything up to the checkpoint verifies",
+                last.checkpoint.map_or(0, |(seq, _)| seq),
+                last.unsigned_tail,
+                if last.torn { " and a partial line" } else { "" }
+            ),
+        ));
+    }
+    Ok(report)
+}
+
+fn note_start(report: &mut Report, file: &Path, scan: &Scan) {
+    report.first_seq = scan.first_seq;
+    if let Some(link) = &scan.continues {
+        report.notes.push(format!(
+            "{} continues the chain from record {} of {}, which was not given: records before {} are not covered",
+            file.display(),
+            link.seq,
+            link.file,
+            scan.first_seq
+        ));
+    }
+}
+
+/// Checks that `file` continues the chain exactly where `before` was last
+/// signed; records after that checkpoint were never acknowledged.
+fn link(
+    before: &Path,
+    earlier: &Scan,
+    file: &Path,
+    scan: &Scan,
+    notes: &mut Vec<String>,
+) -> Result<(), Failure> {
+    let fail = |reason: String| Failure::at(file, 1, Some(scan.first_seq), reason);
+    let Some(link) = &scan.continues else {
+        return Err(fail("starts a new chain in the middle of the log".into()));
+    };
+    let Some((seq, hash)) = earlier.checkpoint else {
+        return Err(fail(format!(
+            "{} has no checkpoint to continue from",
+            before.display()
+        )));
+    };
+    if link.seq != seq || crate::chain::from_hex(&link.hash) != Some(hash) {
+        return Err(fail(format!(
+            "continues from record {}, but the last checkpoint of {} is record {seq}: a segment is missing or was cut",
+            link.seq,
+            before.display()
+        )));
+    }
+    if scan.first_seq != earlier.last_seq + 1 {
+        return Err(fail(format!(
+            "starts at record {}, but {} ends at record {}: records are missing",
+            scan.first_seq,
+            before.display(),
+            earlier.last_seq
+        )));
+    }
+    if earlier.unsigned_tail > 0 || earlier.torn {
+        notes.push(format!(
+            "{} has {} record(s){} after its last checkpoint: written when the server stopped abruptly, never acknowledged to a client, not evidence",
+            before.display(),
+            earlier.unsigned_tail,
+            if earlier.torn { " and a partial line" } else { "" }
+        ));
+    }
+    Ok(())
+}

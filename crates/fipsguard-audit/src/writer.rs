@@ -1,0 +1,552 @@
+//! The group-commit writer: one thread takes every event waiting, chains
+//! them, signs a checkpoint, writes and syncs once, then acknowledges the
+//! whole batch. A request is answered only after its event is durable.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use metrics::{counter, gauge, histogram};
+use tokio::sync::oneshot;
+
+use crate::chain::{self, Hash};
+use crate::event::{now, Checkpoint, Event, Link, Record};
+use crate::segment::{self, file_name};
+use crate::AuditError;
+
+/// Events a batch takes at most.
+const MAX_BATCH: usize = 4096;
+/// Events that may wait for the writer before requests are refused.
+const QUEUE: usize = 65536;
+/// How often a failing log is retried.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Where and how the log is written.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The directory of segment files (created 0700 if missing).
+    pub dir: PathBuf,
+    /// Start a new file beyond this size.
+    pub max_file_bytes: u64,
+    /// Start a new file after this long.
+    pub max_file_age: Duration,
+    /// Also copy every durable line to stdout, for log shippers.
+    pub copy_to_stdout: bool,
+}
+
+impl AuditConfig {
+    /// Defaults: 64 MiB or one day per file, no copy.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            max_file_bytes: 64 << 20,
+            max_file_age: Duration::from_secs(24 * 3600),
+            copy_to_stdout: false,
+        }
+    }
+}
+
+/// Signs checkpoints with the audit key (ECDSA P-256, SHA-256).
+pub trait Signer: Send + 'static {
+    /// Signs `message`.
+    fn sign(&self, message: &[u8]) -> Result<Signed, String>;
+}
+
+/// A checkpoint signature and the key version that made it.
+pub struct Signed {
+    /// The key's name.
+    pub key: String,
+    /// Its version.
+    pub key_version: u32,
+    /// DER signature.
+    pub signature: Vec<u8>,
+}
+
+/// The state of the log, for health and status.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    /// Events are being made durable.
+    pub writable: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The current file.
+    pub segment: String,
+    /// The last durable record.
+    pub last_seq: u64,
+}
+
+type Ack = oneshot::Sender<Result<(), AuditError>>;
+
+enum Job {
+    Event(Event, Ack),
+    Close(Ack),
+}
+
+/// The audit log of a running process.
+pub struct AuditLog {
+    jobs: SyncSender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer thread and request handlers share.
+#[derive(Default)]
+struct Shared {
+    failing: AtomicBool,
+    /// Why it fails, and since when.
+    failure: Mutex<Option<(String, String)>>,
+    refused: AtomicU64,
+    last_seq: AtomicU64,
+    segment: Mutex<String>,
+}
+
+impl Shared {
+    fn failure(&self) -> AuditError {
+        let failure = self.failure.lock().expect("not poisoned");
+        AuditError::Unavailable(
+            failure
+                .as_ref()
+                .map_or_else(String::new, |(e, _)| e.clone()),
+        )
+    }
+}
+
+impl AuditLog {
+    /// Continues the chain found in `config.dir` (or starts one) in a new
+    /// file, writes `first` durably, and starts the writer thread.
+    pub fn open(
+        config: AuditConfig,
+        signer: Box<dyn Signer>,
+        first: Vec<Event>,
+    ) -> Result<Self, String> {
+        let mut writer = Writer::start(config, signer)?;
+        writer.append(first).map_err(|(_, e)| e)?;
+        let shared = writer.shared.clone();
+        let (jobs, queue) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("fipsguard-audit".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+        Ok(Self { jobs, shared })
+    }
+
+    /// Refuses at once while the log cannot be written (fail closed).
+    pub fn check(&self) -> Result<(), AuditError> {
+        if self.shared.failing.load(Ordering::Acquire) {
+            self.shared.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(self.shared.failure());
+        }
+        Ok(())
+    }
+
+    /// Returns once `event` is durable.
+    pub async fn record(&self, event: Event) -> Result<(), AuditError> {
+        self.check()?;
+        let (ack, done) = oneshot::channel();
+        self.submit(Job::Event(event, ack))?;
+        done.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// Writes the shutdown record and a final checkpoint, then stops the writer.
+    pub async fn close(&self) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.submit(Job::Close(ack))?;
+        done.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// The log's state.
+    pub fn health(&self) -> Health {
+        let failure = self.shared.failure.lock().expect("not poisoned");
+        Health {
+            writable: !self.shared.failing.load(Ordering::Acquire),
+            error: failure.as_ref().map(|(e, _)| e.clone()),
+            segment: self.shared.segment.lock().expect("not poisoned").clone(),
+            last_seq: self.shared.last_seq.load(Ordering::Relaxed),
+        }
+    }
+
+    fn submit(&self, job: Job) -> Result<(), AuditError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => AuditError::Backlog(QUEUE),
+            TrySendError::Disconnected(_) => AuditError::Closed,
+        })
+    }
+}
+
+/// What made the current file unusable.
+enum FileState {
+    Ours,
+    ReadOnly,
+    Gone,
+}
+
+struct Writer {
+    config: AuditConfig,
+    signer: Box<dyn Signer>,
+    shared: Arc<Shared>,
+    file: File,
+    path: PathBuf,
+    identity: (u64, u64),
+    opened: Instant,
+    /// Bytes of the file known durable.
+    durable_len: u64,
+    /// The last sequence number used (a crashed run's unacknowledged tail included).
+    seq: u64,
+    /// The last durable checkpoint, which the next record chains to.
+    checkpoint: Option<Link>,
+    hash: Hash,
+    /// The first record of a new file, written with the next batch.
+    segment_start: Option<Event>,
+    buffer: Vec<u8>,
+}
+
+impl Writer {
+    fn start(config: AuditConfig, signer: Box<dyn Signer>) -> Result<Self, String> {
+        create_dir(&config.dir)?;
+        let (checkpoint, seq) = resume(&config.dir)?;
+        let hash = match &checkpoint {
+            Some(link) => chain::from_hex(&link.hash).expect("read from a checked record"),
+            None => chain::GENESIS,
+        };
+        let (file, path) = create_segment(&config.dir, seq + 1)?;
+        let mut writer = Self {
+            identity: identity(&file)?,
+            config,
+            signer,
+            shared: Arc::default(),
+            file,
+            path,
+            opened: Instant::now(),
+            durable_len: 0,
+            seq,
+            checkpoint,
+            hash,
+            segment_start: None,
+            buffer: Vec::new(),
+        };
+        writer.begin_segment("startup");
+        Ok(writer)
+    }
+
+    /// Starts a new file, continuing the chain from the last checkpoint.
+    fn new_segment(&mut self, reason: &str) -> Result<(), String> {
+        let (file, path) = create_segment(&self.config.dir, self.seq + 1)?;
+        self.identity = identity(&file)?;
+        self.file = file;
+        self.path = path;
+        self.opened = Instant::now();
+        self.durable_len = 0;
+        self.begin_segment(reason);
+        Ok(())
+    }
+
+    fn begin_segment(&mut self, reason: &str) {
+        self.segment_start = Some(Event::Segment {
+            continues: self.checkpoint.clone(),
+            reason: reason.to_owned(),
+        });
+        *self.shared.segment.lock().expect("not poisoned") = self.file_name();
+    }
+
+    fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn run(mut self, queue: Receiver<Job>) {
+        loop {
+            let failing = self.shared.failing.load(Ordering::Acquire);
+            let first = if failing {
+                match queue.recv_timeout(RETRY) {
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match queue.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => return,
+                }
+            };
+            if failing {
+                self.recover();
+            }
+            let Some(first) = first else { continue };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if self.handle(batch) {
+                return;
+            }
+        }
+    }
+
+    /// Writes one batch and answers its waiters; true once closed.
+    fn handle(&mut self, batch: Vec<Job>) -> bool {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut close = None;
+        for job in batch {
+            match job {
+                Job::Event(event, ack) => {
+                    events.push(event);
+                    acks.push(ack);
+                }
+                Job::Close(ack) => close = Some(ack),
+            }
+        }
+        if close.is_some() {
+            events.push(Event::Shutdown {});
+        }
+        let result = if self.shared.failing.load(Ordering::Acquire) {
+            self.shared
+                .refused
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            Err(self.shared.failure())
+        } else {
+            self.write(events)
+        };
+        for ack in acks {
+            let _ = ack.send(result.clone());
+        }
+        match close {
+            Some(ack) => {
+                let _ = ack.send(result);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&mut self, events: Vec<Event>) -> Result<(), AuditError> {
+        let rotate = self.durable_len >= self.config.max_file_bytes
+            || self.opened.elapsed() >= self.config.max_file_age;
+        if rotate {
+            self.new_segment("rotation")
+                .map_err(|e| self.fail("rotation", e))?;
+        }
+        self.append(events)
+            .map_err(|(reason, e)| self.fail(reason, e))
+    }
+
+    /// Chains `events`, adds a signed checkpoint, writes and syncs them.
+    fn append(&mut self, events: Vec<Event>) -> Result<(), (&'static str, String)> {
+        let started = Instant::now();
+        let count = events.len() as u64;
+        let (mut seq, mut hash) = (self.seq, self.hash);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        for event in self.segment_start.iter().cloned().chain(events) {
+            seq += 1;
+            let record = Record {
+                seq,
+                time: now(),
+                event,
+            };
+            hash = segment::encode(&record, &hash, &mut buffer)
+                .map_err(|e| ("module", e.to_string()))?;
+        }
+        let signed = self
+            .signer
+            .sign(&chain::checkpoint_message(seq, &hash))
+            .map_err(|e| ("signing", e))?;
+        let checkpoint = Checkpoint {
+            covers: seq,
+            chain: chain::to_hex(&hash),
+            key: signed.key,
+            key_version: signed.key_version,
+            signature: base64::engine::general_purpose::STANDARD.encode(signed.signature),
+        };
+        seq += 1;
+        let record = Record {
+            seq,
+            time: now(),
+            event: Event::Checkpoint(checkpoint),
+        };
+        hash =
+            segment::encode(&record, &hash, &mut buffer).map_err(|e| ("module", e.to_string()))?;
+        let written = self.write_durably(&buffer);
+        buffer.clear();
+        self.buffer = buffer;
+        written?;
+        // Durable: only now does the chain move on.
+        self.segment_start = None;
+        self.seq = seq;
+        self.hash = hash;
+        self.checkpoint = Some(Link {
+            file: self.file_name(),
+            seq,
+            hash: chain::to_hex(&hash),
+        });
+        self.shared.last_seq.store(seq, Ordering::Relaxed);
+        counter!("fipsguard_audit_events_total").increment(count);
+        histogram!("fipsguard_audit_flush_seconds").record(started.elapsed().as_secs_f64());
+        gauge!("fipsguard_audit_last_sequence").set(seq as f64);
+        Ok(())
+    }
+
+    fn write_durably(&mut self, bytes: &[u8]) -> Result<(), (&'static str, String)> {
+        match self.file_state() {
+            FileState::Ours => {}
+            FileState::ReadOnly => {
+                return Err((
+                    "read_only",
+                    format!("{} was made read-only", self.path.display()),
+                ))
+            }
+            FileState::Gone => {
+                return Err((
+                    "removed",
+                    format!("{} was removed or replaced", self.path.display()),
+                ))
+            }
+        }
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| ("io", format!("cannot write {}: {e}", self.path.display())))?;
+        self.durable_len += bytes.len() as u64;
+        if self.config.copy_to_stdout {
+            let _ = std::io::stdout().lock().write_all(bytes);
+        }
+        Ok(())
+    }
+
+    fn file_state(&self) -> FileState {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) != self.identity => FileState::Gone,
+            Ok(m) if m.permissions().mode() & 0o200 == 0 => FileState::ReadOnly,
+            Ok(_) => FileState::Ours,
+            Err(_) => FileState::Gone,
+        }
+    }
+
+    /// Enters the failing state: requests are refused until `recover` succeeds.
+    fn fail(&self, reason: &'static str, error: String) -> AuditError {
+        tracing::error!(reason, error = %error, "audit log write failed: refusing operations until it can be written");
+        counter!("fipsguard_audit_failures_total", "reason" => reason).increment(1);
+        gauge!("fipsguard_audit_writable").set(0.0);
+        let mut failure = self.shared.failure.lock().expect("not poisoned");
+        let since = failure
+            .as_ref()
+            .map_or_else(now, |(_, since)| since.clone());
+        *failure = Some((error, since));
+        self.shared.failing.store(true, Ordering::Release);
+        AuditError::Unavailable(failure.as_ref().map(|(e, _)| e.clone()).unwrap_or_default())
+    }
+
+    /// Retries a failing log: drops any partial batch, or starts a new file
+    /// if the old one is gone, then records the outage.
+    fn recover(&mut self) {
+        let attempt = match self.file_state() {
+            FileState::ReadOnly => return,
+            FileState::Ours => self
+                .file
+                .set_len(self.durable_len)
+                .and_then(|()| self.file.sync_data())
+                .map_err(|e| format!("cannot repair {}: {e}", self.path.display())),
+            FileState::Gone => self.new_segment("the previous file was removed or replaced"),
+        };
+        if let Err(e) = attempt {
+            let mut failure = self.shared.failure.lock().expect("not poisoned");
+            if let Some((error, _)) = failure.as_mut() {
+                *error = e;
+            }
+            return;
+        }
+        let (error, since) = self
+            .shared
+            .failure
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .unwrap_or_default();
+        let refused = self.shared.refused.swap(0, Ordering::Relaxed);
+        if self
+            .append(vec![Event::Outage {
+                error,
+                since,
+                refused,
+            }])
+            .is_ok()
+        {
+            *self.shared.failure.lock().expect("not poisoned") = None;
+            self.shared.failing.store(false, Ordering::Release);
+            gauge!("fipsguard_audit_writable").set(1.0);
+            tracing::info!(refused, "audit log writable again");
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create the audit directory {}: {e}", dir.display()))
+}
+
+/// Where the chain in `dir` stands: its last checkpoint and the highest
+/// sequence number used. A last file without any checkpoint (a run killed
+/// before its first flush) is set aside as `.incomplete`; a damaged one
+/// stops the start (fail closed).
+fn resume(dir: &Path) -> Result<(Option<Link>, u64), String> {
+    let files = segment::list(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for path in files.iter().rev() {
+        let scan = segment::scan(path, None).map_err(|failure| {
+            format!("the audit log is damaged: {failure}; run `fipsguard audit verify`, keep the evidence, and move the damaged file out of {} to start a new chain", dir.display())
+        })?;
+        let Some((seq, hash)) = scan.checkpoint else {
+            let aside = path.with_extension("incomplete");
+            std::fs::rename(path, &aside)
+                .map_err(|e| format!("cannot set aside {}: {e}", path.display()))?;
+            tracing::warn!(file = %aside.display(), "audit file without a checkpoint set aside");
+            continue;
+        };
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let link = Link {
+            file,
+            seq,
+            hash: chain::to_hex(&hash),
+        };
+        return Ok((Some(link), scan.last_seq));
+    }
+    Ok((None, 0))
+}
+
+/// A new segment file (never an existing one), made durable in its directory.
+fn create_segment(dir: &Path, first_seq: u64) -> Result<(File, PathBuf), String> {
+    let path = dir.join(file_name(first_seq));
+    let file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+    Ok((file, path))
+}
+
+fn identity(file: &File) -> Result<(u64, u64), String> {
+    let m = file
+        .metadata()
+        .map_err(|e| format!("cannot stat the audit file: {e}"))?;
+    Ok((m.dev(), m.ino()))
+}

@@ -1,0 +1,374 @@
+//! The audit log end to end: a real writer on real files, then the
+//! verifier against every kind of tampering.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fipsguard_audit::{
+    verify, AuditConfig, AuditError, AuditLog, Event, Outcome, RequestEvent, Signed, Signer,
+};
+use fipsguard_crypto::sign::{SignatureScheme, SigningKey, SigningKeyType};
+
+struct KeySigner(SigningKey);
+
+impl Signer for KeySigner {
+    fn sign(&self, message: &[u8]) -> Result<Signed, String> {
+        let signature = self
+            .0
+            .sign(SignatureScheme::EcdsaP256Sha256, message)
+            .map_err(|e| e.to_string())?;
+        Ok(Signed {
+            key: "audit".into(),
+            key_version: 1,
+            signature,
+        })
+    }
+}
+
+/// A fresh P-256 key: the signer and its public key.
+fn audit_key() -> (Box<dyn Signer>, Vec<u8>) {
+    let (signer, public, _) = audit_key_material();
+    (signer, public)
+}
+
+/// A fresh key, also as PKCS#8 to make another signer with the same key.
+fn audit_key_material() -> (Box<dyn Signer>, Vec<u8>, fipsguard_crypto::SecretBytes) {
+    assert!(fipsguard_crypto::module::power_up().passed());
+    let key = SigningKey::generate(SigningKeyType::EcdsaP256).unwrap();
+    let public = key.public_key_der().unwrap();
+    let pkcs8 = key.to_pkcs8().unwrap();
+    (Box::new(KeySigner(key)), public, pkcs8)
+}
+
+fn signer_from(pkcs8: &fipsguard_crypto::SecretBytes) -> Box<dyn Signer> {
+    let key = SigningKey::from_pkcs8(SigningKeyType::EcdsaP256, pkcs8.expose_secret()).unwrap();
+    Box::new(KeySigner(key))
+}
+
+fn request(n: usize) -> Event {
+    Event::Request(RequestEvent {
+        request_id: format!("r-{n}"),
+        outcome: Outcome::Success,
+        method: "POST".into(),
+        route: "/v1/keys/{name}/encrypt".into(),
+        key: Some("payments".into()),
+        key_version: Some(1),
+        actor: Some("0123456789abcdef".into()),
+        role: Some("user".into()),
+        client: Some("127.0.0.1:5000".into()),
+        client_certificate: None,
+        status: Some(200),
+        error: None,
+        micros: Some(42),
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `events` requests, ten at a time concurrently (so batches form), then closes.
+fn write_log(config: AuditConfig, signer: Box<dyn Signer>, events: usize) {
+    runtime().block_on(async {
+        let log = Arc::new(AuditLog::open(config, signer, vec![]).unwrap());
+        for chunk in (0..events).collect::<Vec<_>>().chunks(10) {
+            let mut writes = tokio::task::JoinSet::new();
+            for n in chunk.iter().copied() {
+                let log = log.clone();
+                writes.spawn(async move { log.record(request(n)).await });
+            }
+            for result in writes.join_all().await {
+                result.unwrap();
+            }
+        }
+        log.close().await.unwrap();
+    });
+}
+
+fn single_file(dir: &Path) -> PathBuf {
+    let files = fipsguard_audit::segments(dir).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+/// A log of 30 requests in one file, verified, and its public key.
+fn written() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public) = audit_key();
+    write_log(AuditConfig::new(dir.path().to_owned()), signer, 30);
+    let file = single_file(dir.path());
+    (dir, file, public)
+}
+
+#[test]
+fn a_written_log_verifies_with_the_public_key() {
+    let (dir, file, public) = written();
+    let report = verify(dir.path(), &[public.clone()]).unwrap();
+    // A segment start, 30 requests, the shutdown, and a checkpoint per flush.
+    assert!(
+        report.records >= 33 && report.checkpoints >= 2,
+        "{report:?}"
+    );
+    assert_eq!(report.first_seq, 1);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    let as_file = verify(&file, &[public]).unwrap();
+    assert_eq!(as_file.records, report.records);
+}
+
+/// The failure's line and reason, for a tampered log.
+fn failure(dir: &Path, public: &[u8]) -> fipsguard_audit::Failure {
+    match verify(dir, &[public.to_vec()]) {
+        Ok(report) => panic!("tampering not detected: {report:?}"),
+        Err(failure) => failure,
+    }
+}
+
+#[test]
+fn altering_one_byte_is_found_at_its_record() {
+    let (dir, file, public) = written();
+    let mut all = lines(&file);
+    all[9] = all[9].replacen("payments", "paymentz", 1);
+    write_lines(&file, &all);
+    let f = failure(dir.path(), &public);
+    assert_eq!(f.line, 10, "{f}");
+    assert!(f.reason.contains("does not match its hash"), "{f}");
+}
+
+#[test]
+fn a_deleted_record_is_found() {
+    let (dir, file, public) = written();
+    let mut all = lines(&file);
+    all.remove(5);
+    write_lines(&file, &all);
+    let f = failure(dir.path(), &public);
+    assert_eq!(f.line, 6, "{f}");
+    assert!(f.reason.contains("expected record 6"), "{f}");
+}
+
+#[test]
+fn swapped_records_are_found() {
+    let (dir, file, public) = written();
+    let mut all = lines(&file);
+    all.swap(3, 4);
+    write_lines(&file, &all);
+    let f = failure(dir.path(), &public);
+    assert_eq!(f.line, 4, "{f}");
+    assert!(f.reason.contains("removed, inserted or reordered"), "{f}");
+}
+
+#[test]
+fn a_truncated_tail_is_found() {
+    let (dir, file, public) = written();
+    // Cut inside the last line, and separately drop the final checkpoint.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 20]).unwrap();
+    let f = failure(dir.path(), &public);
+    assert!(f.reason.contains("partial line"), "{f}");
+    let mut all = lines(&std::path::PathBuf::from(&file));
+    all.pop();
+    write_lines(&file, &all);
+    let f = failure(dir.path(), &public);
+    assert!(f.reason.contains("ends after its last checkpoint"), "{f}");
+    assert_eq!(
+        f.line,
+        all.len(),
+        "points at the first unsigned record: {f}"
+    );
+}
+
+#[test]
+fn an_inserted_forged_record_is_found() {
+    let (dir, file, public) = written();
+    let mut all = lines(&file);
+    // A forger who copies a real line's shape but not the chain.
+    let forged = all[7].replace("r-", "forged-");
+    all.insert(8, forged);
+    write_lines(&file, &all);
+    let f = failure(dir.path(), &public);
+    assert_eq!(f.line, 9, "{f}");
+}
+
+#[test]
+fn a_log_rechained_under_another_key_is_refused() {
+    let (dir, _file, public) = written();
+    // The same writer, another key: every hash is right, no signature is ours.
+    let other = tempfile::tempdir().unwrap();
+    let (forger, _) = audit_key();
+    write_log(AuditConfig::new(other.path().to_owned()), forger, 30);
+    let forged = single_file(other.path());
+    let target = single_file(dir.path());
+    std::fs::copy(&forged, &target).unwrap();
+    let f = failure(dir.path(), &public);
+    assert!(
+        f.reason
+            .contains("does not verify with the given public key"),
+        "{f}"
+    );
+    let first_checkpoint = lines(&target)
+        .iter()
+        .position(|l| l.contains("\"kind\":\"checkpoint\""))
+        .unwrap();
+    assert_eq!(f.line, first_checkpoint + 1, "{f}");
+}
+
+#[test]
+fn rotation_continues_the_chain_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public) = audit_key();
+    let mut config = AuditConfig::new(dir.path().to_owned());
+    config.max_file_bytes = 4096;
+    write_log(config, signer, 200);
+    let files = fipsguard_audit::segments(dir.path()).unwrap();
+    assert!(files.len() >= 5, "{files:?}");
+    let report = verify(dir.path(), &[public.clone()]).unwrap();
+    assert_eq!(report.files.len(), files.len());
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    // Each file on its own verifies too, noting where it continues from.
+    let middle = verify(&files[2], &[public.clone()]).unwrap();
+    assert!(
+        middle.notes[0].contains("continues the chain"),
+        "{:?}",
+        middle.notes
+    );
+    // A missing file in the middle breaks the link.
+    std::fs::remove_file(&files[2]).unwrap();
+    let f = failure(dir.path(), &public);
+    assert_eq!(f.file, files[3]);
+    assert!(f.reason.contains("a segment is missing"), "{f}");
+}
+
+#[test]
+fn a_restart_after_a_crash_continues_from_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public, pkcs8) = audit_key_material();
+    write_log(AuditConfig::new(dir.path().to_owned()), signer, 20);
+    // A crash mid-write leaves records without their checkpoint and a partial line.
+    let file = single_file(dir.path());
+    let all = lines(&file);
+    let mut torn = std::fs::read(&file).unwrap();
+    torn.truncate(torn.len() - all.last().unwrap().len() - 1); // drop the shutdown's checkpoint
+    torn.extend_from_slice(b"{\"record\":{\"seq\":99");
+    std::fs::write(&file, torn).unwrap();
+    write_log(
+        AuditConfig::new(dir.path().to_owned()),
+        signer_from(&pkcs8),
+        5,
+    );
+    let report = verify(dir.path(), &[public]).unwrap();
+    assert_eq!(report.files.len(), 2);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("never acknowledged")),
+        "{:?}",
+        report.notes
+    );
+}
+
+/// Polls `log` until it is writable again, for at most ten seconds.
+async fn until_writable(log: &AuditLog) {
+    for _ in 0..100 {
+        if log.health().writable {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the log did not recover: {:?}", log.health());
+}
+
+#[test]
+fn a_read_only_log_refuses_until_it_is_writable_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public) = audit_key();
+    runtime().block_on(async {
+        let log = AuditLog::open(AuditConfig::new(dir.path().to_owned()), signer, vec![]).unwrap();
+        log.record(request(1)).await.unwrap();
+        let file = single_file(dir.path());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let refused = log.record(request(2)).await.unwrap_err();
+        assert!(
+            matches!(&refused, AuditError::Unavailable(e) if e.contains("read-only")),
+            "{refused}"
+        );
+        assert_eq!(refused.code(), "audit_unavailable");
+        assert!(!log.health().writable);
+        // Fail closed: refused at once while failing, without waiting on the writer.
+        assert!(log.check().is_err());
+        assert!(log.record(request(3)).await.is_err());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        until_writable(&log).await;
+        log.record(request(4)).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let report = verify(dir.path(), &[public]).unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("could not be written") && n.contains("2 request(s) were refused")),
+        "{:?}",
+        report.notes
+    );
+    let text = std::fs::read_to_string(single_file(dir.path())).unwrap();
+    assert!(text.contains("\"r-1\"") && text.contains("\"r-4\""));
+    assert!(
+        !text.contains("\"r-2\"") && !text.contains("\"r-3\""),
+        "refused events are not in the log"
+    );
+}
+
+#[test]
+fn a_removed_log_file_refuses_then_continues_in_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public) = audit_key();
+    runtime().block_on(async {
+        let log = AuditLog::open(AuditConfig::new(dir.path().to_owned()), signer, vec![]).unwrap();
+        log.record(request(1)).await.unwrap();
+        std::fs::remove_file(single_file(dir.path())).unwrap();
+        let refused = log.record(request(2)).await.unwrap_err();
+        assert!(
+            matches!(&refused, AuditError::Unavailable(e) if e.contains("removed")),
+            "{refused}"
+        );
+        until_writable(&log).await;
+        log.record(request(3)).await.unwrap();
+        log.close().await.unwrap();
+    });
+    // What is left verifies, and says where it continues from and why.
+    let report = verify(dir.path(), &[public]).unwrap();
+    assert!(
+        report.notes.iter().any(|n| n.contains("was not given")),
+        "{:?}",
+        report.notes
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("removed or replaced")),
+        "{:?}",
+        report.notes
+    );
+}
