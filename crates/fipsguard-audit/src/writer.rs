@@ -84,6 +84,8 @@ pub struct Health {
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
+// Events travel by value: boxing them would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Event(Event, Ack),
     Close(Ack),
