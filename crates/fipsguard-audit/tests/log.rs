@@ -124,7 +124,7 @@ fn written() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
 #[test]
 fn a_written_log_verifies_with_the_public_key() {
     let (dir, file, public) = written();
-    let report = verify(dir.path(), &[public.clone()]).unwrap();
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
     // A segment start, 30 requests, the shutdown, and a checkpoint per flush.
     assert!(
         report.records >= 33 && report.checkpoints >= 2,
@@ -241,11 +241,11 @@ fn rotation_continues_the_chain_across_files() {
     write_log(config, signer, 200);
     let files = fipsguard_audit::segments(dir.path()).unwrap();
     assert!(files.len() >= 5, "{files:?}");
-    let report = verify(dir.path(), &[public.clone()]).unwrap();
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
     assert_eq!(report.files.len(), files.len());
     assert!(report.notes.is_empty(), "{:?}", report.notes);
     // Each file on its own verifies too, noting where it continues from.
-    let middle = verify(&files[2], &[public.clone()]).unwrap();
+    let middle = verify(&files[2], std::slice::from_ref(&public)).unwrap();
     assert!(
         middle.notes[0].contains("continues the chain"),
         "{:?}",
