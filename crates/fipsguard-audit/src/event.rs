@@ -157,6 +157,9 @@ pub struct RequestEvent {
     /// Time spent, in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub micros: Option<u64>,
+    /// The token (by id) a token change created or revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Now, as records write it.

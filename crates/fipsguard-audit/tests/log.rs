@@ -62,6 +62,7 @@ fn request(n: usize) -> Event {
         status: Some(200),
         error: None,
         micros: Some(42),
+        token: None,
     })
 }
 

@@ -56,9 +56,13 @@ fn split_version(text: &str) -> Result<(u32, &str), DecryptError> {
         .split_once(':')
         .ok_or(DecryptError::Malformed("no ':' after the version"))?;
     // Exactly one spelling per version: digits, no sign, no leading zero.
-    if version.is_empty() || version.starts_with('0') || !version.bytes().all(|b| b.is_ascii_digit())
+    if version.is_empty()
+        || version.starts_with('0')
+        || !version.bytes().all(|b| b.is_ascii_digit())
     {
-        return Err(DecryptError::Malformed("the version is not a number from 1"));
+        return Err(DecryptError::Malformed(
+            "the version is not a number from 1",
+        ));
     }
     let version = version
         .parse()

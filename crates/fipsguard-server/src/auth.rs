@@ -9,8 +9,8 @@ use fipsguard_core::auth::{Operation, Principal, Role};
 use fipsguard_core::KmsError;
 
 use crate::error::ApiError;
-use crate::layers::Actor;
-use crate::listener::ClientCertificate;
+use crate::layers::{ActorInfo, RequestContext};
+use crate::listener::Peer;
 use crate::state::AppState;
 
 /// The authenticated caller of a request: its token's principal and, over
@@ -38,13 +38,18 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Err(e) => Err(e),
         }
         .inspect_err(|e| crate::metrics::record_access_refusal(e.code()))?;
-        if let Some(actor) = parts.extensions.get::<Actor>() {
-            let _ = actor.0.set(principal.token_id.clone());
+        let actor = ActorInfo {
+            token_id: principal.token_id.clone(),
+            role: principal.role,
+        };
+        crate::audit::record_intent(state, parts, &actor).await?;
+        if let Some(context) = parts.extensions.get::<RequestContext>() {
+            let _ = context.actor.set(actor);
         }
         let certificate = parts
             .extensions
-            .get::<ClientCertificate>()
-            .and_then(|c| c.0.clone());
+            .get::<Peer>()
+            .and_then(|p| p.certificate.clone());
         Ok(Caller(principal, certificate))
     }
 }
@@ -78,8 +83,12 @@ impl Caller {
                 "read inventory or status".to_owned(),
                 None,
             ),
+            // The audit key signs checkpoints and nothing else: no grant
+            // lets anyone sign with it, or the log could be forged.
             Access::Key(operation, key) => (
-                p.may(operation, key),
+                p.may(operation, key)
+                    && (key != crate::audit::AUDIT_KEY
+                        || matches!(operation, Operation::Read | Operation::Verify)),
                 operation.as_str().to_owned(),
                 Some(key.to_owned()),
             ),

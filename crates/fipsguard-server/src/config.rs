@@ -37,6 +37,60 @@ pub struct Config {
     pub store: StoreConfig,
     /// The root key-encryption key.
     pub root_key: RootKeyConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditSection,
+    /// SHA-256 of the file as read, recorded in the audit log at startup.
+    #[serde(skip)]
+    pub sha256: Option<String>,
+}
+
+/// The audit log: required, unless explicitly turned off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Directory of the log's files (`FIPSGUARD_AUDIT_DIR`).
+    pub dir: Option<PathBuf>,
+    /// `false` turns auditing off: for benchmarks, never in production.
+    pub enabled: bool,
+    /// Start a new file beyond this many bytes.
+    pub max_file_bytes: u64,
+    /// Start a new file after this many seconds.
+    pub max_file_age_secs: u64,
+    /// Also copy every event to stdout, for log shippers.
+    pub copy_to_stdout: bool,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        let defaults = fipsguard_audit::AuditConfig::new(PathBuf::new());
+        Self {
+            dir: None,
+            enabled: true,
+            max_file_bytes: defaults.max_file_bytes,
+            max_file_age_secs: defaults.max_file_age.as_secs(),
+            copy_to_stdout: false,
+        }
+    }
+}
+
+impl AuditSection {
+    /// The writer's configuration; `None` when turned off.
+    pub fn resolve(&self) -> Result<Option<fipsguard_audit::AuditConfig>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let dir = self
+            .dir
+            .clone()
+            .ok_or("configure the audit log: [audit] dir = \"PATH\" (or FIPSGUARD_AUDIT_DIR)")?;
+        Ok(Some(fipsguard_audit::AuditConfig {
+            dir,
+            max_file_bytes: self.max_file_bytes,
+            max_file_age: std::time::Duration::from_secs(self.max_file_age_secs),
+            copy_to_stdout: self.copy_to_stdout,
+        }))
+    }
 }
 
 /// Log line format.
@@ -109,6 +163,11 @@ impl Config {
         let mut config: Config =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config.apply_env(|name| std::env::var(name).ok())?;
+        let digest = fipsguard_crypto::digest::digest(
+            fipsguard_crypto::digest::HashAlgorithm::Sha256,
+            text.as_bytes(),
+        );
+        config.sha256 = digest.ok().map(hex::encode);
         Ok(config)
     }
 
@@ -143,6 +202,7 @@ impl Config {
         self.store.sqlite = path("FIPSGUARD_STORE_SQLITE").or(self.store.sqlite.take());
         self.store.postgres = var("FIPSGUARD_STORE_POSTGRES").or(self.store.postgres.take());
         self.root_key.file = path("FIPSGUARD_ROOT_KEY_FILE").or(self.root_key.file.take());
+        self.audit.dir = path("FIPSGUARD_AUDIT_DIR").or(self.audit.dir.take());
         Ok(())
     }
 
@@ -206,6 +266,8 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
             metrics_listen: self.metrics_listen,
+            audit: self.audit.resolve()?,
+            config_sha256: self.sha256.clone(),
         })
     }
 }
@@ -216,6 +278,8 @@ pub struct DevInfo {
     pub ca_file: PathBuf,
     /// An officer token.
     pub officer_token: SecretBytes,
+    /// The audit log's directory.
+    pub audit_dir: PathBuf,
 }
 
 /// A development server in `dir`: SQLite there, an ephemeral root key, a
@@ -241,6 +305,7 @@ pub async fn development(
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, certificate_pem)
         .map_err(|e| format!("cannot write {}: {e}", ca_file.display()))?;
+    let audit_dir = dir.join("audit");
     let options = ServerOptions {
         kms,
         store_kind: "sqlite",
@@ -250,10 +315,13 @@ pub async fn development(
         max_body_bytes: default_max_body(),
         max_connections: default_max_connections(),
         metrics_listen: None,
+        audit: Some(fipsguard_audit::AuditConfig::new(audit_dir.clone())),
+        config_sha256: None,
     };
     let info = DevInfo {
         ca_file,
         officer_token: officer.token,
+        audit_dir,
     };
     Ok((options, info))
 }

@@ -8,15 +8,34 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metrics::counter;
 
+use crate::audit::is_change;
 use crate::error::ApiError;
 
-/// Where authentication leaves the caller's token id for the log line.
-#[derive(Clone, Default)]
-pub struct Actor(pub std::sync::Arc<std::sync::OnceLock<String>>);
+/// Who a request is from, once authentication knows.
+pub struct ActorInfo {
+    /// The token id (never the token).
+    pub token_id: String,
+    /// Its role.
+    pub role: fipsguard_core::Role,
+}
+
+/// What the layers know of a request: its id, its route, and where
+/// authentication leaves the caller for the log line and the audit record.
+#[derive(Clone)]
+pub struct RequestContext {
+    /// The request id.
+    pub id: String,
+    /// The matched route template (`unmatched` for none).
+    pub route: String,
+    /// The request's path as sent (nested routers see only their part).
+    pub path: String,
+    /// The authenticated caller.
+    pub actor: Arc<OnceLock<ActorInfo>>,
+}
 
 /// Gives the request an id (echoed as `x-request-id`), logs it once with
 /// its outcome and the caller's token id (never the token), counts it.
@@ -25,25 +44,30 @@ pub struct Actor(pub std::sync::Arc<std::sync::OnceLock<String>>);
 /// the throughput; the audit log is to be the durable record of each).
 pub async fn request_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = request_id();
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let actor = Actor::default();
+    let context = RequestContext {
+        id: request_id(),
+        route: route.clone(),
+        path: request.uri().path().to_owned(),
+        actor: Arc::default(),
+    };
     let mut request = request;
-    request.extensions_mut().insert(actor.clone());
+    request.extensions_mut().insert(context.clone());
     let mut response = next.run(request).await;
     let status = response.status();
+    let id = context.id;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
-    let actor = actor.0.get().map_or("-", String::as_str);
+    let actor = context.actor.get().map_or("-", |a| a.token_id.as_str());
     let micros = started.elapsed().as_micros() as u64;
     let class = match status.as_u16() {
-        200..=299 if is_management(&method, &route) => {
+        200..=299 if is_change(&method, &route) => {
             tracing::info!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
             "2xx"
         }
@@ -62,22 +86,6 @@ pub async fn request_log(request: Request, next: Next) -> Response {
     };
     counter!("fipsguard_http_requests_total", "route" => route, "status" => class).increment(1);
     response
-}
-
-/// Changes to keys and tokens: logged at info even when they succeed.
-fn is_management(method: &axum::http::Method, route: &str) -> bool {
-    const CHANGES: [&str; 8] = [
-        "/rotate",
-        "/config",
-        "/activate",
-        "/deactivate",
-        "/compromise",
-        "/destroy",
-        "/destroy-now",
-        "/v1/keys",
-    ];
-    method != axum::http::Method::GET
-        && (route.starts_with("/v1/tokens") || CHANGES.iter().any(|c| route.ends_with(c)))
 }
 
 /// A request id unique within this process and across restarts: a random

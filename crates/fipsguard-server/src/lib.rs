@@ -2,6 +2,7 @@
 //! on TLS from the validated module, with roles, metrics and health.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -41,6 +42,11 @@ pub struct ServerOptions {
     /// Prometheus on a private network; it keeps answering in the error
     /// state, when token checks (which need the module) are refused.
     pub metrics_listen: Option<SocketAddr>,
+    /// The audit log; `None` turns auditing off (benchmarks only: the
+    /// server then warns at startup and health says so).
+    pub audit: Option<fipsguard_audit::AuditConfig>,
+    /// SHA-256 of the configuration file, recorded at startup.
+    pub config_sha256: Option<String>,
 }
 
 /// A started server.
@@ -71,6 +77,7 @@ pub async fn start(
     options: ServerOptions,
     shutdown_signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Running> {
+    let first = startup_events(&options);
     let mut tls =
         tls::server_config(options.identity, options.client_auth).map_err(std::io::Error::other)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -80,15 +87,31 @@ pub async fn start(
         Some(address) => Some(metrics::serve_plain(address).await?),
         None => None,
     };
+    let kms = Arc::new(options.kms);
+    let audit = match options.audit {
+        Some(config) => {
+            let first = first(local_addr);
+            Some(
+                audit::open(&kms, config, first)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            )
+        }
+        None => {
+            tracing::warn!("the audit log is OFF: requests leave no evidence (benchmarks only)");
+            None
+        }
+    };
     let state = Arc::new(AppState {
-        kms: options.kms,
+        kms,
         store_kind: options.store_kind,
         started: Instant::now(),
+        audit,
     });
     metrics::handle(); // installs the recorder before anything records
     metrics::record_module();
     spawn_housekeeping(state.clone());
-    let app = api::router(state, options.max_body_bytes);
+    let app = api::router(state.clone(), options.max_body_bytes);
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {
         tokio::select! {
@@ -96,13 +119,22 @@ pub async fn start(
             () = shutdown_signal => {}
         }
     };
-    let task = tokio::spawn(listener::serve(
+    let serving = listener::serve(
         listener,
         Arc::new(tls),
         app,
         options.max_connections,
         shutdown,
-    ));
+    );
+    let task = tokio::spawn(async move {
+        serving.await;
+        // After the drain, so every answered request's event is in the log.
+        if let Some(audit) = &state.audit {
+            if let Err(e) = audit.close().await {
+                tracing::error!(error = %e, "the audit log could not be closed in order");
+            }
+        }
+    });
     tracing::info!(%local_addr, "serving");
     Ok(Running {
         local_addr,
@@ -110,6 +142,38 @@ pub async fn start(
         shutdown: stop,
         task,
     })
+}
+
+/// What the log records when a server starts: the power-up self-tests and
+/// the configuration it runs with, on the address it is bound to.
+fn startup_events(
+    options: &ServerOptions,
+) -> impl FnOnce(SocketAddr) -> Vec<fipsguard_audit::Event> {
+    use fipsguard_audit::Event;
+    let (store, config_sha256) = (options.store_kind, options.config_sha256.clone());
+    move |listen| {
+        let report = fipsguard_crypto::module::latest_report();
+        let module = &report.module;
+        vec![
+            Event::SelfTest {
+                trigger: "power-up".into(),
+                passed: report.passed(),
+                tests: report.results.len(),
+                failed: report.first_failure().map(str::to_owned),
+            },
+            Event::Startup {
+                version: env!("CARGO_PKG_VERSION").into(),
+                fips_mode: report.fips_mode(),
+                module: format!(
+                    "{} {} (CMVP {})",
+                    module.name, module.library_version, module.certificate
+                ),
+                store: store.into(),
+                listen: listen.to_string(),
+                config_sha256,
+            },
+        ]
+    }
 }
 
 /// Once a minute: carry out due destructions, refresh key gauges.

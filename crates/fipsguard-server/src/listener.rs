@@ -71,8 +71,9 @@ pub async fn serve(
                     return;
                 }
             };
-            // The verified client certificate (mTLS), for authorization and logs.
-            let client = ClientCertificate::of(tls.get_ref().1.peer_certificates());
+            // The peer and its verified client certificate (mTLS), for
+            // authorization, logs and the audit record.
+            let client = Peer::of(peer, tls.get_ref().1.peer_certificates());
             let service = TowerToHyperService::new(app.layer(axum::Extension(client)));
             let builder = http_builder();
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -107,18 +108,28 @@ fn http_builder() -> Builder<TokioExecutor> {
     builder
 }
 
-/// The client certificate a connection presented and the server verified
-/// against its client CA, if any.
-#[derive(Clone, Debug, Default)]
-pub struct ClientCertificate(pub Option<String>);
+/// The other end of a connection: its address and the client certificate
+/// it presented and the server verified against its client CA, if any.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The client's address.
+    pub address: std::net::SocketAddr,
+    /// SHA-256 fingerprint (hex) of the verified end-entity certificate.
+    pub certificate: Option<String>,
+}
 
-impl ClientCertificate {
-    /// Names the end-entity certificate by its SHA-256 fingerprint.
-    fn of(chain: Option<&[fipsguard_crypto::tls::rustls::pki_types::CertificateDer<'_>]>) -> Self {
+impl Peer {
+    fn of(
+        address: std::net::SocketAddr,
+        chain: Option<&[fipsguard_crypto::tls::rustls::pki_types::CertificateDer<'_>]>,
+    ) -> Self {
         use fipsguard_crypto::digest::{digest, HashAlgorithm};
         let leaf = chain.and_then(|c| c.first());
         let fingerprint = leaf.and_then(|cert| digest(HashAlgorithm::Sha256, cert).ok());
-        Self(fingerprint.map(|f| f.iter().map(|b| format!("{b:02x}")).collect()))
+        Self {
+            address,
+            certificate: fingerprint.map(hex::encode),
+        }
     }
 }
 

@@ -74,6 +74,11 @@ pub fn record_access_refusal(code: &'static str) {
     counter!("fipsguard_key_access_errors_total", "reason" => code).increment(1);
 }
 
+/// Records a request refused because its audit event could not be made durable.
+pub fn record_audit_refusal(code: &'static str) {
+    counter!("fipsguard_audit_refused_requests_total", "reason" => code).increment(1);
+}
+
 /// Records a failed TLS handshake.
 pub fn record_tls_failure(reason: &'static str) {
     counter!("fipsguard_tls_handshake_failures_total", "reason" => reason).increment(1);

@@ -30,6 +30,8 @@ enum Command {
     Init(cmd::init::Args),
     /// Run the key management service (HTTPS API).
     Serve(cmd::serve::Args),
+    /// Check the audit log: `fipsguard audit verify --log DIR --public-key PEM`.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +40,6 @@ fn main() -> ExitCode {
         Command::Algorithms(args) => cmd::algorithms::run(&args),
         Command::Init(args) => cmd::runtime().block_on(cmd::init::run(&args)),
         Command::Serve(args) => cmd::runtime().block_on(cmd::serve::run(&args)),
+        Command::Audit(args) => cmd::audit::run(&args),
     }
 }

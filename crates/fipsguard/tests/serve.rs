@@ -1,6 +1,8 @@
 //! `fipsguard init` and `fipsguard serve --config`, run as an operator runs
 //! them: a configuration file, a certificate from openssl, SIGTERM to stop.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -10,43 +12,19 @@ use std::time::{Duration, Instant};
 fn init_then_serve_from_a_configuration_file() {
     let dir = tempfile::TempDir::new().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .args([
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
-        ])
-        .arg(path("server.key"))
-        .arg("-out")
-        .arg(path("server.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success());
+    common::make_certificate(&path("server.pem"), &path("server.key"));
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let config = format!(
-        "listen = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[tls]\ncert = {:?}\nkey = {:?}\n[store]\nsqlite = {:?}\n[root_key]\nfile = {:?}\n",
+        "listen = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[tls]\ncert = {:?}\nkey = {:?}\n[store]\nsqlite = {:?}\n[root_key]\nfile = {:?}\n[audit]\ndir = {:?}\n",
         path("server.pem"),
         path("server.key"),
         path("fipsguard.db"),
         path("root.key"),
+        path("audit"),
     );
     std::fs::write(path("fipsguard.toml"), config).unwrap();
     let fipsguard = env!("CARGO_BIN_EXE_fipsguard");
@@ -150,6 +128,14 @@ fn init_then_serve_from_a_configuration_file() {
         "{line}"
     );
 
+    let public_key = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("https://localhost:{port}/v1/keys/fipsguard-audit/public-key"),
+    ]);
+    let public_key: serde_json::Value = serde_json::from_slice(&public_key.stdout).unwrap();
+    std::fs::write(path("audit.pem"), public_key["pem"].as_str().unwrap()).unwrap();
+
     let stopped = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
@@ -159,4 +145,40 @@ fn init_then_serve_from_a_configuration_file() {
         server.wait().unwrap().success(),
         "SIGTERM drains and exits cleanly"
     );
+
+    // The audit log holds init, startup, every request and the shutdown,
+    // verifies with the public key alone, and names tokens only by id.
+    let verify = Command::new(fipsguard)
+        .args(["audit", "verify", "--log"])
+        .arg(path("audit"))
+        .arg("--public-key")
+        .arg(path("audit.pem"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{report}");
+    assert!(report.starts_with("audit log verified"), "{report}");
+    let mut events = String::new();
+    for file in std::fs::read_dir(path("audit")).unwrap() {
+        events.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+    }
+    for kind in [
+        "init",
+        "self_test",
+        "startup",
+        "request",
+        "shutdown",
+        "checkpoint",
+    ] {
+        assert!(
+            events.contains(&format!("\"kind\":\"{kind}\"")),
+            "no {kind} event"
+        );
+    }
+    let new_id = answer["info"]["id"].as_str().unwrap();
+    assert!(
+        events.contains(&format!("\"token\":\"{new_id}\"")),
+        "the new token's id is recorded"
+    );
+    assert!(!events.contains(&token[21..]) && !events.contains(&new_token[21..]));
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{base64, base64_opt, encode, Body};
+use crate::audit::Subject;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::record_operation;
@@ -275,7 +276,7 @@ pub async fn encrypt(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<EncryptRequest>,
-) -> ApiResult<Json<CiphertextResponse>> {
+) -> ApiResult<(Subject, Json<CiphertextResponse>)> {
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let ciphertext = measured("encrypt", async {
         s.kms
@@ -283,7 +284,10 @@ pub async fn encrypt(
             .await
     })
     .await?;
-    Ok(Json(CiphertextResponse { ciphertext }))
+    Ok((
+        Subject::ciphertext(&ciphertext),
+        Json(CiphertextResponse { ciphertext }),
+    ))
 }
 
 /// Decrypt (users granted `decrypt`).
@@ -293,17 +297,21 @@ pub async fn decrypt(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DecryptRequest>,
-) -> ApiResult<Json<PlaintextResponse>> {
+) -> ApiResult<(Subject, Json<PlaintextResponse>)> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
+    let subject = Subject::ciphertext(&r.ciphertext);
     let plaintext = measured("decrypt", async {
         s.kms
             .decrypt(&name, &r.ciphertext, &context(r.context)?)
             .await
     })
     .await?;
-    Ok(Json(PlaintextResponse {
-        plaintext: encode(plaintext.expose_secret()),
-    }))
+    Ok((
+        subject,
+        Json(PlaintextResponse {
+            plaintext: encode(plaintext.expose_secret()),
+        }),
+    ))
 }
 
 /// Re-encrypt under the newest version (users granted `rewrap`).
@@ -313,7 +321,7 @@ pub async fn rewrap(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DecryptRequest>,
-) -> ApiResult<Json<CiphertextResponse>> {
+) -> ApiResult<(Subject, Json<CiphertextResponse>)> {
     caller.require(Access::Key(Operation::Rewrap, &name))?;
     let ciphertext = measured("rewrap", async {
         s.kms
@@ -321,7 +329,10 @@ pub async fn rewrap(
             .await
     })
     .await?;
-    Ok(Json(CiphertextResponse { ciphertext }))
+    Ok((
+        Subject::ciphertext(&ciphertext),
+        Json(CiphertextResponse { ciphertext }),
+    ))
 }
 
 /// Generate a data key (users granted `datakey`).
@@ -331,7 +342,7 @@ pub async fn datakey(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DataKeyRequest>,
-) -> ApiResult<Json<DataKeyResponse>> {
+) -> ApiResult<(Subject, Json<DataKeyResponse>)> {
     caller.require(Access::Key(Operation::Datakey, &name))?;
     let key = measured("datakey", async {
         s.kms
@@ -343,10 +354,13 @@ pub async fn datakey(
         .include_plaintext
         .unwrap_or(true)
         .then(|| encode(key.plaintext.expose_secret()));
-    Ok(Json(DataKeyResponse {
-        ciphertext: key.ciphertext,
-        plaintext,
-    }))
+    Ok((
+        Subject::ciphertext(&key.ciphertext),
+        Json(DataKeyResponse {
+            ciphertext: key.ciphertext,
+            plaintext,
+        }),
+    ))
 }
 
 /// Sign (users granted `sign`).
@@ -356,18 +370,21 @@ pub async fn sign(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<SignRequest>,
-) -> ApiResult<Json<SignatureResponse>> {
+) -> ApiResult<(Subject, Json<SignatureResponse>)> {
     caller.require(Access::Key(Operation::Sign, &name))?;
     let signature = measured("sign", async {
         let input = sign_input(&r.message, &r.digest, r.hash.as_deref())?;
         s.kms.sign(&name, input, scheme(r.scheme.as_deref())?).await
     })
     .await?;
-    Ok(Json(SignatureResponse {
-        signature: encode(&signature.bytes),
-        version: signature.version,
-        scheme: signature.scheme.name(),
-    }))
+    Ok((
+        Subject::version(signature.version),
+        Json(SignatureResponse {
+            signature: encode(&signature.bytes),
+            version: signature.version,
+            scheme: signature.scheme.name(),
+        }),
+    ))
 }
 
 /// Verify a signature (users granted `verify`).
@@ -377,7 +394,7 @@ pub async fn verify(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<VerifyRequest>,
-) -> ApiResult<Json<ValidResponse>> {
+) -> ApiResult<(Subject, Json<ValidResponse>)> {
     caller.require(Access::Key(Operation::Verify, &name))?;
     let valid = measured("verify", async {
         let input = sign_input(&r.message, &r.digest, r.hash.as_deref())?;
@@ -392,7 +409,7 @@ pub async fn verify(
             .await
     })
     .await?;
-    Ok(Json(ValidResponse { valid }))
+    Ok((Subject::version(r.version), Json(ValidResponse { valid })))
 }
 
 /// Compute a MAC (users granted `mac`).
@@ -402,13 +419,16 @@ pub async fn mac(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<MacRequest>,
-) -> ApiResult<Json<MacResponse>> {
+) -> ApiResult<(Subject, Json<MacResponse>)> {
     caller.require(Access::Key(Operation::Mac, &name))?;
     let tag = measured("mac", s.kms.mac(&name, &r.data)).await?;
-    Ok(Json(MacResponse {
-        tag: encode(&tag.bytes),
-        version: tag.version,
-    }))
+    Ok((
+        Subject::version(tag.version),
+        Json(MacResponse {
+            tag: encode(&tag.bytes),
+            version: tag.version,
+        }),
+    ))
 }
 
 /// Verify a MAC (users granted `mac-verify`).
@@ -418,14 +438,14 @@ pub async fn mac_verify(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<MacVerifyRequest>,
-) -> ApiResult<Json<ValidResponse>> {
+) -> ApiResult<(Subject, Json<ValidResponse>)> {
     caller.require(Access::Key(Operation::MacVerify, &name))?;
     let valid = measured(
         "mac_verify",
         s.kms.mac_verify(&name, r.version, &r.data, &r.tag),
     )
     .await?;
-    Ok(Json(ValidResponse { valid }))
+    Ok((Subject::version(r.version), Json(ValidResponse { valid })))
 }
 
 /// Random bytes (users and officers).

@@ -12,9 +12,33 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{encode, Body};
+use crate::audit::Subject;
 use crate::auth::{Access, Caller};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+/// A key's metadata, and the key and version for the audit record.
+type KeyAnswer = (Subject, Json<KeyMetadata>);
+
+/// The audit key may be rotated, never retired: without it no request
+/// could be audited, so none could be served.
+fn keep_audit_key(name: &str) -> ApiResult<()> {
+    if name == crate::audit::AUDIT_KEY {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_key_protected",
+            "the audit key cannot be deactivated, compromised or destroyed while it signs the audit log; rotate it instead (see docs/audit.md)",
+        ));
+    }
+    Ok(())
+}
+
+fn answer(metadata: KeyMetadata) -> KeyAnswer {
+    (
+        Subject::key(&metadata.name, metadata.latest_version),
+        Json(metadata),
+    )
+}
 
 /// Create a key.
 #[derive(Deserialize, ToSchema)]
@@ -92,7 +116,7 @@ pub async fn create(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Body(r): Body<CreateKeyRequest>,
-) -> ApiResult<(StatusCode, Json<KeyMetadata>)> {
+) -> ApiResult<(StatusCode, Subject, Json<KeyMetadata>)> {
     caller.require(Access::Officer)?;
     let key_type: KeyType = r.key_type.parse()?;
     let request = CreateKey {
@@ -102,7 +126,8 @@ pub async fn create(
         exportable: r.exportable,
         rotate_every_secs: r.rotate_every_secs,
     };
-    Ok((StatusCode::CREATED, Json(s.kms.create_key(request).await?)))
+    let (subject, body) = answer(s.kms.create_key(request).await?);
+    Ok((StatusCode::CREATED, subject, body))
 }
 
 /// List keys (officer, auditor).
@@ -126,9 +151,9 @@ pub async fn get(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Key(Operation::Read, &name))?;
-    Ok(Json(s.kms.get_key(&name).await?))
+    Ok(answer(s.kms.get_key(&name).await?))
 }
 
 /// Add a version (officer).
@@ -137,9 +162,9 @@ pub async fn rotate(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(Json(s.kms.rotate_key(&name).await?))
+    Ok(answer(s.kms.rotate_key(&name).await?))
 }
 
 /// Change minimum decryption version or cryptoperiod (officer).
@@ -149,13 +174,13 @@ pub async fn configure(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<ConfigureKeyRequest>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
     let change = ConfigureKey {
         min_decryption_version: r.min_decryption_version,
         rotate_every_secs: r.rotate_every_secs.map(|secs| (secs != 0).then_some(secs)),
     };
-    Ok(Json(s.kms.configure_key(&name, change).await?))
+    Ok(answer(s.kms.configure_key(&name, change).await?))
 }
 
 /// Pre-active to active (officer).
@@ -164,9 +189,9 @@ pub async fn activate(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(Json(s.kms.activate_key(&name).await?))
+    Ok(answer(s.kms.activate_key(&name).await?))
 }
 
 /// Active to deactivated (officer).
@@ -175,9 +200,10 @@ pub async fn deactivate(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(Json(s.kms.deactivate_key(&name).await?))
+    keep_audit_key(&name)?;
+    Ok(answer(s.kms.deactivate_key(&name).await?))
 }
 
 /// Mark compromised (officer).
@@ -186,9 +212,10 @@ pub async fn compromise(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(Json(s.kms.compromise_key(&name).await?))
+    keep_audit_key(&name)?;
+    Ok(answer(s.kms.compromise_key(&name).await?))
 }
 
 /// Schedule destruction (officer).
@@ -198,9 +225,10 @@ pub async fn schedule_destroy(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<ScheduleDestroyRequest>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(Json(s.kms.schedule_destroy(&name, r.days).await?))
+    keep_audit_key(&name)?;
+    Ok(answer(s.kms.schedule_destroy(&name, r.days).await?))
 }
 
 /// Cancel a scheduled destruction (officer).
@@ -209,9 +237,9 @@ pub async fn cancel_destroy(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(Json(s.kms.cancel_destroy(&name).await?))
+    Ok(answer(s.kms.cancel_destroy(&name).await?))
 }
 
 /// Destroy now (officer).
@@ -220,9 +248,10 @@ pub async fn destroy_now(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<KeyMetadata>> {
+) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(Json(s.kms.destroy_key_now(&name).await?))
+    keep_audit_key(&name)?;
+    Ok(answer(s.kms.destroy_key_now(&name).await?))
 }
 
 /// Public key of a signing key (officer, auditor, users granted `verify`).

@@ -97,6 +97,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::audit_requests,
+        ))
         .layer(axum::middleware::from_fn(layers::request_log))
         .with_state(state)
 }

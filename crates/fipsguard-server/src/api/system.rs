@@ -17,7 +17,8 @@ use crate::state::AppState;
 /// Health of the module and the store.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `error` when the module is in its error state or the store is unreachable.
+    /// `ok`, or `error` when the module is in its error state, the store is
+    /// unreachable or the audit log cannot be written.
     pub status: &'static str,
     /// The process runs AWS-LC in FIPS mode.
     pub fips_mode: bool,
@@ -32,9 +33,13 @@ pub struct Health {
     pub self_tests: Vec<fipsguard_crypto::selftest::SelfTestResult>,
     /// The store answers.
     pub store_reachable: bool,
+    /// The audit log: `null` when turned off.
+    #[schema(value_type = Option<Object>)]
+    pub audit: Option<fipsguard_audit::Health>,
 }
 
-/// Health (no token): 200 when serving, 503 in the error state or without a store.
+/// Health (no token): 200 when serving; 503 in the error state, without a
+/// store, or while the audit log cannot be written.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health), (status = 503, body = Health)), tag = "system")]
 pub async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     let body = current_health(&s).await;
@@ -87,7 +92,9 @@ async fn current_health(s: &Arc<AppState>) -> Health {
     let report = module::latest_report();
     let module_state = module::state();
     let store_reachable = s.kms.store_reachable().await;
-    let healthy = module_state == ModuleState::Operational && store_reachable;
+    let audit = s.audit.as_ref().map(fipsguard_audit::AuditLog::health);
+    let audit_writable = audit.as_ref().is_none_or(|a| a.writable);
+    let healthy = module_state == ModuleState::Operational && store_reachable && audit_writable;
     Health {
         status: if healthy { "ok" } else { "error" },
         fips_mode: report.fips_mode(),
@@ -95,6 +102,7 @@ async fn current_health(s: &Arc<AppState>) -> Health {
         module: report.module.clone(),
         self_tests: report.results.clone(),
         store_reachable,
+        audit,
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::Body;
+use crate::audit::Subject;
 use crate::auth::{Access, Caller};
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -49,7 +50,7 @@ pub async fn create(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Body(r): Body<CreateTokenRequest>,
-) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+) -> ApiResult<(StatusCode, Subject, Json<CreatedToken>)> {
     caller.require(Access::Officer)?;
     let role: Role = r.role.parse()?;
     let new = s
@@ -64,6 +65,7 @@ pub async fn create(
     let token = String::from_utf8_lossy(new.token.expose_secret()).into_owned();
     Ok((
         StatusCode::CREATED,
+        Subject::token(&new.info.id),
         Json(CreatedToken {
             token,
             info: new.info,

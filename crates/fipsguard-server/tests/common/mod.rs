@@ -104,6 +104,11 @@ impl TestServer {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
+    /// The directory of the server's audit log.
+    pub fn audit_dir(&self) -> PathBuf {
+        self._dir.path().join("audit")
+    }
+
     /// The separate metrics listener's address, if the server has one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.running.as_ref().and_then(|r| r.metrics_addr)

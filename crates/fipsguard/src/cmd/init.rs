@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use fipsguard_server::config::Config;
 
@@ -30,16 +31,36 @@ pub async fn run(args: &Args) -> ExitCode {
             file.display()
         );
     }
-    let kms = match config.open_kms().await {
-        Ok((kms, _)) => kms,
+    let (kms, store) = match config.open_kms().await {
+        Ok((kms, store)) => (Arc::new(kms), store),
         Err(e) => return super::fail(e),
     };
-    match kms.create_first_officer_token().await {
-        Ok(token) => {
-            eprintln!("first officer token (shown once, store it safely):");
-            println!("{}", String::from_utf8_lossy(token.token.expose_secret()));
-            ExitCode::SUCCESS
+    // The log opens first, so a token is never made where it cannot be audited.
+    let audit = match config.audit.resolve() {
+        Ok(Some(audit)) => match fipsguard_server::audit::open(&kms, audit, vec![]).await {
+            Ok(log) => Some(log),
+            Err(e) => return super::fail(e),
+        },
+        Ok(None) => None,
+        Err(e) => return super::fail(e),
+    };
+    let token = match kms.create_first_officer_token().await {
+        Ok(token) => token,
+        Err(e) => return super::fail(e),
+    };
+    if let Some(log) = audit {
+        let event = fipsguard_audit::Event::Init {
+            store: store.to_owned(),
+            token_id: token.info.id.clone(),
+        };
+        let recorded = log.record(event).await.and(log.close().await);
+        if let Err(e) = recorded {
+            return super::fail(format!(
+                "{e}: the first officer token was created but not audited; it is not shown"
+            ));
         }
-        Err(e) => super::fail(e),
     }
+    eprintln!("first officer token (shown once, store it safely):");
+    println!("{}", String::from_utf8_lossy(token.token.expose_secret()));
+    ExitCode::SUCCESS
 }

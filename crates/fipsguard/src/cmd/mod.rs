@@ -4,6 +4,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 pub mod algorithms;
+pub mod audit;
 pub mod init;
 pub mod selftest;
 pub mod serve;

@@ -71,13 +71,13 @@ async fn dev(args: &Args) -> ExitCode {
     println!("  url:           {url}");
     println!("  CA file:       {}", info.ca_file.display());
     println!("  officer token: {token}");
+    println!("  audit log:     {}", info.audit_dir.display());
     println!(
         "  try:           curl --cacert {} {url}/v1/health",
         info.ca_file.display()
     );
     if let Some(path) = &args.dev_info {
-        let json =
-            serde_json::json!({ "url": url, "ca_file": info.ca_file, "officer_token": token });
+        let json = serde_json::json!({ "url": url, "ca_file": info.ca_file, "officer_token": token, "audit_dir": info.audit_dir });
         if let Err(e) = write_private(path, &json.to_string()) {
             running.stop().await;
             return super::fail(format!("cannot write {}: {e}", path.display()));

@@ -1,0 +1,284 @@
+//! Every request leaves evidence: the audit layer records one event per
+//! request (and, for changes, one before the change), and answers only once
+//! the event is durable. If the log cannot be written, requests are refused
+//! (fail closed). The events, the chain and the writer are in
+//! `fipsguard-audit`; this module connects them to requests and to the
+//! audit key in the key store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
+use fipsguard_audit::{AuditError, AuditLog, Event, Outcome, RequestEvent, Signed, Signer};
+use fipsguard_core::kms::{CreateKey, SignInput};
+use fipsguard_core::{KeyType, Kms, KmsError};
+use fipsguard_crypto::sign::SigningKeyType;
+use tokio::runtime::Handle;
+
+use crate::error::ApiError;
+use crate::layers::RequestContext;
+use crate::listener::Peer;
+use crate::state::AppState;
+
+/// The key that signs checkpoints: ECDSA P-256, wrapped under the root KEK
+/// like any key; its public key is exported with `GET
+/// /v1/keys/fipsguard-audit/public-key`.
+pub const AUDIT_KEY: &str = "fipsguard-audit";
+
+/// Routes that are not audited: unauthenticated, read-only, touching no key.
+const UNAUDITED: [&str; 2] = ["/v1/health", "/v1/openapi.json"];
+
+/// Creates the audit key on first use (any node may; a concurrent creation
+/// by another node is fine).
+pub async fn ensure_audit_key(kms: &Kms) -> Result<(), String> {
+    let key_type = KeyType::Signing(SigningKeyType::EcdsaP256);
+    match kms.create_key(CreateKey::new(AUDIT_KEY, key_type)).await {
+        Ok(_) | Err(KmsError::KeyExists(_)) => Ok(()),
+        Err(e) => Err(format!("cannot create the audit key {AUDIT_KEY}: {e}")),
+    }
+}
+
+/// Opens the log with the audit key, writing `first` durably.
+pub async fn open(
+    kms: &Arc<Kms>,
+    config: fipsguard_audit::AuditConfig,
+    first: Vec<Event>,
+) -> Result<AuditLog, String> {
+    ensure_audit_key(kms).await?;
+    let signer = KmsSigner {
+        kms: kms.clone(),
+        runtime: Handle::current(),
+    };
+    let dir = config.dir.clone();
+    tokio::task::spawn_blocking(move || AuditLog::open(config, Box::new(signer), first))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open the audit log in {}: {e}", dir.display()))
+}
+
+/// Signs checkpoints through the key management core, from the writer's thread.
+struct KmsSigner {
+    kms: Arc<Kms>,
+    runtime: Handle,
+}
+
+impl Signer for KmsSigner {
+    fn sign(&self, message: &[u8]) -> Result<Signed, String> {
+        let signature = self
+            .runtime
+            .block_on(self.kms.sign(AUDIT_KEY, SignInput::Message(message), None))
+            .map_err(|e| format!("cannot sign a checkpoint with {AUDIT_KEY}: {e}"))?;
+        Ok(Signed {
+            key: AUDIT_KEY.to_owned(),
+            key_version: signature.version,
+            signature: signature.bytes,
+        })
+    }
+}
+
+/// What a handler tells the audit log about the key or token it acted on,
+/// beyond what the path names: a key version, a created key or token.
+#[derive(Clone, Default)]
+pub struct Subject {
+    key: Option<String>,
+    key_version: Option<u32>,
+    token: Option<String>,
+}
+
+impl Subject {
+    /// The key version an operation used.
+    pub fn version(version: u32) -> Self {
+        Self {
+            key_version: Some(version),
+            ..Self::default()
+        }
+    }
+
+    /// The version a ciphertext names, if it names one.
+    pub fn ciphertext(text: &str) -> Self {
+        Self {
+            key_version: fipsguard_core::ciphertext::key_version(text),
+            ..Self::default()
+        }
+    }
+
+    /// A key and its newest version.
+    pub fn key(name: &str, version: u32) -> Self {
+        Self {
+            key: Some(name.to_owned()),
+            key_version: Some(version),
+            token: None,
+        }
+    }
+
+    /// A token (by id).
+    pub fn token(id: &str) -> Self {
+        Self {
+            token: Some(id.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
+impl IntoResponseParts for Subject {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.extensions_mut().insert(self);
+        Ok(res)
+    }
+}
+
+/// The error code of a refused or failed request, for the audit record.
+#[derive(Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+/// Changes to keys and tokens: audited before they are made, and logged at
+/// info even when they succeed.
+pub fn is_change(method: &Method, route: &str) -> bool {
+    const CHANGES: [&str; 8] = [
+        "/rotate",
+        "/config",
+        "/activate",
+        "/deactivate",
+        "/compromise",
+        "/destroy",
+        "/destroy-now",
+        "/v1/keys",
+    ];
+    method != Method::GET
+        && (route.starts_with("/v1/tokens") || CHANGES.iter().any(|c| route.ends_with(c)))
+}
+
+/// The request as the audit log sees it, before the handler runs.
+fn describe(
+    method: &Method,
+    extensions: &axum::http::Extensions,
+    context: &RequestContext,
+) -> RequestEvent {
+    let path = &context.path;
+    let named = |prefix: &str| {
+        context
+            .route
+            .starts_with(prefix)
+            .then(|| path.split('/').nth(3).map(str::to_owned))
+            .flatten()
+    };
+    let peer = extensions.get::<Peer>();
+    RequestEvent {
+        request_id: context.id.clone(),
+        outcome: Outcome::Intent,
+        method: method.to_string(),
+        route: context.route.clone(),
+        key: named("/v1/keys/{name}"),
+        key_version: None,
+        actor: None,
+        role: None,
+        client: peer.map(|p| p.address.to_string()),
+        client_certificate: peer.and_then(|p| p.certificate.clone()),
+        status: None,
+        error: None,
+        micros: None,
+        token: named("/v1/tokens/{id}"),
+    }
+}
+
+/// The audit layer (inside the request log, so refusals are logged too).
+pub async fn audit_requests(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(audit) = state.audit.as_ref() else {
+        return next.run(request).await;
+    };
+    let Some(context) = request.extensions().get::<RequestContext>().cloned() else {
+        return next.run(request).await;
+    };
+    if UNAUDITED.contains(&context.route.as_str()) {
+        return next.run(request).await;
+    }
+    if let Err(e) = audit.check() {
+        return refusal(e);
+    }
+    let started = Instant::now();
+    let mut event = describe(request.method(), request.extensions(), &context);
+    let response = next.run(request).await;
+    let status = response.status();
+    event.outcome = match status.as_u16() {
+        200..=399 => Outcome::Success,
+        400..=499 => Outcome::Rejected,
+        _ => Outcome::Failure,
+    };
+    event.status = Some(status.as_u16());
+    event.micros = Some(started.elapsed().as_micros() as u64);
+    event.error = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0.to_owned());
+    if let Some(subject) = response.extensions().get::<Subject>() {
+        event.key = subject.key.clone().or(event.key);
+        event.key_version = subject.key_version;
+        event.token = subject.token.clone().or(event.token);
+    }
+    if let Some(actor) = context.actor.get() {
+        event.actor = Some(actor.token_id.clone());
+        event.role = Some(actor.role.as_str().to_owned());
+    }
+    match audit.record(Event::Request(event)).await {
+        Ok(()) => response,
+        // The result (a ciphertext, a key change's answer) is withheld: no
+        // evidence, no answer.
+        Err(e) => refusal(e),
+    }
+}
+
+/// Records the intent of a change by an authenticated caller, before the
+/// handler makes it; refuses the change if that cannot be made durable.
+pub async fn record_intent(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    actor: &crate::layers::ActorInfo,
+) -> Result<(), ApiError> {
+    let (Some(audit), Some(context)) = (
+        state.audit.as_ref(),
+        parts.extensions.get::<RequestContext>(),
+    ) else {
+        return Ok(());
+    };
+    if !is_change(&parts.method, &context.route) {
+        return Ok(());
+    }
+    let mut event = describe(&parts.method, &parts.extensions, context);
+    event.actor = Some(actor.token_id.clone());
+    event.role = Some(actor.role.as_str().to_owned());
+    audit
+        .record(Event::Request(event))
+        .await
+        .map_err(ApiError::from)
+}
+
+fn refusal(error: AuditError) -> Response {
+    ApiError::from(error).into_response()
+}
+
+impl From<AuditError> for ApiError {
+    /// In the module's error state the log cannot hash or sign either; the
+    /// error state is then the cause to name.
+    fn from(error: AuditError) -> Self {
+        use fipsguard_crypto::module::{self, State};
+        if let State::Error { failed_test } = module::state() {
+            let cause = fipsguard_crypto::Error::ErrorState { failed_test };
+            return KmsError::Crypto(cause).into();
+        }
+        crate::metrics::record_audit_refusal(error.code());
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error.code(),
+            error.to_string(),
+        )
+    }
+}

@@ -1,0 +1,202 @@
+//! The audit layer over HTTPS: fail closed when the log cannot be written,
+//! changes recorded before they are made, the audit key out of reach.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{b64, TestServer};
+use fipsguard_core::auth::{Grant, Operation};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn encrypt(server: &TestServer, token: &str) -> (StatusCode, Value) {
+    let body = json!({ "plaintext": b64(b"audited") });
+    server
+        .call(Method::POST, "/v1/keys/k/encrypt", Some(token), Some(body))
+        .await
+}
+
+fn segment(server: &TestServer) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(server.audit_dir())
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    files.pop().unwrap()
+}
+
+async fn plain_metrics(server: &TestServer) -> String {
+    let url = format!("http://{}/metrics", server.metrics_addr().unwrap());
+    let response = server.client.get(url).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
+    let server =
+        TestServer::start_with(|o| o.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    server.create_key("k", "aes256-gcm").await;
+    let grants = [Grant {
+        keys: "k".into(),
+        operations: vec![Operation::Encrypt],
+    }];
+    let user = server.token("user", &grants).await;
+    assert_eq!(encrypt(&server, &user).await.0, StatusCode::OK);
+
+    let file = segment(&server);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let (status, body) = encrypt(&server, &user).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "audit_unavailable", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("refused until it can"));
+    // Refused up front from now on, for every operation; health says why.
+    let (status, _) = encrypt(&server, &user).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, health) = server.call(Method::GET, "/v1/health", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["audit"]["writable"], false, "{health}");
+    assert!(
+        health["audit"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"),
+        "{health}"
+    );
+    let metrics = plain_metrics(&server).await;
+    assert!(
+        metric(
+            &metrics,
+            "fipsguard_audit_failures_total{reason=\"read_only\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "fipsguard_audit_refused_requests_total{reason=\"audit_unavailable\"}"
+        ) >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "fipsguard_audit_writable"), 0.0);
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut recovered = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if server.call(Method::GET, "/v1/health", None, None).await.0 == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the log did not recover");
+    assert_eq!(encrypt(&server, &user).await.0, StatusCode::OK);
+    assert_eq!(
+        metric(&plain_metrics(&server).await, "fipsguard_audit_writable"),
+        1.0
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("\"kind\":\"outage\""),
+        "the outage is on record"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn changes_are_recorded_before_and_after_with_their_actor() {
+    let server = TestServer::start().await;
+    server.create_key("k", "aes256-gcm").await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/v1/keys/k/rotate",
+            Some(&server.officer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let officer_id = &server.officer[4..20];
+    let records: Vec<Value> = std::fs::read_to_string(segment(&server))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
+        .filter(|r| r["route"] == "/v1/keys/{name}/rotate")
+        .collect();
+    let outcomes: Vec<_> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["intent", "success"], "{records:?}");
+    for record in &records {
+        assert_eq!(record["actor"], officer_id);
+        assert_eq!(record["role"], "officer");
+        assert_eq!(record["key"], "k");
+        assert!(record["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    assert_eq!(records[1]["key_version"], 2);
+    assert_eq!(records[0]["request_id"], records[1]["request_id"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nobody_signs_with_the_audit_key_or_retires_it() {
+    let server = TestServer::start().await;
+    let grants = [Grant {
+        keys: "*".into(),
+        operations: vec![Operation::Sign, Operation::Verify],
+    }];
+    let user = server.token("user", &grants).await;
+    let body = json!({ "message": b64(b"forged checkpoint") });
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys/fipsguard-audit/sign",
+            Some(&user),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, _) = server
+        .call(
+            Method::GET,
+            "/v1/keys/fipsguard-audit/public-key",
+            Some(&user),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "verifiers may read the public key");
+    for change in ["deactivate", "compromise", "destroy", "destroy-now"] {
+        let path = format!("/v1/keys/fipsguard-audit/{change}");
+        let (status, answer) = server
+            .call(Method::POST, &path, Some(&server.officer), Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{change}: {answer}");
+        assert_eq!(answer["error"]["code"], "audit_key_protected");
+    }
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/v1/keys/fipsguard-audit/rotate",
+            Some(&server.officer),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "rotation is how the audit key is renewed"
+    );
+    server.stop().await;
+}

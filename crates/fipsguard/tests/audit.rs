@@ -1,0 +1,320 @@
+//! The audit log of a real `fipsguard serve`: no secret ever reaches it or
+//! the logs, and no acknowledged request is ever missing from it, even
+//! when the server is killed under load.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Setup;
+use serde_json::{json, Value};
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// POSTs (or GETs, without a body) as `token`; returns status and JSON.
+async fn call(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let request = match body {
+        Some(body) => client.post(url).json(&body),
+        None => client.get(url),
+    };
+    let response = request.bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Saves the audit public key to `audit.pem`.
+async fn save_public_key(setup: &Setup, client: &reqwest::Client) {
+    let url = format!("{}/v1/keys/fipsguard-audit/public-key", setup.url());
+    let (status, key) = call(client, &url, &setup.officer, None).await;
+    assert_eq!(status, 200, "{key}");
+    std::fs::write(setup.path("audit.pem"), key["pem"].as_str().unwrap()).unwrap();
+}
+
+/// A user token allowed every operation on every key.
+async fn user_token(setup: &Setup, client: &reqwest::Client) -> String {
+    let url = format!("{}/v1/tokens", setup.url());
+    let grants = json!([{ "keys": "*", "operations": ["encrypt", "decrypt", "rewrap", "datakey", "sign", "verify", "mac", "mac-verify"] }]);
+    let (status, created) = call(
+        client,
+        &url,
+        &setup.officer,
+        Some(json!({ "role": "user", "grants": grants })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created["token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn no_secret_reaches_the_audit_log_or_the_logs() {
+    let setup = Setup::new();
+    let server = setup.serve();
+    let client = setup.client();
+    let mut secrets: Vec<String> = vec![setup.officer.clone()];
+    runtime().block_on(async {
+        let url = |path: &str| format!("{}{path}", setup.url());
+        for (name, key_type) in [
+            ("aes", "aes256-gcm"),
+            ("hmac", "hmac-sha256"),
+            ("ecdsa", "ecdsa-p256"),
+        ] {
+            let (status, _) = call(
+                &client,
+                &url("/v1/keys"),
+                &setup.officer,
+                Some(json!({ "name": name, "type": key_type })),
+            )
+            .await;
+            assert_eq!(status, 201);
+        }
+        let user = user_token(&setup, &client).await;
+        secrets.push(user.clone());
+        let plaintext = b"SECRET-PLAINTEXT-7d1c0e";
+        secrets.push(String::from_utf8_lossy(plaintext).into_owned());
+        secrets.push(b64(plaintext));
+        let context = json!({ "tenant": "acme" });
+        let (_, encrypted) = call(
+            &client,
+            &url("/v1/keys/aes/encrypt"),
+            &user,
+            Some(json!({ "plaintext": b64(plaintext), "context": context })),
+        )
+        .await;
+        let ciphertext = encrypted["ciphertext"].as_str().unwrap().to_owned();
+        secrets.push(ciphertext.clone());
+        let (status, decrypted) = call(
+            &client,
+            &url("/v1/keys/aes/decrypt"),
+            &user,
+            Some(json!({ "ciphertext": ciphertext, "context": context })),
+        )
+        .await;
+        assert_eq!(
+            (status, decrypted["plaintext"].as_str()),
+            (200, Some(b64(plaintext).as_str()))
+        );
+        let (_, rewrapped) = call(
+            &client,
+            &url("/v1/keys/aes/rewrap"),
+            &user,
+            Some(json!({ "ciphertext": ciphertext, "context": context })),
+        )
+        .await;
+        secrets.push(rewrapped["ciphertext"].as_str().unwrap().to_owned());
+        let (_, datakey) = call(
+            &client,
+            &url("/v1/keys/aes/datakey"),
+            &user,
+            Some(json!({ "context": context })),
+        )
+        .await;
+        secrets.push(datakey["plaintext"].as_str().unwrap().to_owned());
+        secrets.push(datakey["ciphertext"].as_str().unwrap().to_owned());
+        let (_, mac) = call(
+            &client,
+            &url("/v1/keys/hmac/mac"),
+            &user,
+            Some(json!({ "data": b64(plaintext) })),
+        )
+        .await;
+        secrets.push(mac["tag"].as_str().unwrap().to_owned());
+        let (_, signature) = call(
+            &client,
+            &url("/v1/keys/ecdsa/sign"),
+            &user,
+            Some(json!({ "message": b64(plaintext) })),
+        )
+        .await;
+        secrets.push(signature["signature"].as_str().unwrap().to_owned());
+        let (_, random) = call(
+            &client,
+            &url("/v1/random"),
+            &user,
+            Some(json!({ "bytes": 32 })),
+        )
+        .await;
+        secrets.push(random["random"].as_str().unwrap().to_owned());
+        // Refusals carry no secret either: a wrong token, a wrong context,
+        // a malformed body with a plaintext in it.
+        let wrong = format!("{}x", &user[..user.len() - 1]);
+        let (status, _) = call(
+            &client,
+            &url("/v1/keys/aes/encrypt"),
+            &wrong,
+            Some(json!({ "plaintext": b64(plaintext) })),
+        )
+        .await;
+        assert_eq!(status, 401);
+        let (status, _) = call(
+            &client,
+            &url("/v1/keys/aes/decrypt"),
+            &user,
+            Some(json!({ "ciphertext": ciphertext, "context": { "tenant": "other" } })),
+        )
+        .await;
+        assert_eq!(status, 400);
+        let (status, _) = call(
+            &client,
+            &url("/v1/keys/aes/encrypt"),
+            &user,
+            Some(json!({ "plaintext": "SECRET-PLAINTEXT-7d1c0e!", "extra": 1 })),
+        )
+        .await;
+        assert_eq!(status, 400);
+        save_public_key(&setup, &client).await;
+    });
+    let log = server.log();
+    server.stop();
+    let verified = setup.verify_audit();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let audit = setup.audit_text();
+    assert!(
+        audit.matches("\"kind\":\"request\"").count() >= 15,
+        "{audit}"
+    );
+    for secret in &secrets {
+        // Tokens: neither whole nor their secret part (the id is public).
+        let needle = secret
+            .strip_prefix("fgt.")
+            .map_or(secret.as_str(), |t| &t[17..]);
+        assert!(
+            !audit.contains(needle),
+            "a secret in the audit log: {needle}"
+        );
+        assert!(
+            !log.contains(needle),
+            "a secret in the server log: {needle}"
+        );
+        assert!(
+            !setup.init_stderr.contains(needle),
+            "a secret in init's log"
+        );
+    }
+}
+
+#[test]
+fn every_acknowledged_request_survives_twenty_kills() {
+    let setup = Setup::new();
+    let client = setup.client();
+    let rt = runtime();
+    let first = setup.serve();
+    let user = rt.block_on(async {
+        let url = format!("{}/v1/keys", setup.url());
+        let (status, _) = call(
+            &client,
+            &url,
+            &setup.officer,
+            Some(json!({ "name": "k", "type": "aes256-gcm" })),
+        )
+        .await;
+        assert_eq!(status, 201);
+        save_public_key(&setup, &client).await;
+        user_token(&setup, &client).await
+    });
+    first.stop();
+    let acknowledged = Arc::new(Mutex::new(HashSet::new()));
+    for kill in 0..20u64 {
+        let server = setup.serve();
+        rt.block_on(load(
+            &setup,
+            &user,
+            &acknowledged,
+            Duration::from_millis(150 + kill * 37 % 400),
+            server,
+        ));
+    }
+    let last = setup.serve();
+    last.stop();
+    let verified = setup.verify_audit();
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{report}");
+    let audited: HashSet<String> = setup
+        .audit_text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["record"]["outcome"] == "success")
+        .filter_map(|line| line["record"]["request_id"].as_str().map(str::to_owned))
+        .collect();
+    let acknowledged = acknowledged.lock().unwrap();
+    assert!(
+        acknowledged.len() > 200,
+        "too little load to prove anything: {}",
+        acknowledged.len()
+    );
+    let missing: Vec<_> = acknowledged.difference(&audited).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged requests have no audit event: {missing:?}",
+        missing.len()
+    );
+    println!(
+        "{} acknowledged encrypts over 20 kills, all audited; {report}",
+        acknowledged.len()
+    );
+}
+
+/// Sixteen clients encrypt on keep-alive connections; after `for_how_long`
+/// the server is killed. Every 200's request id goes into `acknowledged`.
+async fn load(
+    setup: &Setup,
+    user: &str,
+    acknowledged: &Arc<Mutex<HashSet<String>>>,
+    for_how_long: Duration,
+    server: common::Server,
+) {
+    let url = format!("{}/v1/keys/k/encrypt", setup.url());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (client, url, user, stop, acknowledged) = (
+            setup.client(),
+            url.clone(),
+            user.to_owned(),
+            stop.clone(),
+            acknowledged.clone(),
+        );
+        clients.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&user)
+                    .json(&json!({ "plaintext": "aGVsbG8=" }))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                if response.status() == 200 {
+                    let id = response.headers()["x-request-id"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned();
+                    acknowledged.lock().unwrap().insert(id);
+                }
+            }
+        });
+    }
+    tokio::time::sleep(for_how_long).await;
+    server.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while clients.join_next().await.is_some() {}
+}

@@ -1,0 +1,201 @@
+//! A production-style server for the binary's tests: an openssl
+//! certificate, a configuration file with SQLite, a root key file and an
+//! audit directory, `fipsguard init`, and `fipsguard serve` as a child.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const FIPSGUARD: &str = env!("CARGO_BIN_EXE_fipsguard");
+
+/// A configured (and initialised) server directory.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub officer: String,
+    /// What `init` wrote on stderr.
+    pub init_stderr: String,
+}
+
+/// A running server and everything it has logged so far.
+pub struct Server {
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Setup {
+    /// Certificate, configuration and `fipsguard init`.
+    pub fn new() -> Self {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        make_certificate(&path("server.pem"), &path("server.key"));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "listen = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[tls]\ncert = {:?}\nkey = {:?}\n[store]\nsqlite = {:?}\n[root_key]\nfile = {:?}\n[audit]\ndir = {:?}\n",
+            path("server.pem"),
+            path("server.key"),
+            path("fipsguard.db"),
+            path("root.key"),
+            path("audit"),
+        );
+        std::fs::write(path("fipsguard.toml"), config).unwrap();
+        let init = Command::new(FIPSGUARD)
+            .args(["init", "--config"])
+            .arg(path("fipsguard.toml"))
+            .output()
+            .unwrap();
+        let init_stderr = String::from_utf8_lossy(&init.stderr).into_owned();
+        assert!(init.status.success(), "{init_stderr}");
+        let officer = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+        Self {
+            dir,
+            port,
+            officer,
+            init_stderr,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// Starts `fipsguard serve` and returns once it serves; its stderr is
+    /// collected (all of it, at debug level) for tests that read the logs.
+    pub fn serve(&self) -> Server {
+        let mut child = Command::new(FIPSGUARD)
+            .args(["serve", "--config"])
+            .arg(self.path("fipsguard.toml"))
+            .env("FIPSGUARD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (serving, started) = std::sync::mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains("\"serving\"") {
+                    let _ = serving.send(());
+                }
+                let mut log = collected.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        if started.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            panic!("the server did not start: {}", log.lock().unwrap());
+        }
+        Server { child, log }
+    }
+
+    /// An HTTPS client that trusts the server's certificate (FIPS TLS policy).
+    pub fn client(&self) -> reqwest::Client {
+        let roots = fipsguard_crypto::tls::read_roots(&self.path("server.pem")).unwrap();
+        reqwest::Client::builder()
+            .resolve("localhost", ([127, 0, 0, 1], self.port).into())
+            .use_preconfigured_tls(fipsguard_crypto::tls::client_config(roots, None).unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    /// Every audit file's text.
+    pub fn audit_text(&self) -> String {
+        let mut text = String::new();
+        for file in std::fs::read_dir(self.path("audit")).unwrap() {
+            text.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+        }
+        text
+    }
+
+    /// `fipsguard audit verify` on the audit directory with the PEM at `audit.pem`.
+    pub fn verify_audit(&self) -> std::process::Output {
+        Command::new(FIPSGUARD)
+            .args(["audit", "verify", "--log"])
+            .arg(self.path("audit"))
+            .arg("--public-key")
+            .arg(self.path("audit.pem"))
+            .output()
+            .unwrap()
+    }
+}
+
+impl Server {
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "SIGTERM drains and exits cleanly");
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no drain, no shutdown record.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// A self-signed P-256 certificate for localhost, made by openssl.
+pub fn make_certificate(cert: &std::path::Path, key: &std::path::Path) {
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args([
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
