@@ -195,7 +195,7 @@ pub async fn audit_requests(
     let Some(audit) = state.audit.as_ref() else {
         return next.run(request).await;
     };
-    let Some(context) = request.extensions().get::<RequestContext>().cloned() else {
+    let Some(context) = request.extensions().get::<Arc<RequestContext>>().cloned() else {
         return next.run(request).await;
     };
     if UNAUDITED.contains(&context.route.as_str()) {
@@ -245,7 +245,7 @@ pub async fn record_intent(
 ) -> Result<(), ApiError> {
     let (Some(audit), Some(context)) = (
         state.audit.as_ref(),
-        parts.extensions.get::<RequestContext>(),
+        parts.extensions.get::<Arc<RequestContext>>(),
     ) else {
         return Ok(());
     };

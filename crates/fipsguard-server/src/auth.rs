@@ -43,7 +43,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             role: principal.role,
         };
         crate::audit::record_intent(state, parts, &actor).await?;
-        if let Some(context) = parts.extensions.get::<RequestContext>() {
+        if let Some(context) = parts.extensions.get::<Arc<RequestContext>>() {
             let _ = context.actor.set(actor);
         }
         let certificate = parts

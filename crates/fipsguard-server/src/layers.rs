@@ -25,7 +25,7 @@ pub struct ActorInfo {
 
 /// What the layers know of a request: its id, its route, and where
 /// authentication leaves the caller for the log line and the audit record.
-#[derive(Clone)]
+/// Shared by every layer as an `Arc<RequestContext>` extension.
 pub struct RequestContext {
     /// The request id.
     pub id: String,
@@ -50,17 +50,17 @@ pub async fn request_log(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let context = RequestContext {
+    let context = Arc::new(RequestContext {
         id: request_id(),
         route: route.clone(),
         path: request.uri().path().to_owned(),
         actor: Arc::default(),
-    };
+    });
     let mut request = request;
     request.extensions_mut().insert(context.clone());
     let mut response = next.run(request).await;
     let status = response.status();
-    let id = context.id;
+    let id = &context.id;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

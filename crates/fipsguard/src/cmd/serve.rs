@@ -27,6 +27,9 @@ pub struct Args {
     /// With --dev: also write the URL, CA file and officer token as JSON to this file (mode 0600), for scripts.
     #[arg(long, requires = "dev")]
     dev_info: Option<PathBuf>,
+    /// With --dev: no audit log, to measure what it costs (bench/serve.sh).
+    #[arg(long, requires = "dev")]
+    dev_no_audit: bool,
 }
 
 /// Starts the server and runs until SIGINT or SIGTERM, then drains.
@@ -56,10 +59,13 @@ async fn dev(args: &Args) -> ExitCode {
         Ok(dir) => dir,
         Err(e) => return super::fail(format!("cannot create a temporary directory: {e}")),
     };
-    let (options, info) = match development(dir.path(), args.listen).await {
+    let (mut options, info) = match development(dir.path(), args.listen).await {
         Ok(dev) => dev,
         Err(e) => return super::fail(e),
     };
+    if args.dev_no_audit {
+        options.audit = None;
+    }
     let running = match fipsguard_server::start(options, shutdown_signal()).await {
         Ok(running) => running,
         Err(e) => return super::fail(format!("cannot start: {e}")),
