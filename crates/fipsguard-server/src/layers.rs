@@ -61,7 +61,7 @@ pub async fn request_log(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let status = response.status();
     let id = &context.id;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert("x-request-id", value);
     }
     let actor = context.actor.get().map_or("-", |a| a.token_id.as_str());
