@@ -29,6 +29,15 @@ const QUEUE: usize = 65536;
 const LINGER: Duration = Duration::from_millis(2);
 /// The batch size that counts as heavy load; below it nothing waits.
 const LINGER_FROM: usize = 16;
+/// The `reason` label values of `fipsguard_audit_failures_total`.
+const FAILURE_REASONS: [&str; 6] = [
+    "read_only",
+    "removed",
+    "io",
+    "signing",
+    "rotation",
+    "module",
+];
 /// How often a failing log is retried.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -134,6 +143,12 @@ impl AuditLog {
     ) -> Result<Self, String> {
         let mut writer = Writer::start(config, signer)?;
         writer.append(first).map_err(|(_, e)| e)?;
+        gauge!("fipsguard_audit_writable").set(1.0);
+        // Every failure series exists from the start, so alerts on its
+        // increase see the first one.
+        for reason in FAILURE_REASONS {
+            counter!("fipsguard_audit_failures_total", "reason" => reason).increment(0);
+        }
         let shared = writer.shared.clone();
         let (jobs, queue) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
@@ -401,7 +416,8 @@ impl Writer {
         });
         self.shared.last_seq.store(seq, Ordering::Relaxed);
         counter!("fipsguard_audit_events_total").increment(count);
-        histogram!("fipsguard_audit_flush_seconds").record(started.elapsed().as_secs_f64());
+        histogram!("fipsguard_audit_flush_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         gauge!("fipsguard_audit_last_sequence").set(seq as f64);
         Ok(())
     }

@@ -52,6 +52,9 @@ pub async fn open(
         kms: kms.clone(),
         runtime: Handle::current(),
     };
+    for code in ["audit_unavailable", "audit_backlog", "audit_closed"] {
+        crate::metrics::count_audit_refusals(code, 0);
+    }
     let dir = config.dir.clone();
     tokio::task::spawn_blocking(move || AuditLog::open(config, Box::new(signer), first))
         .await

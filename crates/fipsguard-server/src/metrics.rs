@@ -76,7 +76,12 @@ pub fn record_access_refusal(code: &'static str) {
 
 /// Records a request refused because its audit event could not be made durable.
 pub fn record_audit_refusal(code: &'static str) {
-    counter!("fipsguard_audit_refused_requests_total", "reason" => code).increment(1);
+    count_audit_refusals(code, 1);
+}
+
+/// Adds `n` refusals (0 creates the series, so alerts see the first one).
+pub fn count_audit_refusals(code: &'static str, n: u64) {
+    counter!("fipsguard_audit_refused_requests_total", "reason" => code).increment(n);
 }
 
 /// Records a failed TLS handshake.
