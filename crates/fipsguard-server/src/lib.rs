@@ -87,6 +87,7 @@ pub async fn start(
         Some(address) => Some(metrics::serve_plain(address).await?),
         None => None,
     };
+    metrics::handle(); // installs the recorder before anything records (the audit log does at once)
     let kms = Arc::new(options.kms);
     let audit = match options.audit {
         Some(config) => {
@@ -108,7 +109,6 @@ pub async fn start(
         started: Instant::now(),
         audit,
     });
-    metrics::handle(); // installs the recorder before anything records
     metrics::record_module();
     spawn_housekeeping(state.clone());
     let app = api::router(state.clone(), options.max_body_bytes);
