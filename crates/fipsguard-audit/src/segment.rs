@@ -44,12 +44,30 @@ pub(crate) fn encode(
     Ok(hash)
 }
 
+/// What an error-state record carries instead of a hash.
+const OUTSIDE_CHAIN: &str =
+    "the module is in its error state and can no longer hash or sign: this record is outside the chain";
+
+/// Appends the line of a record written in the module's error state: no
+/// hash, no signature (the module that makes them has stopped).
+pub(crate) fn encode_outside_chain(record: &Record, out: &mut Vec<u8>) {
+    let bytes = serde_json::to_vec(record).expect("records serialize");
+    out.extend_from_slice(b"{\"record\":");
+    out.extend_from_slice(&bytes);
+    out.extend_from_slice(b",\"unprotected\":\"");
+    out.extend_from_slice(OUTSIDE_CHAIN.as_bytes());
+    out.extend_from_slice(b"\"}\n");
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line<'a> {
     #[serde(borrow)]
     record: &'a RawValue,
-    hash: &'a str,
+    #[serde(default)]
+    hash: Option<&'a str>,
+    #[serde(default)]
+    unprotected: Option<&'a str>,
 }
 
 /// What reading one file found.
@@ -73,6 +91,9 @@ pub(crate) struct Scan {
     pub torn: bool,
     /// Line number just after the last checkpoint.
     pub line_after_checkpoint: usize,
+    /// The record written outside the chain when the module entered its
+    /// error state: always the file's last.
+    pub outside_chain: Option<u64>,
     /// Outages and unusual new files, for the report.
     pub remarks: Vec<String>,
 }
@@ -92,6 +113,9 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
             break;
         }
         let fail = |seq: Option<u64>, reason: String| Failure::at(path, number, seq, reason);
+        if let Some(seq) = scan.outside_chain {
+            return Err(fail(None, format!("a record follows record {seq}, which was written in the module's error state: nothing can, so it was added")));
+        }
         let parsed: Line<'_> = serde_json::from_slice(line)
             .map_err(|e| fail(None, format!("not a valid record line ({e}): damaged")))?;
         let record: Record = serde_json::from_str(parsed.record.get())
@@ -122,9 +146,18 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
                 ),
             ));
         }
+        if parsed.unprotected.is_some() {
+            let remark = outside_chain(&record).map_err(|reason| fail(seq, reason))?;
+            scan.remarks
+                .push(format!("{}:{number}: {remark}", path.display()));
+            scan.outside_chain = Some(record.seq);
+            scan.records += 1;
+            scan.last_seq = record.seq;
+            continue;
+        }
         let hash = chain::next(&previous, parsed.record.get().as_bytes())
             .map_err(|e| fail(seq, format!("cannot hash: {e}")))?;
-        if chain::from_hex(parsed.hash) != Some(hash) {
+        if parsed.hash.and_then(chain::from_hex) != Some(hash) {
             return Err(fail(
                 seq,
                 "the record does not match its hash: altered or forged".into(),
@@ -149,6 +182,20 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
         previous = hash;
     }
     Ok(scan)
+}
+
+/// Accepts a record outside the chain only for what the module's error
+/// state leaves no other way to record, a failed self-test; describes it.
+fn outside_chain(record: &Record) -> Result<String, String> {
+    match &record.event {
+        Event::SelfTest { trigger, passed: false, failed, .. } => Ok(format!(
+            "record {}: a {trigger} self-test run failed ({}) at {} and the module entered its error state; the record is outside the chain (not tamper-evident), and nothing was served after it",
+            record.seq,
+            failed.as_deref().unwrap_or("unnamed test"),
+            record.time
+        )),
+        _ => Err("only a failed self-test may be recorded outside the chain: this record was forged".into()),
+    }
 }
 
 /// What an auditor should see in the report: outages and files started

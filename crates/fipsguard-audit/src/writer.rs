@@ -102,6 +102,8 @@ type Ack = oneshot::Sender<Result<(), AuditError>>;
 #[allow(clippy::large_enum_variant)]
 enum Job {
     Event(Event, Ack),
+    /// A failed self-test, recorded outside the chain.
+    SelfTestFailure(Event, Ack),
     Close(Ack),
 }
 
@@ -175,6 +177,31 @@ impl AuditLog {
         done.await.unwrap_or(Err(AuditError::Closed))
     }
 
+    /// Records a failed self-test run once the module is in its error state.
+    ///
+    /// The module then refuses to hash or sign, so the record cannot join
+    /// the chain: it is written and synced as the file's last line, marked
+    /// as outside the chain, and `audit verify` reports it as such. It is
+    /// evidence of when the module stopped, not tamper-evident (the alert
+    /// on `fipsguard_selftest_passed` is the signal to act on). Nothing is
+    /// served after it: every request needs the module, or this log.
+    pub async fn record_self_test_failure(
+        &self,
+        trigger: &str,
+        tests: usize,
+        failed: &str,
+    ) -> Result<(), AuditError> {
+        let event = Event::SelfTest {
+            trigger: trigger.to_owned(),
+            passed: false,
+            tests,
+            failed: Some(failed.to_owned()),
+        };
+        let (ack, done) = oneshot::channel();
+        self.submit(Job::SelfTestFailure(event, ack))?;
+        done.await.unwrap_or(Err(AuditError::Closed))
+    }
+
     /// Writes the shutdown record and a final checkpoint, then stops the writer.
     pub async fn close(&self) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
@@ -225,6 +252,9 @@ struct Writer {
     hash: Hash,
     /// The first record of a new file, written with the next batch.
     segment_start: Option<Event>,
+    /// A record outside the chain ends the current file: the next batch
+    /// starts a new one.
+    file_closed: bool,
     buffer: Vec<u8>,
 }
 
@@ -250,6 +280,7 @@ impl Writer {
             checkpoint,
             hash,
             segment_start: None,
+            file_closed: false,
             buffer: Vec::new(),
         };
         writer.begin_segment("startup");
@@ -264,6 +295,7 @@ impl Writer {
         self.path = path;
         self.opened = Instant::now();
         self.durable_len = 0;
+        self.file_closed = false;
         self.begin_segment(reason);
         Ok(())
     }
@@ -323,14 +355,19 @@ impl Writer {
         let mut events = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         let mut close = None;
+        let mut failures = Vec::new();
         for job in batch {
             match job {
                 Job::Event(event, ack) => {
                     events.push(event);
                     acks.push(ack);
                 }
+                Job::SelfTestFailure(event, ack) => failures.push((event, ack)),
                 Job::Close(ack) => close = Some(ack),
             }
+        }
+        for (event, ack) in failures {
+            let _ = ack.send(self.write_outside_chain(event));
         }
         if close.is_some() {
             events.push(Event::Shutdown {});
@@ -356,7 +393,8 @@ impl Writer {
     }
 
     fn write(&mut self, events: Vec<Event>) -> Result<(), AuditError> {
-        let rotate = self.durable_len >= self.config.max_file_bytes
+        let rotate = self.file_closed
+            || self.durable_len >= self.config.max_file_bytes
             || self.opened.elapsed() >= self.config.max_file_age;
         if rotate {
             self.new_segment("rotation")
@@ -422,6 +460,31 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes one record without hash or signature as the file's last line
+    /// (see [`AuditLog::record_self_test_failure`]).
+    fn write_outside_chain(&mut self, event: Event) -> Result<(), AuditError> {
+        if self.segment_start.is_some() {
+            // The file holds no record yet, and its first must be chained.
+            return Err(AuditError::Unavailable(format!(
+                "{} holds no chained record to follow",
+                self.path.display()
+            )));
+        }
+        let record = Record {
+            seq: self.seq + 1,
+            time: now(),
+            event,
+        };
+        let mut line = Vec::new();
+        segment::encode_outside_chain(&record, &mut line);
+        self.write_durably(&line)
+            .map_err(|(_, e)| AuditError::Unavailable(e))?;
+        self.seq = record.seq;
+        self.file_closed = true;
+        self.shared.last_seq.store(self.seq, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn write_durably(&mut self, bytes: &[u8]) -> Result<(), (&'static str, String)> {
         match self.file_state() {
             FileState::Ours => {}
@@ -477,6 +540,9 @@ impl Writer {
     fn recover(&mut self) {
         let attempt = match self.file_state() {
             FileState::ReadOnly => return,
+            FileState::Ours if self.file_closed => {
+                self.new_segment("the previous file ended with a record outside the chain")
+            }
             FileState::Ours => self
                 .file
                 .set_len(self.durable_len)

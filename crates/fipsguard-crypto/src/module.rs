@@ -16,7 +16,7 @@
 //! checks and metrics can still report what happened).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::Error;
@@ -30,6 +30,9 @@ static STATE: AtomicU8 = AtomicU8::new(NOT_STARTED);
 static POWER_UP: OnceLock<SelfTestReport> = OnceLock::new();
 static FIRST_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 static LATEST: Mutex<Option<SelfTestReport>> = Mutex::new(None);
+/// Held while the suite runs, so runs never overlap and each report is whole.
+static RUNNING: Mutex<()> = Mutex::new(());
+static RUNS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// Set while this thread runs the self-test suite, so the tests can call
@@ -100,7 +103,12 @@ pub fn power_up() -> &'static SelfTestReport {
 /// Runs the whole self-test suite now (at power-up, periodically or on
 /// demand). A failure moves the module into its error state; a pass never
 /// leaves it: only a restart whose power-up tests pass does.
+///
+/// Other threads keep being served while the suite runs (it takes a few
+/// milliseconds); concurrent calls run one after the other.
 pub fn run_self_tests() -> SelfTestReport {
+    let _running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    RUNS.fetch_add(1, Ordering::AcqRel);
     let report = {
         let _testing = SelfTesting::begin();
         selftest::run_suite()
@@ -118,6 +126,11 @@ pub fn run_self_tests() -> SelfTestReport {
     }
     *LATEST.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
     report
+}
+
+/// How many runs of the suite this process has started (power-up is the first).
+pub fn self_test_runs() -> u64 {
+    RUNS.load(Ordering::Acquire)
 }
 
 /// The report of the most recent run of the suite (power-up, periodic or on

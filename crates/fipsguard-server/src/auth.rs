@@ -66,6 +66,8 @@ pub enum Access<'a> {
     PublicKey(&'a str),
     /// Random bytes: users and officers.
     Random,
+    /// Running the self-tests on demand: officers.
+    SelfTest,
 }
 
 impl Caller {
@@ -100,6 +102,11 @@ impl Caller {
             Access::Random => (
                 matches!(p.role, Role::Officer | Role::User),
                 "draw random bytes".to_owned(),
+                None,
+            ),
+            Access::SelfTest => (
+                p.role == Role::Officer,
+                "run the self-tests".to_owned(),
                 None,
             ),
         };

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
 use fipsguard_crypto::tls::{self, ClientAuth, Identity};
@@ -40,6 +41,9 @@ pub struct Config {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditSection,
+    /// Self-tests while serving.
+    #[serde(default)]
+    pub self_test: SelfTestSection,
     /// SHA-256 of the file as read, recorded in the audit log at startup.
     #[serde(skip)]
     pub sha256: Option<String>,
@@ -90,6 +94,36 @@ impl AuditSection {
             max_file_age: std::time::Duration::from_secs(self.max_file_age_secs),
             copy_to_stdout: self.copy_to_stdout,
         }))
+    }
+}
+
+/// Self-tests while serving.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfTestSection {
+    /// Seconds between runs, jittered by a tenth either way
+    /// (`FIPSGUARD_SELF_TEST_INTERVAL_SECS`).
+    pub interval_secs: u64,
+}
+
+/// The default interval between self-test runs while serving: a day.
+pub const DEFAULT_SELF_TEST_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Default for SelfTestSection {
+    fn default() -> Self {
+        Self {
+            interval_secs: DEFAULT_SELF_TEST_INTERVAL.as_secs(),
+        }
+    }
+}
+
+impl SelfTestSection {
+    /// The interval; periodic self-tests cannot be turned off.
+    pub fn interval(&self) -> Result<Duration, String> {
+        match self.interval_secs {
+            0 => Err("[self_test] interval_secs must be at least 1: periodic self-tests cannot be turned off".into()),
+            secs => Ok(Duration::from_secs(secs)),
+        }
     }
 }
 
@@ -203,6 +237,11 @@ impl Config {
         self.store.postgres = var("FIPSGUARD_STORE_POSTGRES").or(self.store.postgres.take());
         self.root_key.file = path("FIPSGUARD_ROOT_KEY_FILE").or(self.root_key.file.take());
         self.audit.dir = path("FIPSGUARD_AUDIT_DIR").or(self.audit.dir.take());
+        if let Some(secs) = var("FIPSGUARD_SELF_TEST_INTERVAL_SECS") {
+            self.self_test.interval_secs = secs
+                .parse()
+                .map_err(|e| format!("FIPSGUARD_SELF_TEST_INTERVAL_SECS: {e}"))?;
+        }
         Ok(())
     }
 
@@ -268,6 +307,7 @@ impl Config {
             metrics_listen: self.metrics_listen,
             audit: self.audit.resolve()?,
             config_sha256: self.sha256.clone(),
+            self_test_interval: self.self_test.interval()?,
         })
     }
 }
@@ -317,6 +357,7 @@ pub async fn development(
         metrics_listen: None,
         audit: Some(fipsguard_audit::AuditConfig::new(audit_dir.clone())),
         config_sha256: None,
+        self_test_interval: DEFAULT_SELF_TEST_INTERVAL,
     };
     let info = DevInfo {
         ca_file,

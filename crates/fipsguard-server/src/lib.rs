@@ -9,6 +9,7 @@ pub mod error;
 pub mod layers;
 pub mod listener;
 pub mod metrics;
+pub mod selftest;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -47,6 +48,8 @@ pub struct ServerOptions {
     pub audit: Option<fipsguard_audit::AuditConfig>,
     /// SHA-256 of the configuration file, recorded at startup.
     pub config_sha256: Option<String>,
+    /// How often the self-tests run again while serving (jittered).
+    pub self_test_interval: Duration,
 }
 
 /// A started server.
@@ -88,6 +91,8 @@ pub async fn start(
         None => None,
     };
     metrics::handle(); // installs the recorder before anything records (the audit log does at once)
+    metrics::init_self_test_runs();
+    metrics::record_self_test_run("power-up", &fipsguard_crypto::module::latest_report());
     let kms = Arc::new(options.kms);
     let audit = match options.audit {
         Some(config) => {
@@ -109,8 +114,10 @@ pub async fn start(
         started: Instant::now(),
         audit,
     });
-    metrics::record_module();
-    spawn_housekeeping(state.clone());
+    let background = [
+        spawn_housekeeping(state.clone()),
+        selftest::spawn_periodic(state.clone(), options.self_test_interval),
+    ];
     let app = api::router(state.clone(), options.max_body_bytes);
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -128,6 +135,7 @@ pub async fn start(
     );
     let task = tokio::spawn(async move {
         serving.await;
+        background.iter().for_each(JoinHandle::abort);
         // After the drain, so every answered request's event is in the log.
         if let Some(audit) = &state.audit {
             if let Err(e) = audit.close().await {
@@ -177,7 +185,7 @@ fn startup_events(
 }
 
 /// Once a minute: carry out due destructions, refresh key gauges.
-fn spawn_housekeeping(state: Arc<AppState>) {
+fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -191,5 +199,5 @@ fn spawn_housekeeping(state: Arc<AppState>) {
             metrics::record_module();
             metrics::record_availability(&state.kms).await;
         }
-    });
+    })
 }

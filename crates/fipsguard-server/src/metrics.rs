@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fipsguard_core::{Kms, KmsError};
 use fipsguard_crypto::module::{self, State};
+use fipsguard_crypto::selftest::SelfTestReport;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -101,6 +102,32 @@ pub fn record_module() {
         module::state(),
         State::Error { .. }
     ))));
+}
+
+/// Records one run of the self-test suite (power-up, periodic or on
+/// demand) and publishes the module's state after it.
+pub fn record_self_test_run(trigger: &'static str, report: &SelfTestReport) {
+    let outcome = if report.passed() { "passed" } else { "failed" };
+    counter!("fipsguard_selftest_runs_total", "trigger" => trigger, "outcome" => outcome)
+        .increment(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    gauge!("fipsguard_selftest_last_run_timestamp_seconds").set(now.as_secs_f64());
+    histogram!("fipsguard_selftest_duration_seconds")
+        .record(Duration::from_micros(report.total_micros).as_secs_f64());
+    record_module();
+}
+
+/// Creates every self-test run series at zero, so alerts on an increase
+/// see the first failure.
+pub fn init_self_test_runs() {
+    for trigger in ["power-up", "periodic", "on-demand"] {
+        for outcome in ["passed", "failed"] {
+            counter!("fipsguard_selftest_runs_total", "trigger" => trigger, "outcome" => outcome)
+                .increment(0);
+        }
+    }
 }
 
 /// Publishes whether the root of trust and the store answer (SLI M5): the

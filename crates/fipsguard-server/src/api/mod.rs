@@ -53,6 +53,7 @@ use crate::state::AppState;
         tokens::revoke,
         system::health,
         system::status,
+        system::selftest,
         system::metrics,
     )
 )]
@@ -92,6 +93,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/health", get(system::health))
         .route("/v1/status", get(system::status))
+        .route("/v1/selftest", post(system::selftest))
         .route("/v1/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
         .fallback(layers::not_found)

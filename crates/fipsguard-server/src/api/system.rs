@@ -6,12 +6,15 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use fipsguard_core::KmsError;
 use fipsguard_crypto::module::{self, State as ModuleState};
+use fipsguard_crypto::selftest::SelfTestReport;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{Access, Caller};
 use crate::error::ApiResult;
+use crate::selftest::Trigger;
 use crate::state::AppState;
 
 /// Health of the module and the store.
@@ -28,7 +31,7 @@ pub struct Health {
     /// The validated module.
     #[schema(value_type = Object)]
     pub module: module::ModuleInfo,
-    /// Power-up self-test results.
+    /// The latest self-test run's results (power-up, periodic or on demand).
     #[schema(value_type = Vec<Object>)]
     pub self_tests: Vec<fipsguard_crypto::selftest::SelfTestResult>,
     /// The store answers.
@@ -103,6 +106,25 @@ async fn current_health(s: &Arc<AppState>) -> Health {
         self_tests: report.results.clone(),
         store_reachable,
         audit,
+    }
+}
+
+/// Runs the whole self-test suite now (officer): 200 with the per-test
+/// results when every test passed. A failure puts the module into its
+/// error state at once, so the answer is then 503 `module_error_state`
+/// naming the failed test, and `GET /v1/health` shows every result.
+#[utoipa::path(post, path = "/v1/selftest", responses((status = 200, description = "every self-test passed: the per-test results", body = Object), (status = 503, description = "a self-test failed: the module is in its error state")), tag = "system")]
+pub async fn selftest(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<SelfTestReport>> {
+    caller.require(Access::SelfTest)?;
+    let report = crate::selftest::run(&s, Trigger::OnDemand).await;
+    match module::state() {
+        ModuleState::Error { failed_test } => {
+            Err(KmsError::Crypto(fipsguard_crypto::Error::ErrorState { failed_test }).into())
+        }
+        _ => Ok(Json(report)),
     }
 }
 

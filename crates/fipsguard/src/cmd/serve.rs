@@ -30,6 +30,12 @@ pub struct Args {
     /// With --dev: no audit log, to measure what it costs (bench/serve.sh).
     #[arg(long, requires = "dev")]
     dev_no_audit: bool,
+    /// With --dev: seconds between self-test runs while serving (default a day).
+    #[arg(long, requires = "dev", value_parser = clap::value_parser!(u64).range(1..))]
+    self_test_interval: Option<u64>,
+    /// With --dev: also serve `/metrics` without a token on this plain-HTTP address.
+    #[arg(long, requires = "dev")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Starts the server and runs until SIGINT or SIGTERM, then drains.
@@ -66,6 +72,10 @@ async fn dev(args: &Args) -> ExitCode {
     if args.dev_no_audit {
         options.audit = None;
     }
+    if let Some(secs) = args.self_test_interval {
+        options.self_test_interval = std::time::Duration::from_secs(secs);
+    }
+    options.metrics_listen = args.metrics_listen;
     let running = match fipsguard_server::start(options, shutdown_signal()).await {
         Ok(running) => running,
         Err(e) => return super::fail(format!("cannot start: {e}")),
@@ -78,6 +88,9 @@ async fn dev(args: &Args) -> ExitCode {
     println!("  CA file:       {}", info.ca_file.display());
     println!("  officer token: {token}");
     println!("  audit log:     {}", info.audit_dir.display());
+    if let Some(metrics) = running.metrics_addr {
+        println!("  metrics:       http://{metrics}/metrics (no token)");
+    }
     println!(
         "  try:           curl --cacert {} {url}/v1/health",
         info.ca_file.display()
