@@ -114,7 +114,7 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
         }
         let fail = |seq: Option<u64>, reason: String| Failure::at(path, number, seq, reason);
         if let Some(seq) = scan.outside_chain {
-            return Err(fail(None, format!("a record follows record {seq}, which was written in the module's error state: nothing can, so it was added")));
+            return Err(fail(None, format!("a record follows record {seq}, which was written in the module's error state: nothing can follow one, so this was added")));
         }
         let parsed: Line<'_> = serde_json::from_slice(line)
             .map_err(|e| fail(None, format!("not a valid record line ({e}): damaged")))?;

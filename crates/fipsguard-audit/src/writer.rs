@@ -372,6 +372,9 @@ impl Writer {
         if close.is_some() {
             events.push(Event::Shutdown {});
         }
+        if events.is_empty() {
+            return false;
+        }
         let result = if self.shared.failing.load(Ordering::Acquire) {
             self.shared
                 .refused

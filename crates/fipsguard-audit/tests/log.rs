@@ -381,3 +381,76 @@ fn a_removed_log_file_refuses_then_continues_in_a_new_file() {
         report.notes
     );
 }
+
+/// A log whose last record is a failed self-test written outside the chain
+/// (as in the module's error state), its public key, and the key to restart with.
+fn ended_by_a_self_test_failure() -> (tempfile::TempDir, Vec<u8>, fipsguard_crypto::SecretBytes) {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public, pkcs8) = audit_key_material();
+    runtime().block_on(async {
+        let log = AuditLog::open(AuditConfig::new(dir.path().to_owned()), signer, vec![]).unwrap();
+        log.record(request(1)).await.unwrap();
+        log.record_self_test_failure("periodic", 24, "hmac-sha-512")
+            .await
+            .unwrap();
+    });
+    (dir, public, pkcs8)
+}
+
+#[test]
+fn a_self_test_failure_is_recorded_outside_the_chain_and_reported() {
+    let (dir, public, _) = ended_by_a_self_test_failure();
+    let last = lines(&single_file(dir.path())).pop().unwrap();
+    assert!(
+        last.contains(r#""passed":false"#) && last.contains("hmac-sha-512"),
+        "{last}"
+    );
+    assert!(!last.contains(r#""hash""#), "{last}");
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
+    assert!(
+        report.notes.iter().any(
+            |n| n.contains("periodic self-test run failed (hmac-sha-512)")
+                && n.contains("not tamper-evident")
+        ),
+        "{:?}",
+        report.notes
+    );
+    // Opening (segment start, checkpoint), the request and its checkpoint, the failure.
+    assert_eq!(report.last_seq, 5, "{report:?}");
+}
+
+#[test]
+fn a_restart_after_a_self_test_failure_continues_the_chain_in_a_new_file() {
+    let (dir, public, pkcs8) = ended_by_a_self_test_failure();
+    write_log(
+        AuditConfig::new(dir.path().to_owned()),
+        signer_from(&pkcs8),
+        3,
+    );
+    assert_eq!(fipsguard_audit::segments(dir.path()).unwrap().len(), 2);
+    let report = verify(dir.path(), &[public]).unwrap();
+    assert!(report.last_seq > 5, "{report:?}");
+}
+
+#[test]
+fn records_outside_the_chain_cannot_be_forged_or_followed() {
+    let (dir, public, _) = ended_by_a_self_test_failure();
+    let file = single_file(dir.path());
+    let all = lines(&file);
+    let failure_line = all.last().unwrap().clone();
+
+    // Anything but a failed self-test outside the chain is a forgery.
+    let mut forged = all.clone();
+    *forged.last_mut().unwrap() = failure_line.replace(r#""passed":false"#, r#""passed":true"#);
+    write_lines(&file, &forged);
+    let f = failure(dir.path(), &public);
+    assert!(f.reason.contains("only a failed self-test"), "{f}");
+
+    // Nothing can follow one: the module stopped with it.
+    let mut followed = all.clone();
+    followed.push(failure_line.replace(r#""seq":5"#, r#""seq":6"#));
+    write_lines(&file, &followed);
+    let f = failure(dir.path(), &public);
+    assert_eq!(f.line, 6, "{f}");
+    assert!(f.reason.contains("follows record 5"), "{f}");
+}

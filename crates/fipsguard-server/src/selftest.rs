@@ -70,7 +70,11 @@ pub async fn run(state: &AppState, trigger: Trigger) -> SelfTestReport {
                 "a self-test failed: the module is in its error state and refuses every cryptographic operation until a restart passes its power-up self-tests (docs/runbooks/self-test-failure.md)"
             );
             match &state.audit {
-                Some(audit) => audit.record_self_test_failure(trigger.as_str(), tests, failed).await,
+                Some(audit) => {
+                    audit
+                        .record_self_test_failure(trigger.as_str(), tests, failed)
+                        .await
+                }
                 None => Ok(()),
             }
         }

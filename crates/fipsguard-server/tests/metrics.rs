@@ -3,17 +3,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::{b64, TestServer};
 use fipsguard_core::auth::{Grant, Operation};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-fn deploy_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_carry_the_service_level_indicators_and_no_names() {
@@ -130,7 +125,7 @@ async fn metrics_carry_the_service_level_indicators_and_no_names() {
         })
         .collect();
     for file in ["prometheus/alerts.yml", "grafana/fipsguard.json"] {
-        let content = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
+        let content = std::fs::read_to_string(common::deploy_dir().join(file)).unwrap();
         for used in content
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|w| w.starts_with("fipsguard_"))
@@ -147,15 +142,10 @@ async fn metrics_carry_the_service_level_indicators_and_no_names() {
 
 #[test]
 fn shipped_alert_rules_pass_promtool() {
-    let Ok(promtool) = which("promtool") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "promtool (Debian package prometheus) is required under CI"
-        );
-        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
+    let Some(promtool) = common::promtool() else {
         return;
     };
-    let dir = deploy_dir().join("prometheus");
+    let dir = common::deploy_dir().join("prometheus");
     for args in [
         &["check", "rules", "alerts.yml"][..],
         &["test", "rules", "alerts_test.yml"][..],
@@ -173,18 +163,8 @@ fn shipped_alert_rules_pass_promtool() {
         );
     }
     let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(deploy_dir().join("grafana/fipsguard.json")).unwrap(),
+        &std::fs::read_to_string(common::deploy_dir().join("grafana/fipsguard.json")).unwrap(),
     )
     .unwrap();
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
-}
-
-fn which(program: &str) -> Result<PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(program))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
 }

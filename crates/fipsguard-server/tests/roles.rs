@@ -274,6 +274,7 @@ async fn every_endpoint_admits_exactly_its_roles() {
             officer,
         ),
         (Method::GET, "/v1/status".into(), None, oversight),
+        (Method::POST, "/v1/selftest".into(), None, officer),
         (Method::GET, "/metrics".into(), None, oversight),
         (Method::GET, "/v1/health".into(), None, public),
         (Method::GET, "/v1/openapi.json".into(), None, public),

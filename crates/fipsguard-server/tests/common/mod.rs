@@ -125,3 +125,26 @@ pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// The repository's `deploy/` directory.
+pub fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+/// promtool (Debian package `prometheus`): required under CI, skipped
+/// with a visible message elsewhere.
+pub fn promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "promtool (Debian package prometheus) is required under CI"
+        );
+        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
+    }
+    found
+}
