@@ -8,6 +8,7 @@ mod cache;
 pub mod ciphertext;
 pub mod context;
 pub mod error;
+pub mod file_format;
 pub mod key_type;
 pub mod kms;
 pub mod lifecycle;

@@ -1,5 +1,6 @@
-//! Key names: 1-64 characters of `[A-Za-z0-9_.-]`, so they are safe in
-//! URLs, file names, logs and SQL without escaping.
+//! Key names: 1-64 characters of `[A-Za-z0-9_.-]` other than `.` and
+//! `..`, so they are safe in URLs, file names, logs and SQL without
+//! escaping.
 
 use std::fmt;
 
@@ -16,9 +17,11 @@ impl KeyName {
     /// Validates `name`.
     pub fn new(name: &str) -> Result<Self> {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-        if name.is_empty() || name.len() > MAX_LEN || !name.chars().all(allowed) {
+        // "." and ".." would be read as path steps in a URL (/v1/keys/..).
+        let path_step = name == "." || name == "..";
+        if name.is_empty() || name.len() > MAX_LEN || !name.chars().all(allowed) || path_step {
             return Err(KmsError::InvalidRequest(format!(
-                "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . - (got {} characters)",
+                "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . -, not . or .. (got {} characters)",
                 name.chars().count()
             )));
         }

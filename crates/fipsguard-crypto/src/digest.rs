@@ -19,6 +19,14 @@ pub enum HashAlgorithm {
 }
 
 impl HashAlgorithm {
+    /// The hashes a digest may be signed with (SHA-2, FIPS 186-5).
+    pub const FOR_SIGNING: [Self; 3] = [Self::Sha256, Self::Sha384, Self::Sha512];
+
+    /// The hash of [`Self::FOR_SIGNING`] with this registry name.
+    pub fn for_signing(name: &str) -> Option<Self> {
+        Self::FOR_SIGNING.into_iter().find(|h| h.name() == name)
+    }
+
     /// Output length in bytes.
     pub fn output_len(self) -> usize {
         self.aws_lc().output_len()
@@ -57,4 +65,38 @@ pub fn digest_parts(algorithm: HashAlgorithm, parts: &[&[u8]]) -> Result<Vec<u8>
         context.update(part);
     }
     Ok(context.finish().as_ref().to_vec())
+}
+
+/// A hash computed over data that arrives in pieces (a file of any size).
+pub struct Hasher(digest::Context);
+
+impl Hasher {
+    /// Starts a hash.
+    pub fn new(algorithm: HashAlgorithm) -> Result<Self, Error> {
+        ensure_operational()?;
+        Ok(Self(digest::Context::new(algorithm.aws_lc())))
+    }
+
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything added.
+    pub fn finish(self) -> Result<Vec<u8>, Error> {
+        ensure_operational()?;
+        Ok(self.0.finish().as_ref().to_vec())
+    }
+}
+
+/// So that `std::io::copy` can feed a hash from any reader.
+impl std::io::Write for Hasher {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.update(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -32,6 +32,26 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Check the audit log: `fipsguard audit verify --log DIR --public-key PEM`.
     Audit(cmd::audit::Args),
+    /// Manage a server's keys and their lifecycle (officer).
+    Key(cmd::keys::Args),
+    /// Manage a server's bearer tokens (officer).
+    Token(cmd::tokens::Args),
+    /// Encrypt a file (any size, or - for stdin) under a data key from the server.
+    Encrypt(cmd::files::EncryptArgs),
+    /// Decrypt a file made by `fipsguard encrypt`.
+    Decrypt(cmd::files::DecryptArgs),
+    /// Encrypt small data (at most 512 KiB) on the server; prints the ciphertext.
+    EncryptData(cmd::data::EncryptArgs),
+    /// Decrypt a ciphertext on the server; writes the plaintext to stdout.
+    DecryptData(cmd::data::DecryptArgs),
+    /// Sign a message or, with --hash, a file's digest.
+    Sign(cmd::data::SignArgs),
+    /// Verify a signature (exit 0 valid, 1 invalid).
+    Verify(cmd::data::VerifyArgs),
+    /// Compute a MAC.
+    Mac(cmd::data::MacArgs),
+    /// Random bytes from the server's DRBG.
+    Random(cmd::data::RandomArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +61,15 @@ fn main() -> ExitCode {
         Command::Init(args) => cmd::runtime().block_on(cmd::init::run(&args)),
         Command::Serve(args) => cmd::runtime().block_on(cmd::serve::run(&args)),
         Command::Audit(args) => cmd::audit::run(&args),
+        Command::Key(args) => cmd::keys::run(&args),
+        Command::Token(args) => cmd::tokens::run(&args),
+        Command::Encrypt(args) => cmd::files::encrypt(&args),
+        Command::Decrypt(args) => cmd::files::decrypt(&args),
+        Command::EncryptData(args) => cmd::data::encrypt(&args),
+        Command::DecryptData(args) => cmd::data::decrypt(&args),
+        Command::Sign(args) => cmd::data::sign(&args),
+        Command::Verify(args) => cmd::data::verify(&args),
+        Command::Mac(args) => cmd::data::mac(&args),
+        Command::Random(args) => cmd::data::random(&args),
     }
 }

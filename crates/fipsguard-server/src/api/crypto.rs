@@ -251,14 +251,7 @@ fn sign_input<'a>(
     match (message, digest, hash) {
         (Some(m), None, None) => Ok(SignInput::Message(m)),
         (None, Some(d), Some(hash)) => {
-            let hash = [
-                HashAlgorithm::Sha256,
-                HashAlgorithm::Sha384,
-                HashAlgorithm::Sha512,
-            ]
-            .into_iter()
-            .find(|h| h.name() == hash)
-            .ok_or_else(|| {
+            let hash = HashAlgorithm::for_signing(hash).ok_or_else(|| {
                 KmsError::InvalidRequest("hash must be sha-256, sha-384 or sha-512".into())
             })?;
             Ok(SignInput::Digest(hash, d))

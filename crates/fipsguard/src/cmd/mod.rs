@@ -5,9 +5,14 @@ use std::process::ExitCode;
 
 pub mod algorithms;
 pub mod audit;
+pub mod client;
+pub mod data;
+pub mod files;
 pub mod init;
+pub mod keys;
 pub mod selftest;
 pub mod serve;
+pub mod tokens;
 
 /// The async runtime for commands that need one: one worker per core.
 pub fn runtime() -> tokio::runtime::Runtime {

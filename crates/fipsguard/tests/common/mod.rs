@@ -75,10 +75,16 @@ impl Setup {
     /// Starts `fipsguard serve` and returns once it serves; its stderr is
     /// collected (all of it, at debug level) for tests that read the logs.
     pub fn serve(&self) -> Server {
+        self.serve_with(&[])
+    }
+
+    /// As [`Setup::serve`], with more environment (fault injection, say).
+    pub fn serve_with(&self, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(FIPSGUARD)
             .args(["serve", "--config"])
             .arg(self.path("fipsguard.toml"))
             .env("FIPSGUARD_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

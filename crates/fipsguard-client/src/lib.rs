@@ -1,0 +1,203 @@
+//! A client for the fipsguard HTTPS API. Its TLS is the same FIPS policy
+//! the server uses (`fipsguard_crypto::tls`): TLS 1.2/1.3, approved suites
+//! and groups, on the validated module.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use fipsguard_core::name::KeyName;
+use fipsguard_crypto::tls;
+use fipsguard_crypto::SecretBytes;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Where the system's trusted CAs are, when no `--cacert` is given.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Why a call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The client was set up wrongly (address, CA file, token).
+    #[error("{0}")]
+    Setup(String),
+    /// The server could not be reached or the TLS handshake failed.
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable {
+        /// The server's URL.
+        url: String,
+        /// What went wrong, including the causes underneath.
+        reason: String,
+    },
+    /// The server answered, but not as the API says it does.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// The server answered with an error.
+    #[error("{code}: {message} (HTTP {status})")]
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// The server's error code, e.g. `forbidden`.
+        code: String,
+        /// The server's message.
+        message: String,
+        /// The whole answer (health, say, answers 503 with its report).
+        answer: Value,
+    },
+}
+
+/// A server and the credentials to call it with.
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: Option<SecretBytes>,
+}
+
+impl Client {
+    /// A client for the server at `url` (`https://host:port`), trusting the
+    /// CAs in `cacert` (the system's if `None`), sending `token` if given.
+    pub fn new(
+        url: &str,
+        cacert: Option<&Path>,
+        token: Option<SecretBytes>,
+    ) -> Result<Self, ClientError> {
+        let url = url.trim_end_matches('/').to_owned();
+        if !url.starts_with("https://") {
+            return Err(ClientError::Setup(format!(
+                "the server address must be an https:// URL, not {url:?}"
+            )));
+        }
+        let roots_file = cacert.map_or_else(|| PathBuf::from(SYSTEM_ROOTS), Path::to_owned);
+        let roots = tls::read_roots(&roots_file).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let config =
+            tls::client_config(roots, None).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .build()
+            .map_err(|e| ClientError::Setup(format!("cannot build the HTTPS client: {e}")))?;
+        Ok(Self { http, url, token })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends a request with an optional JSON body; returns the JSON answer
+    /// (`Null` for an empty one) or the server's error.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            let token = std::str::from_utf8(token.expose_secret())
+                .map_err(|_| ClientError::Setup("the token is not text".into()))?;
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.unreachable(&e))?;
+        let answer = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            Ok(answer)
+        } else {
+            Err(server_error(status, answer))
+        }
+    }
+
+    /// A new 256-bit data key under `key`: the key itself, and its
+    /// encryption under the server key (`fg:v…`), which only that key
+    /// and `context` can open again.
+    pub async fn data_key(
+        &self,
+        key: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<(SecretBytes, String), ClientError> {
+        let path = format!("/v1/keys/{}/datakey", path_segment(key)?);
+        let answer = self
+            .call(Method::POST, &path, Some(&json!({ "context": context })))
+            .await?;
+        let wrapped = field(&answer, "ciphertext")?.to_owned();
+        Ok((decode_secret(field(&answer, "plaintext")?)?, wrapped))
+    }
+
+    /// Decrypts a data key made by [`Client::data_key`].
+    pub async fn unwrap_data_key(
+        &self,
+        key: &str,
+        wrapped: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<SecretBytes, ClientError> {
+        let path = format!("/v1/keys/{}/decrypt", path_segment(key)?);
+        let body = json!({ "ciphertext": wrapped, "context": context });
+        let answer = self.call(Method::POST, &path, Some(&body)).await?;
+        decode_secret(field(&answer, "plaintext")?)
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> ClientError {
+        // reqwest's own message is only the outermost layer ("error sending
+        // request"); the cause underneath (refused, certificate unknown) is
+        // what the user needs.
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        ClientError::Unreachable {
+            url: self.url.clone(),
+            reason,
+        }
+    }
+}
+
+/// A key name as one URL path segment: names that are not key names are
+/// refused before anything is sent.
+pub fn path_segment(name: &str) -> Result<&str, ClientError> {
+    KeyName::new(name).map_err(|e| ClientError::Setup(e.to_string()))?;
+    Ok(name)
+}
+
+/// A string field of a server answer.
+fn field<'a>(answer: &'a Value, name: &str) -> Result<&'a str, ClientError> {
+    answer[name]
+        .as_str()
+        .ok_or_else(|| ClientError::Protocol(format!("the answer has no {name:?} field")))
+}
+
+/// Base64 from the server into bytes that zeroize.
+fn decode_secret(text: &str) -> Result<SecretBytes, ClientError> {
+    STANDARD
+        .decode(text)
+        .map(SecretBytes::new)
+        .map_err(|_| ClientError::Protocol("a key in the answer is not valid base64".into()))
+}
+
+/// The server's `{"error": {"code", "message"}}`, or what stood in its place.
+fn server_error(status: StatusCode, answer: Value) -> ClientError {
+    let field = |name: &str| answer["error"][name].as_str().map(str::to_owned);
+    ClientError::Server {
+        status: status.as_u16(),
+        code: field("code").unwrap_or_else(|| "http_error".into()),
+        message: field("message").unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("unexpected answer")
+                .to_owned()
+        }),
+        answer,
+    }
+}
+
+pub use reqwest::Method as HttpMethod;

@@ -1,0 +1,196 @@
+//! `fipsguard encrypt` and `fipsguard decrypt`: envelope encryption of
+//! files. The server makes one data key per file and wraps it under a
+//! server key; the file itself is sealed here, in chunks, and never leaves
+//! the machine (format: `fipsguard_core::file_format`, docs/file-format.md).
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use fipsguard_core::ciphertext;
+use fipsguard_core::file_format::{decrypt_stream, encrypt_stream, FileHeader, DEFAULT_CHUNK_SIZE};
+use fipsguard_core::EncryptionContext;
+use fipsguard_crypto::aead::Aes256GcmKey;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::client::{context_pairs, ServerArgs};
+
+/// Files smaller than this finish before a progress bar would be read.
+const PROGRESS_THRESHOLD: u64 = 8 << 20;
+
+/// Flags of `fipsguard encrypt`.
+#[derive(clap::Args)]
+pub struct EncryptArgs {
+    /// The server key that wraps the file's data key.
+    #[arg(long)]
+    key: String,
+    /// Encryption context, bound to the data key (key=value; repeat). Not
+    /// secret: it is stored in the file's header.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    context: Vec<String>,
+    #[command(flatten)]
+    files: FileArgs,
+}
+
+/// Flags of `fipsguard decrypt`.
+#[derive(clap::Args)]
+pub struct DecryptArgs {
+    /// The encryption context the file must have been encrypted with
+    /// [default: the one in its header].
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    context: Vec<String>,
+    #[command(flatten)]
+    files: FileArgs,
+}
+
+/// Input, output, and what to show.
+#[derive(clap::Args)]
+pub struct FileArgs {
+    /// The file to read, or - for stdin.
+    input: String,
+    /// The file to write, or - for stdout. It appears only once complete.
+    output: String,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Encrypts a file under a new data key from the server.
+pub fn encrypt(args: &EncryptArgs) -> ExitCode {
+    let result = (|| {
+        let context = context_pairs(&args.context)?;
+        let client = args.files.server.client().map_err(|e| e.to_string())?;
+        let (data_key, wrapped_key) = super::runtime()
+            .block_on(client.data_key(&args.key, &context))
+            .map_err(|e| e.to_string())?;
+        let header = FileHeader {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            key_name: args.key.clone(),
+            key_version: ciphertext::key_version(&wrapped_key)
+                .ok_or("the server's data key is not a fipsguard ciphertext")?,
+            wrapped_key,
+            context: EncryptionContext::new(context).map_err(|e| e.to_string())?,
+        };
+        let data_key = Aes256GcmKey::new(data_key.expose_secret()).map_err(|e| e.to_string())?;
+        let (input, size) = open_input(&args.files.input)?;
+        let progress = progress_bar(&args.files, size);
+        write_output(&args.files.output, |output| {
+            encrypt_stream(&header, &data_key, input, output, &|n| progress.inc(n))
+                .map_err(|e| e.to_string())
+        })?;
+        progress.finish_and_clear();
+        Ok::<_, String>(())
+    })();
+    done(result, "encrypt", &args.files.input)
+}
+
+/// Decrypts a file made by `fipsguard encrypt`, with its data key
+/// unwrapped by the server.
+pub fn decrypt(args: &DecryptArgs) -> ExitCode {
+    let result = (|| {
+        let (mut input, size) = open_input(&args.files.input)?;
+        let (header, header_bytes) =
+            FileHeader::read_from(&mut input).map_err(|e| e.to_string())?;
+        // The server checks the context: a different one does not unwrap.
+        let context = match args.context.is_empty() {
+            true => header.context.pairs().clone(),
+            false => context_pairs(&args.context)?,
+        };
+        let client = args.files.server.client().map_err(|e| e.to_string())?;
+        let data_key = super::runtime()
+            .block_on(client.unwrap_data_key(&header.key_name, &header.wrapped_key, &context))
+            .map_err(|e| e.to_string())?;
+        let data_key = Aes256GcmKey::new(data_key.expose_secret()).map_err(|e| e.to_string())?;
+        let progress = progress_bar(&args.files, size);
+        write_output(&args.files.output, |output| {
+            decrypt_stream(&header, &header_bytes, &data_key, input, output, &|n| {
+                progress.inc(n)
+            })
+            .map_err(|e| e.to_string())
+        })?;
+        progress.finish_and_clear();
+        Ok::<_, String>(())
+    })();
+    done(result, "decrypt", &args.files.input)
+}
+
+fn done(result: Result<(), String>, verb: &str, input: &str) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::fail(format!("cannot {verb} {input}: {e}")),
+    }
+}
+
+/// The input and its size, when it has one.
+fn open_input(path: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), String> {
+    if path == "-" {
+        return Ok((Box::new(io::stdin()), None));
+    }
+    let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    Ok((Box::new(file), size))
+}
+
+/// Runs `write` on stdout, or on a temporary file beside `path` that
+/// replaces `path` only when `write` succeeded: a failure (a tampered
+/// chunk, a full disk) leaves nothing behind, and no reader of `path`
+/// ever sees a partial or unauthenticated file.
+fn write_output<W>(
+    path: &str,
+    write: impl FnOnce(Box<dyn Write + Send>) -> Result<W, String>,
+) -> Result<(), String> {
+    if path == "-" {
+        write(Box::new(io::stdout()))?;
+        return Ok(());
+    }
+    let target = PathBuf::from(path);
+    let dir = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    // Owner-only until complete, whatever it holds.
+    let temp = tempfile::Builder::new()
+        .prefix(".fipsguard-")
+        .tempfile_in(&dir)
+        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
+    let file = temp
+        .as_file()
+        .try_clone()
+        .map_err(|e| format!("cannot write {}: {e}", temp.path().display()))?;
+    write(Box::new(file))?;
+    temp.persist(&target)
+        .map_err(|e| format!("cannot move the output to {path}: {}", e.error))?;
+    Ok(())
+}
+
+/// A progress bar on a terminal, for inputs large enough to want one.
+fn progress_bar(files: &FileArgs, size: Option<u64>) -> ProgressBar {
+    let wanted = !files.quiet
+        && io::stderr().is_terminal()
+        && size.is_none_or(|size| size >= PROGRESS_THRESHOLD);
+    if !wanted {
+        return ProgressBar::hidden();
+    }
+    let bar = match size {
+        Some(size) => ProgressBar::new(size).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}")
+                .expect("a valid template"),
+        ),
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

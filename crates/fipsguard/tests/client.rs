@@ -1,0 +1,812 @@
+//! The client CLI run as a user runs it, against a real server over TLS:
+//! key and token management, the data commands, where settings come from,
+//! `selftest --remote`, and envelope encryption of files.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{Server, Setup, FIPSGUARD};
+use fipsguard_core::file_format::DEFAULT_CHUNK_SIZE;
+use serde_json::Value;
+
+const CHUNK: usize = DEFAULT_CHUNK_SIZE as usize;
+/// IV, tag.
+const RECORD: usize = 12 + CHUNK + 16;
+
+/// A server and the client's settings for it.
+struct Fixture {
+    setup: Setup,
+    server: Option<Server>,
+    home: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::with_server_env(&[])
+    }
+
+    fn with_server_env(env: &[(&str, &str)]) -> Self {
+        let setup = Setup::new();
+        let server = Some(setup.serve_with(env));
+        Self {
+            setup,
+            server,
+            home: tempfile::TempDir::new().unwrap(),
+        }
+    }
+
+    /// `fipsguard ARGS` with the server's address and CA in the
+    /// environment, `token` as the token, and `stdin` as its input.
+    fn run(&self, token: &str, args: &[&str], stdin: &[u8]) -> Output {
+        let mut command = self.command(args);
+        command.env("FIPSGUARD_TOKEN", token);
+        run_with_stdin(command, stdin)
+    }
+
+    /// The command with no token and no configuration file of the user's.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(FIPSGUARD);
+        command
+            .args(args)
+            .env("FIPSGUARD_ADDR", self.setup.url())
+            .env("FIPSGUARD_CACERT", self.setup.path("server.pem"))
+            .env("HOME", self.home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("FIPSGUARD_TOKEN")
+            .env_remove("FIPSGUARD_CLIENT_CONFIG");
+        command
+    }
+
+    /// Runs as the officer and returns the JSON answer; fails the test on
+    /// a non-zero exit.
+    fn officer_json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.run(&self.setup.officer, &args, b"");
+        assert_ok(&output);
+        serde_json::from_slice(&output.stdout).expect("JSON output")
+    }
+
+    /// A user token granted `operations` on keys matching `keys`.
+    fn user(&self, keys: &str, operations: &str) -> String {
+        let grant = format!("{keys}:{operations}");
+        let created = self.officer_json(&["token", "create", "--role", "user", "--grant", &grant]);
+        created["token"].as_str().unwrap().to_owned()
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.setup.path(name)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill();
+        }
+    }
+}
+
+fn run_with_stdin(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_ok(output: &Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Exit 1 with one `fipsguard: …` line that says `why`, and nothing that
+/// looks like a Rust debug dump.
+fn assert_refused(output: &Output, why: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("fipsguard: "), "{err}");
+    assert!(err.contains(why), "expected {why:?} in {err}");
+    for dump in ["Error {", "Server {", "kind:", "Os {", "panicked"] {
+        assert!(!err.contains(dump), "a debug dump: {err}");
+    }
+}
+
+#[test]
+fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
+    let f = Fixture::new();
+    let created = f.officer_json(&["key", "create", "payments", "--rotate-every", "90d"]);
+    assert_eq!(created["state"], "active");
+    assert_eq!(created["rotate_every_secs"], 90 * 86400);
+    let pre = f.officer_json(&[
+        "key",
+        "create",
+        "later",
+        "--type",
+        "ecdsa-p256",
+        "--pre-active",
+    ]);
+    assert_eq!(pre["state"], "pre-active");
+    assert_eq!(
+        f.officer_json(&["key", "activate", "later"])["state"],
+        "active"
+    );
+
+    let listed = f.officer_json(&["key", "list"]);
+    let names: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"payments") && names.contains(&"later"),
+        "{names:?}"
+    );
+    let table = f.run(&f.setup.officer, &["key", "list"], b"");
+    assert_ok(&table);
+    let row = stdout(&table)
+        .lines()
+        .find(|l| l.starts_with("payments "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no row: {}", stdout(&table)));
+    assert!(
+        row.contains("aes256-gcm") && row.contains("active"),
+        "{row}"
+    );
+
+    assert_eq!(
+        f.officer_json(&["key", "rotate", "payments"])["latest_version"],
+        2
+    );
+    let configured =
+        f.officer_json(&["key", "config", "payments", "--min-decryption-version", "2"]);
+    assert_eq!(configured["min_decryption_version"], 2);
+    assert_eq!(
+        f.officer_json(&["key", "show", "payments"])["latest_version"],
+        2
+    );
+    assert_eq!(
+        f.officer_json(&["key", "deactivate", "payments"])["state"],
+        "deactivated"
+    );
+    assert_eq!(
+        f.officer_json(&["key", "compromise", "payments"])["state"],
+        "compromised"
+    );
+    let scheduled = f.officer_json(&["key", "destroy", "payments", "--days", "3"]);
+    assert!(scheduled["destroy_at"].is_i64(), "{scheduled}");
+    let cancelled = f.officer_json(&["key", "cancel-destroy", "payments"]);
+    assert!(cancelled["destroy_at"].is_null(), "{cancelled}");
+    assert_eq!(
+        f.officer_json(&["key", "destroy", "payments", "--now"])["state"],
+        "destroyed"
+    );
+
+    // Refusals come back with the server's code and message, exit 1.
+    let again = f.run(&f.setup.officer, &["key", "create", "later"], b"");
+    assert_refused(&again, "(HTTP 409)");
+    let bad_name = f.run(&f.setup.officer, &["key", "show", ".."], b"");
+    assert_refused(&bad_name, "key names are");
+
+    // Tokens: create (shown once), list (never the secret), revoke.
+    let created = f.officer_json(&[
+        "token",
+        "create",
+        "--role",
+        "user",
+        "--grant",
+        "later:sign,verify",
+        "--ttl",
+        "1h",
+        "--description",
+        "ci signer",
+    ]);
+    let token = created["token"].as_str().unwrap().to_owned();
+    let id = created["info"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["info"]["grants"][0]["keys"], "later");
+    let listed = f.run(&f.setup.officer, &["token", "list", "--json"], b"");
+    assert_ok(&listed);
+    assert!(stdout(&listed).contains(&id));
+    assert!(
+        !stdout(&listed).contains(&token),
+        "a listing shows no secret"
+    );
+    assert_ok(&f.run(&token, &["sign", "--key", "later"], b"release"));
+    assert_ok(&f.run(&f.setup.officer, &["token", "revoke", &id], b""));
+    let revoked = f.run(&token, &["sign", "--key", "later"], b"release");
+    assert_refused(&revoked, "unauthenticated");
+    assert!(
+        !stderr(&revoked).contains(&token),
+        "the token is never echoed"
+    );
+
+    // Usage errors are exit 2, before anything is sent.
+    let usage = f.run(&f.setup.officer, &["key", "create"], b"");
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+    let grant = f.run(
+        &f.setup.officer,
+        &["token", "create", "--role", "user", "--grant", "nocolon"],
+        b"",
+    );
+    assert_eq!(grant.status.code(), Some(2), "{}", stderr(&grant));
+}
+
+#[test]
+fn data_commands_round_trip_and_refuse_by_rule() {
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "app"]);
+    f.officer_json(&["key", "create", "signer", "--type", "ecdsa-p384"]);
+    f.officer_json(&["key", "create", "tags", "--type", "hmac-sha256"]);
+    let user = f.user("*", "encrypt,decrypt,sign,verify,mac");
+
+    let sealed = f.run(
+        &user,
+        &["encrypt-data", "--key", "app", "--context", "tenant=7"],
+        b"card 4111",
+    );
+    assert_ok(&sealed);
+    let ciphertext = stdout(&sealed).trim().to_owned();
+    assert!(ciphertext.starts_with("fg:v1:"), "{ciphertext}");
+    let opened = f.run(
+        &user,
+        &[
+            "decrypt-data",
+            "--key",
+            "app",
+            "--context",
+            "tenant=7",
+            &ciphertext,
+        ],
+        b"",
+    );
+    assert_ok(&opened);
+    assert_eq!(opened.stdout, b"card 4111");
+    let from_stdin = f.run(
+        &user,
+        &["decrypt-data", "--key", "app", "--context", "tenant=7", "-"],
+        ciphertext.as_bytes(),
+    );
+    assert_eq!(from_stdin.stdout, b"card 4111");
+    let wrong = f.run(
+        &user,
+        &[
+            "decrypt-data",
+            "--key",
+            "app",
+            "--context",
+            "tenant=8",
+            &ciphertext,
+        ],
+        b"",
+    );
+    assert_refused(&wrong, "ciphertext_context_mismatch");
+    assert!(wrong.stdout.is_empty());
+
+    // A message signed here verifies; a changed one does not (exit 1).
+    let message = f.path("release.tar");
+    std::fs::write(&message, vec![7u8; 3 << 20]).unwrap();
+    let message = message.to_str().unwrap();
+    let signed = f.run(
+        &user,
+        &[
+            "sign", "--key", "signer", "--hash", "sha-384", message, "--json",
+        ],
+        b"",
+    );
+    assert_ok(&signed);
+    let signed: Value = serde_json::from_slice(&signed.stdout).unwrap();
+    let signature = signed["signature"].as_str().unwrap();
+    let verify = |path: &str| {
+        f.run(
+            &user,
+            &[
+                "verify",
+                "--key",
+                "signer",
+                "--hash",
+                "sha-384",
+                "--signature",
+                signature,
+                "--version",
+                "1",
+                path,
+            ],
+            b"",
+        )
+    };
+    let valid = verify(message);
+    assert_ok(&valid);
+    assert_eq!(stdout(&valid).trim(), "valid");
+    let other = f.path("other.tar");
+    std::fs::write(&other, b"something else").unwrap();
+    let invalid = verify(other.to_str().unwrap());
+    assert_eq!(invalid.status.code(), Some(1));
+    assert_eq!(stdout(&invalid).trim(), "INVALID");
+    let too_big = f.run(&user, &["sign", "--key", "signer", message], b"");
+    assert_refused(&too_big, "--hash to sign a digest");
+    let md5 = f.run(
+        &user,
+        &["sign", "--key", "signer", "--hash", "md5", message],
+        b"",
+    );
+    assert_refused(&md5, "--hash takes sha-256, sha-384 or sha-512");
+
+    let tag = f.run(&user, &["mac", "--key", "tags", "--json"], b"payload");
+    assert_ok(&tag);
+    let tag: Value = serde_json::from_slice(&tag.stdout).unwrap();
+    assert_eq!(tag["version"], 1);
+    let random = f.run(&user, &["random", "32"], b"");
+    assert_ok(&random);
+    assert_eq!(stdout(&random).trim().len(), 44, "32 bytes in base64");
+
+    // Refused by role: the officer holds no data keys.
+    let officer = f.run(&f.setup.officer, &["encrypt-data", "--key", "app"], b"x");
+    assert_refused(&officer, "forbidden");
+}
+
+#[test]
+fn settings_come_from_flags_the_environment_or_a_configuration_file() {
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "app"]);
+    let user = f.user("app", "encrypt");
+    let token_file = f.path("user.token");
+    std::fs::write(&token_file, format!("{user}\n")).unwrap();
+    let config = f.path("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "addr = {:?}\ncacert = {:?}\ntoken_file = {:?}\n",
+            f.setup.url(),
+            f.setup.path("server.pem"),
+            token_file
+        ),
+    )
+    .unwrap();
+
+    // Only the file: address, CA and token all come from it.
+    let mut command = Command::new(FIPSGUARD);
+    command
+        .args(["random", "16", "--client-config"])
+        .arg(&config)
+        .env("HOME", f.home.path())
+        .env_remove("FIPSGUARD_ADDR")
+        .env_remove("FIPSGUARD_CACERT")
+        .env_remove("FIPSGUARD_TOKEN");
+    assert_ok(&run_with_stdin(command, b""));
+
+    // The default file under ~/.config is read too.
+    let default = f.home.path().join(".config/fipsguard");
+    std::fs::create_dir_all(&default).unwrap();
+    std::fs::copy(&config, default.join("client.toml")).unwrap();
+    let mut command = Command::new(FIPSGUARD);
+    command
+        .args(["random", "16"])
+        .env("HOME", f.home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("FIPSGUARD_ADDR")
+        .env_remove("FIPSGUARD_CACERT")
+        .env_remove("FIPSGUARD_TOKEN");
+    assert_ok(&run_with_stdin(command, b""));
+
+    // The environment wins over the file, and a flag over the environment.
+    let mut command = f.command(&["random", "16"]);
+    command.env("FIPSGUARD_TOKEN", "fgt.0000000000000000.wrong");
+    assert_refused(&run_with_stdin(command, b""), "unauthenticated");
+    let mut command = f.command(&["random", "16", "--token", &user]);
+    command.env("FIPSGUARD_TOKEN", "fgt.0000000000000000.wrong");
+    assert_ok(&run_with_stdin(command, b""));
+
+    // A CA that did not sign the server fails the handshake, named.
+    let other_ca = f.path("other.pem");
+    common::make_certificate(&other_ca, &f.path("other.key"));
+    let output = f.run(
+        &user,
+        &["random", "16", "--cacert", other_ca.to_str().unwrap()],
+        b"",
+    );
+    assert_refused(&output, "cannot reach");
+    let plain = f.run(
+        &user,
+        &["random", "16", "--addr", "http://127.0.0.1:1"],
+        b"",
+    );
+    assert_refused(&plain, "https:// URL");
+    let broken = f.path("broken.toml");
+    std::fs::write(&broken, "addr = 7\n").unwrap();
+    let output = f.run(
+        &user,
+        &["random", "16", "--client-config", broken.to_str().unwrap()],
+        b"",
+    );
+    assert_refused(&output, "broken.toml");
+}
+
+#[test]
+fn selftest_remote_runs_the_servers_suite_and_reports_its_failure() {
+    // The server passes power-up (run 1) and fails the first run after it.
+    let f = Fixture::with_server_env(&[("FIPSGUARD_FAULT_INJECT", "hmac-sha-256@3")]);
+    let user = f.user("*", "encrypt");
+    let refused = f.run(&user, &["selftest", "--remote"], b"");
+    assert_refused(&refused, "forbidden");
+
+    let first = f.run(&f.setup.officer, &["selftest", "--remote"], b"");
+    assert_ok(&first);
+    let text = stdout(&first);
+    for name in fipsguard_crypto::selftest::test_names() {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && l.contains(" pass ")),
+            "no passing line for {name}: {text}"
+        );
+    }
+    assert!(text.contains("CMVP #5314"), "{text}");
+
+    let failed = f.run(&f.setup.officer, &["selftest", "--remote", "--json"], b"");
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("the server's self-tests failed"));
+    let report: Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(report["passed"], false, "{report}");
+    let results = report["report"]["results"].as_array();
+    let hmac = results
+        .unwrap_or_else(|| panic!("no results: {report}"))
+        .iter()
+        .find(|r| r["name"] == "hmac-sha-256");
+    let hmac = hmac.unwrap_or_else(|| panic!("no hmac result: {report}"));
+    assert_eq!(hmac["passed"], false, "{report}");
+    // From now on the server refuses service.
+    let after = f.run(&user, &["encrypt-data", "--key", "any"], b"x");
+    assert_refused(&after, "(HTTP 503)");
+}
+
+/// A file of `len` bytes, not all alike.
+fn make_file(path: &Path, len: usize) {
+    let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn files_round_trip_at_every_chunk_boundary_and_through_pipes() {
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "files"]);
+    let user = f.user("files", "datakey,decrypt");
+    for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 12_345] {
+        let plain = f.path(&format!("plain-{len}"));
+        let sealed = f.path(&format!("sealed-{len}"));
+        let opened = f.path(&format!("opened-{len}"));
+        make_file(&plain, len);
+        let enc = f.run(
+            &user,
+            &[
+                "encrypt",
+                "--key",
+                "files",
+                "--context",
+                "dept=hr",
+                plain.to_str().unwrap(),
+                sealed.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_ok(&enc);
+        let size = std::fs::metadata(&sealed).unwrap().len() as usize;
+        let chunks = len.div_ceil(CHUNK).max(1);
+        assert!(size > len + chunks * 28, "{len}: {size}");
+        let dec = f.run(
+            &user,
+            &[
+                "decrypt",
+                sealed.to_str().unwrap(),
+                opened.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_ok(&dec);
+        assert_eq!(
+            std::fs::read(&opened).unwrap(),
+            std::fs::read(&plain).unwrap(),
+            "{len}"
+        );
+    }
+
+    // stdin to stdout, both ways.
+    let data: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 256) as u8).collect();
+    let sealed = f.run(&user, &["encrypt", "--key", "files", "-", "-"], &data);
+    assert_ok(&sealed);
+    assert!(sealed.stdout.starts_with(b"FGFILE\x01"));
+    let opened = f.run(&user, &["decrypt", "-", "-"], &sealed.stdout);
+    assert_ok(&opened);
+    assert!(opened.stdout == data, "stdin/stdout round trip");
+
+    // The data key is opened only with the context it was made under.
+    let plain = f.path("plain-1");
+    let sealed = f.path("sealed-1");
+    let out = f.path("wrong-context");
+    let wrong = f.run(
+        &user,
+        &[
+            "decrypt",
+            "--context",
+            "dept=it",
+            sealed.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_refused(&wrong, "ciphertext_context_mismatch");
+    assert!(!out.exists());
+    let right = f.run(
+        &user,
+        &[
+            "decrypt",
+            "--context",
+            "dept=hr",
+            sealed.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_ok(&right);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&plain).unwrap());
+
+    // Without a datakey grant there is no file encryption.
+    let reader = f.user("files", "decrypt");
+    let refused = f.run(
+        &reader,
+        &[
+            "encrypt",
+            "--key",
+            "files",
+            plain.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_refused(&refused, "forbidden");
+}
+
+/// Where each chunk record starts in an encrypted file.
+fn records(sealed: &[u8]) -> (usize, Vec<usize>) {
+    let header = 11 + u32::from_be_bytes(sealed[7..11].try_into().unwrap()) as usize;
+    let starts = (header..sealed.len()).step_by(RECORD).collect();
+    (header, starts)
+}
+
+#[test]
+fn tampered_files_are_refused_and_leave_no_output() {
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "files"]);
+    let user = f.user("files", "datakey,decrypt");
+    let seal = |name: &str, len: usize| -> Vec<u8> {
+        let plain = f.path(&format!("{name}.plain"));
+        let sealed = f.path(&format!("{name}.fg"));
+        make_file(&plain, len);
+        assert_ok(&f.run(
+            &user,
+            &[
+                "encrypt",
+                "--key",
+                "files",
+                plain.to_str().unwrap(),
+                sealed.to_str().unwrap(),
+            ],
+            b"",
+        ));
+        std::fs::read(sealed).unwrap()
+    };
+    let good = seal("good", 3 * CHUNK + 100);
+    let other = seal("other", 3 * CHUNK + 100);
+    let (header, starts) = records(&good);
+    assert_eq!(starts.len(), 4);
+    let record =
+        |file: &[u8], i: usize| file[starts[i]..(starts[i] + RECORD).min(file.len())].to_vec();
+    let join = |parts: &[Vec<u8>]| parts.concat();
+    let head = good[..header].to_vec();
+
+    let mut flipped = good.clone();
+    flipped[starts[1] + 500] ^= 1;
+    let mut flipped_iv = good.clone();
+    flipped_iv[starts[2]] ^= 0x80;
+    let mut flipped_tag = good.clone();
+    *flipped_tag.last_mut().unwrap() ^= 1;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a flipped ciphertext byte",
+            flipped,
+            "chunk 1 does not authenticate",
+        ),
+        (
+            "a flipped IV byte",
+            flipped_iv,
+            "chunk 2 does not authenticate",
+        ),
+        (
+            "a flipped tag byte",
+            flipped_tag,
+            "chunk 3 does not authenticate",
+        ),
+        (
+            "truncation at a chunk boundary",
+            good[..starts[3]].to_vec(),
+            "chunk 2 does not authenticate as the last one",
+        ),
+        (
+            "truncation inside the last chunk",
+            good[..good.len() - 5].to_vec(),
+            "chunk 3 does not authenticate",
+        ),
+        (
+            "truncation to a stub",
+            good[..starts[3] + 10].to_vec(),
+            "shorter than an IV and a tag",
+        ),
+        (
+            "truncation inside the header",
+            good[..header - 3].to_vec(),
+            "ends inside the header",
+        ),
+        (
+            "two chunks swapped",
+            join(&[
+                head.clone(),
+                record(&good, 0),
+                record(&good, 2),
+                record(&good, 1),
+                record(&good, 3),
+            ]),
+            "chunk 1 does not authenticate",
+        ),
+        (
+            "a chunk duplicated",
+            join(&[
+                head.clone(),
+                record(&good, 0),
+                record(&good, 0),
+                record(&good, 1),
+                record(&good, 2),
+                record(&good, 3),
+            ]),
+            "chunk 1 does not authenticate",
+        ),
+        (
+            "a chunk from another file",
+            join(&[
+                head.clone(),
+                record(&good, 0),
+                record(&other, 1),
+                record(&good, 2),
+                record(&good, 3),
+            ]),
+            "chunk 1 does not authenticate",
+        ),
+        (
+            "bytes appended",
+            join(&[good.clone(), b"more".to_vec()]),
+            "chunk 3 does not authenticate",
+        ),
+        (
+            "another file's last chunk appended",
+            join(&[good.clone(), record(&other, 3)]),
+            "does not authenticate",
+        ),
+        (
+            "an unknown format version",
+            {
+                let mut v = good.clone();
+                v[6] = 9;
+                v
+            },
+            "unknown encrypted file format version 9",
+        ),
+        (
+            "not an encrypted file",
+            b"plain text, not sealed".to_vec(),
+            "not a fipsguard encrypted file",
+        ),
+        (
+            "another file's header",
+            join(&[other[..header].to_vec(), good[header..].to_vec()]),
+            "chunk 0 does not authenticate",
+        ),
+    ];
+    for (what, bytes, why) in cases {
+        let input = f.path("tampered.fg");
+        let output = f.path("tampered.out");
+        std::fs::write(&input, &bytes).unwrap();
+        let result = f.run(
+            &user,
+            &["decrypt", input.to_str().unwrap(), output.to_str().unwrap()],
+            b"",
+        );
+        assert_refused(&result, why);
+        assert!(!output.exists(), "{what}: no output file");
+        let leftovers: Vec<_> = std::fs::read_dir(f.setup.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".fipsguard-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{what}: a temporary file was left behind"
+        );
+    }
+
+    // The header's context is bound to the data key: changing it in the
+    // header makes the server refuse to unwrap.
+    let mut spoofed = good.clone();
+    let at = spoofed.windows(5).position(|w| w == b"files").unwrap();
+    spoofed[at] = b'F';
+    let input = f.path("renamed.fg");
+    std::fs::write(&input, &spoofed).unwrap();
+    let result = f.run(&user, &["decrypt", input.to_str().unwrap(), "-"], b"");
+    assert_eq!(result.status.code(), Some(1));
+    assert!(
+        result.stdout.is_empty(),
+        "nothing is written before the key is unwrapped"
+    );
+}
+
+#[test]
+fn files_outlive_rotation_and_die_with_their_key() {
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "archive"]);
+    let user = f.user("archive", "datakey,decrypt");
+    let plain = f.path("ledger.csv");
+    make_file(&plain, CHUNK + 3);
+    let sealed = f.path("ledger.fg");
+    let out = f.path("ledger.out");
+    assert_ok(&f.run(
+        &user,
+        &[
+            "encrypt",
+            "--key",
+            "archive",
+            plain.to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    f.officer_json(&["key", "rotate", "archive"]);
+    f.officer_json(&["key", "rotate", "archive"]);
+    assert_ok(&f.run(
+        &user,
+        &["decrypt", sealed.to_str().unwrap(), out.to_str().unwrap()],
+        b"",
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&plain).unwrap());
+    std::fs::remove_file(&out).unwrap();
+
+    f.officer_json(&["key", "destroy", "archive", "--now"]);
+    let gone = f.run(
+        &user,
+        &["decrypt", sealed.to_str().unwrap(), out.to_str().unwrap()],
+        b"",
+    );
+    assert_refused(&gone, "destroyed");
+    assert!(!out.exists());
+}
