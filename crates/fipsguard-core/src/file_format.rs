@@ -168,9 +168,13 @@ impl FileHeader {
         for _ in 0..r.u16()? {
             let key = r.text(2, "a context key is not UTF-8")?;
             let value = r.text(2, "a context value is not UTF-8")?;
-            if pairs.insert(key, value).is_some() {
-                return Err(FileError::MalformedHeader("a context key appears twice"));
+            // One encoding per header: keys in strictly increasing order.
+            if pairs.last_key_value().is_some_and(|(last, _)| *last >= key) {
+                return Err(FileError::MalformedHeader(
+                    "the context keys are not in increasing order",
+                ));
             }
+            pairs.insert(key, value);
         }
         if !r.0.is_empty() {
             return Err(FileError::MalformedHeader(
