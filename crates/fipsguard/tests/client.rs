@@ -49,15 +49,20 @@ impl Fixture {
     /// The command with no token and no configuration file of the user's.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(FIPSGUARD);
+        command.args(args);
+        self.client_env(&mut command);
         command
-            .args(args)
+    }
+
+    /// The server's address and CA; no token, no configuration file.
+    fn client_env(&self, command: &mut Command) {
+        command
             .env("FIPSGUARD_ADDR", self.setup.url())
             .env("FIPSGUARD_CACERT", self.setup.path("server.pem"))
             .env("HOME", self.home.path())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("FIPSGUARD_TOKEN")
             .env_remove("FIPSGUARD_CLIENT_CONFIG");
-        command
     }
 
     /// Runs as the officer and returns the JSON answer; fails the test on
@@ -809,4 +814,53 @@ fn files_outlive_rotation_and_die_with_their_key() {
     );
     assert_refused(&gone, "destroyed");
     assert!(!out.exists());
+}
+
+#[test]
+fn a_progress_bar_shows_on_a_terminal_only() {
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "big"]);
+    let user = f.user("big", "datakey");
+    let plain = f.path("big.bin");
+    make_file(&plain, 9 << 20);
+    let sealed = f.path("big.fg");
+    let encrypt = |extra: &str| {
+        format!(
+            "{FIPSGUARD} encrypt --key big {extra} {} {}",
+            plain.display(),
+            sealed.display()
+        )
+    };
+
+    // Not a terminal: nothing on stderr.
+    let piped = f.run(
+        &user,
+        &[
+            "encrypt",
+            "--key",
+            "big",
+            plain.to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_ok(&piped);
+    assert!(piped.stderr.is_empty(), "{}", stderr(&piped));
+
+    // A terminal (a pseudo-terminal from script(1)): the bar, in bytes,
+    // unless --quiet.
+    let on_terminal = |extra: &str| {
+        let mut script = Command::new("script");
+        f.client_env(&mut script);
+        script
+            .env("FIPSGUARD_TOKEN", &user)
+            .args(["-qec", &encrypt(extra), "/dev/null"]);
+        let output = run_with_stdin(script, b"");
+        assert_ok(&output);
+        stdout(&output)
+    };
+    let shown = on_terminal("");
+    assert!(shown.contains("MiB"), "no progress bar: {shown:?}");
+    let quiet = on_terminal("--quiet");
+    assert!(!quiet.contains("MiB"), "a bar despite --quiet: {quiet:?}");
 }
