@@ -299,11 +299,15 @@ fn read_blocks<'scope, R: Read + Send + 'scope>(
     scope: &'scope thread::Scope<'scope, '_>,
     mut input: R,
     size: usize,
+    headroom: usize,
 ) -> Receiver<Block> {
     let (tx, rx) = sync_channel::<Block>(PIPELINE_DEPTH);
     scope.spawn(move || {
         let mut read_block = || -> io::Result<Vec<u8>> {
-            let mut block = vec![0u8; size];
+            // Room for the tag up front: growing a full 1 MiB buffer later
+            // would copy it.
+            let mut block = Vec::with_capacity(size + headroom);
+            block.resize(size, 0);
             let n = read_full(&mut input, &mut block)?;
             block.truncate(n);
             Ok(block)
@@ -367,10 +371,12 @@ fn write_pieces<'scope, W: Write + Send + 'scope>(
 
 /// Runs `transform` on every block of `input` on this thread while other
 /// threads read and write, and returns `output` once all is written.
+/// Blocks have `headroom` spare capacity for `transform` to grow into.
 fn pipeline<R, W>(
     input: R,
     output: W,
     block_size: usize,
+    headroom: usize,
     mut transform: impl FnMut(Vec<u8>, bool) -> Result<Piece, FileError>,
 ) -> Result<W, FileError>
 where
@@ -378,7 +384,7 @@ where
     W: Write + Send,
 {
     thread::scope(|scope| {
-        let blocks = read_blocks(scope, input, block_size);
+        let blocks = read_blocks(scope, input, block_size, headroom);
         let (tx, writer) = write_pieces(scope, output);
         let transformed = (|| -> Result<(), FileError> {
             for block in blocks.iter() {
@@ -419,12 +425,12 @@ where
         input,
         output,
         header.chunk_size as usize,
+        TAG_LEN,
         |mut chunk, last| {
             if index >= MAX_CHUNKS {
                 return Err(FileError::TooManyChunks);
             }
             let plaintext_len = chunk.len() as u64;
-            chunk.reserve(TAG_LEN);
             let iv = data_key.seal_in_place(&chunk_aad(&header_hash, index, last), &mut chunk)?;
             index += 1;
             progress(plaintext_len);
@@ -455,7 +461,7 @@ where
 {
     let header_hash = digest(HashAlgorithm::Sha256, header_bytes)?;
     let mut index = 0u64;
-    pipeline(input, output, header.record_len(), |mut record, last| {
+    pipeline(input, output, header.record_len(), 0, |mut record, last| {
         if record.len() < IV_LEN + TAG_LEN {
             return Err(FileError::Truncated(
                 "the last chunk is shorter than an IV and a tag",

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
 };
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider, kx_group};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
@@ -165,14 +166,33 @@ impl Identity {
     }
 }
 
+/// The CAs a peer's certificate must chain to, and the revocation lists
+/// it is checked against.
+pub struct PeerTrust {
+    /// Trusted CA certificates.
+    pub roots: RootCertStore,
+    /// Certificate revocation lists (RFC 5280); a certificate listed in one
+    /// fails the handshake.
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl From<RootCertStore> for PeerTrust {
+    fn from(roots: RootCertStore) -> Self {
+        Self {
+            roots,
+            crls: Vec::new(),
+        }
+    }
+}
+
 /// Whom a server asks for a client certificate.
 pub enum ClientAuth {
     /// No client certificates.
     None,
     /// Clients may present a certificate from these roots (mTLS optional).
-    Optional(RootCertStore),
+    Optional(PeerTrust),
     /// Clients must present a certificate from these roots.
-    Required(RootCertStore),
+    Required(PeerTrust),
 }
 
 /// A server configuration under the policy.
@@ -185,24 +205,28 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(rustls_error)?;
-    let builder = match client_auth {
-        ClientAuth::None => builder.with_no_client_auth(),
-        ClientAuth::Optional(roots) | ClientAuth::Required(roots) if roots.is_empty() => {
+    let (trust, optional) = match client_auth {
+        ClientAuth::None => (None, false),
+        ClientAuth::Optional(trust) => (Some(trust), true),
+        ClientAuth::Required(trust) => (Some(trust), false),
+    };
+    let builder = match trust {
+        None => builder.with_no_client_auth(),
+        Some(trust) if trust.roots.is_empty() => {
             return Err(TlsError::Rustls(
                 "the client CA bundle holds no certificates".into(),
             ));
         }
-        ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(rustls_error)?,
-        ),
-        ClientAuth::Required(roots) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(rustls_error)?,
-        ),
+        Some(trust) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(trust.roots), provider)
+                    .with_crls(trust.crls);
+            let verifier = match optional {
+                true => verifier.allow_unauthenticated(),
+                false => verifier,
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(rustls_error)?)
+        }
     };
     let config = builder
         .with_single_cert(identity.chain, identity.key)
@@ -210,17 +234,24 @@ pub fn server_config(
     config.fips().then_some(config).ok_or(TlsError::NotFips)
 }
 
-/// A client configuration under the policy, trusting `roots`, presenting
-/// `identity` if given.
+/// A client configuration under the policy, trusting `trust` (roots, and
+/// revocation lists if any), presenting `identity` if given.
 pub fn client_config(
-    roots: RootCertStore,
+    trust: impl Into<PeerTrust>,
     identity: Option<Identity>,
 ) -> Result<ClientConfig, TlsError> {
     ensure_operational()?;
-    let builder = ClientConfig::builder_with_provider(provider())
+    let trust = trust.into();
+    let provider = provider();
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(trust.roots), provider.clone())
+            .with_crls(trust.crls)
+            .build()
+            .map_err(rustls_error)?;
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(rustls_error)?
-        .with_root_certificates(roots);
+        .with_webpki_verifier(verifier);
     let config = match identity {
         Some(identity) => builder
             .with_client_auth_cert(identity.chain, identity.key)
@@ -239,6 +270,31 @@ pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
             .map_err(rustls_error)?;
     }
     Ok(roots)
+}
+
+/// Reads a PEM file of certificate revocation lists.
+pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| file_error(path, e))
+}
+
+/// A metric-label-sized reason why a handshake failed, from the error an
+/// acceptor or connector returned.
+pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
+    use rustls::Error as E;
+    match error.get_ref().and_then(|e| e.downcast_ref::<E>()) {
+        Some(E::PeerIncompatible(_)) => "incompatible_peer",
+        Some(E::NoCertificatesPresented) => "no_certificate",
+        Some(E::InvalidCertificate(rustls::CertificateError::Revoked)) => "revoked_certificate",
+        Some(E::InvalidCertificate(_)) => "bad_certificate",
+        Some(E::AlertReceived(_)) => "alert_received",
+        Some(E::InvalidMessage(_)) => "invalid_message",
+        Some(E::PeerMisbehaved(_)) => "peer_misbehaved",
+        Some(_) => "other",
+        None if error.kind() == std::io::ErrorKind::UnexpectedEof => "eof",
+        None => "io",
+    }
 }
 
 /// Names the key and checks it: RSA of 2048 bits or more, or ECDSA on P-256

@@ -290,9 +290,9 @@ impl Config {
             Some(path) => {
                 let roots = tls::read_roots(path).map_err(|e| e.to_string())?;
                 if self.tls.require_client_cert {
-                    ClientAuth::Required(roots)
+                    ClientAuth::Required(roots.into())
                 } else {
-                    ClientAuth::Optional(roots)
+                    ClientAuth::Optional(roots.into())
                 }
             }
         };

@@ -61,7 +61,7 @@ pub async fn serve(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    let reason = handshake_failure(&e);
+                    let reason = fipsguard_crypto::tls::handshake_failure_reason(&e);
                     record_tls_failure(reason);
                     tracing::info!(%peer, reason, error = %e, "TLS handshake refused");
                     return;
@@ -130,20 +130,5 @@ impl Peer {
             address,
             certificate: fingerprint.map(hex::encode),
         }
-    }
-}
-
-/// A metric-label-sized reason for a failed handshake.
-fn handshake_failure(error: &std::io::Error) -> &'static str {
-    use fipsguard_crypto::tls::rustls::Error as E;
-    match error.get_ref().and_then(|e| e.downcast_ref::<E>()) {
-        Some(E::PeerIncompatible(_)) => "incompatible_peer",
-        Some(E::NoCertificatesPresented | E::InvalidCertificate(_)) => "bad_certificate",
-        Some(E::AlertReceived(_)) => "alert_received",
-        Some(E::InvalidMessage(_)) => "invalid_message",
-        Some(E::PeerMisbehaved(_)) => "peer_misbehaved",
-        Some(_) => "other",
-        None if error.kind() == std::io::ErrorKind::UnexpectedEof => "eof",
-        None => "io",
     }
 }

@@ -285,9 +285,9 @@ async fn client_certificates_identify_callers_and_can_be_required() {
             fipsguard_crypto::tls::read_roots(std::path::Path::new(&file("ca.pem"))).unwrap();
         let server = TestServer::start_with(|options| {
             options.client_auth = if required {
-                ClientAuth::Required(roots)
+                ClientAuth::Required(roots.into())
             } else {
-                ClientAuth::Optional(roots)
+                ClientAuth::Optional(roots.into())
             };
         })
         .await;

@@ -52,6 +52,8 @@ enum Command {
     Mac(cmd::data::MacArgs),
     /// Random bytes from the server's DRBG.
     Random(cmd::data::RandomArgs),
+    /// A FIPS-only TLS proxy: `tunnel server`, `tunnel client`, or `tunnel --config FILE`.
+    Tunnel(cmd::tunnel::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,5 +73,6 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::data::verify(&args),
         Command::Mac(args) => cmd::data::mac(&args),
         Command::Random(args) => cmd::data::random(&args),
+        Command::Tunnel(args) => cmd::runtime().block_on(cmd::tunnel::run(&args)),
     }
 }

@@ -3,6 +3,8 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use fipsguard_server::config::LogFormat;
+
 pub mod algorithms;
 pub mod audit;
 pub mod client;
@@ -13,6 +15,7 @@ pub mod keys;
 pub mod selftest;
 pub mod serve;
 pub mod tokens;
+pub mod tunnel;
 
 /// The async runtime for commands that need one: one worker per core.
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -45,4 +48,29 @@ pub fn emit(write: impl FnOnce(&mut dyn Write) -> io::Result<()>, code: ExitCode
 pub fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: draining in-flight work");
+}
+
+/// Logs to stderr, filtered by `FIPSGUARD_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIPSGUARD_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
 }

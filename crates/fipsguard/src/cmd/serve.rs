@@ -51,7 +51,7 @@ async fn production(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(e) => return super::fail(e),
     };
-    init_logging(config.log_format);
+    super::init_logging(config.log_format);
     let options = match config.server_options().await {
         Ok(options) => options,
         Err(e) => return super::fail(e),
@@ -60,7 +60,7 @@ async fn production(path: &std::path::Path) -> ExitCode {
 }
 
 async fn dev(args: &Args) -> ExitCode {
-    init_logging(LogFormat::Text);
+    super::init_logging(LogFormat::Text);
     let dir = match tempfile::Builder::new().prefix("fipsguard-dev-").tempdir() {
         Ok(dir) => dir,
         Err(e) => return super::fail(format!("cannot create a temporary directory: {e}")),
@@ -76,7 +76,7 @@ async fn dev(args: &Args) -> ExitCode {
         options.self_test_interval = std::time::Duration::from_secs(secs);
     }
     options.metrics_listen = args.metrics_listen;
-    let running = match fipsguard_server::start(options, shutdown_signal()).await {
+    let running = match fipsguard_server::start(options, super::shutdown_signal()).await {
         Ok(running) => running,
         Err(e) => return super::fail(format!("cannot start: {e}")),
     };
@@ -107,23 +107,13 @@ async fn dev(args: &Args) -> ExitCode {
 }
 
 async fn serve_until_signal(options: fipsguard_server::ServerOptions) -> ExitCode {
-    match fipsguard_server::start(options, shutdown_signal()).await {
+    match fipsguard_server::start(options, super::shutdown_signal()).await {
         Ok(running) => {
             running.wait().await;
             ExitCode::SUCCESS
         }
         Err(e) => super::fail(format!("cannot start: {e}")),
     }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: draining in-flight requests");
 }
 
 /// Writes a new file only its owner can read (an old one is replaced, not
@@ -141,16 +131,4 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(text.as_bytes())
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FIPSGUARD_LOG")
-        .unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }

@@ -1,0 +1,241 @@
+//! What a tunnel is: one struct, read from a TOML file (`[[tunnel]]`) or
+//! from command-line flags, so the two never drift.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which side of the TLS a tunnel is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Accept TLS on `listen`, forward plain TCP to `target`.
+    Server,
+    /// Accept plain TCP on `listen`, forward over TLS to `target`.
+    Client,
+}
+
+/// One tunnel.
+#[derive(Debug, Clone, serde::Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// A name for logs and metric labels.
+    #[arg(long, default_value = "tunnel")]
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Server or client.
+    #[arg(skip = Mode::Server)]
+    pub mode: Mode,
+    /// Where to accept connections.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where to forward them: host:port, or unix:/path for a Unix socket
+    /// (server mode).
+    #[arg(long)]
+    pub target: String,
+    /// Certificate chain (PEM): the server's, or the client's for mTLS.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Server mode: CA bundle (PEM) that client certificates must chain to
+    /// (mTLS; a certificate is then required).
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+    /// Client mode: CA bundle (PEM) the server's certificate must chain to.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// Client mode: the name the server's certificate must carry [default:
+    /// the host of --target].
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// Revocation lists (PEM) for the peer's certificate.
+    #[arg(long)]
+    pub crl: Option<PathBuf>,
+    /// Server mode: allow only client certificates with this DNS SAN (repeat).
+    #[arg(long = "allow-dns")]
+    #[serde(default)]
+    pub allow_dns: Vec<String>,
+    /// Server mode: allow only client certificates with this URI SAN, e.g. a
+    /// SPIFFE ID (repeat).
+    #[arg(long = "allow-uri")]
+    #[serde(default)]
+    pub allow_uri: Vec<String>,
+    /// Server mode: allow only client certificates with this subject, as
+    /// `CN=…, O=…` (repeat).
+    #[arg(long = "allow-subject")]
+    #[serde(default)]
+    pub allow_subject: Vec<String>,
+    /// Server mode: send a PROXY protocol v2 header to the target, with the
+    /// client's address and verified identity.
+    #[arg(long)]
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Seconds a peer has to complete its TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+    /// Most connections open at once; more are refused.
+    #[arg(long, default_value_t = 4096)]
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_name() -> String {
+    "tunnel".to_owned()
+}
+
+fn default_handshake_timeout() -> u64 {
+    10
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+/// Where a tunnel forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// host:port.
+    Tcp(String),
+    /// A Unix socket.
+    Unix(PathBuf),
+}
+
+impl TunnelConfig {
+    /// The target, parsed.
+    pub fn target(&self) -> Target {
+        match self.target.strip_prefix("unix:") {
+            Some(path) => Target::Unix(PathBuf::from(path)),
+            None => Target::Tcp(self.target.clone()),
+        }
+    }
+
+    /// The handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// Whether an allow-list restricts who may connect.
+    pub fn has_allow_list(&self) -> bool {
+        !(self.allow_dns.is_empty() && self.allow_uri.is_empty() && self.allow_subject.is_empty())
+    }
+
+    /// The name the server's certificate must carry (client mode).
+    pub fn expected_server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(|| {
+            let host = self
+                .target
+                .rsplit_once(':')
+                .map_or(self.target.as_str(), |(host, _)| host);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+    }
+
+    /// The files whose change means the TLS configuration must be rebuilt.
+    pub fn watched_files(&self) -> Vec<&Path> {
+        [
+            &self.cert,
+            &self.key,
+            &self.client_ca,
+            &self.cacert,
+            &self.crl,
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .collect()
+    }
+
+    /// Refuses configurations that would not do what they say.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        let refuse = |why: &str| Err(format!("tunnel {name:?}: {why}"));
+        if self.handshake_timeout_secs == 0 || self.max_connections == 0 {
+            return refuse("handshake_timeout_secs and max_connections must be at least 1");
+        }
+        match self.mode {
+            Mode::Server => {
+                if self.cert.is_none() {
+                    return refuse("a server tunnel needs cert and key");
+                }
+                if self.cacert.is_some() || self.server_name.is_some() {
+                    return refuse("cacert and server_name are for client tunnels (a server tunnel verifies clients with client_ca)");
+                }
+                if self.has_allow_list() && self.client_ca.is_none() {
+                    return refuse("an allow-list needs client_ca: identities come from verified client certificates");
+                }
+                if self.crl.is_some() && self.client_ca.is_none() {
+                    return refuse("crl needs client_ca in a server tunnel");
+                }
+            }
+            Mode::Client => {
+                if self.cacert.is_none() {
+                    return refuse("a client tunnel needs cacert to verify the server");
+                }
+                if self.client_ca.is_some() || self.has_allow_list() || self.proxy_protocol {
+                    return refuse(
+                        "client_ca, allow-lists and proxy_protocol are for server tunnels",
+                    );
+                }
+                if matches!(self.target(), Target::Unix(_)) {
+                    return refuse("a client tunnel's target is the TLS server's host:port");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A configuration file: several tunnels and one metrics listener.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Plain-HTTP address for `/metrics` and `/health` (keep it private).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds shutdown waits for open connections to finish.
+    #[serde(default = "default_drain")]
+    pub drain_timeout_secs: u64,
+    /// The tunnels.
+    #[serde(rename = "tunnel")]
+    pub tunnels: Vec<TunnelConfig>,
+}
+
+fn default_drain() -> u64 {
+    30
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let config: Self =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses an empty file, clashing names and each tunnel's own faults.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tunnels.is_empty() {
+            return Err("no [[tunnel]] is configured".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for tunnel in &self.tunnels {
+            tunnel.validate()?;
+            if !names.insert(&tunnel.name) {
+                return Err(format!("two tunnels are named {:?}", tunnel.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long shutdown waits for open connections.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}

@@ -1,0 +1,332 @@
+//! One tunnel at work: accept, hand-shake under the policy (with a
+//! deadline), check the peer against the allow-list before a byte reaches
+//! the target, then forward both ways until either side closes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use fipsguard_crypto::tls::rustls::CommonState;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout;
+
+use crate::config::{Target, TunnelConfig};
+use crate::identity::PeerIdentity;
+use crate::metrics;
+use crate::proxy_protocol;
+use crate::reload::{Side, TlsState};
+
+/// A bound tunnel, ready to run.
+pub struct Tunnel {
+    config: Arc<TunnelConfig>,
+    tls: Arc<TlsState>,
+    slots: Arc<Semaphore>,
+    listener: TcpListener,
+}
+
+impl Tunnel {
+    /// Builds the TLS side (refusing certificates and keys the policy does
+    /// not allow) and binds the listener.
+    pub async fn bind(config: TunnelConfig) -> Result<Self, String> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let tls = Arc::new(TlsState::load(config.clone())?);
+        let listener = listen(config.listen, config.max_connections).map_err(|e| {
+            format!(
+                "tunnel {:?}: cannot listen on {}: {e}",
+                config.name, config.listen
+            )
+        })?;
+        metrics::open_connections(&config.name, 0.0);
+        Ok(Self {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            tls,
+            listener,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Server or client.
+    pub fn mode(&self) -> crate::Mode {
+        self.config.mode
+    }
+
+    /// Its TLS configuration, for reloads.
+    pub fn tls(&self) -> Arc<TlsState> {
+        self.tls.clone()
+    }
+
+    /// Accepts until `stop` turns true, then waits for open connections to
+    /// finish (at most `drain`).
+    pub async fn run(self, mut stop: watch::Receiver<bool>, drain: std::time::Duration) {
+        let name = &self.config.name;
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(tunnel = %name, error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                metrics::handshake(name, "refused", "connection_limit");
+                tracing::warn!(tunnel = %name, %peer, "connection refused: at the connection limit");
+                continue;
+            };
+            let connection = Connection {
+                config: self.config.clone(),
+                side: self.tls.current(),
+                peer,
+                _slot: slot,
+            };
+            tokio::spawn(connection.serve(stream));
+        }
+        drop(self.listener);
+        let everyone = self.config.max_connections as u32;
+        if timeout(drain, self.slots.acquire_many(everyone))
+            .await
+            .is_err()
+        {
+            tracing::warn!(tunnel = %name, "shutdown: connections still open after the drain timeout");
+        }
+    }
+}
+
+/// A listener whose accept queue holds a burst as large as the connection
+/// limit (the kernel caps it at `net.core.somaxconn`), so that a flood of
+/// idle connections does not keep others waiting in the queue.
+fn listen(address: SocketAddr, max_connections: usize) -> io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(max_connections.clamp(1024, 65535) as u32)
+}
+
+/// One accepted connection.
+struct Connection {
+    config: Arc<TunnelConfig>,
+    side: Arc<Side>,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Why a connection was not forwarded: a metric label, and a log line.
+struct Refusal {
+    reason: &'static str,
+    detail: String,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream) {
+        let name = self.config.name.clone();
+        metrics::open_connections(&name, 1.0);
+        let local = stream.local_addr().ok();
+        let result = match &*self.side {
+            Side::Server(acceptor) => self.accept_tls(acceptor, stream, local).await,
+            Side::Client { connector, name } => {
+                self.originate_tls(connector, name.clone(), stream).await
+            }
+        };
+        if let Err(refusal) = result {
+            metrics::handshake(&name, "refused", refusal.reason);
+            tracing::info!(tunnel = %name, peer = %self.peer, reason = refusal.reason, detail = %refusal.detail, "connection refused");
+        }
+        metrics::open_connections(&name, -1.0);
+    }
+
+    /// Server mode: TLS in, plain out.
+    async fn accept_tls(
+        &self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        stream: TcpStream,
+        local: Option<SocketAddr>,
+    ) -> Result<(), Refusal> {
+        let config = &self.config;
+        let tls = handshake(config, acceptor.accept(stream)).await?;
+        let session = tls.get_ref().1;
+        let identity = match session.peer_certificates().and_then(|chain| chain.first()) {
+            Some(cert) => Some(PeerIdentity::of(cert).map_err(|e| refusal("bad_certificate", e))?),
+            None => None,
+        };
+        if config.has_allow_list() && !identity.as_ref().is_some_and(|id| id.allowed_by(config)) {
+            let who = identity
+                .as_ref()
+                .map_or("no certificate", |id| id.principal());
+            return Err(refusal(
+                "not_allowed",
+                format!("{who} is not on the allow-list"),
+            ));
+        }
+        let (version, suite) = negotiated(session);
+        let mut target = connect(&config.target())
+            .await
+            .map_err(|e| refusal("target_unreachable", e))?;
+        if config.proxy_protocol {
+            let header =
+                proxy_protocol::header(self.peer, local, identity.as_ref(), version, suite)
+                    .map_err(|e| refusal("proxy_header", e))?;
+            target
+                .write_all(&header)
+                .await
+                .map_err(|e| refusal("target_unreachable", e))?;
+        }
+        metrics::handshake(&config.name, "ok", "none");
+        metrics::session(&config.name, version, suite);
+        tracing::debug!(tunnel = %config.name, peer = %self.peer, identity = identity.as_ref().map(PeerIdentity::principal), version, suite, "forwarding");
+        self.forward(tls, target).await;
+        Ok(())
+    }
+
+    /// Client mode: plain in, TLS out.
+    async fn originate_tls(
+        &self,
+        connector: &tokio_rustls::TlsConnector,
+        name: fipsguard_crypto::tls::rustls::pki_types::ServerName<'static>,
+        stream: TcpStream,
+    ) -> Result<(), Refusal> {
+        let config = &self.config;
+        let Target::Tcp(address) = config.target() else {
+            return Err(refusal(
+                "target_unreachable",
+                "a client tunnel needs a TCP target",
+            ));
+        };
+        let server = TcpStream::connect(&address)
+            .await
+            .map_err(|e| refusal("target_unreachable", e))?;
+        let tls = handshake(config, connector.connect(name, server)).await?;
+        let session = tls.get_ref().1;
+        let (version, suite) = negotiated(session);
+        metrics::handshake(&config.name, "ok", "none");
+        metrics::session(&config.name, version, suite);
+        self.forward(stream, tls).await;
+        Ok(())
+    }
+
+    /// Copies both ways until both sides are done; bytes are counted as
+    /// they pass, so long-lived connections show in the metrics too.
+    async fn forward(
+        &self,
+        outside: impl AsyncRead + AsyncWrite + Unpin,
+        inside: impl AsyncRead + AsyncWrite + Unpin,
+    ) {
+        let name = &self.config.name;
+        let mut outside = Counted::new(outside, name, "to_target");
+        let mut inside = Counted::new(inside, name, "to_peer");
+        if let Err(e) = tokio::io::copy_bidirectional(&mut outside, &mut inside).await {
+            tracing::debug!(tunnel = %name, peer = %self.peer, error = %e, "connection ended abruptly");
+        }
+    }
+}
+
+/// Runs a handshake under the tunnel's deadline.
+async fn handshake<T>(
+    config: &TunnelConfig,
+    handshake: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T, Refusal> {
+    match timeout(config.handshake_timeout(), handshake).await {
+        Err(_) => Err(refusal("timeout", "no handshake within the deadline")),
+        Ok(Err(e)) => Err(refusal(
+            fipsguard_crypto::tls::handshake_failure_reason(&e),
+            e,
+        )),
+        Ok(Ok(tls)) => Ok(tls),
+    }
+}
+
+/// The protocol version and cipher suite a session settled on.
+fn negotiated(session: &CommonState) -> (&'static str, &'static str) {
+    let version = session.protocol_version().and_then(|v| v.as_str());
+    let suite = session
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str());
+    (version.unwrap_or("unknown"), suite.unwrap_or("unknown"))
+}
+
+fn refusal(reason: &'static str, detail: impl std::fmt::Display) -> Refusal {
+    Refusal {
+        reason,
+        detail: detail.to_string(),
+    }
+}
+
+/// A byte stream to a target, TCP or Unix.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connect(target: &Target) -> io::Result<Box<dyn Stream>> {
+    Ok(match target {
+        Target::Tcp(address) => {
+            let stream = TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            Box::new(stream)
+        }
+        Target::Unix(path) => Box::new(UnixStream::connect(path).await?),
+    })
+}
+
+/// A stream whose reads add to a byte counter.
+struct Counted<S> {
+    inner: S,
+    counter: ::metrics::Counter,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S, tunnel: &str, direction: &'static str) -> Self {
+        Self {
+            inner,
+            counter: metrics::bytes_counter(tunnel, direction),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.counter.increment((buf.filled().len() - before) as u64);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,173 @@
+//! A test PKI made with openssl: a CA, a server certificate for
+//! localhost, client certificates with chosen SANs, a CRL, and weak keys.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A directory of certificates and keys.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA and a server certificate (`server.pem`, DNS:localhost).
+    pub fn new() -> Self {
+        let pki = Self {
+            dir: tempfile::TempDir::new().unwrap(),
+        };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=fipsguard test CA",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        std::fs::write(pki.path("index.txt"), "").unwrap();
+        std::fs::write(pki.path("crlnumber"), "01\n").unwrap();
+        std::fs::write(
+            pki.path("ca.cnf"),
+            "[ca]\ndefault_ca = local\n[local]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n",
+        )
+        .unwrap();
+        pki.leaf("server", "DNS:localhost");
+        pki.gencrl();
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn path_str(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_owned()
+    }
+
+    /// `NAME.pem` and `NAME.key`: a P-256 certificate signed by the CA
+    /// for both server and client use, with `san` (e.g. `DNS:a,URI:b`).
+    /// Made again, it replaces the files (with a new serial).
+    pub fn leaf(&self, name: &str, san: &str) {
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.path(&ext),
+            format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n"),
+        )
+        .unwrap();
+        let (csr, key, pem) = (
+            format!("{name}.csr"),
+            format!("{name}.key"),
+            format!("{name}.pem"),
+        );
+        // Written beside, then renamed: a reader never sees half a file.
+        let (key_new, pem_new) = (format!("{key}.new"), format!("{pem}.new"));
+        self.openssl(&[
+            "req",
+            "-new",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}/O=fipsguard tests"),
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &key_new,
+            "-out",
+            &csr,
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &pem_new,
+        ]);
+        std::fs::rename(self.path(&key_new), self.path(&key)).unwrap();
+        std::fs::rename(self.path(&pem_new), self.path(&pem)).unwrap();
+    }
+
+    /// `NAME.pem` and `NAME.key`: a self-signed RSA-1024 certificate for
+    /// localhost, which the policy refuses.
+    pub fn rsa_1024(&self, name: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-newkey",
+            "rsa:1024",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+
+    /// Revokes `NAME.pem` and writes `crl.pem` again.
+    pub fn revoke(&self, name: &str) {
+        self.openssl(&[
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-keyfile",
+            "ca.key",
+            "-cert",
+            "ca.pem",
+            "-revoke",
+            &format!("{name}.pem"),
+        ]);
+        self.gencrl();
+    }
+
+    fn gencrl(&self) {
+        self.openssl(&[
+            "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem", "-gencrl", "-out",
+            "crl.pem",
+        ]);
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

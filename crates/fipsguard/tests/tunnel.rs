@@ -1,0 +1,752 @@
+//! `fipsguard tunnel` with real peers: curl and openssl against a server
+//! tunnel, psql to PostgreSQL through a client and a server tunnel,
+//! allow-lists, CRLs, PROXY protocol v2, reloads that keep connections,
+//! hostile peers, and a clean drain.
+
+mod common;
+mod pki;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::FIPSGUARD;
+use pki::Pki;
+
+/// A running `fipsguard tunnel` and what it logged.
+struct Tunnel {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    metrics: u16,
+}
+
+impl Tunnel {
+    /// Starts `fipsguard tunnel ARGS` with a metrics listener and waits
+    /// until it listens.
+    fn start(args: &[&str]) -> Self {
+        let metrics = free_port();
+        let mut child = Command::new(FIPSGUARD)
+            .arg("tunnel")
+            .args(args)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .env("FIPSGUARD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = collect(child.stderr.take().unwrap());
+        wait_until("the tunnel listens", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the tunnel exited ({status}): {}", log.lock().unwrap());
+            }
+            TcpStream::connect(("127.0.0.1", metrics)).is_ok()
+        });
+        Self {
+            child,
+            log,
+            metrics,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The Prometheus text of its metrics listener.
+    fn metrics(&self) -> String {
+        http_get(self.metrics, "/metrics")
+    }
+
+    /// The value of one series (0 if absent).
+    fn series(&self, name_and_labels: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(stderr: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    let collected = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = collected.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// A target that answers every connection with a fixed HTTP response and
+/// counts the connections it saw.
+fn http_target(body: &'static str) -> (u16, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            *counter.lock().unwrap() += 1;
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A target that echoes every byte back.
+fn echo_target() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut stream);
+            });
+        }
+    });
+    port
+}
+
+fn curl(pki: &Pki, port: u16, extra: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(pki.path("ca.pem"))
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(extra)
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+        .unwrap()
+}
+
+fn s_client(port: u16, extra: &[&str]) -> Output {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn server_args<'a>(pki: &'a Pki, listen: &'a str, target: &'a str) -> Vec<String> {
+    vec![
+        "server".into(),
+        "--listen".into(),
+        listen.into(),
+        "--target".into(),
+        target.into(),
+        "--cert".into(),
+        pki.path_str("server.pem"),
+        "--key".into(),
+        pki.path_str("server.key"),
+    ]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn a_server_tunnel_serves_curl_and_openssl_and_refuses_what_the_policy_refuses() {
+    let pki = Pki::new();
+    let (target, _) = http_target("hello through FIPS TLS");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let tunnel = Tunnel::start(&strs(&server_args(
+        &pki,
+        &listen,
+        &format!("127.0.0.1:{target}"),
+    )));
+
+    let ok = curl(&pki, port, &[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "hello through FIPS TLS"
+    );
+    let tls12 = curl(&pki, port, &["--tls-max", "1.2", "--tlsv1.2"]);
+    assert!(
+        tls12.status.success(),
+        "TLS 1.2 with an approved suite is fine"
+    );
+    let s = s_client(port, &["-CAfile", &pki.path_str("ca.pem")]);
+    let text = String::from_utf8_lossy(&s.stdout);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("TLSv1.3"), "{text}");
+
+    let refused = [
+        (
+            "TLS 1.1",
+            curl(&pki, port, &["--tlsv1.1", "--tls-max", "1.1"]),
+        ),
+        (
+            "TLS 1.1 (openssl)",
+            s_client(port, &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]),
+        ),
+        (
+            "CHACHA20-POLY1305 only, TLS 1.3",
+            s_client(
+                port,
+                &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+            ),
+        ),
+        (
+            "CHACHA20-POLY1305 only, TLS 1.2",
+            s_client(
+                port,
+                &["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"],
+            ),
+        ),
+        ("X448 only", s_client(port, &["-groups", "X448"])),
+    ];
+    for (what, output) in &refused {
+        let text = String::from_utf8_lossy(&output.stdout);
+        let handshake_done =
+            text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)");
+        assert!(
+            !output.status.success() || !handshake_done,
+            "{what} must fail: {text}"
+        );
+    }
+    let refusals = tunnel.series("fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"incompatible_peer\"}");
+    assert!(refusals >= 4.0, "refusals by reason: {}", tunnel.metrics());
+    let ok = tunnel.series(
+        "fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"ok\",reason=\"none\"}",
+    );
+    assert!(ok >= 3.0, "{}", tunnel.metrics());
+    let metrics = tunnel.metrics();
+    for series in [
+        "fipsguard_tunnel_open_connections{tunnel=\"tunnel\"}",
+        "fipsguard_tunnel_bytes_total{tunnel=\"tunnel\",direction=\"to_target\"}",
+        "fipsguard_tunnel_bytes_total{tunnel=\"tunnel\",direction=\"to_peer\"}",
+        "fipsguard_tunnel_sessions_total{tunnel=\"tunnel\",version=\"TLSv1_3\",suite=\"TLS13_AES_256_GCM_SHA384\"}",
+        "fipsguard_tunnel_certificate_expiry_timestamp_seconds{tunnel=\"tunnel\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing: {metrics}");
+    }
+    assert!(http_get(tunnel.metrics, "/health").contains("200 OK"));
+    assert!(
+        tunnel.log().contains("reason=\"incompatible_peer\""),
+        "{}",
+        tunnel.log()
+    );
+}
+
+#[test]
+fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
+    let pki = Pki::new();
+    pki.rsa_1024("weak");
+    // Our own certificate: the tunnel does not start, and says why.
+    let port = free_port();
+    let output = Command::new(FIPSGUARD)
+        .args([
+            "tunnel",
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--target",
+            "127.0.0.1:1",
+        ])
+        .args([
+            "--cert",
+            &pki.path_str("weak.pem"),
+            "--key",
+            &pki.path_str("weak.key"),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("RSA keys below 2048 bits are not approved"),
+        "{err}"
+    );
+
+    // A server's certificate: a client tunnel will not talk to it.
+    let server_port = free_port();
+    let mut weak_server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &server_port.to_string(),
+            "-www",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ])
+        .args([
+            "-cert",
+            &pki.path_str("weak.pem"),
+            "-key",
+            &pki.path_str("weak.key"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("openssl listens", || {
+        TcpStream::connect(("127.0.0.1", server_port)).is_ok()
+    });
+    let local = free_port();
+    let tunnel = Tunnel::start(&[
+        "client",
+        "--listen",
+        &format!("127.0.0.1:{local}"),
+        "--target",
+        &format!("127.0.0.1:{server_port}"),
+        "--server-name",
+        "localhost",
+        "--cacert",
+        &pki.path_str("weak.pem"),
+    ]);
+    let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "nothing may pass: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    wait_until("the refusal is counted", || {
+        tunnel.series("fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"bad_certificate\"}") >= 1.0
+    });
+    let _ = weak_server.kill();
+    let _ = weak_server.wait();
+}
+
+#[test]
+fn psql_reaches_postgresql_through_a_client_and_a_server_tunnel() {
+    let pki = Pki::new();
+    pki.leaf(
+        "db-client",
+        "DNS:db-client,URI:spiffe://fipsguard.test/db-client",
+    );
+    let server_port = free_port();
+    let server_listen = format!("127.0.0.1:{server_port}");
+    let mut args = server_args(&pki, &server_listen, "127.0.0.1:5432");
+    args.extend(["--client-ca".into(), pki.path_str("ca.pem")]);
+    args.extend([
+        "--allow-uri".into(),
+        "spiffe://fipsguard.test/db-client".into(),
+    ]);
+    let _server = Tunnel::start(&strs(&args));
+    let local = free_port();
+    let _client = Tunnel::start(&[
+        "client",
+        "--listen",
+        &format!("127.0.0.1:{local}"),
+        "--target",
+        &server_listen,
+        "--server-name",
+        "localhost",
+        "--cacert",
+        &pki.path_str("ca.pem"),
+        "--cert",
+        &pki.path_str("db-client.pem"),
+        "--key",
+        &pki.path_str("db-client.key"),
+    ]);
+    let output = Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={local} user=postgres dbname=test sslmode=disable connect_timeout=10"))
+        .args(["-tAc", "SELECT 6 * 7"])
+        .output()
+        .expect("psql is installed");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
+}
+
+#[test]
+fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_the_peer() {
+    let pki = Pki::new();
+    pki.leaf(
+        "allowed",
+        "DNS:allowed.fipsguard.test,URI:spiffe://fipsguard.test/allowed",
+    );
+    pki.leaf("stranger", "DNS:stranger.fipsguard.test");
+    pki.leaf("revoked", "URI:spiffe://fipsguard.test/allowed");
+    pki.revoke("revoked");
+
+    // The target records what arrives on each connection.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    let (arrived, received) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let arrived = arrived.clone();
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut bytes = vec![0u8; 4096];
+                let n = stream.read(&mut bytes).unwrap_or(0);
+                bytes.truncate(n);
+                let _ = stream.write_all(b"welcome");
+                let _ = arrived.send(bytes);
+            });
+        }
+    });
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
+    args.extend(
+        [
+            "--client-ca",
+            &pki.path_str("ca.pem"),
+            "--crl",
+            &pki.path_str("crl.pem"),
+        ]
+        .map(String::from),
+    );
+    args.extend(
+        [
+            "--allow-uri",
+            "spiffe://fipsguard.test/allowed",
+            "--proxy-protocol",
+        ]
+        .map(String::from),
+    );
+    let tunnel = Tunnel::start(&strs(&args));
+
+    let with_cert = |name: &str| {
+        s_client(
+            port,
+            &[
+                "-ign_eof",
+                "-CAfile",
+                &pki.path_str("ca.pem"),
+                "-cert",
+                &pki.path_str(&format!("{name}.pem")),
+                "-key",
+                &pki.path_str(&format!("{name}.key")),
+            ],
+        )
+    };
+    for refused in ["stranger", "revoked"] {
+        let output = with_cert(refused);
+        assert!(
+            !String::from_utf8_lossy(&output.stdout).contains("welcome"),
+            "{refused}"
+        );
+    }
+    let no_cert = s_client(port, &["-CAfile", &pki.path_str("ca.pem")]);
+    assert!(!String::from_utf8_lossy(&no_cert.stdout).contains("welcome"));
+    assert!(
+        received.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the target saw a connection from a refused peer"
+    );
+    let reasons = tunnel.metrics();
+    for reason in ["not_allowed", "revoked_certificate", "no_certificate"] {
+        assert!(
+            reasons.contains(&format!("outcome=\"refused\",reason=\"{reason}\"")),
+            "{reason} not counted: {reasons}"
+        );
+    }
+
+    let allowed = with_cert("allowed");
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert!(text.contains("welcome"), "{text}");
+    let header = received.recv_timeout(Duration::from_secs(5)).unwrap();
+    let parsed = ppp::v2::Header::try_from(header.as_slice()).expect("a PROXY v2 header");
+    match parsed.addresses {
+        ppp::v2::Addresses::IPv4(addresses) => {
+            assert_eq!(addresses.source_address, std::net::Ipv4Addr::LOCALHOST);
+            assert_eq!(addresses.destination_port, port);
+        }
+        other => panic!("addresses: {other:?}"),
+    }
+    let tlvs: Vec<_> = parsed.tlvs().map(Result::unwrap).collect();
+    let identity = tlvs
+        .iter()
+        .find(|t| t.kind == 0xE0)
+        .expect("the identity TLV");
+    assert_eq!(&identity.value[..], b"spiffe://fipsguard.test/allowed");
+    let ssl = tlvs.iter().find(|t| t.kind == 0x20).expect("the SSL TLV");
+    assert_eq!(
+        ssl.value[0] & 0x07,
+        0x07,
+        "SSL, with a verified client certificate"
+    );
+    assert!(ssl.value.windows(7).any(|w| w == b"allowed"), "the CN");
+}
+
+#[test]
+fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
+    let pki = Pki::new();
+    let echo = echo_target();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let tunnel = Tunnel::start(&strs(&server_args(
+        &pki,
+        &listen,
+        &format!("127.0.0.1:{echo}"),
+    )));
+    let serial = || {
+        let output = s_client(port, &["-CAfile", &pki.path_str("ca.pem")]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let pem_start = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("a certificate");
+        let pem_end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
+        let mut x509 = Command::new("openssl")
+            .args(["x509", "-noout", "-serial"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        x509.stdin
+            .take()
+            .unwrap()
+            .write_all(&text.as_bytes()[pem_start..pem_end])
+            .unwrap();
+        String::from_utf8(x509.wait_with_output().unwrap().stdout).unwrap()
+    };
+    // A connection that stays open across both reloads: openssl as an
+    // interactive client, echoing through the tunnel.
+    let mut open = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &listen,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            &pki.path_str("ca.pem"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut open_in = open.stdin.take().unwrap();
+    let mut open_out = BufReader::new(open.stdout.take().unwrap());
+    let mut echo_line = |line: &str| {
+        writeln!(open_in, "{line}").unwrap();
+        let mut answer = String::new();
+        open_out.read_line(&mut answer).unwrap();
+        assert_eq!(answer.trim(), line);
+    };
+    echo_line("before");
+    let first = serial();
+
+    pki.leaf("server", "DNS:localhost");
+    tunnel.signal("-HUP");
+    wait_until("SIGHUP reloads", || tunnel.log().contains("why=\"SIGHUP\""));
+    let second = serial();
+    assert_ne!(first, second, "new connections get the new certificate");
+    echo_line("after SIGHUP");
+
+    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    pki.leaf("server", "DNS:localhost");
+    wait_until("the change is noticed", || {
+        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 2.0
+    });
+    assert_ne!(serial(), second);
+    echo_line("after the files changed");
+
+    // A broken file keeps the working configuration.
+    std::fs::write(pki.path("server.key"), "not a key").unwrap();
+    wait_until("the failed reload is counted", || {
+        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"failed\"}") >= 1.0
+    });
+    assert!(!serial().is_empty(), "still serving");
+    echo_line("still open");
+    let _ = open.kill();
+    let _ = open.wait();
+}
+
+#[test]
+fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
+    let pki = Pki::new();
+    let (target, _) = http_target("still here");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
+    args.extend(["--handshake-timeout-secs", "2", "--max-connections", "3000"].map(String::from));
+    let tunnel = Tunnel::start(&strs(&args));
+
+    // Garbage, an abrupt close mid-handshake, and 2,000 idle connections.
+    let mut garbage = TcpStream::connect(&listen).unwrap();
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3, 4, 5])
+        .unwrap();
+    let mut http = TcpStream::connect(&listen).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut half = TcpStream::connect(&listen).unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40]).unwrap();
+    half.shutdown(Shutdown::Both).unwrap();
+    let idle: Vec<TcpStream> = (0..2000)
+        .map(|_| TcpStream::connect(&listen).unwrap())
+        .collect();
+    wait_until("the idle connections are open", || {
+        tunnel.series("fipsguard_tunnel_open_connections{tunnel=\"tunnel\"}") >= 2000.0
+    });
+    // A real client is served at once, while they wait.
+    let started = Instant::now();
+    let ok = curl(&pki, port, &[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "still here");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "served before the idle ones timed out"
+    );
+    // The deadline closes them all.
+    wait_until("idle connections time out", || {
+        tunnel.series("fipsguard_tunnel_open_connections{tunnel=\"tunnel\"}") == 0.0
+    });
+    drop(idle);
+    let metrics = tunnel.metrics();
+    assert!(metrics.contains("reason=\"timeout\""), "{metrics}");
+    assert!(
+        metrics.contains("reason=\"invalid_message\"")
+            || metrics.contains("reason=\"peer_misbehaved\""),
+        "{metrics}"
+    );
+
+    // SIGTERM: an open connection finishes; a new one is refused; exit 0.
+    let echo = echo_target();
+    let drain_port = free_port();
+    let drain_listen = format!("127.0.0.1:{drain_port}");
+    let mut drained = Tunnel::start(&strs(&server_args(
+        &pki,
+        &drain_listen,
+        &format!("127.0.0.1:{echo}"),
+    )));
+    let mut open = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &drain_listen,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            &pki.path_str("ca.pem"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut open_in = open.stdin.take().unwrap();
+    let mut open_out = BufReader::new(open.stdout.take().unwrap());
+    writeln!(open_in, "one").unwrap();
+    let mut line = String::new();
+    open_out.read_line(&mut line).unwrap();
+    drained.signal("-TERM");
+    wait_until("the listener closes", || {
+        TcpStream::connect(&drain_listen).is_err()
+    });
+    writeln!(open_in, "two").unwrap();
+    line.clear();
+    open_out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "two",
+        "the open connection still works while draining"
+    );
+    assert!(
+        drained.child.try_wait().unwrap().is_none(),
+        "it waits for the open connection"
+    );
+    drop(open_in);
+    let _ = open.wait();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = drained.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after the drain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+}
