@@ -27,8 +27,20 @@ impl Tunnel {
     /// Starts `fipsguard tunnel ARGS` with a metrics listener and waits
     /// until it listens.
     fn start(args: &[&str]) -> Self {
+        Self::launch(Command::new(FIPSGUARD), args, true)
+    }
+
+    /// The same inside network namespace `namespace`, whose metrics
+    /// listener this process cannot reach: ready once it logs so.
+    fn start_in(namespace: &str, args: &[&str]) -> Self {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", namespace, FIPSGUARD]);
+        Self::launch(command, args, false)
+    }
+
+    fn launch(mut command: Command, args: &[&str], reachable: bool) -> Self {
         let metrics = free_port();
-        let mut child = Command::new(FIPSGUARD)
+        let mut child = command
             .arg("tunnel")
             .args(args)
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
@@ -42,7 +54,8 @@ impl Tunnel {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("the tunnel exited ({status}): {}", log.lock().unwrap());
             }
-            TcpStream::connect(("127.0.0.1", metrics)).is_ok()
+            log.lock().unwrap().contains("tunnel listening")
+                && (!reachable || TcpStream::connect(("127.0.0.1", metrics)).is_ok())
         });
         Self {
             child,
@@ -749,4 +762,177 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success());
+}
+
+/// Two hosts on one machine: this one, and a network namespace joined to
+/// it by a veth pair. Removed on drop.
+struct Namespace {
+    name: String,
+    /// The namespace's address on the link.
+    address: String,
+}
+
+impl Namespace {
+    fn new() -> Self {
+        let id = std::process::id() % 50_000;
+        let name = format!("fg-test-{id}");
+        let (outer, inner) = (format!("fgo{id}"), format!("fgi{id}"));
+        let subnet = format!("10.{}.{}", 100 + id / 256 % 100, id % 256);
+        let ip = |args: &str| {
+            let status = Command::new("ip")
+                .args(args.split_whitespace())
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args}");
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        ip(&format!("netns add {name}"));
+        let namespace = Self {
+            name: name.clone(),
+            address: format!("{subnet}.2"),
+        };
+        ip(&format!("link add {outer} type veth peer name {inner}"));
+        ip(&format!("link set {inner} netns {name}"));
+        ip(&format!("addr add {subnet}.1/30 dev {outer}"));
+        ip(&format!("link set {outer} up"));
+        ip(&format!(
+            "netns exec {name} ip addr add {subnet}.2/30 dev {inner}"
+        ));
+        ip(&format!("netns exec {name} ip link set {inner} up"));
+        ip(&format!("netns exec {name} ip link set lo up"));
+        namespace
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and so both.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// An Erlang node without epmd, listening for distribution on `listen_ip`
+/// and port `port`, as every node it talks to must.
+fn erlang(command: &mut Command, name: &str, listen_ip: &str, port: u16, eval: &str) -> Child {
+    let interface = format!("{{{}}}", listen_ip.replace('.', ","));
+    command
+        .args(["-noshell", "-name", name, "-setcookie", "fipsguard-test"])
+        .args(["-start_epmd", "false", "-erl_epmd_port", &port.to_string()])
+        .args(["-kernel", "inet_dist_use_interface", &interface])
+        .args(["-eval", eval])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("erl (Debian erlang-base) is installed")
+}
+
+#[test]
+fn erlang_distribution_runs_only_through_a_pair_of_tunnels() {
+    let pki = Pki::new();
+    pki.leaf("node-a", "DNS:node-a");
+    pki.leaf("node-b", "DNS:node-b");
+    let host_b = Namespace::new();
+    let port = free_port();
+
+    // Host B (the namespace): the node listens on loopback only; its server
+    // tunnel is the only listener on the network.
+    let mut node_b = erlang(
+        &mut host_b.command("erl"),
+        "b@127.0.0.3",
+        "127.0.0.1",
+        port,
+        "timer:sleep(infinity).",
+    );
+    let tls_listen = format!("{}:9443", host_b.address);
+    let _server = Tunnel::start_in(
+        &host_b.name,
+        &[
+            "server",
+            "--name",
+            "b-in",
+            "--listen",
+            &tls_listen,
+            "--target",
+            &format!("127.0.0.1:{port}"),
+            "--cert",
+            &pki.path_str("node-b.pem"),
+            "--key",
+            &pki.path_str("node-b.key"),
+            "--client-ca",
+            &pki.path_str("ca.pem"),
+            "--allow-dns",
+            "node-a",
+        ],
+    );
+    // Host A (here): b@127.0.0.3 is reached through the client tunnel.
+    let client = Tunnel::start(&[
+        "client",
+        "--name",
+        "to-b",
+        "--listen",
+        &format!("127.0.0.3:{port}"),
+        "--target",
+        &tls_listen,
+        "--server-name",
+        "node-b",
+        "--cacert",
+        &pki.path_str("ca.pem"),
+        "--cert",
+        &pki.path_str("node-a.pem"),
+        "--key",
+        &pki.path_str("node-a.key"),
+    ]);
+    wait_until("node b listens", || {
+        let listeners = host_b.command("ss").arg("-ltnH").output().unwrap();
+        String::from_utf8_lossy(&listeners.stdout).contains(&format!("127.0.0.1:{port}"))
+    });
+
+    let call = "io:format(\"~p~n\", [{rpc:call('b@127.0.0.3', erlang, node, []), \
+                rpc:call('b@127.0.0.3', lists, sum, [[1, 2, 3]])}]), halt().";
+    let node_a = erlang(
+        &mut Command::new("erl"),
+        "a@127.0.0.2",
+        "127.0.0.2",
+        port,
+        call,
+    );
+    let output = node_a.wait_with_output().unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        answer.trim(),
+        "{'b@127.0.0.3',6}",
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // It went through the tunnels, over TLS.
+    let handshakes = client.series(
+        "fipsguard_tunnel_handshakes_total{tunnel=\"to-b\",outcome=\"ok\",reason=\"none\"}",
+    );
+    assert!(handshakes >= 1.0, "{}", client.metrics());
+    assert!(
+        client.series("fipsguard_tunnel_bytes_total{tunnel=\"to-b\",direction=\"to_target\"}")
+            > 0.0
+    );
+    // Nothing on host B listens off loopback but the tunnel's TLS port.
+    let listeners = host_b.command("ss").arg("-ltnH").output().unwrap();
+    let listeners = String::from_utf8_lossy(&listeners.stdout);
+    for line in listeners.lines() {
+        let local = line.split_whitespace().nth(3).unwrap_or_default();
+        assert!(
+            local.starts_with("127.") || local.starts_with("[::1]") || local == tls_listen,
+            "a listener off loopback on host B: {line}"
+        );
+    }
+    assert!(listeners.contains(&tls_listen), "{listeners}");
+    let _ = node_b.kill();
+    let _ = node_b.wait();
 }
