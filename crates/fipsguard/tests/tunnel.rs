@@ -561,6 +561,19 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
         "SSL, with a verified client certificate"
     );
     assert!(ssl.value.windows(7).any(|w| w == b"allowed"), "the CN");
+
+    // A new CRL is picked up without a restart: the same client is refused.
+    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    pki.revoke("allowed");
+    wait_until("the new CRL is loaded", || {
+        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 1.0
+    });
+    let revoked_now = with_cert("allowed");
+    assert!(!String::from_utf8_lossy(&revoked_now.stdout).contains("welcome"));
+    assert!(
+        received.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the target saw a connection from a revoked client"
+    );
 }
 
 #[test]
