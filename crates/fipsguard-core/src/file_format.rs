@@ -294,32 +294,32 @@ type Block = io::Result<(Vec<u8>, bool)>;
 
 /// Reads `input` in blocks of `size` bytes on its own thread, telling
 /// which block is the last: a full block is the last only if nothing
-/// follows it, so the reader keeps one block in hand.
+/// follows it, so the reader keeps one block in hand. Each block's data
+/// starts after `front` spare bytes and has `back` spare capacity behind,
+/// so that a chunk's IV and tag join it without copying it.
 fn read_blocks<'scope, R: Read + Send + 'scope>(
     scope: &'scope thread::Scope<'scope, '_>,
     mut input: R,
     size: usize,
-    headroom: usize,
+    (front, back): (usize, usize),
 ) -> Receiver<Block> {
     let (tx, rx) = sync_channel::<Block>(PIPELINE_DEPTH);
     scope.spawn(move || {
         let mut read_block = || -> io::Result<Vec<u8>> {
-            // Room for the tag up front: growing a full 1 MiB buffer later
-            // would copy it.
-            let mut block = Vec::with_capacity(size + headroom);
-            block.resize(size, 0);
-            let n = read_full(&mut input, &mut block)?;
-            block.truncate(n);
+            let mut block = Vec::with_capacity(front + size + back);
+            block.resize(front + size, 0);
+            let n = read_full(&mut input, &mut block[front..])?;
+            block.truncate(front + n);
             Ok(block)
         };
         let result = (|| -> io::Result<()> {
             let mut current = read_block()?;
             loop {
-                if current.len() < size {
+                if current.len() < front + size {
                     return send(&tx, Ok((current, true)));
                 }
                 let next = read_block()?;
-                if next.is_empty() {
+                if next.len() == front {
                     return send(&tx, Ok((current, true)));
                 }
                 send(&tx, Ok((current, false)))?;
@@ -340,10 +340,9 @@ fn send<T>(tx: &SyncSender<T>, item: T) -> io::Result<()> {
         .map_err(|_| io::Error::other("the pipeline stopped"))
 }
 
-/// What the writer writes for one block: `head`, then `body[range]`, so
-/// that neither side copies a chunk to add or drop its IV.
+/// What the writer writes for one block: `body[range]`, so that the
+/// decryptor need not copy a chunk to drop its IV and tag.
 struct Piece {
-    head: Vec<u8>,
     body: Vec<u8>,
     range: Range<usize>,
 }
@@ -360,7 +359,6 @@ fn write_pieces<'scope, W: Write + Send + 'scope>(
     let (tx, rx) = sync_channel::<Piece>(PIPELINE_DEPTH);
     let handle = scope.spawn(move || {
         for piece in rx {
-            output.write_all(&piece.head)?;
             output.write_all(&piece.body[piece.range])?;
         }
         output.flush()?;
@@ -371,12 +369,12 @@ fn write_pieces<'scope, W: Write + Send + 'scope>(
 
 /// Runs `transform` on every block of `input` on this thread while other
 /// threads read and write, and returns `output` once all is written.
-/// Blocks have `headroom` spare capacity for `transform` to grow into.
+/// Blocks have `spare` bytes before and capacity after (see [`read_blocks`]).
 fn pipeline<R, W>(
     input: R,
     output: W,
     block_size: usize,
-    headroom: usize,
+    spare: (usize, usize),
     mut transform: impl FnMut(Vec<u8>, bool) -> Result<Piece, FileError>,
 ) -> Result<W, FileError>
 where
@@ -384,7 +382,7 @@ where
     W: Write + Send,
 {
     thread::scope(|scope| {
-        let blocks = read_blocks(scope, input, block_size, headroom);
+        let blocks = read_blocks(scope, input, block_size, spare);
         let (tx, writer) = write_pieces(scope, output);
         let transformed = (|| -> Result<(), FileError> {
             for block in blocks.iter() {
@@ -425,19 +423,22 @@ where
         input,
         output,
         header.chunk_size as usize,
-        TAG_LEN,
-        |mut chunk, last| {
+        (IV_LEN, TAG_LEN),
+        |mut record, last| {
             if index >= MAX_CHUNKS {
                 return Err(FileError::TooManyChunks);
             }
-            let plaintext_len = chunk.len() as u64;
-            let iv = data_key.seal_in_place(&chunk_aad(&header_hash, index, last), &mut chunk)?;
+            // The record is [IV space | plaintext]: sealed in place, then
+            // the IV goes in front and the tag behind, and it is written whole.
+            let aad = chunk_aad(&header_hash, index, last);
+            let (iv, tag) = data_key.seal_in_place_separate_tag(&aad, &mut record[IV_LEN..])?;
+            record[..IV_LEN].copy_from_slice(iv.as_bytes());
+            record.extend_from_slice(&tag);
             index += 1;
-            progress(plaintext_len);
+            progress((record.len() - IV_LEN - TAG_LEN) as u64);
             Ok(Piece {
-                head: iv.as_bytes().to_vec(),
-                range: 0..chunk.len(),
-                body: chunk,
+                range: 0..record.len(),
+                body: record,
             })
         },
     )
@@ -461,24 +462,29 @@ where
 {
     let header_hash = digest(HashAlgorithm::Sha256, header_bytes)?;
     let mut index = 0u64;
-    pipeline(input, output, header.record_len(), 0, |mut record, last| {
-        if record.len() < IV_LEN + TAG_LEN {
-            return Err(FileError::Truncated(
-                "the last chunk is shorter than an IV and a tag",
-            ));
-        }
-        let iv = GcmIv::try_from(&record[..IV_LEN])?;
-        let aad = chunk_aad(&header_hash, index, last);
-        let plaintext_len = data_key
-            .open_in_place(&iv, &aad, &mut record[IV_LEN..])
-            .map_err(|_| FileError::Authentication { index, last })?
-            .len();
-        index += 1;
-        progress(plaintext_len as u64);
-        Ok(Piece {
-            head: Vec::new(),
-            body: record,
-            range: IV_LEN..IV_LEN + plaintext_len,
-        })
-    })
+    pipeline(
+        input,
+        output,
+        header.record_len(),
+        (0, 0),
+        |mut record, last| {
+            if record.len() < IV_LEN + TAG_LEN {
+                return Err(FileError::Truncated(
+                    "the last chunk is shorter than an IV and a tag",
+                ));
+            }
+            let iv = GcmIv::try_from(&record[..IV_LEN])?;
+            let aad = chunk_aad(&header_hash, index, last);
+            let plaintext_len = data_key
+                .open_in_place(&iv, &aad, &mut record[IV_LEN..])
+                .map_err(|_| FileError::Authentication { index, last })?
+                .len();
+            index += 1;
+            progress(plaintext_len as u64);
+            Ok(Piece {
+                body: record,
+                range: IV_LEN..IV_LEN + plaintext_len,
+            })
+        },
+    )
 }

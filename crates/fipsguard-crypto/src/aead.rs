@@ -83,6 +83,25 @@ impl Aes256GcmKey {
         Ok(GcmIv(*nonce.as_ref()))
     }
 
+    /// Encrypts `in_out` in place; returns the IV the module chose and the
+    /// tag, for callers that lay out the IV, ciphertext and tag themselves.
+    pub fn seal_in_place_separate_tag(
+        &self,
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<(GcmIv, [u8; TAG_LEN]), Error> {
+        ensure_operational()?;
+        let (nonce, tag) = self
+            .key
+            .seal_in_place_separate_tag(Aad::from(aad), in_out)
+            .map_err(|_| Error::Module("AES-256-GCM seal"))?;
+        let tag = tag
+            .as_ref()
+            .try_into()
+            .map_err(|_| Error::Module("AES-256-GCM tag length"))?;
+        Ok((GcmIv(*nonce.as_ref()), tag))
+    }
+
     /// Decrypts `in_out` (ciphertext followed by tag) in place and returns the
     /// plaintext part. On failure nothing is released: AWS-LC decrypts before
     /// it checks the tag, so the whole buffer is wiped here.
