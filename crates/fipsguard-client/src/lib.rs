@@ -74,6 +74,9 @@ impl Client {
             tls::client_config(roots, None).map_err(|e| ClientError::Setup(e.to_string()))?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(config)
+            // A redirect could send a token or a data key elsewhere, or in clear.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
             .build()
             .map_err(|e| ClientError::Setup(format!("cannot build the HTTPS client: {e}")))?;
         Ok(Self { http, url, token })

@@ -220,7 +220,8 @@ pub fn server_config(
         Some(trust) => {
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(trust.roots), provider)
-                    .with_crls(trust.crls);
+                    .with_crls(trust.crls)
+                    .enforce_revocation_expiration();
             let verifier = match optional {
                 true => verifier.allow_unauthenticated(),
                 false => verifier,
@@ -246,6 +247,7 @@ pub fn client_config(
     let verifier =
         WebPkiServerVerifier::builder_with_provider(Arc::new(trust.roots), provider.clone())
             .with_crls(trust.crls)
+            .enforce_revocation_expiration()
             .build()
             .map_err(rustls_error)?;
     let builder = ClientConfig::builder_with_provider(provider)

@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::identity::parse_subject;
+
+/// The most connections a tunnel may be configured to hold.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// Which side of the TLS a tunnel is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -72,12 +77,12 @@ pub struct TunnelConfig {
     #[arg(long)]
     #[serde(default)]
     pub proxy_protocol: bool,
-    /// Seconds a peer has to complete its TLS handshake.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds a peer has to complete its TLS handshake (and a target to accept).
+    #[arg(long, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
     /// Most connections open at once; more are refused.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
 }
@@ -86,12 +91,15 @@ fn default_name() -> String {
     "tunnel".to_owned()
 }
 
+const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
 fn default_handshake_timeout() -> u64 {
-    10
+    DEFAULT_HANDSHAKE_TIMEOUT_SECS
 }
 
 fn default_max_connections() -> usize {
-    4096
+    DEFAULT_MAX_CONNECTIONS
 }
 
 /// Where a tunnel forwards to.
@@ -154,8 +162,20 @@ impl TunnelConfig {
     pub fn validate(&self) -> Result<(), String> {
         let name = &self.name;
         let refuse = |why: &str| Err(format!("tunnel {name:?}: {why}"));
-        if self.handshake_timeout_secs == 0 || self.max_connections == 0 {
-            return refuse("handshake_timeout_secs and max_connections must be at least 1");
+        if self.handshake_timeout_secs == 0
+            || !(1..=MAX_CONNECTIONS).contains(&self.max_connections)
+        {
+            return refuse(
+                "handshake_timeout_secs must be at least 1, and max_connections 1 to 1,000,000",
+            );
+        }
+        if let Some(Err(e)) = self
+            .allow_subject
+            .iter()
+            .map(|s| parse_subject(s))
+            .find(Result::is_err)
+        {
+            return refuse(&format!("allow_subject: {e}"));
         }
         match self.mode {
             Mode::Server => {
@@ -204,8 +224,11 @@ pub struct Config {
     pub tunnels: Vec<TunnelConfig>,
 }
 
+/// Seconds shutdown waits for open connections unless told otherwise.
+pub const DEFAULT_DRAIN_SECS: u64 = 30;
+
 fn default_drain() -> u64 {
-    30
+    DEFAULT_DRAIN_SECS
 }
 
 impl Config {

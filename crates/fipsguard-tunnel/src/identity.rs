@@ -3,6 +3,7 @@
 //! validity, revocation); this only reads its names.
 
 use x509_parser::extensions::GeneralName;
+use x509_parser::objects::{oid2abbrev, oid_registry};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::TunnelConfig;
@@ -10,8 +11,12 @@ use crate::config::TunnelConfig;
 /// The names in a verified end-entity certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerIdentity {
-    /// Subject, as `CN=…, O=…`.
+    /// Subject, as `CN=…, O=…`, with `,` `+` `=` and `\` in values escaped
+    /// by a backslash (RFC 4514), so that a value cannot pose as more
+    /// attributes.
     pub subject: String,
+    /// The subject's attributes in order: short name (or dotted OID) and value.
+    pub subject_attributes: Vec<(String, String)>,
     /// The subject's common name, if it has one.
     pub common_name: Option<String>,
     /// DNS subject alternative names.
@@ -26,8 +31,25 @@ impl PeerIdentity {
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| format!("the peer certificate does not parse: {e}"))?;
         let common_name = cert.subject().iter_common_name().next();
+        let subject_attributes: Vec<(String, String)> = cert
+            .subject()
+            .iter_attributes()
+            .map(|attribute| {
+                let oid = attribute.attr_type();
+                let name = oid2abbrev(oid, oid_registry())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| oid.to_id_string());
+                let value = attribute.as_str().unwrap_or("#unreadable").to_owned();
+                (name, value)
+            })
+            .collect();
         let mut identity = Self {
-            subject: cert.subject().to_string(),
+            subject: subject_attributes
+                .iter()
+                .map(|(name, value)| format!("{name}={}", escape(value)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            subject_attributes,
             common_name: common_name
                 .and_then(|cn| cn.as_str().ok())
                 .map(str::to_owned),
@@ -65,7 +87,11 @@ impl PeerIdentity {
                 .allow_uri
                 .iter()
                 .any(|allowed| self.uris.contains(allowed))
-            || tunnel.allow_subject.contains(&self.subject)
+            || tunnel
+                .allow_subject
+                .iter()
+                .filter_map(|allowed| parse_subject(allowed).ok())
+                .any(|allowed| same_attributes(&allowed, &self.subject_attributes))
     }
 }
 
@@ -74,4 +100,95 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
     X509Certificate::from_der(der)
         .ok()
         .map(|(_, cert)| cert.validity().not_after.timestamp())
+}
+
+/// A value with RFC 4514's special characters escaped.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, ',' | '+' | '=' | '\\' | '"' | ';' | '<' | '>') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Reads an allow-list subject, `CN=batch, O=Example`, into its attributes
+/// (a `\` escapes the next character), so it is compared attribute by
+/// attribute, never as text a certificate's values could imitate.
+pub fn parse_subject(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut parts = vec![String::new()];
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next) => parts.last_mut().expect("one part").push(next),
+                None => return Err(format!("{text:?} ends in a lone backslash")),
+            },
+            ',' => parts.push(String::new()),
+            _ => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts
+        .iter()
+        .map(|part| {
+            let part = part.trim_start();
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{text:?}: {part:?} is not NAME=value"))?;
+            Ok((name.trim().to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+fn same_attributes(a: &[(String, String)], b: &[(String, String)]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((an, av), (bn, bv))| an.eq_ignore_ascii_case(bn) && av == bv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        tunnel: TunnelConfig,
+    }
+
+    fn tunnel_allowing(subject: &str) -> TunnelConfig {
+        let flags = ["t", "--listen", "127.0.0.1:1", "--target", "127.0.0.1:2"];
+        let mut tunnel = Flags::parse_from(flags).tunnel;
+        tunnel.allow_subject = vec![subject.to_owned()];
+        tunnel
+    }
+
+    fn peer(attributes: &[(&str, &str)]) -> PeerIdentity {
+        PeerIdentity {
+            subject_attributes: attributes
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..PeerIdentity::default()
+        }
+    }
+
+    #[test]
+    fn subjects_match_attribute_by_attribute_so_a_value_cannot_pose_as_more() {
+        let batch = tunnel_allowing("CN=batch, O=Example");
+        assert!(peer(&[("CN", "batch"), ("O", "Example")]).allowed_by(&batch));
+        assert!(!peer(&[("CN", "batch"), ("O", "Example"), ("OU", "x")]).allowed_by(&batch));
+        assert!(
+            !peer(&[("CN", "batch, O=Example")]).allowed_by(&batch),
+            "a CN that imitates two attributes"
+        );
+        let escaped = tunnel_allowing("CN=batch\\, O=Example");
+        assert!(peer(&[("CN", "batch, O=Example")]).allowed_by(&escaped));
+        assert!(parse_subject("CN=a\\").is_err());
+        assert!(parse_subject("no equals sign").is_err());
+    }
 }

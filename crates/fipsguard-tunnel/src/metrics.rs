@@ -44,7 +44,8 @@ pub fn open_connections(tunnel: &str, delta: f64) {
     gauge!("fipsguard_tunnel_open_connections", "tunnel" => tunnel.to_owned()).increment(delta);
 }
 
-/// Bytes forwarded, `to_target` or `to_peer` (the TLS side).
+/// Bytes forwarded: `to_target` from whoever connected to the tunnel
+/// towards its target, `to_peer` back.
 pub fn bytes_counter(tunnel: &str, direction: &'static str) -> metrics::Counter {
     counter!("fipsguard_tunnel_bytes_total", "tunnel" => tunnel.to_owned(), "direction" => direction)
 }

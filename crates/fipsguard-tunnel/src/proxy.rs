@@ -24,6 +24,9 @@ use crate::reload::{Side, TlsState};
 /// transfers take few system calls (tokio's default is 8 KiB).
 const COPY_BUFFER: usize = 64 << 10;
 
+/// How long accepting pauses after an error.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A bound tunnel, ready to run.
 pub struct Tunnel {
     config: Arc<TunnelConfig>,
@@ -79,15 +82,18 @@ impl Tunnel {
     pub async fn run(self, mut stop: watch::Receiver<bool>, drain: std::time::Duration) {
         let name = &self.config.name;
         loop {
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(tunnel = %name, error = %e, "accept failed");
-                        continue;
-                    }
-                },
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
                 _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, say: pause rather than spin.
+                    tracing::warn!(tunnel = %name, error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
             };
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 metrics::handshake(name, "refused", "connection_limit");
@@ -143,6 +149,8 @@ struct Refusal {
 impl Connection {
     async fn serve(self, stream: TcpStream) {
         let name = self.config.name.clone();
+        // Interactive protocols (distribution, SQL) must not wait on Nagle.
+        let _ = stream.set_nodelay(true);
         metrics::open_connections(&name, 1.0);
         let local = stream.local_addr().ok();
         let result = match &*self.side {
@@ -182,8 +190,9 @@ impl Connection {
             ));
         }
         let (version, suite) = negotiated(session);
-        let mut target = connect(&config.target())
+        let mut target = timeout(config.handshake_timeout(), connect(&config.target()))
             .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
             .map_err(|e| refusal("target_unreachable", e))?;
         if config.proxy_protocol {
             let header =
@@ -215,9 +224,11 @@ impl Connection {
                 "a client tunnel needs a TCP target",
             ));
         };
-        let server = TcpStream::connect(&address)
+        let server = timeout(config.handshake_timeout(), TcpStream::connect(&address))
             .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
             .map_err(|e| refusal("target_unreachable", e))?;
+        let _ = server.set_nodelay(true);
         let tls = handshake(config, connector.connect(name, server)).await?;
         let session = tls.get_ref().1;
         let (version, suite) = negotiated(session);

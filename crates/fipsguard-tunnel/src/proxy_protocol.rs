@@ -45,11 +45,11 @@ pub fn header(
         ssl[0] |= PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS;
     }
     ssl.extend_from_slice(&0u32.to_be_bytes());
-    push_tlv(&mut ssl, PP2_SUBTYPE_SSL_VERSION, version.as_bytes());
+    push_tlv(&mut ssl, PP2_SUBTYPE_SSL_VERSION, version.as_bytes())?;
     if let Some(cn) = identity.and_then(|id| id.common_name.as_deref()) {
-        push_tlv(&mut ssl, PP2_SUBTYPE_SSL_CN, cn.as_bytes());
+        push_tlv(&mut ssl, PP2_SUBTYPE_SSL_CN, cn.as_bytes())?;
     }
-    push_tlv(&mut ssl, PP2_SUBTYPE_SSL_CIPHER, suite.as_bytes());
+    push_tlv(&mut ssl, PP2_SUBTYPE_SSL_CIPHER, suite.as_bytes())?;
     let mut builder = Builder::with_addresses(
         Version::Two | Command::Proxy,
         Protocol::Stream,
@@ -64,8 +64,11 @@ pub fn header(
 }
 
 /// A sub-TLV inside the SSL TLV (ppp builds only the outer ones).
-fn push_tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+fn push_tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(value.len())
+        .map_err(|_| std::io::Error::other("a PROXY header value is over 64 KiB"))?;
     out.push(kind);
-    out.extend_from_slice(&(value.len().min(u16::MAX as usize) as u16).to_be_bytes());
-    out.extend_from_slice(&value[..value.len().min(u16::MAX as usize)]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(value);
+    Ok(())
 }

@@ -87,18 +87,24 @@ fn modification_times(tunnel: &TunnelConfig) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
+/// Builds the TLS side and, once it is built, reports its certificate's expiry.
 fn build(tunnel: &TunnelConfig) -> Result<Side, String> {
+    let (side, expiry) = build_side(tunnel)?;
+    if let Some(expiry) = expiry {
+        metrics::certificate_expiry(&tunnel.name, expiry);
+    }
+    Ok(side)
+}
+
+fn build_side(tunnel: &TunnelConfig) -> Result<(Side, Option<i64>), String> {
     let fail = |e: tls::TlsError| format!("tunnel {:?}: {e}", tunnel.name);
     let identity = match (&tunnel.cert, &tunnel.key) {
         (Some(cert), Some(key)) => Some(Identity::from_pem_files(cert, key).map_err(fail)?),
         _ => None,
     };
-    if let Some(expiry) = identity
+    let expiry = identity
         .as_ref()
-        .and_then(|identity| not_after(identity.chain()[0].as_ref()))
-    {
-        metrics::certificate_expiry(&tunnel.name, expiry);
-    }
+        .and_then(|identity| not_after(identity.chain()[0].as_ref()));
     let trust = |ca: &Path| -> Result<PeerTrust, String> {
         Ok(PeerTrust {
             roots: tls::read_roots(ca).map_err(fail)?,
@@ -116,7 +122,7 @@ fn build(tunnel: &TunnelConfig) -> Result<Side, String> {
                 None => ClientAuth::None,
             };
             let config = tls::server_config(identity, client_auth).map_err(fail)?;
-            Ok(Side::Server(TlsAcceptor::from(Arc::new(config))))
+            Ok((Side::Server(TlsAcceptor::from(Arc::new(config))), expiry))
         }
         Mode::Client => {
             let ca = tunnel
@@ -126,10 +132,8 @@ fn build(tunnel: &TunnelConfig) -> Result<Side, String> {
             let config = tls::client_config(trust(ca)?, identity).map_err(fail)?;
             let name = ServerName::try_from(tunnel.expected_server_name())
                 .map_err(|e| format!("tunnel {:?}: server name: {e}", tunnel.name))?;
-            Ok(Side::Client {
-                connector: TlsConnector::from(Arc::new(config)),
-                name,
-            })
+            let connector = TlsConnector::from(Arc::new(config));
+            Ok((Side::Client { connector, name }, expiry))
         }
     }
 }

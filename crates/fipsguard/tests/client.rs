@@ -217,7 +217,12 @@ fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
     let again = f.run(&f.setup.officer, &["key", "create", "later"], b"");
     assert_refused(&again, "(HTTP 409)");
     let bad_name = f.run(&f.setup.officer, &["key", "show", ".."], b"");
-    assert_refused(&bad_name, "key names are");
+    assert_eq!(bad_name.status.code(), Some(2), "a usage error");
+    assert!(
+        stderr(&bad_name).contains("key names are"),
+        "{}",
+        stderr(&bad_name)
+    );
 
     // Tokens: create (shown once), list (never the secret), revoke.
     let created = f.officer_json(&[
@@ -353,6 +358,45 @@ fn data_commands_round_trip_and_refuse_by_rule() {
     let invalid = verify(other.to_str().unwrap());
     assert_eq!(invalid.status.code(), Some(1));
     assert_eq!(stdout(&invalid).trim(), "INVALID");
+    // The same verdicts as JSON, with the same exit codes.
+    let json_invalid = f.run(
+        &user,
+        &[
+            "verify",
+            "--key",
+            "signer",
+            "--hash",
+            "sha-384",
+            "--signature",
+            signature,
+            "--version",
+            "1",
+            other.to_str().unwrap(),
+            "--json",
+        ],
+        b"",
+    );
+    assert_eq!(json_invalid.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&json_invalid.stdout).unwrap();
+    assert_eq!(verdict["valid"], false);
+    let json_valid = f.run(
+        &user,
+        &[
+            "verify",
+            "--key",
+            "signer",
+            "--hash",
+            "sha-384",
+            "--signature",
+            signature,
+            "--version",
+            "1",
+            message,
+            "--json",
+        ],
+        b"",
+    );
+    assert_ok(&json_valid);
     let too_big = f.run(&user, &["sign", "--key", "signer", message], b"");
     assert_refused(&too_big, "--hash to sign a digest");
     let md5 = f.run(
@@ -360,7 +404,19 @@ fn data_commands_round_trip_and_refuse_by_rule() {
         &["sign", "--key", "signer", "--hash", "md5", message],
         b"",
     );
-    assert_refused(&md5, "--hash takes sha-256, sha-384 or sha-512");
+    assert_eq!(
+        md5.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&md5)
+    );
+    let context = f.run(
+        &user,
+        &["encrypt-data", "--key", "app", "--context", "novalue"],
+        b"x",
+    );
+    assert_eq!(context.status.code(), Some(2), "{}", stderr(&context));
+    assert!(stderr(&context).contains("--context takes key=value"));
 
     let tag = f.run(&user, &["mac", "--key", "tags", "--json"], b"payload");
     assert_ok(&tag);
@@ -761,15 +817,42 @@ fn tampered_files_are_refused_and_leave_no_output() {
         );
     }
 
-    // The header's context is bound to the data key: changing it in the
-    // header makes the server refuse to unwrap.
-    let mut spoofed = good.clone();
-    let at = spoofed.windows(5).position(|w| w == b"files").unwrap();
-    spoofed[at] = b'F';
-    let input = f.path("renamed.fg");
-    std::fs::write(&input, &spoofed).unwrap();
+    // The header is bound to every chunk: a key version changed in it
+    // (which the server never reads: the wrapped key names its own) fails
+    // at chunk 0, and nothing is written.
+    let name_len = good[15] as usize;
+    let mut reversioned = good.clone();
+    reversioned[16 + name_len + 3] ^= 0x02;
+    let input = f.path("reversioned.fg");
+    std::fs::write(&input, &reversioned).unwrap();
     let result = f.run(&user, &["decrypt", input.to_str().unwrap(), "-"], b"");
-    assert_eq!(result.status.code(), Some(1));
+    assert_refused(&result, "chunk 0 does not authenticate");
+    assert!(result.stdout.is_empty());
+
+    // The header's context is bound to the data key: changed in the
+    // header, the server refuses to unwrap it.
+    let plain = f.path("hr.plain");
+    let sealed = f.path("hr.fg");
+    make_file(&plain, 100);
+    assert_ok(&f.run(
+        &user,
+        &[
+            "encrypt",
+            "--key",
+            "files",
+            "--context",
+            "dept=hr",
+            plain.to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    let mut spoofed = std::fs::read(&sealed).unwrap();
+    let at = spoofed.windows(4).position(|w| w == b"\x00\x02hr").unwrap();
+    spoofed[at + 2..at + 4].copy_from_slice(b"it");
+    std::fs::write(&sealed, &spoofed).unwrap();
+    let result = f.run(&user, &["decrypt", sealed.to_str().unwrap(), "-"], b"");
+    assert_refused(&result, "ciphertext_context_mismatch");
     assert!(
         result.stdout.is_empty(),
         "nothing is written before the key is unwrapped"

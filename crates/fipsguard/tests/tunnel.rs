@@ -98,6 +98,19 @@ impl Drop for Tunnel {
     }
 }
 
+/// Every refused handshake so far, whatever the reason.
+fn refused_total(tunnel: &Tunnel) -> f64 {
+    tunnel
+        .metrics()
+        .lines()
+        .filter(|line| {
+            line.starts_with("fipsguard_tunnel_handshakes_total")
+                && line.contains("outcome=\"refused\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn collect(stderr: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
     let collected = log.clone();
@@ -259,39 +272,47 @@ fn a_server_tunnel_serves_curl_and_openssl_and_refuses_what_the_policy_refuses()
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
     assert!(text.contains("TLSv1.3"), "{text}");
 
-    let refused = [
-        (
-            "TLS 1.1",
-            curl(&pki, port, &["--tlsv1.1", "--tls-max", "1.1"]),
-        ),
-        (
-            "TLS 1.1 (openssl)",
-            s_client(port, &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]),
-        ),
-        (
-            "CHACHA20-POLY1305 only, TLS 1.3",
+    // Each offer outside the policy reaches the tunnel and is refused there
+    // (counted), not merely failed by the local client.
+    let refused_cases: [(&str, &dyn Fn() -> Output); 5] = [
+        ("TLS 1.1", &|| {
+            curl(
+                &pki,
+                port,
+                &[
+                    "--tlsv1.1",
+                    "--tls-max",
+                    "1.1",
+                    "--ciphers",
+                    "DEFAULT@SECLEVEL=0",
+                ],
+            )
+        }),
+        ("TLS 1.1 (openssl)", &|| {
+            s_client(port, &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
+        }),
+        ("CHACHA20-POLY1305 only, TLS 1.3", &|| {
             s_client(
                 port,
                 &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
-            ),
-        ),
-        (
-            "CHACHA20-POLY1305 only, TLS 1.2",
+            )
+        }),
+        ("CHACHA20-POLY1305 only, TLS 1.2", &|| {
             s_client(
                 port,
                 &["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"],
-            ),
-        ),
-        ("X448 only", s_client(port, &["-groups", "X448"])),
+            )
+        }),
+        ("X448 only", &|| s_client(port, &["-groups", "X448"])),
     ];
-    for (what, output) in &refused {
+    for (what, attempt) in refused_cases {
+        let before = refused_total(&tunnel);
+        let output = attempt();
         let text = String::from_utf8_lossy(&output.stdout);
-        let handshake_done =
-            text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)");
-        assert!(
-            !output.status.success() || !handshake_done,
-            "{what} must fail: {text}"
-        );
+        assert!(!text.contains("hello through FIPS TLS"), "{what}: {text}");
+        wait_until(&format!("the tunnel refuses {what}"), || {
+            refused_total(&tunnel) > before
+        });
     }
     let refusals = tunnel.series("fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"incompatible_peer\"}");
     assert!(refusals >= 4.0, "refusals by reason: {}", tunnel.metrics());
@@ -715,6 +736,28 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
         "{metrics}"
     );
 
+    // At the connection limit, one more is refused at once and counted.
+    let small_port = free_port();
+    let small_listen = format!("127.0.0.1:{small_port}");
+    let mut small_args = server_args(&pki, &small_listen, &format!("127.0.0.1:{target}"));
+    small_args.extend(["--max-connections", "2"].map(String::from));
+    let small = Tunnel::start(&strs(&small_args));
+    let _held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&small_listen).unwrap())
+        .collect();
+    wait_until("both slots are taken", || {
+        small.series("fipsguard_tunnel_open_connections{tunnel=\"tunnel\"}") == 2.0
+    });
+    let over = curl(&pki, small_port, &[]);
+    assert!(!over.status.success(), "a third connection must be refused");
+    assert!(
+        small
+            .metrics()
+            .contains("outcome=\"refused\",reason=\"connection_limit\""),
+        "{}",
+        small.metrics()
+    );
+
     // SIGTERM: an open connection finishes; a new one is refused; exit 0.
     let echo = echo_target();
     let drain_port = free_port();
@@ -798,7 +841,11 @@ impl Namespace {
                 .unwrap();
             assert!(status.success(), "ip {args}");
         };
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A namespace left by a killed run of this process id.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         ip(&format!("netns add {name}"));
         let namespace = Self {
             name: name.clone(),

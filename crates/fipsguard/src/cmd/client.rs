@@ -125,8 +125,20 @@ impl OutputArgs {
     }
 }
 
-/// Runs one API call and shows its answer; a refusal goes to stderr with
-/// the server's code and message, exit 1.
+/// Runs one API call; a refusal goes to stderr with the server's code and
+/// message, and becomes exit 1.
+pub fn call(
+    server: &ServerArgs,
+    method: HttpMethod,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, ExitCode> {
+    super::runtime()
+        .block_on(async { server.client()?.call(method, path, body.as_ref()).await })
+        .map_err(super::fail)
+}
+
+/// Runs one API call and shows its answer.
 pub fn call_and_show(
     server: &ServerArgs,
     output: &OutputArgs,
@@ -135,22 +147,32 @@ pub fn call_and_show(
     body: Option<Value>,
     human: impl FnOnce(&mut dyn Write, &Value) -> io::Result<()>,
 ) -> ExitCode {
-    let answer = super::runtime()
-        .block_on(async { server.client()?.call(method, path, body.as_ref()).await });
-    match answer {
+    match call(server, method, path, body) {
         Ok(answer) => output.show(&answer, human),
-        Err(e) => super::fail(e),
+        Err(code) => code,
     }
 }
 
-/// `name=value` pairs of `--context` into a context.
-pub fn context_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
+/// One `--context key=value` (a clap value parser: a malformed one is a
+/// usage error, exit 2).
+pub fn context_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("--context takes key=value, not {text:?}"))
+}
+
+/// A key name (a clap value parser: exit 2 before anything is sent).
+pub fn key_name(text: &str) -> Result<String, String> {
+    fipsguard_client::path_segment(text)
+        .map(str::to_owned)
+        .map_err(|e| e.to_string())
+}
+
+/// The `--context` pairs as one context; a key named twice is refused.
+pub fn context_pairs(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, String> {
     let mut context = BTreeMap::new();
-    for pair in pairs {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("--context takes key=value, not {pair:?}"))?;
-        if context.insert(key.to_owned(), value.to_owned()).is_some() {
+    for (key, value) in pairs {
+        if context.insert(key.clone(), value.clone()).is_some() {
             return Err(format!("--context names {key:?} twice"));
         }
     }

@@ -13,7 +13,10 @@ use fipsguard_crypto::digest::{HashAlgorithm, Hasher};
 use fipsguard_crypto::SecretBytes;
 use serde_json::{json, Value};
 
-use super::client::{call_and_show, context_pairs, key_path, write_fields, OutputArgs, ServerArgs};
+use super::client::{
+    call, call_and_show, context_pair, context_pairs, key_name, key_path, write_fields, OutputArgs,
+    ServerArgs,
+};
 
 /// Most bytes sent in one request: its base64 must fit the server's
 /// default body limit of 1 MiB.
@@ -23,7 +26,7 @@ const MAX_INPUT: u64 = 512 << 10;
 #[derive(clap::Args)]
 pub struct KeyArgs {
     /// The server key.
-    #[arg(long)]
+    #[arg(long, value_parser = key_name)]
     key: String,
     #[command(flatten)]
     server: ServerArgs,
@@ -37,8 +40,8 @@ pub struct EncryptArgs {
     #[command(flatten)]
     key: KeyArgs,
     /// Encryption context, bound to the ciphertext (key=value; repeat).
-    #[arg(long = "context", value_name = "KEY=VALUE")]
-    context: Vec<String>,
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_pair)]
+    context: Vec<(String, String)>,
     /// The plaintext's file, or - for stdin (at most 512 KiB).
     #[arg(default_value = "-")]
     input: String,
@@ -50,8 +53,8 @@ pub struct DecryptArgs {
     #[command(flatten)]
     key: KeyArgs,
     /// The encryption context it was encrypted with.
-    #[arg(long = "context", value_name = "KEY=VALUE")]
-    context: Vec<String>,
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_pair)]
+    context: Vec<(String, String)>,
     /// The ciphertext (fg:v…), or - to read it from stdin.
     #[arg(default_value = "-")]
     ciphertext: String,
@@ -67,7 +70,7 @@ pub struct SignArgs {
     scheme: Option<String>,
     /// Hash the input here (sha-256, sha-384 or sha-512) and send only its
     /// digest: for inputs of any size. Not for Ed25519.
-    #[arg(long)]
+    #[arg(long, value_parser = ["sha-256", "sha-384", "sha-512"])]
     hash: Option<String>,
     /// The file to sign or verify, or - for stdin.
     #[arg(default_value = "-")]
@@ -146,19 +149,32 @@ pub fn sign(args: &SignArgs) -> ExitCode {
 
 /// Verifies; exit 0 when the signature is valid, 1 when it is not.
 pub fn verify(args: &VerifyArgs) -> ExitCode {
-    let body = sign_input(&args.sign).map(|mut body| {
+    let key = &args.sign.key;
+    let request = sign_input(&args.sign).and_then(|mut body| {
         body["signature"] = json!(args.signature.trim());
         body["version"] = json!(args.version);
-        body
+        Ok((
+            key_path(&key.key, "/verify").map_err(|e| e.to_string())?,
+            body,
+        ))
     });
-    let mut valid = false;
-    let code = on_key(&args.sign.key, "/verify", body, |out, answer| {
-        valid = answer["valid"] == true;
-        writeln!(out, "{}", if valid { "valid" } else { "INVALID" })
-    });
-    match valid {
-        true => code,
-        false => ExitCode::FAILURE,
+    let (path, body) = match request {
+        Ok(request) => request,
+        Err(e) => return super::fail(e),
+    };
+    match call(&key.server, HttpMethod::POST, &path, Some(body)) {
+        Ok(answer) => {
+            let valid = answer["valid"] == true;
+            let shown = key.output.show(&answer, |out, _| {
+                writeln!(out, "{}", if valid { "valid" } else { "INVALID" })
+            });
+            if valid {
+                shown
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(code) => code,
     }
 }
 

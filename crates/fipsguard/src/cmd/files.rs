@@ -15,7 +15,7 @@ use fipsguard_core::EncryptionContext;
 use fipsguard_crypto::aead::Aes256GcmKey;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::client::{context_pairs, ServerArgs};
+use super::client::{context_pair, context_pairs, key_name, ServerArgs};
 
 /// Files smaller than this finish before a progress bar would be read.
 const PROGRESS_THRESHOLD: u64 = 8 << 20;
@@ -24,12 +24,12 @@ const PROGRESS_THRESHOLD: u64 = 8 << 20;
 #[derive(clap::Args)]
 pub struct EncryptArgs {
     /// The server key that wraps the file's data key.
-    #[arg(long)]
+    #[arg(long, value_parser = key_name)]
     key: String,
     /// Encryption context, bound to the data key (key=value; repeat). Not
     /// secret: it is stored in the file's header.
-    #[arg(long = "context", value_name = "KEY=VALUE")]
-    context: Vec<String>,
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_pair)]
+    context: Vec<(String, String)>,
     #[command(flatten)]
     files: FileArgs,
 }
@@ -39,8 +39,8 @@ pub struct EncryptArgs {
 pub struct DecryptArgs {
     /// The encryption context the file must have been encrypted with
     /// [default: the one in its header].
-    #[arg(long = "context", value_name = "KEY=VALUE")]
-    context: Vec<String>,
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_pair)]
+    context: Vec<(String, String)>,
     #[command(flatten)]
     files: FileArgs,
 }

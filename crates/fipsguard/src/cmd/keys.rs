@@ -7,7 +7,7 @@ use std::time::Duration;
 use fipsguard_client::HttpMethod;
 use serde_json::{json, Value};
 
-use super::client::{call_and_show, key_path, write_fields, OutputArgs, ServerArgs};
+use super::client::{call_and_show, key_name, key_path, write_fields, OutputArgs, ServerArgs};
 
 /// Flags of `fipsguard key`.
 #[derive(clap::Args)]
@@ -25,6 +25,7 @@ enum KeyCommand {
     /// Create a key.
     Create {
         /// 1-64 of A-Z a-z 0-9 _ . -
+        #[arg(value_parser = key_name)]
         name: String,
         /// aes256-gcm, hmac-sha256|384|512, ecdsa-p256|p384|p521, rsa-2048|3072|4096, ed25519, ml-kem-768|1024.
         #[arg(long = "type", default_value = "aes256-gcm")]
@@ -44,16 +45,19 @@ enum KeyCommand {
     /// Show a key's metadata.
     Show {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
     },
     /// Add a version; new encryptions and signatures use it.
     Rotate {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
     },
     /// Change the minimum decryption version or the cryptoperiod.
     Config {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
         /// Versions below this no longer decrypt or verify.
         #[arg(long)]
@@ -65,21 +69,25 @@ enum KeyCommand {
     /// Pre-active to active.
     Activate {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
     },
     /// Stop encrypting and signing with it; it still decrypts and verifies.
     Deactivate {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
     },
     /// Mark it compromised: it still decrypts and verifies, to recover data.
     Compromise {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
     },
     /// Schedule its destruction (or destroy it at once with --now).
     Destroy {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
         /// Days until destruction, 1-30 [default: 7].
         #[arg(long, conflicts_with = "now")]
@@ -91,6 +99,7 @@ enum KeyCommand {
     /// Cancel a scheduled destruction.
     CancelDestroy {
         /// The key.
+        #[arg(value_parser = key_name)]
         name: String,
     },
 }

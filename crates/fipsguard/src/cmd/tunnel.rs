@@ -71,7 +71,7 @@ impl OneTunnel {
         });
         let config = Config {
             metrics_listen: self.metrics_listen,
-            drain_timeout_secs: 30,
+            drain_timeout_secs: fipsguard_tunnel::config::DEFAULT_DRAIN_SECS,
             tunnels: vec![TunnelConfig {
                 mode,
                 ..self.tunnel.clone()
