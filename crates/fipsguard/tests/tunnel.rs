@@ -368,6 +368,51 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
         "{err}"
     );
 
+    // Client certificates under mTLS: RSA-1024 and SHA-1 signatures fail
+    // the handshake, though the CA signed them.
+    pki.leaf_with("rsa1024-client", "DNS:client", &["rsa:1024"], "sha256");
+    pki.leaf_with(
+        "sha1-client",
+        "DNS:client",
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "sha1",
+    );
+    let (target, seen) = http_target("should not be seen");
+    let mtls_port = free_port();
+    let mtls_listen = format!("127.0.0.1:{mtls_port}");
+    let mut args = server_args(&pki, &mtls_listen, &format!("127.0.0.1:{target}"));
+    args.extend(["--client-ca".into(), pki.path_str("ca.pem")]);
+    let mtls = Tunnel::start(&strs(&args));
+    for client in ["rsa1024-client", "sha1-client"] {
+        let before = refused_total(&mtls);
+        // openssl, told to offer them (curl's OpenSSL would not load the
+        // RSA-1024 key at all).
+        let output = s_client(
+            mtls_port,
+            &[
+                "-cert",
+                &pki.path_str(&format!("{client}.pem")),
+                "-key",
+                &pki.path_str(&format!("{client}.key")),
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+                "-CAfile",
+                &pki.path_str("ca.pem"),
+            ],
+        );
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("should not be seen"));
+
+        wait_until(&format!("{client} is refused by the tunnel"), || {
+            refused_total(&mtls) > before
+        });
+    }
+    assert!(
+        mtls.metrics().contains("reason=\"bad_certificate\""),
+        "{}",
+        mtls.metrics()
+    );
+    assert_eq!(*seen.lock().unwrap(), 0, "the target saw nothing");
+
     // A server's certificate: a client tunnel will not talk to it.
     let server_port = free_port();
     let mut weak_server = Command::new("openssl")

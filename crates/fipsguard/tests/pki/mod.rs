@@ -60,13 +60,24 @@ impl Pki {
     }
 
     /// `NAME.pem` and `NAME.key`: a P-256 certificate signed by the CA
-    /// for both server and client use, with `san` (e.g. `DNS:a,URI:b`).
-    /// Made again, it replaces the files (with a new serial).
+    /// (SHA-256) for both server and client use, with `san` (e.g.
+    /// `DNS:a,URI:b`). Made again, it replaces the files (new serial).
     pub fn leaf(&self, name: &str, san: &str) {
+        self.leaf_with(
+            name,
+            san,
+            &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "sha256",
+        );
+    }
+
+    /// As [`Pki::leaf`], with another key (`-newkey` arguments, e.g.
+    /// `["rsa:1024"]`) or another signature digest (e.g. `sha1`).
+    pub fn leaf_with(&self, name: &str, san: &str, newkey: &[&str], digest: &str) {
         let ext = format!("{name}.ext");
         std::fs::write(
             self.path(&ext),
-            format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n"),
+            format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n"),
         )
         .unwrap();
         let (csr, key, pem) = (
@@ -76,21 +87,12 @@ impl Pki {
         );
         // Written beside, then renamed: a reader never sees half a file.
         let (key_new, pem_new) = (format!("{key}.new"), format!("{pem}.new"));
-        self.openssl(&[
-            "req",
-            "-new",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}/O=fipsguard tests"),
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
-            &key_new,
-            "-out",
-            &csr,
-        ]);
+        let subject = format!("/CN={name}/O=fipsguard tests");
+        let mut request = vec!["req", "-new", "-nodes", "-subj", &subject, "-newkey"];
+        request.extend_from_slice(newkey);
+        request.extend_from_slice(&["-keyout", &key_new, "-out", &csr]);
+        self.openssl(&request);
+        let digest = format!("-{digest}");
         self.openssl(&[
             "x509",
             "-req",
@@ -103,6 +105,7 @@ impl Pki {
             "-CAcreateserial",
             "-days",
             "2",
+            &digest,
             "-extfile",
             &ext,
             "-out",
