@@ -240,11 +240,10 @@ impl Connection {
 
     /// Copies both ways until both sides are done; bytes are counted as
     /// they pass, so long-lived connections show in the metrics too.
-    async fn forward(
-        &self,
-        outside: impl AsyncRead + AsyncWrite + Unpin,
-        inside: impl AsyncRead + AsyncWrite + Unpin,
-    ) {
+    /// If either side ends abruptly (a TLS stream cut without its
+    /// close_notify, a reset), both are reset rather than closed, so
+    /// neither end mistakes a truncated stream for a complete one.
+    async fn forward(&self, outside: impl Stream, inside: impl Stream) {
         let name = &self.config.name;
         let mut outside = Counted::new(outside, name, "to_target");
         let mut inside = Counted::new(inside, name, "to_peer");
@@ -255,7 +254,9 @@ impl Connection {
             COPY_BUFFER,
         );
         if let Err(e) = copied.await {
-            tracing::debug!(tunnel = %name, peer = %self.peer, error = %e, "connection ended abruptly");
+            tracing::debug!(tunnel = %name, peer = %self.peer, error = %e, "connection ended abruptly: resetting both sides");
+            outside.inner.reset_on_close();
+            inside.inner.reset_on_close();
         }
     }
 }
@@ -292,8 +293,37 @@ fn refusal(reason: &'static str, detail: impl std::fmt::Display) -> Refusal {
 }
 
 /// A byte stream to a target, TCP or Unix.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Makes closing send a TCP reset instead of an orderly end.
+    fn reset_on_close(&self) {}
+}
+
+impl Stream for TcpStream {
+    fn reset_on_close(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+/// A Unix socket has no reset: its peer sees the end either way.
+impl Stream for UnixStream {}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset_on_close(&self) {
+        self.get_ref().0.reset_on_close();
+    }
+}
+
+impl Stream for tokio_rustls::client::TlsStream<TcpStream> {
+    fn reset_on_close(&self) {
+        self.get_ref().0.reset_on_close();
+    }
+}
+
+impl Stream for Box<dyn Stream> {
+    fn reset_on_close(&self) {
+        (**self).reset_on_close();
+    }
+}
 
 async fn connect(target: &Target) -> io::Result<Box<dyn Stream>> {
     Ok(match target {

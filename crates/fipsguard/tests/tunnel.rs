@@ -1041,3 +1041,70 @@ fn erlang_distribution_runs_only_through_a_pair_of_tunnels() {
     let _ = node_b.kill();
     let _ = node_b.wait();
 }
+
+#[test]
+fn a_tls_stream_cut_without_close_notify_reaches_the_target_as_a_reset() {
+    let pki = Pki::new();
+    // The target reports how each connection ended: a clean end, or a reset.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    let (ended, endings) = mpsc::channel::<&'static str>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let ended = ended.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let how = loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break "end",
+                        Ok(_) => continue,
+                        Err(_) => break "reset",
+                    }
+                };
+                let _ = ended.send(how);
+            });
+        }
+    });
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _tunnel = Tunnel::start(&strs(&server_args(
+        &pki,
+        &listen,
+        &format!("127.0.0.1:{target}"),
+    )));
+    let client = |listen: &str| {
+        // Not -quiet: it implies -ign_eof, and the end of stdin must close.
+        Command::new("openssl")
+            .args(["s_client", "-connect", listen, "-servername", "localhost"])
+            .args(["-CAfile", &pki.path_str("ca.pem")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    // An orderly close (close_notify) is an orderly end at the target.
+    let mut orderly = client(&listen);
+    writeln!(orderly.stdin.as_mut().unwrap(), "all of it").unwrap();
+    drop(orderly.stdin.take());
+    assert_eq!(
+        endings.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "end"
+    );
+    let _ = orderly.wait();
+
+    // The same client killed mid-stream: its kernel closes the TCP
+    // connection without a close_notify; the target must not take the
+    // truncated stream for a complete one.
+    let mut cut = client(&listen);
+    writeln!(cut.stdin.as_mut().unwrap(), "half of it").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cut.kill().unwrap();
+    let _ = cut.wait();
+    assert_eq!(
+        endings.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "reset"
+    );
+}
