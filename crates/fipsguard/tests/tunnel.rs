@@ -222,6 +222,55 @@ fn s_client(port: u16, extra: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// An interactive TLS client (openssl) through which lines echo.
+struct Session {
+    child: Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Session {
+    fn open(listen: &str, pki: &Pki) -> Self {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-connect",
+                listen,
+                "-servername",
+                "localhost",
+            ])
+            .args(["-CAfile", &pki.path_str("ca.pem")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Sends a line and returns the line that comes back.
+    fn echo(&mut self, line: &str) -> String {
+        writeln!(self.input, "{line}").unwrap();
+        let mut answer = String::new();
+        self.output.read_line(&mut answer).unwrap();
+        answer.trim().to_owned()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn server_args<'a>(pki: &'a Pki, listen: &'a str, target: &'a str) -> Vec<String> {
     vec![
         "server".into(),
@@ -675,30 +724,8 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     };
     // A connection that stays open across both reloads: openssl as an
     // interactive client, echoing through the tunnel.
-    let mut open = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-connect",
-            &listen,
-            "-servername",
-            "localhost",
-            "-CAfile",
-            &pki.path_str("ca.pem"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut open_in = open.stdin.take().unwrap();
-    let mut open_out = BufReader::new(open.stdout.take().unwrap());
-    let mut echo_line = |line: &str| {
-        writeln!(open_in, "{line}").unwrap();
-        let mut answer = String::new();
-        open_out.read_line(&mut answer).unwrap();
-        assert_eq!(answer.trim(), line);
-    };
+    let mut open = Session::open(&listen, &pki);
+    let mut echo_line = |line: &str| assert_eq!(open.echo(line), line);
     echo_line("before");
     let first = serial();
 
@@ -724,8 +751,7 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     });
     assert!(!serial().is_empty(), "still serving");
     echo_line("still open");
-    let _ = open.kill();
-    let _ = open.wait();
+    drop(open);
 }
 
 #[test]
@@ -812,36 +838,14 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
         &drain_listen,
         &format!("127.0.0.1:{echo}"),
     )));
-    let mut open = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-connect",
-            &drain_listen,
-            "-servername",
-            "localhost",
-            "-CAfile",
-            &pki.path_str("ca.pem"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut open_in = open.stdin.take().unwrap();
-    let mut open_out = BufReader::new(open.stdout.take().unwrap());
-    writeln!(open_in, "one").unwrap();
-    let mut line = String::new();
-    open_out.read_line(&mut line).unwrap();
+    let mut open = Session::open(&drain_listen, &pki);
+    assert_eq!(open.echo("one"), "one");
     drained.signal("-TERM");
     wait_until("the listener closes", || {
         TcpStream::connect(&drain_listen).is_err()
     });
-    writeln!(open_in, "two").unwrap();
-    line.clear();
-    open_out.read_line(&mut line).unwrap();
     assert_eq!(
-        line.trim(),
+        open.echo("two"),
         "two",
         "the open connection still works while draining"
     );
@@ -849,8 +853,7 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
         drained.child.try_wait().unwrap().is_none(),
         "it waits for the open connection"
     );
-    drop(open_in);
-    let _ = open.wait();
+    drop(open);
     let started = Instant::now();
     let status = loop {
         if let Some(status) = drained.child.try_wait().unwrap() {
