@@ -54,6 +54,8 @@ enum Command {
     Random(cmd::data::RandomArgs),
     /// A FIPS-only TLS proxy: `tunnel server`, `tunnel client`, or `tunnel --config FILE`.
     Tunnel(cmd::tunnel::Args),
+    /// Prove or disprove FIPS posture: `check host`, `check binary PATH...`, `check tls HOST:PORT...`.
+    Check(cmd::check::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,5 +76,6 @@ fn main() -> ExitCode {
         Command::Mac(args) => cmd::data::mac(&args),
         Command::Random(args) => cmd::data::random(&args),
         Command::Tunnel(args) => cmd::runtime().block_on(cmd::tunnel::run(&args)),
+        Command::Check(args) => cmd::check::run(&args),
     }
 }

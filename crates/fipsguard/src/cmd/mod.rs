@@ -7,6 +7,7 @@ use fipsguard_server::config::LogFormat;
 
 pub mod algorithms;
 pub mod audit;
+pub mod check;
 pub mod client;
 pub mod data;
 pub mod files;

@@ -1,0 +1,292 @@
+//! What was observed, judged against a policy: one finding per rule.
+
+use super::catalog::{group_name, scheme_hash, suite_name, Protocol};
+use super::certificate::{inspect, Facts, Key};
+use super::handshake::Attempt;
+use super::policy::Policy;
+use super::probe::Observations;
+use crate::{Finding, Status};
+
+/// Every finding for one endpoint, in a stable order.
+pub fn findings(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = Protocol::ALL
+        .into_iter()
+        .map(|p| protocol(seen, p, policy))
+        .collect();
+    findings.push(suites(seen, policy));
+    findings.push(groups(seen, policy));
+    findings.push(signature_hashes(seen, policy));
+    findings.push(approved_handshake(attempt));
+    findings.extend(certificates(seen, attempt, policy));
+    findings
+}
+
+fn protocol(seen: &Observations, protocol: Protocol, policy: &Policy) -> Finding {
+    let name = protocol.name();
+    let answer = seen
+        .protocols
+        .iter()
+        .find(|(p, _)| *p == protocol)
+        .map(|(_, answer)| answer.clone());
+    let accepted = matches!(answer, Some(Ok(())));
+    let required = policy.required_protocols.contains(&protocol);
+    let allowed = policy.allows_protocol(protocol);
+    let (status, what) = match (accepted, allowed, required) {
+        (true, false, _) => (Status::Fail, "accepted, but the policy forbids it"),
+        (true, true, _) => (Status::Pass, "accepted"),
+        (false, _, true) => (Status::Fail, "not accepted, but the policy requires it"),
+        (false, _, false) => (Status::Pass, "not accepted"),
+    };
+    let remediation = if accepted {
+        format!("disable {name} in the server's TLS configuration")
+    } else {
+        format!("enable {name} in the server's TLS configuration")
+    };
+    Finding::new(
+        format!("tls.protocol.{}", name.to_lowercase()),
+        format!("Protocol {name}"),
+        status,
+    )
+    .evidence(match answer {
+        Some(Err(reason)) => format!("{name}: {what} ({reason})"),
+        _ => format!("{name}: {what}"),
+    })
+    .remediation(remediation)
+}
+
+fn suites(seen: &Observations, policy: &Policy) -> Finding {
+    let mut refused = Vec::new();
+    let mut evidence = Vec::new();
+    for (protocol, ids) in &seen.suites {
+        for &id in ids {
+            let name = suite_name(id);
+            let verdict = if policy.allows_suite(&name) && policy.allows_protocol(*protocol) {
+                "allowed"
+            } else {
+                refused.push(name.clone());
+                "not allowed"
+            };
+            evidence.push(format!("{} 0x{id:04x} {name}: {verdict}", protocol.name()));
+        }
+    }
+    if seen.suites.is_empty() {
+        evidence.push("no cipher suite accepted under any version".into());
+    }
+    let status = if seen.suites.is_empty() || !refused.is_empty() {
+        Status::Fail
+    } else {
+        Status::Pass
+    };
+    with_evidence(
+        Finding::new("tls.cipher-suites", "Cipher suites accepted", status),
+        evidence,
+    )
+    .remediation(format!(
+        "offer only the policy's suites; remove: {}",
+        refused.join(", ")
+    ))
+}
+
+fn groups(seen: &Observations, policy: &Policy) -> Finding {
+    let title = "Key exchange groups accepted";
+    let Some((protocol, answers)) = &seen.groups else {
+        return Finding::new("tls.groups", title, Status::NotApplicable)
+            .evidence("neither TLS 1.3 nor TLS 1.2 accepted: no group to probe");
+    };
+    let accepted: Vec<String> = answers
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(id, _)| group_name(*id))
+        .collect();
+    let forbidden: Vec<&String> = accepted
+        .iter()
+        .filter(|g| !policy.allows_group(g))
+        .collect();
+    let mut evidence = vec![format!(
+        "accepted under {}: {}",
+        protocol.name(),
+        if accepted.is_empty() {
+            "none".to_owned()
+        } else {
+            accepted.join(", ")
+        }
+    )];
+    evidence.extend(forbidden.iter().map(|g| format!("{g}: not allowed")));
+    let weak_dh = seen.dh_bits.filter(|&bits| bits < policy.min_rsa_bits);
+    if let Some(bits) = seen.dh_bits {
+        evidence.push(format!("finite-field DHE prime: {bits} bits"));
+    }
+    let approved = accepted.iter().any(|g| policy.allows_group(g));
+    let status = if forbidden.is_empty() && weak_dh.is_none() && approved {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
+    with_evidence(Finding::new("tls.groups", title, status), evidence)
+        .remediation("offer only approved groups (e.g. secp256r1, secp384r1) and DHE primes of 2048 bits or more")
+}
+
+fn signature_hashes(seen: &Observations, policy: &Policy) -> Finding {
+    let title = "Handshake signatures over weak hashes";
+    if seen.weak_hashes.is_empty() {
+        return Finding::new("tls.signature-hashes", title, Status::NotApplicable)
+            .evidence("TLS 1.2 not accepted: TLS 1.3 never signs with SHA-1 or MD5");
+    }
+    let mut status = Status::Pass;
+    let mut evidence = Vec::new();
+    for (hash, used) in &seen.weak_hashes {
+        match used {
+            Some(scheme) if policy.forbids_hash(scheme_hash(*scheme)) => {
+                status = Status::Fail;
+                evidence.push(format!(
+                    "offered only {hash}: the server signed its key exchange with scheme 0x{scheme:04x} ({hash})"
+                ));
+            }
+            Some(scheme) => {
+                evidence.push(format!("offered only {hash}: signed with 0x{scheme:04x}"))
+            }
+            None => evidence.push(format!("offered only {hash}: refused")),
+        }
+    }
+    with_evidence(Finding::new("tls.signature-hashes", title, status), evidence).remediation(
+        "remove SHA-1 and MD5 from the server's signature algorithms (OpenSSL: raise @SECLEVEL above 0)",
+    )
+}
+
+fn approved_handshake(attempt: &Attempt) -> Finding {
+    let title = "A handshake with only approved settings (rustls on AWS-LC FIPS)";
+    match &attempt.outcome {
+        Ok(negotiated) => Finding::new("tls.approved-handshake", title, Status::Pass).evidence(
+            format!(
+                "{} {} {}",
+                negotiated.protocol,
+                negotiated.suite,
+                negotiated.group.as_deref().unwrap_or("")
+            )
+            .trim_end()
+            .to_owned(),
+        ),
+        Err(reason) => Finding::new("tls.approved-handshake", title, Status::Fail)
+            .evidence(reason.clone())
+            .remediation("offer TLS 1.2 or 1.3 with an AES-GCM suite, a NIST curve and a certificate the policy allows"),
+    }
+}
+
+fn certificates(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<Finding> {
+    let ids = [
+        ("tls.certificate.key", "Certificate keys"),
+        ("tls.certificate.signature", "Certificate signatures"),
+        ("tls.certificate.expiry", "Certificate validity"),
+    ];
+    let chain: Vec<&[u8]> = if attempt.chain.is_empty() {
+        seen.plaintext_chain.iter().map(Vec::as_slice).collect()
+    } else {
+        attempt.chain.iter().map(|c| c.as_ref()).collect()
+    };
+    let facts: Result<Vec<Facts>, String> = chain.iter().map(|der| inspect(der)).collect();
+    match facts {
+        Ok(facts) if !facts.is_empty() => vec![
+            certificate_keys(&facts, policy),
+            certificate_signatures(&facts, policy),
+            certificate_expiry(&facts, policy),
+        ],
+        Ok(_) => unreadable(&ids, "the server sent no certificate in any probe"),
+        Err(reason) => unreadable(&ids, &reason),
+    }
+}
+
+fn unreadable(ids: &[(&str, &str)], reason: &str) -> Vec<Finding> {
+    ids.iter()
+        .map(|(id, title)| {
+            Finding::new(*id, *title, Status::Error)
+                .evidence(reason)
+                .remediation("check that the endpoint serves TLS with a certificate")
+        })
+        .collect()
+}
+
+fn certificate_keys(chain: &[Facts], policy: &Policy) -> Finding {
+    let mut status = Status::Pass;
+    let mut evidence = Vec::new();
+    for cert in chain {
+        let allowed = match &cert.key {
+            Key::Rsa(bits) => *bits >= policy.min_rsa_bits,
+            Key::Ec(curve) => policy.ec_curves.contains(curve),
+            Key::Other(_) => false,
+        };
+        if !allowed {
+            status = Status::Fail;
+        }
+        let verdict = if allowed { "allowed" } else { "not allowed" };
+        evidence.push(format!("{}: {}: {verdict}", cert.subject, cert.key));
+    }
+    with_evidence(
+        Finding::new("tls.certificate.key", "Certificate keys", status),
+        evidence,
+    )
+    .remediation(format!(
+        "reissue with RSA {} bits or more, or ECDSA on {}",
+        policy.min_rsa_bits,
+        policy.ec_curves.join("/")
+    ))
+}
+
+/// A self-signed root's own signature is never checked by a client, so it
+/// does not count against the chain.
+fn certificate_signatures(chain: &[Facts], policy: &Policy) -> Finding {
+    let mut status = Status::Pass;
+    let mut evidence = Vec::new();
+    for cert in chain {
+        let forbidden =
+            !cert.self_signed && cert.signature_hash.is_some_and(|h| policy.forbids_hash(h));
+        if forbidden {
+            status = Status::Fail;
+        }
+        let verdict = match (forbidden, cert.self_signed) {
+            (true, _) => "not allowed",
+            (false, true) => "self-signed, not relied on",
+            (false, false) => "allowed",
+        };
+        evidence.push(format!("{}: {}: {verdict}", cert.subject, cert.signature));
+    }
+    with_evidence(
+        Finding::new(
+            "tls.certificate.signature",
+            "Certificate signatures",
+            status,
+        ),
+        evidence,
+    )
+    .remediation("reissue the certificate signed with SHA-256 or stronger")
+}
+
+fn certificate_expiry(chain: &[Facts], policy: &Policy) -> Finding {
+    const DAY: i64 = 86_400;
+    let warn_after = i64::from(policy.expiry_warning_days) * DAY;
+    let mut status = Status::Pass;
+    let mut evidence = Vec::new();
+    for cert in chain {
+        let state = if cert.seconds_left < 0 {
+            status = Status::Fail;
+            "expired".to_owned()
+        } else {
+            if cert.seconds_left < warn_after {
+                status = status.max(Status::Warn);
+            }
+            format!("{} days left", cert.seconds_left / DAY)
+        };
+        evidence.push(format!(
+            "{}: not after {} ({state})",
+            cert.subject, cert.not_after
+        ));
+    }
+    with_evidence(
+        Finding::new("tls.certificate.expiry", "Certificate validity", status),
+        evidence,
+    )
+    .remediation("renew the certificate")
+}
+
+fn with_evidence(finding: Finding, lines: Vec<String>) -> Finding {
+    lines.into_iter().fold(finding, Finding::evidence)
+}

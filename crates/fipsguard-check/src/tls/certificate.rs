@@ -1,0 +1,121 @@
+//! The facts about a certificate a TLS policy judges: key type and size,
+//! signature algorithm and hash, validity. Parsing only, no trust decisions.
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// A certificate's public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// RSA with a modulus of this many bits.
+    Rsa(usize),
+    /// EC on this curve (`P-256`, or the OID when unnamed here).
+    Ec(String),
+    /// Anything else, by algorithm OID or name.
+    Other(String),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Rsa(bits) => write!(f, "RSA {bits} bits"),
+            Key::Ec(curve) => write!(f, "EC {curve}"),
+            Key::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// What one certificate says about itself.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The subject, RFC 4514 style.
+    pub subject: String,
+    /// Whether subject and issuer are the same (a root; its own signature proves nothing).
+    pub self_signed: bool,
+    /// The public key.
+    pub key: Key,
+    /// The signature algorithm's name.
+    pub signature: &'static str,
+    /// The hash the signature is computed over, when the algorithm fixes one.
+    pub signature_hash: Option<&'static str>,
+    /// The end of the validity period, as printed.
+    pub not_after: String,
+    /// Seconds until expiry (negative once expired).
+    pub seconds_left: i64,
+}
+
+/// Reads the facts of a DER certificate.
+pub fn inspect(der: &[u8]) -> Result<Facts, String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("unparsable certificate: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let (signature, signature_hash) =
+        signature_algorithm(&cert.signature_algorithm.algorithm.to_id_string());
+    Ok(Facts {
+        subject: cert.subject().to_string(),
+        self_signed: cert.subject() == cert.issuer(),
+        key: key(&cert),
+        signature,
+        signature_hash,
+        not_after: cert.validity().not_after.to_string(),
+        seconds_left: cert.validity().not_after.timestamp() - now,
+    })
+}
+
+fn key(cert: &X509Certificate<'_>) -> Key {
+    let spki = cert.public_key();
+    match spki.algorithm.algorithm.to_id_string().as_str() {
+        "1.2.840.113549.1.1.1" => match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Key::Rsa(rsa.key_size()),
+            _ => Key::Other("RSA (unparsable key)".into()),
+        },
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string())
+                .unwrap_or_default();
+            Key::Ec(curve_name(&curve).map_or(curve, str::to_owned))
+        }
+        "1.3.101.112" => Key::Other("Ed25519".into()),
+        "1.3.101.113" => Key::Other("Ed448".into()),
+        "1.2.840.10040.4.1" => Key::Other("DSA".into()),
+        other => Key::Other(other.to_owned()),
+    }
+}
+
+fn curve_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "1.2.840.10045.3.1.7" => "P-256",
+        "1.3.132.0.34" => "P-384",
+        "1.3.132.0.35" => "P-521",
+        "1.3.132.0.33" => "P-224",
+        "1.2.840.10045.3.1.1" => "P-192",
+        "1.3.132.0.10" => "secp256k1",
+        _ => return None,
+    })
+}
+
+fn signature_algorithm(oid: &str) -> (&'static str, Option<&'static str>) {
+    match oid {
+        "1.2.840.113549.1.1.4" => ("md5WithRSAEncryption", Some("MD5")),
+        "1.2.840.113549.1.1.5" => ("sha1WithRSAEncryption", Some("SHA-1")),
+        "1.2.840.113549.1.1.14" => ("sha224WithRSAEncryption", Some("SHA-224")),
+        "1.2.840.113549.1.1.11" => ("sha256WithRSAEncryption", Some("SHA-256")),
+        "1.2.840.113549.1.1.12" => ("sha384WithRSAEncryption", Some("SHA-384")),
+        "1.2.840.113549.1.1.13" => ("sha512WithRSAEncryption", Some("SHA-512")),
+        "1.2.840.113549.1.1.10" => ("RSASSA-PSS", None),
+        "1.2.840.10045.4.1" => ("ecdsa-with-SHA1", Some("SHA-1")),
+        "1.2.840.10045.4.3.1" => ("ecdsa-with-SHA224", Some("SHA-224")),
+        "1.2.840.10045.4.3.2" => ("ecdsa-with-SHA256", Some("SHA-256")),
+        "1.2.840.10045.4.3.3" => ("ecdsa-with-SHA384", Some("SHA-384")),
+        "1.2.840.10045.4.3.4" => ("ecdsa-with-SHA512", Some("SHA-512")),
+        "1.2.840.10040.4.3" => ("dsa-with-sha1", Some("SHA-1")),
+        "1.3.101.112" => ("Ed25519", None),
+        "1.3.101.113" => ("Ed448", None),
+        _ => ("unknown", None),
+    }
+}

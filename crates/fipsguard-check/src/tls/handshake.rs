@@ -1,0 +1,158 @@
+//! One complete handshake with only approved settings, through rustls on the
+//! validated module: proof that an approved client can talk to the endpoint,
+//! and the certificate chain (TLS 1.3 encrypts it, so probes cannot see it).
+
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+
+use fipsguard_crypto::tls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use fipsguard_crypto::tls::rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms,
+};
+use fipsguard_crypto::tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use fipsguard_crypto::tls::rustls::{
+    self, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
+};
+use fipsguard_crypto::tls::{provider, PROTOCOL_VERSIONS};
+
+use super::probe::Endpoint;
+
+/// What the approved handshake negotiated.
+#[derive(Debug)]
+pub struct Negotiated {
+    /// e.g. `TLSv1_3`.
+    pub protocol: String,
+    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub suite: String,
+    /// e.g. `X25519MLKEM768`.
+    pub group: Option<String>,
+}
+
+/// The outcome of the approved handshake and the chain the server sent
+/// (recorded even when the handshake then fails, e.g. on a weak key).
+#[derive(Debug)]
+pub struct Attempt {
+    /// What was negotiated, or why no approved handshake completed.
+    pub outcome: Result<Negotiated, String>,
+    /// The server's certificates, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+}
+
+/// Completes one handshake with the FIPS policy's client configuration.
+pub fn approved_handshake(endpoint: &Endpoint) -> Attempt {
+    let recorder = Arc::new(ChainRecorder::new());
+    let outcome = handshake(endpoint, recorder.clone());
+    let chain = recorder.chain.lock().map(|c| c.clone()).unwrap_or_default();
+    Attempt { outcome, chain }
+}
+
+fn handshake(endpoint: &Endpoint, recorder: Arc<ChainRecorder>) -> Result<Negotiated, String> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder)
+        .with_no_client_auth();
+    let name = server_name(endpoint)?;
+    let mut connection =
+        ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut socket = TcpStream::connect_timeout(&endpoint.address, endpoint.timeout)
+        .map_err(|e| format!("connect: {e}"))?;
+    socket
+        .set_read_timeout(Some(endpoint.timeout))
+        .and_then(|()| socket.set_write_timeout(Some(endpoint.timeout)))
+        .map_err(|e| e.to_string())?;
+    while connection.is_handshaking() {
+        connection
+            .complete_io(&mut socket)
+            .map_err(|e| e.to_string())?;
+    }
+    let negotiated = Negotiated {
+        protocol: format!(
+            "{:?}",
+            connection.protocol_version().expect("after a handshake")
+        ),
+        suite: format!(
+            "{:?}",
+            connection
+                .negotiated_cipher_suite()
+                .expect("after a handshake")
+                .suite()
+        ),
+        group: connection
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name())),
+    };
+    connection.send_close_notify();
+    let _ = connection.complete_io(&mut socket);
+    Ok(negotiated)
+}
+
+fn server_name(endpoint: &Endpoint) -> Result<ServerName<'static>, String> {
+    match &endpoint.server_name {
+        Some(name) => ServerName::try_from(name.clone()).map_err(|e| format!("{name}: {e}")),
+        None => Ok(ServerName::IpAddress(endpoint.address.ip().into())),
+    }
+}
+
+/// Accepts any chain (a scan inspects certificates, it does not trust them)
+/// but verifies every handshake signature with the approved algorithms, so
+/// the handshake is a real approved one.
+#[derive(Debug)]
+struct ChainRecorder {
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ChainRecorder {
+    fn new() -> Self {
+        ChainRecorder {
+            chain: Mutex::new(Vec::new()),
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for ChainRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        if let Ok(mut recorded) = self.chain.lock() {
+            *recorded = chain;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

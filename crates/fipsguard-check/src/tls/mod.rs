@@ -1,0 +1,122 @@
+//! What a TLS endpoint accepts, judged against a policy: raw ClientHellos
+//! for each version, suite and group (reading a ServerHello needs no
+//! crypto), then one approved handshake for the certificate chain.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::{Finding, Kind, Report, Status};
+
+mod assess;
+mod catalog;
+mod certificate;
+mod handshake;
+mod policy;
+mod probe;
+mod wire;
+
+pub use catalog::Protocol;
+pub use policy::{Policy, PolicyError};
+
+use probe::Endpoint;
+
+/// How endpoints are probed.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connect and read timeout of each probe connection.
+    pub timeout: Duration,
+    /// SNI to send instead of the target's host name.
+    pub server_name: Option<String>,
+}
+
+/// Endpoints probed at once; each one's probes run one after another
+/// (many servers handle one handshake at a time).
+const PARALLEL_ENDPOINTS: usize = 32;
+
+/// Probes every `HOST:PORT` target; one report each, in the given order.
+pub fn scan(targets: &[String], policy: &Policy, options: &Options) -> Vec<Report> {
+    let mut reports = Vec::with_capacity(targets.len());
+    for batch in targets.chunks(PARALLEL_ENDPOINTS) {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = batch
+                .iter()
+                .map(|target| scope.spawn(move || scan_one(target, policy, options)))
+                .collect();
+            reports.extend(
+                running
+                    .into_iter()
+                    .map(|t| t.join().expect("a probe thread")),
+            );
+        });
+    }
+    reports
+}
+
+fn scan_one(target: &str, policy: &Policy, options: &Options) -> Report {
+    let endpoint = match endpoint(target, options) {
+        Ok(endpoint) => endpoint,
+        Err(reason) => return unreachable(target, "tls.target", reason),
+    };
+    let seen = match probe::observe(&endpoint) {
+        Ok(seen) => seen,
+        Err(e) => {
+            return unreachable(
+                target,
+                "tls.reachable",
+                format!("{}: {e}", endpoint.address),
+            )
+        }
+    };
+    let attempt = handshake::approved_handshake(&endpoint);
+    let findings = assess::findings(&seen, &attempt, policy);
+    Report {
+        kind: Kind::Tls,
+        subject: target.to_owned(),
+        summary: summary(&findings, policy),
+        findings,
+    }
+}
+
+/// Resolves `HOST:PORT` (`[v6]:PORT` too); the host is the SNI unless it is an address.
+fn endpoint(target: &str, options: &Options) -> Result<Endpoint, String> {
+    let (host, _port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target}: expected HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let address: SocketAddr = target
+        .to_socket_addrs()
+        .map_err(|e| format!("{target}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{target}: the name has no address"))?;
+    let server_name = options.server_name.clone().or_else(|| {
+        host.parse::<std::net::IpAddr>()
+            .is_err()
+            .then(|| host.to_owned())
+    });
+    Ok(Endpoint {
+        address,
+        server_name,
+        timeout: options.timeout,
+    })
+}
+
+fn unreachable(target: &str, id: &str, reason: String) -> Report {
+    Report {
+        kind: Kind::Tls,
+        subject: target.to_owned(),
+        summary: "not scanned".into(),
+        findings: vec![
+            Finding::new(id, "The endpoint could be probed", Status::Error)
+                .evidence(reason)
+                .remediation("check the address and that the endpoint is up"),
+        ],
+    }
+}
+
+fn summary(findings: &[Finding], policy: &Policy) -> String {
+    let failed = findings.iter().filter(|f| f.status == Status::Fail).count();
+    match failed {
+        0 => format!("meets {}", policy.name),
+        n => format!("{n} of {} checks fail {}", findings.len(), policy.name),
+    }
+}

@@ -1,0 +1,185 @@
+//! The probes of one endpoint: which versions, suites, groups and signature
+//! hashes it accepts, each learnt from raw ClientHellos.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tls_parser::{TlsCipherKx, TlsCipherSuite};
+
+use super::catalog::{all_groups, suites_for, Protocol, GROUPS, MD5_SCHEMES, SHA1_SCHEMES};
+use super::wire::{probe, Offer, Reply, ServerHello};
+
+/// Where and how to probe.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The address connected to.
+    pub address: SocketAddr,
+    /// The name sent as SNI and checked against nothing (a scan inspects, it does not trust).
+    pub server_name: Option<String>,
+    /// Connect and read timeout of each probe.
+    pub timeout: Duration,
+}
+
+/// Each group probed under a version: whether the server took it.
+pub type GroupAnswers = (Protocol, Vec<(u16, bool)>);
+
+/// What the raw probes saw.
+#[derive(Debug, Default)]
+pub struct Observations {
+    /// Each version probed: `Ok` when accepted, else why not (the alert, a close).
+    pub protocols: Vec<(Protocol, Result<(), String>)>,
+    /// The suites accepted under each accepted version, in the server's order of preference.
+    pub suites: Vec<(Protocol, Vec<u16>)>,
+    /// The version groups were probed under, and each group's answer.
+    pub groups: Option<GroupAnswers>,
+    /// For SHA-1 and MD5: the scheme the server signed its key exchange
+    /// with when offered only that hash (`None` when it refused). Empty when
+    /// no TLS 1.2 key exchange could be probed.
+    pub weak_hashes: Vec<(&'static str, Option<u16>)>,
+    /// Bits of the DHE prime, when the server does finite-field DHE in TLS 1.2.
+    pub dh_bits: Option<usize>,
+    /// The certificate chain as sent in the clear (TLS 1.2 and older).
+    pub plaintext_chain: Vec<Vec<u8>>,
+}
+
+impl Observations {
+    /// Whether the server accepted `protocol`.
+    pub fn accepts(&self, protocol: Protocol) -> bool {
+        self.protocols.contains(&(protocol, Ok(())))
+    }
+}
+
+/// Runs every probe against `endpoint`. `Err` when the endpoint stops
+/// answering at the TCP level: a partial scan is not a result.
+pub fn observe(endpoint: &Endpoint) -> io::Result<Observations> {
+    let mut seen = Observations::default();
+    for protocol in Protocol::ALL {
+        let answer = accepted_hello(endpoint, protocol)?;
+        if let Ok(hello) = &answer {
+            if seen.plaintext_chain.is_empty() {
+                seen.plaintext_chain.clone_from(&hello.certificates);
+            }
+            seen.suites
+                .push((protocol, accepted_suites(endpoint, protocol)?));
+        }
+        seen.protocols.push((protocol, answer.map(drop)));
+    }
+    seen.groups = accepted_groups(endpoint, &seen)?;
+    if seen.accepts(Protocol::Tls12) {
+        seen.weak_hashes = weak_hash_signatures(endpoint)?;
+        seen.dh_bits = dh_prime_bits(endpoint)?;
+    }
+    Ok(seen)
+}
+
+/// The server's hello when it accepts the offer's version, else why not.
+fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHello, String>> {
+    let reply = probe(
+        endpoint.address,
+        endpoint.server_name.as_deref(),
+        offer,
+        endpoint.timeout,
+    )?;
+    Ok(match reply {
+        Reply::Hello(hello) if hello.version == offer.protocol.wire() => Ok(hello),
+        Reply::Hello(hello) => Err(format!("answered with version 0x{:04x}", hello.version)),
+        Reply::Refused(reason) => Err(reason),
+    })
+}
+
+fn send(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Option<ServerHello>> {
+    Ok(answer(endpoint, offer)?.ok())
+}
+
+/// The server's hello when it accepts `protocol` with everything offered.
+fn accepted_hello(
+    endpoint: &Endpoint,
+    protocol: Protocol,
+) -> io::Result<Result<ServerHello, String>> {
+    let suites = suites_for(protocol);
+    let groups = all_groups();
+    let mut offer = Offer::new(protocol, &suites, &groups);
+    offer.through_key_exchange = protocol != Protocol::Tls13;
+    answer(endpoint, &offer)
+}
+
+/// Every suite the server accepts under `protocol`: offer all, strike the
+/// one it picks, repeat until it refuses (one connection per accepted suite).
+fn accepted_suites(endpoint: &Endpoint, protocol: Protocol) -> io::Result<Vec<u16>> {
+    let mut remaining = suites_for(protocol);
+    let groups = all_groups();
+    let mut accepted = Vec::new();
+    while !remaining.is_empty() {
+        let offer = Offer::new(protocol, &remaining, &groups);
+        let Some(hello) = send(endpoint, &offer)? else {
+            break;
+        };
+        let Some(index) = remaining.iter().position(|&s| s == hello.suite) else {
+            // A suite it was not offered: a broken server, not a new finding.
+            break;
+        };
+        accepted.push(remaining.remove(index));
+    }
+    Ok(accepted)
+}
+
+/// Each group alone: under TLS 1.3 the HelloRetryRequest names the group;
+/// under TLS 1.2 the ECDHE key exchange does.
+fn accepted_groups(endpoint: &Endpoint, seen: &Observations) -> io::Result<Option<GroupAnswers>> {
+    let protocol = if seen.accepts(Protocol::Tls13) {
+        Protocol::Tls13
+    } else if seen.accepts(Protocol::Tls12) {
+        Protocol::Tls12
+    } else {
+        return Ok(None);
+    };
+    let suites = match protocol {
+        Protocol::Tls13 => suites_for(protocol),
+        _ => ephemeral_suites(&[TlsCipherKx::Ecdhe]),
+    };
+    let mut answers = Vec::new();
+    for group in GROUPS {
+        let mut offer = Offer::new(protocol, &suites, std::slice::from_ref(&group.id));
+        offer.through_key_exchange = true;
+        let chosen =
+            send(endpoint, &offer)?.and_then(|hello| hello.group.or(hello.key_exchange_group));
+        answers.push((group.id, chosen == Some(group.id)));
+    }
+    Ok(Some((protocol, answers)))
+}
+
+/// TLS 1.2 suites whose key exchange is one of `kinds`.
+fn ephemeral_suites(kinds: &[TlsCipherKx]) -> Vec<u16> {
+    suites_for(Protocol::Tls12)
+        .into_iter()
+        .filter(|&id| TlsCipherSuite::from_id(id).is_some_and(|s| kinds.contains(&s.kx)))
+        .collect()
+}
+
+/// The size of the server's finite-field DHE prime, if it does DHE at all.
+fn dh_prime_bits(endpoint: &Endpoint) -> io::Result<Option<usize>> {
+    let suites = ephemeral_suites(&[TlsCipherKx::Dhe]);
+    let groups = all_groups();
+    let mut offer = Offer::new(Protocol::Tls12, &suites, &groups);
+    offer.through_key_exchange = true;
+    Ok(send(endpoint, &offer)?.and_then(|hello| hello.dh_bits))
+}
+
+/// Offers only SHA-1 (then only MD5) signature schemes and reads which
+/// scheme signs the ServerKeyExchange, if the server goes on at all.
+fn weak_hash_signatures(endpoint: &Endpoint) -> io::Result<Vec<(&'static str, Option<u16>)>> {
+    let suites = ephemeral_suites(&[TlsCipherKx::Ecdhe, TlsCipherKx::Dhe]);
+    let groups = all_groups();
+    let mut answers = Vec::new();
+    for (hash, schemes) in [("SHA-1", SHA1_SCHEMES), ("MD5", MD5_SCHEMES)] {
+        let mut offer = Offer::new(Protocol::Tls12, &suites, &groups);
+        offer.signature_schemes = schemes;
+        offer.through_key_exchange = true;
+        let used = send(endpoint, &offer)?
+            .and_then(|hello| hello.key_exchange_signature)
+            .filter(|scheme| schemes.contains(scheme));
+        answers.push((hash, used));
+    }
+    Ok(answers)
+}

@@ -1,0 +1,465 @@
+//! `fipsguard check binary` against real binaries: fipsguard itself (with
+//! and without symbols) must pass on its AWS-LC FIPS module; Debian's
+//! `openssl` depends on the host's libcrypto; a Go program fails on standard
+//! Go crypto and passes when built with `GOEXPERIMENT=boringcrypto`; a plain
+//! C program carries no crypto; OpenSSL linked statically is named.
+//!
+//! The programs are built here with the installed `cc`, `go` and `strip`.
+//! Without them a test is skipped with a message, except under CI, where a
+//! missing tool fails it.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const FIPSGUARD: &str = env!("CARGO_BIN_EXE_fipsguard");
+
+/// Where fixtures are built; Go's cache stays between runs.
+fn work_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-binary")
+}
+
+/// Whether `tool` runs. Missing: skipped with a message, or a failure in CI.
+fn available(tool: &str, probe: &str) -> bool {
+    let runs = Command::new(tool)
+        .arg(probe)
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !runs {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is required to run these tests in CI"
+        );
+        eprintln!("SKIPPED: `{tool}` is not installed; this test needs it");
+    }
+    runs
+}
+
+/// `fipsguard check binary PATHS --format json`: the exit code and the document.
+fn check(paths: &[&Path]) -> (i32, Value) {
+    let output = Command::new(FIPSGUARD)
+        .args(["check", "binary"])
+        .args(paths)
+        .args(["--format", "json"])
+        .output()
+        .expect("fipsguard runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let document = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        panic!(
+            "JSON output ({err}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("exit code"), document)
+}
+
+/// The single report of a one-file scan.
+fn check_one(path: &Path) -> (i32, Value) {
+    let (code, document) = check(&[path]);
+    let reports = document["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 1, "{document:#}");
+    (code, reports[0].clone())
+}
+
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|finding| finding["id"] == id)
+        .unwrap_or_else(|| panic!("no finding {id} in {report:#}"))
+}
+
+fn evidence(finding: &Value) -> Vec<String> {
+    finding["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .map(|line| line.as_str().expect("text").to_owned())
+        .collect()
+}
+
+fn has_line(lines: &[String], part: &str) -> bool {
+    lines.iter().any(|line| line.contains(part))
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().expect("the build tool starts");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn stripped_copy(original: &Path, into: &Path) -> PathBuf {
+    let copy = into.join(format!(
+        "{}-stripped",
+        original.file_name().unwrap().to_string_lossy()
+    ));
+    run(Command::new("strip").arg("-o").arg(&copy).arg(original));
+    copy
+}
+
+/// The C fixtures: a hello world and a program with OpenSSL's libcrypto
+/// linked statically.
+struct CPrograms {
+    hello: PathBuf,
+    static_openssl: PathBuf,
+}
+
+fn c_programs() -> Option<&'static CPrograms> {
+    static BUILT: OnceLock<Option<CPrograms>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| available("cc", "--version").then(build_c_programs))
+        .as_ref()
+}
+
+const HELLO_C: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n";
+const SHA256_C: &str = "#include <stdio.h>\n#include <openssl/evp.h>\n\
+int main(void) {\n\
+    unsigned char md[32]; unsigned int len = 0;\n\
+    EVP_Digest(\"abc\", 3, md, &len, EVP_sha256(), NULL);\n\
+    printf(\"%u\\n\", len);\n\
+    return 0;\n\
+}\n";
+
+fn build_c_programs() -> CPrograms {
+    let dir = work_dir().join("c");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("hello.c"), HELLO_C).unwrap();
+    fs::write(dir.join("sha256.c"), SHA256_C).unwrap();
+    let hello = dir.join("hello");
+    run(Command::new("cc")
+        .arg("-o")
+        .arg(&hello)
+        .arg(dir.join("hello.c")));
+    let static_openssl = dir.join("sha256-static-openssl");
+    run(Command::new("cc")
+        .arg("-o")
+        .arg(&static_openssl)
+        .arg(dir.join("sha256.c"))
+        .args([
+            "-Wl,-Bstatic",
+            "-lcrypto",
+            "-Wl,-Bdynamic",
+            "-lpthread",
+            "-ldl",
+        ]));
+    CPrograms {
+        hello,
+        static_openssl,
+    }
+}
+
+/// The Go fixtures: one program using crypto/sha256 and crypto/tls, built
+/// with standard Go crypto, with Go+BoringCrypto, and with BoringCrypto
+/// asked for without cgo (which quietly builds standard crypto).
+struct GoPrograms {
+    standard: PathBuf,
+    boring: PathBuf,
+    boring_without_cgo: PathBuf,
+}
+
+fn go_programs() -> Option<&'static GoPrograms> {
+    static BUILT: OnceLock<Option<GoPrograms>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // BoringCrypto is linked through cgo, so it needs a C compiler.
+            let tools = available("go", "version") && available("cc", "--version");
+            tools.then(build_go_programs)
+        })
+        .as_ref()
+}
+
+const MAIN_GO: &str = "package main\n\n\
+import (\n\t\"crypto/sha256\"\n\t\"crypto/tls\"\n\t\"fmt\"\n)\n\n\
+func main() {\n\
+\tsum := sha256.Sum256([]byte(\"fipsguard\"))\n\
+\tfmt.Printf(\"%x %d\\n\", sum, len(tls.CipherSuites()))\n\
+}\n";
+
+fn build_go_programs() -> GoPrograms {
+    let root = work_dir().join("go");
+    let source = root.join("src");
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("main.go"), MAIN_GO).unwrap();
+    fs::write(
+        source.join("go.mod"),
+        "module example.com/fipsguardtest\n\ngo 1.19\n",
+    )
+    .unwrap();
+    let standard = root.join("standard-crypto");
+    let boring = root.join("boringcrypto");
+    let boring_without_cgo = root.join("boringcrypto-without-cgo");
+    run(go_build(&root, &standard).env("CGO_ENABLED", "0"));
+    run(go_build(&root, &boring)
+        .env("CGO_ENABLED", "1")
+        .env("GOEXPERIMENT", "boringcrypto"));
+    run(go_build(&root, &boring_without_cgo)
+        .env("CGO_ENABLED", "0")
+        .env("GOEXPERIMENT", "boringcrypto"));
+    GoPrograms {
+        standard,
+        boring,
+        boring_without_cgo,
+    }
+}
+
+/// `go build` with nothing from the user's environment or the network.
+fn go_build(root: &Path, output: &Path) -> Command {
+    let mut command = Command::new("go");
+    command
+        .args(["build", "-o"])
+        .arg(output)
+        .arg(".")
+        .current_dir(root.join("src"))
+        .env("HOME", root)
+        .env("GOPATH", root.join("gopath"))
+        .env("GOCACHE", root.join("cache"))
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env_remove("GOEXPERIMENT");
+    command
+}
+
+#[test]
+fn fipsguard_carries_the_validated_module() {
+    let (code, report) = check_one(Path::new(FIPSGUARD));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["kind"], "binary");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("validated module: AWS-LC FIPS "),
+        "{summary}"
+    );
+    let module = finding(&report, "binary.aws-lc-fips");
+    assert_eq!(module["status"], "pass");
+    let lines = evidence(module);
+    assert!(has_line(&lines, "string \"AWS-LC FIPS "), "{lines:?}");
+    assert!(
+        has_line(&lines, "symbol BORINGSSL_bcm_text_start"),
+        "{lines:?}"
+    );
+    assert!(has_line(&lines, "_FIPS_mode"), "{lines:?}");
+    assert_eq!(finding(&report, "binary.crypto-module")["status"], "pass");
+}
+
+#[test]
+fn stripped_fipsguard_passes_on_its_strings() {
+    if !available("strip", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = stripped_copy(Path::new(FIPSGUARD), dir.path());
+    let (code, report) = check_one(&stripped);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let lines = evidence(finding(&report, "binary.aws-lc-fips"));
+    let symbol_lines = lines
+        .iter()
+        .filter(|line| line.starts_with("symbol") || line.contains(" symbols "));
+    assert_eq!(symbol_lines.count(), 0, "strip removed them: {lines:?}");
+    assert!(has_line(&lines, "string \"AWS-LC FIPS "), "{lines:?}");
+    assert!(
+        has_line(&lines, "string \"FIPS integrity test\""),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn debian_openssl_depends_on_the_host() {
+    let openssl = Path::new("/usr/bin/openssl");
+    if !available("/usr/bin/openssl", "version") {
+        return;
+    }
+    let (code, report) = check_one(openssl);
+    assert_eq!(code, 0, "a warning is not a failure: {report:#}");
+    assert_eq!(report["verdict"], "warn", "{report:#}");
+    let host = finding(&report, "binary.dynamic-crypto");
+    let lines = evidence(host);
+    assert!(has_line(&lines, "DT_NEEDED libcrypto.so.3"), "{lines:?}");
+    assert!(has_line(&lines, "DT_NEEDED libssl.so.3"), "{lines:?}");
+    assert!(has_line(&lines, "string \"OpenSSL 3."), "{lines:?}");
+    let remediation = host["remediation"].as_str().unwrap();
+    assert!(
+        remediation.contains("fipsguard check host"),
+        "{remediation}"
+    );
+}
+
+#[test]
+fn go_with_standard_crypto_fails() {
+    let Some(go) = go_programs() else { return };
+    let (code, report) = check_one(&go.standard);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["verdict"], "fail", "{report:#}");
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("Go native crypto (go1.") && summary.ends_with("no validated module"),
+        "{summary}"
+    );
+    let lines = evidence(finding(&report, "binary.go-crypto"));
+    assert!(has_line(&lines, "crypto/sha256"), "{lines:?}");
+    assert!(has_line(&lines, "crypto/tls"), "{lines:?}");
+    let build = evidence(finding(&report, "binary.go-build"));
+    assert!(
+        has_line(&build, "path example.com/fipsguardtest"),
+        "{build:?}"
+    );
+    assert!(has_line(&build, "build CGO_ENABLED=0"), "{build:?}");
+}
+
+#[test]
+fn go_with_boringcrypto_passes() {
+    let Some(go) = go_programs() else { return };
+    let (code, report) = check_one(&go.boring);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("validated module: Go BoringCrypto (go1."),
+        "{summary}"
+    );
+    let lines = evidence(finding(&report, "binary.boringcrypto"));
+    assert!(
+        has_line(&lines, "build setting GOEXPERIMENT=boringcrypto"),
+        "{lines:?}"
+    );
+    assert!(has_line(&lines, "symbols _goboringcrypto_"), "{lines:?}");
+    let build = evidence(finding(&report, "binary.go-build"));
+    assert!(
+        has_line(&build, "build GOEXPERIMENT=boringcrypto"),
+        "{build:?}"
+    );
+}
+
+#[test]
+fn go_boringcrypto_asked_for_but_not_linked_fails() {
+    let Some(go) = go_programs() else { return };
+    let (code, report) = check_one(&go.boring_without_cgo);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["verdict"], "fail", "{report:#}");
+    let lines = evidence(finding(&report, "binary.go-crypto"));
+    assert!(
+        has_line(
+            &lines,
+            "GOEXPERIMENT=boringcrypto, yet BoringCrypto is not linked"
+        ),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn stripped_go_binaries_keep_their_verdicts() {
+    let Some(go) = go_programs() else { return };
+    if !available("strip", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let standard = stripped_copy(&go.standard, dir.path());
+    let boring = stripped_copy(&go.boring, dir.path());
+    let (_, report) = check_one(&standard);
+    assert_eq!(report["verdict"], "fail", "{report:#}");
+    let (_, report) = check_one(&boring);
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let lines = evidence(finding(&report, "binary.boringcrypto"));
+    assert!(
+        has_line(&lines, "crypto/internal/boring/sig.BoringCrypto"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn plain_c_carries_no_crypto() {
+    let Some(c) = c_programs() else { return };
+    let (code, report) = check_one(&c.hello);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "not-applicable", "{report:#}");
+    assert_eq!(report["summary"], "no crypto");
+}
+
+#[test]
+fn static_openssl_3_needs_the_hosts_provider() {
+    let Some(c) = c_programs() else { return };
+    let (code, report) = check_one(&c.static_openssl);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "warn", "{report:#}");
+    let lines = evidence(finding(&report, "binary.openssl-static"));
+    assert!(
+        has_line(&lines, "string \"OpenSSL Default Provider\""),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_directory_gives_one_report_per_elf_file_in_path_order() {
+    let (Some(c), Some(go)) = (c_programs(), go_programs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir(root.join("go")).unwrap();
+    fs::copy(&c.hello, root.join("hello")).unwrap();
+    fs::copy(&go.standard, root.join("go/standard")).unwrap();
+    fs::copy(&go.boring, root.join("go/boring")).unwrap();
+    fs::write(root.join("README.txt"), "not a binary\n").unwrap();
+    // A second name for a file, and a loop: each file once, no recursion forever.
+    symlink(root.join("hello"), root.join("also-hello")).unwrap();
+    symlink(root, root.join("go/loop")).unwrap();
+
+    let (code, document) = check(&[root]);
+    assert_eq!(code, 1, "one program fails: {document:#}");
+    assert_eq!(document["verdict"], "fail");
+    let reports: Vec<(String, String)> = document["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|report| {
+            let subject = report["subject"].as_str().unwrap();
+            let relative = Path::new(subject).strip_prefix(root).unwrap();
+            (
+                relative.display().to_string(),
+                report["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("go/boring", "pass"),
+        ("go/standard", "fail"),
+        ("hello", "not-applicable"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(path, verdict)| (path.to_string(), verdict.to_string()))
+        .collect();
+    assert_eq!(reports, expected);
+}
+
+#[test]
+fn a_named_file_that_is_not_elf_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    fs::write(&text, "#!/bin/sh\necho not ELF\n").unwrap();
+    let (code, report) = check_one(&text);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "error");
+    assert!(has_line(
+        &evidence(finding(&report, "binary.crypto-module")),
+        "not an ELF file"
+    ));
+}
+
+#[test]
+fn a_missing_path_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = check_one(&dir.path().join("absent"));
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "error");
+}

@@ -1,0 +1,240 @@
+//! `fipsguard check host` through the real binary: fixture trees stand in
+//! for a RHEL host in FIPS mode, a stock Debian host, a half-configured host
+//! and one whose kernel flag cannot be read; each gives a known status per
+//! finding id and the exit code a CI gate keys on. The scan of this machine
+//! must agree with what its own `/proc/sys/crypto/fips_enabled` says.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const FIPSGUARD: &str = env!("CARGO_BIN_EXE_fipsguard");
+
+const IDS: [&str; 7] = [
+    "host.kernel-fips",
+    "host.crypto-policy",
+    "host.openssl-fips-provider",
+    "host.openssl-fips-active",
+    "host.gnutls-fips",
+    "host.nss-fips",
+    "host.libgcrypt-fips",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/host")
+        .join(name)
+}
+
+/// The exit code and the one host report of `check host --format json`,
+/// with `--root` when given.
+fn check_host(root: Option<&Path>) -> (i32, Value) {
+    let mut command = Command::new(FIPSGUARD);
+    command.args(["check", "host", "--format", "json"]);
+    if let Some(root) = root {
+        command.arg("--root").arg(root);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let document: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let reports = document["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1, "{document:#}");
+    let report = reports[0].clone();
+    assert_eq!(report["kind"], "host");
+    assert_eq!(document["verdict"], report["verdict"]);
+    assert_findings_are_complete(&report);
+    (output.status.code().unwrap(), report)
+}
+
+/// Every rule, in order, each with evidence, and a remediation exactly when
+/// the status calls for one.
+fn assert_findings_are_complete(report: &Value) {
+    let findings = report["findings"].as_array().unwrap();
+    let ids: Vec<&str> = findings.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, IDS, "{report:#}");
+    for finding in findings {
+        assert!(!finding["title"].as_str().unwrap().is_empty());
+        let evidence = finding["evidence"].as_array().unwrap();
+        assert!(!evidence.is_empty(), "no evidence: {finding:#}");
+        let needs_remedy = matches!(finding["status"].as_str(), Some("warn" | "fail" | "error"));
+        assert_eq!(
+            finding["remediation"].is_string(),
+            needs_remedy,
+            "{finding:#}"
+        );
+    }
+}
+
+fn statuses(report: &Value) -> BTreeMap<String, String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let id = f["id"].as_str().unwrap().to_string();
+            (id, f["status"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn expected(pairs: [(&str, &str); 7]) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(id, status)| (id.to_string(), status.to_string()))
+        .collect()
+}
+
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap()
+}
+
+fn evidence(report: &Value, id: &str) -> String {
+    let lines = finding(report, id)["evidence"].as_array().unwrap();
+    let lines: Vec<&str> = lines.iter().map(|line| line.as_str().unwrap()).collect();
+    lines.join("\n")
+}
+
+#[test]
+fn a_rhel_host_in_fips_mode_passes_every_check() {
+    let root = fixture("rhel-fips");
+    let (code, report) = check_host(Some(&root));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "pass");
+    assert_eq!(report["subject"], root.display().to_string());
+    assert_eq!(report["summary"], "FIPS mode: 7 of 7 checks pass");
+    assert!(statuses(&report).values().all(|status| status == "pass"));
+    // The activation was found through the .include, read inside the root.
+    let active = evidence(&report, "host.openssl-fips-active");
+    assert!(
+        active.contains("/etc/pki/tls/fipsmodule.cnf: [fips_sect] activate = 1"),
+        "{active}"
+    );
+    assert!(active.contains("default_properties = fips=yes"), "{active}");
+}
+
+#[test]
+fn a_stock_debian_host_fails_where_fips_would_be_switched_on() {
+    let (code, report) = check_host(Some(&fixture("debian-default")));
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["verdict"], "fail");
+    assert_eq!(
+        statuses(&report),
+        expected([
+            ("host.kernel-fips", "fail"),
+            ("host.crypto-policy", "not-applicable"),
+            ("host.openssl-fips-provider", "fail"),
+            ("host.openssl-fips-active", "fail"),
+            ("host.gnutls-fips", "fail"),
+            ("host.nss-fips", "not-applicable"),
+            ("host.libgcrypt-fips", "fail"),
+        ])
+    );
+    assert_eq!(
+        report["summary"],
+        "not in FIPS mode: 5 of 7 checks fail, 2 not applicable"
+    );
+    assert_eq!(
+        evidence(&report, "host.kernel-fips"),
+        "/proc/sys/crypto/fips_enabled: 0"
+    );
+    let kernel = finding(&report, "host.kernel-fips");
+    assert!(kernel["remediation"].as_str().unwrap().contains("fips=1"));
+}
+
+#[test]
+fn an_installed_but_unloaded_provider_passes_installed_and_fails_active() {
+    let (code, report) = check_host(Some(&fixture("partial")));
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        statuses(&report),
+        expected([
+            ("host.kernel-fips", "pass"),
+            // FIPS configured, DEFAULT still applied.
+            ("host.crypto-policy", "warn"),
+            ("host.openssl-fips-provider", "pass"),
+            ("host.openssl-fips-active", "fail"),
+            // Kernel flag on, but the build carries no FIPS integrity file.
+            ("host.gnutls-fips", "warn"),
+            ("host.nss-fips", "fail"),
+            ("host.libgcrypt-fips", "not-applicable"),
+        ])
+    );
+    let active = evidence(&report, "host.openssl-fips-active");
+    assert!(
+        active.contains("no fips provider under [provider_sect]"),
+        "{active}"
+    );
+}
+
+#[test]
+fn an_unreadable_kernel_flag_is_an_error_not_a_guess() {
+    let (code, report) = check_host(Some(&fixture("unreadable")));
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "error");
+    let statuses = statuses(&report);
+    // libgcrypt follows the kernel flag, so it cannot be decided either.
+    for id in ["host.kernel-fips", "host.libgcrypt-fips"] {
+        assert_eq!(statuses[id], "error", "{id}");
+        let evidence = evidence(&report, id);
+        assert!(
+            evidence.starts_with("/proc/sys/crypto/fips_enabled: "),
+            "{evidence}"
+        );
+    }
+    assert_eq!(statuses["host.openssl-fips-provider"], "not-applicable");
+}
+
+/// What this machine's kernel flag should make of `host.kernel-fips`.
+fn expected_kernel_finding() -> (&'static str, String) {
+    match std::fs::read_to_string("/proc/sys/crypto/fips_enabled") {
+        Ok(text) if text.trim() == "1" => ("pass", "/proc/sys/crypto/fips_enabled: 1".into()),
+        Ok(text) => (
+            "fail",
+            format!("/proc/sys/crypto/fips_enabled: {}", text.trim()),
+        ),
+        Err(_) => (
+            "fail",
+            "kernel has no FIPS support compiled in (no /proc/sys/crypto/fips_enabled)".into(),
+        ),
+    }
+}
+
+#[test]
+fn this_machine_is_judged_by_its_own_kernel_flag() {
+    let (status, line) = expected_kernel_finding();
+    for root in [None, Some(Path::new("/"))] {
+        let (code, report) = check_host(root);
+        assert_eq!(report["subject"], "/");
+        let kernel = finding(&report, "host.kernel-fips");
+        assert_eq!(kernel["status"], status, "{kernel:#}");
+        assert_eq!(evidence(&report, "host.kernel-fips"), line);
+        let statuses = statuses(&report);
+        let expected_code = if statuses.values().any(|s| s == "error") {
+            2
+        } else if statuses.values().any(|s| s == "fail") {
+            1
+        } else {
+            0
+        };
+        assert_eq!(code, expected_code, "{report:#}");
+        if openssl_installed() {
+            let active = evidence(&report, "host.openssl-fips-active");
+            assert!(active.contains("openssl list -providers: "), "{active}");
+        }
+    }
+}
+
+fn openssl_installed() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}

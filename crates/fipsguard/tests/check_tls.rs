@@ -1,0 +1,533 @@
+//! `fipsguard check tls` against real servers: `fipsguard serve` must pass;
+//! `openssl s_server`s that accept TLS 1.1, a ChaCha20 suite, SHA-1
+//! signatures or an RSA-1024 certificate must each fail with exactly the
+//! finding that names the fault. The output formats are read by the tools a
+//! CI system would use, and the findings are compared with testssl.sh's.
+
+mod common;
+mod pki;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::FIPSGUARD;
+use pki::Pki;
+
+/// An `openssl s_server` on a free loopback port, killed on drop.
+struct OpensslServer {
+    child: Child,
+    target: String,
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Approved TLS 1.3 suites, so a server differs from a passing one only where a test says.
+const TLS13_APPROVED: &str = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
+const TLS12_APPROVED: &str = "ECDHE-RSA-AES128-GCM-SHA256";
+const SHA256_ONLY: &str = "RSA-PSS+SHA256:RSA+SHA256";
+
+fn s_server(pki: &Pki, cert: &str, extra: &[&str]) -> OpensslServer {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(pki.path(&format!("{cert}.pem")))
+        .arg("-key")
+        .arg(pki.path(&format!("{cert}.key")))
+        .args(["-groups", "P-256:P-384"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl is installed");
+    wait_for_port(port);
+    OpensslServer {
+        child,
+        target: format!("127.0.0.1:{port}"),
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "port {port} never opened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The weak servers, each with one fault, and the findings it must fail.
+struct WeakServers {
+    _pki: Pki,
+    servers: Vec<(OpensslServer, &'static [&'static str])>,
+}
+
+fn weak_servers() -> WeakServers {
+    let pki = Pki::new();
+    pki.leaf_with("rsa", "DNS:localhost", &["rsa:2048"], "sha256");
+    pki.leaf_with("rsa1024", "DNS:localhost", &["rsa:1024"], "sha256");
+    pki.leaf_with("sha1", "DNS:localhost", &["rsa:2048"], "sha1");
+    let tls11_cipher = format!("{TLS12_APPROVED}:ECDHE-RSA-AES128-SHA:@SECLEVEL=0");
+    let seclevel0 = format!("{TLS12_APPROVED}:@SECLEVEL=0");
+    let tls11 = s_server(
+        &pki,
+        "rsa",
+        &[
+            "-min_protocol",
+            "TLSv1.1",
+            "-cipher",
+            &tls11_cipher,
+            "-ciphersuites",
+            TLS13_APPROVED,
+            "-sigalgs",
+            SHA256_ONLY,
+        ],
+    );
+    let chacha = s_server(
+        &pki,
+        "rsa",
+        &[
+            "-cipher",
+            &format!("{TLS12_APPROVED}:ECDHE-RSA-CHACHA20-POLY1305"),
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+        ],
+    );
+    let sha1 = s_server(
+        &pki,
+        "sha1",
+        &[
+            "-cipher",
+            &seclevel0,
+            "-ciphersuites",
+            TLS13_APPROVED,
+            "-sigalgs",
+            "RSA+SHA1:RSA-PSS+SHA256:RSA+SHA256",
+        ],
+    );
+    let rsa1024 = s_server(
+        &pki,
+        "rsa1024",
+        &[
+            "-cipher",
+            &seclevel0,
+            "-ciphersuites",
+            TLS13_APPROVED,
+            "-sigalgs",
+            SHA256_ONLY,
+        ],
+    );
+    WeakServers {
+        _pki: pki,
+        servers: vec![
+            // Accepting TLS 1.1 (and a CBC suite only because TLS 1.1 has no GCM).
+            (tls11, &["tls.protocol.tls1.1", "tls.cipher-suites"]),
+            (chacha, &["tls.cipher-suites"]),
+            // Signs its key exchange with SHA-1 when asked; its certificate is SHA-1 signed too.
+            (sha1, &["tls.signature-hashes", "tls.certificate.signature"]),
+            // No approved client can finish a handshake with a 1024-bit key.
+            (rsa1024, &["tls.certificate.key", "tls.approved-handshake"]),
+        ],
+    }
+}
+
+fn check(args: &[&str]) -> Output {
+    Command::new(FIPSGUARD)
+        .args(["check", "tls"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn check_json(targets: &[&str]) -> (i32, Value) {
+    let mut args = targets.to_vec();
+    args.extend(["--format", "json"]);
+    let output = check(&args);
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr));
+    });
+    (output.status.code().unwrap(), json)
+}
+
+fn failed_ids(report: &Value) -> BTreeSet<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "fail")
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no finding {id} in {report}"))
+}
+
+#[test]
+fn fipsguard_serve_passes_and_each_weak_server_fails_with_its_finding() {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    let serve_target = format!("127.0.0.1:{}", setup.port);
+    let weak = weak_servers();
+
+    let mut targets = vec![serve_target.as_str()];
+    targets.extend(weak.servers.iter().map(|(s, _)| s.target.as_str()));
+    let (code, json) = check_json(&targets);
+    assert_eq!(code, 1, "a failing endpoint fails the gate: {json}");
+    let reports = json["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 5);
+
+    let served = &reports[0];
+    assert!(failed_ids(served).is_empty(), "{served}");
+    // The test certificate lives two days: inside the 30-day warning window.
+    assert_eq!(served["verdict"], "warn", "{served}");
+    assert_eq!(finding(served, "tls.certificate.expiry")["status"], "warn");
+    assert_eq!(served["subject"], serve_target.as_str());
+    for accepted in ["tls.protocol.tls1.2", "tls.protocol.tls1.3"] {
+        assert_eq!(
+            finding(served, accepted)["evidence"][0]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .nth(1),
+            Some(" accepted")
+        );
+    }
+    let handshake = finding(served, "tls.approved-handshake")["evidence"][0]
+        .as_str()
+        .unwrap();
+    assert!(handshake.starts_with("TLSv1_3 TLS13_AES_"), "{handshake}");
+
+    for ((weak_server, expected), report) in weak.servers.iter().zip(&reports[1..]) {
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            failed_ids(report),
+            expected,
+            "{}: {report}",
+            weak_server.target
+        );
+        assert_eq!(report["verdict"], "fail");
+    }
+    let evidence = |report: &Value, id: &str| finding(report, id)["evidence"].to_string();
+    assert!(evidence(&reports[2], "tls.cipher-suites")
+        .contains("TLS1.3 0x1303 TLS_CHACHA20_POLY1305_SHA256: not allowed"));
+    assert!(evidence(&reports[2], "tls.cipher-suites")
+        .contains("TLS1.2 0xcca8 TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256: not allowed"));
+    assert!(evidence(&reports[3], "tls.signature-hashes").contains("scheme 0x0201 (SHA-1)"));
+    let signature = evidence(&reports[3], "tls.certificate.signature");
+    assert!(
+        signature.contains("ecdsa-with-SHA1: not allowed"),
+        "{signature}"
+    );
+    assert!(evidence(&reports[4], "tls.certificate.key").contains("RSA 1024 bits: not allowed"));
+
+    // The table a person reads names the verdict and the failing rule.
+    let table = check(&[&serve_target, &weak.servers[0].0.target]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("FAIL tls.protocol.tls1.1"), "{table}");
+    assert!(table.contains("fix: disable TLS1.1"), "{table}");
+    assert!(
+        table.ends_with("verdict: fail (2 subjects: 1 fail, 1 warn)\n"),
+        "{table}"
+    );
+    server.stop();
+}
+
+#[test]
+fn exit_codes_tell_a_gate_pass_fail_and_could_not_check() {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    let serve_target = format!("localhost:{}", setup.port);
+    assert_eq!(check(&[&serve_target]).status.code(), Some(0));
+
+    // Nothing listens: a probe error (2), not a pass or a plain failure.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let closed = closed.to_string();
+    let (code, json) = check_json(&[&serve_target, &closed]);
+    assert_eq!(code, 2);
+    assert_eq!(json["reports"][1]["findings"][0]["id"], "tls.reachable");
+    assert_eq!(json["reports"][1]["verdict"], "error");
+
+    let (code, json) = check_json(&["no-port-here"]);
+    assert_eq!(
+        (code, &json["reports"][0]["findings"][0]["id"]),
+        (2, &Value::from("tls.target"))
+    );
+    assert_eq!(
+        check(&[]).status.code(),
+        Some(2),
+        "no target is a usage error"
+    );
+    assert_eq!(
+        check(&[&serve_target, "--format", "yaml"]).status.code(),
+        Some(2)
+    );
+
+    // A policy file replaces the profile; a typo in it is refused, not ignored.
+    let dir = tempfile::TempDir::new().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "name = \"strict\"\ncipher_suites = [\"TLS_AES_256_GCM_SHA384\"]\nrequired_protocols = [\"TLS1.3\"]\nprotocols = [\"TLS1.3\"]\n").unwrap();
+    let policy_arg = policy.to_str().unwrap();
+    let (code, json) = check_json(&[&serve_target, "--policy", policy_arg]);
+    assert_eq!(
+        code, 1,
+        "TLS 1.2 and AES-128 break the strict policy: {json}"
+    );
+    assert_eq!(
+        failed_ids(&json["reports"][0]),
+        BTreeSet::from([
+            "tls.protocol.tls1.2".to_owned(),
+            "tls.cipher-suites".to_owned()
+        ])
+    );
+    for typo in [
+        "protocol = [\"TLS1.3\"]\n",
+        "cipher_suites = [\"TLS_AES_256_GCM\"]\n",
+        "protocols = [\"TLS1.4\"]\n",
+    ] {
+        std::fs::write(&policy, typo).unwrap();
+        let output = check(&[&serve_target, "--policy", policy_arg]);
+        assert_eq!(output.status.code(), Some(2), "{typo}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("policy"),
+            "{typo}"
+        );
+    }
+    server.stop();
+}
+
+/// SARIF validated against the OASIS 2.1.0 schema and JUnit read by
+/// junitparser, with Debian's Python: what CI systems consume.
+#[test]
+fn sarif_validates_against_its_schema_and_junit_reads_back() {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    let weak = weak_servers();
+    let serve_target = format!("127.0.0.1:{}", setup.port);
+    let targets = [serve_target.as_str(), weak.servers[0].0.target.as_str()];
+    let dir = tempfile::TempDir::new().unwrap();
+
+    let mut args = targets.to_vec();
+    args.extend(["--format", "sarif"]);
+    let sarif = check(&args);
+    assert_eq!(sarif.status.code(), Some(1));
+    let sarif_path = dir.path().join("check.sarif");
+    std::fs::write(&sarif_path, &sarif.stdout).unwrap();
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sarif-schema-2.1.0.json"
+    );
+    python(&format!(
+        "import json, jsonschema\nschema = json.load(open({schema:?}))\nlog = json.load(open({:?}))\njsonschema.Draft7Validator(schema).validate(log)\nprint('valid')",
+        sarif_path.to_str().unwrap()
+    ));
+    let log: Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    let tls11 = results
+        .iter()
+        .find(|r| r["ruleId"] == "tls.protocol.tls1.1" && r["level"] == "error")
+        .expect("the TLS 1.1 result is an error");
+    assert_eq!(
+        tls11["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        format!("tls://{}", targets[1])
+    );
+    assert_eq!(log["runs"][0]["invocations"][0]["exitCode"], 1);
+
+    let mut args = targets.to_vec();
+    args.extend(["--format", "junit"]);
+    let junit = check(&args);
+    let junit_path = dir.path().join("check.xml");
+    std::fs::write(&junit_path, &junit.stdout).unwrap();
+    let counts = python(&format!(
+        "from junitparser import JUnitXml\nxml = JUnitXml.fromfile({:?})\nprint(xml.tests, xml.failures, xml.errors, xml.skipped, len(list(xml)))",
+        junit_path.to_str().unwrap()
+    ));
+    let (json_code, json) = check_json(&targets);
+    assert_eq!(json_code, 1);
+    let statuses: Vec<&str> = json["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["findings"].as_array().unwrap())
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    let count = |s: &str| statuses.iter().filter(|&&x| x == s).count();
+    assert_eq!(
+        counts.trim(),
+        format!(
+            "{} {} {} {} 2",
+            statuses.len(),
+            count("fail"),
+            count("error"),
+            count("not-applicable")
+        )
+    );
+    server.stop();
+}
+
+/// Runs a Python snippet with Debian's interpreter (where the bootstrap
+/// installs python3-jsonschema and python3-junitparser); returns stdout.
+fn python(code: &str) -> String {
+    let output = Command::new("/usr/bin/python3")
+        .args(["-c", code])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// What testssl.sh finds on the weak servers: versions offered and suites
+/// per version, the same as `check tls` finds. Skipped, visibly, only when
+/// testssl.sh is not installed.
+#[test]
+fn findings_agree_with_testssl() {
+    if Command::new("testssl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: testssl (Debian package testssl.sh) is not installed");
+        return;
+    }
+    let weak = weak_servers();
+    let targets: Vec<&str> = weak
+        .servers
+        .iter()
+        .map(|(s, _)| s.target.as_str())
+        .collect();
+    let (_, json) = check_json(&targets);
+    let dir = tempfile::TempDir::new().unwrap();
+    let testssl: Vec<Accepted> = std::thread::scope(|scope| {
+        let running: Vec<_> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| {
+                let file = dir.path().join(format!("{i}.json"));
+                scope.spawn(move || testssl_findings(target, &file))
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for ((report, theirs), target) in json["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(testssl)
+        .zip(&targets)
+    {
+        let ours = our_findings(report);
+        assert!(!ours.is_empty());
+        assert_eq!(
+            ours, theirs,
+            "{target}: fipsguard check (left) and testssl.sh (right) disagree"
+        );
+    }
+}
+
+/// Accepted suites (code points) by protocol name.
+type Accepted = BTreeMap<String, BTreeSet<u16>>;
+
+fn our_findings(report: &Value) -> Accepted {
+    let mut accepted = Accepted::new();
+    for f in report["findings"].as_array().unwrap() {
+        let id = f["id"].as_str().unwrap();
+        if let Some(protocol) = id.strip_prefix("tls.protocol.") {
+            if f["evidence"][0].as_str().unwrap().contains(": accepted") {
+                accepted.entry(protocol.to_uppercase()).or_default();
+            }
+        }
+    }
+    for line in finding(report, "tls.cipher-suites")["evidence"]
+        .as_array()
+        .unwrap()
+    {
+        let mut words = line.as_str().unwrap().split(' ');
+        let (Some(protocol), Some(code)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if let Some(hex) = code.strip_prefix("0x") {
+            accepted
+                .entry(protocol.to_uppercase())
+                .or_default()
+                .insert(u16::from_str_radix(hex, 16).unwrap());
+        }
+    }
+    accepted
+}
+
+fn testssl_findings(target: &str, file: &std::path::Path) -> Accepted {
+    let output = Command::new("testssl")
+        .args([
+            "--quiet",
+            "--warnings",
+            "off",
+            "--color",
+            "0",
+            "--protocols",
+            "--cipher-per-proto",
+            "--jsonfile",
+        ])
+        .arg(file)
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(
+        file.exists(),
+        "testssl wrote no JSON: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let entries: Vec<Value> = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let protocol_name = |id: &str| match id {
+        "SSLv3" | "ssl3" => Some("SSL3.0"),
+        "TLS1" | "tls1" => Some("TLS1.0"),
+        "TLS1_1" | "tls1_1" => Some("TLS1.1"),
+        "TLS1_2" | "tls1_2" => Some("TLS1.2"),
+        "TLS1_3" | "tls1_3" => Some("TLS1.3"),
+        _ => None,
+    };
+    let mut accepted = Accepted::new();
+    for entry in entries {
+        let id = entry["id"].as_str().unwrap_or_default();
+        let finding = entry["finding"].as_str().unwrap_or_default();
+        if let Some(protocol) = protocol_name(id) {
+            if finding.starts_with("offered") {
+                accepted.entry(protocol.to_owned()).or_default();
+            }
+        } else if let Some((protocol, hex)) = id
+            .strip_prefix("cipher-")
+            .and_then(|rest| rest.split_once("_x"))
+        {
+            let protocol = protocol_name(protocol).expect("a known protocol");
+            accepted
+                .entry(protocol.to_owned())
+                .or_default()
+                .insert(u16::from_str_radix(hex, 16).unwrap());
+        }
+    }
+    accepted
+}
