@@ -52,6 +52,12 @@ pub fn scan(paths: &[PathBuf]) -> Vec<Report> {
     reports
 }
 
+/// The report for ELF bytes already in memory (`subject` names them), as
+/// [`scan`] makes for a file: the entry point for fuzzing the parsers.
+pub fn scan_bytes(subject: &str, bytes: &[u8]) -> Report {
+    verdict::report(subject.to_owned(), bytes)
+}
+
 /// Inspects the targets on every core: files are independent, and reading
 /// and searching them is most of a scan's time.
 fn inspect_all(targets: &[walk::Target]) -> Vec<Report> {

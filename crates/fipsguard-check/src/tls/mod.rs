@@ -17,6 +17,7 @@ mod wire;
 
 pub use catalog::Protocol;
 pub use policy::{Policy, PolicyError};
+pub use wire::{read_reply, Reply, ServerHello};
 
 use probe::Endpoint;
 

@@ -188,8 +188,9 @@ fn put_u24(out: &mut Vec<u8>, len: usize) {
 
 /// Reads records until the answer is complete, the server refuses, or the
 /// connection ends. Handshake messages may span records, so their bytes are
-/// gathered before parsing.
-fn read_reply(stream: &mut impl Read, through_key_exchange: bool) -> Reply {
+/// gathered before parsing. Whatever a server sends, the answer is a
+/// [`Reply`], never a panic: the entry point for fuzzing.
+pub fn read_reply(stream: &mut impl Read, through_key_exchange: bool) -> Reply {
     let mut handshake = Vec::new();
     let mut hello: Option<ServerHello> = None;
     loop {
