@@ -8,6 +8,8 @@
 //! Without them a test is skipped with a message, except under CI, where a
 //! missing tool fails it.
 
+mod scan;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+
+use scan::{check_json, finding};
 
 const FIPSGUARD: &str = env!("CARGO_BIN_EXE_fipsguard");
 
@@ -41,20 +45,7 @@ fn available(tool: &str, probe: &str) -> bool {
 
 /// `fipsguard check binary PATHS --format json`: the exit code and the document.
 fn check(paths: &[&Path]) -> (i32, Value) {
-    let output = Command::new(FIPSGUARD)
-        .args(["check", "binary"])
-        .args(paths)
-        .args(["--format", "json"])
-        .output()
-        .expect("fipsguard runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let document = serde_json::from_str(&stdout).unwrap_or_else(|err| {
-        panic!(
-            "JSON output ({err}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().expect("exit code"), document)
+    check_json(std::iter::once(Path::new("binary")).chain(paths.iter().copied()))
 }
 
 /// The single report of a one-file scan.
@@ -63,15 +54,6 @@ fn check_one(path: &Path) -> (i32, Value) {
     let reports = document["reports"].as_array().expect("reports");
     assert_eq!(reports.len(), 1, "{document:#}");
     (code, reports[0].clone())
-}
-
-fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|finding| finding["id"] == id)
-        .unwrap_or_else(|| panic!("no finding {id} in {report:#}"))
 }
 
 fn evidence(finding: &Value) -> Vec<String> {

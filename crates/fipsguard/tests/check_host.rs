@@ -4,13 +4,16 @@
 //! finding id and the exit code a CI gate keys on. The scan of this machine
 //! must agree with what its own `/proc/sys/crypto/fips_enabled` says.
 
+mod scan;
+
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-const FIPSGUARD: &str = env!("CARGO_BIN_EXE_fipsguard");
+use scan::{check_json, finding};
 
 const IDS: [&str; 7] = [
     "host.kernel-fips",
@@ -31,22 +34,18 @@ fn fixture(name: &str) -> PathBuf {
 /// The exit code and the one host report of `check host --format json`,
 /// with `--root` when given.
 fn check_host(root: Option<&Path>) -> (i32, Value) {
-    let mut command = Command::new(FIPSGUARD);
-    command.args(["check", "host", "--format", "json"]);
+    let mut args = vec![OsString::from("host")];
     if let Some(root) = root {
-        command.arg("--root").arg(root);
+        args.extend([OsString::from("--root"), root.into()]);
     }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let document: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let (code, document) = check_json(args);
     let reports = document["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 1, "{document:#}");
     let report = reports[0].clone();
     assert_eq!(report["kind"], "host");
     assert_eq!(document["verdict"], report["verdict"]);
     assert_findings_are_complete(&report);
-    (output.status.code().unwrap(), report)
+    (code, report)
 }
 
 /// Every rule, in order, each with evidence, and a remediation exactly when
@@ -85,15 +84,6 @@ fn expected(pairs: [(&str, &str); 7]) -> BTreeMap<String, String> {
         .into_iter()
         .map(|(id, status)| (id.to_string(), status.to_string()))
         .collect()
-}
-
-fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap()
 }
 
 fn evidence(report: &Value, id: &str) -> String {

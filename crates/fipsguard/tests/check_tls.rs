@@ -6,6 +6,7 @@
 
 mod common;
 mod pki;
+mod scan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +17,7 @@ use serde_json::Value;
 
 use common::FIPSGUARD;
 use pki::Pki;
+use scan::finding;
 
 /// An `openssl s_server` on a free loopback port, killed on drop.
 struct OpensslServer {
@@ -148,22 +150,17 @@ fn weak_servers() -> WeakServers {
     }
 }
 
+/// `check tls TARGETS --format json`.
+fn check_json(targets: &[&str]) -> (i32, Value) {
+    scan::check_json(std::iter::once("tls").chain(targets.iter().copied()))
+}
+
 fn check(args: &[&str]) -> Output {
     Command::new(FIPSGUARD)
         .args(["check", "tls"])
         .args(args)
         .output()
         .unwrap()
-}
-
-fn check_json(targets: &[&str]) -> (i32, Value) {
-    let mut args = targets.to_vec();
-    args.extend(["--format", "json"]);
-    let output = check(&args);
-    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr));
-    });
-    (output.status.code().unwrap(), json)
 }
 
 fn failed_ids(report: &Value) -> BTreeSet<String> {
@@ -174,15 +171,6 @@ fn failed_ids(report: &Value) -> BTreeSet<String> {
         .filter(|f| f["status"] == "fail")
         .map(|f| f["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no finding {id} in {report}"))
 }
 
 #[test]

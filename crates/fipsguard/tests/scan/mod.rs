@@ -1,0 +1,41 @@
+//! What the `fipsguard check` tests share: the command run as a
+//! subprocess with `--format json`, and the findings read back.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `fipsguard check ARGS --format json`: the exit code and the document.
+pub fn check_json<I, S>(args: I) -> (i32, Value)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let output = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
+        .arg("check")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("fipsguard runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let document = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        panic!(
+            "JSON output ({err}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("an exit code"), document)
+}
+
+/// The finding `id` of a report.
+pub fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|finding| finding["id"] == id)
+        .unwrap_or_else(|| panic!("no finding {id} in {report:#}"))
+}
