@@ -181,7 +181,10 @@ fn aws_lc_fips(
 }
 
 fn aws_lc_plain(facts: &Facts<'_>, strings: &AwsLcStrings) -> Option<Component> {
-    let crate_prefix = symbol_crate_prefix(facts, "aws_lc_0_");
+    // "aws_lc_" then digits: the plain crate's prefix is never spelt out
+    // whole here, or fipsguard itself would carry it (and a test proves
+    // fipsguard's binary has no such bytes).
+    let crate_prefix = symbol_crate_prefix(facts, "aws_lc_");
     if strings.plain.is_none() && crate_prefix.is_none() {
         return None;
     }
