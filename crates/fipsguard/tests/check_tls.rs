@@ -519,3 +519,41 @@ fn testssl_findings(target: &str, file: &std::path::Path) -> Accepted {
     }
     accepted
 }
+
+/// An endpoint that answers every ClientHello one byte at a time, forever
+/// (a record header announcing 16 KiB, then a trickle): each probe ends at
+/// its deadline, and the scan ends as incomplete (exit 2), not stuck.
+#[test]
+fn a_trickling_endpoint_cannot_hold_a_scan() {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let header = [0x16u8, 0x03, 0x03, 0x40, 0x00];
+                for byte in header.iter().chain(std::iter::repeat(&0u8)) {
+                    if stream.write_all(&[*byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    let started = Instant::now();
+    let output = check(&[&target, "--timeout", "1s", "--format", "json"]);
+    let elapsed = started.elapsed();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // Five version probes and one handshake, a second each at most.
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the scan took {elapsed:?}"
+    );
+}

@@ -2,7 +2,6 @@
 //! validated module: proof that an approved client can talk to the endpoint,
 //! and the certificate chain (TLS 1.3 encrypts it, so probes cannot see it).
 
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 
 use fipsguard_crypto::tls::rustls::client::danger::{
@@ -18,6 +17,7 @@ use fipsguard_crypto::tls::rustls::{
 use fipsguard_crypto::tls::{provider, PROTOCOL_VERSIONS};
 
 use super::probe::Endpoint;
+use super::wire::Deadline;
 
 /// What the approved handshake negotiated.
 #[derive(Debug)]
@@ -58,12 +58,8 @@ fn handshake(endpoint: &Endpoint, recorder: Arc<ChainRecorder>) -> Result<Negoti
     let name = server_name(endpoint)?;
     let mut connection =
         ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let mut socket = TcpStream::connect_timeout(&endpoint.address, endpoint.timeout)
+    let mut socket = Deadline::connect(endpoint.address, endpoint.timeout)
         .map_err(|e| format!("connect: {e}"))?;
-    socket
-        .set_read_timeout(Some(endpoint.timeout))
-        .and_then(|()| socket.set_write_timeout(Some(endpoint.timeout)))
-        .map_err(|e| e.to_string())?;
     while connection.is_handshaking() {
         connection
             .complete_io(&mut socket)

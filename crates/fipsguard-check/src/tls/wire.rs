@@ -5,7 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tls_parser::{
     parse_dh_params, parse_digitally_signed, parse_ecdh_params, parse_tls_extensions,
@@ -90,12 +90,56 @@ pub fn probe(
     offer: &Offer<'_>,
     timeout: Duration,
 ) -> io::Result<Reply> {
-    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
+    let mut stream = Deadline::connect(address, timeout)?;
     stream.write_all(&client_hello(offer, server_name))?;
     Ok(read_reply(&mut stream, offer.through_key_exchange))
+}
+
+/// A connection with one deadline for everything done on it, so a server
+/// that answers a byte at a time cannot hold a probe longer than its timeout.
+pub(super) struct Deadline {
+    stream: TcpStream,
+    until: Instant,
+}
+
+impl Deadline {
+    /// Connects within `timeout`; reads and writes must end within it too.
+    pub(super) fn connect(address: SocketAddr, timeout: Duration) -> io::Result<Self> {
+        let until = Instant::now() + timeout;
+        let stream = TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_nodelay(true)?;
+        Ok(Deadline { stream, until })
+    }
+
+    /// What is left of the deadline, or a timeout error once it has passed.
+    fn remaining(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "probe deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.remaining()?))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadline {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.remaining()?))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 /// The ClientHello record for `offer` (RFC 5246 7.4.1.2, RFC 8446 4.1.2).
