@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::catalog::Protocol;
+use super::catalog::{Protocol, GROUPS};
 
 /// A TLS policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +123,13 @@ impl Policy {
             .find(|name| tls_parser::TlsCipherSuite::from_name(name).is_none())
         {
             return Err(error(format!("unknown cipher suite {unknown}")));
+        }
+        if let Some(unknown) = policy
+            .groups
+            .iter()
+            .find(|name| !GROUPS.iter().any(|group| group.name == name.as_str()))
+        {
+            return Err(error(format!("unknown group {unknown}")));
         }
         Ok(policy)
     }
