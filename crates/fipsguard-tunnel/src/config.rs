@@ -10,6 +10,9 @@ use crate::identity::parse_subject;
 /// The most connections a tunnel may be configured to hold.
 const MAX_CONNECTIONS: usize = 1_000_000;
 
+/// The most threads a tunnel may be configured to run.
+const MAX_WORKERS: usize = 256;
+
 /// Which side of the TLS a tunnel is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +88,11 @@ pub struct TunnelConfig {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Threads that carry this tunnel's connections, each with its own
+    /// event loop; a connection stays on the thread that accepted it
+    /// [default: one per core].
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 fn default_name() -> String {
@@ -123,6 +131,13 @@ impl TunnelConfig {
     /// The handshake deadline.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// How many threads carry connections.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// Whether an allow-list restricts who may connect.
@@ -164,9 +179,10 @@ impl TunnelConfig {
         let refuse = |why: &str| Err(format!("tunnel {name:?}: {why}"));
         if self.handshake_timeout_secs == 0
             || !(1..=MAX_CONNECTIONS).contains(&self.max_connections)
+            || !(1..=MAX_WORKERS).contains(&self.workers())
         {
             return refuse(
-                "handshake_timeout_secs must be at least 1, and max_connections 1 to 1,000,000",
+                "handshake_timeout_secs must be at least 1, max_connections 1 to 1,000,000 and workers 1 to 256",
             );
         }
         if let Some(Err(e)) = self

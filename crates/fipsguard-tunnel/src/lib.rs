@@ -74,16 +74,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     });
     let drain = config.drain_timeout();
-    let running: Vec<_> = tunnels
+    let running = tunnels
         .into_iter()
-        .map(|tunnel| tokio::spawn(tunnel.run(stopped.clone(), drain)))
-        .collect();
+        .map(|tunnel| tunnel.start(stopped.clone(), drain))
+        .collect::<Result<Vec<_>, _>>()?;
     shutdown.await;
     tracing::info!("shutting down: no new connections; draining open ones");
     let _ = stop.send(true);
     watcher.abort();
     for tunnel in running {
-        let _ = tunnel.await;
+        tunnel.finished().await;
     }
     if let Some(server) = metrics_server {
         let _ = server.await;

@@ -7,11 +7,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::thread;
+use std::time::Duration;
 
 use fipsguard_crypto::tls::rustls::CommonState;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
 use crate::config::{Target, TunnelConfig};
@@ -25,7 +27,7 @@ use crate::reload::{Side, TlsState};
 const COPY_BUFFER: usize = 64 << 10;
 
 /// How long accepting pauses after an error.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A bound tunnel, ready to run.
 pub struct Tunnel {
@@ -77,13 +79,93 @@ impl Tunnel {
         self.tls.clone()
     }
 
-    /// Accepts until `stop` turns true, then waits for open connections to
-    /// finish (at most `drain`).
-    pub async fn run(self, mut stop: watch::Receiver<bool>, drain: std::time::Duration) {
+    /// Starts the worker threads. Each runs its own event loop and accepts
+    /// from the shared listening socket, so a connection's handshake and
+    /// both directions of its copying stay on the thread that accepted it
+    /// (no hand-offs between threads for a bulk stream), while new
+    /// connections spread over the cores. Workers accept until `stop`
+    /// turns true, then wait for open connections (at most `drain`).
+    pub fn start(self, stop: watch::Receiver<bool>, drain: Duration) -> Result<Running, String> {
+        let name = self.config.name.clone();
+        let cannot = |e: io::Error| format!("tunnel {name:?}: cannot start its workers: {e}");
+        let listener = self.listener.into_std().map_err(cannot)?;
+        let worker = Worker {
+            config: self.config.clone(),
+            tls: self.tls,
+            slots: self.slots,
+        };
+        let mut finished = Vec::new();
+        for index in 0..self.config.workers() {
+            let (worker, listener, stop) = (
+                worker.clone(),
+                listener.try_clone().map_err(cannot)?,
+                stop.clone(),
+            );
+            let (done, finished_one) = oneshot::channel();
+            thread::Builder::new()
+                .name(format!("tunnel-worker-{index}"))
+                .spawn(move || {
+                    worker.run(listener, stop, drain);
+                    let _ = done.send(());
+                })
+                .map_err(cannot)?;
+            finished.push(finished_one);
+        }
+        Ok(Running { finished })
+    }
+}
+
+/// A started tunnel.
+pub struct Running {
+    finished: Vec<oneshot::Receiver<()>>,
+}
+
+impl Running {
+    /// Resolves when every worker has stopped accepting and drained.
+    pub async fn finished(self) {
+        for worker in self.finished {
+            let _ = worker.await;
+        }
+    }
+}
+
+/// What each worker thread of a tunnel shares with the others.
+#[derive(Clone)]
+struct Worker {
+    config: Arc<TunnelConfig>,
+    tls: Arc<TlsState>,
+    slots: Arc<Semaphore>,
+}
+
+impl Worker {
+    /// Runs this thread's event loop until the tunnel stops and drains.
+    fn run(self, listener: std::net::TcpListener, stop: watch::Receiver<bool>, drain: Duration) {
+        let name = self.config.name.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let served = runtime.map_err(|e| e.to_string()).and_then(|runtime| {
+            runtime.block_on(async {
+                let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+                self.accept(listener, stop, drain).await;
+                Ok(())
+            })
+        });
+        if let Err(e) = served {
+            tracing::error!(tunnel = %name, error = %e, "a tunnel worker could not run");
+        }
+    }
+
+    async fn accept(
+        &self,
+        listener: TcpListener,
+        mut stop: watch::Receiver<bool>,
+        drain: Duration,
+    ) {
         let name = &self.config.name;
         loop {
             let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
+                accepted = listener.accept() => accepted,
                 _ = stop.wait_for(|stop| *stop) => break,
             };
             let (stream, peer) = match accepted {
@@ -108,7 +190,9 @@ impl Tunnel {
             };
             tokio::spawn(connection.serve(stream));
         }
-        drop(self.listener);
+        drop(listener);
+        // Every worker waits for all of the tunnel's connections: its own
+        // are among them, and its event loop must outlive them.
         let everyone = self.config.max_connections as u32;
         if timeout(drain, self.slots.acquire_many(everyone))
             .await

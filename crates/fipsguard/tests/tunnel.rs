@@ -416,6 +416,21 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
         err.contains("RSA keys below 2048 bits are not approved"),
         "{err}"
     );
+    // A tunnel with no thread to carry it is refused too, and says why.
+    let output = Command::new(FIPSGUARD)
+        .args(["tunnel", "server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--target", "127.0.0.1:1", "--workers", "0"])
+        .args([
+            "--cert",
+            &pki.path_str("weak.pem"),
+            "--key",
+            &pki.path_str("weak.key"),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("workers 1 to 256"), "{err}");
 
     // Client certificates under mTLS: RSA-1024 and SHA-1 signatures fail
     // the handshake, though the CA signed them.
@@ -761,7 +776,19 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
-    args.extend(["--handshake-timeout-secs", "2", "--max-connections", "3000"].map(String::from));
+    // Two event loops whatever the host's cores: the idle flood lands on
+    // both, and each must keep serving.
+    args.extend(
+        [
+            "--handshake-timeout-secs",
+            "2",
+            "--max-connections",
+            "3000",
+            "--workers",
+            "2",
+        ]
+        .map(String::from),
+    );
     let tunnel = Tunnel::start(&strs(&args));
 
     // Garbage, an abrupt close mid-handshake, and 2,000 idle connections.
