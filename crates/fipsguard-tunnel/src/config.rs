@@ -90,7 +90,7 @@ pub struct TunnelConfig {
     pub max_connections: usize,
     /// Threads that carry this tunnel's connections, each with its own
     /// event loop; a connection stays on the thread that accepted it
-    /// [default: one per core].
+    /// [default: one per core, at most 256].
     #[arg(long)]
     pub workers: Option<usize>,
 }
@@ -136,7 +136,9 @@ impl TunnelConfig {
     /// How many threads carry connections.
     pub fn workers(&self) -> usize {
         self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_WORKERS)
         })
     }
 
@@ -177,13 +179,17 @@ impl TunnelConfig {
     pub fn validate(&self) -> Result<(), String> {
         let name = &self.name;
         let refuse = |why: &str| Err(format!("tunnel {name:?}: {why}"));
-        if self.handshake_timeout_secs == 0
-            || !(1..=MAX_CONNECTIONS).contains(&self.max_connections)
-            || !(1..=MAX_WORKERS).contains(&self.workers())
+        if self.handshake_timeout_secs == 0 {
+            return refuse("handshake_timeout_secs must be at least 1");
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return refuse("max_connections must be 1 to 1,000,000");
+        }
+        if self
+            .workers
+            .is_some_and(|n| !(1..=MAX_WORKERS).contains(&n))
         {
-            return refuse(
-                "handshake_timeout_secs must be at least 1, max_connections 1 to 1,000,000 and workers 1 to 256",
-            );
+            return refuse("workers must be 1 to 256");
         }
         if let Some(Err(e)) = self
             .allow_subject

@@ -74,10 +74,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     });
     let drain = config.drain_timeout();
-    let running = tunnels
-        .into_iter()
-        .map(|tunnel| tunnel.start(stopped.clone(), drain))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut running = Vec::new();
+    for tunnel in tunnels {
+        running.push(tunnel.start(stopped.clone(), drain).await?);
+    }
     shutdown.await;
     tracing::info!("shutting down: no new connections; draining open ones");
     let _ = stop.send(true);

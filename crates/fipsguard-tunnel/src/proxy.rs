@@ -26,6 +26,9 @@ use crate::reload::{Side, TlsState};
 /// transfers take few system calls (tokio's default is 8 KiB).
 const COPY_BUFFER: usize = 64 << 10;
 
+/// How long cut connections have to reset before their event loop ends.
+const CUT_GRACE: Duration = Duration::from_secs(1);
+
 /// How long accepting pauses after an error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -79,37 +82,48 @@ impl Tunnel {
         self.tls.clone()
     }
 
-    /// Starts the worker threads. Each runs its own event loop and accepts
+    /// Starts the worker threads and returns once every one of them is
+    /// accepting (or the first error, so that a tunnel never runs short of
+    /// its workers unnoticed). Each runs its own event loop and accepts
     /// from the shared listening socket, so a connection's handshake and
-    /// both directions of its copying stay on the thread that accepted it
-    /// (no hand-offs between threads for a bulk stream), while new
-    /// connections spread over the cores. Workers accept until `stop`
-    /// turns true, then wait for open connections (at most `drain`).
-    pub fn start(self, stop: watch::Receiver<bool>, drain: Duration) -> Result<Running, String> {
+    /// both directions of its copying stay on the thread that accepted it:
+    /// a bulk stream never waits on a wake-up from another thread. Workers
+    /// accept until `stop` turns true, then wait for open connections; at
+    /// most `drain`, after which those still open are cut.
+    pub async fn start(
+        self,
+        stop: watch::Receiver<bool>,
+        drain: Duration,
+    ) -> Result<Running, String> {
         let name = self.config.name.clone();
-        let cannot = |e: io::Error| format!("tunnel {name:?}: cannot start its workers: {e}");
-        let listener = self.listener.into_std().map_err(cannot)?;
+        let cannot =
+            |e: &dyn std::fmt::Display| format!("tunnel {name:?}: cannot start its workers: {e}");
+        let listener = self.listener.into_std().map_err(|e| cannot(&e))?;
         let worker = Worker {
             config: self.config.clone(),
             tls: self.tls,
             slots: self.slots,
+            cut: Arc::new(watch::channel(false).0),
+            drain,
         };
         let mut finished = Vec::new();
         for index in 0..self.config.workers() {
-            let (worker, listener, stop) = (
-                worker.clone(),
-                listener.try_clone().map_err(cannot)?,
-                stop.clone(),
-            );
+            let (worker, stop) = (worker.clone(), stop.clone());
+            let listener = listener.try_clone().map_err(|e| cannot(&e))?;
+            let (ready, accepting) = oneshot::channel();
             let (done, finished_one) = oneshot::channel();
             thread::Builder::new()
-                .name(format!("tunnel-worker-{index}"))
+                .name(format!("fg-tunnel-{index}"))
                 .spawn(move || {
-                    worker.run(listener, stop, drain);
+                    worker.run(listener, stop, ready);
                     let _ = done.send(());
                 })
-                .map_err(cannot)?;
+                .map_err(|e| cannot(&e))?;
             finished.push(finished_one);
+            accepting
+                .await
+                .unwrap_or_else(|_| Err("a worker thread ended before it accepted".into()))
+                .map_err(|e| cannot(&e))?;
         }
         Ok(Running { finished })
     }
@@ -135,38 +149,53 @@ struct Worker {
     config: Arc<TunnelConfig>,
     tls: Arc<TlsState>,
     slots: Arc<Semaphore>,
+    /// Turns true when the drain timeout has passed: open connections are
+    /// then reset, never closed as if they had ended.
+    cut: Arc<watch::Sender<bool>>,
+    drain: Duration,
 }
 
 impl Worker {
     /// Runs this thread's event loop until the tunnel stops and drains.
-    fn run(self, listener: std::net::TcpListener, stop: watch::Receiver<bool>, drain: Duration) {
-        let name = self.config.name.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    /// `ready` hears once the loop accepts, or why it cannot.
+    fn run(
+        self,
+        listener: std::net::TcpListener,
+        stop: watch::Receiver<bool>,
+        ready: oneshot::Sender<Result<(), String>>,
+    ) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build();
-        let served = runtime.map_err(|e| e.to_string()).and_then(|runtime| {
-            runtime.block_on(async {
-                let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                self.accept(listener, stop, drain).await;
-                Ok(())
-            })
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        };
+        runtime.block_on(async {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    let _ = ready.send(Ok(()));
+                    self.accept(listener, stop).await;
+                    self.drain().await;
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                }
+            }
         });
-        if let Err(e) = served {
-            tracing::error!(tunnel = %name, error = %e, "a tunnel worker could not run");
-        }
     }
 
-    async fn accept(
-        &self,
-        listener: TcpListener,
-        mut stop: watch::Receiver<bool>,
-        drain: Duration,
-    ) {
+    async fn accept(&self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         let name = &self.config.name;
         loop {
             let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+                // Stopping wins over a connection waiting in the queue.
+                biased;
                 _ = stop.wait_for(|stop| *stop) => break,
+                accepted = listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
@@ -178,6 +207,11 @@ impl Worker {
                 }
             };
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                // A worker already draining holds the free slots: the
+                // connection goes with the listener, not counted as refused.
+                if *stop.borrow() {
+                    break;
+                }
                 metrics::handshake(name, "refused", "connection_limit");
                 tracing::warn!(tunnel = %name, %peer, "connection refused: at the connection limit");
                 continue;
@@ -186,20 +220,31 @@ impl Worker {
                 config: self.config.clone(),
                 side: self.tls.current(),
                 peer,
+                cut: self.cut.subscribe(),
                 _slot: slot,
             };
             tokio::spawn(connection.serve(stream));
         }
-        drop(listener);
-        // Every worker waits for all of the tunnel's connections: its own
-        // are among them, and its event loop must outlive them.
+    }
+
+    /// Waits for all of the tunnel's connections, this worker's among
+    /// them (its event loop must outlive them), for at most the drain
+    /// timeout; then cuts those still open and gives them a moment to
+    /// send their resets.
+    async fn drain(&self) {
         let everyone = self.config.max_connections as u32;
-        if timeout(drain, self.slots.acquire_many(everyone))
+        if timeout(self.drain, self.slots.acquire_many(everyone))
             .await
-            .is_err()
+            .is_ok()
         {
-            tracing::warn!(tunnel = %name, "shutdown: connections still open after the drain timeout");
+            return;
         }
+        let open = everyone as usize - self.slots.available_permits();
+        // Every worker gets here; the first one to cut says so.
+        if !self.cut.send_replace(true) {
+            tracing::warn!(tunnel = %self.config.name, open, "shutdown: cutting the connections still open after the drain timeout (each side sees a reset)");
+        }
+        let _ = timeout(CUT_GRACE, self.slots.acquire_many(everyone)).await;
     }
 }
 
@@ -221,6 +266,7 @@ struct Connection {
     config: Arc<TunnelConfig>,
     side: Arc<Side>,
     peer: SocketAddr,
+    cut: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -325,20 +371,25 @@ impl Connection {
     /// Copies both ways until both sides are done; bytes are counted as
     /// they pass, so long-lived connections show in the metrics too.
     /// If either side ends abruptly (a TLS stream cut without its
-    /// close_notify, a reset), both are reset rather than closed, so
-    /// neither end mistakes a truncated stream for a complete one.
+    /// close_notify, a reset), or shutdown cuts the connection, both are
+    /// reset rather than closed, so neither end mistakes a truncated
+    /// stream for a complete one.
     async fn forward(&self, outside: impl Stream, inside: impl Stream) {
         let name = &self.config.name;
         let mut outside = Counted::new(outside, name, "to_target");
         let mut inside = Counted::new(inside, name, "to_peer");
-        let copied = tokio::io::copy_bidirectional_with_sizes(
-            &mut outside,
-            &mut inside,
-            COPY_BUFFER,
-            COPY_BUFFER,
-        );
-        if let Err(e) = copied.await {
-            tracing::debug!(tunnel = %name, peer = %self.peer, error = %e, "connection ended abruptly: resetting both sides");
+        let mut cut = self.cut.clone();
+        let abrupt = tokio::select! {
+            copied = tokio::io::copy_bidirectional_with_sizes(
+                &mut outside,
+                &mut inside,
+                COPY_BUFFER,
+                COPY_BUFFER,
+            ) => copied.err().map(|e| e.to_string()),
+            Ok(_) = cut.wait_for(|cut| *cut) => Some("cut at the drain timeout".to_owned()),
+        };
+        if let Some(why) = abrupt {
+            tracing::debug!(tunnel = %name, peer = %self.peer, error = %why, "connection ended abruptly: resetting both sides");
             outside.inner.reset_on_close();
             inside.inner.reset_on_close();
         }

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::data::verify(&args),
         Command::Mac(args) => cmd::data::mac(&args),
         Command::Random(args) => cmd::data::random(&args),
-        Command::Tunnel(args) => cmd::runtime().block_on(cmd::tunnel::run(&args)),
+        Command::Tunnel(args) => cmd::control_runtime().block_on(cmd::tunnel::run(&args)),
         Command::Check(args) => cmd::check::run(&args),
     }
 }

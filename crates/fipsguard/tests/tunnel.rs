@@ -388,6 +388,37 @@ fn a_server_tunnel_serves_curl_and_openssl_and_refuses_what_the_policy_refuses()
 }
 
 #[test]
+fn settings_out_of_range_are_refused_at_startup_by_name() {
+    let pki = Pki::new();
+    let listen = format!("127.0.0.1:{}", free_port());
+    for (flag, value, rule) in [
+        ("--workers", "0", "workers must be 1 to 256"),
+        ("--workers", "257", "workers must be 1 to 256"),
+        (
+            "--max-connections",
+            "0",
+            "max_connections must be 1 to 1,000,000",
+        ),
+        (
+            "--handshake-timeout-secs",
+            "0",
+            "handshake_timeout_secs must be at least 1",
+        ),
+    ] {
+        let mut args = server_args(&pki, &listen, "127.0.0.1:1");
+        args.extend([flag.to_owned(), value.to_owned()]);
+        let output = Command::new(FIPSGUARD)
+            .arg("tunnel")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flag} {value}: {err}");
+        assert!(err.contains(rule), "{flag} {value}: {err}");
+    }
+}
+
+#[test]
 fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
     let pki = Pki::new();
     pki.rsa_1024("weak");
@@ -416,21 +447,6 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
         err.contains("RSA keys below 2048 bits are not approved"),
         "{err}"
     );
-    // A tunnel with no thread to carry it is refused too, and says why.
-    let output = Command::new(FIPSGUARD)
-        .args(["tunnel", "server", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--target", "127.0.0.1:1", "--workers", "0"])
-        .args([
-            "--cert",
-            &pki.path_str("weak.pem"),
-            "--key",
-            &pki.path_str("weak.key"),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(err.contains("workers 1 to 256"), "{err}");
 
     // Client certificates under mTLS: RSA-1024 and SHA-1 signatures fail
     // the handshake, though the CA signed them.
@@ -776,8 +792,8 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
-    // Two event loops whatever the host's cores: the idle flood lands on
-    // both, and each must keep serving.
+    // Two event loops on any host, so the path with several workers is
+    // the one under attack.
     args.extend(
         [
             "--handshake-timeout-secs",
@@ -856,29 +872,32 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
         small.metrics()
     );
 
-    // SIGTERM: an open connection finishes; a new one is refused; exit 0.
+    // SIGTERM: open connections, on both workers' event loops, finish; a
+    // new one is refused; exit 0.
     let echo = echo_target();
     let drain_port = free_port();
     let drain_listen = format!("127.0.0.1:{drain_port}");
-    let mut drained = Tunnel::start(&strs(&server_args(
-        &pki,
-        &drain_listen,
-        &format!("127.0.0.1:{echo}"),
-    )));
-    let mut open = Session::open(&drain_listen, &pki);
-    assert_eq!(open.echo("one"), "one");
+    let mut drain_args = server_args(&pki, &drain_listen, &format!("127.0.0.1:{echo}"));
+    drain_args.extend(["--workers", "2"].map(String::from));
+    let mut drained = Tunnel::start(&strs(&drain_args));
+    let mut open: Vec<_> = (0..6).map(|_| Session::open(&drain_listen, &pki)).collect();
+    for session in &mut open {
+        assert_eq!(session.echo("one"), "one");
+    }
     drained.signal("-TERM");
     wait_until("the listener closes", || {
         TcpStream::connect(&drain_listen).is_err()
     });
-    assert_eq!(
-        open.echo("two"),
-        "two",
-        "the open connection still works while draining"
-    );
+    for session in &mut open {
+        assert_eq!(
+            session.echo("two"),
+            "two",
+            "open connections still work while draining"
+        );
+    }
     assert!(
         drained.child.try_wait().unwrap().is_none(),
-        "it waits for the open connection"
+        "it waits for the open connections"
     );
     drop(open);
     let started = Instant::now();
@@ -1137,4 +1156,23 @@ fn a_tls_stream_cut_without_close_notify_reaches_the_target_as_a_reset() {
         endings.recv_timeout(Duration::from_secs(10)).unwrap(),
         "reset"
     );
+
+    // A connection still open when shutdown's drain timeout passes is cut
+    // the same way: a reset at the target, never an orderly end.
+    let short_listen = format!("127.0.0.1:{}", free_port());
+    let mut short_args = server_args(&pki, &short_listen, &format!("127.0.0.1:{target}"));
+    short_args.extend(["--drain-timeout-secs", "1", "--workers", "2"].map(String::from));
+    let mut short = Tunnel::start(&strs(&short_args));
+    let mut lingering = client(&short_listen);
+    writeln!(lingering.stdin.as_mut().unwrap(), "not all of it").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    short.signal("-TERM");
+    assert_eq!(
+        endings.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "reset"
+    );
+    let status = short.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let _ = lingering.kill();
+    let _ = lingering.wait();
 }

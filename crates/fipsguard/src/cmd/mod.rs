@@ -26,6 +26,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("the runtime starts")
 }
 
+/// A runtime on the calling thread alone, for commands whose heavy work
+/// runs on threads of their own (the tunnel's workers).
+pub fn control_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the runtime starts")
+}
+
 /// Reports a failed command on stderr: exit 1.
 pub fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("fipsguard: {message}");

@@ -35,6 +35,9 @@ struct OneTunnel {
     /// Plain-HTTP address for /metrics and /health (keep it private).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Seconds shutdown waits for open connections before it cuts them.
+    #[arg(long, default_value_t = fipsguard_tunnel::config::DEFAULT_DRAIN_SECS)]
+    drain_timeout_secs: u64,
     /// Log lines as JSON.
     #[arg(long)]
     log_json: bool,
@@ -71,7 +74,7 @@ impl OneTunnel {
         });
         let config = Config {
             metrics_listen: self.metrics_listen,
-            drain_timeout_secs: fipsguard_tunnel::config::DEFAULT_DRAIN_SECS,
+            drain_timeout_secs: self.drain_timeout_secs,
             tunnels: vec![TunnelConfig {
                 mode,
                 ..self.tunnel.clone()
