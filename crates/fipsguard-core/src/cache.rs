@@ -3,6 +3,7 @@
 //! versions (immutable once created). Evicted entries drop their key
 //! objects, which AWS-LC wipes.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ use crate::store::KeyRecord;
 pub(crate) struct CachedVersion {
     pub key: UsableKey,
     pub encryptions: Mutex<Allowance>,
+    /// Held while a new block of encryptions is reserved, so that the
+    /// requests that find the allowance empty together make one store
+    /// write between them, not one each.
+    pub reserving: tokio::sync::Mutex<()>,
 }
 
 /// Encryptions this process may still perform under a version: counts
@@ -88,4 +93,27 @@ impl KeyCache {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Locks that make concurrent misses of one cache entry wait for a single
+/// store round trip instead of each making its own: under load, an entry
+/// that expires is wanted by every request in flight at that moment.
+/// Entries share a lock by hash (a fixed set, whatever the number of keys).
+pub(crate) struct Refreshes([tokio::sync::Mutex<()>; REFRESH_STRIPES]);
+
+const REFRESH_STRIPES: usize = 64;
+
+impl Refreshes {
+    pub fn new() -> Self {
+        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+
+    /// Waits for the refresh of `entry`'s stripe to be this caller's.
+    pub async fn lock(&self, entry: impl Hash) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = DefaultHasher::new();
+        entry.hash(&mut hasher);
+        self.0[hasher.finish() as usize % REFRESH_STRIPES]
+            .lock()
+            .await
+    }
 }

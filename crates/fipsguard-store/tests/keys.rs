@@ -44,6 +44,7 @@ on_both_stores!(
     mac_keys_generate_and_verify,
     batches_carry_per_item_results,
     encryption_counts_force_rotation_and_survive_restarts,
+    requests_that_find_the_allowance_empty_together_reserve_one_block,
     two_nodes_rotating_one_key_lose_no_version,
     a_wrong_root_key_is_refused_before_anything_changes,
     passphrase_root_keys_reopen_with_the_same_passphrase,
@@ -771,6 +772,42 @@ async fn encryption_counts_force_rotation_and_survive_restarts(b: Backend) {
         Kms::open(b.reopen().await, &b.key_file(), too_high).await,
         Err(KmsError::InvalidRequest(_))
     ));
+}
+
+async fn requests_that_find_the_allowance_empty_together_reserve_one_block(b: Backend) {
+    let config = KmsConfig {
+        reservation_block: 1000,
+        ..KmsConfig::default()
+    };
+    let kms = std::sync::Arc::new(b.kms(config).await);
+    kms.create_key(CreateKey::new("busy", AES)).await.unwrap();
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..64u32 {
+        let kms = kms.clone();
+        requests.spawn(async move {
+            kms.encrypt("busy", &i.to_be_bytes(), &EncryptionContext::empty())
+                .await
+                .unwrap()
+        });
+    }
+    let mut ciphertexts = Vec::new();
+    while let Some(sealed) = requests.join_next().await {
+        ciphertexts.push(sealed.unwrap());
+    }
+    // One store write between them, not one each: a block per request
+    // would spend the version's SP 800-38D budget 1000 times too fast.
+    let reserved = b
+        .store
+        .version("busy", 1)
+        .await
+        .unwrap()
+        .unwrap()
+        .encryptions_reserved;
+    assert_eq!(
+        reserved, 1000,
+        "64 concurrent encryptions reserved {reserved}"
+    );
+    assert_within_reservations(&b, "busy", &ciphertexts, 1000).await;
 }
 
 /// Every version encrypted no more than it reserved, and reserved no more

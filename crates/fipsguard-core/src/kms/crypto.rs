@@ -442,22 +442,33 @@ impl Kms {
             if take_one(&cached) {
                 return Ok((version, cached));
             }
-            let reservation = self
-                .store
-                .reserve_encryptions(
-                    name.as_str(),
-                    version,
-                    self.config.reservation_block,
-                    self.config.encryption_limit,
-                )
-                .await?;
+            let reservation = {
+                let _reserving = cached.reserving.lock().await;
+                if take_one(&cached) {
+                    None // another request reserved a block meanwhile
+                } else {
+                    let reservation = self
+                        .store
+                        .reserve_encryptions(
+                            name.as_str(),
+                            version,
+                            self.config.reservation_block,
+                            self.config.encryption_limit,
+                        )
+                        .await?;
+                    // One of the block is this request's; the rest wait for later ones.
+                    cached
+                        .encryptions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remaining += reservation.granted.saturating_sub(1);
+                    Some(reservation)
+                }
+            };
+            let Some(reservation) = reservation else {
+                return Ok((version, cached));
+            };
             if reservation.granted > 0 {
-                // One of the block is this request's; the rest wait for later ones.
-                cached
-                    .encryptions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remaining += reservation.granted - 1;
                 if reservation.total >= self.config.rotate_at {
                     // Best effort: if it fails, the next reservation tries again
                     // and the hard limit still holds.

@@ -18,7 +18,7 @@ pub use tokens::{CreateToken, TOKEN_TTL_SECS};
 
 use lifecycle::Destruction;
 
-use crate::cache::{Allowance, CachedVersion, KeyCache};
+use crate::cache::{Allowance, CachedVersion, KeyCache, Refreshes};
 use crate::error::{KmsError, Result};
 use crate::key_type::KeyType;
 use crate::lifecycle::KeyState;
@@ -90,6 +90,12 @@ pub struct Kms {
     token_cache: std::sync::Mutex<
         lru::LruCache<String, (Option<crate::auth::TokenRecord>, std::time::Instant)>,
     >,
+    /// One store read per stale key record, key version or token at a
+    /// time (each kind has its own locks, so holding one never waits on
+    /// another of its kind).
+    key_refreshes: Refreshes,
+    version_refreshes: Refreshes,
+    token_refreshes: Refreshes,
 }
 
 impl Kms {
@@ -135,6 +141,9 @@ impl Kms {
             clock,
             tokens,
             token_cache,
+            key_refreshes: Refreshes::new(),
+            version_refreshes: Refreshes::new(),
+            token_refreshes: Refreshes::new(),
         })
     }
 
@@ -150,10 +159,17 @@ impl Kms {
     /// The key's record: from the cache while fresh, else from the store. A
     /// destruction whose time has come is carried out here.
     async fn record(&self, name: &KeyName) -> Result<KeyRecord> {
-        if let Some(record) = self.cache.metadata(name.as_str()) {
-            if !self.destroy_due(&record) {
-                return Ok(record);
-            }
+        let cached = || {
+            self.cache
+                .metadata(name.as_str())
+                .filter(|record| !self.destroy_due(record))
+        };
+        if let Some(record) = cached() {
+            return Ok(record);
+        }
+        let _refresh = self.key_refreshes.lock(name.as_str()).await;
+        if let Some(record) = cached() {
+            return Ok(record); // another request refreshed it meanwhile
         }
         let record = self.fresh_record(name).await?;
         let record = self.destroy(name, record, Destruction::Scheduled).await?;
@@ -188,6 +204,10 @@ impl Kms {
         if let Some(cached) = self.cache.version(name.as_str(), version) {
             return Ok(cached);
         }
+        let _refresh = self.version_refreshes.lock((name.as_str(), version)).await;
+        if let Some(cached) = self.cache.version(name.as_str(), version) {
+            return Ok(cached);
+        }
         let record = self
             .store
             .version(name.as_str(), version)
@@ -203,6 +223,7 @@ impl Kms {
         let cached = Arc::new(CachedVersion {
             key,
             encryptions: std::sync::Mutex::new(Allowance::default()),
+            reserving: tokio::sync::Mutex::new(()),
         });
         self.cache
             .put_version(name.as_str(), version, cached.clone());

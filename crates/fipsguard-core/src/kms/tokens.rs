@@ -165,15 +165,20 @@ impl Kms {
     /// Unknown ids are remembered too, so callers guessing ids cost one
     /// store read per id and TTL, not one per request.
     async fn token_record(&self, id: &str) -> Result<Option<TokenRecord>> {
-        if let Some((record, at)) = self
-            .token_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-        {
-            if at.elapsed() < self.config.metadata_ttl {
-                return Ok(record.clone());
-            }
+        let cached = || {
+            self.token_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .filter(|(_, at)| at.elapsed() < self.config.metadata_ttl)
+                .map(|(record, _)| record.clone())
+        };
+        if let Some(record) = cached() {
+            return Ok(record);
+        }
+        let _refresh = self.token_refreshes.lock(id).await;
+        if let Some(record) = cached() {
+            return Ok(record); // another request read it meanwhile
         }
         let record = self.store.token(id).await?;
         self.token_cache
