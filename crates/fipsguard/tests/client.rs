@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{Server, Setup, FIPSGUARD};
 use fipsguard_core::file_format::DEFAULT_CHUNK_SIZE;
@@ -656,6 +657,51 @@ fn records(sealed: &[u8]) -> (usize, Vec<usize>) {
     let header = 11 + u32::from_be_bytes(sealed[7..11].try_into().unwrap()) as usize;
     let starts = (header..sealed.len()).step_by(RECORD).collect();
     (header, starts)
+}
+
+#[test]
+fn an_interrupted_encryption_leaves_no_output() {
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "files"]);
+    let user = f.user("files", "datakey");
+    let dir = tempfile::TempDir::new().unwrap();
+    let leftovers = || -> Vec<_> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect()
+    };
+    for sig in ["-INT", "-TERM"] {
+        let out = dir.path().join("out.fg");
+        let mut command = f.command(&["encrypt", "--key", "files", "-", out.to_str().unwrap()]);
+        let mut child = command
+            .env("FIPSGUARD_TOKEN", &user)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Chunks go in and the temporary file fills; stdin stays open.
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(&vec![7u8; 3 * CHUNK]).unwrap();
+        let started = Instant::now();
+        while leftovers().is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no output file appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{sig}");
+        assert!(leftovers().is_empty(), "{sig} left {:?}", leftovers());
+        drop(input);
+    }
 }
 
 #[test]

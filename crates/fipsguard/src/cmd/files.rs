@@ -14,6 +14,7 @@ use fipsguard_core::file_format::{decrypt_stream, encrypt_stream, FileHeader, DE
 use fipsguard_core::EncryptionContext;
 use fipsguard_crypto::aead::Aes256GcmKey;
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::signal::unix::{signal, SignalKind};
 
 use super::client::{context_pair, context_pairs, key_name, ServerArgs};
 
@@ -141,8 +142,10 @@ fn open_input(path: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), String>
 
 /// Runs `write` on stdout, or on a temporary file beside `path` that
 /// replaces `path` only when `write` succeeded: a failure (a tampered
-/// chunk, a full disk) leaves nothing behind, and no reader of `path`
-/// ever sees a partial or unauthenticated file.
+/// chunk, a full disk, SIGINT or SIGTERM) leaves nothing behind, and no
+/// reader of `path` ever sees a partial or unauthenticated file. The file
+/// reaches the disk before it takes the name, and the name before this
+/// returns, so a crash right after leaves the whole file or the old one.
 fn write_output<W>(
     path: &str,
     write: impl FnOnce(Box<dyn Write + Send>) -> Result<W, String>,
@@ -165,9 +168,43 @@ fn write_output<W>(
         .as_file()
         .try_clone()
         .map_err(|e| format!("cannot write {}: {e}", temp.path().display()))?;
+    remove_on_interrupt(temp.path().to_owned())?;
+    let written = temp.as_file().try_clone();
     write(Box::new(file))?;
+    written
+        .and_then(|file| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", temp.path().display()))?;
     temp.persist(&target)
         .map_err(|e| format!("cannot move the output to {path}: {}", e.error))?;
+    File::open(&dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| format!("cannot make the new name {path} durable: {e}"))?;
+    Ok(())
+}
+
+/// Removes `temp` and exits 130 when SIGINT or SIGTERM arrives, so an
+/// interrupted run leaves no partial output. The handlers are in place
+/// before this returns; once `temp` has been renamed, removing it is a
+/// no-op and the finished file stays.
+fn remove_on_interrupt(temp: PathBuf) -> Result<(), String> {
+    let runtime = super::control_runtime();
+    let signals = {
+        let _context = runtime.enter();
+        [SignalKind::interrupt(), SignalKind::terminate()].map(signal)
+    };
+    let [Ok(mut interrupt), Ok(mut terminate)] = signals else {
+        return Err("cannot watch SIGINT and SIGTERM".into());
+    };
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        });
+        let _ = std::fs::remove_file(&temp);
+        std::process::exit(130);
+    });
     Ok(())
 }
 
