@@ -6,9 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -24,11 +24,10 @@ use crate::AuditError;
 const MAX_BATCH: usize = 4096;
 /// Events that may wait for the writer before requests are refused.
 const QUEUE: usize = 65536;
-/// How long a batch waits for more events under heavy load: a flush costs
-/// a signature and an fsync whatever its size (see BENCHMARKS.md).
+/// How long a batch waits at most for the events of requests under way: a
+/// flush costs a signature and an fsync whatever its size (see
+/// BENCHMARKS.md).
 const LINGER: Duration = Duration::from_millis(2);
-/// The batch size that counts as heavy load; below it nothing waits.
-const LINGER_FROM: usize = 16;
 /// The `reason` label values of `fipsguard_audit_failures_total`.
 const FAILURE_REASONS: [&str; 6] = [
     "read_only",
@@ -122,6 +121,10 @@ struct Shared {
     refused: AtomicU64,
     last_seq: AtomicU64,
     segment: Mutex<String>,
+    /// Requests under way whose events are still to come (see [`Expected`]).
+    expected: AtomicUsize,
+    /// The writer thread, woken when the last expected event has come.
+    writer: OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
@@ -153,10 +156,11 @@ impl AuditLog {
         }
         let shared = writer.shared.clone();
         let (jobs, queue) = mpsc::sync_channel(QUEUE);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("fipsguard-audit".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+        let _ = shared.writer.set(thread.thread().clone());
         Ok(Self { jobs, shared })
     }
 
@@ -175,6 +179,14 @@ impl AuditLog {
         let (ack, done) = oneshot::channel();
         self.submit(Job::Event(event, ack))?;
         done.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// Announces a request whose event will follow, so that the batch in
+    /// the making waits for it rather than syncing without it. The event
+    /// is given to [`Expected::record`]; dropping the guard withdraws it.
+    pub fn expect(&self) -> Expected<'_> {
+        self.shared.expected.fetch_add(1, Ordering::AcqRel);
+        Expected { log: self }
     }
 
     /// Records a failed self-test run once the module is in its error state.
@@ -225,6 +237,37 @@ impl AuditLog {
             TrySendError::Full(_) => AuditError::Backlog(QUEUE),
             TrySendError::Disconnected(_) => AuditError::Closed,
         })
+    }
+}
+
+/// A request under way whose event is still to come.
+pub struct Expected<'a> {
+    log: &'a AuditLog,
+}
+
+impl Expected<'_> {
+    /// Returns once `event` is durable.
+    pub async fn record(self, event: Event) -> Result<(), AuditError> {
+        let log = self.log;
+        log.check()?;
+        let (ack, done) = oneshot::channel();
+        let submitted = log.submit(Job::Event(event, ack));
+        // Withdrawn only now that the event is queued, so the writer
+        // never takes "none expected" for "all arrived" too early.
+        drop(self);
+        submitted?;
+        done.await.unwrap_or(Err(AuditError::Closed))
+    }
+}
+
+impl Drop for Expected<'_> {
+    fn drop(&mut self) {
+        let shared = &self.log.shared;
+        if shared.expected.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(writer) = shared.writer.get() {
+                writer.unpark();
+            }
+        }
     }
 }
 
@@ -316,7 +359,6 @@ impl Writer {
     }
 
     fn run(mut self, queue: Receiver<Job>) {
-        let mut last_batch = 0;
         loop {
             let failing = self.shared.failing.load(Ordering::Acquire);
             let first = if failing {
@@ -337,17 +379,27 @@ impl Writer {
             let Some(first) = first else { continue };
             let mut batch = vec![first];
             drain(&queue, &mut batch);
-            // Under heavy load, let the batch fill a little longer; a few
-            // concurrent clients never wait.
-            if last_batch >= LINGER_FROM && batch.len() < MAX_BATCH {
-                std::thread::sleep(LINGER);
-                drain(&queue, &mut batch);
-            }
-            last_batch = batch.len();
+            self.gather(&queue, &mut batch);
             if self.handle(batch) {
                 return;
             }
         }
+    }
+
+    /// Lets the batch take the events of requests already under way, for
+    /// at most [`LINGER`]: a busy log then syncs once for all of them, while
+    /// a lone request, with nothing else under way, is flushed at once.
+    /// The writer sleeps until the last expected event is queued (its
+    /// sender wakes it) rather than waking for each one.
+    fn gather(&self, queue: &Receiver<Job>, batch: &mut Vec<Job>) {
+        let deadline = Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH && self.shared.expected.load(Ordering::Acquire) > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            std::thread::park_timeout(left);
+        }
+        drain(queue, batch);
     }
 
     /// Writes one batch and answers its waiters; true once closed.

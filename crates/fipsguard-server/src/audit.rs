@@ -207,6 +207,7 @@ pub async fn audit_requests(
     if let Err(e) = audit.check() {
         return refusal(e);
     }
+    let expected = audit.expect();
     let started = Instant::now();
     let mut event = describe(request.method(), request.extensions(), &context);
     let response = next.run(request).await;
@@ -231,7 +232,7 @@ pub async fn audit_requests(
         event.actor = Some(actor.token_id.clone());
         event.role = Some(actor.role.as_str().to_owned());
     }
-    match audit.record(Event::Request(event)).await {
+    match expected.record(Event::Request(event)).await {
         Ok(()) => response,
         // The result (a ciphertext, a key change's answer) is withheld: no
         // evidence, no answer.

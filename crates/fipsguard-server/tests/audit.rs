@@ -11,6 +11,11 @@ use fipsguard_core::auth::{Grant, Operation};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// The tests of this file run one at a time: they share the process's
+/// metrics, and a server starting sets `fipsguard_audit_writable` to 1
+/// while another test expects it at 0.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn encrypt(server: &TestServer, token: &str) -> (StatusCode, Value) {
     let body = json!({ "plaintext": b64(b"audited") });
     server
@@ -42,6 +47,7 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server =
         TestServer::start_with(|o| o.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
     server.create_key("k", "aes256-gcm").await;
@@ -116,6 +122,7 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
 
 #[tokio::test]
 async fn changes_are_recorded_before_and_after_with_their_actor() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start().await;
     server.create_key("k", "aes256-gcm").await;
     let (status, _) = server
@@ -152,6 +159,7 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
 
 #[tokio::test]
 async fn nobody_signs_with_the_audit_key_or_retires_it() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start().await;
     let grants = [Grant {
         keys: "*".into(),
