@@ -1,17 +1,17 @@
-//! Bounded in-memory caches: key metadata for a short time (so every node
-//! sees state changes within that time), and unwrapped, ready-to-use key
-//! versions (immutable once created). Evicted entries drop their key
-//! objects, which AWS-LC wipes.
+//! Bounded in-memory caches: key metadata and tokens for a short time (so
+//! every node sees state changes within that time), and unwrapped,
+//! ready-to-use key versions (immutable once created). Evicted entries drop
+//! their key objects, which AWS-LC wipes.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
 use crate::key_type::UsableKey;
-use crate::store::KeyRecord;
 
 /// A key version ready for use, with its share of reserved encryptions.
 pub(crate) struct CachedVersion {
@@ -31,89 +31,204 @@ pub(crate) struct Allowance {
     pub remaining: u64,
 }
 
-pub(crate) struct KeyCache {
-    metadata: Mutex<LruCache<String, (KeyRecord, Instant)>>,
-    versions: Mutex<LruCache<(String, u32), Arc<CachedVersion>>>,
-    metadata_ttl: Duration,
+/// An LRU cache whose entries may also age out, and in which a change made
+/// on this node wins over every store read that began before it: a read
+/// takes a [`Ticket`] first, and its result is kept only if nothing was
+/// forgotten since. Without that, a read racing a revocation or a
+/// destruction could put the old state back after the change.
+pub(crate) struct Cache<K: Hash + Eq, V> {
+    inner: Mutex<Entries<K, V>>,
+    ttl: Option<Duration>,
 }
 
-impl KeyCache {
-    pub fn new(capacity: usize, metadata_ttl: Duration) -> Self {
+struct Entries<K: Hash + Eq, V> {
+    lru: LruCache<K, (V, Instant)>,
+    /// Counts forgets; a ticket from an older count is void.
+    generation: u64,
+}
+
+/// Taken before a store read whose result may go into a [`Cache`].
+#[derive(Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
+/// What a [`Cache`] holds for a key.
+pub(crate) enum Lookup<V> {
+    Fresh(V),
+    /// There was an entry, too old to trust: the key is known to be in use.
+    Stale,
+    Absent,
+}
+
+impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+    /// `ttl: None` keeps entries until evicted or forgotten.
+    pub fn new(capacity: usize, ttl: Option<Duration>) -> Self {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("at least 1");
         Self {
-            metadata: Mutex::new(LruCache::new(capacity)),
-            versions: Mutex::new(LruCache::new(capacity)),
-            metadata_ttl,
+            inner: Mutex::new(Entries {
+                lru: LruCache::new(capacity),
+                generation: 0,
+            }),
+            ttl,
         }
     }
 
-    pub fn metadata(&self, name: &str) -> Option<KeyRecord> {
-        let mut cache = lock(&self.metadata);
-        match cache.get(name) {
-            Some((record, at)) if at.elapsed() < self.metadata_ttl => Some(record.clone()),
-            Some(_) => {
-                cache.pop(name);
-                None
+    pub fn get<Q>(&self, key: &Q) -> Lookup<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut entries = self.entries();
+        match entries.lru.get(key) {
+            Some((value, at)) if self.ttl.is_none_or(|ttl| at.elapsed() < ttl) => {
+                Lookup::Fresh(value.clone())
             }
-            None => None,
+            Some(_) => Lookup::Stale,
+            None => Lookup::Absent,
         }
     }
 
-    pub fn put_metadata(&self, record: KeyRecord) {
-        lock(&self.metadata).put(record.name.clone(), (record, Instant::now()));
-    }
-
-    /// Forgets a key after a change on this node, and its versions after a
-    /// destruction.
-    pub fn invalidate(&self, name: &str, versions_too: bool) {
-        lock(&self.metadata).pop(name);
-        if versions_too {
-            let mut versions = lock(&self.versions);
-            let doomed: Vec<_> = versions
-                .iter()
-                .filter(|((n, _), _)| n == name)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in doomed {
-                versions.pop(&k);
-            }
+    pub fn fresh<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.get(key) {
+            Lookup::Fresh(value) => Some(value),
+            Lookup::Stale | Lookup::Absent => None,
         }
     }
 
-    pub fn version(&self, name: &str, version: u32) -> Option<Arc<CachedVersion>> {
-        lock(&self.versions)
-            .get(&(name.to_owned(), version))
-            .cloned()
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.entries().generation)
     }
 
-    pub fn put_version(&self, name: &str, version: u32, cached: Arc<CachedVersion>) {
-        lock(&self.versions).put((name.to_owned(), version), cached);
+    /// Keeps `value` unless something was forgotten since `ticket` was taken.
+    pub fn put(&self, ticket: Ticket, key: K, value: V) {
+        let mut entries = self.entries();
+        if entries.generation == ticket.0 {
+            entries.lru.put(key, (value, Instant::now()));
+        }
+    }
+
+    /// Forgets `key` after a change on this node.
+    pub fn forget<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut entries = self.entries();
+        entries.generation += 1;
+        entries.lru.pop(key);
+    }
+
+    /// Forgets every entry `doomed` picks after a change on this node.
+    pub fn forget_where(&self, doomed: impl Fn(&K) -> bool)
+    where
+        K: Clone,
+    {
+        let mut entries = self.entries();
+        entries.generation += 1;
+        let keys: Vec<K> = entries
+            .lru
+            .iter()
+            .filter(|(key, _)| doomed(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            entries.lru.pop(&key);
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+/// How long a request waits for another's store round trip for the same
+/// entry before making its own: long enough for a healthy store, short
+/// enough that a failing or slow one does not line requests up behind it.
+const REFRESH_WAIT: Duration = Duration::from_millis(200);
+
+/// Waits for `lock`, but no longer than [`REFRESH_WAIT`]; `None` means the
+/// caller goes ahead alone.
+pub(crate) async fn turn(lock: &tokio::sync::Mutex<()>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    tokio::time::timeout(REFRESH_WAIT, lock.lock()).await.ok()
 }
 
 /// Locks that make concurrent misses of one cache entry wait for a single
 /// store round trip instead of each making its own: under load, an entry
 /// that expires is wanted by every request in flight at that moment.
-/// Entries share a lock by hash (a fixed set, whatever the number of keys).
-pub(crate) struct Refreshes([tokio::sync::Mutex<()>; REFRESH_STRIPES]);
+/// Entries share a lock by a hash seeded per process (so nobody outside can
+/// aim many entries at one lock), from a fixed set whatever the number of
+/// keys.
+pub(crate) struct Refreshes {
+    stripes: [tokio::sync::Mutex<()>; REFRESH_STRIPES],
+    seed: RandomState,
+}
 
 const REFRESH_STRIPES: usize = 64;
 
 impl Refreshes {
     pub fn new() -> Self {
-        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+        Self {
+            stripes: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+            seed: RandomState::new(),
+        }
     }
 
-    /// Waits for the refresh of `entry`'s stripe to be this caller's.
-    pub async fn lock(&self, entry: impl Hash) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut hasher = DefaultHasher::new();
-        entry.hash(&mut hasher);
-        self.0[hasher.finish() as usize % REFRESH_STRIPES]
-            .lock()
-            .await
+    /// Waits (within [`REFRESH_WAIT`]) for the refresh of `entry`'s stripe
+    /// to be this caller's.
+    pub async fn lock(&self, entry: impl Hash) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        turn(&self.stripes[self.seed.hash_one(entry) as usize % REFRESH_STRIPES]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_begun_before_a_forget_does_not_put_the_old_state_back() {
+        let cache = Cache::new(8, None);
+        let ticket = cache.ticket();
+        cache.forget("token-1"); // the revocation lands while the read is out
+        cache.put(ticket, "token-1".to_owned(), "live");
+        assert!(matches!(cache.get("token-1"), Lookup::Absent));
+
+        let ticket = cache.ticket();
+        cache.put(ticket, "token-1".to_owned(), "revoked");
+        assert_eq!(cache.fresh("token-1"), Some("revoked"));
+    }
+
+    #[test]
+    fn entries_age_into_stale_and_stay_known() {
+        let cache = Cache::new(8, Some(Duration::ZERO));
+        cache.put(cache.ticket(), "key".to_owned(), 1);
+        assert!(matches!(cache.get("key"), Lookup::Stale));
+        assert!(matches!(cache.get("other"), Lookup::Absent));
+    }
+
+    #[test]
+    fn forget_where_drops_every_match_and_keeps_the_rest() {
+        let cache = Cache::new(8, None);
+        for entry in [("a", 1), ("a", 2), ("b", 1)] {
+            cache.put(cache.ticket(), (entry.0.to_owned(), entry.1), ());
+        }
+        cache.forget_where(|(name, _)| name == "a");
+        assert!(cache.fresh(&("a".to_owned(), 1)).is_none());
+        assert!(cache.fresh(&("a".to_owned(), 2)).is_none());
+        assert!(cache.fresh(&("b".to_owned(), 1)).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_refresh_held_too_long_lets_the_next_caller_go_ahead_alone() {
+        let refreshes = Refreshes::new();
+        let held = refreshes.lock("token-1").await;
+        assert!(held.is_some());
+        // Same entry, same stripe: the wait ends, unlocked, instead of
+        // queueing behind a store that does not answer.
+        assert!(refreshes.lock("token-1").await.is_none());
+        drop(held);
+        assert!(refreshes.lock("token-1").await.is_some());
     }
 }

@@ -7,7 +7,7 @@ use fipsguard_crypto::sign::{verify as verify_message, verify_digest, SignatureS
 use fipsguard_crypto::{random, SecretBytes};
 
 use super::{key_type_of, Kms};
-use crate::cache::CachedVersion;
+use crate::cache::{turn, CachedVersion};
 use crate::ciphertext::{additional_data, Ciphertext};
 use crate::context::EncryptionContext;
 use crate::error::{DecryptError, KmsError, Result};
@@ -378,7 +378,7 @@ impl Kms {
         let mut record = self.record(name).await?;
         if version > record.latest_version {
             // Another node may have rotated since this one cached the key.
-            self.cache.invalidate(name.as_str(), false);
+            self.forget_record(name);
             record = self.record(name).await?;
         }
         self.offering(&record, operation, offers)?;
@@ -443,7 +443,7 @@ impl Kms {
                 return Ok((version, cached));
             }
             let reservation = {
-                let _reserving = cached.reserving.lock().await;
+                let _reserving = turn(&cached.reserving).await;
                 if take_one(&cached) {
                     None // another request reserved a block meanwhile
                 } else {
@@ -456,7 +456,7 @@ impl Kms {
                             self.config.encryption_limit,
                         )
                         .await?;
-                    // One of the block is this request's; the rest wait for later ones.
+                    // One encryption of the block is this request's; the rest wait for later ones.
                     cached
                         .encryptions
                         .lock()

@@ -174,7 +174,7 @@ impl Kms {
             .store
             .add_version(name.as_str(), &version, expected_latest)
             .await?;
-        self.cache.invalidate(name.as_str(), false);
+        self.forget_record(name);
         match added {
             AddedVersion::Added(number) => Ok(number),
             AddedVersion::NoSuchKey => Err(KmsError::KeyNotFound(name.to_string())),
@@ -418,7 +418,7 @@ impl Kms {
             let mut record = self.fresh_record(&name).await?;
             change(&mut record)?;
             if self.store.update_key(&record).await? {
-                self.cache.invalidate(name.as_str(), false);
+                self.forget_record(&name);
                 record.revision += 1;
                 return Ok(self.metadata(&record));
             }
@@ -446,7 +446,8 @@ impl Kms {
                 .destroy_key(name.as_str(), record.revision)
                 .await?
             {
-                self.cache.invalidate(name.as_str(), true);
+                self.forget_record(name);
+                self.forget_versions(name);
                 record.state = KeyState::Destroyed;
                 record.destroy_at = None;
                 record.revision += 1;

@@ -18,7 +18,8 @@ pub use tokens::{CreateToken, TOKEN_TTL_SECS};
 
 use lifecycle::Destruction;
 
-use crate::cache::{Allowance, CachedVersion, KeyCache, Refreshes};
+use crate::auth::TokenRecord;
+use crate::cache::{Allowance, Cache, CachedVersion, Refreshes};
 use crate::error::{KmsError, Result};
 use crate::key_type::KeyType;
 use crate::lifecycle::KeyState;
@@ -83,13 +84,16 @@ impl Clock for SystemClock {
 pub struct Kms {
     store: Arc<dyn Store>,
     root: RootKek,
-    cache: KeyCache,
     config: KmsConfig,
     clock: Arc<dyn Clock>,
     tokens: crate::auth::TokenHasher,
-    token_cache: std::sync::Mutex<
-        lru::LruCache<String, (Option<crate::auth::TokenRecord>, std::time::Instant)>,
-    >,
+    /// Key records, trusted for the metadata TTL.
+    records: Cache<String, KeyRecord>,
+    /// Unwrapped versions, kept until evicted or destroyed.
+    versions: Cache<(String, u32), Arc<CachedVersion>>,
+    /// Token records by id (`None`: no such token), trusted for the
+    /// metadata TTL.
+    token_records: Cache<String, Option<TokenRecord>>,
     /// One store read per stale key record, key version or token at a
     /// time (each kind has its own locks, so holding one never waits on
     /// another of its kind).
@@ -128,19 +132,17 @@ impl Kms {
         }
         store.ping().await?;
         let root = RootKek::open(root, store.as_ref()).await?;
-        let cache = KeyCache::new(config.cache_capacity, config.metadata_ttl);
         let tokens = Self::token_hasher(store.as_ref(), &root).await?;
-        let capacity =
-            std::num::NonZeroUsize::new(config.cache_capacity.max(1)).expect("at least 1");
-        let token_cache = std::sync::Mutex::new(lru::LruCache::new(capacity));
+        let (capacity, ttl) = (config.cache_capacity, Some(config.metadata_ttl));
         Ok(Self {
             store,
             root,
-            cache,
             config,
             clock,
             tokens,
-            token_cache,
+            records: Cache::new(capacity, ttl),
+            versions: Cache::new(capacity, None),
+            token_records: Cache::new(capacity, ttl),
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
@@ -160,8 +162,8 @@ impl Kms {
     /// destruction whose time has come is carried out here.
     async fn record(&self, name: &KeyName) -> Result<KeyRecord> {
         let cached = || {
-            self.cache
-                .metadata(name.as_str())
+            self.records
+                .fresh(name.as_str())
                 .filter(|record| !self.destroy_due(record))
         };
         if let Some(record) = cached() {
@@ -171,13 +173,15 @@ impl Kms {
         if let Some(record) = cached() {
             return Ok(record); // another request refreshed it meanwhile
         }
+        let ticket = self.records.ticket();
         let record = self.fresh_record(name).await?;
         let record = self.destroy(name, record, Destruction::Scheduled).await?;
         if record.state == KeyState::Destroyed {
             // Destroyed elsewhere: drop any material this node still holds.
-            self.cache.invalidate(name.as_str(), true);
+            self.forget_versions(name);
         }
-        self.cache.put_metadata(record.clone());
+        self.records
+            .put(ticket, name.as_str().to_owned(), record.clone());
         Ok(record)
     }
 
@@ -201,13 +205,15 @@ impl Kms {
         key_type: KeyType,
         version: u32,
     ) -> Result<Arc<CachedVersion>> {
-        if let Some(cached) = self.cache.version(name.as_str(), version) {
+        let entry = (name.as_str().to_owned(), version);
+        if let Some(cached) = self.versions.fresh(&entry) {
             return Ok(cached);
         }
-        let _refresh = self.version_refreshes.lock((name.as_str(), version)).await;
-        if let Some(cached) = self.cache.version(name.as_str(), version) {
+        let _refresh = self.version_refreshes.lock(&entry).await;
+        if let Some(cached) = self.versions.fresh(&entry) {
             return Ok(cached);
         }
+        let ticket = self.versions.ticket();
         let record = self
             .store
             .version(name.as_str(), version)
@@ -225,9 +231,20 @@ impl Kms {
             encryptions: std::sync::Mutex::new(Allowance::default()),
             reserving: tokio::sync::Mutex::new(()),
         });
-        self.cache
-            .put_version(name.as_str(), version, cached.clone());
+        // Not kept if the key was destroyed meanwhile: its material must go.
+        self.versions.put(ticket, entry, cached.clone());
         Ok(cached)
+    }
+
+    /// Forgets a key's cached record after a change on this node, so the
+    /// next request reads the change.
+    fn forget_record(&self, name: &KeyName) {
+        self.records.forget(name.as_str());
+    }
+
+    /// Drops the material of a destroyed key's versions.
+    fn forget_versions(&self, name: &KeyName) {
+        self.versions.forget_where(|(key, _)| key == name.as_str());
     }
 }
 

@@ -1,11 +1,10 @@
 //! Token management and authentication.
 
-use std::time::Instant;
-
 use fipsguard_crypto::random;
 
 use super::Kms;
 use crate::auth::{Grant, NewToken, Principal, Role, TokenHasher, TokenInfo, TokenRecord};
+use crate::cache::Lookup;
 use crate::error::{KmsError, Result};
 use crate::store::StoreError;
 
@@ -122,10 +121,7 @@ impl Kms {
         if !self.store.revoke_token(id, self.now()).await? {
             return Err(KmsError::InvalidRequest(format!("no active token {id:?}")));
         }
-        self.token_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop(id);
+        self.token_records.forget(id);
         let record = self
             .store
             .token(id)
@@ -165,26 +161,24 @@ impl Kms {
     /// Unknown ids are remembered too, so callers guessing ids cost one
     /// store read per id and TTL, not one per request.
     async fn token_record(&self, id: &str) -> Result<Option<TokenRecord>> {
-        let cached = || {
-            self.token_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(id)
-                .filter(|(_, at)| at.elapsed() < self.config.metadata_ttl)
-                .map(|(record, _)| record.clone())
+        let known = match self.token_records.get(id) {
+            Lookup::Fresh(record) => return Ok(record),
+            Lookup::Stale => true,
+            Lookup::Absent => false,
         };
-        if let Some(record) = cached() {
-            return Ok(record);
-        }
-        let _refresh = self.token_refreshes.lock(id).await;
-        if let Some(record) = cached() {
+        // Only ids seen before wait for each other's reads: new ones, most
+        // of them guesses, must not queue in front of a real token's.
+        let _refresh = match known {
+            true => self.token_refreshes.lock(id).await,
+            false => None,
+        };
+        if let Some(record) = self.token_records.fresh(id) {
             return Ok(record); // another request read it meanwhile
         }
+        let ticket = self.token_records.ticket();
         let record = self.store.token(id).await?;
-        self.token_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(id.to_owned(), (record.clone(), Instant::now()));
+        self.token_records
+            .put(ticket, id.to_owned(), record.clone());
         Ok(record)
     }
 }
