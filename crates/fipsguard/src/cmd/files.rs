@@ -3,10 +3,12 @@
 //! server key; the file itself is sealed here, in chunks, and never leaves
 //! the machine (format: `fipsguard_core::file_format`, docs/file-format.md).
 
+use std::ffi::c_int;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fipsguard_core::ciphertext;
@@ -14,6 +16,8 @@ use fipsguard_core::file_format::{decrypt_stream, encrypt_stream, FileHeader, DE
 use fipsguard_core::EncryptionContext;
 use fipsguard_crypto::aead::Aes256GcmKey;
 use indicatif::{ProgressBar, ProgressStyle};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tempfile::NamedTempFile;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::client::{context_pair, context_pairs, key_name, ServerArgs};
@@ -142,9 +146,9 @@ fn open_input(path: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), String>
 
 /// Runs `write` on stdout, or on a temporary file beside `path` that
 /// replaces `path` only when `write` succeeded: a failure (a tampered
-/// chunk, a full disk, SIGINT or SIGTERM) leaves nothing behind, and no
-/// reader of `path` ever sees a partial or unauthenticated file. The file
-/// reaches the disk before it takes the name, and the name before this
+/// chunk, a full disk, SIGINT, SIGTERM or SIGHUP) leaves nothing behind,
+/// and no reader of `path` ever sees a partial or unauthenticated file. The
+/// file reaches the disk before it takes the name, and the name before this
 /// returns, so a crash right after leaves the whole file or the old one.
 fn write_output<W>(
     path: &str,
@@ -159,53 +163,93 @@ fn write_output<W>(
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
+    let partial = Partial::watch()?;
     // Owner-only until complete, whatever it holds.
-    let temp = tempfile::Builder::new()
-        .prefix(".fipsguard-")
-        .tempfile_in(&dir)
-        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
-    let file = temp
-        .as_file()
-        .try_clone()
-        .map_err(|e| format!("cannot write {}: {e}", temp.path().display()))?;
-    remove_on_interrupt(temp.path().to_owned())?;
-    let written = temp.as_file().try_clone();
-    write(Box::new(file))?;
-    written
-        .and_then(|file| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", temp.path().display()))?;
-    temp.persist(&target)
-        .map_err(|e| format!("cannot move the output to {path}: {}", e.error))?;
-    File::open(&dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| format!("cannot make the new name {path} durable: {e}"))?;
+    let temp = partial.create_in(&dir)?;
+    let cannot_write = |e: io::Error| format!("cannot write {}: {e}", temp.path().display());
+    write(Box::new(temp.as_file().try_clone().map_err(cannot_write)?))?;
+    temp.as_file().sync_all().map_err(cannot_write)?;
+    partial.complete(temp, &target)?;
+    // The file is whole under its name; only its name may not yet be on
+    // disk, which no retry by the user would change.
+    if let Err(e) = File::open(&dir).and_then(|dir| dir.sync_all()) {
+        eprintln!(
+            "fipsguard: warning: {path} is complete, but its directory could not be synced: {e}"
+        );
+    }
     Ok(())
 }
 
-/// Removes `temp` and exits 130 when SIGINT or SIGTERM arrives, so an
-/// interrupted run leaves no partial output. The handlers are in place
-/// before this returns; once `temp` has been renamed, removing it is a
-/// no-op and the finished file stays.
-fn remove_on_interrupt(temp: PathBuf) -> Result<(), String> {
-    let runtime = super::control_runtime();
-    let signals = {
-        let _context = runtime.enter();
-        [SignalKind::interrupt(), SignalKind::terminate()].map(signal)
-    };
-    let [Ok(mut interrupt), Ok(mut terminate)] = signals else {
-        return Err("cannot watch SIGINT and SIGTERM".into());
-    };
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
+/// The partial output an interrupted run removes. The signals are watched
+/// before the file exists, and the file leaves this watch (under its lock)
+/// as it takes its name, so a signal at any moment leaves either no file or
+/// the finished one. The process then dies of the signal it received, as
+/// it would have without the watch: a shell sees 128 + its number.
+struct Partial(Arc<Mutex<Option<PathBuf>>>);
+
+const INTERRUPTS: [c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+impl Partial {
+    fn watch() -> Result<Self, String> {
+        let runtime = super::control_runtime();
+        let streams = {
+            let _context = runtime.enter();
+            INTERRUPTS.map(|signo| signal(SignalKind::from_raw(signo)))
+        };
+        let [Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)] = streams else {
+            return Err("cannot watch SIGINT, SIGTERM and SIGHUP".into());
+        };
+        let partial = Arc::new(Mutex::new(None::<PathBuf>));
+        let shared = partial.clone();
+        std::thread::spawn(move || {
+            let signo = runtime.block_on(async {
+                tokio::select! {
+                    _ = interrupt.recv() => SIGINT,
+                    _ = terminate.recv() => SIGTERM,
+                    _ = hangup.recv() => SIGHUP,
+                }
+            });
+            let held = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(path) = held.as_ref() {
+                let _ = std::fs::remove_file(path);
             }
+            die_of(signo);
         });
-        let _ = std::fs::remove_file(&temp);
-        std::process::exit(130);
-    });
-    Ok(())
+        Ok(Self(partial))
+    }
+
+    fn create_in(&self, dir: &Path) -> Result<NamedTempFile, String> {
+        let mut held = self.lock();
+        let temp = tempfile::Builder::new()
+            .prefix(".fipsguard-")
+            .tempfile_in(dir)
+            .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
+        *held = Some(temp.path().to_owned());
+        Ok(temp)
+    }
+
+    fn complete(&self, temp: NamedTempFile, target: &Path) -> Result<(), String> {
+        let mut held = self.lock();
+        temp.persist(target).map_err(|e| {
+            format!(
+                "cannot move the output to {}: {}",
+                target.display(),
+                e.error
+            )
+        })?;
+        *held = None;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<PathBuf>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends the process by `signo` with its default action.
+fn die_of(signo: c_int) -> ! {
+    let _ = signal_hook::low_level::emulate_default_handler(signo);
+    std::process::exit(128 + signo) // only if the default action did not end it
 }
 
 /// A progress bar on a terminal, for inputs large enough to want one.
