@@ -398,6 +398,7 @@ impl Writer {
                 break;
             };
             std::thread::park_timeout(left);
+            drain(queue, batch);
         }
         drain(queue, batch);
     }
