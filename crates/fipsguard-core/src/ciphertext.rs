@@ -18,8 +18,7 @@
 //! only make the errors precise (wrong key, wrong context, truncated); the
 //! tag is what enforces them.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+use base64_simd::STANDARD;
 use fipsguard_crypto::aead::{GcmIv, IV_LEN, TAG_LEN};
 
 use crate::context::EncryptionContext;
@@ -75,7 +74,7 @@ impl Ciphertext {
     pub fn parse(text: &str) -> Result<Self, DecryptError> {
         let (version, payload) = split_version(text)?;
         let bytes = STANDARD
-            .decode(payload)
+            .decode_to_vec(payload)
             .map_err(|_| DecryptError::Malformed("the payload is not valid base64"))?;
         let (&format, rest) = bytes
             .split_first()
@@ -134,7 +133,11 @@ impl Ciphertext {
         );
         bytes.extend_from_slice(self.iv.as_bytes());
         bytes.extend_from_slice(&self.sealed);
-        format!("{PREFIX}{}:{}", self.version, STANDARD.encode(bytes))
+        format!(
+            "{PREFIX}{}:{}",
+            self.version,
+            STANDARD.encode_to_string(bytes)
+        )
     }
 }
 

@@ -31,7 +31,7 @@ pub struct RequestContext {
     pub id: String,
     /// The matched route template (`unmatched` for none).
     pub route: String,
-    /// The request's path as sent (nested routers see only their part).
+    /// The request's path as sent.
     pub path: String,
     /// The authenticated caller.
     pub actor: Arc<OnceLock<ActorInfo>>,

@@ -15,7 +15,7 @@ use fipsguard_crypto::sign::SignatureScheme;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::{base64, base64_opt, encode, Body};
+use super::body::{base64, base64_opt, encode, verbatim, Body};
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};
@@ -55,6 +55,7 @@ pub struct EncryptRequest {
 #[derive(Serialize, ToSchema)]
 pub struct CiphertextResponse {
     /// `fg:v<version>:<base64>`
+    #[serde(serialize_with = "verbatim")]
     pub ciphertext: String,
 }
 
@@ -72,6 +73,7 @@ pub struct DecryptRequest {
 #[derive(Serialize, ToSchema)]
 pub struct PlaintextResponse {
     /// Plaintext, base64.
+    #[serde(serialize_with = "verbatim")]
     pub plaintext: String,
 }
 
@@ -91,6 +93,7 @@ pub struct DataKeyRequest {
 #[derive(Serialize, ToSchema)]
 pub struct DataKeyResponse {
     /// The data key encrypted under the managed key.
+    #[serde(serialize_with = "verbatim")]
     pub ciphertext: String,
     /// The data key, base64 (absent in the wrapped-only form).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -61,33 +61,33 @@ pub struct ApiDoc;
 
 /// The application: routes and the layers every request passes.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    let key_routes = Router::new()
-        .route("/", get(keys::get))
-        .route("/rotate", post(keys::rotate))
-        .route("/config", post(keys::configure))
-        .route("/activate", post(keys::activate))
-        .route("/deactivate", post(keys::deactivate))
-        .route("/compromise", post(keys::compromise))
-        .route(
-            "/destroy",
-            post(keys::schedule_destroy).delete(keys::cancel_destroy),
-        )
-        .route("/destroy-now", post(keys::destroy_now))
-        .route("/public-key", get(keys::public_key))
-        .route("/encrypt", post(crypto::encrypt))
-        .route("/decrypt", post(crypto::decrypt))
-        .route("/rewrap", post(crypto::rewrap))
-        .route("/datakey", post(crypto::datakey))
-        .route("/sign", post(crypto::sign))
-        .route("/verify", post(crypto::verify))
-        .route("/mac", post(crypto::mac))
-        .route("/mac/verify", post(crypto::mac_verify))
-        .route("/encrypt/batch", post(crypto::encrypt_batch))
-        .route("/decrypt/batch", post(crypto::decrypt_batch))
-        .route("/sign/batch", post(crypto::sign_batch));
+    // Every route spelled out in full: a nested router would rewrite each
+    // request's URI on its way in.
     Router::new()
         .route("/v1/keys", post(keys::create).get(keys::list))
-        .nest("/v1/keys/{name}", key_routes)
+        .route("/v1/keys/{name}", get(keys::get))
+        .route("/v1/keys/{name}/rotate", post(keys::rotate))
+        .route("/v1/keys/{name}/config", post(keys::configure))
+        .route("/v1/keys/{name}/activate", post(keys::activate))
+        .route("/v1/keys/{name}/deactivate", post(keys::deactivate))
+        .route("/v1/keys/{name}/compromise", post(keys::compromise))
+        .route(
+            "/v1/keys/{name}/destroy",
+            post(keys::schedule_destroy).delete(keys::cancel_destroy),
+        )
+        .route("/v1/keys/{name}/destroy-now", post(keys::destroy_now))
+        .route("/v1/keys/{name}/public-key", get(keys::public_key))
+        .route("/v1/keys/{name}/encrypt", post(crypto::encrypt))
+        .route("/v1/keys/{name}/decrypt", post(crypto::decrypt))
+        .route("/v1/keys/{name}/rewrap", post(crypto::rewrap))
+        .route("/v1/keys/{name}/datakey", post(crypto::datakey))
+        .route("/v1/keys/{name}/sign", post(crypto::sign))
+        .route("/v1/keys/{name}/verify", post(crypto::verify))
+        .route("/v1/keys/{name}/mac", post(crypto::mac))
+        .route("/v1/keys/{name}/mac/verify", post(crypto::mac_verify))
+        .route("/v1/keys/{name}/encrypt/batch", post(crypto::encrypt_batch))
+        .route("/v1/keys/{name}/decrypt/batch", post(crypto::decrypt_batch))
+        .route("/v1/keys/{name}/sign/batch", post(crypto::sign_batch))
         .route("/v1/random", post(crypto::random))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
