@@ -220,8 +220,7 @@ impl TokenHasher {
     pub fn split(presented: &str) -> Option<(&str, &str)> {
         let rest = presented.strip_prefix("fgt.")?;
         let (id, secret) = rest.split_once('.')?;
-        let well_formed =
-            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() == 43;
+        let well_formed = id.len() == 16 && id.bytes().all(is_lower_hex) && secret.len() == 43;
         well_formed.then_some((id, secret))
     }
 
@@ -229,4 +228,10 @@ impl TokenHasher {
     pub fn matches(&self, secret: &str, stored: &[u8]) -> Result<bool> {
         Ok(constant_time_eq(&self.0.sign(secret.as_bytes())?, stored))
     }
+}
+
+/// Ids are issued in lower-case hex; accepting upper case too would give
+/// one token two names (and two cache entries).
+fn is_lower_hex(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'a'..=b'f')
 }

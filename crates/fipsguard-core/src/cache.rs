@@ -47,6 +47,20 @@ struct Entries<K: Hash + Eq, V> {
     generation: u64,
 }
 
+impl<K: Hash + Eq + Clone, V> Entries<K, V> {
+    fn remove_where(&mut self, doomed: impl Fn(&K) -> bool) {
+        let keys: Vec<K> = self
+            .lru
+            .iter()
+            .filter(|(key, _)| doomed(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.lru.pop(&key);
+        }
+    }
+}
+
 /// Taken before a store read whose result may go into a [`Cache`].
 #[derive(Clone, Copy)]
 pub(crate) struct Ticket(u64);
@@ -54,8 +68,8 @@ pub(crate) struct Ticket(u64);
 /// What a [`Cache`] holds for a key.
 pub(crate) enum Lookup<V> {
     Fresh(V),
-    /// There was an entry, too old to trust: the key is known to be in use.
-    Stale,
+    /// An entry too old to trust, with what it said.
+    Stale(V),
     Absent,
 }
 
@@ -82,7 +96,7 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
             Some((value, at)) if self.ttl.is_none_or(|ttl| at.elapsed() < ttl) => {
                 Lookup::Fresh(value.clone())
             }
-            Some(_) => Lookup::Stale,
+            Some((value, _)) => Lookup::Stale(value.clone()),
             None => Lookup::Absent,
         }
     }
@@ -94,7 +108,7 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     {
         match self.get(key) {
             Lookup::Fresh(value) => Some(value),
-            Lookup::Stale | Lookup::Absent => None,
+            Lookup::Stale(_) | Lookup::Absent => None,
         }
     }
 
@@ -110,7 +124,23 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         }
     }
 
-    /// Forgets `key` after a change on this node.
+    /// Like [`put`](Self::put), but an entry already there (another
+    /// request's, which others may be using) stays and is returned instead.
+    pub fn keep(&self, ticket: Ticket, key: K, value: V) -> V {
+        let mut entries = self.entries();
+        if entries.generation != ticket.0 {
+            return value;
+        }
+        if let Some((existing, _)) = entries.lru.get(&key) {
+            return existing.clone();
+        }
+        entries.lru.put(key, (value.clone(), Instant::now()));
+        value
+    }
+
+    /// Forgets `key` after a change on this node. Reads under way are
+    /// voided too, so only changes, never requests, may call this: any
+    /// caller voids the reads of every key.
     pub fn forget<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
@@ -121,22 +151,34 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         entries.lru.pop(key);
     }
 
-    /// Forgets every entry `doomed` picks after a change on this node.
+    /// Drops `key`'s entry so the next request reads it again, leaving
+    /// reads under way alone: for requests that find an entry out of date.
+    pub fn evict<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries().lru.pop(key);
+    }
+
+    /// Forgets every entry `doomed` picks after a change on this node
+    /// (reads under way voided, as by [`forget`](Self::forget)).
     pub fn forget_where(&self, doomed: impl Fn(&K) -> bool)
     where
         K: Clone,
     {
         let mut entries = self.entries();
         entries.generation += 1;
-        let keys: Vec<K> = entries
-            .lru
-            .iter()
-            .filter(|(key, _)| doomed(key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in keys {
-            entries.lru.pop(&key);
-        }
+        entries.remove_where(doomed);
+    }
+
+    /// Drops every entry `doomed` picks, leaving reads under way alone (as
+    /// [`evict`](Self::evict) does).
+    pub fn evict_where(&self, doomed: impl Fn(&K) -> bool)
+    where
+        K: Clone,
+    {
+        self.entries().remove_where(doomed);
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
@@ -148,12 +190,6 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
 /// entry before making its own: long enough for a healthy store, short
 /// enough that a failing or slow one does not line requests up behind it.
 const REFRESH_WAIT: Duration = Duration::from_millis(200);
-
-/// Waits for `lock`, but no longer than [`REFRESH_WAIT`]; `None` means the
-/// caller goes ahead alone.
-pub(crate) async fn turn(lock: &tokio::sync::Mutex<()>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-    tokio::time::timeout(REFRESH_WAIT, lock.lock()).await.ok()
-}
 
 /// Locks that make concurrent misses of one cache entry wait for a single
 /// store round trip instead of each making its own: under load, an entry
@@ -179,7 +215,8 @@ impl Refreshes {
     /// Waits (within [`REFRESH_WAIT`]) for the refresh of `entry`'s stripe
     /// to be this caller's.
     pub async fn lock(&self, entry: impl Hash) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        turn(&self.stripes[self.seed.hash_one(entry) as usize % REFRESH_STRIPES]).await
+        let stripe = &self.stripes[self.seed.hash_one(entry) as usize % REFRESH_STRIPES];
+        tokio::time::timeout(REFRESH_WAIT, stripe.lock()).await.ok()
     }
 }
 
@@ -201,10 +238,33 @@ mod tests {
     }
 
     #[test]
-    fn entries_age_into_stale_and_stay_known() {
+    fn an_eviction_by_a_request_voids_no_read() {
+        let cache = Cache::new(8, None);
+        cache.put(cache.ticket(), "key-a".to_owned(), 1);
+        let ticket = cache.ticket();
+        cache.evict("key-a");
+        assert!(matches!(cache.get("key-a"), Lookup::Absent));
+        cache.put(ticket, "key-b".to_owned(), 2);
+        assert_eq!(cache.fresh("key-b"), Some(2));
+    }
+
+    #[test]
+    fn keep_returns_the_entry_already_there() {
+        let cache = Cache::new(8, None);
+        let (first, second) = (cache.ticket(), cache.ticket());
+        assert_eq!(cache.keep(first, "version".to_owned(), 1), 1);
+        assert_eq!(cache.keep(second, "version".to_owned(), 2), 1);
+        let stale = cache.ticket();
+        cache.forget("version");
+        assert_eq!(cache.keep(stale, "version".to_owned(), 3), 3);
+        assert!(matches!(cache.get("version"), Lookup::Absent));
+    }
+
+    #[test]
+    fn entries_age_into_stale_and_keep_their_value() {
         let cache = Cache::new(8, Some(Duration::ZERO));
         cache.put(cache.ticket(), "key".to_owned(), 1);
-        assert!(matches!(cache.get("key"), Lookup::Stale));
+        assert!(matches!(cache.get("key"), Lookup::Stale(1)));
         assert!(matches!(cache.get("other"), Lookup::Absent));
     }
 

@@ -31,6 +31,10 @@ use crate::store::{KeyRecord, Store};
 /// (SP 800-38D, section 8.3).
 pub const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 
+/// Store reads of never-seen token ids that may run at once: a flood of
+/// guesses costs the store this many reads at a time, no more.
+const UNKNOWN_TOKEN_READS: usize = 16;
+
 /// Tunables of the service.
 #[derive(Debug, Clone)]
 pub struct KmsConfig {
@@ -91,12 +95,16 @@ pub struct Kms {
     records: Cache<String, KeyRecord>,
     /// Unwrapped versions, kept until evicted or destroyed.
     versions: Cache<(String, u32), Arc<CachedVersion>>,
-    /// Token records by id (`None`: no such token), trusted for the
-    /// metadata TTL.
-    token_records: Cache<String, Option<TokenRecord>>,
-    /// One store read per stale key record, key version or token at a
-    /// time (each kind has its own locks, so holding one never waits on
-    /// another of its kind).
+    /// Token records by id, trusted for the metadata TTL.
+    token_records: Cache<String, TokenRecord>,
+    /// Ids the store does not know (mostly guesses), remembered for the
+    /// metadata TTL apart from real tokens, so that guesses never evict them.
+    unknown_tokens: Cache<String, ()>,
+    /// Store reads of ids not seen before that may run at once.
+    unknown_token_reads: tokio::sync::Semaphore,
+    /// Concurrent misses of one stale key record, key version or known
+    /// token wait (a while) for one store read between them; each kind has
+    /// its own locks, so holding one never waits on another kind's.
     key_refreshes: Refreshes,
     version_refreshes: Refreshes,
     token_refreshes: Refreshes,
@@ -143,6 +151,8 @@ impl Kms {
             records: Cache::new(capacity, ttl),
             versions: Cache::new(capacity, None),
             token_records: Cache::new(capacity, ttl),
+            unknown_tokens: Cache::new(capacity, ttl),
+            unknown_token_reads: tokio::sync::Semaphore::new(UNKNOWN_TOKEN_READS),
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
@@ -178,7 +188,7 @@ impl Kms {
         let record = self.destroy(name, record, Destruction::Scheduled).await?;
         if record.state == KeyState::Destroyed {
             // Destroyed elsewhere: drop any material this node still holds.
-            self.forget_versions(name);
+            self.versions.evict_where(|(key, _)| key == name.as_str());
         }
         self.records
             .put(ticket, name.as_str().to_owned(), record.clone());
@@ -231,9 +241,10 @@ impl Kms {
             encryptions: std::sync::Mutex::new(Allowance::default()),
             reserving: tokio::sync::Mutex::new(()),
         });
-        // Not kept if the key was destroyed meanwhile: its material must go.
-        self.versions.put(ticket, entry, cached.clone());
-        Ok(cached)
+        // Not kept if the key was destroyed meanwhile: its material must
+        // go. If another request loaded it first, its entry (and its
+        // share of reserved encryptions) is the one everybody uses.
+        Ok(self.versions.keep(ticket, entry, cached))
     }
 
     /// Forgets a key's cached record after a change on this node, so the

@@ -81,6 +81,7 @@ impl Kms {
         };
         let record = TokenRecord { info, hash };
         self.store.create_token(&record).await?;
+        self.unknown_tokens.forget(&record.info.id);
         Ok(NewToken {
             token,
             info: record.info,
@@ -162,23 +163,29 @@ impl Kms {
     /// store read per id and TTL, not one per request.
     async fn token_record(&self, id: &str) -> Result<Option<TokenRecord>> {
         let known = match self.token_records.get(id) {
-            Lookup::Fresh(record) => return Ok(record),
-            Lookup::Stale => true,
+            Lookup::Fresh(record) => return Ok(Some(record)),
+            Lookup::Stale(_) => true,
+            Lookup::Absent if self.unknown_tokens.fresh(id).is_some() => return Ok(None),
             Lookup::Absent => false,
         };
-        // Only ids seen before wait for each other's reads: new ones, most
-        // of them guesses, must not queue in front of a real token's.
-        let _refresh = match known {
-            true => self.token_refreshes.lock(id).await,
-            false => None,
+        // Real tokens seen before wait for each other's reads; ids never
+        // seen (most of them guesses) take a few reads at a time apart, and
+        // so never queue in front of a real token.
+        let (_refresh, _read) = match known {
+            true => (self.token_refreshes.lock(id).await, None),
+            false => (None, self.unknown_token_reads.acquire().await.ok()),
         };
         if let Some(record) = self.token_records.fresh(id) {
-            return Ok(record); // another request read it meanwhile
+            return Ok(Some(record)); // another request read it meanwhile
         }
-        let ticket = self.token_records.ticket();
+        let tickets = (self.token_records.ticket(), self.unknown_tokens.ticket());
         let record = self.store.token(id).await?;
-        self.token_records
-            .put(ticket, id.to_owned(), record.clone());
+        match &record {
+            Some(record) => self
+                .token_records
+                .put(tickets.0, id.to_owned(), record.clone()),
+            None => self.unknown_tokens.put(tickets.1, id.to_owned(), ()),
+        }
         Ok(record)
     }
 }
