@@ -704,6 +704,41 @@ fn an_interrupted_encryption_leaves_no_output() {
         assert!(leftovers().is_empty(), "{sig} left {:?}", leftovers());
         drop(input);
     }
+
+    // Started with SIGHUP ignored (nohup), it stays ignored: the run goes on.
+    let out = dir.path().join("kept.fg");
+    let mut command = Command::new("nohup");
+    command
+        .arg(FIPSGUARD)
+        .args(["encrypt", "--key", "files", "-", out.to_str().unwrap()]);
+    f.client_env(&mut command);
+    let mut child = command
+        .env("FIPSGUARD_TOKEN", &user)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(&vec![7u8; 3 * CHUNK]).unwrap();
+    let started = Instant::now();
+    while leftovers().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no output file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    input.write_all(&vec![7u8; CHUNK]).unwrap();
+    drop(input);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(leftovers(), vec![std::ffi::OsString::from("kept.fg")]);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use fipsguard_core::ciphertext;
@@ -18,7 +19,7 @@ use fipsguard_crypto::aead::Aes256GcmKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tempfile::NamedTempFile;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::client::{context_pair, context_pairs, key_name, ServerArgs};
 
@@ -167,24 +168,43 @@ fn write_output<W>(
     // Owner-only until complete, whatever it holds.
     let temp = partial.create_in(&dir)?;
     let cannot_write = |e: io::Error| format!("cannot write {}: {e}", temp.path().display());
-    write(Box::new(temp.as_file().try_clone().map_err(cannot_write)?))?;
-    temp.as_file().sync_all().map_err(cannot_write)?;
-    partial.complete(temp, &target)?;
-    // The file is whole under its name; only its name may not yet be on
-    // disk, which no retry by the user would change.
-    if let Err(e) = File::open(&dir).and_then(|dir| dir.sync_all()) {
-        eprintln!(
-            "fipsguard: warning: {path} is complete, but its directory could not be synced: {e}"
-        );
+    let filled = (|| {
+        write(Box::new(temp.as_file().try_clone().map_err(cannot_write)?))?;
+        temp.as_file().sync_all().map_err(cannot_write)
+    })();
+    if let Err(e) = filled {
+        partial.abandon(temp);
+        return Err(e);
     }
-    Ok(())
+    partial.complete(temp, &target)?;
+    match File::open(&dir).and_then(|dir| dir.sync_all()) {
+        Ok(()) => Ok(()),
+        // File systems that cannot sync a directory: nothing to retry.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            eprintln!(
+                "fipsguard: warning: {path} is complete, but its directory cannot be synced: {e}"
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "{path} is complete, but its name may not survive a crash: cannot sync {}: {e}",
+            dir.display()
+        )),
+    }
 }
 
 /// The partial output an interrupted run removes. The signals are watched
 /// before the file exists, and the file leaves this watch (under its lock)
 /// as it takes its name, so a signal at any moment leaves either no file or
 /// the finished one. The process then dies of the signal it received, as
-/// it would have without the watch: a shell sees 128 + its number.
+/// it would have without the watch: a shell sees 128 + its number. A
+/// signal ignored when the command started (`nohup`, a background job)
+/// stays ignored.
 struct Partial(Arc<Mutex<Option<PathBuf>>>);
 
 const INTERRUPTS: [c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
@@ -192,23 +212,19 @@ const INTERRUPTS: [c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
 impl Partial {
     fn watch() -> Result<Self, String> {
         let runtime = super::control_runtime();
-        let streams = {
-            let _context = runtime.enter();
-            INTERRUPTS.map(|signo| signal(SignalKind::from_raw(signo)))
-        };
-        let [Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)] = streams else {
-            return Err("cannot watch SIGINT, SIGTERM and SIGHUP".into());
-        };
+        let mut watched = Vec::new();
+        for signo in INTERRUPTS.into_iter().filter(|&signo| !ignored(signo)) {
+            let stream = {
+                let _context = runtime.enter();
+                signal(SignalKind::from_raw(signo))
+            };
+            let stream = stream.map_err(|e| format!("cannot watch signal {signo}: {e}"))?;
+            watched.push((signo, stream));
+        }
         let partial = Arc::new(Mutex::new(None::<PathBuf>));
         let shared = partial.clone();
         std::thread::spawn(move || {
-            let signo = runtime.block_on(async {
-                tokio::select! {
-                    _ = interrupt.recv() => SIGINT,
-                    _ = terminate.recv() => SIGTERM,
-                    _ = hangup.recv() => SIGHUP,
-                }
-            });
+            let signo = runtime.block_on(first_of(watched));
             let held = shared.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(path) = held.as_ref() {
                 let _ = std::fs::remove_file(path);
@@ -228,17 +244,21 @@ impl Partial {
         Ok(temp)
     }
 
+    /// Renames the finished file over `target` (on failure, removes it).
     fn complete(&self, temp: NamedTempFile, target: &Path) -> Result<(), String> {
         let mut held = self.lock();
-        temp.persist(target).map_err(|e| {
-            format!(
-                "cannot move the output to {}: {}",
-                target.display(),
-                e.error
-            )
-        })?;
+        let renamed = temp.persist(target).map(drop).map_err(|e| {
+            let target = target.display();
+            format!("cannot move the output to {target}: {}", e.error)
+        });
         *held = None;
-        Ok(())
+        renamed
+    }
+
+    /// Removes the file after a failure, then stops guarding its name.
+    fn abandon(&self, temp: NamedTempFile) {
+        drop(temp);
+        *self.lock() = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<PathBuf>> {
@@ -246,10 +266,36 @@ impl Partial {
     }
 }
 
+/// The first of `watched` to arrive.
+async fn first_of(mut watched: Vec<(c_int, Signal)>) -> c_int {
+    std::future::poll_fn(|cx| {
+        for (signo, stream) in &mut watched {
+            if stream.poll_recv(cx).is_ready() {
+                return Poll::Ready(*signo);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Whether this process started with `signo` ignored (`SigIgn` in
+/// /proc/self/status); if that cannot be read, it is taken as not ignored.
+fn ignored(signo: c_int) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    mask & (1 << (signo - 1)) != 0
+}
+
 /// Ends the process by `signo` with its default action.
 fn die_of(signo: c_int) -> ! {
     let _ = signal_hook::low_level::emulate_default_handler(signo);
-    std::process::exit(128 + signo) // only if the default action did not end it
+    // Reached only for a signal the emulation does not know.
+    std::process::exit(128 + signo)
 }
 
 /// A progress bar on a terminal, for inputs large enough to want one.
