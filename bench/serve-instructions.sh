@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# User-space instructions per request of `fipsguard serve` (encrypt of
+# 1 KiB, audit log off) and of the bare HTTPS echo server, counted by
+# valgrind's callgrind over one keep-alive TLS connection. Unlike
+# requests/s, the count does not depend on what else the machine is doing,
+# so it shows what a change to the request path costs or saves.
+#
+#   bench/serve-instructions.sh [REQUESTS]   default: 2000
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+requests=${1:-2000}
+cargo build --release --locked -q --bin fipsguard -p fipsguard
+cargo build --release --locked -q -p fipsguard-server --example echo
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait; rm -rf "$work"' EXIT
+
+# Sends N POSTs of a 1 KiB body (base64 in JSON) on one connection.
+cat >"$work/load.py" <<'PY'
+import base64, http.client, json, ssl, sys, time
+port, ca, path, token, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+body = json.dumps({"plaintext": base64.b64encode(bytes(1024)).decode()})
+headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+connection = http.client.HTTPSConnection("127.0.0.1", int(port), context=ssl.create_default_context(cafile=ca))
+for _ in range(600):  # the server may write its CA file before it listens
+    try:
+        connection.connect()
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.1)
+for _ in range(n):
+    connection.request("POST", path, body, headers)
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+PY
+
+# Counts the instructions of `requests` requests after 200 to warm up.
+count() {  # NAME PID PORT CA PATH TOKEN
+  local name=$1 pid=$2 total
+  python3 "$work/load.py" "$3" "$4" "$5" "$6" 200
+  callgrind_control -i on "$pid" >/dev/null
+  python3 "$work/load.py" "$3" "$4" "$5" "$6" "$requests"
+  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null
+  total=$(callgrind_annotate "$(ls "$work/$name".out.* | head -n1)" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo $((total / requests))
+}
+
+wait_for() { for _ in $(seq 600); do [ -s "$1" ] && return; sleep 0.2; done; echo "$1 never appeared" >&2; exit 1; }
+field() { grep -o "\"$1\": *\"[^\"]*\"" | head -n1 | sed -E 's/.*: *"([^"]*)"/\1/'; }
+callgrind() { exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$1.out" "${@:2}"; }
+
+callgrind echo target/release/examples/echo 127.0.0.1:18521 "$work/echo-ca.pem" >/dev/null 2>&1 &
+pids+=($!)
+wait_for "$work/echo-ca.pem"
+echo_count=$(count echo "${pids[-1]}" 18521 "$work/echo-ca.pem" /echo none)
+
+callgrind serve target/release/fipsguard serve --dev --dev-no-audit --listen 127.0.0.1:18522 \
+  --dev-info "$work/dev.json" >/dev/null 2>&1 &
+pids+=($!)
+wait_for "$work/dev.json"
+officer=$(field officer_token <"$work/dev.json")
+ca=$(field ca_file <"$work/dev.json")
+api() { curl -sS --fail-with-body --cacert "$ca" -H "Content-Type: application/json" -H "Authorization: Bearer $officer" "$@"; }
+api -d '{"name": "bench", "type": "aes256-gcm"}' https://127.0.0.1:18522/v1/keys >/dev/null
+user=$(api -d '{"role": "user", "grants": [{"keys": "bench", "operations": ["encrypt"]}]}' \
+  https://127.0.0.1:18522/v1/tokens | field token)
+encrypt_count=$(count serve "${pids[-1]}" 18522 "$ca" /v1/keys/bench/encrypt "$user")
+
+printf '%-28s %12s\n' "request" "instructions"
+printf '%-28s %12s\n' "echo (baseline)" "$echo_count"
+printf '%-28s %12s\n' "encrypt 1 KiB, audit off" "$encrypt_count"
+echo "encrypt costs $(awk -v e="$encrypt_count" -v b="$echo_count" 'BEGIN {printf "%.2f", e / b}')x the echo server's instructions"
