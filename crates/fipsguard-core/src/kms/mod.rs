@@ -19,7 +19,7 @@ pub use tokens::{CreateToken, TOKEN_TTL_SECS};
 use lifecycle::Destruction;
 
 use crate::auth::TokenRecord;
-use crate::cache::{Allowance, Cache, CachedVersion, Refreshes};
+use crate::cache::{Allowance, Cache, CachedVersion, Lookup, Refreshes};
 use crate::error::{KmsError, Result};
 use crate::key_type::KeyType;
 use crate::lifecycle::KeyState;
@@ -183,11 +183,16 @@ impl Kms {
         if let Some(record) = cached() {
             return Ok(record); // another request refreshed it meanwhile
         }
+        let known_destroyed = matches!(
+            self.records.get(name.as_str()),
+            Lookup::Stale(record) if record.state == KeyState::Destroyed
+        );
         let ticket = self.records.ticket();
         let record = self.fresh_record(name).await?;
         let record = self.destroy(name, record, Destruction::Scheduled).await?;
-        if record.state == KeyState::Destroyed {
-            // Destroyed elsewhere: drop any material this node still holds.
+        if record.state == KeyState::Destroyed && !known_destroyed {
+            // Destroyed elsewhere: drop any material this node still holds
+            // (once: a scan of every cached version).
             self.versions.evict_where(|(key, _)| key == name.as_str());
         }
         self.records
