@@ -19,7 +19,8 @@ pub(crate) struct CachedVersion {
     pub encryptions: Mutex<Allowance>,
     /// Held while a new block of encryptions is reserved, so that the
     /// requests that find the allowance empty together make one store
-    /// write between them, not one each.
+    /// write between them, not one each (while the store answers within
+    /// the refresh wait; a request that waits longer reserves its own).
     pub reserving: tokio::sync::Mutex<()>,
 }
 
@@ -45,20 +46,6 @@ struct Entries<K: Hash + Eq, V> {
     lru: LruCache<K, (V, Instant)>,
     /// Counts forgets; a ticket from an older count is void.
     generation: u64,
-}
-
-impl<K: Hash + Eq + Clone, V> Entries<K, V> {
-    fn remove_where(&mut self, doomed: impl Fn(&K) -> bool) {
-        let keys: Vec<K> = self
-            .lru
-            .iter()
-            .filter(|(key, _)| doomed(key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in keys {
-            self.lru.pop(&key);
-        }
-    }
 }
 
 /// Taken before a store read whose result may go into a [`Cache`].
@@ -169,16 +156,15 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     {
         let mut entries = self.entries();
         entries.generation += 1;
-        entries.remove_where(doomed);
-    }
-
-    /// Drops every entry `doomed` picks, leaving reads under way alone (as
-    /// [`evict`](Self::evict) does).
-    pub fn evict_where(&self, doomed: impl Fn(&K) -> bool)
-    where
-        K: Clone,
-    {
-        self.entries().remove_where(doomed);
+        let keys: Vec<K> = entries
+            .lru
+            .iter()
+            .filter(|(key, _)| doomed(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            entries.lru.pop(&key);
+        }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
@@ -190,6 +176,14 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
 /// entry before making its own: long enough for a healthy store, short
 /// enough that a failing or slow one does not line requests up behind it.
 const REFRESH_WAIT: Duration = Duration::from_millis(200);
+
+/// Waits for `turn` (a lock, a permit) no longer than [`REFRESH_WAIT`];
+/// `None` means the caller goes ahead without it.
+pub(crate) async fn within_refresh_wait<T>(
+    turn: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::time::timeout(REFRESH_WAIT, turn).await.ok()
+}
 
 /// Locks that make concurrent misses of one cache entry wait for a single
 /// store round trip instead of each making its own: under load, an entry
@@ -216,7 +210,7 @@ impl Refreshes {
     /// to be this caller's.
     pub async fn lock(&self, entry: impl Hash) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         let stripe = &self.stripes[self.seed.hash_one(entry) as usize % REFRESH_STRIPES];
-        tokio::time::timeout(REFRESH_WAIT, stripe.lock()).await.ok()
+        within_refresh_wait(stripe.lock()).await
     }
 }
 

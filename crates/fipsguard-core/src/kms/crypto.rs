@@ -7,7 +7,7 @@ use fipsguard_crypto::sign::{verify as verify_message, verify_digest, SignatureS
 use fipsguard_crypto::{random, SecretBytes};
 
 use super::{key_type_of, Kms};
-use crate::cache::CachedVersion;
+use crate::cache::{within_refresh_wait, CachedVersion};
 use crate::ciphertext::{additional_data, Ciphertext};
 use crate::context::EncryptionContext;
 use crate::error::{DecryptError, KmsError, Result};
@@ -378,9 +378,8 @@ impl Kms {
         let mut record = self.record(name).await?;
         if version > record.latest_version {
             // Another node may have rotated since this one cached the key
-            // (or the caller made the version up: reads under way stay).
-            self.records.evict(name.as_str());
-            record = self.record(name).await?;
+            // (or the caller made the version up, at the cost of a read).
+            record = self.reload_record(name).await?;
         }
         self.offering(&record, operation, offers)?;
         match record.state {
@@ -444,7 +443,7 @@ impl Kms {
                 return Ok((version, cached));
             }
             let reservation = {
-                let _reserving = cached.reserving.lock().await;
+                let _reserving = within_refresh_wait(cached.reserving.lock()).await;
                 if take_one(&cached) {
                     None // another request reserved a block meanwhile
                 } else {

@@ -174,14 +174,18 @@ impl Kms {
             .store
             .add_version(name.as_str(), &version, expected_latest)
             .await?;
-        self.forget_record(name);
         match added {
-            AddedVersion::Added(number) => Ok(number),
+            AddedVersion::Added(number) => {
+                self.forget_record(name);
+                Ok(number)
+            }
             AddedVersion::NoSuchKey => Err(KmsError::KeyNotFound(name.to_string())),
-            // Another writer rotated first: its version is as good as ours.
+            // Another writer rotated first: its version is as good as ours
+            // (and the cached record, which does not have it, is dropped).
             AddedVersion::Refused { state, latest }
                 if !matches!(state, KeyState::Destroyed | KeyState::Compromised) =>
             {
+                self.records.evict(name.as_str());
                 Ok(latest)
             }
             AddedVersion::Refused { state, .. } => Err(KmsError::StateForbids {

@@ -183,17 +183,25 @@ impl Kms {
         if let Some(record) = cached() {
             return Ok(record); // another request refreshed it meanwhile
         }
+        self.reload_record(name).await
+    }
+
+    /// The key's record read again from the store, and cached unless a
+    /// change on this node came meanwhile. A destruction whose time has
+    /// come is carried out here.
+    async fn reload_record(&self, name: &KeyName) -> Result<KeyRecord> {
         let known_destroyed = matches!(
             self.records.get(name.as_str()),
-            Lookup::Stale(record) if record.state == KeyState::Destroyed
+            Lookup::Stale(record) | Lookup::Fresh(record) if record.state == KeyState::Destroyed
         );
         let ticket = self.records.ticket();
         let record = self.fresh_record(name).await?;
         let record = self.destroy(name, record, Destruction::Scheduled).await?;
         if record.state == KeyState::Destroyed && !known_destroyed {
-            // Destroyed elsewhere: drop any material this node still holds
-            // (once: a scan of every cached version).
-            self.versions.evict_where(|(key, _)| key == name.as_str());
+            // Destroyed elsewhere: drop any material this node holds, and
+            // void loads under way (once per destruction seen: a scan of
+            // every cached version).
+            self.forget_versions(name);
         }
         self.records
             .put(ticket, name.as_str().to_owned(), record.clone());

@@ -4,7 +4,7 @@ use fipsguard_crypto::random;
 
 use super::Kms;
 use crate::auth::{Grant, NewToken, Principal, Role, TokenHasher, TokenInfo, TokenRecord};
-use crate::cache::Lookup;
+use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
 use crate::store::StoreError;
 
@@ -169,14 +169,22 @@ impl Kms {
             Lookup::Absent => false,
         };
         // Real tokens seen before wait for each other's reads; ids never
-        // seen (most of them guesses) take a few reads at a time apart, and
-        // so never queue in front of a real token.
+        // seen (most of them guesses) take a few reads at a time apart (for
+        // a while: a real token new to this node is among them), and so
+        // never queue in front of a known token.
         let (_refresh, _read) = match known {
             true => (self.token_refreshes.lock(id).await, None),
-            false => (None, self.unknown_token_reads.acquire().await.ok()),
+            false => {
+                let permit = within_refresh_wait(self.unknown_token_reads.acquire()).await;
+                (None, permit.and_then(Result::ok))
+            }
         };
+        // Another request may have read it meanwhile.
         if let Some(record) = self.token_records.fresh(id) {
-            return Ok(Some(record)); // another request read it meanwhile
+            return Ok(Some(record));
+        }
+        if !known && self.unknown_tokens.fresh(id).is_some() {
+            return Ok(None);
         }
         let tickets = (self.token_records.ticket(), self.unknown_tokens.ticket());
         let record = self.store.token(id).await?;
@@ -184,7 +192,10 @@ impl Kms {
             Some(record) => self
                 .token_records
                 .put(tickets.0, id.to_owned(), record.clone()),
-            None => self.unknown_tokens.put(tickets.1, id.to_owned(), ()),
+            None => {
+                self.token_records.evict(id); // gone from the store (a restore)
+                self.unknown_tokens.put(tickets.1, id.to_owned(), ());
+            }
         }
         Ok(record)
     }
