@@ -49,7 +49,15 @@ count() {  # NAME PID PORT CA PATH TOKEN
   echo $((total / requests))
 }
 
-wait_for() { for _ in $(seq 600); do [ -s "$1" ] && return; sleep 0.2; done; echo "$1 never appeared" >&2; exit 1; }
+wait_for() {  # FILE: written by the last process started, which must still run
+  for _ in $(seq 600); do
+    [ -s "$1" ] && return
+    kill -0 "${pids[-1]}" 2>/dev/null || { echo "the server under test exited" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "$1 never appeared" >&2
+  exit 1
+}
 field() { grep -o "\"$1\": *\"[^\"]*\"" | head -n1 | sed -E 's/.*: *"([^"]*)"/\1/'; }
 callgrind() { exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$1.out" "${@:2}"; }
 

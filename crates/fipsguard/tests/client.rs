@@ -672,16 +672,21 @@ fn an_interrupted_encryption_leaves_no_output() {
             .map(|entry| entry.unwrap().file_name())
             .collect()
     };
-    for (sig, signo) in [("-INT", 2), ("-TERM", 15), ("-HUP", 1)] {
-        let out = dir.path().join("out.fg");
-        let mut command = f.command(&["encrypt", "--key", "files", "-", out.to_str().unwrap()]);
+    // Starts `encrypt` through `launcher`, feeds it chunks until its
+    // temporary file exists (stdin stays open), then sends it `sig`.
+    let interrupt = |launcher: &[&str], out: &str, sig: &str| {
+        let out = dir.path().join(out);
+        let mut command = Command::new(launcher[0]);
+        command.args(&launcher[1..]).arg(FIPSGUARD);
+        command.args(["encrypt", "--key", "files", "-", out.to_str().unwrap()]);
+        f.client_env(&mut command);
         let mut child = command
             .env("FIPSGUARD_TOKEN", &user)
             .stdin(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Chunks go in and the temporary file fills; stdin stays open.
         let mut input = child.stdin.take().unwrap();
         input.write_all(&vec![7u8; 3 * CHUNK]).unwrap();
         let started = Instant::now();
@@ -698,7 +703,28 @@ fn an_interrupted_encryption_leaves_no_output() {
             .status()
             .unwrap()
             .success());
-        let status = child.wait().unwrap();
+        (child, input)
+    };
+    let exit_of = |mut child: std::process::Child| {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("still running 20 s after the signal");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // Whatever the test runner ignores, the command starts with the
+    // default dispositions a shell gives a foreground job.
+    let foreground = ["env", "--default-signal=INT,TERM,HUP"];
+    for (sig, signo) in [("-INT", 2), ("-TERM", 15), ("-HUP", 1)] {
+        let (child, input) = interrupt(&foreground, "out.fg", sig);
+        let status = exit_of(child);
         // It dies of the signal, as a program without cleanup would.
         assert_eq!(status.signal(), Some(signo), "{sig}: {status}");
         assert!(leftovers().is_empty(), "{sig} left {:?}", leftovers());
@@ -706,37 +732,10 @@ fn an_interrupted_encryption_leaves_no_output() {
     }
 
     // Started with SIGHUP ignored (nohup), it stays ignored: the run goes on.
-    let out = dir.path().join("kept.fg");
-    let mut command = Command::new("nohup");
-    command
-        .arg(FIPSGUARD)
-        .args(["encrypt", "--key", "files", "-", out.to_str().unwrap()]);
-    f.client_env(&mut command);
-    let mut child = command
-        .env("FIPSGUARD_TOKEN", &user)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(&vec![7u8; 3 * CHUNK]).unwrap();
-    let started = Instant::now();
-    while leftovers().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no output file appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let (child, mut input) = interrupt(&["nohup"], "kept.fg", "-HUP");
     input.write_all(&vec![7u8; CHUNK]).unwrap();
     drop(input);
-    let status = child.wait().unwrap();
+    let status = exit_of(child);
     assert!(status.success(), "{status}");
     assert_eq!(leftovers(), vec![std::ffi::OsString::from("kept.fg")]);
 }

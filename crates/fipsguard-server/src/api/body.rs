@@ -93,9 +93,11 @@ pub fn encode(bytes: &[u8]) -> String {
 }
 
 /// Writes `text` into a JSON answer as it is when it needs no escaping, as
-/// base64 and ciphertexts never do, instead of checking it byte by byte for
+/// ciphertexts never do, instead of checking it byte by byte for
 /// characters to escape (for a 1 KiB encrypt, a tenth of the server's
-/// work). Any other text is written the usual way.
+/// work). Any other text is written the usual way. For serde_json only
+/// (another serializer would see RawValue's private wrapper), and not for
+/// secrets: the text is copied once more, and the copy is not wiped.
 pub fn verbatim<S: Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
     // Without a backslash, `"text"` parses as one JSON string only if that
     // string is `text`.

@@ -73,7 +73,6 @@ pub struct DecryptRequest {
 #[derive(Serialize, ToSchema)]
 pub struct PlaintextResponse {
     /// Plaintext, base64.
-    #[serde(serialize_with = "verbatim")]
     pub plaintext: String,
 }
 

@@ -177,19 +177,33 @@ fn write_output<W>(
         return Err(e);
     }
     partial.complete(temp, &target)?;
-    match File::open(&dir).and_then(|dir| dir.sync_all()) {
+    sync_directory(&dir, path)
+}
+
+/// Makes the output's new name durable. Failing to sync a directory that
+/// could be opened is an error (the name may not survive a crash); a
+/// directory that cannot be opened (write-only drop boxes) or a file
+/// system that cannot sync directories leaves only a warning.
+fn sync_directory(dir: &Path, path: &str) -> Result<(), String> {
+    let warn = |e: io::Error| {
+        eprintln!(
+            "fipsguard: warning: {path} is complete, but its directory cannot be synced: {e}"
+        );
+        Ok(())
+    };
+    let directory = match File::open(dir) {
+        Ok(directory) => directory,
+        Err(e) => return warn(e),
+    };
+    match directory.sync_all() {
         Ok(()) => Ok(()),
-        // File systems that cannot sync a directory: nothing to retry.
         Err(e)
             if matches!(
-                e.kind(),
-                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
             ) =>
         {
-            eprintln!(
-                "fipsguard: warning: {path} is complete, but its directory cannot be synced: {e}"
-            );
-            Ok(())
+            warn(e)
         }
         Err(e) => Err(format!(
             "{path} is complete, but its name may not survive a crash: cannot sync {}: {e}",
@@ -255,10 +269,11 @@ impl Partial {
         renamed
     }
 
-    /// Removes the file after a failure, then stops guarding its name.
+    /// Removes the file after a failure and stops guarding its name.
     fn abandon(&self, temp: NamedTempFile) {
+        let mut held = self.lock();
         drop(temp);
-        *self.lock() = None;
+        *held = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<PathBuf>> {
