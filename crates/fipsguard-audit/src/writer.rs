@@ -175,10 +175,15 @@ impl AuditLog {
 
     /// Returns once `event` is durable.
     pub async fn record(&self, event: Event) -> Result<(), AuditError> {
+        durable(self.enqueue(event)?).await
+    }
+
+    /// Queues `event` for the writer; the receiver hears when it is durable.
+    fn enqueue(&self, event: Event) -> Result<Answer, AuditError> {
         self.check()?;
         let (ack, done) = oneshot::channel();
         self.submit(Job::Event(event, ack))?;
-        done.await.unwrap_or(Err(AuditError::Closed))
+        Ok(done)
     }
 
     /// Announces a request whose event will follow, so that the batch in
@@ -211,14 +216,14 @@ impl AuditLog {
         };
         let (ack, done) = oneshot::channel();
         self.submit(Job::SelfTestFailure(event, ack))?;
-        done.await.unwrap_or(Err(AuditError::Closed))
+        durable(done).await
     }
 
     /// Writes the shutdown record and a final checkpoint, then stops the writer.
     pub async fn close(&self) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.submit(Job::Close(ack))?;
-        done.await.unwrap_or(Err(AuditError::Closed))
+        durable(done).await
     }
 
     /// The log's state.
@@ -248,16 +253,20 @@ pub struct Expected<'a> {
 impl Expected<'_> {
     /// Returns once `event` is durable.
     pub async fn record(self, event: Event) -> Result<(), AuditError> {
-        let log = self.log;
-        log.check()?;
-        let (ack, done) = oneshot::channel();
-        let submitted = log.submit(Job::Event(event, ack));
+        let queued = self.log.enqueue(event);
         // Withdrawn only now that the event is queued, so the writer
         // never takes "none expected" for "all arrived" too early.
         drop(self);
-        submitted?;
-        done.await.unwrap_or(Err(AuditError::Closed))
+        durable(queued?).await
     }
+}
+
+/// Where the writer's answer for a job arrives (the other end of an [`Ack`]).
+type Answer = oneshot::Receiver<Result<(), AuditError>>;
+
+/// Waits for the writer's answer; a writer gone without one is closed.
+async fn durable(answer: Answer) -> Result<(), AuditError> {
+    answer.await.unwrap_or(Err(AuditError::Closed))
 }
 
 impl Drop for Expected<'_> {
