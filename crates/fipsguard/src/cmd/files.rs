@@ -226,8 +226,12 @@ const INTERRUPTS: [c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
 impl Partial {
     fn watch() -> Result<Self, String> {
         let runtime = super::control_runtime();
+        let ignored = ignored_at_start();
         let mut watched = Vec::new();
-        for signo in INTERRUPTS.into_iter().filter(|&signo| !ignored(signo)) {
+        for signo in INTERRUPTS
+            .into_iter()
+            .filter(|&signo| ignored & bit(signo) == 0)
+        {
             let stream = {
                 let _context = runtime.enter();
                 signal(SignalKind::from_raw(signo))
@@ -294,16 +298,20 @@ async fn first_of(mut watched: Vec<(c_int, Signal)>) -> c_int {
     .await
 }
 
-/// Whether this process started with `signo` ignored (`SigIgn` in
-/// /proc/self/status); if that cannot be read, it is taken as not ignored.
-fn ignored(signo: c_int) -> bool {
+/// The signals this process started with ignored, as a mask of [`bit`]s
+/// (`SigIgn` in /proc/self/status); none if that cannot be read.
+fn ignored_at_start() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mask = status
+    status
         .lines()
         .find_map(|line| line.strip_prefix("SigIgn:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
-    mask & (1 << (signo - 1)) != 0
+        .unwrap_or(0)
+}
+
+/// `signo`'s place in a kernel signal mask.
+fn bit(signo: c_int) -> u64 {
+    1 << (signo - 1)
 }
 
 /// Ends the process by `signo` with its default action.

@@ -26,8 +26,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("the runtime starts")
 }
 
-/// A runtime on the calling thread alone, for commands whose heavy work
-/// runs on threads of their own (the tunnel's workers).
+/// A runtime on the calling thread alone, for work that needs no more
+/// (the tunnel, whose heavy work runs on its own workers; watching for
+/// signals while a file is written).
 pub fn control_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
