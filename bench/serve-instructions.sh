@@ -11,11 +11,7 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 requests=${1:-2000}
-cargo build --release --locked -q --bin fipsguard -p fipsguard
-cargo build --release --locked -q -p fipsguard-server --example echo
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait; rm -rf "$work"' EXIT
+source bench/serve-common.sh
 
 # Sends N POSTs of a 1 KiB body (base64 in JSON) on one connection.
 cat >"$work/load.py" <<'PY'
@@ -49,16 +45,6 @@ count() {  # NAME PID PORT CA PATH TOKEN
   echo $((total / requests))
 }
 
-wait_for() {  # FILE: written by the last process started, which must still run
-  for _ in $(seq 600); do
-    [ -s "$1" ] && return
-    kill -0 "${pids[-1]}" 2>/dev/null || { echo "the server under test exited" >&2; exit 1; }
-    sleep 0.2
-  done
-  echo "$1 never appeared" >&2
-  exit 1
-}
-field() { grep -o "\"$1\": *\"[^\"]*\"" | head -n1 | sed -E 's/.*: *"([^"]*)"/\1/'; }
 callgrind() { exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$1.out" "${@:2}"; }
 
 callgrind echo target/release/examples/echo 127.0.0.1:18521 "$work/echo-ca.pem" >/dev/null 2>&1 &
@@ -70,13 +56,8 @@ callgrind serve target/release/fipsguard serve --dev --dev-no-audit --listen 127
   --dev-info "$work/dev.json" >/dev/null 2>&1 &
 pids+=($!)
 wait_for "$work/dev.json"
-officer=$(field officer_token <"$work/dev.json")
-ca=$(field ca_file <"$work/dev.json")
-api() { curl -sS --fail-with-body --cacert "$ca" -H "Content-Type: application/json" -H "Authorization: Bearer $officer" "$@"; }
-api -d '{"name": "bench", "type": "aes256-gcm"}' https://127.0.0.1:18522/v1/keys >/dev/null
-user=$(api -d '{"role": "user", "grants": [{"keys": "bench", "operations": ["encrypt"]}]}' \
-  https://127.0.0.1:18522/v1/tokens | field token)
-encrypt_count=$(count serve "${pids[-1]}" 18522 "$ca" /v1/keys/bench/encrypt "$user")
+user=$(provision 18522 "$work/dev.json")
+encrypt_count=$(count serve "${pids[-1]}" 18522 "$(field ca_file <"$work/dev.json")" /v1/keys/bench/encrypt "$user")
 
 printf '%-28s %12s\n' "request" "instructions"
 printf '%-28s %12s\n' "echo (baseline)" "$echo_count"

@@ -12,17 +12,12 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 
 seconds=${1:-10}
 connections=${2:-256}
 rounds=${3:-3}
-cargo build --release --locked -q --bin fipsguard -p fipsguard
-cargo build --release --locked -q -p fipsguard-server --example echo
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+source bench/serve-common.sh
 
 target/release/examples/echo 127.0.0.1:18501 "$work/echo-ca.pem" >/dev/null &
 pids+=($!)
-for _ in $(seq 100); do [ -s "$work/echo-ca.pem" ] && break; sleep 0.1; done
+wait_for "$work/echo-ca.pem"
 
-field() { grep -o "\"$1\": *\"[^\"]*\"" | head -n1 | sed -E 's/.*: *"([^"]*)"/\1/'; }
 kib=$(head -c 1024 /dev/zero | base64 -w0)
 lua() {  # PATH TOKEN BODY
   cat >"$1" <<LUA
@@ -37,19 +32,13 @@ lua "$work/echo.lua" none "{\"plaintext\": \"$kib\"}"
 # A development server (audit log on unless --dev-no-audit is given), a key
 # of each kind, a user token, and wrk scripts for it in $work/NAME-*.lua.
 start_server() {  # NAME PORT [FLAGS]
-  local name=$1 port=$2 officer ca user
+  local name=$1 port=$2 user
   shift 2
   FIPSGUARD_LOG=${FIPSGUARD_LOG:-info} target/release/fipsguard serve --dev --listen "127.0.0.1:$port" \
     --dev-info "$work/$name.json" "$@" >/dev/null 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do [ -s "$work/$name.json" ] && break; sleep 0.1; done
-  officer=$(field officer_token <"$work/$name.json")
-  ca=$(field ca_file <"$work/$name.json")
-  api() { curl -sS --fail-with-body --cacert "$ca" -H "Content-Type: application/json" -H "Authorization: Bearer $officer" "$@"; }
-  api -d '{"name": "bench", "type": "aes256-gcm"}' "https://127.0.0.1:$port/v1/keys" >/dev/null
-  api -d '{"name": "bench-signer", "type": "ecdsa-p256"}' "https://127.0.0.1:$port/v1/keys" >/dev/null
-  user=$(api -d '{"role": "user", "grants": [{"keys": "bench*", "operations": ["encrypt", "sign"]}]}' \
-    "https://127.0.0.1:$port/v1/tokens" | field token)
+  wait_for "$work/$name.json"
+  user=$(provision "$port" "$work/$name.json")
   lua "$work/$name-encrypt.lua" "$user" "{\"plaintext\": \"$kib\"}"
   lua "$work/$name-sign.lua" "$user" '{"message": "YSBtZXNzYWdlIHRvIHNpZ24="}'
 }
