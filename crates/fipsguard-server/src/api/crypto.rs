@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fipsguard_core::auth::Operation;
 use fipsguard_core::kms::SignInput;
@@ -15,7 +16,7 @@ use fipsguard_crypto::sign::SignatureScheme;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::{base64, base64_opt, encode, verbatim, Body};
+use super::body::{base64, base64_opt, encode, string_field, Body};
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};
@@ -55,8 +56,13 @@ pub struct EncryptRequest {
 #[derive(Serialize, ToSchema)]
 pub struct CiphertextResponse {
     /// `fg:v<version>:<base64>`
-    #[serde(serialize_with = "verbatim")]
     pub ciphertext: String,
+}
+
+impl IntoResponse for CiphertextResponse {
+    fn into_response(self) -> Response {
+        string_field("ciphertext", &self.ciphertext)
+    }
 }
 
 /// Decrypt or rewrap.
@@ -92,7 +98,6 @@ pub struct DataKeyRequest {
 #[derive(Serialize, ToSchema)]
 pub struct DataKeyResponse {
     /// The data key encrypted under the managed key.
-    #[serde(serialize_with = "verbatim")]
     pub ciphertext: String,
     /// The data key, base64 (absent in the wrapped-only form).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -271,7 +276,7 @@ pub async fn encrypt(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<EncryptRequest>,
-) -> ApiResult<(Subject, Json<CiphertextResponse>)> {
+) -> ApiResult<(Subject, CiphertextResponse)> {
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let ciphertext = measured("encrypt", async {
         s.kms
@@ -281,7 +286,7 @@ pub async fn encrypt(
     .await?;
     Ok((
         Subject::ciphertext(&ciphertext),
-        Json(CiphertextResponse { ciphertext }),
+        CiphertextResponse { ciphertext },
     ))
 }
 
@@ -316,7 +321,7 @@ pub async fn rewrap(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DecryptRequest>,
-) -> ApiResult<(Subject, Json<CiphertextResponse>)> {
+) -> ApiResult<(Subject, CiphertextResponse)> {
     caller.require(Access::Key(Operation::Rewrap, &name))?;
     let ciphertext = measured("rewrap", async {
         s.kms
@@ -326,7 +331,7 @@ pub async fn rewrap(
     .await?;
     Ok((
         Subject::ciphertext(&ciphertext),
-        Json(CiphertextResponse { ciphertext }),
+        CiphertextResponse { ciphertext },
     ))
 }
 
