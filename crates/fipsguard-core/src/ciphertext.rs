@@ -18,6 +18,8 @@
 //! only make the errors precise (wrong key, wrong context, truncated); the
 //! tag is what enforces them.
 
+use std::fmt::Write;
+
 use base64_simd::STANDARD;
 use fipsguard_crypto::aead::{GcmIv, IV_LEN, TAG_LEN};
 
@@ -133,11 +135,12 @@ impl Ciphertext {
         );
         bytes.extend_from_slice(self.iv.as_bytes());
         bytes.extend_from_slice(&self.sealed);
-        format!(
-            "{PREFIX}{}:{}",
-            self.version,
-            STANDARD.encode_to_string(bytes)
-        )
+        // Encoded in place: a format! would copy the base64 once more.
+        let mut text =
+            String::with_capacity(PREFIX.len() + 11 + STANDARD.encoded_length(bytes.len()));
+        write!(text, "{PREFIX}{}:", self.version).expect("a String takes any text");
+        STANDARD.encode_append(&bytes, &mut text);
+        text
     }
 }
 
