@@ -116,8 +116,8 @@ pub fn encode(bytes: &[u8]) -> String {
 /// The JSON answer `{"<name>":"<text>"}`. Text holding nothing that JSON
 /// escapes, as ciphertexts never do, is copied in as it is, found so by a
 /// scan the compiler vectorizes, instead of passing serde_json's escape
-/// loop byte by byte (for a 1 KiB encrypt, a tenth of the server's work);
-/// any other text is escaped the usual way.
+/// loop byte by byte (see BENCHMARKS.md, "Instructions per request"); any
+/// other text is escaped the usual way.
 pub fn string_field(name: &'static str, text: &str) -> Response {
     let escapes = text.bytes().fold(false, |found, b| {
         found | (b < 0x20) | (b == b'"') | (b == b'\\')
