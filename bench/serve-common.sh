@@ -9,6 +9,17 @@ work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait; rm -rf "$work"' EXIT
 
+# Stops unless PORTS are free: a server left from an earlier run would
+# answer in place of the one under test.
+ports_free() {  # PORT...
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "127.0.0.1:$port is taken (a server left from an earlier run?); stop it first" >&2
+      exit 1
+    fi
+  done
+}
+
 # A string field of a JSON document on stdin.
 field() { grep -o "\"$1\": *\"[^\"]*\"" | head -n1 | sed -E 's/.*: *"([^"]*)"/\1/'; }
 

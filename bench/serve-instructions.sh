@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 requests=${1:-2000}
 source bench/serve-common.sh
+ports_free 18521 18522
 
 # Sends N POSTs of a 1 KiB body (base64 in JSON) on one connection.
 cat >"$work/load.py" <<'PY'

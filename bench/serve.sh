@@ -13,6 +13,7 @@ seconds=${1:-10}
 connections=${2:-256}
 rounds=${3:-3}
 source bench/serve-common.sh
+ports_free 18501 18502 18503
 
 target/release/examples/echo 127.0.0.1:18501 "$work/echo-ca.pem" >/dev/null &
 pids+=($!)
