@@ -228,3 +228,41 @@ fn openssl_installed() -> bool {
         .output()
         .is_ok_and(|output| output.status.success())
 }
+
+/// A wedged `openssl` (a provider that never answers) is stopped and
+/// reported, not waited for: the scan ends and the finding fails.
+#[test]
+fn an_openssl_that_never_answers_is_stopped_and_reported() {
+    if !openssl_installed() {
+        return; // no OpenSSL 3 here: the finding does not ask it
+    }
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("openssl");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&fake, executable).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.path().to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
+        .args(["check", "host", "--format", "json"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = &document["reports"][0];
+    let active = finding(report, "host.openssl-fips-active");
+    if active["status"] == "not-applicable" {
+        return; // an openssl command without OpenSSL 3's configuration
+    }
+    assert_eq!(active["status"], "fail", "{active:#}");
+    let evidence = evidence(report, "host.openssl-fips-active");
+    assert!(
+        evidence.contains("openssl list -providers did not answer within 10 s (stopped)"),
+        "{evidence}"
+    );
+}

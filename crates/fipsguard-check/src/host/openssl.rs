@@ -3,7 +3,8 @@
 //! configuration loads it and makes `fips=yes` the default property query,
 //! so applications fetch nothing else).
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use super::openssl_conf::{Config, Entry, DEFAULT_SECTION};
 use super::root::{Root, Unreadable};
@@ -312,17 +313,27 @@ fn find_module_config(root: &Root, settings: &Settings<'_>) -> Result<String, St
     }
 }
 
+/// How long `openssl list -providers` may take: a provider that hangs
+/// (a hardware module that never answers) must not hang a CI gate.
+const OPENSSL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Whether `openssl list -providers` shows the fips provider active, with
 /// the line of evidence; `None` when there is no `openssl` command to ask.
 /// The system configuration is what it must read, whatever this process's
 /// environment says.
 fn running_providers() -> Option<(bool, String)> {
-    let output = Command::new("openssl")
+    let mut command = Command::new("openssl");
+    command
         .args(["list", "-providers"])
         .env_remove("OPENSSL_CONF")
-        .env_remove("OPENSSL_MODULES")
-        .output()
-        .ok()?;
+        .env_remove("OPENSSL_MODULES");
+    let Some(output) = output_within(&mut command, OPENSSL_TIMEOUT).ok()? else {
+        let seconds = OPENSSL_TIMEOUT.as_secs();
+        return Some((
+            false,
+            format!("openssl list -providers did not answer within {seconds} s (stopped)"),
+        ));
+    };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let reason = stderr.lines().next().unwrap_or("no message");
@@ -340,6 +351,27 @@ fn running_providers() -> Option<(bool, String)> {
         active,
         format!("openssl list -providers: {}", listed.join(", ")),
     ))
+}
+
+/// The output of `command`, or `None` if it did not exit within `limit`
+/// (it is then killed). Its output must fit the pipes (64 KiB), as a
+/// provider listing does, or it counts as not exiting.
+fn output_within(command: &mut Command, limit: Duration) -> std::io::Result<Option<Output>> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + limit;
+    while child.try_wait()?.is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().map(Some)
 }
 
 /// `(name, status)` of each provider `openssl list -providers` printed:
