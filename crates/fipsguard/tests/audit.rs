@@ -276,6 +276,37 @@ fn every_acknowledged_request_survives_twenty_kills() {
 
 /// Sixteen clients encrypt on keep-alive connections; after `for_how_long`
 /// the server is killed. Every 200's request id goes into `acknowledged`.
+/// A SIGTERM sent the moment the server says it is serving is handled:
+/// each time the server drains, closes its audit log with a shutdown
+/// record and exits cleanly (`stop` asserts both).
+#[test]
+fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
+    let setup = Setup::new();
+    let first = setup.serve();
+    runtime().block_on(save_public_key(&setup, &setup.client()));
+    first.stop();
+    let shutdowns = || {
+        setup
+            .audit_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["record"]["kind"] == "shutdown")
+            .count()
+    };
+    let before = shutdowns();
+    let runs = 10;
+    for _ in 0..runs {
+        setup.serve().stop();
+    }
+    assert_eq!(shutdowns(), before + runs);
+    let verified = setup.verify_audit();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+}
+
 async fn load(
     setup: &Setup,
     user: &str,

@@ -61,15 +61,21 @@ pub fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> io::Res
     writeln!(out)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are in place when this
+/// returns, not when the future is first polled: a server announces it is
+/// serving before its task polls, and a signal sent on that announcement
+/// must not be lost (or kill it without a drain).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: draining in-flight work");
     }
-    tracing::info!("shutting down: draining in-flight work");
 }
 
 /// Logs to stderr, filtered by `FIPSGUARD_LOG` (default `info`).
