@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fipsguard_core::{KmsError, StoreError};
+use serde::Serialize;
 
 /// An error answer.
 #[derive(Debug)]
@@ -78,13 +79,38 @@ impl From<KmsError> for ApiError {
     }
 }
 
+/// The `error` object of an answer (or of one item of a batch).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable code, e.g. `key_not_found`.
+    pub code: &'static str,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// The whole answer: `{"error": {…}}`.
+#[derive(Serialize)]
+struct ErrorAnswer {
+    error: ErrorBody,
+}
+
+impl From<ApiError> for ErrorBody {
+    fn from(error: ApiError) -> Self {
+        Self {
+            code: error.code,
+            message: error.message,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        let mut response = (self.status, Json(body)).into_response();
+        let (status, code) = (self.status, self.code);
+        let body = ErrorAnswer { error: self.into() };
+        let mut response = (status, Json(body)).into_response();
         response
             .extensions_mut()
-            .insert(crate::audit::ErrorCode(self.code));
+            .insert(crate::audit::ErrorCode(code));
         response
     }
 }

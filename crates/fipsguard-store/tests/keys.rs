@@ -13,6 +13,7 @@ use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, Km
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
 use fipsguard_crypto::mac::MacAlgorithm;
 use fipsguard_crypto::sign::{SignatureScheme, SigningKeyType};
+use fipsguard_crypto::SecretBytes;
 
 const AES: KeyType = KeyType::Aes256Gcm;
 
@@ -632,7 +633,7 @@ async fn batches_carry_per_item_results(b: Backend) {
     let items: Vec<_> = (0..1000)
         .map(|i| {
             (
-                format!("record {i}").into_bytes(),
+                SecretBytes::new(format!("record {i}").into_bytes()),
                 context(&[("row", &i.to_string())]),
             )
         })
@@ -658,7 +659,9 @@ async fn batches_carry_per_item_results(b: Backend) {
     ));
     assert_eq!(opened.iter().filter(|r| r.is_ok()).count(), 998);
 
-    let too_many = vec![(b"x".to_vec(), EncryptionContext::empty()); 1001];
+    let too_many: Vec<_> = (0..1001)
+        .map(|_| (SecretBytes::copy_from(b"x"), EncryptionContext::empty()))
+        .collect();
     assert!(matches!(
         kms.encrypt_batch("bulk", &too_many).await,
         Err(KmsError::InvalidRequest(_))

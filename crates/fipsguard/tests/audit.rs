@@ -274,11 +274,9 @@ fn every_acknowledged_request_survives_twenty_kills() {
     );
 }
 
-/// Sixteen clients encrypt on keep-alive connections; after `for_how_long`
-/// the server is killed. Every 200's request id goes into `acknowledged`.
 /// A SIGTERM sent the moment the server says it is serving is handled:
 /// each time the server drains, closes its audit log with a shutdown
-/// record and exits cleanly (`stop` asserts both).
+/// record (counted here) and exits cleanly (`stop` asserts that).
 #[test]
 fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
     let setup = Setup::new();
@@ -307,6 +305,8 @@ fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
     );
 }
 
+/// Sixteen clients encrypt on keep-alive connections; after `for_how_long`
+/// the server is killed. Every 200's request id goes into `acknowledged`.
 async fn load(
     setup: &Setup,
     user: &str,

@@ -304,23 +304,23 @@ impl Kms {
     }
 
     /// Random bytes from the module's DRBG (1-1024).
-    pub fn random(&self, len: usize) -> Result<Vec<u8>> {
+    pub fn random(&self, len: usize) -> Result<SecretBytes> {
         if !(1..=MAX_RANDOM).contains(&len) {
             return Err(KmsError::InvalidRequest(format!(
                 "random requests are 1-{MAX_RANDOM} bytes"
             )));
         }
-        Ok(random::bytes(len)?)
+        Ok(random::secret(len)?)
     }
 
     /// Encrypts up to 1000 items; each has its own result.
     pub async fn encrypt_batch(
         &self,
         name: &str,
-        items: &[(Vec<u8>, EncryptionContext)],
+        items: &[(SecretBytes, EncryptionContext)],
     ) -> Result<Vec<Result<String>>> {
         each(items, |(plaintext, context)| {
-            self.encrypt(name, plaintext, context)
+            self.encrypt(name, plaintext.expose_secret(), context)
         })
         .await
     }

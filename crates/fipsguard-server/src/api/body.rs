@@ -1,16 +1,23 @@
-//! Request bodies: JSON with unknown fields rejected, errors in the API's
-//! shape, base64 fields decoded without echoing what was sent.
+//! Request and response bodies: JSON with unknown fields rejected, errors
+//! in the API's shape, base64 fields decoded without echoing what was sent,
+//! and secrets (decoded or answered) held only in memory that is wiped.
 
+use std::io;
+use std::marker::PhantomData;
+
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64_simd::STANDARD;
+use base64_simd::{Out, STANDARD};
+use fipsguard_crypto::SecretBytes;
 use serde::de::DeserializeOwned;
 use serde::de::Visitor;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
 
 use crate::error::ApiError;
 
@@ -77,34 +84,128 @@ pub fn base64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::
 
 /// Deserializes an optional standard base64 string into bytes.
 pub fn base64_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
-    Option::<Decoded>::deserialize(deserializer).map(|d| d.map(|d| d.0))
+    Option::<Decoded<Vec<u8>>>::deserialize(deserializer).map(|d| d.map(|d| d.0))
+}
+
+/// Deserializes a standard base64 string into a secret (a plaintext).
+pub fn base64_secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretBytes, D::Error> {
+    Decoded::deserialize(deserializer).map(|d| d.0)
+}
+
+/// What a base64 field decodes into.
+trait DecodeInto: Sized {
+    fn decode(text: &[u8]) -> Option<Self>;
+}
+
+impl DecodeInto for Vec<u8> {
+    fn decode(text: &[u8]) -> Option<Self> {
+        STANDARD.decode_to_vec(text).ok()
+    }
+}
+
+/// Decoded into wiped memory, so that a failed decoding leaves no partial
+/// secret behind either.
+impl DecodeInto for SecretBytes {
+    fn decode(text: &[u8]) -> Option<Self> {
+        let mut bytes = SecretBytes::new(vec![0; STANDARD.decoded_length(text).ok()?]);
+        let written = STANDARD
+            .decode(text, Out::from_slice(bytes.expose_secret_mut()))
+            .ok()?
+            .len();
+        bytes.truncate(written);
+        Some(bytes)
+    }
 }
 
 /// Bytes decoded straight from the JSON text: no owned copy of the base64
 /// (of a plaintext, say) is made and left behind unwiped.
-struct Decoded(Vec<u8>);
+struct Decoded<T>(T);
 
-impl<'de> Deserialize<'de> for Decoded {
+impl<'de, T: DecodeInto> Deserialize<'de> for Decoded<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(Base64Text)
+        deserializer.deserialize_str(Base64Text(PhantomData))
     }
 }
 
 /// Visits the base64 text of a [`Decoded`].
-struct Base64Text;
+struct Base64Text<T>(PhantomData<T>);
 
-impl Visitor<'_> for Base64Text {
-    type Value = Decoded;
+impl<T: DecodeInto> Visitor<'_> for Base64Text<T> {
+    type Value = Decoded<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a base64 string")
     }
 
-    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Decoded, E> {
-        STANDARD
-            .decode_to_vec(text.trim())
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Decoded<T>, E> {
+        T::decode(text.trim().as_bytes())
             .map(Decoded)
-            .map_err(|_| E::custom("a field is not valid base64"))
+            .ok_or_else(|| E::custom("a field is not valid base64"))
+    }
+}
+
+/// A secret answered as base64 (a plaintext, a data key, random bytes):
+/// the encoding is wiped once serialized.
+pub struct Base64Secret(pub SecretBytes);
+
+impl Serialize for Base64Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = Zeroizing::new(STANDARD.encode_to_string(self.0.expose_secret()));
+        serializer.serialize_str(&text)
+    }
+}
+
+/// A JSON answer that carries a secret: written into memory that is wiped
+/// when hyper has sent it, and that leaves no copy behind as it grows.
+/// (rustls encrypts in place what it is given; the plaintext copies in
+/// hyper's and rustls' own buffers are out of reach.)
+pub struct SecretJson<T>(pub T);
+
+impl<T: Serialize> IntoResponse for SecretJson<T> {
+    fn into_response(self) -> Response {
+        let mut body = WipedBuffer::default();
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(CONTENT_TYPE, "application/json")],
+                axum::body::Body::from(Bytes::from_owner(body)),
+            )
+                .into_response(),
+            Err(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the answer could not be encoded",
+            )
+            .into_response(),
+        }
+    }
+}
+
+/// A growing buffer that wipes each allocation it leaves and, when
+/// dropped, the one it holds.
+#[derive(Default)]
+struct WipedBuffer(Zeroizing<Vec<u8>>);
+
+impl io::Write for WipedBuffer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let needed = self.0.len() + data.len();
+        if needed > self.0.capacity() {
+            let mut grown = Vec::with_capacity(needed.max(2 * self.0.capacity()).max(256));
+            grown.extend_from_slice(&self.0);
+            // The old allocation is wiped as it drops here.
+            self.0 = Zeroizing::new(grown);
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRef<[u8]> for WipedBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -136,7 +237,42 @@ pub fn string_field(name: &'static str, text: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::string_field;
+    use super::{base64_secret, string_field, Base64Secret, SecretJson};
+    use axum::response::IntoResponse;
+    use fipsguard_crypto::SecretBytes;
+
+    #[tokio::test]
+    async fn a_secret_answer_is_the_json_serde_writes_at_any_size() {
+        // Sizes around the buffer's first allocation and its doublings.
+        for len in [0, 1, 2, 3, 100, 180, 181, 190, 1000, 70_000] {
+            let secret: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let answer = serde_json::json!({
+                "plaintext": Base64Secret(SecretBytes::copy_from(&secret)),
+                "note": "a \"quoted\" word",
+            });
+            let response = SecretJson(&answer).into_response();
+            assert_eq!(response.headers()["content-type"], "application/json");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(body, serde_json::to_vec(&answer).unwrap(), "{len}");
+            let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let decoded = base64_secret(&value["plaintext"]).unwrap();
+            assert_eq!(decoded.expose_secret(), secret, "{len}");
+        }
+    }
+
+    #[test]
+    fn a_secret_field_takes_only_base64() {
+        for text in ["not base64!", "QUJD=", "QQ", "Q", "=="] {
+            let error = base64_secret(&serde_json::json!(text)).err().unwrap();
+            assert_eq!(error.to_string(), "a field is not valid base64", "{text}");
+        }
+        let error = base64_secret(&serde_json::json!(5)).err().unwrap();
+        assert!(error.to_string().contains("a base64 string"), "{error}");
+        let decoded = base64_secret(&serde_json::json!(" QUJD ")).unwrap();
+        assert_eq!(decoded.expose_secret(), b"ABC");
+    }
 
     #[tokio::test]
     async fn a_string_field_is_the_json_serde_writes() {

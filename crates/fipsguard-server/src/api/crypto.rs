@@ -13,13 +13,16 @@ use fipsguard_core::kms::SignInput;
 use fipsguard_core::{EncryptionContext, KmsError};
 use fipsguard_crypto::digest::HashAlgorithm;
 use fipsguard_crypto::sign::SignatureScheme;
+use fipsguard_crypto::SecretBytes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::{base64, base64_opt, encode, string_field, Body};
+use super::body::{
+    base64, base64_opt, base64_secret, encode, string_field, Base64Secret, Body, SecretJson,
+};
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::record_operation;
 use crate::state::AppState;
 
@@ -45,10 +48,11 @@ async fn measured<T>(
 #[serde(deny_unknown_fields)]
 pub struct EncryptRequest {
     /// Plaintext, base64.
-    #[serde(deserialize_with = "base64")]
+    #[serde(deserialize_with = "base64_secret")]
     #[schema(value_type = String, format = Byte)]
-    pub plaintext: Vec<u8>,
+    pub plaintext: SecretBytes,
     /// Encryption context (not secret).
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub context: Context,
 }
 
@@ -72,6 +76,7 @@ pub struct DecryptRequest {
     /// `fg:v…` ciphertext.
     pub ciphertext: String,
     /// The encryption context it was made with.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub context: Context,
 }
 
@@ -79,7 +84,8 @@ pub struct DecryptRequest {
 #[derive(Serialize, ToSchema)]
 pub struct PlaintextResponse {
     /// Plaintext, base64.
-    pub plaintext: String,
+    #[schema(value_type = String, format = Byte)]
+    pub plaintext: Base64Secret,
 }
 
 /// Generate a data key.
@@ -89,6 +95,7 @@ pub struct DataKeyRequest {
     /// Key length in bytes, 16-64 (default 32).
     pub bytes: Option<usize>,
     /// Encryption context.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub context: Context,
     /// Return the plaintext too (default true); false gives the wrapped form only.
     pub include_plaintext: Option<bool>,
@@ -101,7 +108,8 @@ pub struct DataKeyResponse {
     pub ciphertext: String,
     /// The data key, base64 (absent in the wrapped-only form).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plaintext: Option<String>,
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub plaintext: Option<Base64Secret>,
 }
 
 /// Sign a message, or a digest with its hash named.
@@ -211,7 +219,8 @@ pub struct RandomRequest {
 #[derive(Serialize, ToSchema)]
 pub struct RandomResponse {
     /// Random bytes, base64.
-    pub random: String,
+    #[schema(value_type = String, format = Byte)]
+    pub random: Base64Secret,
 }
 
 /// A batch.
@@ -224,19 +233,36 @@ pub struct Batch<T> {
 
 /// Per-item results of a batch: each is a success body or an error.
 #[derive(Serialize, ToSchema)]
-pub struct BatchResponse {
-    /// One per item, in order.
-    #[schema(value_type = Vec<Object>)]
-    pub results: Vec<serde_json::Value>,
+pub struct BatchResponse<T> {
+    /// One per item, in order: the item's answer, or `{"error": …}`.
+    pub results: Vec<BatchItem<T>>,
 }
 
-fn item<T: Serialize>(result: Result<T, KmsError>) -> serde_json::Value {
-    match result {
-        Ok(value) => serde_json::to_value(value).unwrap_or_default(),
-        Err(e) => {
-            let e = ApiError::from(e);
-            serde_json::json!({ "error": { "code": e.code, "message": e.message } })
-        }
+/// One result of a batch.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchItem<T> {
+    /// The item's answer.
+    Done(T),
+    /// Why the item failed.
+    Failed {
+        /// The error, as a whole request's would be.
+        error: ErrorBody,
+    },
+}
+
+impl<T> BatchResponse<T> {
+    fn new<R>(results: Vec<Result<R, KmsError>>, answer: impl Fn(R) -> T) -> Self {
+        let results = results
+            .into_iter()
+            .map(|result| match result {
+                Ok(value) => BatchItem::Done(answer(value)),
+                Err(e) => BatchItem::Failed {
+                    error: ApiError::from(e).into(),
+                },
+            })
+            .collect();
+        Self { results }
     }
 }
 
@@ -280,7 +306,7 @@ pub async fn encrypt(
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let ciphertext = measured("encrypt", async {
         s.kms
-            .encrypt(&name, &r.plaintext, &context(r.context)?)
+            .encrypt(&name, r.plaintext.expose_secret(), &context(r.context)?)
             .await
     })
     .await?;
@@ -297,7 +323,7 @@ pub async fn decrypt(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DecryptRequest>,
-) -> ApiResult<(Subject, Json<PlaintextResponse>)> {
+) -> ApiResult<(Subject, SecretJson<PlaintextResponse>)> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
     let subject = Subject::ciphertext(&r.ciphertext);
     let plaintext = measured("decrypt", async {
@@ -308,8 +334,8 @@ pub async fn decrypt(
     .await?;
     Ok((
         subject,
-        Json(PlaintextResponse {
-            plaintext: encode(plaintext.expose_secret()),
+        SecretJson(PlaintextResponse {
+            plaintext: Base64Secret(plaintext),
         }),
     ))
 }
@@ -342,7 +368,7 @@ pub async fn datakey(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DataKeyRequest>,
-) -> ApiResult<(Subject, Json<DataKeyResponse>)> {
+) -> ApiResult<(Subject, SecretJson<DataKeyResponse>)> {
     caller.require(Access::Key(Operation::Datakey, &name))?;
     let key = measured("datakey", async {
         s.kms
@@ -353,10 +379,10 @@ pub async fn datakey(
     let plaintext = r
         .include_plaintext
         .unwrap_or(true)
-        .then(|| encode(key.plaintext.expose_secret()));
+        .then_some(Base64Secret(key.plaintext));
     Ok((
         Subject::ciphertext(&key.ciphertext),
-        Json(DataKeyResponse {
+        SecretJson(DataKeyResponse {
             ciphertext: key.ciphertext,
             plaintext,
         }),
@@ -454,22 +480,22 @@ pub async fn random(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Body(r): Body<RandomRequest>,
-) -> ApiResult<Json<RandomResponse>> {
+) -> ApiResult<SecretJson<RandomResponse>> {
     caller.require(Access::Random)?;
     let bytes = measured("random", async { s.kms.random(r.bytes) }).await?;
-    Ok(Json(RandomResponse {
-        random: encode(&bytes),
+    Ok(SecretJson(RandomResponse {
+        random: Base64Secret(bytes),
     }))
 }
 
 /// Encrypt up to 1000 items (users granted `encrypt`).
-#[utoipa::path(post, path = "/v1/keys/{name}/encrypt/batch", request_body = Batch<EncryptRequest>, responses((status = 200, body = BatchResponse)), tag = "crypto")]
+#[utoipa::path(post, path = "/v1/keys/{name}/encrypt/batch", request_body = Batch<EncryptRequest>, responses((status = 200, body = BatchResponse<CiphertextResponse>)), tag = "crypto")]
 pub async fn encrypt_batch(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<EncryptRequest>>,
-) -> ApiResult<Json<BatchResponse>> {
+) -> ApiResult<Json<BatchResponse<CiphertextResponse>>> {
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let items = r
         .items
@@ -477,22 +503,19 @@ pub async fn encrypt_batch(
         .map(|i| Ok((i.plaintext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
     let results = measured("encrypt_batch", s.kms.encrypt_batch(&name, &items)).await?;
-    Ok(Json(BatchResponse {
-        results: results
-            .into_iter()
-            .map(|r| item(r.map(|ciphertext| CiphertextResponse { ciphertext })))
-            .collect(),
-    }))
+    Ok(Json(BatchResponse::new(results, |ciphertext| {
+        CiphertextResponse { ciphertext }
+    })))
 }
 
 /// Decrypt up to 1000 items (users granted `decrypt`).
-#[utoipa::path(post, path = "/v1/keys/{name}/decrypt/batch", request_body = Batch<DecryptRequest>, responses((status = 200, body = BatchResponse)), tag = "crypto")]
+#[utoipa::path(post, path = "/v1/keys/{name}/decrypt/batch", request_body = Batch<DecryptRequest>, responses((status = 200, body = BatchResponse<PlaintextResponse>)), tag = "crypto")]
 pub async fn decrypt_batch(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<DecryptRequest>>,
-) -> ApiResult<Json<BatchResponse>> {
+) -> ApiResult<SecretJson<BatchResponse<PlaintextResponse>>> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
     let items = r
         .items
@@ -500,24 +523,21 @@ pub async fn decrypt_batch(
         .map(|i| Ok((i.ciphertext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
     let results = measured("decrypt_batch", s.kms.decrypt_batch(&name, &items)).await?;
-    let body = results.into_iter().map(|r| {
-        item(r.map(|p| PlaintextResponse {
-            plaintext: encode(p.expose_secret()),
-        }))
-    });
-    Ok(Json(BatchResponse {
-        results: body.collect(),
-    }))
+    Ok(SecretJson(BatchResponse::new(results, |plaintext| {
+        PlaintextResponse {
+            plaintext: Base64Secret(plaintext),
+        }
+    })))
 }
 
 /// Sign up to 1000 messages (users granted `sign`).
-#[utoipa::path(post, path = "/v1/keys/{name}/sign/batch", request_body = Batch<SignRequest>, responses((status = 200, body = BatchResponse)), tag = "crypto")]
+#[utoipa::path(post, path = "/v1/keys/{name}/sign/batch", request_body = Batch<SignRequest>, responses((status = 200, body = BatchResponse<SignatureResponse>)), tag = "crypto")]
 pub async fn sign_batch(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<SignRequest>>,
-) -> ApiResult<Json<BatchResponse>> {
+) -> ApiResult<Json<BatchResponse<SignatureResponse>>> {
     caller.require(Access::Key(Operation::Sign, &name))?;
     let inputs = r
         .items
@@ -532,14 +552,9 @@ pub async fn sign_batch(
     }
     let scheme = scheme(first)?;
     let results = measured("sign_batch", s.kms.sign_batch(&name, &inputs, scheme)).await?;
-    let body = results.into_iter().map(|r| {
-        item(r.map(|sig| SignatureResponse {
-            signature: encode(&sig.bytes),
-            version: sig.version,
-            scheme: sig.scheme.name(),
-        }))
-    });
-    Ok(Json(BatchResponse {
-        results: body.collect(),
-    }))
+    Ok(Json(BatchResponse::new(results, |sig| SignatureResponse {
+        signature: encode(&sig.bytes),
+        version: sig.version,
+        scheme: sig.scheme.name(),
+    })))
 }

@@ -113,3 +113,58 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+    use utoipa::OpenApi;
+
+    fn document() -> Value {
+        serde_json::to_value(super::ApiDoc::openapi()).unwrap()
+    }
+
+    fn schema<'a>(document: &'a Value, reference: &Value) -> &'a Value {
+        let name = reference["$ref"].as_str().unwrap();
+        &document["components"]["schemas"][name.trim_start_matches("#/components/schemas/")]
+    }
+
+    #[test]
+    fn a_batch_answer_is_described_item_by_item() {
+        let document = document();
+        for (operation, answer) in [
+            ("encrypt", "ciphertext"),
+            ("decrypt", "plaintext"),
+            ("sign", "signature"),
+        ] {
+            let path = format!("/v1/keys/{{name}}/{operation}/batch");
+            let ok = &document["paths"][&path]["post"]["responses"]["200"];
+            let batch = schema(&document, &ok["content"]["application/json"]["schema"]);
+            let item = schema(&document, &batch["properties"]["results"]["items"]);
+            let [done, failed] = item["oneOf"].as_array().unwrap().as_slice() else {
+                panic!("{item}")
+            };
+            assert!(done["properties"][answer].is_object(), "{done}");
+            assert_eq!(failed["required"], json!(["error"]), "{failed}");
+            let error = schema(&document, &failed["properties"]["error"]);
+            assert_eq!(error["required"], json!(["code", "message"]));
+        }
+    }
+
+    #[test]
+    fn an_encryption_context_is_an_optional_map_of_strings() {
+        let document = document();
+        for request in ["EncryptRequest", "DecryptRequest", "DataKeyRequest"] {
+            let request = &document["components"]["schemas"][request];
+            let required = request["required"].as_array();
+            assert!(
+                !required.is_some_and(|r| r.contains(&json!("context"))),
+                "{request}"
+            );
+            let context = &request["properties"]["context"];
+            assert_eq!(
+                context["additionalProperties"]["type"], "string",
+                "{context}"
+            );
+        }
+    }
+}
