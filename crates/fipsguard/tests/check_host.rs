@@ -230,7 +230,9 @@ fn openssl_installed() -> bool {
 }
 
 /// A wedged `openssl` (a provider that never answers) is stopped and
-/// reported, not waited for: the scan ends and the finding fails.
+/// reported, not waited for: the scan ends, the finding fails, and what
+/// the command started is stopped with it (here a wrapper script whose
+/// child holds its output open).
 #[test]
 fn an_openssl_that_never_answers_is_stopped_and_reported() {
     if !openssl_installed() {
@@ -238,7 +240,9 @@ fn an_openssl_that_never_answers_is_stopped_and_reported() {
     }
     let bin = tempfile::tempdir().unwrap();
     let fake = bin.path().join("openssl");
-    std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    let pid_file = bin.path().join("child.pid");
+    let script = format!("#!/bin/sh\nsleep 600 &\necho $! > {pid_file:?}\nwait\n");
+    std::fs::write(&fake, script).unwrap();
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
     std::fs::set_permissions(&fake, executable).unwrap();
     let path = std::env::join_paths(
@@ -256,13 +260,26 @@ fn an_openssl_that_never_answers_is_stopped_and_reported() {
     let document: Value = serde_json::from_slice(&output.stdout).unwrap();
     let report = &document["reports"][0];
     let active = finding(report, "host.openssl-fips-active");
-    if active["status"] == "not-applicable" {
-        return; // an openssl command without OpenSSL 3's configuration
+    let evidence = evidence(report, "host.openssl-fips-active");
+    if !pid_file.exists() {
+        // No OpenSSL configuration here: the finding is decided without
+        // asking the command.
+        assert_ne!(active["status"], "pass", "{active:#}");
+        return;
     }
     assert_eq!(active["status"], "fail", "{active:#}");
-    let evidence = evidence(report, "host.openssl-fips-active");
     assert!(
         evidence.contains("openssl list -providers did not answer within 10 s (stopped)"),
         "{evidence}"
     );
+    let child = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = format!("/proc/{}/stat", child.trim());
+    let gone = || {
+        std::fs::read_to_string(&stat).map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    };
+    let waited = std::time::Instant::now();
+    while !gone() && waited.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(gone(), "the command's own child was stopped too");
 }

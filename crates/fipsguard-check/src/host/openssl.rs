@@ -3,7 +3,10 @@
 //! configuration loads it and makes `fips=yes` the default property query,
 //! so applications fetch nothing else).
 
-use std::process::{Command, Output, Stdio};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use super::openssl_conf::{Config, Entry, DEFAULT_SECTION};
@@ -327,12 +330,22 @@ fn running_providers() -> Option<(bool, String)> {
         .args(["list", "-providers"])
         .env_remove("OPENSSL_CONF")
         .env_remove("OPENSSL_MODULES");
-    let Some(output) = output_within(&mut command, OPENSSL_TIMEOUT).ok()? else {
-        let seconds = OPENSSL_TIMEOUT.as_secs();
-        return Some((
-            false,
-            format!("openssl list -providers did not answer within {seconds} s (stopped)"),
-        ));
+    let output = match output_within(&mut command, OPENSSL_TIMEOUT) {
+        Ok(Some(output)) => output,
+        Ok(None) => {
+            let seconds = OPENSSL_TIMEOUT.as_secs();
+            return Some((
+                false,
+                format!("openssl list -providers did not answer within {seconds} s (stopped)"),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            return Some((
+                false,
+                format!("openssl list -providers could not be run: {e}"),
+            ))
+        }
     };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -353,25 +366,66 @@ fn running_providers() -> Option<(bool, String)> {
     ))
 }
 
-/// The output of `command`, or `None` if it did not exit within `limit`
-/// (it is then killed). Its output must fit the pipes (64 KiB), as a
-/// provider listing does, or it counts as not exiting.
+/// The output of `command`, or `None` if it did not finish within
+/// `limit`. It runs in a process group of its own, killed whole when time
+/// is up (a wrapper script's children too), and its pipes are read on
+/// threads of their own, so that neither a long output nor a descendant
+/// holding them open can stretch the wait beyond `limit`.
 fn output_within(command: &mut Command, limit: Duration) -> std::io::Result<Option<Output>> {
+    let deadline = Instant::now() + limit;
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()?;
-    let deadline = Instant::now() + limit;
-    while child.try_wait()?.is_none() {
+    let stdout = read_on_thread(child.stdout.take());
+    let stderr = read_on_thread(child.stderr.take());
+    let finished = finish_by(&mut child, deadline).map(|status| {
+        let status = status?;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let stdout = stdout.recv_timeout(left()).ok()?;
+        let stderr = stderr.recv_timeout(left()).ok()?;
+        Some(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    });
+    if !matches!(finished, Ok(Some(_))) {
+        let group = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        // Reaped if it dies at once; one stuck in a driver call is left
+        // behind rather than waited for.
+        let _ = finish_by(&mut child, Instant::now() + Duration::from_secs(1));
+    }
+    finished
+}
+
+/// The exit status of `child`, or `None` if it is still running at `deadline`.
+fn finish_by(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().map(Some)
+}
+
+/// Everything `pipe` gives until it closes, read on a thread of its own.
+fn read_on_thread(pipe: Option<impl Read + Send + 'static>) -> Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    if let Some(mut pipe) = pipe {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = sender.send(bytes);
+        });
+    }
+    receiver
 }
 
 /// `(name, status)` of each provider `openssl list -providers` printed:
