@@ -39,6 +39,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ));
     }
     metrics::install();
+    // Before any tunnel says it listens: a reload asked for on that line
+    // must not meet SIGHUP's default action, which ends the process.
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let mut tunnels = Vec::new();
     for tunnel in config.tunnels.clone() {
         if tunnel.mode == Mode::Client && !tunnel.listen.ip().is_loopback() {
@@ -62,8 +66,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
     let states: Vec<_> = tunnels.iter().map(Tunnel::tls).collect();
-    let mut hangups =
-        signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let watcher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         loop {

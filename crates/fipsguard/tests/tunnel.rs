@@ -785,6 +785,65 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     drop(open);
 }
 
+/// A reload asked for the moment the tunnel says it listens (by a
+/// supervisor, say) reloads it: it neither ends the process nor is lost.
+/// Many tunnels in one file, so that the first says it listens well
+/// before the last is bound.
+#[test]
+fn a_sighup_on_the_listening_line_reloads_the_tunnel() {
+    let pki = Pki::new();
+    let echo = echo_target();
+    let config = pki.path("tunnels.toml");
+    let tunnels: String = (0..30)
+        .map(|i| {
+            format!(
+                "[[tunnel]]\nname = \"t{i}\"\nmode = \"server\"\nlisten = \"127.0.0.1:{}\"\ntarget = \"127.0.0.1:{echo}\"\ncert = {:?}\nkey = {:?}\n",
+                free_port(),
+                pki.path_str("server.pem"),
+                pki.path_str("server.key"),
+            )
+        })
+        .collect();
+    std::fs::write(&config, tunnels).unwrap();
+    for _ in 0..5 {
+        let mut child = Command::new(FIPSGUARD)
+            .args(["tunnel", "--config"])
+            .arg(&config)
+            .env("FIPSGUARD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (listening, heard) = mpsc::channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let collected = log.clone();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("tunnel listening") {
+                    let _ = listening.send(());
+                }
+                collected.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        heard.recv_timeout(Duration::from_secs(30)).unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+        wait_until("the SIGHUP reload", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("SIGHUP ended the tunnel ({status})");
+            }
+            log.lock().unwrap().contains("why=\"SIGHUP\"")
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 #[test]
 fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
     let pki = Pki::new();
