@@ -10,7 +10,7 @@ use fipsguard_crypto::aead::Aes256GcmKey;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut input = Cursor::new(data);
+    let mut input = Cursor::new(data.to_vec());
     let Ok((header, header_bytes)) = FileHeader::read_from(&mut input) else {
         return;
     };

@@ -297,14 +297,17 @@ type Block = io::Result<(Vec<u8>, bool)>;
 /// follows it, so the reader keeps one block in hand. Each block's data
 /// starts after `front` spare bytes and has `back` spare capacity behind,
 /// so that a chunk's IV and tag join it without copying it.
-fn read_blocks<'scope, R: Read + Send + 'scope>(
-    scope: &'scope thread::Scope<'scope, '_>,
+///
+/// The thread is not joined: after an error the pipeline returns at once,
+/// while the reader may wait on an input that never ends (a stalled pipe)
+/// until the process exits; it stops by itself at its next block.
+fn read_blocks<R: Read + Send + 'static>(
     mut input: R,
     size: usize,
     (front, back): (usize, usize),
 ) -> Receiver<Block> {
     let (tx, rx) = sync_channel::<Block>(PIPELINE_DEPTH);
-    scope.spawn(move || {
+    thread::spawn(move || {
         let mut read_block = || -> io::Result<Vec<u8>> {
             let mut block = Vec::with_capacity(front + size + back);
             block.resize(front + size, 0);
@@ -378,11 +381,11 @@ fn pipeline<R, W>(
     mut transform: impl FnMut(Vec<u8>, bool) -> Result<Piece, FileError>,
 ) -> Result<W, FileError>
 where
-    R: Read + Send,
+    R: Read + Send + 'static,
     W: Write + Send,
 {
     thread::scope(|scope| {
-        let blocks = read_blocks(scope, input, block_size, spare);
+        let blocks = read_blocks(input, block_size, spare);
         let (tx, writer) = write_pieces(scope, output);
         let transformed = (|| -> Result<(), FileError> {
             for block in blocks.iter() {
@@ -412,7 +415,7 @@ pub fn encrypt_stream<R, W>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<W, FileError>
 where
-    R: Read + Send,
+    R: Read + Send + 'static,
     W: Write + Send,
 {
     let header_bytes = header.encode()?;
@@ -457,7 +460,7 @@ pub fn decrypt_stream<R, W>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<W, FileError>
 where
-    R: Read + Send,
+    R: Read + Send + 'static,
     W: Write + Send,
 {
     let header_hash = digest(HashAlgorithm::Sha256, header_bytes)?;

@@ -899,6 +899,34 @@ fn tampered_files_are_refused_and_leave_no_output() {
         );
     }
 
+    // A tampered chunk on a stdin that stays open (a stalled producer) is
+    // refused at once: the reader waiting for more does not hold the exit.
+    let mut tampered = good.clone();
+    tampered[starts[1] + 500] ^= 1;
+    let output = f.path("stalled.out");
+    let mut decrypt = f.command(&["decrypt", "-", output.to_str().unwrap()]);
+    let mut child = decrypt
+        .env("FIPSGUARD_TOKEN", &user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut open_stdin = child.stdin.take().unwrap();
+    open_stdin.write_all(&tampered).unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        panic!("decrypt waited for the rest of an input it had already refused");
+    }
+    let result = child.wait_with_output().unwrap();
+    drop(open_stdin);
+    assert_refused(&result, "chunk 1 does not authenticate");
+    assert!(!output.exists(), "no output file");
+
     // The header is bound to every chunk: a key version changed in it
     // (which the server never reads: the wrapped key names its own) fails
     // at chunk 0, and nothing is written.
