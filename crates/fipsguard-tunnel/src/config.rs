@@ -84,6 +84,12 @@ pub struct TunnelConfig {
     #[arg(long, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
+    /// Seconds a connection may stay idle both ways before it is closed
+    /// (0: never, the default: database pools and distribution links idle
+    /// for long).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub idle_timeout_secs: u64,
     /// Most connections open at once; more are refused.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     #[serde(default = "default_max_connections")]
@@ -131,6 +137,11 @@ impl TunnelConfig {
     /// The handshake deadline.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// The idle deadline, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
     }
 
     /// How many threads carry connections.

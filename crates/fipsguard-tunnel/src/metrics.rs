@@ -50,6 +50,11 @@ pub fn bytes_counter(tunnel: &str, direction: &'static str) -> metrics::Counter 
     counter!("fipsguard_tunnel_bytes_total", "tunnel" => tunnel.to_owned(), "direction" => direction)
 }
 
+/// A connection closed for being idle.
+pub fn idle_closed(tunnel: &str) {
+    counter!("fipsguard_tunnel_idle_closed_total", "tunnel" => tunnel.to_owned()).increment(1);
+}
+
 /// A reload of certificates, keys, CAs and CRLs.
 pub fn reload(tunnel: &str, outcome: &'static str) {
     counter!("fipsguard_tunnel_reloads_total", "tunnel" => tunnel.to_owned(), "outcome" => outcome)

@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread;
@@ -14,7 +15,7 @@ use fipsguard_crypto::tls::rustls::CommonState;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 use crate::config::{Target, TunnelConfig};
 use crate::identity::PeerIdentity;
@@ -31,6 +32,14 @@ const CUT_GRACE: Duration = Duration::from_secs(1);
 
 /// How long accepting pauses after an error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// TCP keepalive on both sides: a peer or target that vanished without a
+/// word (a host powered off, a network cut) is found within about two
+/// minutes and its connection, and slot, freed, instead of never.
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(60))
+    .with_interval(Duration::from_secs(10))
+    .with_retries(6);
 
 /// A bound tunnel, ready to run.
 pub struct Tunnel {
@@ -281,6 +290,7 @@ impl Connection {
         let name = self.config.name.clone();
         // Interactive protocols (distribution, SQL) must not wait on Nagle.
         let _ = stream.set_nodelay(true);
+        keep_alive(&stream);
         metrics::open_connections(&name, 1.0);
         let local = stream.local_addr().ok();
         let result = match &*self.side {
@@ -359,6 +369,7 @@ impl Connection {
             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
             .map_err(|e| refusal("target_unreachable", e))?;
         let _ = server.set_nodelay(true);
+        keep_alive(&server);
         let tls = handshake(config, connector.connect(name, server)).await?;
         let session = tls.get_ref().1;
         let (version, suite) = negotiated(session);
@@ -373,25 +384,41 @@ impl Connection {
     /// If either side ends abruptly (a TLS stream cut without its
     /// close_notify, a reset), or shutdown cuts the connection, both are
     /// reset rather than closed, so neither end mistakes a truncated
-    /// stream for a complete one.
+    /// stream for a complete one. A connection idle both ways for the
+    /// tunnel's idle timeout is closed in order on both sides: nothing is
+    /// in flight to be cut.
     async fn forward(&self, outside: impl Stream, inside: impl Stream) {
         let name = &self.config.name;
-        let mut outside = Counted::new(outside, name, "to_target");
-        let mut inside = Counted::new(inside, name, "to_peer");
+        let activity = Activity::new();
+        let mut outside = Counted::new(outside, name, "to_target", &activity);
+        let mut inside = Counted::new(inside, name, "to_peer", &activity);
         let mut cut = self.cut.clone();
-        let abrupt = tokio::select! {
+        let ended = tokio::select! {
             copied = tokio::io::copy_bidirectional_with_sizes(
                 &mut outside,
                 &mut inside,
                 COPY_BUFFER,
                 COPY_BUFFER,
-            ) => copied.err().map(|e| e.to_string()),
-            Ok(_) = cut.wait_for(|cut| *cut) => Some("cut at the drain timeout".to_owned()),
+            ) => copied.map_err(|e| e.to_string()).map(|_| Ended::Closed),
+            Ok(_) = cut.wait_for(|cut| *cut) => Err("cut at the drain timeout".to_owned()),
+            limit = activity.idle_for(self.config.idle_timeout()) => Ok(Ended::Idle(limit)),
         };
-        if let Some(why) = abrupt {
-            tracing::debug!(tunnel = %name, peer = %self.peer, error = %why, "connection ended abruptly: resetting both sides");
-            outside.inner.reset_on_close();
-            inside.inner.reset_on_close();
+        match ended {
+            Ok(Ended::Closed) => {}
+            Ok(Ended::Idle(limit)) => {
+                tracing::debug!(tunnel = %name, peer = %self.peer, idle_secs = limit.as_secs(), "connection idle: closing both sides");
+                metrics::idle_closed(name);
+                let close = async {
+                    let _ = outside.shutdown().await;
+                    let _ = inside.shutdown().await;
+                };
+                let _ = timeout(CUT_GRACE, close).await;
+            }
+            Err(why) => {
+                tracing::debug!(tunnel = %name, peer = %self.peer, error = %why, "connection ended abruptly: resetting both sides");
+                outside.inner.reset_on_close();
+                inside.inner.reset_on_close();
+            }
         }
     }
 }
@@ -465,23 +492,78 @@ async fn connect(target: &Target) -> io::Result<Box<dyn Stream>> {
         Target::Tcp(address) => {
             let stream = TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
+            keep_alive(&stream);
             Box::new(stream)
         }
         Target::Unix(path) => Box::new(UnixStream::connect(path).await?),
     })
 }
 
-/// A stream whose reads add to a byte counter.
+/// How a forwarded connection ended in order.
+enum Ended {
+    /// Both sides closed.
+    Closed,
+    /// Nothing moved either way for this long.
+    Idle(Duration),
+}
+
+/// Sets [`KEEPALIVE`] on a TCP connection; a socket that refuses it
+/// still works, without the probes.
+fn keep_alive(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&KEEPALIVE);
+}
+
+/// When a connection last moved a byte, either way.
+#[derive(Clone)]
+struct Activity {
+    opened: Instant,
+    last_millis: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            last_millis: Arc::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = self.opened.elapsed().as_millis() as u64;
+        self.last_millis.store(millis, Ordering::Relaxed);
+    }
+
+    /// Resolves with `limit` once nothing has moved for that long; never
+    /// without a limit.
+    async fn idle_for(&self, limit: Option<Duration>) -> Duration {
+        let Some(limit) = limit else {
+            return std::future::pending().await;
+        };
+        loop {
+            let last =
+                self.opened + Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+            if last.elapsed() >= limit {
+                return limit;
+            }
+            tokio::time::sleep_until(last + limit).await;
+        }
+    }
+}
+
+/// A stream whose reads add to a byte counter and mark the connection
+/// active.
 struct Counted<S> {
     inner: S,
     counter: ::metrics::Counter,
+    activity: Activity,
 }
 
 impl<S> Counted<S> {
-    fn new(inner: S, tunnel: &str, direction: &'static str) -> Self {
+    fn new(inner: S, tunnel: &str, direction: &'static str, activity: &Activity) -> Self {
         Self {
             inner,
             counter: metrics::bytes_counter(tunnel, direction),
+            activity: activity.clone(),
         }
     }
 }
@@ -494,7 +576,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.counter.increment((buf.filled().len() - before) as u64);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            self.counter.increment(read);
+            self.activity.touch();
+        }
         polled
     }
 }

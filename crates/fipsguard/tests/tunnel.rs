@@ -785,6 +785,60 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     drop(open);
 }
 
+/// A connection idle both ways for the idle timeout is closed in order
+/// (the peer's openssl sees the end of the stream); one in use stays open;
+/// the tunnel's TCP connections on both sides carry keepalive probes.
+#[test]
+fn idle_connections_are_closed_and_all_are_kept_alive() {
+    let pki = Pki::new();
+    let echo = echo_target();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{echo}"));
+    args.extend(["--idle-timeout-secs".to_owned(), "2".to_owned()]);
+    let tunnel = Tunnel::start(&strs(&args));
+    let mut busy = Session::open(&listen, &pki);
+    let mut idle = Session::open(&listen, &pki);
+    assert_eq!(busy.echo("hello"), "hello");
+    assert_eq!(idle.echo("hello"), "hello");
+
+    let sockets = |filter: String| {
+        let output = Command::new("ss")
+            .args(["-tnoH", "state", "established", &filter])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // ss shows the timer that runs: a retransmission's while data is
+    // unacknowledged, the keepalive's once the socket is quiet.
+    for side in [
+        format!("( sport = :{port} )"),
+        format!("( dport = :{echo} )"),
+    ] {
+        wait_until("keepalive on the tunnel's sockets", || {
+            let lines = sockets(side.clone());
+            lines.lines().count() == 2
+                && lines.lines().all(|line| line.contains("timer:(keepalive"))
+        });
+    }
+
+    for i in 0..8 {
+        let line = format!("still here {i}");
+        assert_eq!(busy.echo(&line), line);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_until("openssl sees the idle connection end", || {
+        idle.child.try_wait().unwrap().is_some()
+    });
+    let mut rest = String::new();
+    assert_eq!(idle.output.read_line(&mut rest).unwrap(), 0, "{rest}");
+    assert_eq!(
+        tunnel.series("fipsguard_tunnel_idle_closed_total{tunnel=\"tunnel\"}"),
+        1.0
+    );
+    assert_eq!(busy.echo("last"), "last");
+}
+
 /// A reload asked for the moment the tunnel says it listens (by a
 /// supervisor, say) reloads it: it neither ends the process nor is lost.
 /// Many tunnels in one file, so that the first says it listens well
