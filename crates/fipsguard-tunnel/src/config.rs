@@ -106,6 +106,7 @@ fn default_name() -> String {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+const MAX_IDLE_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
 const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 fn default_handshake_timeout() -> u64 {
@@ -192,6 +193,9 @@ impl TunnelConfig {
         let refuse = |why: &str| Err(format!("tunnel {name:?}: {why}"));
         if self.handshake_timeout_secs == 0 {
             return refuse("handshake_timeout_secs must be at least 1");
+        }
+        if self.idle_timeout_secs > MAX_IDLE_TIMEOUT_SECS {
+            return refuse("idle_timeout_secs must be at most 2,592,000 (30 days; 0 for none)");
         }
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return refuse("max_connections must be 1 to 1,000,000");

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread;
@@ -385,8 +385,10 @@ impl Connection {
     /// close_notify, a reset), or shutdown cuts the connection, both are
     /// reset rather than closed, so neither end mistakes a truncated
     /// stream for a complete one. A connection idle both ways for the
-    /// tunnel's idle timeout is closed in order on both sides: nothing is
-    /// in flight to be cut.
+    /// tunnel's idle timeout is closed in order on both sides, as nothing
+    /// is in flight; but one whose data waits all that time for a
+    /// receiver that does not take it is reset, since closing it in order
+    /// would pass off what was held back as the end of the stream.
     async fn forward(&self, outside: impl Stream, inside: impl Stream) {
         let name = &self.config.name;
         let activity = Activity::new();
@@ -403,8 +405,15 @@ impl Connection {
             Ok(_) = cut.wait_for(|cut| *cut) => Err("cut at the drain timeout".to_owned()),
             limit = activity.idle_for(self.config.idle_timeout()) => Ok(Ended::Idle(limit)),
         };
-        match ended {
-            Ok(Ended::Closed) => {}
+        let ended = match ended {
+            Ok(Ended::Idle(limit)) if activity.writes_waiting() => Err(format!(
+                "no progress for {} s: data waits for a receiver that does not take it",
+                limit.as_secs()
+            )),
+            other => other,
+        };
+        let abrupt = match ended {
+            Ok(Ended::Closed) => None,
             Ok(Ended::Idle(limit)) => {
                 tracing::debug!(tunnel = %name, peer = %self.peer, idle_secs = limit.as_secs(), "connection idle: closing both sides");
                 metrics::idle_closed(name);
@@ -412,13 +421,17 @@ impl Connection {
                     let _ = outside.shutdown().await;
                     let _ = inside.shutdown().await;
                 };
-                let _ = timeout(CUT_GRACE, close).await;
+                timeout(CUT_GRACE, close)
+                    .await
+                    .err()
+                    .map(|_| "an idle connection's close did not complete".to_owned())
             }
-            Err(why) => {
-                tracing::debug!(tunnel = %name, peer = %self.peer, error = %why, "connection ended abruptly: resetting both sides");
-                outside.inner.reset_on_close();
-                inside.inner.reset_on_close();
-            }
+            Err(why) => Some(why),
+        };
+        if let Some(why) = abrupt {
+            tracing::debug!(tunnel = %name, peer = %self.peer, error = %why, "connection ended abruptly: resetting both sides");
+            outside.inner.reset_on_close();
+            inside.inner.reset_on_close();
         }
     }
 }
@@ -513,11 +526,13 @@ fn keep_alive(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&KEEPALIVE);
 }
 
-/// When a connection last moved a byte, either way.
+/// When a connection last moved a byte, either way, and whether data
+/// waits for a receiver to take it.
 #[derive(Clone)]
 struct Activity {
     opened: Instant,
     last_millis: Arc<AtomicU64>,
+    waiting_writes: Arc<AtomicUsize>,
 }
 
 impl Activity {
@@ -525,7 +540,12 @@ impl Activity {
         Self {
             opened: Instant::now(),
             last_millis: Arc::default(),
+            waiting_writes: Arc::default(),
         }
+    }
+
+    fn writes_waiting(&self) -> bool {
+        self.waiting_writes.load(Ordering::Relaxed) > 0
     }
 
     fn touch(&self) {
@@ -545,17 +565,22 @@ impl Activity {
             if last.elapsed() >= limit {
                 return limit;
             }
-            tokio::time::sleep_until(last + limit).await;
+            match last.checked_add(limit) {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
         }
     }
 }
 
-/// A stream whose reads add to a byte counter and mark the connection
-/// active.
+/// A stream whose reads add to a byte counter, and whose reads and
+/// writes mark the connection active.
 struct Counted<S> {
     inner: S,
     counter: ::metrics::Counter,
     activity: Activity,
+    /// This side's write (or flush) is waiting for its receiver.
+    write_waiting: bool,
 }
 
 impl<S> Counted<S> {
@@ -564,7 +589,24 @@ impl<S> Counted<S> {
             inner,
             counter: metrics::bytes_counter(tunnel, direction),
             activity: activity.clone(),
+            write_waiting: false,
         }
+    }
+
+    /// Notes a write or flush: done is progress, pending is data waiting.
+    fn track<T>(&mut self, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let waiting = polled.is_pending();
+        if waiting != self.write_waiting {
+            self.write_waiting = waiting;
+            match waiting {
+                true => self.activity.waiting_writes.fetch_add(1, Ordering::Relaxed),
+                false => self.activity.waiting_writes.fetch_sub(1, Ordering::Relaxed),
+            };
+        }
+        if !waiting {
+            self.activity.touch();
+        }
+        polled
     }
 }
 
@@ -591,11 +633,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.track(polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.track(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

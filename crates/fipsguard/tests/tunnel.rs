@@ -404,6 +404,11 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
             "0",
             "handshake_timeout_secs must be at least 1",
         ),
+        (
+            "--idle-timeout-secs",
+            "2592001",
+            "idle_timeout_secs must be at most 2,592,000",
+        ),
     ] {
         let mut args = server_args(&pki, &listen, "127.0.0.1:1");
         args.extend([flag.to_owned(), value.to_owned()]);
@@ -795,13 +800,15 @@ fn idle_connections_are_closed_and_all_are_kept_alive() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{echo}"));
-    args.extend(["--idle-timeout-secs".to_owned(), "2".to_owned()]);
+    args.extend(["--idle-timeout-secs".to_owned(), "4".to_owned()]);
     let tunnel = Tunnel::start(&strs(&args));
     let mut busy = Session::open(&listen, &pki);
     let mut idle = Session::open(&listen, &pki);
     assert_eq!(busy.echo("hello"), "hello");
     assert_eq!(idle.echo("hello"), "hello");
 
+    // ss shows the timer that runs: a retransmission's while data is
+    // unacknowledged, the keepalive's once the socket is quiet.
     let sockets = |filter: String| {
         let output = Command::new("ss")
             .args(["-tnoH", "state", "established", &filter])
@@ -809,8 +816,6 @@ fn idle_connections_are_closed_and_all_are_kept_alive() {
             .unwrap();
         String::from_utf8(output.stdout).unwrap()
     };
-    // ss shows the timer that runs: a retransmission's while data is
-    // unacknowledged, the keepalive's once the socket is quiet.
     for side in [
         format!("( sport = :{port} )"),
         format!("( dport = :{echo} )"),
@@ -822,7 +827,7 @@ fn idle_connections_are_closed_and_all_are_kept_alive() {
         });
     }
 
-    for i in 0..8 {
+    for i in 0..12 {
         let line = format!("still here {i}");
         assert_eq!(busy.echo(&line), line);
         std::thread::sleep(Duration::from_millis(500));
@@ -837,6 +842,52 @@ fn idle_connections_are_closed_and_all_are_kept_alive() {
         1.0
     );
     assert_eq!(busy.echo("last"), "last");
+}
+
+/// Data held up all through the idle timeout by a target that does not
+/// read is not passed off as a finished stream: the connection is reset,
+/// not closed in order, and not counted as idle.
+#[test]
+fn a_stalled_receiver_is_reset_not_closed_as_idle() {
+    let pki = Pki::new();
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{target_port}"));
+    args.extend(["--idle-timeout-secs".to_owned(), "2".to_owned()]);
+    let tunnel = Tunnel::start(&strs(&args));
+    let session = Session::open(&listen, &pki);
+    let (held, _) = target.accept().unwrap(); // and never read
+    let mut input = std::fs::File::from(
+        std::os::fd::AsFd::as_fd(&session.input)
+            .try_clone_to_owned()
+            .unwrap(),
+    );
+    let block = vec![b'x'; 64 << 10];
+    let mut sent = 0usize;
+    // Until the buffers between here and the target are full; the write
+    // fails once openssl is gone.
+    let writer = std::thread::scope(|scope| {
+        let sending = scope.spawn(|| {
+            while input.write_all(&block).is_ok() {
+                sent += block.len();
+            }
+        });
+        wait_until("the stalled connection is reset", || {
+            tunnel
+                .log()
+                .contains("data waits for a receiver that does not take it")
+        });
+        drop(session);
+        sending.join()
+    });
+    writer.unwrap();
+    assert!(sent > 0);
+    assert_eq!(
+        tunnel.series("fipsguard_tunnel_idle_closed_total{tunnel=\"tunnel\"}"),
+        0.0
+    );
+    drop(held);
 }
 
 /// A reload asked for the moment the tunnel says it listens (by a
