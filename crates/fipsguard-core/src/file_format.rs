@@ -391,11 +391,15 @@ where
             for block in blocks.iter() {
                 let (block, last) = block?;
                 // A writer that failed has hung up; its error is the one to report.
-                if tx.send(transform(block, last)?).is_err() {
-                    break;
+                if tx.send(transform(block, last)?).is_err() || last {
+                    return Ok(());
                 }
             }
-            Ok(())
+            // The reader ends with the last block or an error; anything
+            // else (it panicked) must not pass for a complete input.
+            Err(FileError::Truncated(
+                "the input's reader stopped before its end",
+            ))
         })();
         drop(tx);
         drop(blocks);
@@ -490,4 +494,37 @@ where
             })
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pipeline, FileError, Piece};
+    use std::io::Read;
+
+    /// Gives one block's worth of bytes, then panics.
+    struct Breaks(usize);
+
+    impl Read for Breaks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            assert!(self.0 > 0, "a reader that breaks");
+            let n = self.0.min(buf.len());
+            buf[..n].fill(1);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_reader_that_breaks_is_not_taken_for_the_end_of_the_input() {
+        let copy = |body: Vec<u8>, _last| {
+            Ok(Piece {
+                range: 0..body.len(),
+                body,
+            })
+        };
+        let result = pipeline(Breaks(16), Vec::new(), 16, (0, 0), copy);
+        assert!(matches!(result, Err(FileError::Truncated(_))), "{result:?}");
+        let whole = pipeline(&b"0123456789abcdef0123"[..], Vec::new(), 16, (0, 0), copy);
+        assert_eq!(whole.unwrap(), b"0123456789abcdef0123");
+    }
 }
