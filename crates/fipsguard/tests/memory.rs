@@ -2,11 +2,11 @@
 //! memory once the requests are answered: the server's writable memory is
 //! read through /proc and searched for every secret it was sent or made.
 //!
-//! What is searched for is what the server itself owns: a plaintext sent
-//! to encrypt, once decoded, and the data keys and random bytes it makes,
-//! decoded or as the base64 of its answers. (The base64 of a plaintext
-//! sent to encrypt also sits in hyper's and rustls' receive buffers, which
-//! the server does not own; that copy is not searched for.)
+//! What is searched for is what the server decodes or answers: a
+//! plaintext sent to encrypt, once decoded, and the data keys and random
+//! bytes it makes, decoded or as the base64 of its answers. (The base64 of
+//! a plaintext sent to encrypt is the request's text, which stays in the
+//! receive buffers: docs/module.md, "Key material"; it is not searched for.)
 
 mod common;
 

@@ -117,8 +117,9 @@ impl DecodeInto for SecretBytes {
     }
 }
 
-/// Bytes decoded straight from the JSON text: no owned copy of the base64
-/// (of a plaintext, say) is made and left behind unwiped.
+/// Bytes decoded straight from the JSON text (serde_json hands over the
+/// request's own text when the string holds no escapes, as base64 never
+/// needs): no owned copy of the base64 of a plaintext is made here.
 struct Decoded<T>(T);
 
 impl<'de, T: DecodeInto> Deserialize<'de> for Decoded<T> {
