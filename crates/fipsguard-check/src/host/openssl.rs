@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
+
 use super::openssl_conf::{Config, Entry, DEFAULT_SECTION};
 use super::root::{Root, Unreadable};
 use super::{Host, Rule};
@@ -381,29 +383,48 @@ fn output_within(command: &mut Command, limit: Duration) -> std::io::Result<Opti
         .spawn()?;
     let stdout = read_on_thread(child.stdout.take());
     let stderr = read_on_thread(child.stderr.take());
-    let finished = finish_by(&mut child, deadline).map(|status| {
-        let status = status?;
-        let left = || deadline.saturating_duration_since(Instant::now());
-        let stdout = stdout.recv_timeout(left()).ok()?;
-        let stderr = stderr.recv_timeout(left()).ok()?;
-        Some(Output {
-            status,
-            stdout,
-            stderr,
-        })
-    });
-    if !matches!(finished, Ok(Some(_))) {
-        let group = rustix::process::Pid::from_child(&child);
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        // Reaped if it dies at once; one stuck in a driver call is left
-        // behind rather than waited for.
-        let _ = finish_by(&mut child, Instant::now() + Duration::from_secs(1));
+    // The child is reaped only after its group is killed: until then its
+    // pid, the group's id, cannot pass to another process.
+    let group = Pid::from_child(&child);
+    let ended = ended_by(group, deadline);
+    let output = match ended {
+        Ok(true) => {
+            let left = || deadline.saturating_duration_since(Instant::now());
+            let stdout = stdout.recv_timeout(left()).ok();
+            stdout.zip(stderr.recv_timeout(left()).ok())
+        }
+        _ => None,
+    };
+    if output.is_none() {
+        let _ = kill_process_group(group, Signal::KILL);
     }
-    finished
+    // One stuck in a driver call is left behind rather than waited for.
+    let status = reaped_by(&mut child, Instant::now() + Duration::from_secs(1))?;
+    ended?;
+    Ok(output.zip(status).map(|((stdout, stderr), status)| Output {
+        status,
+        stdout,
+        stderr,
+    }))
 }
 
-/// The exit status of `child`, or `None` if it is still running at `deadline`.
-fn finish_by(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+/// Whether child `pid` has ended by `deadline`; it is left unreaped.
+fn ended_by(pid: Pid, deadline: Instant) -> std::io::Result<bool> {
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    loop {
+        if waitid(WaitId::Pid(pid), options)?.is_some() {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The exit status of `child`, reaped, or `None` if it is still running
+/// at `deadline`.
+fn reaped_by(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
