@@ -899,11 +899,11 @@ fn a_sighup_on_the_listening_line_reloads_the_tunnel() {
     let pki = Pki::new();
     let echo = echo_target();
     let config = pki.path("tunnels.toml");
+    // Port 0: thirty ports picked ahead could be taken meanwhile.
     let tunnels: String = (0..30)
         .map(|i| {
             format!(
-                "[[tunnel]]\nname = \"t{i}\"\nmode = \"server\"\nlisten = \"127.0.0.1:{}\"\ntarget = \"127.0.0.1:{echo}\"\ncert = {:?}\nkey = {:?}\n",
-                free_port(),
+                "[[tunnel]]\nname = \"t{i}\"\nmode = \"server\"\nlisten = \"127.0.0.1:0\"\ntarget = \"127.0.0.1:{echo}\"\ncert = {:?}\nkey = {:?}\n",
                 pki.path_str("server.pem"),
                 pki.path_str("server.key"),
             )
@@ -940,7 +940,7 @@ fn a_sighup_on_the_listening_line_reloads_the_tunnel() {
             .success());
         wait_until("the SIGHUP reload", || {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("SIGHUP ended the tunnel ({status})");
+                panic!("SIGHUP ended the tunnel ({status}): {}", log.lock().unwrap());
             }
             log.lock().unwrap().contains("why=\"SIGHUP\"")
         });
