@@ -1,5 +1,6 @@
-//! Crypto in native code: the libraries a binary loads from the host, and
-//! the C libraries compiled into it (AWS-LC, BoringSSL, OpenSSL, ring).
+//! Crypto in native code: the libraries a binary loads from the host, the
+//! C libraries compiled into it (AWS-LC, BoringSSL, OpenSSL, ring), and
+//! Rust crates that implement primitives themselves.
 
 use super::elf::Facts;
 use super::go;
@@ -37,6 +38,57 @@ const MODULE_STRINGS: [&str; 2] = [
 /// Names of OpenSSL's own implementations, compiled in with its libcrypto.
 const OPENSSL_MARKERS: [&str; 2] = ["Default Provider", "PKCS#1 RSA"];
 
+/// Rust crates that implement cryptographic primitives in Rust (RustCrypto,
+/// dalek, rand's ChaCha generator, orion): none is a validated module. As
+/// `(package, library)`: the package names source paths, the library
+/// (`-` as `_`, or renamed) names symbols.
+const RUST_CRYPTO_CRATES: [(&str, &str); 44] = [
+    ("aes", "aes"),
+    ("aes-gcm", "aes_gcm"),
+    ("aes-gcm-siv", "aes_gcm_siv"),
+    ("aes-siv", "aes_siv"),
+    ("aes-kw", "aes_kw"),
+    ("ccm", "ccm"),
+    ("ctr", "ctr"),
+    ("cbc", "cbc"),
+    ("xts-mode", "xts_mode"),
+    ("des", "des"),
+    ("rc4", "rc4"),
+    ("chacha20", "chacha20"),
+    ("chacha20poly1305", "chacha20poly1305"),
+    ("xsalsa20poly1305", "xsalsa20poly1305"),
+    ("poly1305", "poly1305"),
+    ("salsa20", "salsa20"),
+    ("ghash", "ghash"),
+    ("polyval", "polyval"),
+    ("sha1", "sha1"),
+    ("sha-1", "sha1"),
+    ("sha2", "sha2"),
+    ("sha3", "sha3"),
+    ("md-5", "md5"),
+    ("md4", "md4"),
+    ("ripemd", "ripemd"),
+    ("blake2", "blake2"),
+    ("blake3", "blake3"),
+    ("hmac", "hmac"),
+    ("hkdf", "hkdf"),
+    ("pbkdf2", "pbkdf2"),
+    ("scrypt", "scrypt"),
+    ("argon2", "argon2"),
+    ("p256", "p256"),
+    ("p384", "p384"),
+    ("p521", "p521"),
+    ("k256", "k256"),
+    ("ecdsa", "ecdsa"),
+    ("ed25519-dalek", "ed25519_dalek"),
+    ("x25519-dalek", "x25519_dalek"),
+    ("curve25519-dalek", "curve25519_dalek"),
+    ("rsa", "rsa"),
+    ("ml-kem", "ml_kem"),
+    ("rand_chacha", "rand_chacha"),
+    ("orion", "orion"),
+];
+
 /// Every kind of crypto the binary carries or loads, plus the Go build info
 /// finding when it is a Go binary.
 pub(super) fn components(facts: &Facts<'_>) -> (Vec<Component>, Option<Finding>) {
@@ -50,6 +102,7 @@ pub(super) fn components(facts: &Facts<'_>) -> (Vec<Component>, Option<Finding>)
         aws_lc_plain(facts, &aws_lc),
         openssl_built_in(facts, &openssl),
         ring(facts),
+        rust_crypto(facts),
     ]
     .into_iter()
     .flatten()
@@ -368,6 +421,71 @@ fn ring(facts: &Facts<'_>) -> Option<Component> {
     Some(Component::new(finding, evidence, format!("ring {version}")))
 }
 
+/// Rust crates that implement primitives, by their symbols or, in a
+/// stripped binary, by their source paths in panic messages
+/// (`…/sha2-0.10.9/src/…`). A warning, not a failure: such a crate may serve
+/// no security function (a checksum, a cache key), which a reviewer decides.
+fn rust_crypto(facts: &Facts<'_>) -> Option<Component> {
+    let mut evidence = EvidenceSet::default();
+    let mut names = Vec::new();
+    let mut libraries = Vec::new();
+    for (package, library) in RUST_CRYPTO_CRATES {
+        // Two packages of one library (sha-1, sha1) are reported once.
+        let by_symbol = match libraries.contains(&library) {
+            true => None,
+            false => facts.rust_crates.get(library),
+        };
+        let by_path = crate_source_path(facts.bytes, package);
+        if let Some(symbol) = by_symbol {
+            evidence.push(format!("symbols of crate {library}, e.g. {symbol}"));
+        }
+        if let Some(path) = &by_path {
+            evidence.push(format!("source path \"{path}\" (a panic message)"));
+        }
+        if by_symbol.is_some() || by_path.is_some() {
+            names.push(package);
+            libraries.push(library);
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let finding = Finding::new(
+        "binary.rust-crypto",
+        "Crypto implemented in Rust crates, not a validated module",
+        Status::Warn,
+    )
+    .remediation(
+        "A crate that protects data or authenticates (encryption, signatures, password hashing, \
+         a TLS or SCRAM handshake) must give way to the validated module (aws-lc-rs with its \
+         `fips` feature) or leave the dependency tree (`cargo tree -i CRATE`); one that serves \
+         no security function (a checksum, a cache key) may stay, documented as such.",
+    );
+    let label = format!(
+        "Rust crypto crates {} (not a validated module)",
+        names.join(", ")
+    );
+    Some(Component::new(finding, evidence, label))
+}
+
+/// `<package>-<version>/src/` in the file, as a panic message's location
+/// carries it: the path from the package's directory on.
+fn crate_source_path(bytes: &[u8], package: &str) -> Option<String> {
+    let needle = format!("/{package}-");
+    memchr::memmem::find_iter(bytes, needle.as_bytes()).find_map(|at| {
+        let rest = &bytes[at + needle.len()..];
+        let version_len = rest
+            .iter()
+            .take(64)
+            .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+')
+            .count();
+        let version = std::str::from_utf8(&rest[..version_len]).ok()?;
+        let starts_as_version = version.starts_with(|c: char| c.is_ascii_digit());
+        (starts_as_version && rest[version_len..].starts_with(b"/src/"))
+            .then(|| format!("{package}-{version}/src/"))
+    })
+}
+
 /// Rust `-sys` crates prefix their C symbols with the crate version, e.g.
 /// `aws_lc_fips_0_13_17_FIPS_mode`: the full prefix and the version `0.13.17`.
 fn symbol_crate_prefix(facts: &Facts<'_>, prefix: &str) -> Option<(String, String)> {
@@ -434,6 +552,24 @@ mod tests {
         assert_eq!(host_library("libgcrypt.so.20"), Some("libgcrypt"));
         assert_eq!(host_library("libsslx.so.1"), None);
         assert_eq!(host_library("libc.so.6"), None);
+    }
+
+    #[test]
+    fn crate_sources_are_found_by_package_and_version() {
+        let bytes = b"xx/registry/src/index.crates.io-1949cf8c6b5b557f/sha2-0.10.9/src/sha256.rs\0";
+        assert_eq!(
+            crate_source_path(bytes, "sha2").as_deref(),
+            Some("sha2-0.10.9/src/")
+        );
+        assert_eq!(crate_source_path(bytes, "sha").as_deref(), None);
+        assert_eq!(
+            crate_source_path(b"/aes-gcm-siv-0.11.1/src/", "aes-gcm"),
+            None
+        );
+        assert_eq!(
+            crate_source_path(b"/vendor/aes-0.8.4/src/soft.rs", "aes").as_deref(),
+            Some("aes-0.8.4/src/")
+        );
     }
 
     #[test]

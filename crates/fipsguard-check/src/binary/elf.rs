@@ -1,6 +1,7 @@
 //! The structural facts of an ELF file, read with `object`: what it links
 //! dynamically, the symbols that name crypto libraries, and the Go sections.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -29,6 +30,9 @@ pub(super) struct Facts<'data> {
     /// Defined symbols (static and dynamic) starting with one of
     /// [`SYMBOL_PREFIXES`], sorted and without duplicates.
     symbols: Vec<&'data [u8]>,
+    /// The Rust crates whose code has defined symbols here (mangled names
+    /// carry the crate), each with one of its symbols as an example.
+    pub rust_crates: BTreeMap<&'data str, &'data str>,
     /// The `.go.buildinfo` section.
     pub go_buildinfo: Option<&'data [u8]>,
     /// Go's function name table (`.gopclntab`; inside `.data.rel.ro` in
@@ -45,11 +49,13 @@ impl<'data> Facts<'data> {
             object::File::Elf64(elf) => dynamic_names(elf)?,
             _ => (Vec::new(), None),
         };
+        let (symbols, rust_crates) = defined_symbols(&file);
         Ok(Facts {
             bytes,
             needed,
             soname,
-            symbols: crypto_symbols(&file),
+            symbols,
+            rust_crates,
             go_buildinfo: section(&file, ".go.buildinfo"),
             go_pclntab: section(&file, ".gopclntab"),
         })
@@ -99,21 +105,67 @@ where
     Ok((needed, soname))
 }
 
-fn crypto_symbols<'data>(file: &object::File<'data>) -> Vec<&'data [u8]> {
-    let mut names: Vec<&[u8]> = file
+/// The defined symbols that name crypto libraries, and the Rust crates
+/// that defined symbols belong to.
+fn defined_symbols<'data>(
+    file: &object::File<'data>,
+) -> (Vec<&'data [u8]>, BTreeMap<&'data str, &'data str>) {
+    let mut crypto = Vec::new();
+    let mut rust_crates = BTreeMap::new();
+    let defined = file
         .symbols()
         .chain(file.dynamic_symbols())
         .filter(|symbol| !symbol.is_undefined())
-        .filter_map(|symbol| symbol.name_bytes().ok())
-        .filter(|name| {
-            SYMBOL_PREFIXES
-                .iter()
-                .any(|prefix| name.starts_with(prefix))
-        })
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
+        .filter_map(|symbol| symbol.name_bytes().ok());
+    for name in defined {
+        if SYMBOL_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            crypto.push(name);
+        } else if let Ok(text) = std::str::from_utf8(name) {
+            if let Some(krate) = rust_crate(text) {
+                rust_crates.entry(krate).or_insert(text);
+            }
+        }
+    }
+    crypto.sort_unstable();
+    crypto.dedup();
+    (crypto, rust_crates)
+}
+
+/// The crate of a mangled Rust symbol: the first path segment of the
+/// legacy scheme (`_ZN4sha26sha256...17h0123456789abcdefE`; the hash at the
+/// end tells it from C++), or the crate root of the v0 scheme
+/// (`_RNvCs1a2b_4sha2...`).
+fn rust_crate(symbol: &str) -> Option<&str> {
+    if let Some(path) = symbol.strip_prefix("_ZN") {
+        let hash = path.len().checked_sub(20).and_then(|at| path.get(at..))?;
+        let is_hash = hash.starts_with("17h")
+            && hash.ends_with('E')
+            && hash[3..19].bytes().all(|b| b.is_ascii_hexdigit());
+        return is_hash.then(|| identifier(path)).flatten();
+    }
+    let path = symbol.strip_prefix("_R")?;
+    let root = path.find("Cs")?;
+    let rest = &path[root + 2..];
+    let (disambiguator, rest) = rest.split_once('_')?;
+    disambiguator
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric())
+        .then(|| identifier(rest))
+        .flatten()
+}
+
+/// The length-prefixed identifier at the start of `text` (`4sha2…`).
+fn identifier(text: &str) -> Option<&str> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let len: usize = text[..digits].parse().ok()?;
+    let ident = text.get(digits..digits + len)?;
+    ident
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some(ident)
 }
 
 fn section<'data>(file: &object::File<'data>, name: &str) -> Option<&'data [u8]> {
@@ -137,4 +189,27 @@ pub(super) fn read_if_elf(path: &Path) -> io::Result<Option<Vec<u8>>> {
     bytes.extend_from_slice(&magic);
     file.read_to_end(&mut bytes)?;
     Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rust_crate;
+
+    #[test]
+    fn mangled_rust_symbols_name_their_crate() {
+        assert_eq!(
+            rust_crate("_ZN4sha26sha25612compress25617h0123456789abcdefE"),
+            Some("sha2")
+        );
+        assert_eq!(
+            rust_crate("_ZN7aes_gcm4Aes35encrypt17hfedcba9876543210E"),
+            Some("aes_gcm")
+        );
+        assert_eq!(rust_crate("_RNvCs1a2B_4sha29compress"), Some("sha2"));
+        assert_eq!(rust_crate("_RNvCs_3md54init"), Some("md5"));
+        // C++ names have no Rust hash at the end; C names are not mangled.
+        assert_eq!(rust_crate("_ZN3aes7encryptEPKhPh"), None);
+        assert_eq!(rust_crate("aws_lc_fips_0_13_17_SHA256"), None);
+        assert_eq!(rust_crate("_ZN99short17h0123456789abcdefE"), None);
+    }
 }
