@@ -220,15 +220,15 @@ fn fipsguard_carries_the_validated_module() {
     assert_eq!(report["verdict"], "warn", "{report:#}");
     let summary = report["summary"].as_str().unwrap();
     assert!(
-        summary.ends_with("beside validated module: AWS-LC FIPS 3.6.0 (static)"),
+        summary.contains(" beside validated module: AWS-LC FIPS "),
         "{summary}"
     );
     let rust = finding(&report, "binary.rust-crypto");
     assert_eq!(rust["status"], "warn");
     let lines = evidence(rust);
     for symbols in [
-        "symbols of crate sha2, e.g. _ZN4sha2",
-        "symbols of crate hmac",
+        "symbols of crate sha2, e.g. ",
+        "symbols of crate hmac, e.g. ",
     ] {
         assert!(has_line(&lines, symbols), "{lines:?}");
     }
@@ -253,20 +253,24 @@ fn stripped_fipsguard_is_judged_on_its_strings() {
     let stripped = stripped_copy(Path::new(FIPSGUARD), dir.path());
     let (code, report) = check_one(&stripped);
     assert_eq!(code, 0, "{report:#}");
-    // Rust crates are seen by their panic messages' paths, if any are left.
+    // Rust crates are seen by their panic messages' paths: a debug build
+    // (the one tests run) keeps them for the driver's sha2; an optimized
+    // one may have none left.
     let rust = report["findings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["id"] == "binary.rust-crypto");
-    let expected = if rust.is_some() { "warn" } else { "pass" };
-    assert_eq!(report["verdict"], expected, "{report:#}");
-    if let Some(rust) = rust {
-        let lines = evidence(rust);
+    if cfg!(debug_assertions) {
+        assert_eq!(report["verdict"], "warn", "{report:#}");
+        let lines = evidence(rust.unwrap());
+        assert!(has_line(&lines, "source path \"sha2-"), "{lines:?}");
         assert!(
             lines.iter().all(|l| l.starts_with("source path ")),
-            "{lines:?}"
+            "strip removed the symbols: {lines:?}"
         );
+    } else if rust.is_none() {
+        assert_eq!(report["verdict"], "pass", "{report:#}");
     }
     let lines = evidence(finding(&report, "binary.aws-lc-fips"));
     let symbol_lines = lines

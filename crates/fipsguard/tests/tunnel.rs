@@ -940,7 +940,10 @@ fn a_sighup_on_the_listening_line_reloads_the_tunnel() {
             .success());
         wait_until("the SIGHUP reload", || {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("SIGHUP ended the tunnel ({status}): {}", log.lock().unwrap());
+                panic!(
+                    "SIGHUP ended the tunnel ({status}): {}",
+                    log.lock().unwrap()
+                );
             }
             log.lock().unwrap().contains("why=\"SIGHUP\"")
         });

@@ -41,8 +41,8 @@ const OPENSSL_MARKERS: [&str; 2] = ["Default Provider", "PKCS#1 RSA"];
 /// Rust crates that implement cryptographic primitives in Rust (RustCrypto,
 /// dalek, rand's ChaCha generator, orion): none is a validated module. As
 /// `(package, library)`: the package names source paths, the library
-/// (`-` as `_`, or renamed) names symbols.
-const RUST_CRYPTO_CRATES: [(&str, &str); 44] = [
+/// (`-` as `_`, or renamed) names symbols and the finding's label.
+const RUST_CRYPTO_CRATES: [(&str, &str); 56] = [
     ("aes", "aes"),
     ("aes-gcm", "aes_gcm"),
     ("aes-gcm-siv", "aes_gcm_siv"),
@@ -53,6 +53,7 @@ const RUST_CRYPTO_CRATES: [(&str, &str); 44] = [
     ("cbc", "cbc"),
     ("xts-mode", "xts_mode"),
     ("des", "des"),
+    ("blowfish", "blowfish"),
     ("rc4", "rc4"),
     ("chacha20", "chacha20"),
     ("chacha20poly1305", "chacha20poly1305"),
@@ -63,29 +64,40 @@ const RUST_CRYPTO_CRATES: [(&str, &str); 44] = [
     ("polyval", "polyval"),
     ("sha1", "sha1"),
     ("sha-1", "sha1"),
+    ("sha1_smol", "sha1_smol"),
     ("sha2", "sha2"),
     ("sha3", "sha3"),
+    ("keccak", "keccak"),
+    ("tiny-keccak", "tiny_keccak"),
     ("md-5", "md5"),
+    ("md5", "md5"),
     ("md4", "md4"),
     ("ripemd", "ripemd"),
     ("blake2", "blake2"),
+    ("blake2b_simd", "blake2b_simd"),
+    ("blake2s_simd", "blake2s_simd"),
     ("blake3", "blake3"),
     ("hmac", "hmac"),
     ("hkdf", "hkdf"),
     ("pbkdf2", "pbkdf2"),
     ("scrypt", "scrypt"),
     ("argon2", "argon2"),
+    ("bcrypt", "bcrypt"),
     ("p256", "p256"),
     ("p384", "p384"),
     ("p521", "p521"),
     ("k256", "k256"),
     ("ecdsa", "ecdsa"),
     ("ed25519-dalek", "ed25519_dalek"),
+    ("ed25519-compact", "ed25519_compact"),
     ("x25519-dalek", "x25519_dalek"),
     ("curve25519-dalek", "curve25519_dalek"),
     ("rsa", "rsa"),
     ("ml-kem", "ml_kem"),
+    ("ml-dsa", "ml_dsa"),
+    ("slh-dsa", "slh_dsa"),
     ("rand_chacha", "rand_chacha"),
+    ("rand_hc", "rand_hc"),
     ("orion", "orion"),
 ];
 
@@ -426,28 +438,24 @@ fn ring(facts: &Facts<'_>) -> Option<Component> {
 /// (`…/sha2-0.10.9/src/…`). A warning, not a failure: such a crate may serve
 /// no security function (a checksum, a cache key), which a reviewer decides.
 fn rust_crypto(facts: &Facts<'_>) -> Option<Component> {
+    let paths = crate_source_paths(facts.bytes);
     let mut evidence = EvidenceSet::default();
-    let mut names = Vec::new();
-    let mut libraries = Vec::new();
+    let mut libraries: Vec<&str> = Vec::new();
     for (package, library) in RUST_CRYPTO_CRATES {
-        // Two packages of one library (sha-1, sha1) are reported once.
-        let by_symbol = match libraries.contains(&library) {
-            true => None,
-            false => facts.rust_crates.get(library),
-        };
-        let by_path = crate_source_path(facts.bytes, package);
-        if let Some(symbol) = by_symbol {
+        let by_symbol = facts.rust_crates.get(library);
+        let by_path = paths.get(package);
+        let new = !libraries.contains(&library);
+        if let Some(symbol) = by_symbol.filter(|_| new) {
             evidence.push(format!("symbols of crate {library}, e.g. {symbol}"));
         }
-        if let Some(path) = &by_path {
+        if let Some(path) = by_path {
             evidence.push(format!("source path \"{path}\" (a panic message)"));
         }
-        if by_symbol.is_some() || by_path.is_some() {
-            names.push(package);
+        if new && (by_symbol.is_some() || by_path.is_some()) {
             libraries.push(library);
         }
     }
-    if names.is_empty() {
+    if libraries.is_empty() {
         return None;
     }
     let finding = Finding::new(
@@ -461,28 +469,46 @@ fn rust_crypto(facts: &Facts<'_>) -> Option<Component> {
          `fips` feature) or leave the dependency tree (`cargo tree -i CRATE`); one that serves \
          no security function (a checksum, a cache key) may stay, documented as such.",
     );
-    let label = format!(
-        "Rust crypto crates {} (not a validated module)",
-        names.join(", ")
-    );
+    let label = format!("Rust crates {} (unvalidated crypto)", libraries.join(", "));
     Some(Component::new(finding, evidence, label))
 }
 
-/// `<package>-<version>/src/` in the file, as a panic message's location
-/// carries it: the path from the package's directory on.
-fn crate_source_path(bytes: &[u8], package: &str) -> Option<String> {
-    let needle = format!("/{package}-");
-    memchr::memmem::find_iter(bytes, needle.as_bytes()).find_map(|at| {
-        let rest = &bytes[at + needle.len()..];
-        let version_len = rest
+/// The crypto crates whose `<package>-<version>/src/` a panic message's
+/// location carries, by package: one pass over the file for `/src/`, each
+/// hit read backwards to the start of its directory name.
+fn crate_source_paths(bytes: &[u8]) -> std::collections::BTreeMap<&'static str, String> {
+    let mut found = std::collections::BTreeMap::new();
+    for at in memchr::memmem::find_iter(bytes, b"/src/") {
+        let start = bytes[..at]
             .iter()
-            .take(64)
-            .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+')
+            .rev()
+            .take(MAX_PACKAGE_DIR)
+            .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'))
             .count();
-        let version = std::str::from_utf8(&rest[..version_len]).ok()?;
-        let starts_as_version = version.starts_with(|c: char| c.is_ascii_digit());
-        (starts_as_version && rest[version_len..].starts_with(b"/src/"))
-            .then(|| format!("{package}-{version}/src/"))
+        let Ok(directory) = std::str::from_utf8(&bytes[at - start..at]) else {
+            continue;
+        };
+        if let Some(package) = crypto_package(directory) {
+            found
+                .entry(package)
+                .or_insert_with(|| format!("{directory}/src/"));
+        }
+    }
+    found
+}
+
+/// Longest `<package>-<version>` directory name read.
+const MAX_PACKAGE_DIR: usize = 96;
+
+/// The crypto package a `<package>-<version>` directory name is of.
+fn crypto_package(directory: &str) -> Option<&'static str> {
+    directory.match_indices('-').find_map(|(at, _)| {
+        let (name, version) = (&directory[..at], &directory[at + 1..]);
+        let is_version = version.starts_with(|c: char| c.is_ascii_digit());
+        RUST_CRYPTO_CRATES
+            .iter()
+            .find(|(package, _)| is_version && *package == name)
+            .map(|(package, _)| *package)
     })
 }
 
@@ -556,19 +582,18 @@ mod tests {
 
     #[test]
     fn crate_sources_are_found_by_package_and_version() {
-        let bytes = b"xx/registry/src/index.crates.io-1949cf8c6b5b557f/sha2-0.10.9/src/sha256.rs\0";
+        let bytes = b"xx/registry/src/index.crates.io-1949cf8c6b5b557f/sha2-0.10.9/src/sha256.rs\0\
+            /vendor/aes-gcm-siv-0.11.1/src/lib.rs\0md-5-0.11.0-rc.1/src/lib.rs\
+            /home/me/aes-notes/src/x.rs /x/sha2/src/lib.rs /x/des-tools-1.0/src/";
+        let found = crate_source_paths(bytes);
+        let found: Vec<(&str, &str)> = found.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(
-            crate_source_path(bytes, "sha2").as_deref(),
-            Some("sha2-0.10.9/src/")
-        );
-        assert_eq!(crate_source_path(bytes, "sha").as_deref(), None);
-        assert_eq!(
-            crate_source_path(b"/aes-gcm-siv-0.11.1/src/", "aes-gcm"),
-            None
-        );
-        assert_eq!(
-            crate_source_path(b"/vendor/aes-0.8.4/src/soft.rs", "aes").as_deref(),
-            Some("aes-0.8.4/src/")
+            found,
+            [
+                ("aes-gcm-siv", "aes-gcm-siv-0.11.1/src/"),
+                ("md-5", "md-5-0.11.0-rc.1/src/"),
+                ("sha2", "sha2-0.10.9/src/"),
+            ]
         );
     }
 

@@ -123,6 +123,8 @@ fn defined_symbols<'data>(
             .any(|prefix| name.starts_with(prefix))
         {
             crypto.push(name);
+        } else if !(name.starts_with(b"_ZN") || name.starts_with(b"_R")) {
+            continue;
         } else if let Ok(text) = std::str::from_utf8(name) {
             if let Some(krate) = rust_crate(text) {
                 rust_crates.entry(krate).or_insert(text);
@@ -161,7 +163,7 @@ fn rust_crate(symbol: &str) -> Option<&str> {
 fn identifier(text: &str) -> Option<&str> {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let len: usize = text[..digits].parse().ok()?;
-    let ident = text.get(digits..digits + len)?;
+    let ident = text[digits..].get(..len)?;
     ident
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -211,5 +213,10 @@ mod tests {
         assert_eq!(rust_crate("_ZN3aes7encryptEPKhPh"), None);
         assert_eq!(rust_crate("aws_lc_fips_0_13_17_SHA256"), None);
         assert_eq!(rust_crate("_ZN99short17h0123456789abcdefE"), None);
+        assert_eq!(
+            rust_crate("_ZN18446744073709551615x17h0123456789abcdefE"),
+            None
+        );
+        assert_eq!(rust_crate("_RCs_18446744073709551615x"), None);
     }
 }

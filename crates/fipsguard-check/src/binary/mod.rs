@@ -11,7 +11,7 @@
 //! |---|---|
 //! | pass | the crypto carried is a validated module: AWS-LC FIPS, BoringCrypto (Go+BoringCrypto too, when linked, not merely asked for), the Go Cryptographic Module at a frozen `GOFIPS140` version |
 //! | warn | the module is the host's (shared libcrypto, GnuTLS, NSS, libgcrypt; Go through golang-fips/openssl; static OpenSSL 3, FIPS only through the host's provider), Go's in-tree module (`GOFIPS140=latest`), or Rust crates implementing primitives, whose use a reviewer judges |
-//! | fail | crypto that is not a validated module is carried, alone or beside one: standard Go crypto, non-FIPS AWS-LC or BoringSSL, OpenSSL before 3, ring |
+//! | fail | crypto that is not a validated module is carried, alone or beside one: standard Go crypto, non-FIPS AWS-LC or BoringSSL, OpenSSL before 3, ring (Rust crypto crates warn instead) |
 //! | not-applicable | no crypto was found |
 //! | error | the file could not be read, is malformed, or was named but is not ELF |
 //!
