@@ -405,15 +405,12 @@ impl Connection {
             Ok(_) = cut.wait_for(|cut| *cut) => Err("cut at the drain timeout".to_owned()),
             limit = activity.idle_for(self.config.idle_timeout()) => Ok(Ended::Idle(limit)),
         };
-        let ended = match ended {
-            Ok(Ended::Idle(limit)) if activity.writes_waiting() => Err(format!(
+        let abrupt = match ended {
+            Ok(Ended::Closed) => None,
+            Ok(Ended::Idle(limit)) if activity.writes_waiting() => Some(format!(
                 "no progress for {} s: data waits for a receiver that does not take it",
                 limit.as_secs()
             )),
-            other => other,
-        };
-        let abrupt = match ended {
-            Ok(Ended::Closed) => None,
             Ok(Ended::Idle(limit)) => {
                 tracing::debug!(tunnel = %name, peer = %self.peer, idle_secs = limit.as_secs(), "connection idle: closing both sides");
                 metrics::idle_closed(name);

@@ -411,23 +411,26 @@ fn output_within(command: &mut Command, limit: Duration) -> std::io::Result<Opti
 /// Whether child `pid` has ended by `deadline`; it is left unreaped.
 fn ended_by(pid: Pid, deadline: Instant) -> std::io::Result<bool> {
     let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    loop {
-        if waitid(WaitId::Pid(pid), options)?.is_some() {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let ended = poll_until(deadline, || {
+        Ok(waitid(WaitId::Pid(pid), options)?.map(|_| ()))
+    })?;
+    Ok(ended.is_some())
 }
 
 /// The exit status of `child`, reaped, or `None` if it is still running
 /// at `deadline`.
 fn reaped_by(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    poll_until(deadline, || child.try_wait())
+}
+
+/// Asks `ready` every 10 ms until it answers or `deadline` passes.
+fn poll_until<T>(
+    deadline: Instant,
+    mut ready: impl FnMut() -> std::io::Result<Option<T>>,
+) -> std::io::Result<Option<T>> {
     loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+        if let Some(answer) = ready()? {
+            return Ok(Some(answer));
         }
         if Instant::now() >= deadline {
             return Ok(None);
