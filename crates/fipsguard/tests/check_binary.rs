@@ -1,13 +1,15 @@
 //! `fipsguard check binary` against real binaries: fipsguard itself (with
-//! and without symbols) must pass on its AWS-LC FIPS module; Debian's
-//! `openssl` depends on the host's libcrypto; a Go program fails on standard
-//! Go crypto and passes when built with `GOEXPERIMENT=boringcrypto`; a plain
-//! C program carries no crypto; OpenSSL linked statically is named.
+//! and without symbols) carries its AWS-LC FIPS module and, beside it, the
+//! PostgreSQL driver's Rust crypto crates; Debian's `openssl` depends on the
+//! host's libcrypto; a Go program fails on standard Go crypto and passes
+//! when built with `GOEXPERIMENT=boringcrypto`; plain C, C++ and Rust
+//! programs carry no crypto; OpenSSL linked statically is named; a Rust
+//! crate named like a crypto crate is found by its symbols (legacy and v0
+//! mangling) and, stripped, by its source path.
 //!
-//! The programs are built here with the installed `cc`, `go` and `strip`.
-//! Without them a test is skipped with a message, except under CI, where a
-//! missing tool fails it.
-
+//! The programs are built here with the installed `cc`, `c++`, `rustc`,
+//! `go` and `strip`. Without them a test is skipped with a message, except
+//! under CI, where a missing tool fails it.
 mod scan;
 
 use std::fs;
@@ -87,17 +89,22 @@ fn stripped_copy(original: &Path, into: &Path) -> PathBuf {
     copy
 }
 
-/// The C fixtures: a hello world and a program with OpenSSL's libcrypto
-/// linked statically.
+/// The C and C++ fixtures: a hello world, a program with OpenSSL's
+/// libcrypto linked statically, and a C++ program with functions in
+/// namespaces named like Rust crypto crates.
 struct CPrograms {
     hello: PathBuf,
     static_openssl: PathBuf,
+    cpp_names: PathBuf,
 }
 
 fn c_programs() -> Option<&'static CPrograms> {
     static BUILT: OnceLock<Option<CPrograms>> = OnceLock::new();
     BUILT
-        .get_or_init(|| available("cc", "--version").then(build_c_programs))
+        .get_or_init(|| {
+            let tools = available("cc", "--version") && available("c++", "--version");
+            tools.then(build_c_programs)
+        })
         .as_ref()
 }
 
@@ -109,12 +116,17 @@ int main(void) {\n\
     printf(\"%u\\n\", len);\n\
     return 0;\n\
 }\n";
+const NAMES_CPP: &str = "#include <cstdio>\n\
+namespace sha2 { __attribute__((noinline)) unsigned compress(unsigned s) { return s << 5 | s >> 27; } }\n\
+namespace md5 { __attribute__((noinline)) unsigned init(unsigned s) { return s * 0x67452301u; } }\n\
+int main(int argc, char **) { std::printf(\"%u\\n\", sha2::compress(argc) + md5::init(argc)); }\n";
 
 fn build_c_programs() -> CPrograms {
     let dir = work_dir().join("c");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("hello.c"), HELLO_C).unwrap();
     fs::write(dir.join("sha256.c"), SHA256_C).unwrap();
+    fs::write(dir.join("names.cpp"), NAMES_CPP).unwrap();
     let hello = dir.join("hello");
     run(Command::new("cc")
         .arg("-o")
@@ -132,10 +144,100 @@ fn build_c_programs() -> CPrograms {
             "-lpthread",
             "-ldl",
         ]));
+    let cpp_names = dir.join("names-cpp");
+    run(Command::new("c++")
+        .args(["-O2", "-o"])
+        .arg(&cpp_names)
+        .arg(dir.join("names.cpp")));
     CPrograms {
         hello,
         static_openssl,
+        cpp_names,
     }
+}
+
+/// The Rust fixtures, built with the toolchain that builds fipsguard: a
+/// program on std alone, and one that links a crate named `sha2` (a small
+/// stand-in with the real crate's name and its registry-style source path
+/// `sha2-0.10.9/src/`), with legacy and with v0 symbol mangling.
+struct RustPrograms {
+    plain: PathBuf,
+    sha2_legacy: PathBuf,
+    sha2_v0: PathBuf,
+}
+
+fn rust_programs() -> Option<&'static RustPrograms> {
+    static BUILT: OnceLock<Option<RustPrograms>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| available("rustc", "--version").then(build_rust_programs))
+        .as_ref()
+}
+
+const SHA2_RS: &str = "#[inline(never)]\n\
+pub fn compress(state: &mut [u32; 8], block: &[u8]) {\n\
+    assert_eq!(block.len(), 64, \"a block is 64 bytes\");\n\
+    for (i, word) in block.chunks(4).enumerate() {\n\
+        let word = u32::from_le_bytes(word.try_into().unwrap());\n\
+        state[i % 8] = state[i % 8].rotate_left(5) ^ word;\n\
+    }\n\
+}\n";
+const PLAIN_RS: &str = "use std::collections::HashMap;\n\
+fn main() {\n\
+    let mut seen = HashMap::new();\n\
+    for arg in std::env::args() { *seen.entry(arg).or_insert(0) += 1; }\n\
+    println!(\"{}\", seen.len());\n\
+}\n";
+const WITH_SHA2_RS: &str = "fn main() {\n\
+    let mut state = [0u32; 8];\n\
+    sha2::compress(&mut state, &[std::env::args().count() as u8; 64]);\n\
+    println!(\"{state:?}\");\n\
+}\n";
+
+fn build_rust_programs() -> RustPrograms {
+    let dir = work_dir().join("rust");
+    let sha2 = dir.join("registry").join("sha2-0.10.9").join("src");
+    fs::create_dir_all(&sha2).unwrap();
+    fs::write(sha2.join("lib.rs"), SHA2_RS).unwrap();
+    fs::write(dir.join("plain.rs"), PLAIN_RS).unwrap();
+    fs::write(dir.join("with_sha2.rs"), WITH_SHA2_RS).unwrap();
+    let plain = dir.join("plain");
+    run(rustc(&plain, Mangling::Legacy).arg(dir.join("plain.rs")));
+    let [sha2_legacy, sha2_v0] = [Mangling::Legacy, Mangling::V0].map(|mangling| {
+        let library = dir.join(format!("libsha2-{mangling:?}.rlib"));
+        run(rustc(&library, mangling)
+            .args(["--crate-type", "rlib", "--crate-name", "sha2"])
+            .arg(sha2.join("lib.rs")));
+        let program = dir.join(format!("with-sha2-{mangling:?}"));
+        run(rustc(&program, mangling)
+            .arg("--extern")
+            .arg(format!("sha2={}", library.display()))
+            .arg(dir.join("with_sha2.rs")));
+        program
+    });
+    RustPrograms {
+        plain,
+        sha2_legacy,
+        sha2_v0,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mangling {
+    /// The default (naming it needs unstable options).
+    Legacy,
+    V0,
+}
+
+/// `rustc` for an optimized build with the given symbol mangling.
+fn rustc(output: &Path, mangling: Mangling) -> Command {
+    let mut command = Command::new("rustc");
+    command
+        .args(["--edition", "2021", "-C", "opt-level=2", "-o"])
+        .arg(output);
+    if let Mangling::V0 = mangling {
+        command.arg("-Csymbol-mangling-version=v0");
+    }
+    command
 }
 
 /// The Go fixtures: one program using crypto/sha256 and crypto/tls, built
@@ -394,6 +496,59 @@ fn plain_c_carries_no_crypto() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["verdict"], "not-applicable", "{report:#}");
     assert_eq!(report["summary"], "no crypto");
+}
+
+#[test]
+fn plain_rust_and_cpp_carry_no_crypto() {
+    let Some(rust) = rust_programs() else { return };
+    let Some(c) = c_programs() else { return };
+    // C++ names in namespaces called sha2 and md5 are mangled like Rust's
+    // legacy names but lack their hash: not Rust crates.
+    for program in [&rust.plain, &c.cpp_names] {
+        let (code, report) = check_one(program);
+        assert_eq!(code, 0, "{report:#}");
+        assert_eq!(report["verdict"], "not-applicable", "{report:#}");
+        assert_eq!(report["summary"], "no crypto");
+    }
+}
+
+#[test]
+fn a_rust_crypto_crate_is_named_by_its_symbols_in_either_mangling() {
+    let Some(rust) = rust_programs() else { return };
+    for (program, symbol) in [
+        (&rust.sha2_legacy, "e.g. _ZN4sha28compress17h"),
+        (&rust.sha2_v0, "e.g. _RNvCs"),
+    ] {
+        let (code, report) = check_one(program);
+        assert_eq!(code, 0, "a warning is not a failure: {report:#}");
+        assert_eq!(report["verdict"], "warn", "{report:#}");
+        let lines = evidence(finding(&report, "binary.rust-crypto"));
+        assert!(has_line(&lines, "symbols of crate sha2, "), "{lines:?}");
+        assert!(has_line(&lines, symbol), "{lines:?}");
+        assert!(
+            has_line(&lines, "source path \"sha2-0.10.9/src/\""),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
+fn a_stripped_rust_crypto_crate_is_named_by_its_source_path() {
+    let Some(rust) = rust_programs() else { return };
+    if !available("strip", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = stripped_copy(&rust.sha2_legacy, dir.path());
+    let (code, report) = check_one(&stripped);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "warn", "{report:#}");
+    let lines = evidence(finding(&report, "binary.rust-crypto"));
+    assert_eq!(
+        lines,
+        ["source path \"sha2-0.10.9/src/\" (a panic message)"],
+        "strip removed the symbols"
+    );
 }
 
 #[test]
