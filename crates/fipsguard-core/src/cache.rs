@@ -167,6 +167,23 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         }
     }
 
+    /// How many entries are held now.
+    pub fn len(&self) -> usize {
+        self.entries().lru.len()
+    }
+
+    /// The keys held now.
+    pub fn keys(&self) -> Vec<K>
+    where
+        K: Clone,
+    {
+        self.entries()
+            .lru
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -184,7 +184,8 @@ fn startup_events(
     }
 }
 
-/// Once a minute: carry out due destructions, refresh key gauges.
+/// Once a minute: carry out due destructions, drop the material of keys
+/// destroyed by other nodes, refresh key gauges.
 fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -192,6 +193,13 @@ fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
             tick.tick().await;
             if let Err(e) = state.kms.destroy_due_keys().await {
                 tracing::warn!(error = %e, "scheduled destruction sweep failed");
+            }
+            match state.kms.forget_destroyed_material().await {
+                Ok(0) => {}
+                Ok(keys) => {
+                    tracing::info!(keys, "dropped the material of keys destroyed elsewhere")
+                }
+                Err(e) => tracing::warn!(error = %e, "sweep for keys destroyed elsewhere failed"),
             }
             if let Err(e) = metrics::record_keys(&state.kms).await {
                 tracing::warn!(error = %e, "key inventory for metrics failed");

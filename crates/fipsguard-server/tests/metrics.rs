@@ -97,6 +97,7 @@ async fn metrics_carry_the_service_level_indicators_and_no_names() {
         "fipsguard_module_error_state 0",
         r#"fipsguard_keys{state="active"}"#,
         "fipsguard_keys_rotation_overdue",
+        "fipsguard_key_versions_cached",
         "fipsguard_store_reachable 1",
         "fipsguard_root_key_available 1",
         r#"fipsguard_http_requests_total{route="/v1/keys/{name}/encrypt",status="2xx"}"#,

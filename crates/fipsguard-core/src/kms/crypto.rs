@@ -6,6 +6,7 @@ use fipsguard_crypto::digest::HashAlgorithm;
 use fipsguard_crypto::sign::{verify as verify_message, verify_digest, SignatureScheme};
 use fipsguard_crypto::{random, SecretBytes};
 
+use super::lifecycle::Rotation;
 use super::{key_type_of, Kms};
 use crate::cache::{within_refresh_wait, CachedVersion};
 use crate::ciphertext::{additional_data, Ciphertext};
@@ -472,11 +473,11 @@ impl Kms {
                 if reservation.total >= self.config.rotate_at {
                     // Best effort: if it fails, the next reservation tries again
                     // and the hard limit still holds.
-                    let _ = self.rotate(name, Some(version)).await;
+                    let _ = self.rotate(name, Rotation::AtLimit(version)).await;
                 }
                 return Ok((version, cached));
             }
-            version = self.rotate(name, Some(version)).await?;
+            version = self.rotate(name, Rotation::AtLimit(version)).await?;
         }
         Err(KmsError::EncryptionLimit {
             name: name.to_string(),

@@ -161,14 +161,29 @@ impl Kms {
     /// compromised keys get no new versions.
     pub async fn rotate_key(&self, name: &str) -> Result<KeyMetadata> {
         let name = KeyName::new(name)?;
-        self.rotate(&name, None).await?;
+        self.rotate(&name, Rotation::Requested).await?;
         self.get_key(name.as_str()).await
     }
 
-    /// Adds a version unless the state forbids it or, with `expected_latest`,
-    /// another writer rotated first; returns the key's latest version after.
-    pub(super) async fn rotate(&self, name: &KeyName, expected_latest: Option<u32>) -> Result<u32> {
+    /// Adds a version unless the state forbids it or, for the encryption
+    /// limit, another writer rotated first; returns the key's latest
+    /// version after.
+    pub(super) async fn rotate(&self, name: &KeyName, rotation: Rotation) -> Result<u32> {
         let record = self.fresh_record(name).await?;
+        let expected_latest = match rotation {
+            Rotation::Requested => None,
+            // An encryption's rotation: a node whose cached record still
+            // says active must not give a key deactivated meanwhile a new
+            // version to encrypt under.
+            Rotation::AtLimit(_) if !record.state.may_protect() => {
+                return Err(KmsError::StateForbids {
+                    name: name.to_string(),
+                    state: record.state,
+                    operation: "encrypt",
+                });
+            }
+            Rotation::AtLimit(version) => Some(version),
+        };
         let version = self.new_version(key_type_of(&record)?, self.now())?;
         let added = self
             .store
@@ -461,6 +476,16 @@ impl Kms {
         }
         Err(StoreError::Conflict(format!("key {name:?} kept changing; try again")).into())
     }
+}
+
+/// Why a key gets a new version.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Rotation {
+    /// An officer rotates it.
+    Requested,
+    /// This version's encryptions near or reached the limit; if another
+    /// writer rotated first, its version serves.
+    AtLimit(u32),
 }
 
 /// Why a key is being destroyed.

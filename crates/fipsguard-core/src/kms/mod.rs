@@ -270,6 +270,37 @@ impl Kms {
     fn forget_versions(&self, name: &KeyName) {
         self.versions.forget_where(|(key, _)| key == name.as_str());
     }
+
+    /// Key versions whose material this node holds unwrapped.
+    pub fn cached_versions(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// Drops the material this node holds of keys destroyed since it was
+    /// loaded: a destruction on another node (or by another node's sweep)
+    /// reaches this one only through the store, and a key nobody asks for
+    /// again would otherwise stay in memory until evicted. Each key with
+    /// cached versions is read again; returns how many were destroyed.
+    pub async fn forget_destroyed_material(&self) -> Result<usize> {
+        let names: std::collections::BTreeSet<String> = self
+            .versions
+            .keys()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let mut forgotten = 0;
+        for name in names {
+            let name = KeyName::new(&name)?;
+            match self.reload_record(&name).await {
+                Ok(record) if record.state != KeyState::Destroyed => continue,
+                Ok(_) | Err(KmsError::KeyNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.forget_versions(&name);
+            forgotten += 1;
+        }
+        Ok(forgotten)
+    }
 }
 
 fn key_type_of(record: &KeyRecord) -> Result<KeyType> {
