@@ -13,9 +13,10 @@ pub const MAX_PAIRS: usize = 64;
 /// Longest key or value, in bytes.
 pub const MAX_FIELD_LEN: usize = 256;
 
-/// An encryption context, held sorted so its encoding is canonical.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
+/// An encryption context, held sorted so its encoding is canonical, and
+/// within the limits (made only by [`new`](Self::new)), so every length
+/// fits the encoding's two bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncryptionContext(BTreeMap<String, String>);
 
 impl EncryptionContext {
@@ -53,7 +54,8 @@ impl EncryptionContext {
         let mut out = Vec::new();
         for (key, value) in &self.0 {
             for field in [key, value] {
-                out.extend_from_slice(&(field.len() as u16).to_be_bytes());
+                let len = u16::try_from(field.len()).expect("at most MAX_FIELD_LEN");
+                out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(field.as_bytes());
             }
         }

@@ -119,7 +119,8 @@ impl FileHeader {
         body.extend_from_slice(&self.key_version.to_be_bytes());
         put_field(&mut body, self.wrapped_key.as_bytes(), 2);
         let pairs = self.context.pairs();
-        body.extend_from_slice(&(pairs.len() as u16).to_be_bytes());
+        let count = u16::try_from(pairs.len()).expect("at most MAX_PAIRS");
+        body.extend_from_slice(&count.to_be_bytes());
         for (key, value) in pairs {
             put_field(&mut body, key.as_bytes(), 2);
             put_field(&mut body, value.as_bytes(), 2);
@@ -219,9 +220,12 @@ impl FileHeader {
     }
 }
 
+/// `field` after its length in `len_bytes` bytes; [`FileHeader::check`] and
+/// the context's own limits keep every length within them.
 fn put_field(out: &mut Vec<u8>, field: &[u8], len_bytes: usize) {
-    let len = (field.len() as u16).to_be_bytes();
-    out.extend_from_slice(&len[2 - len_bytes..]);
+    let len = u16::try_from(field.len()).expect("checked before encoding");
+    assert!(len_bytes == 2 || len <= 0xff, "checked before encoding");
+    out.extend_from_slice(&len.to_be_bytes()[2 - len_bytes..]);
     out.extend_from_slice(field);
 }
 
