@@ -220,7 +220,7 @@ impl TokenHasher {
     pub fn split(presented: &str) -> Option<(&str, &str)> {
         let rest = presented.strip_prefix("fgt.")?;
         let (id, secret) = rest.split_once('.')?;
-        let well_formed = id.len() == 16 && id.bytes().all(is_lower_hex) && secret.len() == 43;
+        let well_formed = is_token_id(id) && secret.len() == 43;
         well_formed.then_some((id, secret))
     }
 
@@ -228,6 +228,12 @@ impl TokenHasher {
     pub fn matches(&self, secret: &str, stored: &[u8]) -> Result<bool> {
         Ok(constant_time_eq(&self.0.sign(secret.as_bytes())?, stored))
     }
+}
+
+/// Whether `text` is shaped like a token id (the public part of a token,
+/// between `fgt.` and the secret).
+pub fn is_token_id(text: &str) -> bool {
+    text.len() == 16 && text.bytes().all(is_lower_hex)
 }
 
 /// Ids are issued in lower-case hex; accepting upper case too would give

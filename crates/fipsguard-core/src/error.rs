@@ -11,6 +11,9 @@ pub enum KmsError {
     /// No key has this name.
     #[error("key {0:?} does not exist")]
     KeyNotFound(String),
+    /// No token has this id, or it is revoked already.
+    #[error("no active token has the id {0:?}")]
+    TokenNotFound(String),
     /// A key with this name exists already.
     #[error("key {0:?} already exists")]
     KeyExists(String),
@@ -136,6 +139,7 @@ impl KmsError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::KeyNotFound(_) => "key_not_found",
+            Self::TokenNotFound(_) => "token_not_found",
             Self::KeyExists(_) => "key_exists",
             Self::VersionNotFound { .. } => "version_not_found",
             Self::InvalidRequest(_) => "invalid_request",

@@ -13,7 +13,9 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use fipsguard_audit::{AuditError, AuditLog, Event, Outcome, RequestEvent, Signed, Signer};
+use fipsguard_core::auth::is_token_id;
 use fipsguard_core::kms::{CreateKey, SignInput};
+use fipsguard_core::name::KeyName;
 use fipsguard_core::{KeyType, Kms, KmsError};
 use fipsguard_crypto::sign::SigningKeyType;
 use tokio::runtime::Handle;
@@ -162,12 +164,11 @@ fn describe(
     extensions: &axum::http::Extensions,
     context: &RequestContext,
 ) -> RequestEvent {
-    let path = &context.path;
-    let named = |prefix: &str| {
+    let named = |prefix: &str, valid: fn(&str) -> bool| {
         context
             .route
             .starts_with(prefix)
-            .then(|| path.split('/').nth(3).map(str::to_owned))
+            .then(|| path_parameter(&context.path, valid))
             .flatten()
     };
     let peer = extensions.get::<Peer>();
@@ -176,7 +177,7 @@ fn describe(
         outcome: Outcome::Intent,
         method: method.to_string(),
         route: context.route.clone(),
-        key: named("/v1/keys/{name}"),
+        key: named("/v1/keys/{name}", |name| KeyName::new(name).is_ok()),
         key_version: None,
         actor: None,
         role: None,
@@ -185,8 +186,20 @@ fn describe(
         status: None,
         error: None,
         micros: None,
-        token: named("/v1/tokens/{id}"),
+        token: named("/v1/tokens/{id}", is_token_id),
     }
+}
+
+/// The key name or token id a path names, decoded as the router decodes it
+/// (so `%70ayments` is recorded as `payments`, the key it reaches), and
+/// only if `valid`: anything else (a whole token pasted as an id, kilobytes
+/// of junk) fails the request and stays out of the log.
+fn path_parameter(path: &str, valid: fn(&str) -> bool) -> Option<String> {
+    let segment = path.split('/').nth(3)?;
+    let decoded = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?;
+    valid(&decoded).then(|| decoded.into_owned())
 }
 
 /// The audit layer (inside the request log, so refusals are logged too).

@@ -39,7 +39,9 @@ impl From<KmsError> for ApiError {
     fn from(error: KmsError) -> Self {
         use fipsguard_crypto::Error as Crypto;
         let status = match &error {
-            KmsError::KeyNotFound(_) | KmsError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+            KmsError::KeyNotFound(_)
+            | KmsError::VersionNotFound { .. }
+            | KmsError::TokenNotFound(_) => StatusCode::NOT_FOUND,
             KmsError::KeyExists(_)
             | KmsError::IllegalTransition { .. }
             | KmsError::StateForbids { .. }

@@ -120,6 +120,88 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
     server.stop().await;
 }
 
+/// The records of `route` in the current file.
+fn records_of(server: &TestServer, route: &str) -> Vec<Value> {
+    std::fs::read_to_string(segment(server))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
+        .filter(|r| r["route"] == route)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_log_names_the_key_a_path_reaches_and_nothing_a_path_smuggles() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start().await;
+    server.create_key("payments", "aes256-gcm").await;
+    let grants = [Grant {
+        keys: "payments".into(),
+        operations: vec![Operation::Encrypt],
+    }];
+    let user = server.token("user", &grants).await;
+    let body = json!({ "plaintext": b64(b"x") });
+    // An escaped spelling reaches the key and is recorded by its name.
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys/%70ayments/encrypt",
+            Some(&user),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // Kilobytes of junk as a key name, without a token: refused, not logged.
+    let junk = "j".repeat(8000);
+    let (status, _) = server
+        .call(
+            Method::POST,
+            &format!("/v1/keys/{junk}/encrypt"),
+            None,
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let encrypts = records_of(&server, "/v1/keys/{name}/encrypt");
+    let keys: Vec<&Value> = encrypts.iter().map(|r| &r["key"]).collect();
+    assert_eq!(keys, [&json!("payments"), &Value::Null], "{encrypts:?}");
+
+    // A whole token pasted as the id to revoke: refused without repeating
+    // it, and kept out of the log; the id of no token is not found.
+    let user = server.token("user", &[]).await;
+    let path = format!("/v1/tokens/{user}");
+    let (status, answer) = server
+        .call(Method::DELETE, &path, Some(&server.officer), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(!answer.to_string().contains(&user[21..]), "{answer}");
+    let (status, answer) = server
+        .call(
+            Method::DELETE,
+            "/v1/tokens/0123456789abcdef",
+            Some(&server.officer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["error"]["code"], "token_not_found");
+    let revokes = records_of(&server, "/v1/tokens/{id}");
+    let tokens: Vec<&Value> = revokes.iter().map(|r| &r["token"]).collect();
+    let unknown = json!("0123456789abcdef");
+    assert_eq!(
+        tokens,
+        [&Value::Null, &Value::Null, &unknown, &unknown],
+        "intent and outcome of each: {revokes:?}"
+    );
+    let log = std::fs::read_to_string(segment(&server)).unwrap();
+    assert!(
+        !log.contains(&user[21..]),
+        "a token's secret in the audit log"
+    );
+    assert!(!log.contains(&junk));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn changes_are_recorded_before_and_after_with_their_actor() {
     let _alone = ONE_AT_A_TIME.lock().await;

@@ -133,6 +133,35 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
             "invalid_request",
         ),
         (
+            "a key name that is not UTF-8",
+            raw(
+                Method::POST,
+                "/v1/keys/%FF/encrypt",
+                &json!({ "plaintext": "" }).to_string(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "a query parameter of the wrong type",
+            raw(Method::GET, "/v1/keys?limit=many", "", "application/json")
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "an unknown query parameter",
+            raw(Method::GET, "/v1/keys?colour=red", "", "application/json")
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
             "garbage ciphertext",
             raw(
                 Method::POST,

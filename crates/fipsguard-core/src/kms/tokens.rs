@@ -119,8 +119,14 @@ impl Kms {
     /// Revokes a token; it stops working at once on this node and within
     /// the metadata TTL on others.
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
+        if !crate::auth::is_token_id(id) {
+            // Not repeated: it may be a whole token, pasted by mistake.
+            return Err(KmsError::InvalidRequest(
+                "a token id is the 16 hex characters after \"fgt.\" (not the whole token)".into(),
+            ));
+        }
         if !self.store.revoke_token(id, self.now()).await? {
-            return Err(KmsError::InvalidRequest(format!("no active token {id:?}")));
+            return Err(KmsError::TokenNotFound(id.to_owned()));
         }
         self.token_records.forget(id);
         let record = self

@@ -61,7 +61,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
 /// Drops quoted parts of a parser message: they can hold what the caller
 /// sent, which may be secret and must not travel into logs.
-fn without_quoted(message: &str) -> String {
+pub(crate) fn without_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
     for c in message.chars() {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fipsguard_core::auth::Operation;
@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use super::body::{
     base64, base64_opt, base64_secret, encode, string_field, Base64Secret, Body, SecretJson,
 };
+use super::extract::Path;
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use fipsguard_core::auth::Operation;
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{encode, Body};
+use super::extract::{Path, Query};
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};

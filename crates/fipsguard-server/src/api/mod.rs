@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod crypto;
+pub mod extract;
 pub mod keys;
 pub mod system;
 pub mod tokens;

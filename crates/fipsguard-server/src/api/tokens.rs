@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use fipsguard_core::auth::{Grant, Role};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::Body;
+use super::extract::Path;
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
 use crate::error::ApiResult;
