@@ -156,7 +156,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends version `latest + 1` and makes it the latest, atomically,
     /// unless the key is destroyed or compromised, or (with
-    /// `expected_latest`) its latest version has moved on.
+    /// `expected_latest`, a rotation at the encryption limit) it is not
+    /// active or its latest version has moved on.
     async fn add_version(
         &self,
         name: &str,

@@ -189,18 +189,27 @@ fn startup_events(
 fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // A round that overran starts the next a minute later, not at once.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if let Err(e) = state.kms.destroy_due_keys().await {
                 tracing::warn!(error = %e, "scheduled destruction sweep failed");
             }
-            match state.kms.forget_destroyed_material().await {
-                Ok(0) => {}
-                Ok(keys) => {
-                    tracing::info!(keys, "dropped the material of keys destroyed elsewhere")
-                }
-                Err(e) => tracing::warn!(error = %e, "sweep for keys destroyed elsewhere failed"),
+            let sweep = state.kms.forget_destroyed_material().await;
+            if sweep.forgotten > 0 {
+                tracing::info!(
+                    keys = sweep.forgotten,
+                    "dropped the material of keys destroyed elsewhere"
+                );
             }
+            if sweep.unreadable > 0 {
+                tracing::warn!(
+                    keys = sweep.unreadable,
+                    "keys whose material is held could not be read again; their material is kept"
+                );
+            }
+            metrics::record_cached_versions(&state.kms);
             if let Err(e) = metrics::record_keys(&state.kms).await {
                 tracing::warn!(error = %e, "key inventory for metrics failed");
             }

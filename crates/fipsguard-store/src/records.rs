@@ -14,15 +14,16 @@ pub const VERSION_COLUMNS: &str =
     "version, created_at, wrapped_material, public_key, encryptions_reserved";
 
 /// Why a new version may not be added, if it may not: the key is
-/// destroyed or compromised, or another writer already moved past the
-/// version the caller expected to be latest.
+/// destroyed or compromised, or, for a rotation at the encryption limit
+/// (`expected_latest`), it is no longer active or another writer already
+/// moved past the version the caller expected to be latest.
 pub fn refuse_new_version(
     state: KeyState,
     latest: u32,
     expected_latest: Option<u32>,
 ) -> Option<AddedVersion> {
     let refused = matches!(state, KeyState::Destroyed | KeyState::Compromised)
-        || expected_latest.is_some_and(|expected| expected != latest);
+        || expected_latest.is_some_and(|expected| expected != latest || state != KeyState::Active);
     refused.then_some(AddedVersion::Refused { state, latest })
 }
 

@@ -170,21 +170,11 @@ impl Kms {
     /// version after.
     pub(super) async fn rotate(&self, name: &KeyName, rotation: Rotation) -> Result<u32> {
         let record = self.fresh_record(name).await?;
+        let version = self.new_version(key_type_of(&record)?, self.now())?;
         let expected_latest = match rotation {
             Rotation::Requested => None,
-            // An encryption's rotation: a node whose cached record still
-            // says active must not give a key deactivated meanwhile a new
-            // version to encrypt under.
-            Rotation::AtLimit(_) if !record.state.may_protect() => {
-                return Err(KmsError::StateForbids {
-                    name: name.to_string(),
-                    state: record.state,
-                    operation: "encrypt",
-                });
-            }
             Rotation::AtLimit(version) => Some(version),
         };
-        let version = self.new_version(key_type_of(&record)?, self.now())?;
         let added = self
             .store
             .add_version(name.as_str(), &version, expected_latest)
@@ -195,6 +185,18 @@ impl Kms {
                 Ok(number)
             }
             AddedVersion::NoSuchKey => Err(KmsError::KeyNotFound(name.to_string())),
+            // An encryption's rotation, on a node whose cached record still
+            // said active: the key gets no version to encrypt under (the
+            // store checks the state in the same transaction).
+            AddedVersion::Refused { state, .. }
+                if expected_latest.is_some() && !state.may_protect() =>
+            {
+                Err(KmsError::StateForbids {
+                    name: name.to_string(),
+                    state,
+                    operation: "encrypt",
+                })
+            }
             // Another writer rotated first: its version is as good as ours
             // (and the cached record, which does not have it, is dropped).
             AddedVersion::Refused { state, latest }

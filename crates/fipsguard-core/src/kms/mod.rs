@@ -280,27 +280,40 @@ impl Kms {
     /// loaded: a destruction on another node (or by another node's sweep)
     /// reaches this one only through the store, and a key nobody asks for
     /// again would otherwise stay in memory until evicted. Each key with
-    /// cached versions is read again; returns how many were destroyed.
-    pub async fn forget_destroyed_material(&self) -> Result<usize> {
+    /// cached versions is read again; one that cannot be read is skipped
+    /// (and counted) so that it holds up none of the others.
+    pub async fn forget_destroyed_material(&self) -> MaterialSweep {
         let names: std::collections::BTreeSet<String> = self
             .versions
             .keys()
             .into_iter()
             .map(|(name, _)| name)
             .collect();
-        let mut forgotten = 0;
+        let mut sweep = MaterialSweep::default();
         for name in names {
-            let name = KeyName::new(&name)?;
+            let Ok(name) = KeyName::new(&name) else {
+                continue; // cached only under checked names
+            };
             match self.reload_record(&name).await {
-                Ok(record) if record.state != KeyState::Destroyed => continue,
-                Ok(_) | Err(KmsError::KeyNotFound(_)) => {}
-                Err(e) => return Err(e),
+                Ok(record) if record.state != KeyState::Destroyed => {}
+                Ok(_) | Err(KmsError::KeyNotFound(_)) => {
+                    self.forget_versions(&name);
+                    sweep.forgotten += 1;
+                }
+                Err(_) => sweep.unreadable += 1,
             }
-            self.forget_versions(&name);
-            forgotten += 1;
         }
-        Ok(forgotten)
+        sweep
     }
+}
+
+/// What [`Kms::forget_destroyed_material`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaterialSweep {
+    /// Keys found destroyed whose material was dropped.
+    pub forgotten: usize,
+    /// Keys whose record could not be read (their material is kept).
+    pub unreadable: usize,
 }
 
 fn key_type_of(record: &KeyRecord) -> Result<KeyType> {
