@@ -302,10 +302,13 @@ impl From<AuditError> for ApiError {
             return KmsError::Crypto(cause).into();
         }
         crate::metrics::record_audit_refusal(error.code());
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            error.code(),
-            error.to_string(),
-        )
+        let message = match &error {
+            AuditError::Unavailable(_) => format!(
+                "{}; operations are refused until it can",
+                crate::api::system::AUDIT_FAILURE_ELSEWHERE
+            ),
+            other => other.to_string(),
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.code(), message)
     }
 }
