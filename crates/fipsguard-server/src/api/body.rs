@@ -156,6 +156,17 @@ impl Serialize for Base64Secret {
     }
 }
 
+/// A secret answered as text (a new token), without an unwiped copy.
+pub struct SecretText(pub SecretBytes);
+
+impl Serialize for SecretText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = std::str::from_utf8(self.0.expose_secret())
+            .map_err(|_| serde::ser::Error::custom("a secret text is not UTF-8"))?;
+        serializer.serialize_str(text)
+    }
+}
+
 /// A JSON answer that carries a secret: written into memory that is wiped
 /// when hyper has sent it, and that leaves no copy behind as it grows.
 /// (rustls encrypts in place what it is given; the plaintext copies in

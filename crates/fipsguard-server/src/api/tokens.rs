@@ -11,7 +11,7 @@ use fipsguard_core::TokenInfo;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::Body;
+use super::body::{Body, SecretJson, SecretText};
 use super::extract::Path;
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
@@ -39,7 +39,8 @@ pub struct CreateTokenRequest {
 #[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
     /// The bearer token. It is not stored and cannot be shown again.
-    pub token: String,
+    #[schema(value_type = String)]
+    pub token: SecretText,
     /// What it is.
     #[schema(value_type = Object)]
     pub info: TokenInfo,
@@ -51,7 +52,7 @@ pub async fn create(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Body(r): Body<CreateTokenRequest>,
-) -> ApiResult<(StatusCode, Subject, Json<CreatedToken>)> {
+) -> ApiResult<(StatusCode, Subject, SecretJson<CreatedToken>)> {
     caller.require(Access::Officer)?;
     let role: Role = r.role.parse()?;
     let new = s
@@ -63,12 +64,11 @@ pub async fn create(
             description: r.description,
         })
         .await?;
-    let token = String::from_utf8_lossy(new.token.expose_secret()).into_owned();
     Ok((
         StatusCode::CREATED,
         Subject::token(&new.info.id),
-        Json(CreatedToken {
-            token,
+        SecretJson(CreatedToken {
+            token: SecretText(new.token),
             info: new.info,
         }),
     ))
