@@ -137,9 +137,19 @@ impl IntoResponseParts for Subject {
     }
 }
 
-/// The error code of a refused or failed request, for the audit record.
+/// The error code of a refused or failed request (or of a batch's first
+/// failed item), for the audit record.
 #[derive(Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
+
+impl IntoResponseParts for ErrorCode {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.extensions_mut().insert(self);
+        Ok(res)
+    }
+}
 
 /// Changes to keys and tokens: audited before they are made, and logged at
 /// info even when they succeed.

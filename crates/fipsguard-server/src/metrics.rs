@@ -51,7 +51,14 @@ pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsE
     counter!("fipsguard_crypto_operations_total", "op" => op, "outcome" => outcome).increment(1);
     histogram!("fipsguard_crypto_operation_duration_seconds", "op" => op)
         .record(elapsed.as_secs_f64());
-    let Some(error) = error else { return };
+    if let Some(error) = error {
+        record_failure(error);
+    }
+}
+
+/// Counts a failure in its family (decrypt failures by reason, refusals by
+/// rule, key access errors): of a whole operation, or of one batch item.
+pub fn record_failure(error: &KmsError) {
     match error {
         KmsError::Decrypt(e) => {
             counter!("fipsguard_decrypt_failures_total", "reason" => e.code()).increment(1)

@@ -201,6 +201,49 @@ async fn the_log_names_the_key_a_path_reaches_and_nothing_a_path_smuggles() {
 }
 
 #[tokio::test]
+async fn a_batchs_failed_items_are_counted_and_recorded() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server =
+        TestServer::start_with(|o| o.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    server.create_key("k", "aes256-gcm").await;
+    let grants = [Grant {
+        keys: "k".into(),
+        operations: vec![Operation::Encrypt, Operation::Decrypt],
+    }];
+    let user = server.token("user", &grants).await;
+    let (_, sealed) = encrypt(&server, &user).await;
+    let good = sealed["ciphertext"].as_str().unwrap().to_owned();
+    let mut tampered = good.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let series = "fipsguard_decrypt_failures_total{reason=\"ciphertext_tampered\"}";
+    let before = metric(&plain_metrics(&server).await, series);
+    let items = json!({ "items": [
+        { "ciphertext": good },
+        { "ciphertext": tampered },
+        { "ciphertext": tampered },
+    ] });
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys/k/decrypt/batch",
+            Some(&user),
+            Some(items),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][1]["error"]["code"], "ciphertext_tampered");
+    let after = metric(&plain_metrics(&server).await, series);
+    assert_eq!(after - before, 2.0, "each failed item counts");
+    let records = records_of(&server, "/v1/keys/{name}/decrypt/batch");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["outcome"], "success");
+    assert_eq!(records[0]["error"], "ciphertext_tampered", "{records:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn changes_are_recorded_before_and_after_with_their_actor() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start().await;

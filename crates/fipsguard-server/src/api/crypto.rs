@@ -21,10 +21,10 @@ use super::body::{
     base64, base64_opt, base64_secret, encode, string_field, Base64Secret, Body, SecretJson,
 };
 use super::extract::Path;
-use crate::audit::Subject;
+use crate::audit::{ErrorCode, Subject};
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::metrics::record_operation;
+use crate::metrics::{record_failure, record_operation};
 use crate::state::AppState;
 
 type Context = Option<BTreeMap<String, String>>;
@@ -253,17 +253,27 @@ pub enum BatchItem<T> {
 }
 
 impl<T> BatchResponse<T> {
-    fn new<R>(results: Vec<Result<R, KmsError>>, answer: impl Fn(R) -> T) -> Self {
+    /// The answer, and the first failed item's error code for the audit
+    /// record (each failure is counted in the metrics as a request's is).
+    fn new<R>(
+        results: Vec<Result<R, KmsError>>,
+        answer: impl Fn(R) -> T,
+    ) -> (Option<ErrorCode>, Self) {
+        let mut first_error = None;
         let results = results
             .into_iter()
             .map(|result| match result {
                 Ok(value) => BatchItem::Done(answer(value)),
-                Err(e) => BatchItem::Failed {
-                    error: ApiError::from(e).into(),
-                },
+                Err(e) => {
+                    record_failure(&e);
+                    first_error.get_or_insert(ErrorCode(e.code()));
+                    BatchItem::Failed {
+                        error: ApiError::from(e).into(),
+                    }
+                }
             })
             .collect();
-        Self { results }
+        (first_error, Self { results })
     }
 }
 
@@ -496,7 +506,7 @@ pub async fn encrypt_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<EncryptRequest>>,
-) -> ApiResult<Json<BatchResponse<CiphertextResponse>>> {
+) -> ApiResult<(Option<ErrorCode>, Json<BatchResponse<CiphertextResponse>>)> {
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let items = r
         .items
@@ -504,9 +514,9 @@ pub async fn encrypt_batch(
         .map(|i| Ok((i.plaintext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
     let results = measured("encrypt_batch", s.kms.encrypt_batch(&name, &items)).await?;
-    Ok(Json(BatchResponse::new(results, |ciphertext| {
-        CiphertextResponse { ciphertext }
-    })))
+    let (error, answer) =
+        BatchResponse::new(results, |ciphertext| CiphertextResponse { ciphertext });
+    Ok((error, Json(answer)))
 }
 
 /// Decrypt up to 1000 items (users granted `decrypt`).
@@ -516,7 +526,10 @@ pub async fn decrypt_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<DecryptRequest>>,
-) -> ApiResult<SecretJson<BatchResponse<PlaintextResponse>>> {
+) -> ApiResult<(
+    Option<ErrorCode>,
+    SecretJson<BatchResponse<PlaintextResponse>>,
+)> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
     let items = r
         .items
@@ -524,11 +537,10 @@ pub async fn decrypt_batch(
         .map(|i| Ok((i.ciphertext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
     let results = measured("decrypt_batch", s.kms.decrypt_batch(&name, &items)).await?;
-    Ok(SecretJson(BatchResponse::new(results, |plaintext| {
-        PlaintextResponse {
-            plaintext: Base64Secret(plaintext),
-        }
-    })))
+    let (error, answer) = BatchResponse::new(results, |plaintext| PlaintextResponse {
+        plaintext: Base64Secret(plaintext),
+    });
+    Ok((error, SecretJson(answer)))
 }
 
 /// Sign up to 1000 messages (users granted `sign`).
@@ -538,7 +550,7 @@ pub async fn sign_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<SignRequest>>,
-) -> ApiResult<Json<BatchResponse<SignatureResponse>>> {
+) -> ApiResult<(Option<ErrorCode>, Json<BatchResponse<SignatureResponse>>)> {
     caller.require(Access::Key(Operation::Sign, &name))?;
     let inputs = r
         .items
@@ -553,9 +565,10 @@ pub async fn sign_batch(
     }
     let scheme = scheme(first)?;
     let results = measured("sign_batch", s.kms.sign_batch(&name, &inputs, scheme)).await?;
-    Ok(Json(BatchResponse::new(results, |sig| SignatureResponse {
+    let (error, answer) = BatchResponse::new(results, |sig| SignatureResponse {
         signature: encode(&sig.bytes),
         version: sig.version,
         scheme: sig.scheme.name(),
-    })))
+    });
+    Ok((error, Json(answer)))
 }
