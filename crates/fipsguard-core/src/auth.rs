@@ -209,9 +209,12 @@ impl TokenHasher {
     pub fn issue(&self) -> Result<(SecretBytes, String, Vec<u8>)> {
         let id = crate::hex(&random::bytes(8)?);
         let secret = random::secret(32)?;
-        let encoded = URL_SAFE_NO_PAD.encode(secret.expose_secret());
-        let hash = self.0.sign(encoded.as_bytes())?;
-        let token = SecretBytes::new(format!("fgt.{id}.{encoded}").into_bytes());
+        let encoded = SecretBytes::new(URL_SAFE_NO_PAD.encode(secret.expose_secret()).into_bytes());
+        let hash = self.0.sign(encoded.expose_secret())?;
+        let mut token = Vec::with_capacity(5 + id.len() + encoded.len());
+        token.extend_from_slice(format!("fgt.{id}.").as_bytes());
+        token.extend_from_slice(encoded.expose_secret());
+        let token = SecretBytes::new(token);
         Ok((token, id, hash))
     }
 

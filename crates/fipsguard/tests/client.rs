@@ -250,6 +250,11 @@ fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
         "a listing shows no secret"
     );
     assert_ok(&f.run(&token, &["sign", "--key", "later"], b"release"));
+    // A whole token given as the id is refused without being repeated.
+    let pasted = f.run(&f.setup.officer, &["token", "revoke", &token], b"");
+    assert!(!pasted.status.success());
+    let secret = token.rsplit('.').next().unwrap();
+    assert!(!stderr(&pasted).contains(secret), "{}", stderr(&pasted));
     assert_ok(&f.run(&f.setup.officer, &["token", "revoke", &id], b""));
     let revoked = f.run(&token, &["sign", "--key", "later"], b"release");
     assert_refused(&revoked, "unauthenticated");

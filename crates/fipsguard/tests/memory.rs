@@ -145,10 +145,12 @@ async fn workload(setup: &Setup) -> Vec<Secret> {
         )
         .await;
         let token = created["token"].as_str().unwrap();
+        // Its last 24 characters: a freed copy keeps all but its first
+        // bytes, which the allocator overwrites with a free-list pointer.
         let secret = token.rsplit('.').next().unwrap();
         secrets.push(Secret {
             what: "a new token's secret".into(),
-            bytes: secret.as_bytes().to_vec(),
+            bytes: secret.as_bytes()[secret.len() - 24..].to_vec(),
         });
     }
     secrets

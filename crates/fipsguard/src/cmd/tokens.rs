@@ -66,8 +66,11 @@ pub fn run(args: &Args) -> ExitCode {
         ),
         TokenCommand::List => (HttpMethod::GET, "/v1/tokens".to_owned(), None),
         TokenCommand::Revoke { id } => {
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return super::fail(format!("{id:?} is not a token id (letters and digits)"));
+            if !fipsguard_core::auth::is_token_id(id) {
+                // Not repeated: it may be a whole token, pasted by mistake.
+                return super::fail(
+                    "not a token id: a token id is the 16 hex characters after \"fgt.\" (not the whole token)",
+                );
             }
             (HttpMethod::DELETE, format!("/v1/tokens/{id}"), None)
         }
