@@ -26,7 +26,10 @@ async fn main() {
         listener,
         Arc::new(config),
         app,
-        4096,
+        fipsguard_server::listener::ConnectionLimits {
+            max_connections: 4096,
+            idle_timeout: std::time::Duration::from_secs(75),
+        },
         std::future::pending(),
     )
     .await;

@@ -12,6 +12,7 @@ use fipsguard_crypto::SecretBytes;
 use fipsguard_store::{PostgresStore, SqliteStore};
 use serde::Deserialize;
 
+use crate::listener::ConnectionLimits;
 use crate::ServerOptions;
 
 /// The configuration file.
@@ -27,6 +28,10 @@ pub struct Config {
     /// Most concurrent connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Close a connection with no request in flight after this many
+    /// seconds (`FIPSGUARD_IDLE_TIMEOUT_SECS`).
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
     /// A plain-HTTP listener for `/metrics` without a token (`FIPSGUARD_METRICS_LISTEN`).
     pub metrics_listen: Option<SocketAddr>,
     /// `text` or `json` logs (`FIPSGUARD_LOG_FORMAT`).
@@ -185,6 +190,21 @@ fn default_max_body() -> usize {
 fn default_max_connections() -> usize {
     1024
 }
+fn default_idle_timeout_secs() -> u64 {
+    75
+}
+fn connection_limits(
+    max_connections: usize,
+    idle_timeout_secs: u64,
+) -> Result<ConnectionLimits, String> {
+    if idle_timeout_secs == 0 {
+        return Err("idle_timeout_secs must be at least 1: idle connections would otherwise hold their slots for ever".into());
+    }
+    Ok(ConnectionLimits {
+        max_connections,
+        idle_timeout: Duration::from_secs(idle_timeout_secs),
+    })
+}
 fn default_pool() -> usize {
     16
 }
@@ -237,6 +257,11 @@ impl Config {
         self.store.postgres = var("FIPSGUARD_STORE_POSTGRES").or(self.store.postgres.take());
         self.root_key.file = path("FIPSGUARD_ROOT_KEY_FILE").or(self.root_key.file.take());
         self.audit.dir = path("FIPSGUARD_AUDIT_DIR").or(self.audit.dir.take());
+        if let Some(secs) = var("FIPSGUARD_IDLE_TIMEOUT_SECS") {
+            self.idle_timeout_secs = secs
+                .parse()
+                .map_err(|e| format!("FIPSGUARD_IDLE_TIMEOUT_SECS: {e}"))?;
+        }
         if let Some(secs) = var("FIPSGUARD_SELF_TEST_INTERVAL_SECS") {
             self.self_test.interval_secs = secs
                 .parse()
@@ -282,6 +307,7 @@ impl Config {
 
     /// Everything the server needs.
     pub async fn server_options(&self) -> Result<ServerOptions, String> {
+        let connections = connection_limits(self.max_connections, self.idle_timeout_secs)?;
         let (kms, store_kind) = self.open_kms().await?;
         let identity =
             Identity::from_pem_files(&self.tls.cert, &self.tls.key).map_err(|e| e.to_string())?;
@@ -303,7 +329,7 @@ impl Config {
             identity,
             client_auth,
             max_body_bytes: self.max_body_bytes,
-            max_connections: self.max_connections,
+            connections,
             metrics_listen: self.metrics_listen,
             audit: self.audit.resolve()?,
             config_sha256: self.sha256.clone(),
@@ -353,7 +379,7 @@ pub async fn development(
         identity,
         client_auth: ClientAuth::None,
         max_body_bytes: default_max_body(),
-        max_connections: default_max_connections(),
+        connections: connection_limits(default_max_connections(), default_idle_timeout_secs())?,
         metrics_listen: None,
         audit: Some(fipsguard_audit::AuditConfig::new(audit_dir.clone())),
         config_sha256: None,

@@ -37,8 +37,8 @@ pub struct ServerOptions {
     pub client_auth: ClientAuth,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
-    /// Most concurrent connections.
-    pub max_connections: usize,
+    /// What clients' connections may hold.
+    pub connections: listener::ConnectionLimits,
     /// A separate plain-HTTP listener for `/metrics` without a token, for
     /// Prometheus on a private network; it keeps answering in the error
     /// state, when token checks (which need the module) are refused.
@@ -126,13 +126,7 @@ pub async fn start(
             () = shutdown_signal => {}
         }
     };
-    let serving = listener::serve(
-        listener,
-        Arc::new(tls),
-        app,
-        options.max_connections,
-        shutdown,
-    );
+    let serving = listener::serve(listener, Arc::new(tls), app, options.connections, shutdown);
     let task = tokio::spawn(async move {
         serving.await;
         background.iter().for_each(JoinHandle::abort);

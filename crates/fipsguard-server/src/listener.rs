@@ -1,24 +1,28 @@
 //! The HTTPS listener: TLS under the shared policy, HTTP/1.1 and HTTP/2,
-//! a cap on connections, a handshake deadline, graceful shutdown.
+//! a cap on connections, deadlines for handshakes, headers and idle
+//! connections, graceful shutdown.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::record_tls_failure;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send a request's headers (slowloris).
+/// How long a client has to send a request's headers (slowloris). For
+/// HTTP/1.1 the clock also runs while a kept-alive connection waits for its
+/// next request, so this is HTTP/1.1's idle deadline too.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most concurrent HTTP/2 streams per connection.
 const MAX_STREAMS: u32 = 128;
@@ -26,18 +30,31 @@ const MAX_STREAMS: u32 = 128;
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Limits on the connections clients hold.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Most concurrent connections; more are closed at once.
+    pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed
+    /// gracefully. HTTP/2 needs it: its clients keep idle connections
+    /// alive with pings, which would otherwise hold a slot for ever.
+    pub idle_timeout: Duration,
+}
+
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then
 /// drains in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<fipsguard_crypto::tls::rustls::ServerConfig>,
     app: Router,
-    max_connections: usize,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Every connection holds a receiver: a send starts their graceful
+    // close, and `closed()` tells when the last one has ended.
+    let (closing, _) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -52,38 +69,20 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             record_tls_failure("connection_limit");
+            let max_connections = limits.max_connections;
             tracing::warn!(%peer, max_connections, "connection refused: at the connection limit");
             continue;
         };
-        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
+        let (acceptor, app, closing) = (acceptor.clone(), app.clone(), closing.subscribe());
         tokio::spawn(async move {
             let _slot = slot;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    let reason = fipsguard_crypto::tls::handshake_failure_reason(&e);
-                    record_tls_failure(reason);
-                    tracing::info!(%peer, reason, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    record_tls_failure("timeout");
-                    return;
-                }
-            };
-            // The peer and its verified client certificate (mTLS), for
-            // authorization, logs and the audit record.
-            let client = Peer::of(peer, tls.get_ref().1.peer_certificates());
-            let service = TowerToHyperService::new(app.layer(axum::Extension(client)));
-            let builder = http_builder();
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve_connection(stream, peer, acceptor, app, limits.idle_timeout, closing).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    // Errors only when no connection is open, which `closed()` sees too.
+    let _ = closing.send(());
+    if tokio::time::timeout(DRAIN_TIMEOUT, closing.closed())
         .await
         .is_err()
     {
@@ -91,8 +90,124 @@ pub async fn serve(
     }
 }
 
+/// One connection: its TLS handshake, then HTTP until the client goes, or
+/// until it is closed gracefully (requests in flight are answered first)
+/// because the server shuts down or it has been idle for `idle_timeout`.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    acceptor: TlsAcceptor,
+    app: Router,
+    idle_timeout: Duration,
+    mut closing: watch::Receiver<()>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let reason = fipsguard_crypto::tls::handshake_failure_reason(&e);
+            record_tls_failure(reason);
+            tracing::info!(%peer, reason, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            record_tls_failure("timeout");
+            return;
+        }
+    };
+    // The peer and its verified client certificate (mTLS), for
+    // authorization, logs and the audit record.
+    let client = Peer::of(peer, tls.get_ref().1.peer_certificates());
+    let app = TowerToHyperService::new(app.layer(axum::Extension(client)));
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |request| {
+            let in_flight = activity.begin();
+            let response = app.call(request);
+            async move {
+                let response = response.await;
+                drop(in_flight);
+                response
+            }
+        })
+    };
+    let builder = http_builder();
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        _ = closing.changed() => None,
+        () = activity.idle_for(idle_timeout) => {
+            tracing::debug!(%peer, "closing an idle connection");
+            None
+        }
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Whether a connection has a request in flight, and since when it has
+/// had none.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// When the last request ended, in milliseconds since `opened`.
+    last_ended: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ended: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let quiet_since = if self.in_flight.load(Ordering::Acquire) > 0 {
+                Instant::now()
+            } else {
+                self.opened + Duration::from_millis(self.last_ended.load(Ordering::Acquire))
+            };
+            let deadline = quiet_since + timeout;
+            if deadline <= Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// A request under way; its end is the connection's latest activity.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let ended = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.last_ended.store(ended, Ordering::Release);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// HTTP/1.1 and HTTP/2 with deadlines: headers must arrive within
-/// `HEADER_TIMEOUT`, idle HTTP/2 connections are pinged and dropped.
+/// `HEADER_TIMEOUT`, and HTTP/2 peers that stop answering pings are dropped.
 fn http_builder() -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder

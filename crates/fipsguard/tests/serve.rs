@@ -182,3 +182,44 @@ fn init_then_serve_from_a_configuration_file() {
     );
     assert!(!events.contains(&token[21..]) && !events.contains(&new_token[21..]));
 }
+
+#[test]
+fn connection_settings_that_would_hold_slots_for_ever_are_refused() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = dir.path().join("fipsguard.toml");
+    let missing = dir.path().join("missing");
+    std::fs::write(
+        &config,
+        format!(
+            "idle_timeout_secs = 0\n[tls]\ncert = {missing:?}\nkey = {missing:?}\n[store]\nsqlite = {missing:?}\n[root_key]\nfile = {missing:?}\n"
+        ),
+    )
+    .unwrap();
+    let serve = |idle_override: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fipsguard"));
+        command.args(["serve", "--config"]).arg(&config);
+        if let Some(secs) = idle_override {
+            command.env("FIPSGUARD_IDLE_TIMEOUT_SECS", secs);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = serve(None);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("idle_timeout_secs must be at least 1"),
+        "refused before the store is opened: {stderr}"
+    );
+    let (code, stderr) = serve(Some("soon"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("FIPSGUARD_IDLE_TIMEOUT_SECS"), "{stderr}");
+    let (code, stderr) = serve(Some("30"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("idle_timeout") && stderr.contains("missing"),
+        "the override replaces the file's 0; the next refusal is the missing store: {stderr}"
+    );
+}
