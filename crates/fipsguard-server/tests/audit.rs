@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{b64, TestServer};
-use fipsguard_core::auth::{Grant, Operation};
+use fipsguard_core::auth::Operation;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -48,14 +48,9 @@ fn metric(text: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let server =
-        TestServer::start_with(|o| o.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let server = TestServer::with_metrics().await;
     server.create_key("k", "aes256-gcm").await;
-    let grants = [Grant {
-        keys: "k".into(),
-        operations: vec![Operation::Encrypt],
-    }];
-    let user = server.token("user", &grants).await;
+    let user = server.user("k", &[Operation::Encrypt]).await;
     assert_eq!(encrypt(&server, &user).await.0, StatusCode::OK);
 
     let file = segment(&server);
@@ -133,11 +128,7 @@ async fn the_log_names_the_key_a_path_reaches_and_nothing_a_path_smuggles() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start().await;
     server.create_key("payments", "aes256-gcm").await;
-    let grants = [Grant {
-        keys: "payments".into(),
-        operations: vec![Operation::Encrypt],
-    }];
-    let user = server.token("user", &grants).await;
+    let user = server.user("payments", &[Operation::Encrypt]).await;
     let body = json!({ "plaintext": b64(b"x") });
     // An escaped spelling reaches the key and is recorded by its name.
     let (status, answer) = server
@@ -203,14 +194,11 @@ async fn the_log_names_the_key_a_path_reaches_and_nothing_a_path_smuggles() {
 #[tokio::test]
 async fn a_batchs_failed_items_are_counted_and_recorded() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let server =
-        TestServer::start_with(|o| o.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let server = TestServer::with_metrics().await;
     server.create_key("k", "aes256-gcm").await;
-    let grants = [Grant {
-        keys: "k".into(),
-        operations: vec![Operation::Encrypt, Operation::Decrypt],
-    }];
-    let user = server.token("user", &grants).await;
+    let user = server
+        .user("k", &[Operation::Encrypt, Operation::Decrypt])
+        .await;
     let (_, sealed) = encrypt(&server, &user).await;
     let good = sealed["ciphertext"].as_str().unwrap().to_owned();
     let mut tampered = good.clone().into_bytes();
@@ -284,11 +272,9 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
 async fn nobody_signs_with_the_audit_key_or_retires_it() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start().await;
-    let grants = [Grant {
-        keys: "*".into(),
-        operations: vec![Operation::Sign, Operation::Verify],
-    }];
-    let user = server.token("user", &grants).await;
+    let user = server
+        .user("*", &[Operation::Sign, Operation::Verify])
+        .await;
     let body = json!({ "message": b64(b"forged checkpoint") });
     let (status, answer) = server
         .call(

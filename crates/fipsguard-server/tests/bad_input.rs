@@ -3,7 +3,7 @@
 mod common;
 
 use common::{b64, TestServer};
-use fipsguard_core::auth::{Grant, Operation};
+use fipsguard_core::auth::Operation;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -11,11 +11,9 @@ use serde_json::json;
 async fn bad_requests_get_clear_errors_and_nothing_breaks() {
     let server = TestServer::start().await;
     server.create_key("data", "aes256-gcm").await;
-    let grants = [Grant {
-        keys: "*".into(),
-        operations: vec![Operation::Encrypt, Operation::Decrypt],
-    }];
-    let user = server.token("user", &grants).await;
+    let user = server
+        .user("*", &[Operation::Encrypt, Operation::Decrypt])
+        .await;
     let url = |path: &str| format!("{}{path}", server.url);
     let raw = |method: Method, path: &str, body: &str, content_type: &str| {
         server
@@ -287,15 +285,7 @@ async fn bodies_over_the_configured_limit_are_refused() {
     })
     .await;
     server.create_key("data", "aes256-gcm").await;
-    let user = server
-        .token(
-            "user",
-            &[Grant {
-                keys: "data".into(),
-                operations: vec![Operation::Encrypt],
-            }],
-        )
-        .await;
+    let user = server.user("data", &[Operation::Encrypt]).await;
     let body = json!({ "plaintext": b64(&[0u8; 8192]) });
     let response = server
         .client
@@ -325,15 +315,7 @@ async fn bodies_over_the_configured_limit_are_refused() {
 async fn shutdown_drains_requests_in_flight() {
     let server = TestServer::start().await;
     server.create_key("slow", "rsa-3072").await;
-    let user = server
-        .token(
-            "user",
-            &[Grant {
-                keys: "slow".into(),
-                operations: vec![Operation::Sign],
-            }],
-        )
-        .await;
+    let user = server.user("slow", &[Operation::Sign]).await;
     let items: Vec<_> = (0..1000)
         .map(|i| json!({ "message": b64(format!("m{i}").as_bytes()) }))
         .collect();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{b64, TestServer};
-use fipsguard_core::auth::{Grant, Operation};
+use fipsguard_core::auth::Operation;
 use fipsguard_crypto::{fault, module};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -18,15 +18,7 @@ async fn a_failed_self_test_stops_service_but_not_health_and_metrics() {
     })
     .await;
     server.create_key("data", "aes256-gcm").await;
-    let user = server
-        .token(
-            "user",
-            &[Grant {
-                keys: "data".into(),
-                operations: vec![Operation::Encrypt],
-            }],
-        )
-        .await;
+    let user = server.user("data", &[Operation::Encrypt]).await;
     let encrypt = || {
         server.call(
             Method::POST,

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::{b64, TestServer};
-use fipsguard_core::auth::{Grant, Operation};
+use fipsguard_core::auth::Operation;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -16,11 +16,12 @@ async fn metrics_carry_the_service_level_indicators_and_no_names() {
     let key = "payroll-secret-name";
     server.create_key(key, "aes256-gcm").await;
     server.create_key("signing-key", "ecdsa-p256").await;
-    let grants = [Grant {
-        keys: "*".into(),
-        operations: vec![Operation::Encrypt, Operation::Decrypt, Operation::Sign],
-    }];
-    let user = server.token("user", &grants).await;
+    let user = server
+        .user(
+            "*",
+            &[Operation::Encrypt, Operation::Decrypt, Operation::Sign],
+        )
+        .await;
     let auditor = server.token("auditor", &[]).await;
     let path = format!("/v1/keys/{key}");
     let (_, sealed) = server

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{b64, TestServer};
-use fipsguard_core::auth::{Grant, Operation};
+use fipsguard_core::auth::Operation;
 use fipsguard_crypto::{fault, module};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -38,15 +38,7 @@ async fn a_periodic_self_test_failure_stops_service_at_once() {
     );
     assert_eq!(module::self_test_runs(), 1);
     server.create_key("data", "aes256-gcm").await;
-    let user = server
-        .token(
-            "user",
-            &[Grant {
-                keys: "data".into(),
-                operations: vec![Operation::Encrypt],
-            }],
-        )
-        .await;
+    let user = server.user("data", &[Operation::Encrypt]).await;
 
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..4 {

@@ -3,73 +3,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 #[test]
 fn init_then_serve_from_a_configuration_file() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let path = |name: &str| dir.path().join(name);
-    common::make_certificate(&path("server.pem"), &path("server.key"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "listen = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[tls]\ncert = {:?}\nkey = {:?}\n[store]\nsqlite = {:?}\n[root_key]\nfile = {:?}\n[audit]\ndir = {:?}\n",
-        path("server.pem"),
-        path("server.key"),
-        path("fipsguard.db"),
-        path("root.key"),
-        path("audit"),
-    );
-    std::fs::write(path("fipsguard.toml"), config).unwrap();
-    let fipsguard = env!("CARGO_BIN_EXE_fipsguard");
-
-    let init = Command::new(fipsguard)
-        .args(["init", "--config"])
-        .arg(path("fipsguard.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let token = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+    let setup = common::Setup::new();
+    let (token, port) = (&setup.officer, setup.port);
     assert!(token.starts_with("fgt."), "{token}");
-    assert!(String::from_utf8_lossy(&init.stderr).contains("created root key file"));
-    let again = Command::new(fipsguard)
+    assert!(setup.init_stderr.contains("created root key file"));
+    let again = Command::new(common::FIPSGUARD)
         .args(["init", "--config"])
-        .arg(path("fipsguard.toml"))
+        .arg(setup.path("fipsguard.toml"))
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(1), "a second init is refused");
 
-    let mut server = Command::new(fipsguard)
-        .args(["serve", "--config"])
-        .arg(path("fipsguard.toml"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A watchdog: if an expected log line never comes, the server dies and
-    // the read below fails instead of hanging the suite.
-    let pid = server.id().to_string();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(60));
-        let _ = Command::new("kill").args(["-KILL", &pid]).status();
-    });
-    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
-    let started = Instant::now();
-    while !log.next().unwrap().unwrap().contains("serving") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the server did not start"
-        );
-    }
+    let server = setup.serve();
     let curl = |path_and_auth: &[&str]| {
         Command::new("curl")
             .args([
@@ -79,7 +28,7 @@ fn init_then_serve_from_a_configuration_file() {
                 &format!("localhost:{port}:127.0.0.1"),
                 "--cacert",
             ])
-            .arg(path("server.pem"))
+            .arg(setup.path("server.pem"))
             .args(path_and_auth)
             .output()
             .unwrap()
@@ -118,15 +67,6 @@ fn init_then_serve_from_a_configuration_file() {
     );
     let answer: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
     let new_token = answer["token"].as_str().unwrap();
-    let line = log.next().unwrap().unwrap();
-    assert!(
-        line.starts_with('{') && line.contains("/v1/tokens") && line.contains(&token[4..20]),
-        "{line}"
-    );
-    assert!(
-        !line.contains(&token[21..]) && !line.contains(&new_token[21..]),
-        "{line}"
-    );
 
     let public_key = curl(&[
         "-H",
@@ -134,34 +74,29 @@ fn init_then_serve_from_a_configuration_file() {
         &format!("https://localhost:{port}/v1/keys/fipsguard-audit/public-key"),
     ]);
     let public_key: serde_json::Value = serde_json::from_slice(&public_key.stdout).unwrap();
-    std::fs::write(path("audit.pem"), public_key["pem"].as_str().unwrap()).unwrap();
-
-    let stopped = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    std::fs::write(setup.path("audit.pem"), public_key["pem"].as_str().unwrap()).unwrap();
+    let log = server.log();
+    server.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"INFO\"") && line.contains("/v1/tokens"))
+        .unwrap_or_else(|| panic!("no info line for the change: {log}"));
     assert!(
-        server.wait().unwrap().success(),
-        "SIGTERM drains and exits cleanly"
+        line.starts_with('{') && line.contains(&token[4..20]),
+        "{line}"
+    );
+    assert!(
+        !log.contains(&token[21..]) && !log.contains(&new_token[21..]),
+        "a token's secret in the log"
     );
 
     // The audit log holds init, startup, every request and the shutdown,
     // verifies with the public key alone, and names tokens only by id.
-    let verify = Command::new(fipsguard)
-        .args(["audit", "verify", "--log"])
-        .arg(path("audit"))
-        .arg("--public-key")
-        .arg(path("audit.pem"))
-        .output()
-        .unwrap();
+    let verify = setup.verify_audit();
     let report = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{report}");
     assert!(report.starts_with("audit log verified"), "{report}");
-    let mut events = String::new();
-    for file in std::fs::read_dir(path("audit")).unwrap() {
-        events.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
-    }
+    let events = setup.audit_text();
     for kind in [
         "init",
         "self_test",

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use fipsguard_core::auth::Grant;
+use fipsguard_core::auth::{Grant, Operation};
 use fipsguard_crypto::tls;
 use fipsguard_server::{config, Running};
 use reqwest::{Method, StatusCode};
@@ -27,6 +27,13 @@ impl TestServer {
     /// A development server on a free loopback port.
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
+    }
+
+    /// A development server that also serves `/metrics` on a plain-HTTP
+    /// loopback listener.
+    pub async fn with_metrics() -> Self {
+        Self::start_with(|options| options.metrics_listen = Some("127.0.0.1:0".parse().unwrap()))
+            .await
     }
 
     /// The same, with options adjusted before it starts.
@@ -89,6 +96,15 @@ impl TestServer {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         created["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A new user token granted `operations` on the keys `keys` matches.
+    pub async fn user(&self, keys: &str, operations: &[Operation]) -> String {
+        let grants = [Grant {
+            keys: keys.into(),
+            operations: operations.to_vec(),
+        }];
+        self.token("user", &grants).await
     }
 
     /// Creates a key as the officer.
