@@ -16,16 +16,22 @@ pub const MAX_LEN: usize = 64;
 impl KeyName {
     /// Validates `name`.
     pub fn new(name: &str) -> Result<Self> {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-        // "." and ".." would be read as path steps in a URL (/v1/keys/..).
-        let path_step = name == "." || name == "..";
-        if name.is_empty() || name.len() > MAX_LEN || !name.chars().all(allowed) || path_step {
+        if !Self::is_valid(name) {
             return Err(KmsError::InvalidRequest(format!(
                 "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . -, not . or .. (got {} characters)",
                 name.chars().count()
             )));
         }
         Ok(Self(name.to_owned()))
+    }
+
+    /// Whether `name` would be accepted by [`new`](Self::new), without
+    /// copying it.
+    pub fn is_valid(name: &str) -> bool {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        // "." and ".." would be read as path steps in a URL (/v1/keys/..).
+        let path_step = name == "." || name == "..";
+        !name.is_empty() && name.len() <= MAX_LEN && name.chars().all(allowed) && !path_step
     }
 
     /// The name as text.

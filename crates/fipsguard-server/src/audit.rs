@@ -187,7 +187,7 @@ fn describe(
         outcome: Outcome::Intent,
         method: method.to_string(),
         route: context.route.clone(),
-        key: named("/v1/keys/{name}", |name| KeyName::new(name).is_ok()),
+        key: named("/v1/keys/{name}", KeyName::is_valid),
         key_version: None,
         actor: None,
         role: None,
