@@ -190,6 +190,7 @@ fn default_max_body() -> usize {
 fn default_max_connections() -> usize {
     1024
 }
+const MAX_IDLE_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 fn default_idle_timeout_secs() -> u64 {
     75
 }
@@ -197,12 +198,13 @@ fn connection_limits(
     max_connections: usize,
     idle_timeout_secs: u64,
 ) -> Result<ConnectionLimits, String> {
-    if idle_timeout_secs == 0 {
-        return Err("idle_timeout_secs must be at least 1: idle connections would otherwise hold their slots for ever".into());
+    if !(1..=MAX_IDLE_TIMEOUT_SECS).contains(&idle_timeout_secs) {
+        return Err(format!("idle_timeout_secs must be 1 to {MAX_IDLE_TIMEOUT_SECS} (a day): idle connections would otherwise hold their slots for ever"));
     }
     Ok(ConnectionLimits {
         max_connections,
         idle_timeout: Duration::from_secs(idle_timeout_secs),
+        body_timeout: crate::listener::BODY_TIMEOUT,
     })
 }
 fn default_pool() -> usize {

@@ -3,11 +3,14 @@
 //! connections, graceful shutdown.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -27,8 +30,11 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most concurrent HTTP/2 streams per connection.
 const MAX_STREAMS: u32 = 128;
 
-/// How long shutdown waits for in-flight requests.
+/// How long a closing connection's requests in flight may take (at
+/// shutdown, or when it is closed for being idle) before it is dropped.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client has, from its request's headers, to send the body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Limits on the connections clients hold.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +45,10 @@ pub struct ConnectionLimits {
     /// gracefully. HTTP/2 needs it: its clients keep idle connections
     /// alive with pings, which would otherwise hold a slot for ever.
     pub idle_timeout: Duration,
+    /// A request whose body has not arrived in full this long after its
+    /// headers fails (408): a body trickled a byte at a time would
+    /// otherwise keep its request, and so its connection, in flight.
+    pub body_timeout: Duration,
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then
@@ -76,7 +86,7 @@ pub async fn serve(
         let (acceptor, app, closing) = (acceptor.clone(), app.clone(), closing.subscribe());
         tokio::spawn(async move {
             let _slot = slot;
-            serve_connection(stream, peer, acceptor, app, limits.idle_timeout, closing).await;
+            serve_connection(stream, peer, acceptor, app, limits, closing).await;
         });
     }
     drop(listener);
@@ -98,7 +108,7 @@ async fn serve_connection(
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     app: Router,
-    idle_timeout: Duration,
+    limits: ConnectionLimits,
     mut closing: watch::Receiver<()>,
 ) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -121,9 +131,10 @@ async fn serve_connection(
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
-        hyper::service::service_fn(move |request| {
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let in_flight = activity.begin();
-            let response = app.call(request);
+            let response =
+                app.call(request.map(|body| BodyDeadline::new(body, limits.body_timeout)));
             async move {
                 let response = response.await;
                 drop(in_flight);
@@ -137,7 +148,7 @@ async fn serve_connection(
     let ended = tokio::select! {
         ended = connection.as_mut() => Some(ended),
         _ = closing.changed() => None,
-        () = activity.idle_for(idle_timeout) => {
+        () = activity.idle_for(limits.idle_timeout) => {
             tracing::debug!(%peer, "closing an idle connection");
             None
         }
@@ -146,7 +157,11 @@ async fn serve_connection(
         Some(ended) => ended,
         None => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            // A client that stops reading its answers must not hold the
+            // connection open for ever.
+            tokio::time::timeout(DRAIN_TIMEOUT, connection)
+                .await
+                .unwrap_or(Ok(()))
         }
     };
     if let Err(e) = ended {
@@ -203,6 +218,60 @@ impl Drop for InFlight {
         let ended = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         activity.last_ended.store(ended, Ordering::Release);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request body that must arrive in full by a deadline; the timer is
+/// set only if the body is not all there when first read.
+struct BodyDeadline {
+    body: Incoming,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The error a request body past its deadline ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+impl BodyDeadline {
+    fn new(body: Incoming, timeout: Duration) -> Self {
+        Self {
+            body,
+            deadline: tokio::time::Instant::now() + timeout,
+            timer: None,
+        }
+    }
+}
+
+impl Body for BodyDeadline {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

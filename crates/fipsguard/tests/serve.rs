@@ -75,8 +75,9 @@ fn init_then_serve_from_a_configuration_file() {
     ]);
     let public_key: serde_json::Value = serde_json::from_slice(&public_key.stdout).unwrap();
     std::fs::write(setup.path("audit.pem"), public_key["pem"].as_str().unwrap()).unwrap();
-    let log = server.log();
+    let log = server.log.clone();
     server.stop();
+    let log = log.lock().unwrap().clone();
     let line = log
         .lines()
         .find(|line| line.contains("\"INFO\"") && line.contains("/v1/tokens"))
@@ -122,11 +123,12 @@ fn init_then_serve_from_a_configuration_file() {
 fn connection_settings_that_would_hold_slots_for_ever_are_refused() {
     let dir = tempfile::TempDir::new().unwrap();
     let config = dir.path().join("fipsguard.toml");
-    let missing = dir.path().join("missing");
+    let store = dir.path().join("fipsguard.db");
+    let root_key = dir.path().join("absent").join("root.key");
     std::fs::write(
         &config,
         format!(
-            "idle_timeout_secs = 0\n[tls]\ncert = {missing:?}\nkey = {missing:?}\n[store]\nsqlite = {missing:?}\n[root_key]\nfile = {missing:?}\n"
+            "idle_timeout_secs = 0\n[tls]\ncert = {root_key:?}\nkey = {root_key:?}\n[store]\nsqlite = {store:?}\n[root_key]\nfile = {root_key:?}\n"
         ),
     )
     .unwrap();
@@ -142,19 +144,23 @@ fn connection_settings_that_would_hold_slots_for_ever_are_refused() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
-    let (code, stderr) = serve(None);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("idle_timeout_secs must be at least 1"),
-        "refused before the store is opened: {stderr}"
-    );
-    let (code, stderr) = serve(Some("soon"));
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("FIPSGUARD_IDLE_TIMEOUT_SECS"), "{stderr}");
+    for (idle_override, refusal) in [
+        (None, "idle_timeout_secs must be 1 to 86400"),
+        (Some("soon"), "FIPSGUARD_IDLE_TIMEOUT_SECS"),
+        (
+            Some("18446744073709551615"),
+            "idle_timeout_secs must be 1 to 86400",
+        ),
+    ] {
+        let (code, stderr) = serve(idle_override);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains(refusal), "{idle_override:?}: {stderr}");
+        assert!(!store.exists(), "refused before the store is opened");
+    }
     let (code, stderr) = serve(Some("30"));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        !stderr.contains("idle_timeout") && stderr.contains("missing"),
-        "the override replaces the file's 0; the next refusal is the missing store: {stderr}"
+        !stderr.contains("idle_timeout") && stderr.contains("root.key"),
+        "the override replaces the file's 0; the next refusal is the missing root key: {stderr}"
     );
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
+use crate::listener::BodyTimedOut;
 
 /// A JSON request body.
 pub struct Body<T>(pub T);
@@ -51,12 +52,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     "the request body is larger than the server accepts",
                 ))
             }
+            Err(JsonRejection::BytesRejection(e)) if caused_by::<BodyTimedOut>(&e) => {
+                Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body did not arrive in time; send it whole, at once",
+                ))
+            }
             Err(other) => Err(ApiError::bad_request(format!(
                 "unreadable request body: {}",
                 other.body_text()
             ))),
         }
     }
+}
+
+/// Whether `error`, or an error it wraps, is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<E>())
 }
 
 /// Drops quoted parts of a parser message: they can hold what the caller
