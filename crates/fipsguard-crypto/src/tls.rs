@@ -274,11 +274,25 @@ pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Reads a PEM file of certificate revocation lists.
+/// Reads certificate revocation lists: PEM (`X509 CRL` blocks) or a single
+/// DER list, as many CAs publish them. A file holding none is refused:
+/// rustls checks revocation only when it has a list, so an empty file (one
+/// being rewritten, say) or a misread one would turn the checks off.
 pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    CertificateRevocationListDer::pem_file_iter(path)
-        .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file_error(path, e))
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    let pem = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e))?;
+    const DER_SEQUENCE: u8 = 0x30;
+    match (pem.is_empty(), bytes.first()) {
+        (false, _) => Ok(pem),
+        (true, Some(&DER_SEQUENCE)) => Ok(vec![CertificateRevocationListDer::from(bytes)]),
+        (true, _) => Err(file_error(
+            path,
+            "no certificate revocation list in it (PEM X509 CRL blocks, or one DER list); \
+             refusing to run without the revocation checks it was given for",
+        )),
+    }
 }
 
 /// A metric-label-sized reason why a handshake failed, from the error an
@@ -289,6 +303,13 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
         Some(E::PeerIncompatible(_)) => "incompatible_peer",
         Some(E::NoCertificatesPresented) => "no_certificate",
         Some(E::InvalidCertificate(rustls::CertificateError::Revoked)) => "revoked_certificate",
+        Some(E::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus)) => {
+            "revocation_unknown"
+        }
+        Some(E::InvalidCertificate(
+            rustls::CertificateError::ExpiredRevocationList
+            | rustls::CertificateError::ExpiredRevocationListContext { .. },
+        )) => "crl_expired",
         Some(E::InvalidCertificate(_)) => "bad_certificate",
         Some(E::AlertReceived(_)) => "alert_received",
         Some(E::InvalidMessage(_)) => "invalid_message",

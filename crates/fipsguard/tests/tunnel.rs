@@ -728,6 +728,74 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
 }
 
 #[test]
+fn crl_files_are_read_as_pem_or_der_and_one_without_a_list_is_refused() {
+    let pki = Pki::new();
+    pki.leaf("revoked", "DNS:revoked.fipsguard.test");
+    pki.leaf("good", "DNS:good.fipsguard.test");
+    pki.revoke("revoked");
+    // Long enough for the checks below on a busy machine; then it expires.
+    pki.short_lived_crl("crl.der", 6);
+    let expired = Instant::now() + Duration::from_secs(7);
+    let der = pki.path_str("crl.der");
+    std::fs::write(pki.path("empty.crl"), b"").unwrap();
+    std::fs::write(
+        pki.path("cert-only.pem"),
+        std::fs::read(pki.path("ca.pem")).unwrap(),
+    )
+    .unwrap();
+    let (target, _) = http_target("checked");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args_with_crl = |crl: &str| {
+        let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
+        args.extend(["--client-ca", &pki.path_str("ca.pem"), "--crl", crl].map(String::from));
+        args
+    };
+
+    // Without a list, revocation would silently be off: refused at startup.
+    for empty in ["empty.crl", "cert-only.pem"] {
+        // Under `timeout`: a tunnel that wrongly starts ends the test.
+        let output = Command::new("timeout")
+            .args(["20", FIPSGUARD, "tunnel"])
+            .args(args_with_crl(&pki.path_str(empty)))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{empty}: {err}");
+        assert!(
+            err.contains("no certificate revocation list"),
+            "{empty}: {err}"
+        );
+    }
+
+    // A DER list revokes as the PEM one does.
+    let tunnel = Tunnel::start(&strs(&args_with_crl(&der)));
+    let with_cert = |name: &str| {
+        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+        let (cert, key) = (pki.path_str(&cert), pki.path_str(&key));
+        curl(&pki, port, &["--cert", &cert, "--key", &key])
+    };
+    assert!(String::from_utf8_lossy(&with_cert("good").stdout).contains("checked"));
+    assert!(!String::from_utf8_lossy(&with_cert("revoked").stdout).contains("checked"));
+    assert_eq!(
+        tunnel.series(
+            "fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"revoked_certificate\"}"
+        ),
+        1.0
+    );
+
+    // Past its nextUpdate the list refuses everyone it covers, by name.
+    std::thread::sleep(expired.saturating_duration_since(Instant::now()));
+    assert!(!String::from_utf8_lossy(&with_cert("good").stdout).contains("checked"));
+    assert_eq!(
+        tunnel.series(
+            "fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"crl_expired\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
 fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     let pki = Pki::new();
     let echo = echo_target();

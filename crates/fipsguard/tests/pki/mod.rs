@@ -153,6 +153,17 @@ impl Pki {
         self.gencrl();
     }
 
+    /// A CRL at `file` (DER) that expires `seconds` after it is made.
+    pub fn short_lived_crl(&self, file: &str, seconds: u32) {
+        let seconds = seconds.to_string();
+        let pem = format!("{file}.pem");
+        self.openssl(&[
+            "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem", "-gencrl",
+            "-crlsec", &seconds, "-out", &pem,
+        ]);
+        self.openssl(&["crl", "-in", &pem, "-outform", "DER", "-out", file]);
+    }
+
     fn gencrl(&self) {
         self.openssl(&[
             "ca",
