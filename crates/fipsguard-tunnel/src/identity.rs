@@ -4,7 +4,7 @@
 
 use x509_parser::extensions::GeneralName;
 use x509_parser::objects::{oid2abbrev, oid_registry};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::config::TunnelConfig;
 
@@ -31,18 +31,7 @@ impl PeerIdentity {
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| format!("the peer certificate does not parse: {e}"))?;
         let common_name = cert.subject().iter_common_name().next();
-        let subject_attributes: Vec<(String, String)> = cert
-            .subject()
-            .iter_attributes()
-            .map(|attribute| {
-                let oid = attribute.attr_type();
-                let name = oid2abbrev(oid, oid_registry())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|_| oid.to_id_string());
-                let value = attribute.as_str().unwrap_or("#unreadable").to_owned();
-                (name, value)
-            })
-            .collect();
+        let subject_attributes = attributes(cert.subject());
         let mut identity = Self {
             subject: subject_attributes
                 .iter()
@@ -76,23 +65,56 @@ impl PeerIdentity {
             .map_or(self.subject.as_str(), String::as_str)
     }
 
-    /// Whether `tunnel`'s allow-list admits this identity: any listed DNS
-    /// name (case-insensitive), URI or subject (exact) is enough.
-    pub fn allowed_by(&self, tunnel: &TunnelConfig) -> bool {
-        tunnel
-            .allow_dns
+    /// The name under which `tunnel` lets this identity in: the one its
+    /// allow-list matched (a listed URI, DNS name (case-insensitive) or
+    /// subject, in that order), so that logs and the PROXY header carry
+    /// the name that was checked; with no allow-list, the
+    /// [`principal`](Self::principal). `None`: the allow-list refuses it.
+    pub fn admitted_as(&self, tunnel: &TunnelConfig) -> Option<&str> {
+        if !tunnel.has_allow_list() {
+            return Some(self.principal());
+        }
+        let uri = tunnel
+            .allow_uri
             .iter()
-            .any(|allowed| self.dns.iter().any(|d| d.eq_ignore_ascii_case(allowed)))
-            || tunnel
-                .allow_uri
-                .iter()
-                .any(|allowed| self.uris.contains(allowed))
-            || tunnel
+            .find_map(|allowed| self.uris.iter().find(|uri| *uri == allowed));
+        let dns = || {
+            tunnel.allow_dns.iter().find_map(|allowed| {
+                self.dns
+                    .iter()
+                    .find(|dns| dns.eq_ignore_ascii_case(allowed))
+            })
+        };
+        let subject = || {
+            tunnel
                 .allow_subject
                 .iter()
                 .filter_map(|allowed| parse_subject(allowed).ok())
                 .any(|allowed| same_attributes(&allowed, &self.subject_attributes))
+                .then_some(&self.subject)
+        };
+        uri.or_else(dns).or_else(subject).map(String::as_str)
     }
+}
+
+/// A name's attributes in their order in the certificate: short name (or
+/// dotted OID) and value. A value that is not a plain string (a BMPString,
+/// say) is `#` and the hex of its bytes, so two such values never read
+/// alike.
+fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
+    name.iter_attributes()
+        .map(|attribute| {
+            let oid = attribute.attr_type();
+            let name = oid2abbrev(oid, oid_registry())
+                .map(str::to_owned)
+                .unwrap_or_else(|_| oid.to_id_string());
+            let value = attribute.as_str().map_or_else(
+                |_| format!("#{}", hex::encode(attribute.attr_value().data)),
+                str::to_owned,
+            );
+            (name, value)
+        })
+        .collect()
 }
 
 /// When a certificate stops being valid, in Unix seconds.
@@ -180,15 +202,64 @@ mod tests {
     #[test]
     fn subjects_match_attribute_by_attribute_so_a_value_cannot_pose_as_more() {
         let batch = tunnel_allowing("CN=batch, O=Example");
-        assert!(peer(&[("CN", "batch"), ("O", "Example")]).allowed_by(&batch));
-        assert!(!peer(&[("CN", "batch"), ("O", "Example"), ("OU", "x")]).allowed_by(&batch));
+        let admitted = |attributes: &[(&str, &str)], tunnel: &TunnelConfig| {
+            peer(attributes).admitted_as(tunnel).is_some()
+        };
+        assert!(admitted(&[("CN", "batch"), ("O", "Example")], &batch));
         assert!(
-            !peer(&[("CN", "batch, O=Example")]).allowed_by(&batch),
+            !admitted(&[("O", "Example"), ("CN", "batch")], &batch),
+            "attributes compare in the certificate's order"
+        );
+        assert!(!admitted(
+            &[("CN", "batch"), ("O", "Example"), ("OU", "x")],
+            &batch
+        ));
+        assert!(
+            !admitted(&[("CN", "batch, O=Example")], &batch),
             "a CN that imitates two attributes"
         );
         let escaped = tunnel_allowing("CN=batch\\, O=Example");
-        assert!(peer(&[("CN", "batch, O=Example")]).allowed_by(&escaped));
+        assert!(admitted(&[("CN", "batch, O=Example")], &escaped));
         assert!(parse_subject("CN=a\\").is_err());
         assert!(parse_subject("no equals sign").is_err());
+    }
+
+    #[test]
+    fn the_name_admitted_is_the_one_the_allow_list_matched() {
+        let identity = PeerIdentity {
+            subject: "CN=reports".into(),
+            dns: vec!["Reports.Internal".into()],
+            uris: vec!["spiffe://example.test/admin".into()],
+            ..PeerIdentity::default()
+        };
+        let mut tunnel = tunnel_allowing("CN=other");
+        tunnel.allow_dns = vec!["reports.internal".into()];
+        assert_eq!(
+            identity.admitted_as(&tunnel),
+            Some("Reports.Internal"),
+            "not the first URI, which nobody checked"
+        );
+        tunnel.allow_dns.clear();
+        assert_eq!(identity.admitted_as(&tunnel), None);
+        tunnel.allow_subject.clear();
+        assert_eq!(
+            identity.admitted_as(&tunnel),
+            Some("spiffe://example.test/admin"),
+            "no allow-list: the principal"
+        );
+    }
+
+    #[test]
+    fn values_that_are_not_plain_strings_keep_their_bytes() {
+        // Name ::= SEQUENCE { SET { SEQUENCE { id-at-commonName, BMPString } } }
+        let name = |b: u8| {
+            let der = [
+                0x30, 0x0f, 0x31, 0x0d, 0x30, 0x0b, 0x06, 0x03, 0x55, 0x04, 0x03, 0x1e, 0x04, 0x00,
+                b'a', 0x00, b,
+            ];
+            attributes(&X509Name::from_der(&der).unwrap().1)
+        };
+        assert_eq!(name(b'b'), [("CN".to_owned(), "#00610062".to_owned())]);
+        assert_ne!(name(b'b'), name(b'c'));
     }
 }

@@ -320,24 +320,27 @@ impl Connection {
             Some(cert) => Some(PeerIdentity::of(cert).map_err(|e| refusal("bad_certificate", e))?),
             None => None,
         };
-        if config.has_allow_list() && !identity.as_ref().is_some_and(|id| id.allowed_by(config)) {
-            let who = identity
-                .as_ref()
-                .map_or("no certificate", |id| id.principal());
-            return Err(refusal(
-                "not_allowed",
-                format!("{who} is not on the allow-list"),
-            ));
-        }
+        let admitted_as = match &identity {
+            Some(id) => Some(id.admitted_as(config).ok_or_else(|| {
+                refusal(
+                    "not_allowed",
+                    format!("{} is not on the allow-list", id.principal()),
+                )
+            })?),
+            None if config.has_allow_list() => {
+                return Err(refusal("not_allowed", "a client without a certificate"));
+            }
+            None => None,
+        };
+        let client = identity.as_ref().zip(admitted_as);
         let (version, suite) = negotiated(session);
         let mut target = timeout(config.handshake_timeout(), connect(&config.target()))
             .await
             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
             .map_err(|e| refusal("target_unreachable", e))?;
         if config.proxy_protocol {
-            let header =
-                proxy_protocol::header(self.peer, local, identity.as_ref(), version, suite)
-                    .map_err(|e| refusal("proxy_header", e))?;
+            let header = proxy_protocol::header(self.peer, local, client, version, suite)
+                .map_err(|e| refusal("proxy_header", e))?;
             target
                 .write_all(&header)
                 .await
@@ -345,7 +348,7 @@ impl Connection {
         }
         metrics::handshake(&config.name, "ok", "none");
         metrics::session(&config.name, version, suite);
-        tracing::debug!(tunnel = %config.name, peer = %self.peer, identity = identity.as_ref().map(PeerIdentity::principal), version, suite, "forwarding");
+        tracing::debug!(tunnel = %config.name, peer = %self.peer, identity = admitted_as, version, suite, "forwarding");
         self.forward(tls, target).await;
         Ok(())
     }

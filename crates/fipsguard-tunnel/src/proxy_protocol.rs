@@ -5,8 +5,8 @@
 //! TLVs: `PP2_TYPE_SSL` (0x20) with the client flags, verify result 0
 //! (verified) and the sub-TLVs `SSL_VERSION`, `SSL_CN` (the subject's
 //! common name) and `SSL_CIPHER`; and 0xE0 (the first custom type),
-//! the identity the allow-list judged: the first URI SAN, else the first
-//! DNS SAN, else the subject.
+//! the name the allow-list matched (without one: the first URI SAN, else
+//! the first DNS SAN, else the subject).
 
 use std::net::SocketAddr;
 
@@ -24,11 +24,12 @@ const PP2_CLIENT_SSL: u8 = 0x01;
 const PP2_CLIENT_CERT_CONN: u8 = 0x02;
 const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 
-/// The header for a connection from `peer` to `local`.
+/// The header for a connection from `peer` to `local`; `client` is the
+/// verified certificate's names and the one it was admitted as.
 pub fn header(
     peer: SocketAddr,
     local: Option<SocketAddr>,
-    identity: Option<&PeerIdentity>,
+    client: Option<(&PeerIdentity, &str)>,
     version: &str,
     suite: &str,
 ) -> std::io::Result<Vec<u8>> {
@@ -41,6 +42,7 @@ pub fn header(
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
         });
     let mut ssl = vec![PP2_CLIENT_SSL];
+    let identity = client.map(|(identity, _)| identity);
     if identity.is_some() {
         ssl[0] |= PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS;
     }
@@ -56,9 +58,8 @@ pub fn header(
         (peer, local),
     )
     .write_tlv(PP2_TYPE_SSL, ssl.as_slice())?;
-    if let Some(identity) = identity {
-        builder =
-            builder.write_tlv(PP2_TYPE_FIPSGUARD_IDENTITY, identity.principal().as_bytes())?;
+    if let Some((_, admitted_as)) = client {
+        builder = builder.write_tlv(PP2_TYPE_FIPSGUARD_IDENTITY, admitted_as.as_bytes())?;
     }
     builder.build()
 }
