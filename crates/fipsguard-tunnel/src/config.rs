@@ -206,6 +206,9 @@ impl TunnelConfig {
         {
             return refuse("workers must be 1 to 256");
         }
+        if self.cert.is_some() != self.key.is_some() {
+            return refuse("cert and key go together: give both, or neither");
+        }
         if let Some(Err(e)) = self
             .allow_subject
             .iter()

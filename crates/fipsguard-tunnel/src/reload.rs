@@ -4,9 +4,9 @@
 //! A reload that fails (a bad certificate, a key that does not match)
 //! keeps the previous configuration and says so.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
 
 use fipsguard_crypto::tls::rustls::pki_types::ServerName;
 use fipsguard_crypto::tls::{self, ClientAuth, Identity, PeerTrust};
@@ -33,13 +33,13 @@ pub enum Side {
 pub struct TlsState {
     tunnel: Arc<TunnelConfig>,
     current: RwLock<Arc<Side>>,
-    stamps: Mutex<Vec<Option<SystemTime>>>,
+    stamps: Mutex<Vec<Option<FileStamp>>>,
 }
 
 impl TlsState {
     /// Builds the TLS side; a failure here stops the tunnel from starting.
     pub fn load(tunnel: Arc<TunnelConfig>) -> Result<Self, String> {
-        let stamps = modification_times(&tunnel);
+        let stamps = file_stamps(&tunnel);
         let side = build(&tunnel)?;
         Ok(Self {
             tunnel,
@@ -56,7 +56,7 @@ impl TlsState {
     /// Rebuilds from the files; on failure the current side stays.
     pub fn reload(&self, why: &str) {
         let name = &self.tunnel.name;
-        *self.stamps.lock().expect("not poisoned") = modification_times(&self.tunnel);
+        *self.stamps.lock().expect("not poisoned") = file_stamps(&self.tunnel);
         match build(&self.tunnel) {
             Ok(side) => {
                 *self.current.write().expect("not poisoned") = Arc::new(side);
@@ -72,18 +72,38 @@ impl TlsState {
 
     /// Reloads if a file changed since the last load.
     pub fn reload_if_changed(&self) {
-        let now = modification_times(&self.tunnel);
+        let now = file_stamps(&self.tunnel);
         if *self.stamps.lock().expect("not poisoned") != now {
             self.reload("a certificate, key, CA or CRL file changed");
         }
     }
 }
 
-fn modification_times(tunnel: &TunnelConfig) -> Vec<Option<SystemTime>> {
+/// What tells one version of a file from the next: the file (device and
+/// inode, new when a file is renamed into place), its size, and its
+/// modification and change times. The change time catches a copy that
+/// keeps the old modification time (`cp -p`, `rsync -t`), which no one
+/// can set back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    file: (u64, u64),
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+fn file_stamps(tunnel: &TunnelConfig) -> Vec<Option<FileStamp>> {
     tunnel
         .watched_files()
         .into_iter()
-        .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+        .map(|path| {
+            std::fs::metadata(path).ok().map(|m| FileStamp {
+                file: (m.dev(), m.ino()),
+                size: m.size(),
+                modified: (m.mtime(), m.mtime_nsec()),
+                changed: (m.ctime(), m.ctime_nsec()),
+            })
+        })
         .collect()
 }
 

@@ -421,6 +421,27 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
         assert_eq!(output.status.code(), Some(1), "{flag} {value}: {err}");
         assert!(err.contains(rule), "{flag} {value}: {err}");
     }
+
+    // Flags require the pair; a file could give a client certificate
+    // without its key, and the tunnel would then present none.
+    let config = pki.path("half.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tunnel]]\nname = \"half\"\nmode = \"client\"\nlisten = {listen:?}\ntarget = \"127.0.0.1:1\"\ncacert = {:?}\ncert = {:?}\n",
+            pki.path_str("ca.pem"),
+            pki.path_str("server.pem"),
+        ),
+    )
+    .unwrap();
+    let output = Command::new("timeout") // a tunnel that wrongly starts ends the test
+        .args(["20", FIPSGUARD, "tunnel", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("cert and key go together"), "{err}");
 }
 
 #[test]
@@ -840,8 +861,25 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     assert_ne!(first, second, "new connections get the new certificate");
     echo_line("after SIGHUP");
 
-    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    // New files with the old modification times, as `cp -p` or
+    // `rsync -t` leave them, are noticed all the same.
+    let touch =
+        |args: &[&str]| assert!(Command::new("touch").args(args).status().unwrap().success());
+    for file in ["server.pem", "server.key"] {
+        touch(&[
+            "-r",
+            &pki.path_str(file),
+            &pki.path_str(&format!("{file}.time")),
+        ]);
+    }
     pki.leaf("server", "DNS:localhost");
+    for file in ["server.pem", "server.key"] {
+        touch(&[
+            "-r",
+            &pki.path_str(&format!("{file}.time")),
+            &pki.path_str(file),
+        ]);
+    }
     wait_until("the change is noticed", || {
         tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 2.0
     });
