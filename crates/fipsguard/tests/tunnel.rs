@@ -445,6 +445,37 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
 }
 
 #[test]
+fn the_open_file_limit_is_raised_and_one_too_low_is_named() {
+    let pki = Pki::new();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = server_args(&pki, &listen, "127.0.0.1:1");
+    let with_limit = |ulimit: &str| {
+        let mut command = Command::new("sh");
+        let script = format!("ulimit {ulimit} && exec \"$0\" \"$@\"");
+        command.args(["-c", &script, FIPSGUARD]);
+        Tunnel::launch(command, &strs(&args), true)
+    };
+    // A soft limit of 256 under a higher hard one: raised to the hard one.
+    let tunnel = with_limit("-S -n 256");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", tunnel.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert!(fields[3] != "256" && fields[3] == fields[4], "{line}");
+    assert!(!tunnel.log().contains("open-file limit is below"));
+    drop(tunnel);
+    // A hard limit of 256: far below two sockets for each of 4,096 connections.
+    let tunnel = with_limit("-n 256");
+    assert!(
+        tunnel.log().contains("open-file limit is below"),
+        "{}",
+        tunnel.log()
+    );
+}
+
+#[test]
 fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
     let pki = Pki::new();
     pki.rsa_1024("weak");

@@ -78,6 +78,27 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     }
 }
 
+/// Files a process holds besides its connections: listeners, the store,
+/// the audit log, the runtime's own.
+const OTHER_OPEN_FILES: usize = 64;
+
+/// Raises the soft limit on open files to the hard one (a Rust program,
+/// unlike a Go one, keeps the soft limit it is given, often 1,024), and
+/// warns when even the hard limit is below what `connections` sockets
+/// need: accept would fail with EMFILE before the connection limit.
+pub fn raise_open_file_limit(connections: usize) {
+    let needed = u64::try_from(connections.saturating_add(OTHER_OPEN_FILES)).unwrap_or(u64::MAX);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            "the open-file limit is below what the configured connections need; raise it (LimitNOFILE= in systemd, ulimit -n) or lower max_connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
+}
+
 /// Logs to stderr, filtered by `FIPSGUARD_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIPSGUARD_LOG")

@@ -76,6 +76,7 @@ async fn dev(args: &Args) -> ExitCode {
         options.self_test_interval = std::time::Duration::from_secs(secs);
     }
     options.metrics_listen = args.metrics_listen;
+    super::raise_open_file_limit(options.connections.max_connections);
     let running = match fipsguard_server::start(options, super::shutdown_signal()).await {
         Ok(running) => running,
         Err(e) => return super::fail(format!("cannot start: {e}")),
@@ -107,6 +108,7 @@ async fn dev(args: &Args) -> ExitCode {
 }
 
 async fn serve_until_signal(options: fipsguard_server::ServerOptions) -> ExitCode {
+    super::raise_open_file_limit(options.connections.max_connections);
     match fipsguard_server::start(options, super::shutdown_signal()).await {
         Ok(running) => {
             running.wait().await;

@@ -60,6 +60,9 @@ pub async fn run(args: &Args) -> ExitCode {
         Ok(config) => config,
         Err(e) => return super::fail(e),
     };
+    // Each connection holds two sockets: the peer's and the target's.
+    let sockets = config.tunnels.iter().map(|t| 2 * t.max_connections).sum();
+    super::raise_open_file_limit(sockets);
     match fipsguard_tunnel::run(config, super::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => super::fail(e),
