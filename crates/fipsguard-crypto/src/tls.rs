@@ -210,6 +210,7 @@ pub fn server_config(
         ClientAuth::Optional(trust) => (Some(trust), true),
         ClientAuth::Required(trust) => (Some(trust), false),
     };
+    let verifies_clients = trust.is_some();
     let builder = match trust {
         None => builder.with_no_client_auth(),
         Some(trust) if trust.roots.is_empty() => {
@@ -229,9 +230,16 @@ pub fn server_config(
             builder.with_client_cert_verifier(verifier.build().map_err(rustls_error)?)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(identity.chain, identity.key)
         .map_err(rustls_error)?;
+    if verifies_clients {
+        // A resumed session skips the client certificate's checks (rustls
+        // keeps sessions for a day): every connection verifies its chain,
+        // validity and revocation afresh.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     config.fips().then_some(config).ok_or(TlsError::NotFips)
 }
 

@@ -848,6 +848,50 @@ fn crl_files_are_read_as_pem_or_der_and_one_without_a_list_is_refused() {
 }
 
 #[test]
+fn clients_with_certificates_never_resume_a_session_unchecked() {
+    let pki = Pki::new();
+    pki.leaf("client", "DNS:client.fipsguard.test");
+    let (target, _) = http_target("resumed?");
+    // Connects twice with TLS 1.2 session ids (openssl), the second time
+    // offering the first's session if it had one to keep; that answer.
+    let connect_twice = |args: &[String]| {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
+        all.extend_from_slice(args);
+        let _tunnel = Tunnel::start(&strs(&all));
+        let session = pki.path_str("session.pem");
+        let _ = std::fs::remove_file(&session);
+        let client = [
+            "-tls1_2",
+            "-CAfile",
+            &pki.path_str("ca.pem"),
+            "-cert",
+            &pki.path_str("client.pem"),
+            "-key",
+            &pki.path_str("client.key"),
+        ];
+        s_client(port, &[&client[..], &["-sess_out", &session]].concat());
+        let offered = std::path::Path::new(&session).exists();
+        let resume: &[&str] = if offered {
+            &["-sess_in", &session]
+        } else {
+            &[]
+        };
+        let again = s_client(port, &[&client[..], resume].concat());
+        (offered, String::from_utf8_lossy(&again.stdout).into_owned())
+    };
+    // The method works: without client certificates, sessions resume.
+    let (_, plain) = connect_twice(&[]);
+    assert!(plain.contains("Reused, TLSv1.2"), "{plain}");
+    // With them, no session is kept: every connection is a full
+    // handshake, its certificate checked afresh.
+    let (offered, checked) = connect_twice(&["--client-ca".into(), pki.path_str("ca.pem")]);
+    assert!(!offered, "a session to resume was offered");
+    assert!(checked.contains("New, TLSv1.2"), "{checked}");
+}
+
+#[test]
 fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     let pki = Pki::new();
     let echo = echo_target();
