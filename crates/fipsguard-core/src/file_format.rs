@@ -137,12 +137,17 @@ impl FileHeader {
     /// which the chunks are bound to.
     pub fn read_from(input: &mut impl Read) -> Result<(Self, Vec<u8>), FileError> {
         let mut prefix = [0u8; 11];
-        read_exact_or(input, &mut prefix, FileError::NotEncrypted)?;
-        if &prefix[..6] != MAGIC {
+        let read = read_full(input, &mut prefix)?;
+        // Judged on what arrived, so a file cut inside its first bytes is
+        // called truncated, not foreign.
+        if read < 6 || &prefix[..6] != MAGIC {
             return Err(FileError::NotEncrypted);
         }
-        if prefix[6] != FORMAT_VERSION {
+        if read > 6 && prefix[6] != FORMAT_VERSION {
             return Err(FileError::UnknownVersion(prefix[6]));
+        }
+        if read < prefix.len() {
+            return Err(FileError::Truncated("it ends inside the header"));
         }
         let len = u32::from_be_bytes(prefix[7..11].try_into().expect("4 bytes"));
         if len > MAX_HEADER_LEN {
@@ -206,6 +211,11 @@ impl FileHeader {
         }
         if self.key_version == 0 {
             return Err(FileError::MalformedHeader("the key version is 0"));
+        }
+        if crate::ciphertext::key_version(&self.wrapped_key) != Some(self.key_version) {
+            return Err(FileError::MalformedHeader(
+                "the key version is not the wrapped key's",
+            ));
         }
         if self.wrapped_key.is_empty() || self.wrapped_key.len() > MAX_WRAPPED_KEY_LEN {
             return Err(FileError::MalformedHeader(
@@ -488,7 +498,12 @@ where
             let aad = chunk_aad(&header_hash, index, last);
             let plaintext_len = data_key
                 .open_in_place(&iv, &aad, &mut record[IV_LEN..])
-                .map_err(|_| FileError::Authentication { index, last })?
+                .map_err(|e| match e {
+                    fipsguard_crypto::Error::AuthenticationFailed => {
+                        FileError::Authentication { index, last }
+                    }
+                    other => FileError::Crypto(other),
+                })?
                 .len();
             index += 1;
             progress(plaintext_len as u64);

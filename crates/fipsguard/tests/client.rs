@@ -819,6 +819,11 @@ fn tampered_files_are_refused_and_leave_no_output() {
             "ends inside the header",
         ),
         (
+            "truncation inside the header's first bytes",
+            good[..8].to_vec(),
+            "ends inside the header",
+        ),
+        (
             "two chunks swapped",
             join(&[
                 head.clone(),
@@ -932,17 +937,53 @@ fn tampered_files_are_refused_and_leave_no_output() {
     assert_refused(&result, "chunk 1 does not authenticate");
     assert!(!output.exists(), "no output file");
 
-    // The header is bound to every chunk: a key version changed in it
-    // (which the server never reads: the wrapped key names its own) fails
-    // at chunk 0, and nothing is written.
+    // A key version in the header that is not the wrapped key's own is
+    // refused before anything is asked of the server or written.
     let name_len = good[15] as usize;
     let mut reversioned = good.clone();
     reversioned[16 + name_len + 3] ^= 0x02;
     let input = f.path("reversioned.fg");
     std::fs::write(&input, &reversioned).unwrap();
     let result = f.run(&user, &["decrypt", input.to_str().unwrap(), "-"], b"");
-    assert_refused(&result, "chunk 0 does not authenticate");
+    assert_refused(&result, "the key version is not the wrapped key's");
     assert!(result.stdout.is_empty());
+
+    // --key pins the server key: a file under another key is refused
+    // before the server is asked to unwrap anything.
+    let input = f.path("good.fg");
+    std::fs::write(&input, &good).unwrap();
+    let result = f.run(
+        &user,
+        &["decrypt", "--key", "payroll", input.to_str().unwrap(), "-"],
+        b"",
+    );
+    assert_refused(
+        &result,
+        "encrypted under key \"files\", not \"payroll\" (--key)",
+    );
+    assert!(result.stdout.is_empty());
+    let result = f.run(
+        &user,
+        &["decrypt", "--key", "files", input.to_str().unwrap(), "-"],
+        b"",
+    );
+    assert_ok(&result);
+
+    // An output that is a link (or a device, or a pipe) would be replaced
+    // by the rename, not written to: refused, and left as it was.
+    let link = f.path("link.out");
+    std::os::unix::fs::symlink(f.path("elsewhere"), &link).unwrap();
+    let result = f.run(
+        &user,
+        &["decrypt", input.to_str().unwrap(), link.to_str().unwrap()],
+        b"",
+    );
+    assert_refused(&result, "is not a regular file");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!f.path("elsewhere").exists());
 
     // The header's context is bound to the data key: changed in the
     // header, the server refuses to unwrap it.

@@ -43,6 +43,11 @@ pub struct EncryptArgs {
 /// Flags of `fipsguard decrypt`.
 #[derive(clap::Args)]
 pub struct DecryptArgs {
+    /// The server key the file must be encrypted under [default: the one
+    /// its header names]. Give it for files from elsewhere: the header
+    /// otherwise decides which of your keys is asked to unwrap.
+    #[arg(long, value_parser = key_name)]
+    key: Option<String>,
     /// The encryption context the file must have been encrypted with
     /// [default: the one in its header].
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_pair)]
@@ -101,6 +106,12 @@ pub fn decrypt(args: &DecryptArgs) -> ExitCode {
         let (mut input, size) = open_input(&args.files.input)?;
         let (header, header_bytes) =
             FileHeader::read_from(&mut input).map_err(|e| e.to_string())?;
+        if let Some(key) = args.key.as_ref().filter(|key| **key != header.key_name) {
+            return Err(format!(
+                "the file is encrypted under key {:?}, not {key:?} (--key)",
+                header.key_name
+            ));
+        }
         // The server checks the context: a different one does not unwrap.
         let context = match args.context.is_empty() {
             true => header.context.pairs().clone(),
@@ -160,6 +171,7 @@ fn write_output<W>(
         return Ok(());
     }
     let target = PathBuf::from(path);
+    refuse_special(&target)?;
     let dir = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -178,6 +190,19 @@ fn write_output<W>(
     }
     partial.complete(temp, &target)?;
     sync_directory(&dir, path)
+}
+
+/// The output replaces `path` by a rename: one that is a link, a device or
+/// a pipe would be replaced, not written to (`/dev/stdout` run as root
+/// would lose its link, and the plaintext would land in `/dev`).
+fn refuse_special(path: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => Err(format!(
+            "{} is not a regular file (a link, directory, device or pipe): give - to write to stdout",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Makes the output's new name durable. Failing to sync a directory that
