@@ -140,7 +140,8 @@ impl FileHeader {
         let read = read_full(input, &mut prefix)?;
         // Judged on what arrived, so a file cut inside its first bytes is
         // called truncated, not foreign.
-        if read < 6 || &prefix[..6] != MAGIC {
+        let magic = read.min(MAGIC.len());
+        if read == 0 || prefix[..magic] != MAGIC[..magic] {
             return Err(FileError::NotEncrypted);
         }
         if read > 6 && prefix[6] != FORMAT_VERSION {
@@ -206,20 +207,20 @@ impl FileHeader {
                 "the chunk size is outside 1 KiB to 16 MiB",
             ));
         }
-        if KeyName::new(&self.key_name).is_err() {
+        if !KeyName::is_valid(&self.key_name) {
             return Err(FileError::MalformedHeader("the key name is not a key name"));
         }
         if self.key_version == 0 {
             return Err(FileError::MalformedHeader("the key version is 0"));
         }
-        if crate::ciphertext::key_version(&self.wrapped_key) != Some(self.key_version) {
-            return Err(FileError::MalformedHeader(
-                "the key version is not the wrapped key's",
-            ));
-        }
         if self.wrapped_key.is_empty() || self.wrapped_key.len() > MAX_WRAPPED_KEY_LEN {
             return Err(FileError::MalformedHeader(
                 "the wrapped key is not 1-4096 bytes",
+            ));
+        }
+        if crate::ciphertext::key_version(&self.wrapped_key) != Some(self.key_version) {
+            return Err(FileError::MalformedHeader(
+                "the key version is not the wrapped key's",
             ));
         }
         Ok(())

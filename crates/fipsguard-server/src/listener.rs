@@ -92,7 +92,9 @@ pub async fn serve(
     drop(listener);
     // Errors only when no connection is open, which `closed()` sees too.
     let _ = closing.send(());
-    if tokio::time::timeout(DRAIN_TIMEOUT, closing.closed())
+    // A little longer than each connection's own grace, which starts
+    // when the connection sees the signal.
+    if tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(5), closing.closed())
         .await
         .is_err()
     {
@@ -128,6 +130,9 @@ async fn serve_connection(
     // authorization, logs and the audit record.
     let client = Peer::of(peer, tls.get_ref().1.peer_certificates());
     let app = TowerToHyperService::new(app.layer(axum::Extension(client)));
+    // A request is in flight until its answer's headers are ready, not
+    // until its body is sent: every answer here is small and whole, and
+    // one a client stops reading is cut by the close grace below.
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();

@@ -99,8 +99,8 @@ impl PeerIdentity {
 
 /// A name's attributes in their order in the certificate: short name (or
 /// dotted OID) and value. A value that is not a plain string (a BMPString,
-/// say) is `#` and the hex of its bytes, so two such values never read
-/// alike.
+/// say) is `#`, its ASN.1 tag and the hex of its bytes, and a string that
+/// starts with `#` keeps a `\` before it, so that no two values read alike.
 fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
     name.iter_attributes()
         .map(|attribute| {
@@ -108,10 +108,12 @@ fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
             let name = oid2abbrev(oid, oid_registry())
                 .map(str::to_owned)
                 .unwrap_or_else(|_| oid.to_id_string());
-            let value = attribute.as_str().map_or_else(
-                |_| format!("#{}", hex::encode(attribute.attr_value().data)),
-                str::to_owned,
-            );
+            let raw = attribute.attr_value();
+            let value = match attribute.as_str() {
+                Ok(text) if text.starts_with('#') => format!("\\{text}"),
+                Ok(text) => text.to_owned(),
+                Err(_) => format!("#{:02x}{}", raw.tag().0, hex::encode(raw.data)),
+            };
             (name, value)
         })
         .collect()
@@ -259,7 +261,15 @@ mod tests {
             ];
             attributes(&X509Name::from_der(&der).unwrap().1)
         };
-        assert_eq!(name(b'b'), [("CN".to_owned(), "#00610062".to_owned())]);
+        assert_eq!(name(b'b'), [("CN".to_owned(), "#1e00610062".to_owned())]);
         assert_ne!(name(b'b'), name(b'c'));
+        // A UTF8String that spells the same is told apart.
+        let text = b"#1e00610062";
+        let mut der = vec![
+            0x30, 0x16, 0x31, 0x14, 0x30, 0x12, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x0b,
+        ];
+        der.extend_from_slice(text);
+        let spelled = attributes(&X509Name::from_der(&der).unwrap().1);
+        assert_eq!(spelled, [("CN".to_owned(), "\\#1e00610062".to_owned())]);
     }
 }

@@ -824,6 +824,11 @@ fn tampered_files_are_refused_and_leave_no_output() {
             "ends inside the header",
         ),
         (
+            "truncation inside the magic",
+            good[..3].to_vec(),
+            "ends inside the header",
+        ),
+        (
             "two chunks swapped",
             join(&[
                 head.clone(),

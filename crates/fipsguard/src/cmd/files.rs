@@ -73,6 +73,7 @@ pub struct FileArgs {
 /// Encrypts a file under a new data key from the server.
 pub fn encrypt(args: &EncryptArgs) -> ExitCode {
     let result = (|| {
+        refuse_special(&args.files.output)?;
         let context = context_pairs(&args.context)?;
         let client = args.files.server.client().map_err(|e| e.to_string())?;
         let (data_key, wrapped_key) = super::runtime()
@@ -103,6 +104,7 @@ pub fn encrypt(args: &EncryptArgs) -> ExitCode {
 /// unwrapped by the server.
 pub fn decrypt(args: &DecryptArgs) -> ExitCode {
     let result = (|| {
+        refuse_special(&args.files.output)?;
         let (mut input, size) = open_input(&args.files.input)?;
         let (header, header_bytes) =
             FileHeader::read_from(&mut input).map_err(|e| e.to_string())?;
@@ -171,7 +173,6 @@ fn write_output<W>(
         return Ok(());
     }
     let target = PathBuf::from(path);
-    refuse_special(&target)?;
     let dir = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -194,12 +195,15 @@ fn write_output<W>(
 
 /// The output replaces `path` by a rename: one that is a link, a device or
 /// a pipe would be replaced, not written to (`/dev/stdout` run as root
-/// would lose its link, and the plaintext would land in `/dev`).
-fn refuse_special(path: &Path) -> Result<(), String> {
+/// would lose its link, and the plaintext would land in `/dev`). Checked
+/// before the server is asked for anything.
+fn refuse_special(path: &str) -> Result<(), String> {
+    if path == "-" {
+        return Ok(());
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_file() => Err(format!(
-            "{} is not a regular file (a link, directory, device or pipe): give - to write to stdout",
-            path.display()
+            "{path} is not a regular file (a link, directory, device or pipe): give - to write to stdout"
         )),
         _ => Ok(()),
     }

@@ -26,6 +26,8 @@ pub struct Setup {
 pub struct Server {
     pub child: Child,
     pub log: Arc<Mutex<String>>,
+    /// Collects stderr until the server closes it.
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Setup {
@@ -93,7 +95,7 @@ impl Setup {
         let (serving, started) = std::sync::mpsc::channel();
         let lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let collected = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if line.contains("\"serving\"") {
                     let _ = serving.send(());
@@ -107,7 +109,7 @@ impl Setup {
             let _ = child.kill();
             panic!("the server did not start: {}", log.lock().unwrap());
         }
-        Server { child, log }
+        Server { child, log, reader }
     }
 
     /// An HTTPS client that trusts the server's certificate (FIPS TLS policy).
@@ -143,7 +145,7 @@ impl Setup {
 }
 
 impl Server {
-    /// SIGTERM, and waits for a clean exit.
+    /// SIGTERM, and waits for a clean exit and the last line of its log.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
@@ -155,6 +157,7 @@ impl Server {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "SIGTERM drains and exits cleanly");
+                self.reader.join().unwrap();
                 return;
             }
             assert!(

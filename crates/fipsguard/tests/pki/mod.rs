@@ -153,15 +153,48 @@ impl Pki {
         self.gencrl();
     }
 
-    /// A CRL at `file` (DER) that expires `seconds` after it is made.
-    pub fn short_lived_crl(&self, file: &str, seconds: u32) {
-        let seconds = seconds.to_string();
-        let pem = format!("{file}.pem");
+    /// The CA's CRL as DER at `file` (renamed into place), current or one
+    /// whose nextUpdate passed a day ago.
+    pub fn der_crl(&self, file: &str, expired: bool) {
+        let day = |days_ago: u64| {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                - days_ago * 86_400;
+            let output = Command::new("date")
+                .args(["-u", "-d", &format!("@{at}"), "+%Y%m%d%H%M%SZ"])
+                .output()
+                .unwrap();
+            String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        };
+        let (last, next) = (day(2), day(1));
+        let mut args = vec![
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-keyfile",
+            "ca.key",
+            "-cert",
+            "ca.pem",
+            "-gencrl",
+            "-out",
+            "crl.der.pem",
+        ];
+        if expired {
+            args.extend(["-crl_lastupdate", &last, "-crl_nextupdate", &next]);
+        }
+        self.openssl(&args);
         self.openssl(&[
-            "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem", "-gencrl",
-            "-crlsec", &seconds, "-out", &pem,
+            "crl",
+            "-in",
+            "crl.der.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "crl.der.new",
         ]);
-        self.openssl(&["crl", "-in", &pem, "-outform", "DER", "-out", file]);
+        std::fs::rename(self.path("crl.der.new"), self.path(file)).unwrap();
     }
 
     fn gencrl(&self) {
