@@ -47,7 +47,7 @@ impl Pki {
         )
         .unwrap();
         pki.leaf("server", "DNS:localhost");
-        pki.gencrl();
+        pki.write_crl();
         pki
     }
 
@@ -150,7 +150,14 @@ impl Pki {
             "-revoke",
             &format!("{name}.pem"),
         ]);
-        self.gencrl();
+        self.write_crl();
+    }
+
+    /// Writes `crl.pem` again, renamed into place: a tunnel watching the
+    /// file never reads half of it.
+    fn write_crl(&self) {
+        self.gencrl("crl.pem.new", &[]);
+        std::fs::rename(self.path("crl.pem.new"), self.path("crl.pem")).unwrap();
     }
 
     /// The CA's CRL as DER at `file` (renamed into place), current or one
@@ -169,23 +176,9 @@ impl Pki {
             String::from_utf8(output.stdout).unwrap().trim().to_owned()
         };
         let (last, next) = (day(2), day(1));
-        let mut args = vec![
-            "ca",
-            "-config",
-            "ca.cnf",
-            "-keyfile",
-            "ca.key",
-            "-cert",
-            "ca.pem",
-            "-gencrl",
-            "-out",
-            "crl.der.pem",
-        ];
-        if expired {
-            args.extend(["-crl_lastupdate", &last, "-crl_nextupdate", &next]);
-        }
-        self.openssl(&args);
-        self.openssl(&[
+        let dates = ["-crl_lastupdate", &last, "-crl_nextupdate", &next];
+        self.gencrl("crl.der.pem", if expired { &dates } else { &[] });
+        let to_der = [
             "crl",
             "-in",
             "crl.der.pem",
@@ -193,25 +186,17 @@ impl Pki {
             "DER",
             "-out",
             "crl.der.new",
-        ]);
+        ];
+        self.openssl(&to_der);
         std::fs::rename(self.path("crl.der.new"), self.path(file)).unwrap();
     }
 
-    fn gencrl(&self) {
-        self.openssl(&[
-            "ca",
-            "-config",
-            "ca.cnf",
-            "-keyfile",
-            "ca.key",
-            "-cert",
-            "ca.pem",
-            "-gencrl",
-            "-out",
-            "crl.pem.new",
-        ]);
-        // Renamed into place: a tunnel watching the file never reads half of it.
-        std::fs::rename(self.path("crl.pem.new"), self.path("crl.pem")).unwrap();
+    /// The CA's CRL (PEM) at `out`, made with `extra` arguments.
+    fn gencrl(&self, out: &str, extra: &[&str]) {
+        let ca = [
+            "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem",
+        ];
+        self.openssl(&[&ca[..], &["-gencrl", "-out", out], extra].concat());
     }
 
     fn openssl(&self, args: &[&str]) {
