@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     for through_key_exchange in [false, true] {
         match read_reply(&mut &data[..], through_key_exchange) {
             Reply::Hello(hello) => assert!(hello.certificates.len() <= data.len()),
-            Reply::Refused(reason) => assert!(!reason.is_empty()),
+            Reply::Refused(reason) | Reply::Unanswered(reason) => assert!(!reason.is_empty()),
         }
     }
 });

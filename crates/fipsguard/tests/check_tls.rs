@@ -521,40 +521,57 @@ fn testssl_findings(target: &str, file: &std::path::Path) -> Accepted {
     accepted
 }
 
-/// An endpoint that answers every ClientHello one byte at a time, forever
-/// (a record header announcing 16 KiB, then a trickle): each probe ends at
-/// its deadline, and the scan ends as incomplete (exit 2), not stuck.
+/// Endpoints that never give a verdict: one that answers every
+/// ClientHello one byte at a time, forever (a record header announcing
+/// 16 KiB, then a trickle), and one that reads and stays silent, as a
+/// firewall dropping old hellos or a rate limit looks. A probe without a
+/// verdict is no refusal: the scan ends as incomplete (exit 2,
+/// `tls.reachable`) within its deadlines, and passes nothing.
 #[test]
-fn a_trickling_endpoint_cannot_hold_a_scan() {
-    use std::io::Write;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let header = [0x16u8, 0x03, 0x03, 0x40, 0x00];
-                for byte in header.iter().chain(std::iter::repeat(&0u8)) {
-                    if stream.write_all(&[*byte]).is_err() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            });
+fn endpoints_that_never_answer_cannot_hold_or_pass_a_scan() {
+    use std::io::{Read, Write};
+    let serve = |answer: fn(std::net::TcpStream)| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || answer(stream));
+            }
+        });
+        target
+    };
+    let trickle = serve(|mut stream| {
+        let header = [0x16u8, 0x03, 0x03, 0x40, 0x00];
+        for byte in header.iter().chain(std::iter::repeat(&0u8)) {
+            if stream.write_all(&[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     });
-    let started = Instant::now();
-    let output = check(&[&target, "--timeout", "1s", "--format", "json"]);
-    let elapsed = started.elapsed();
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    // Five version probes and one handshake, a second each at most.
-    assert!(
-        elapsed < Duration::from_secs(15),
-        "the scan took {elapsed:?}"
-    );
+    let silent = serve(|mut stream| {
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    for target in [trickle, silent] {
+        let started = Instant::now();
+        let output = check(&[&target, "--timeout", "1s", "--format", "json"]);
+        let elapsed = started.elapsed();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let findings = report["reports"][0]["findings"].as_array().unwrap();
+        assert!(
+            findings
+                .iter()
+                .any(|f| f["id"] == "tls.reachable" && f["status"] == "error"),
+            "{text}"
+        );
+        assert!(!findings.iter().any(|f| f["status"] == "pass"), "{text}");
+        // One probe and its retry, and one handshake: a second each at most.
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "the scan took {elapsed:?}"
+        );
+    }
 }

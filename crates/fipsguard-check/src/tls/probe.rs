@@ -74,17 +74,31 @@ pub fn observe(endpoint: &Endpoint) -> io::Result<Observations> {
 }
 
 /// The server's hello when it accepts the offer's version, else why not.
+/// A probe without a verdict is tried once more, then fails the scan: a
+/// partial scan is not a result.
 fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHello, String>> {
-    let reply = probe(
-        endpoint.address,
-        endpoint.server_name.as_deref(),
-        offer,
-        endpoint.timeout,
-    )?;
+    let attempt = || {
+        probe(
+            endpoint.address,
+            endpoint.server_name.as_deref(),
+            offer,
+            endpoint.timeout,
+        )
+    };
+    let reply = match attempt()? {
+        Reply::Unanswered(_) => attempt()?,
+        reply => reply,
+    };
     Ok(match reply {
         Reply::Hello(hello) if hello.version == offer.protocol.wire() => Ok(hello),
         Reply::Hello(hello) => Err(format!("answered with version 0x{:04x}", hello.version)),
         Reply::Refused(reason) => Err(reason),
+        Reply::Unanswered(reason) => {
+            let probe = offer.protocol.name();
+            return Err(io::Error::other(format!(
+                "the {probe} probe got {reason}, twice"
+            )));
+        }
     })
 }
 

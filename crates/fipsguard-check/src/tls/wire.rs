@@ -59,8 +59,12 @@ impl<'a> Offer<'a> {
 pub enum Reply {
     /// A ServerHello (or HelloRetryRequest).
     Hello(ServerHello),
-    /// The server refused: an alert, a closed connection, or silence.
+    /// The server refused: an alert, or a connection it closed or reset.
     Refused(String),
+    /// No verdict: the probe timed out, or the bytes were not TLS. Read as
+    /// a refusal it would pass an old protocol a rate limit or a dropping
+    /// firewall only kept from answering.
+    Unanswered(String),
 }
 
 /// The plaintext part of a server's handshake.
@@ -261,12 +265,11 @@ pub fn read_reply(stream: &mut impl Read, through_key_exchange: bool) -> Reply {
 }
 
 fn ended(hello: Option<ServerHello>, error: &io::Error) -> Reply {
-    match hello {
-        Some(hello) => Reply::Hello(hello),
-        None if error.kind() == io::ErrorKind::UnexpectedEof => {
-            Reply::Refused("connection closed".into())
-        }
-        None => Reply::Refused(format!("no answer: {error}")),
+    match (hello, error.kind()) {
+        (Some(hello), _) => Reply::Hello(hello),
+        (None, io::ErrorKind::UnexpectedEof) => Reply::Refused("connection closed".into()),
+        (None, io::ErrorKind::ConnectionReset) => Reply::Refused("connection reset".into()),
+        (None, _) => Reply::Unanswered(format!("no answer: {error}")),
     }
 }
 
@@ -415,7 +418,8 @@ mod tests {
     use super::*;
 
     /// A ServerHello split over two records, then ServerHelloDone, is
-    /// reassembled; a record that is not TLS ends the read as a refusal.
+    /// reassembled; bytes that are not TLS are no verdict, and a close
+    /// before any hello is a refusal.
     #[test]
     fn handshake_messages_are_reassembled_across_records() {
         let mut hello_body = vec![0x03, 0x03];
@@ -434,11 +438,15 @@ mod tests {
         }
         match read_reply(&mut wire.as_slice(), true) {
             Reply::Hello(hello) => assert_eq!((hello.version, hello.suite), (0x0303, 0xc02f)),
-            Reply::Refused(reason) => panic!("refused: {reason}"),
+            Reply::Refused(reason) | Reply::Unanswered(reason) => panic!("no hello: {reason}"),
         }
         let garbage = b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec();
         assert!(matches!(
             read_reply(&mut garbage.as_slice(), true),
+            Reply::Unanswered(_)
+        ));
+        assert!(matches!(
+            read_reply(&mut [].as_slice(), true),
             Reply::Refused(_)
         ));
     }
