@@ -645,3 +645,16 @@ fn a_missing_path_is_an_error() {
     assert_eq!(code, 2, "{report:#}");
     assert_eq!(report["verdict"], "error");
 }
+
+#[test]
+fn a_directory_without_binaries_is_an_error_not_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("build.log"), "the build put nothing here\n").unwrap();
+    let (code, report) = check_one(dir.path());
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "error");
+    assert!(has_line(
+        &evidence(finding(&report, "binary.crypto-module")),
+        "no ELF file under it"
+    ));
+}

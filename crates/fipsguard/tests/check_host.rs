@@ -283,3 +283,16 @@ fn an_openssl_that_never_answers_is_stopped_and_reported() {
     }
     assert!(gone(), "the command's own child was stopped too");
 }
+
+#[test]
+fn a_root_that_is_not_a_directory_is_an_error_not_a_pass() {
+    let (code, document) = check_json([
+        OsString::from("host"),
+        "--root".into(),
+        fixture("no-such-tree").into(),
+    ]);
+    assert_eq!(code, 2, "{document:#}");
+    let report = &document["reports"][0];
+    assert_eq!(report["verdict"], "error");
+    assert_eq!(report["findings"][0]["id"], "host.root");
+}

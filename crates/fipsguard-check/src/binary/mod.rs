@@ -48,6 +48,8 @@ const HOST_REMEDIATION: &str =
 pub fn scan(paths: &[PathBuf]) -> Vec<Report> {
     let (targets, mut reports) = walk::targets(paths);
     reports.extend(inspect_all(&targets));
+    let empty = walk::without_binaries(paths, &reports);
+    reports.extend(empty);
     reports.sort_by(|a, b| a.subject.cmp(&b.subject));
     reports
 }

@@ -110,6 +110,21 @@ fn unique(mut found: Vec<Candidate>) -> Vec<Target> {
     targets
 }
 
+/// An error report for each named directory in which no report was made:
+/// a gate over `dist/` must not pass when the build put nothing there.
+pub(super) fn without_binaries(paths: &[PathBuf], reports: &[Report]) -> Vec<Report> {
+    paths
+        .iter()
+        .filter(|path| path.is_dir())
+        .filter(|dir| {
+            !reports
+                .iter()
+                .any(|r| Path::new(&r.subject).starts_with(dir))
+        })
+        .map(|dir| error(dir, "no ELF file under it: nothing was checked".to_owned()))
+        .collect()
+}
+
 fn error(path: &Path, reason: String) -> Report {
     verdict::error(path.display().to_string(), reason)
 }

@@ -32,6 +32,18 @@ use system::KernelFlag;
 
 /// Checks the host whose filesystem is rooted at `root` (`/` for this machine).
 pub fn scan(root: &Path) -> Report {
+    if !root.is_dir() {
+        // A mistyped --root would otherwise find nothing to check and pass.
+        let finding = Finding::new("host.root", "The tree to scan exists", Status::Error)
+            .evidence(format!("{} is not a directory", root.display()))
+            .remediation("give --root the directory the host's filesystem is mounted at");
+        return Report {
+            kind: Kind::Host,
+            subject: root.display().to_string(),
+            summary: "not scanned".into(),
+            findings: vec![finding],
+        };
+    }
     let host = Host::new(Root::new(root));
     let findings = vec![
         system::KERNEL.run(|rule| system::kernel_fips(rule, &host)),
