@@ -298,6 +298,8 @@ fn exit_codes_tell_a_gate_pass_fail_and_could_not_check() {
         "cipher_suites = [\"TLS_AES_256_GCM\"]\n",
         "protocols = [\"TLS1.4\"]\n",
         "groups = [\"P-256\"]\n",
+        "forbidden_signature_hashes = [\"SHA1\"]\n",
+        "ec_curves = [\"p256\"]\n",
     ] {
         std::fs::write(&policy, typo).unwrap();
         let output = check(&[&serve_target, "--policy", policy_arg]);

@@ -1,7 +1,7 @@
 //! What was observed, judged against a policy: one finding per rule.
 
 use super::catalog::{group_name, scheme_hash, suite_name, Protocol};
-use super::certificate::{inspect, Facts, Key};
+use super::certificate::{inspect, Facts, Key, UNKNOWN};
 use super::handshake::Attempt;
 use super::policy::Policy;
 use super::probe::Observations;
@@ -237,8 +237,12 @@ fn certificate_signatures(chain: &[Facts], policy: &Policy) -> Finding {
     let mut status = Status::Pass;
     let mut evidence = Vec::new();
     for cert in chain {
-        let forbidden =
-            !cert.self_signed && cert.signature_hash.is_some_and(|h| policy.forbids_hash(h));
+        // Unknown algorithms, MD2 and MD4 fail whatever the policy lists.
+        let always = |h: &str| matches!(h, UNKNOWN | "MD2" | "MD4");
+        let forbidden = !cert.self_signed
+            && cert
+                .signature_hash
+                .is_some_and(|h| always(h) || policy.forbids_hash(h));
         if forbidden {
             status = Status::Fail;
         }
@@ -289,4 +293,41 @@ fn certificate_expiry(chain: &[Facts], policy: &Policy) -> Finding {
 
 fn with_evidence(finding: Finding, lines: Vec<String>) -> Finding {
     lines.into_iter().fold(finding, Finding::evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_with(signature: &'static str, hash: Option<&'static str>) -> Facts {
+        Facts {
+            subject: "CN=leaf".into(),
+            self_signed: false,
+            key: Key::Ec("P-256".into()),
+            signature,
+            signature_hash: hash,
+            not_after: String::new(),
+            seconds_left: 86_400 * 365,
+        }
+    }
+
+    #[test]
+    fn unknown_and_broken_signature_algorithms_fail_whatever_the_policy_forbids() {
+        let lenient = Policy {
+            forbidden_signature_hashes: Vec::new(),
+            ..Policy::default()
+        };
+        for (signature, hash) in [
+            (UNKNOWN, Some(UNKNOWN)),
+            ("md2WithRSAEncryption", Some("MD2")),
+        ] {
+            let finding = certificate_signatures(&[signed_with(signature, hash)], &lenient);
+            assert_eq!(finding.status, Status::Fail, "{signature}");
+        }
+        let sha256 = signed_with("ecdsa-with-SHA256", Some("SHA-256"));
+        assert_eq!(
+            certificate_signatures(&[sha256], &lenient).status,
+            Status::Pass
+        );
+    }
 }

@@ -87,21 +87,40 @@ fn key(cert: &X509Certificate<'_>) -> Key {
     }
 }
 
+/// The named curves a certificate key is reported on, by OID: the names a
+/// policy's `ec_curves` may use.
+pub const CURVES: &[(&str, &str)] = &[
+    ("1.2.840.10045.3.1.7", "P-256"),
+    ("1.3.132.0.34", "P-384"),
+    ("1.3.132.0.35", "P-521"),
+    ("1.3.132.0.33", "P-224"),
+    ("1.2.840.10045.3.1.1", "P-192"),
+    ("1.3.132.0.10", "secp256k1"),
+];
+
+/// The hash names a signature is reported over: the names a policy's
+/// `forbidden_signature_hashes` may use.
+pub const HASHES: &[&str] = &[
+    "MD2", "MD4", "MD5", "SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512",
+];
+
+/// What a signature algorithm this scanner does not know is reported as:
+/// never allowed, since nothing about it was checked.
+pub const UNKNOWN: &str = "unknown";
+
 fn curve_name(oid: &str) -> Option<&'static str> {
-    Some(match oid {
-        "1.2.840.10045.3.1.7" => "P-256",
-        "1.3.132.0.34" => "P-384",
-        "1.3.132.0.35" => "P-521",
-        "1.3.132.0.33" => "P-224",
-        "1.2.840.10045.3.1.1" => "P-192",
-        "1.3.132.0.10" => "secp256k1",
-        _ => return None,
-    })
+    CURVES
+        .iter()
+        .find(|(known, _)| *known == oid)
+        .map(|(_, name)| *name)
 }
 
 fn signature_algorithm(oid: &str) -> (&'static str, Option<&'static str>) {
     match oid {
+        "1.2.840.113549.1.1.2" => ("md2WithRSAEncryption", Some("MD2")),
+        "1.2.840.113549.1.1.3" => ("md4WithRSAEncryption", Some("MD4")),
         "1.2.840.113549.1.1.4" => ("md5WithRSAEncryption", Some("MD5")),
+        "1.3.14.3.2.29" => ("sha1WithRSASignature (OIW)", Some("SHA-1")),
         "1.2.840.113549.1.1.5" => ("sha1WithRSAEncryption", Some("SHA-1")),
         "1.2.840.113549.1.1.14" => ("sha224WithRSAEncryption", Some("SHA-224")),
         "1.2.840.113549.1.1.11" => ("sha256WithRSAEncryption", Some("SHA-256")),
@@ -116,6 +135,6 @@ fn signature_algorithm(oid: &str) -> (&'static str, Option<&'static str>) {
         "1.2.840.10040.4.3" => ("dsa-with-sha1", Some("SHA-1")),
         "1.3.101.112" => ("Ed25519", None),
         "1.3.101.113" => ("Ed448", None),
-        _ => ("unknown", None),
+        _ => (UNKNOWN, Some(UNKNOWN)),
     }
 }

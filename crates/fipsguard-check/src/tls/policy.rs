@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::catalog::{Protocol, GROUPS};
+use super::certificate::{CURVES, HASHES};
 
 /// A TLS policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +131,27 @@ impl Policy {
             .find(|name| !GROUPS.iter().any(|group| group.name == name.as_str()))
         {
             return Err(error(format!("unknown group {unknown}")));
+        }
+        if let Some(unknown) = policy
+            .forbidden_signature_hashes
+            .iter()
+            .find(|name| !HASHES.contains(&name.as_str()))
+        {
+            return Err(error(format!(
+                "unknown hash {unknown} (one of {})",
+                HASHES.join(", ")
+            )));
+        }
+        if let Some(unknown) = policy
+            .ec_curves
+            .iter()
+            .find(|name| !CURVES.iter().any(|(_, curve)| curve == name))
+        {
+            let known: Vec<&str> = CURVES.iter().map(|(_, curve)| *curve).collect();
+            return Err(error(format!(
+                "unknown curve {unknown} (one of {})",
+                known.join(", ")
+            )));
         }
         Ok(policy)
     }
