@@ -658,3 +658,18 @@ fn a_directory_without_binaries_is_an_error_not_a_pass() {
         "no ELF file under it"
     ));
 }
+
+#[test]
+fn an_elf_file_too_large_to_read_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("core");
+    let file = fs::File::create(&huge).unwrap();
+    std::io::Write::write_all(&mut &file, b"\x7fELF").unwrap();
+    file.set_len((2 << 30) + 1).unwrap(); // sparse: no disk, no memory
+    let (code, report) = check_one(&huge);
+    assert_eq!(code, 2, "{report:#}");
+    assert!(has_line(
+        &evidence(finding(&report, "binary.crypto-module")),
+        "over the 2 GiB"
+    ));
+}

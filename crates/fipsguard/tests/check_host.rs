@@ -296,3 +296,19 @@ fn a_root_that_is_not_a_directory_is_an_error_not_a_pass() {
     assert_eq!(report["verdict"], "error");
     assert_eq!(report["findings"][0]["id"], "host.root");
 }
+
+#[test]
+fn a_report_that_cannot_be_written_is_an_incomplete_scan() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fipsguard"))
+        .args(["check", "host", "--root"])
+        .arg(fixture("rhel-fips"))
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "not 1, a failed rule");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot write output"));
+}

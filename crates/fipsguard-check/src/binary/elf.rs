@@ -174,6 +174,10 @@ fn section<'data>(file: &object::File<'data>, name: &str) -> Option<&'data [u8]>
     file.section_by_name(name)?.data().ok()
 }
 
+/// The largest ELF file read whole: two are read at once, and a core dump
+/// or a sparse file of many gigabytes must not exhaust memory.
+const MAX_ELF_BYTES: u64 = 2 << 30;
+
 /// The whole file when it starts with the ELF magic, `None` (after reading
 /// four bytes) when it does not: most files in a directory are not ELF.
 pub(super) fn read_if_elf(path: &Path) -> io::Result<Option<Vec<u8>>> {
@@ -186,10 +190,16 @@ pub(super) fn read_if_elf(path: &Path) -> io::Result<Option<Vec<u8>>> {
     if magic != *b"\x7fELF" {
         return Ok(None);
     }
-    let size = usize::try_from(file.metadata()?.len()).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(size);
+    let size = file.metadata()?.len();
+    if size > MAX_ELF_BYTES {
+        return Err(io::Error::other(format!(
+            "an ELF file of {size} bytes, over the 2 GiB this scanner reads: not scanned (scan a stripped copy)"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     bytes.extend_from_slice(&magic);
-    file.read_to_end(&mut bytes)?;
+    // The size can grow while it is read: never past the limit.
+    (&mut file).take(MAX_ELF_BYTES).read_to_end(&mut bytes)?;
     Ok(Some(bytes))
 }
 

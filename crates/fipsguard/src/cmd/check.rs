@@ -76,8 +76,11 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let text = render(&reports, args.format);
-    super::emit(
+    // A report that could not be written is a scan a gate cannot read:
+    // incomplete (2), not a failed rule (1).
+    super::emit_or(
         |out| out.write_all(text.as_bytes()),
         ExitCode::from(exit_code(&reports)),
+        ExitCode::from(2),
     )
 }

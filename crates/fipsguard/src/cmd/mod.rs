@@ -45,11 +45,20 @@ pub fn fail(message: impl std::fmt::Display) -> ExitCode {
 /// Writes a command's output to stdout. A reader that goes away early
 /// (`fipsguard algorithms | head`) is not an error.
 pub fn emit(write: impl FnOnce(&mut dyn Write) -> io::Result<()>, code: ExitCode) -> ExitCode {
+    emit_or(write, code, ExitCode::FAILURE)
+}
+
+/// [`emit`], exiting with `unwritten` when the output could not be written.
+pub fn emit_or(
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    code: ExitCode,
+    unwritten: ExitCode,
+) -> ExitCode {
     let mut out = io::stdout().lock();
     match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
             eprintln!("fipsguard: cannot write output: {e}");
-            ExitCode::FAILURE
+            unwritten
         }
         _ => code,
     }
