@@ -173,6 +173,8 @@ struct RustPrograms {
     plain: PathBuf,
     sha2_legacy: PathBuf,
     sha2_v0: PathBuf,
+    /// The same stand-in named `ring` (`ring-0.17.14/src/`).
+    ring: PathBuf,
 }
 
 fn rust_programs() -> Option<&'static RustPrograms> {
@@ -182,7 +184,7 @@ fn rust_programs() -> Option<&'static RustPrograms> {
         .as_ref()
 }
 
-const SHA2_RS: &str = "#[inline(never)]\n\
+const CRATE_RS: &str = "#[inline(never)]\n\
 pub fn compress(state: &mut [u32; 8], block: &[u8]) {\n\
     assert_eq!(block.len(), 64, \"a block is 64 bytes\");\n\
     for (i, word) in block.chunks(4).enumerate() {\n\
@@ -196,38 +198,47 @@ fn main() {\n\
     for arg in std::env::args() { *seen.entry(arg).or_insert(0) += 1; }\n\
     println!(\"{}\", seen.len());\n\
 }\n";
-const WITH_SHA2_RS: &str = "fn main() {\n\
-    let mut state = [0u32; 8];\n\
-    sha2::compress(&mut state, &[std::env::args().count() as u8; 64]);\n\
-    println!(\"{state:?}\");\n\
-}\n";
-
 fn build_rust_programs() -> RustPrograms {
     let dir = work_dir().join("rust");
-    let sha2 = dir.join("registry").join("sha2-0.10.9").join("src");
-    fs::create_dir_all(&sha2).unwrap();
-    fs::write(sha2.join("lib.rs"), SHA2_RS).unwrap();
+    fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("plain.rs"), PLAIN_RS).unwrap();
-    fs::write(dir.join("with_sha2.rs"), WITH_SHA2_RS).unwrap();
     let plain = dir.join("plain");
     run(rustc(&plain, Mangling::Legacy).arg(dir.join("plain.rs")));
-    let [sha2_legacy, sha2_v0] = [Mangling::Legacy, Mangling::V0].map(|mangling| {
-        let library = dir.join(format!("libsha2-{mangling:?}.rlib"));
-        run(rustc(&library, mangling)
-            .args(["--crate-type", "rlib", "--crate-name", "sha2"])
-            .arg(sha2.join("lib.rs")));
-        let program = dir.join(format!("with-sha2-{mangling:?}"));
-        run(rustc(&program, mangling)
-            .arg("--extern")
-            .arg(format!("sha2={}", library.display()))
-            .arg(dir.join("with_sha2.rs")));
-        program
-    });
+    let [sha2_legacy, sha2_v0] = [Mangling::Legacy, Mangling::V0]
+        .map(|mangling| program_with_crate(&dir, "sha2", "0.10.9", mangling));
+    let ring = program_with_crate(&dir, "ring", "0.17.14", Mangling::Legacy);
     RustPrograms {
         plain,
         sha2_legacy,
         sha2_v0,
+        ring,
     }
+}
+
+/// A program calling `CRATE_RS` built as crate `name` from the
+/// registry-style directory `name-version/src/`.
+fn program_with_crate(dir: &Path, name: &str, version: &str, mangling: Mangling) -> PathBuf {
+    let source = dir
+        .join("registry")
+        .join(format!("{name}-{version}"))
+        .join("src");
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("lib.rs"), CRATE_RS).unwrap();
+    let main = dir.join(format!("with_{name}.rs"));
+    let call = format!(
+        "fn main() {{ let mut state = [0u32; 8]; {name}::compress(&mut state, &[std::env::args().count() as u8; 64]); println!(\"{{state:?}}\"); }}\n"
+    );
+    fs::write(&main, call).unwrap();
+    let library = dir.join(format!("lib{name}-{mangling:?}.rlib"));
+    run(rustc(&library, mangling)
+        .args(["--crate-type", "rlib", "--crate-name", name])
+        .arg(source.join("lib.rs")));
+    let program = dir.join(format!("with-{name}-{mangling:?}"));
+    run(rustc(&program, mangling)
+        .arg("--extern")
+        .arg(format!("{name}={}", library.display()))
+        .arg(&main));
+    program
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -565,6 +576,23 @@ fn a_stripped_rust_crypto_crate_is_named_by_its_source_path() {
         ["source path \"sha2-0.10.9/src/\" (a panic message)"],
         "strip removed the symbols"
     );
+}
+
+#[test]
+fn ring_is_named_by_its_symbols_or_in_a_stripped_binary_by_its_source_path() {
+    let Some(rust) = rust_programs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut programs = vec![(rust.ring.clone(), "symbols of crate ring, ")];
+    if available("strip", "--version") {
+        let stripped = stripped_copy(&rust.ring, dir.path());
+        programs.push((stripped, "source path \"ring-0.17.14/src/\""));
+    }
+    for (program, line) in programs {
+        let (code, report) = check_one(&program);
+        assert_eq!(code, 1, "ring is not a validated module: {report:#}");
+        let lines = evidence(finding(&report, "binary.ring"));
+        assert!(has_line(&lines, line), "{lines:?}");
+    }
 }
 
 #[test]

@@ -422,16 +422,38 @@ fn trim_date(text: &str) -> String {
     text.split(' ').take(2).collect::<Vec<_>>().join(" ")
 }
 
+/// ring by any trace it leaves: its C symbols (`ring_core_<version>_`, or
+/// `GFp_` before 0.17), its Rust symbols, or in a stripped binary its
+/// source path (`ring-0.17.8/src/`).
 fn ring(facts: &Facts<'_>) -> Option<Component> {
-    let (prefix, version) = symbol_crate_prefix(facts, "ring_core_")?;
     let mut evidence = EvidenceSet::default();
-    evidence.symbols(facts, &prefix);
+    let versioned = symbol_crate_prefix(facts, "ring_core_");
+    if let Some((prefix, _)) = &versioned {
+        evidence.symbols(facts, prefix);
+    }
+    evidence.symbols(facts, "GFp_");
+    if let Some(symbol) = facts.rust_crates.get("ring") {
+        evidence.push(format!("symbols of crate ring, e.g. {symbol}"));
+    }
+    if let Some(path) = crate_source_paths(facts.bytes).get(RING) {
+        evidence.push(format!("source path \"{path}\" (a panic message)"));
+    }
+    if evidence.is_empty() {
+        return None;
+    }
+    let label = versioned.map_or_else(
+        || "ring".to_owned(),
+        |(_, version)| format!("ring {version}"),
+    );
     let finding = Finding::new("binary.ring", "ring, not a validated module", Status::Fail).remediation(
         "Use a validated provider instead (rustls with aws-lc-rs and its `fips` feature) and remove \
          ring from the dependency tree (`cargo tree -i ring`).",
     );
-    Some(Component::new(finding, evidence, format!("ring {version}")))
+    Some(Component::new(finding, evidence, label))
 }
+
+/// ring's package name, found by its source paths like the crypto crates.
+const RING: &str = "ring";
 
 /// Rust crates that implement primitives, by their symbols or, in a
 /// stripped binary, by their source paths in panic messages
@@ -507,8 +529,9 @@ fn crypto_package(directory: &str) -> Option<&'static str> {
         let is_version = version.starts_with(|c: char| c.is_ascii_digit());
         RUST_CRYPTO_CRATES
             .iter()
-            .find(|(package, _)| is_version && *package == name)
             .map(|(package, _)| *package)
+            .chain([RING])
+            .find(|package| is_version && *package == name)
     })
 }
 
