@@ -150,8 +150,16 @@ fn pretty(value: &impl Serialize) -> String {
 }
 
 fn sarif_log(reports: &[Report]) -> String {
+    // One category per kind of scan, so that code scanning keeps a binary
+    // and a TLS upload of the same commit apart.
+    let kinds: std::collections::BTreeSet<&str> = reports.iter().map(|r| r.kind.as_str()).collect();
+    let category = format!(
+        "fipsguard/check/{}/",
+        kinds.into_iter().collect::<Vec<_>>().join("+")
+    );
     let run = sarif::Run::builder()
         .tool(sarif_tool(reports))
+        .automation_details(sarif::RunAutomationDetails::builder().id(category).build())
         .results(reports.iter().flat_map(sarif_results).collect::<Vec<_>>())
         .invocations(vec![sarif::Invocation::builder()
             .execution_successful(overall(reports) != Status::Error)
@@ -242,7 +250,9 @@ fn sarif_kind_and_level(status: Status) -> (sarif::ResultKind, sarif::ResultLeve
         Status::Pass => (sarif::ResultKind::Pass, sarif::ResultLevel::None),
         Status::Warn => (sarif::ResultKind::Fail, sarif::ResultLevel::Warning),
         Status::Fail => (sarif::ResultKind::Fail, sarif::ResultLevel::Error),
-        Status::Error => (sarif::ResultKind::Review, sarif::ResultLevel::Error),
+        // SARIF allows a level only on kind `fail`: a check that could not
+        // be decided is a failure to look at.
+        Status::Error => (sarif::ResultKind::Fail, sarif::ResultLevel::Error),
     }
 }
 

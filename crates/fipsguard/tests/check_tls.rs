@@ -348,6 +348,17 @@ fn sarif_validates_against_its_schema_and_junit_reads_back() {
         format!("tls://{}", targets[1])
     );
     assert_eq!(log["runs"][0]["invocations"][0]["exitCode"], 1);
+    assert_eq!(
+        log["runs"][0]["automationDetails"]["id"], "fipsguard/check/tls/",
+        "a category of its own for code scanning"
+    );
+    // SARIF 3.27.10: only a failing result carries a level.
+    for result in results {
+        assert!(
+            result["kind"] == "fail" || result["level"] == "none",
+            "{result}"
+        );
+    }
 
     let mut args = targets.to_vec();
     args.extend(["--format", "junit"]);
