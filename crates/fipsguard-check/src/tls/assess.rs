@@ -2,7 +2,7 @@
 
 use super::catalog::{group_name, scheme_hash, suite_name, Protocol};
 use super::certificate::{inspect, Facts, Key, UNKNOWN};
-use super::handshake::Attempt;
+use super::handshake::{Attempt, Failure};
 use super::policy::Policy;
 use super::probe::Observations;
 use crate::{Finding, Status};
@@ -166,9 +166,12 @@ fn approved_handshake(attempt: &Attempt) -> Finding {
             .trim_end()
             .to_owned(),
         ),
-        Err(reason) => Finding::new("tls.approved-handshake", title, Status::Fail)
+        Err(Failure::Refused(reason)) => Finding::new("tls.approved-handshake", title, Status::Fail)
             .evidence(reason.clone())
             .remediation("offer TLS 1.2 or 1.3 with an AES-GCM suite, a NIST curve and a certificate the policy allows"),
+        Err(Failure::Undecided(reason)) => Finding::new("tls.approved-handshake", title, Status::Error)
+            .evidence(reason.clone())
+            .remediation("check that the endpoint is up and answers within --timeout"),
     }
 }
 

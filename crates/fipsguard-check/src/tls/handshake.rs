@@ -35,9 +35,31 @@ pub struct Negotiated {
 #[derive(Debug)]
 pub struct Attempt {
     /// What was negotiated, or why no approved handshake completed.
-    pub outcome: Result<Negotiated, String>,
+    pub outcome: Result<Negotiated, Failure>,
     /// The server's certificates, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
+}
+
+/// Why no approved handshake completed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The server refused or broke off what an approved client offers.
+    Refused(String),
+    /// No verdict: the endpoint could not be reached or did not answer in
+    /// time, which says nothing about what it would accept.
+    Undecided(String),
+}
+
+impl Failure {
+    /// A refusal when the server said no (a TLS error, a close, a reset);
+    /// undecided when it said nothing (a timeout, a network error).
+    fn of(error: &std::io::Error) -> Self {
+        use std::io::ErrorKind::{ConnectionReset, InvalidData, UnexpectedEof};
+        match error.kind() {
+            InvalidData | UnexpectedEof | ConnectionReset => Failure::Refused(error.to_string()),
+            _ => Failure::Undecided(error.to_string()),
+        }
+    }
 }
 
 /// Completes one handshake with the FIPS policy's client configuration.
@@ -48,22 +70,23 @@ pub fn approved_handshake(endpoint: &Endpoint) -> Attempt {
     Attempt { outcome, chain }
 }
 
-fn handshake(endpoint: &Endpoint, recorder: Arc<ChainRecorder>) -> Result<Negotiated, String> {
+fn handshake(endpoint: &Endpoint, recorder: Arc<ChainRecorder>) -> Result<Negotiated, Failure> {
+    let undecided = |e: String| Failure::Undecided(e);
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| undecided(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(recorder)
         .with_no_client_auth();
-    let name = server_name(endpoint)?;
+    let name = server_name(endpoint).map_err(undecided)?;
     let mut connection =
-        ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+        ClientConnection::new(Arc::new(config), name).map_err(|e| undecided(e.to_string()))?;
     let mut socket = Deadline::connect(endpoint.address, endpoint.timeout)
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| undecided(format!("connect: {e}")))?;
     while connection.is_handshaking() {
         connection
             .complete_io(&mut socket)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::of(&e))?;
     }
     let negotiated = Negotiated {
         protocol: format!(
@@ -150,5 +173,35 @@ impl ServerCertVerifier for ChainRecorder {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn only_an_answer_is_a_refusal() {
+        for kind in [
+            ErrorKind::InvalidData,
+            ErrorKind::UnexpectedEof,
+            ErrorKind::ConnectionReset,
+        ] {
+            assert!(
+                matches!(Failure::of(&Error::from(kind)), Failure::Refused(_)),
+                "{kind:?}"
+            );
+        }
+        for kind in [
+            ErrorKind::WouldBlock,
+            ErrorKind::TimedOut,
+            ErrorKind::ConnectionRefused,
+        ] {
+            assert!(
+                matches!(Failure::of(&Error::from(kind)), Failure::Undecided(_)),
+                "{kind:?}"
+            );
+        }
     }
 }
