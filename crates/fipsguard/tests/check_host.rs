@@ -312,3 +312,28 @@ fn a_report_that_cannot_be_written_is_an_incomplete_scan() {
     assert_eq!(output.status.code(), Some(2), "not 1, a failed rule");
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot write output"));
 }
+
+#[test]
+fn the_scanners_own_gnutls_variable_does_not_switch_the_host() {
+    let scan = |forced: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fipsguard"));
+        command.args(["check", "host", "--format", "json"]);
+        if forced {
+            command.env("GNUTLS_FORCE_FIPS_MODE", "1");
+        }
+        let output = command.output().unwrap();
+        let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let report = document["reports"][0].clone();
+        (
+            finding(&report, "host.gnutls-fips").clone(),
+            evidence(&report, "host.gnutls-fips"),
+        )
+    };
+    let (plain, _) = scan(false);
+    let (forced, evidence) = scan(true);
+    if plain["status"] == "not-applicable" {
+        return; // no GnuTLS on this machine
+    }
+    assert_eq!(forced["status"], plain["status"], "{forced:#}");
+    assert!(evidence.contains("not counted"), "{evidence}");
+}

@@ -36,8 +36,8 @@ pub(super) const LIBGCRYPT: Rule = Rule {
 // development symlink. NSS's runtime library has no version in its name.
 
 /// `host.gnutls-fips`: GnuTLS enters FIPS 140 mode when the kernel flag is
-/// 1 (or GNUTLS_FORCE_FIPS_MODE=1 is set, looked at only on the live
-/// system). Pass when it does and the library carries the `.hmac` file a
+/// 1 (GNUTLS_FORCE_FIPS_MODE=1 switches only the processes that carry it,
+/// so the scanner's own is shown, not counted). Pass when it does and the library carries the `.hmac` file a
 /// FIPS 140 build checks itself against; warn without that file; fail when
 /// nothing switches it on.
 pub(super) fn gnutls(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
@@ -66,12 +66,13 @@ pub(super) fn gnutls(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
         .then(|| env::var("GNUTLS_FORCE_FIPS_MODE").ok())
         .flatten();
     if let Some(value) = &forced {
+        // It switches only the processes that carry it: not the host.
         evidence.push(format!(
-            "GNUTLS_FORCE_FIPS_MODE={value} (this process's environment)"
+            "GNUTLS_FORCE_FIPS_MODE={value} in the scanner's own environment: not counted (it switches only processes that carry it)"
         ));
     }
     evidence.push(host.kernel_evidence());
-    let on = forced.as_deref() == Some("1") || host.kernel_on()?;
+    let on = host.kernel_on()?;
     let status = match (on, hmac) {
         (true, Some(_)) => Status::Pass,
         (true, None) => Status::Warn,
