@@ -193,6 +193,11 @@ fn fipsguard_serve_passes_and_each_weak_server_fails_with_its_finding() {
     assert_eq!(served["verdict"], "warn", "{served}");
     assert_eq!(finding(served, "tls.certificate.expiry")["status"], "warn");
     assert_eq!(served["subject"], serve_target.as_str());
+    let summary = served["summary"].as_str().unwrap();
+    assert!(
+        summary.ends_with(&format!("(at {serve_target})")),
+        "the address that answered: {summary}"
+    );
     for accepted in ["tls.protocol.tls1.2", "tls.protocol.tls1.3"] {
         assert_eq!(
             finding(served, accepted)["evidence"][0]

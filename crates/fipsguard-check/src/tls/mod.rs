@@ -54,8 +54,8 @@ pub fn scan(targets: &[String], policy: &Policy, options: &Options) -> Vec<Repor
 }
 
 fn scan_one(target: &str, policy: &Policy, options: &Options) -> Report {
-    let endpoint = match endpoint(target, options) {
-        Ok(endpoint) => endpoint,
+    let (endpoint, addresses) = match endpoint(target, options) {
+        Ok(found) => found,
         Err(reason) => return unreachable(target, "tls.target", reason),
     };
     let seen = match probe::observe(&endpoint) {
@@ -70,35 +70,48 @@ fn scan_one(target: &str, policy: &Policy, options: &Options) -> Report {
     };
     let attempt = handshake::approved_handshake(&endpoint);
     let findings = assess::findings(&seen, &attempt, policy);
+    // A name may stand for several servers: say which one answered for it.
+    let scanned = match addresses {
+        1 => format!(" (at {})", endpoint.address),
+        n => format!(
+            " (at {}, one of the name's {n} addresses: scan each as ADDRESS:PORT with --server-name)",
+            endpoint.address
+        ),
+    };
     Report {
         kind: Kind::Tls,
         subject: target.to_owned(),
-        summary: summary(&findings, policy),
+        summary: summary(&findings, policy) + &scanned,
         findings,
     }
 }
 
-/// Resolves `HOST:PORT` (`[v6]:PORT` too); the host is the SNI unless it is an address.
-fn endpoint(target: &str, options: &Options) -> Result<Endpoint, String> {
+/// Resolves `HOST:PORT` (`[v6]:PORT` too); the host is the SNI unless it is
+/// an address. The first address is probed; the count says how many the
+/// name has.
+fn endpoint(target: &str, options: &Options) -> Result<(Endpoint, usize), String> {
     let (host, _port) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("{target}: expected HOST:PORT"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let address: SocketAddr = target
+    let addresses: Vec<SocketAddr> = target
         .to_socket_addrs()
         .map_err(|e| format!("{target}: {e}"))?
-        .next()
+        .collect();
+    let address = *addresses
+        .first()
         .ok_or_else(|| format!("{target}: the name has no address"))?;
     let server_name = options.server_name.clone().or_else(|| {
         host.parse::<std::net::IpAddr>()
             .is_err()
             .then(|| host.to_owned())
     });
-    Ok(Endpoint {
+    let endpoint = Endpoint {
         address,
         server_name,
         timeout: options.timeout,
-    })
+    };
+    Ok((endpoint, addresses.len()))
 }
 
 fn unreachable(target: &str, id: &str, reason: String) -> Report {
