@@ -276,6 +276,9 @@ fn certificate_expiry(chain: &[Facts], policy: &Policy) -> Finding {
         let state = if cert.seconds_left < 0 {
             status = Status::Fail;
             "expired".to_owned()
+        } else if cert.seconds_until_valid > 0 {
+            status = Status::Fail;
+            "not valid yet".to_owned()
         } else {
             if cert.seconds_left < warn_after {
                 status = status.max(Status::Warn);
@@ -311,6 +314,7 @@ mod tests {
             signature_hash: hash,
             not_after: String::new(),
             seconds_left: 86_400 * 365,
+            seconds_until_valid: -86_400,
         }
     }
 
@@ -332,5 +336,20 @@ mod tests {
             certificate_signatures(&[sha256], &lenient).status,
             Status::Pass
         );
+    }
+
+    #[test]
+    fn a_certificate_not_valid_yet_fails_as_an_expired_one_does() {
+        let policy = Policy::default();
+        let mut early = signed_with("ecdsa-with-SHA256", Some("SHA-256"));
+        let valid = certificate_expiry(std::slice::from_ref(&early), &policy);
+        assert_eq!(valid.status, Status::Pass);
+        early.seconds_until_valid = 3_600;
+        let finding = certificate_expiry(&[early], &policy);
+        assert_eq!(finding.status, Status::Fail);
+        assert!(finding
+            .evidence
+            .iter()
+            .any(|line| line.contains("not valid yet")));
     }
 }

@@ -41,6 +41,8 @@ pub struct Facts {
     pub not_after: String,
     /// Seconds until expiry (negative once expired).
     pub seconds_left: i64,
+    /// Seconds until the validity period begins (positive while not yet valid).
+    pub seconds_until_valid: i64,
 }
 
 /// Reads the facts of a DER certificate.
@@ -60,6 +62,7 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
         signature_hash,
         not_after: cert.validity().not_after.to_string(),
         seconds_left: cert.validity().not_after.timestamp() - now,
+        seconds_until_valid: cert.validity().not_before.timestamp() - now,
     })
 }
 
