@@ -150,16 +150,8 @@ fn pretty(value: &impl Serialize) -> String {
 }
 
 fn sarif_log(reports: &[Report]) -> String {
-    // One category per kind of scan, so that code scanning keeps a binary
-    // and a TLS upload of the same commit apart.
-    let kinds: std::collections::BTreeSet<&str> = reports.iter().map(|r| r.kind.as_str()).collect();
-    let category = format!(
-        "fipsguard/check/{}/",
-        kinds.into_iter().collect::<Vec<_>>().join("+")
-    );
     let run = sarif::Run::builder()
         .tool(sarif_tool(reports))
-        .automation_details(sarif::RunAutomationDetails::builder().id(category).build())
         .results(reports.iter().flat_map(sarif_results).collect::<Vec<_>>())
         .invocations(vec![sarif::Invocation::builder()
             .execution_successful(overall(reports) != Status::Error)

@@ -108,13 +108,14 @@ pub(super) fn components(facts: &Facts<'_>) -> (Vec<Component>, Option<Finding>)
     let aws_lc = AwsLcStrings::find(facts.bytes);
     let openssl = OpenSslStrings::find(facts.bytes);
     let go = go::inspect(facts, &module);
+    let paths = crate_source_paths(facts.bytes);
     let mut found: Vec<Component> = [
         host_libraries(facts, &openssl),
         aws_lc_fips(facts, &aws_lc, &module),
         aws_lc_plain(facts, &aws_lc),
         openssl_built_in(facts, &openssl),
-        ring(facts),
-        rust_crypto(facts),
+        ring(facts, &paths),
+        rust_crypto(facts, &paths),
     ]
     .into_iter()
     .flatten()
@@ -425,7 +426,7 @@ fn trim_date(text: &str) -> String {
 /// ring by any trace it leaves: its C symbols (`ring_core_<version>_`, or
 /// `GFp_` before 0.17), its Rust symbols, or in a stripped binary its
 /// source path (`ring-0.17.8/src/`).
-fn ring(facts: &Facts<'_>) -> Option<Component> {
+fn ring(facts: &Facts<'_>, paths: &SourcePaths) -> Option<Component> {
     let mut evidence = EvidenceSet::default();
     let versioned = symbol_crate_prefix(facts, "ring_core_");
     if let Some((prefix, _)) = &versioned {
@@ -435,7 +436,7 @@ fn ring(facts: &Facts<'_>) -> Option<Component> {
     if let Some(symbol) = facts.rust_crates.get("ring") {
         evidence.push(format!("symbols of crate ring, e.g. {symbol}"));
     }
-    if let Some(path) = crate_source_paths(facts.bytes).get(RING) {
+    if let Some(path) = paths.get(RING) {
         evidence.push(format!("source path \"{path}\" (a panic message)"));
     }
     if evidence.is_empty() {
@@ -459,8 +460,7 @@ const RING: &str = "ring";
 /// stripped binary, by their source paths in panic messages
 /// (`…/sha2-0.10.9/src/…`). A warning, not a failure: such a crate may serve
 /// no security function (a checksum, a cache key), which a reviewer decides.
-fn rust_crypto(facts: &Facts<'_>) -> Option<Component> {
-    let paths = crate_source_paths(facts.bytes);
+fn rust_crypto(facts: &Facts<'_>, paths: &SourcePaths) -> Option<Component> {
     let mut evidence = EvidenceSet::default();
     let mut libraries: Vec<&str> = Vec::new();
     for (package, library) in RUST_CRYPTO_CRATES {
@@ -498,7 +498,10 @@ fn rust_crypto(facts: &Facts<'_>) -> Option<Component> {
 /// The crypto crates whose `<package>-<version>/src/` a panic message's
 /// location carries, by package: one pass over the file for `/src/`, each
 /// hit read backwards to the start of its directory name.
-fn crate_source_paths(bytes: &[u8]) -> std::collections::BTreeMap<&'static str, String> {
+/// Crypto packages by name, each with the first source path seen.
+type SourcePaths = std::collections::BTreeMap<&'static str, String>;
+
+fn crate_source_paths(bytes: &[u8]) -> SourcePaths {
     let mut found = std::collections::BTreeMap::new();
     for at in memchr::memmem::find_iter(bytes, b"/src/") {
         let start = bytes[..at]

@@ -240,19 +240,23 @@ fn certificate_signatures(chain: &[Facts], policy: &Policy) -> Finding {
     let mut status = Status::Pass;
     let mut evidence = Vec::new();
     for cert in chain {
-        // Unknown algorithms, MD2 and MD4 fail whatever the policy lists.
-        let always = |h: &str| matches!(h, UNKNOWN | "MD2" | "MD4");
+        // MD2 and MD4 fail whatever the policy lists; an algorithm this
+        // scanner does not know is undecided, neither passed nor failed.
+        let unknown = !cert.self_signed && cert.signature_hash == Some(UNKNOWN);
         let forbidden = !cert.self_signed
             && cert
                 .signature_hash
-                .is_some_and(|h| always(h) || policy.forbids_hash(h));
-        if forbidden {
-            status = Status::Fail;
-        }
-        let verdict = match (forbidden, cert.self_signed) {
-            (true, _) => "not allowed",
-            (false, true) => "self-signed, not relied on",
-            (false, false) => "allowed",
+                .is_some_and(|h| matches!(h, "MD2" | "MD4") || policy.forbids_hash(h));
+        status = status.max(match (forbidden, unknown) {
+            (true, _) => Status::Fail,
+            (false, true) => Status::Error,
+            (false, false) => Status::Pass,
+        });
+        let verdict = match (forbidden, unknown, cert.self_signed) {
+            (true, _, _) => "not allowed",
+            (false, true, _) => "not known to this scanner: undecided",
+            (false, false, true) => "self-signed, not relied on",
+            (false, false, false) => "allowed",
         };
         evidence.push(format!("{}: {}: {verdict}", cert.subject, cert.signature));
     }
@@ -305,12 +309,12 @@ fn with_evidence(finding: Finding, lines: Vec<String>) -> Finding {
 mod tests {
     use super::*;
 
-    fn signed_with(signature: &'static str, hash: Option<&'static str>) -> Facts {
+    fn signed_with(signature: &str, hash: Option<&'static str>) -> Facts {
         Facts {
             subject: "CN=leaf".into(),
             self_signed: false,
             key: Key::Ec("P-256".into()),
-            signature,
+            signature: signature.to_owned(),
             signature_hash: hash,
             not_after: String::new(),
             seconds_left: 86_400 * 365,
@@ -319,18 +323,24 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_broken_signature_algorithms_fail_whatever_the_policy_forbids() {
+    fn broken_signature_algorithms_fail_and_unknown_ones_are_undecided() {
         let lenient = Policy {
             forbidden_signature_hashes: Vec::new(),
             ..Policy::default()
         };
-        for (signature, hash) in [
-            (UNKNOWN, Some(UNKNOWN)),
-            ("md2WithRSAEncryption", Some("MD2")),
-        ] {
-            let finding = certificate_signatures(&[signed_with(signature, hash)], &lenient);
-            assert_eq!(finding.status, Status::Fail, "{signature}");
-        }
+        let md2 = signed_with("md2WithRSAEncryption", Some("MD2"));
+        assert_eq!(
+            certificate_signatures(&[md2], &lenient).status,
+            Status::Fail
+        );
+        let unknown = signed_with("signature algorithm 1.2.3.4", Some(UNKNOWN));
+        let finding = certificate_signatures(&[unknown], &lenient);
+        assert_eq!(finding.status, Status::Error);
+        assert!(
+            finding.evidence[0].contains("1.2.3.4"),
+            "{:?}",
+            finding.evidence
+        );
         let sha256 = signed_with("ecdsa-with-SHA256", Some("SHA-256"));
         assert_eq!(
             certificate_signatures(&[sha256], &lenient).status,

@@ -33,8 +33,9 @@ pub struct Facts {
     pub self_signed: bool,
     /// The public key.
     pub key: Key,
-    /// The signature algorithm's name.
-    pub signature: &'static str,
+    /// The signature algorithm's name (its OID when this scanner does not
+    /// know it).
+    pub signature: String,
     /// The hash the signature is computed over, when the algorithm fixes one.
     pub signature_hash: Option<&'static str>,
     /// The end of the validity period, as printed.
@@ -52,8 +53,12 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let (signature, signature_hash) =
-        signature_algorithm(&cert.signature_algorithm.algorithm.to_id_string());
+    let oid = cert.signature_algorithm.algorithm.to_id_string();
+    let (name, signature_hash) = signature_algorithm(&oid);
+    let signature = match signature_hash {
+        Some(UNKNOWN) => format!("signature algorithm {oid}"),
+        _ => name.to_owned(),
+    };
     Ok(Facts {
         subject: cert.subject().to_string(),
         self_signed: cert.subject() == cert.issuer(),
@@ -104,7 +109,20 @@ pub const CURVES: &[(&str, &str)] = &[
 /// The hash names a signature is reported over: the names a policy's
 /// `forbidden_signature_hashes` may use.
 pub const HASHES: &[&str] = &[
-    "MD2", "MD4", "MD5", "SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512",
+    "MD2",
+    "MD4",
+    "MD5",
+    "SHA-1",
+    "SHA-224",
+    "SHA-256",
+    "SHA-384",
+    "SHA-512",
+    "SHA-512/224",
+    "SHA-512/256",
+    "SHA3-224",
+    "SHA3-256",
+    "SHA3-384",
+    "SHA3-512",
 ];
 
 /// What a signature algorithm this scanner does not know is reported as:
@@ -129,6 +147,18 @@ fn signature_algorithm(oid: &str) -> (&'static str, Option<&'static str>) {
         "1.2.840.113549.1.1.11" => ("sha256WithRSAEncryption", Some("SHA-256")),
         "1.2.840.113549.1.1.12" => ("sha384WithRSAEncryption", Some("SHA-384")),
         "1.2.840.113549.1.1.13" => ("sha512WithRSAEncryption", Some("SHA-512")),
+        "1.2.840.113549.1.1.15" => ("sha512-224WithRSAEncryption", Some("SHA-512/224")),
+        "1.2.840.113549.1.1.16" => ("sha512-256WithRSAEncryption", Some("SHA-512/256")),
+        "2.16.840.1.101.3.4.3.1" => ("dsa-with-sha224", Some("SHA-224")),
+        "2.16.840.1.101.3.4.3.2" => ("dsa-with-sha256", Some("SHA-256")),
+        "2.16.840.1.101.3.4.3.9" => ("ecdsa-with-SHA3-224", Some("SHA3-224")),
+        "2.16.840.1.101.3.4.3.10" => ("ecdsa-with-SHA3-256", Some("SHA3-256")),
+        "2.16.840.1.101.3.4.3.11" => ("ecdsa-with-SHA3-384", Some("SHA3-384")),
+        "2.16.840.1.101.3.4.3.12" => ("ecdsa-with-SHA3-512", Some("SHA3-512")),
+        "2.16.840.1.101.3.4.3.13" => ("id-rsassa-pkcs1-v1_5-with-sha3-224", Some("SHA3-224")),
+        "2.16.840.1.101.3.4.3.14" => ("id-rsassa-pkcs1-v1_5-with-sha3-256", Some("SHA3-256")),
+        "2.16.840.1.101.3.4.3.15" => ("id-rsassa-pkcs1-v1_5-with-sha3-384", Some("SHA3-384")),
+        "2.16.840.1.101.3.4.3.16" => ("id-rsassa-pkcs1-v1_5-with-sha3-512", Some("SHA3-512")),
         "1.2.840.113549.1.1.10" => ("RSASSA-PSS", None),
         "1.2.840.10045.4.1" => ("ecdsa-with-SHA1", Some("SHA-1")),
         "1.2.840.10045.4.3.1" => ("ecdsa-with-SHA224", Some("SHA-224")),

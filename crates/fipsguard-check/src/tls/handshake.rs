@@ -71,18 +71,17 @@ pub fn approved_handshake(endpoint: &Endpoint) -> Attempt {
 }
 
 fn handshake(endpoint: &Endpoint, recorder: Arc<ChainRecorder>) -> Result<Negotiated, Failure> {
-    let undecided = |e: String| Failure::Undecided(e);
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
-        .map_err(|e| undecided(e.to_string()))?
+        .map_err(|e| Failure::Undecided(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(recorder)
         .with_no_client_auth();
-    let name = server_name(endpoint).map_err(undecided)?;
-    let mut connection =
-        ClientConnection::new(Arc::new(config), name).map_err(|e| undecided(e.to_string()))?;
+    let name = server_name(endpoint).map_err(Failure::Undecided)?;
+    let mut connection = ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| Failure::Undecided(e.to_string()))?;
     let mut socket = Deadline::connect(endpoint.address, endpoint.timeout)
-        .map_err(|e| undecided(format!("connect: {e}")))?;
+        .map_err(|e| Failure::Undecided(format!("connect: {e}")))?;
     while connection.is_handshaking() {
         connection
             .complete_io(&mut socket)

@@ -128,9 +128,12 @@ fn unreachable(target: &str, id: &str, reason: String) -> Report {
 }
 
 fn summary(findings: &[Finding], policy: &Policy) -> String {
-    let failed = findings.iter().filter(|f| f.status == Status::Fail).count();
-    match failed {
-        0 => format!("meets {}", policy.name),
-        n => format!("{n} of {} checks fail {}", findings.len(), policy.name),
+    let count = |status| findings.iter().filter(|f| f.status == status).count();
+    let total = findings.len();
+    match (count(Status::Fail), count(Status::Error)) {
+        (0, 0) => format!("meets {}", policy.name),
+        (0, n) => format!("incomplete: {n} of {total} checks undecided"),
+        (n, 0) => format!("{n} of {total} checks fail {}", policy.name),
+        (n, m) => format!("{n} of {total} checks fail {}, {m} undecided", policy.name),
     }
 }
