@@ -599,3 +599,46 @@ fn endpoints_that_never_answer_cannot_hold_or_pass_a_scan() {
         );
     }
 }
+
+/// A connection limiter in front of a server that takes TLS 1.1: every
+/// other connection is closed at once, without a TLS alert. Such a close
+/// is asked again, so the scan finds what the server itself accepts (a
+/// close read as a refusal passed TLS 1.1 here).
+#[test]
+fn a_limiter_closing_connections_does_not_pass_old_protocols() {
+    let weak = weak_servers();
+    let (tls11, faults) = &weak.servers[0];
+    let front = cutting_every_other_connection(&tls11.target);
+    let (code, json) = check_json(&[front.as_str()]);
+    assert_eq!(code, 1, "{json}");
+    let expected: BTreeSet<String> = faults.iter().map(|id| id.to_string()).collect();
+    assert_eq!(failed_ids(&json["reports"][0]), expected, "{json}");
+}
+
+/// A TCP proxy to `backend` that closes its 1st, 3rd, 5th … connection.
+fn cutting_every_other_connection(backend: &str) -> String {
+    use std::net::{Shutdown, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let front = listener.local_addr().unwrap().to_string();
+    let backend = backend.to_owned();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { continue };
+            if n % 2 == 0 {
+                continue; // dropped: closed without a word
+            }
+            let Ok(server) = TcpStream::connect(&backend) else {
+                continue;
+            };
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            };
+            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+            pipe(server, client);
+        }
+    });
+    front
+}

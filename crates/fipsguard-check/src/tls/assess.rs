@@ -166,7 +166,7 @@ fn approved_handshake(attempt: &Attempt) -> Finding {
             .trim_end()
             .to_owned(),
         ),
-        Err(Failure::Refused(reason)) => Finding::new("tls.approved-handshake", title, Status::Fail)
+        Err(Failure::Refused(reason) | Failure::CutOff(reason)) => Finding::new("tls.approved-handshake", title, Status::Fail)
             .evidence(reason.clone())
             .remediation("offer TLS 1.2 or 1.3 with an AES-GCM suite, a NIST curve and a certificate the policy allows"),
         Err(Failure::Undecided(reason)) => Finding::new("tls.approved-handshake", title, Status::Error)

@@ -45,6 +45,9 @@ pub struct Attempt {
 pub enum Failure {
     /// The server refused or broke off what an approved client offers.
     Refused(String),
+    /// The connection was closed or reset without a TLS alert, twice: a
+    /// refusal, unless something in front limits connections.
+    CutOff(String),
     /// No verdict: the endpoint could not be reached or did not answer in
     /// time, which says nothing about what it would accept.
     Undecided(String),
@@ -56,7 +59,8 @@ impl Failure {
     fn of(error: &std::io::Error) -> Self {
         use std::io::ErrorKind::{ConnectionReset, InvalidData, UnexpectedEof};
         match error.kind() {
-            InvalidData | UnexpectedEof | ConnectionReset => Failure::Refused(error.to_string()),
+            InvalidData => Failure::Refused(error.to_string()),
+            UnexpectedEof | ConnectionReset => Failure::CutOff(error.to_string()),
             _ => Failure::Undecided(error.to_string()),
         }
     }
@@ -65,7 +69,11 @@ impl Failure {
 /// Completes one handshake with the FIPS policy's client configuration.
 pub fn approved_handshake(endpoint: &Endpoint) -> Attempt {
     let recorder = Arc::new(ChainRecorder::new());
-    let outcome = handshake(endpoint, recorder.clone());
+    // Cut off without an alert: asked once more, as the probes are.
+    let outcome = match handshake(endpoint, recorder.clone()) {
+        Err(Failure::CutOff(_)) => handshake(endpoint, recorder.clone()),
+        outcome => outcome,
+    };
     let chain = recorder.chain.lock().map(|c| c.clone()).unwrap_or_default();
     Attempt { outcome, chain }
 }
@@ -182,15 +190,11 @@ mod tests {
 
     #[test]
     fn only_an_answer_is_a_refusal() {
-        for kind in [
-            ErrorKind::InvalidData,
-            ErrorKind::UnexpectedEof,
-            ErrorKind::ConnectionReset,
-        ] {
-            assert!(
-                matches!(Failure::of(&Error::from(kind)), Failure::Refused(_)),
-                "{kind:?}"
-            );
+        let refused = Failure::of(&Error::from(ErrorKind::InvalidData));
+        assert!(matches!(refused, Failure::Refused(_)));
+        for kind in [ErrorKind::UnexpectedEof, ErrorKind::ConnectionReset] {
+            let cut = Failure::of(&Error::from(kind));
+            assert!(matches!(cut, Failure::CutOff(_)), "{kind:?}");
         }
         for kind in [
             ErrorKind::WouldBlock,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tls_parser::{TlsCipherKx, TlsCipherSuite};
 
 use super::catalog::{all_groups, suites_for, Protocol, GROUPS, MD5_SCHEMES, SHA1_SCHEMES};
-use super::wire::{probe, Offer, Reply, ServerHello};
+use super::wire::{probe, Offer, Reply, ServerHello, CUT_OFF};
 
 /// Where and how to probe.
 #[derive(Debug, Clone)]
@@ -65,12 +65,33 @@ pub fn observe(endpoint: &Endpoint) -> io::Result<Observations> {
         }
         seen.protocols.push((protocol, answer.map(drop)));
     }
+    check_refusals_were_answers(endpoint, &seen)?;
     seen.groups = accepted_groups(endpoint, &seen)?;
     if seen.accepts(Protocol::Tls12) {
         seen.weak_hashes = weak_hash_signatures(endpoint)?;
         seen.dh_bits = dh_prime_bits(endpoint)?;
     }
     Ok(seen)
+}
+
+/// When versions were refused only by a cut-off connection, asks again for
+/// a version the server took: cut off as well, the server was limiting the
+/// scanner, and its refusals prove nothing.
+fn check_refusals_were_answers(endpoint: &Endpoint, seen: &Observations) -> io::Result<()> {
+    let cut_off = seen
+        .protocols
+        .iter()
+        .any(|(_, answer)| matches!(answer, Err(reason) if CUT_OFF.contains(&reason.as_str())));
+    let Some(&accepted) = Protocol::ALL.iter().find(|&&p| seen.accepts(p)) else {
+        return Ok(());
+    };
+    if cut_off && accepted_hello(endpoint, accepted)?.is_err() {
+        return Err(io::Error::other(format!(
+            "the server cut off probes without an alert, then one for {} it had taken: a limit on connections, not refusals",
+            accepted.name()
+        )));
+    }
+    Ok(())
 }
 
 /// The server's hello when it accepts the offer's version, else why not.
@@ -85,8 +106,11 @@ fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHel
             endpoint.timeout,
         )
     };
+    // A close or reset without an alert may be a limit on connections,
+    // not an answer: asked once more too.
     let reply = match attempt()? {
         Reply::Unanswered(_) => attempt()?,
+        Reply::Refused(reason) if CUT_OFF.contains(&reason.as_str()) => attempt()?,
         reply => reply,
     };
     Ok(match reply {

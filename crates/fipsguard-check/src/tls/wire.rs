@@ -264,11 +264,15 @@ pub fn read_reply(stream: &mut impl Read, through_key_exchange: bool) -> Reply {
     hello.map_or_else(|| Reply::Refused("no ServerHello".into()), Reply::Hello)
 }
 
+/// Why a probe was refused when the server only closed or reset the
+/// connection, without an alert: a refusal, or a connection limit.
+pub const CUT_OFF: [&str; 2] = ["connection closed", "connection reset"];
+
 fn ended(hello: Option<ServerHello>, error: &io::Error) -> Reply {
     match (hello, error.kind()) {
         (Some(hello), _) => Reply::Hello(hello),
-        (None, io::ErrorKind::UnexpectedEof) => Reply::Refused("connection closed".into()),
-        (None, io::ErrorKind::ConnectionReset) => Reply::Refused("connection reset".into()),
+        (None, io::ErrorKind::UnexpectedEof) => Reply::Refused(CUT_OFF[0].into()),
+        (None, io::ErrorKind::ConnectionReset) => Reply::Refused(CUT_OFF[1].into()),
         (None, _) => Reply::Unanswered(format!("no answer: {error}")),
     }
 }
