@@ -289,6 +289,19 @@ fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
+/// `fipsguard tunnel ARGS`, which must refuse to start (exit 1) saying
+/// `rule`; under `timeout`, so a tunnel that wrongly starts ends the test.
+fn refused_at_startup(args: &[&str], rule: &str) {
+    let output = Command::new("timeout")
+        .args(["20", FIPSGUARD, "tunnel"])
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.contains(rule), "{args:?}: {err}");
+}
+
 #[test]
 fn a_server_tunnel_serves_curl_and_openssl_and_refuses_what_the_policy_refuses() {
     let pki = Pki::new();
@@ -412,19 +425,12 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
     ] {
         let mut args = server_args(&pki, &listen, "127.0.0.1:1");
         args.extend([flag.to_owned(), value.to_owned()]);
-        let output = Command::new(FIPSGUARD)
-            .arg("tunnel")
-            .args(&args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{flag} {value}: {err}");
-        assert!(err.contains(rule), "{flag} {value}: {err}");
+        refused_at_startup(&strs(&args), rule);
     }
 
     // Flags require the pair; a file could give a client certificate
     // without its key, and the tunnel would then present none.
-    let config = pki.path("half.toml");
+    let config = pki.path_str("half.toml");
     std::fs::write(
         &config,
         format!(
@@ -434,14 +440,7 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
         ),
     )
     .unwrap();
-    let output = Command::new("timeout") // a tunnel that wrongly starts ends the test
-        .args(["20", FIPSGUARD, "tunnel", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(err.contains("cert and key go together"), "{err}");
+    refused_at_startup(&["--config", &config], "cert and key go together");
 }
 
 #[test]
@@ -804,18 +803,8 @@ fn crl_files_are_read_as_pem_or_der_and_one_without_a_list_is_refused() {
 
     // Without a list, revocation would silently be off: refused at startup.
     for empty in ["empty.crl", "cert-only.pem"] {
-        // Under `timeout`: a tunnel that wrongly starts ends the test.
-        let output = Command::new("timeout")
-            .args(["20", FIPSGUARD, "tunnel"])
-            .args(args_with_crl(&pki.path_str(empty)))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{empty}: {err}");
-        assert!(
-            err.contains("no certificate revocation list"),
-            "{empty}: {err}"
-        );
+        let args = args_with_crl(&pki.path_str(empty));
+        refused_at_startup(&strs(&args), "no certificate revocation list");
     }
 
     // A DER list revokes as the PEM one does.

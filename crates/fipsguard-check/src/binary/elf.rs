@@ -174,8 +174,8 @@ fn section<'data>(file: &object::File<'data>, name: &str) -> Option<&'data [u8]>
     file.section_by_name(name)?.data().ok()
 }
 
-/// The largest ELF file read whole: two are read at once, and a core dump
-/// or a sparse file of many gigabytes must not exhaust memory.
+/// The largest ELF file read whole: up to four are held at once, and a
+/// core dump or a sparse file of many gigabytes must not exhaust memory.
 const MAX_ELF_BYTES: u64 = 2 << 30;
 
 /// The whole file when it starts with the ELF magic, `None` (after reading

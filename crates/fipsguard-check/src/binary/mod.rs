@@ -60,13 +60,15 @@ pub fn scan_bytes(subject: &str, bytes: &[u8]) -> Report {
     verdict::report(subject.to_owned(), bytes)
 }
 
-/// Inspects the targets on every core: files are independent, and reading
-/// and searching them is most of a scan's time.
+/// Inspects the targets on up to four cores: files are independent, and
+/// reading and searching them is most of a scan's time. Each worker holds
+/// one whole file, so the cap also bounds memory.
 fn inspect_all(targets: &[walk::Target]) -> Vec<Report> {
+    const MAX_WORKERS: usize = 4;
     let next = AtomicUsize::new(0);
     let workers = thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
-        .clamp(1, targets.len().max(1));
+        .clamp(1, targets.len().clamp(1, MAX_WORKERS));
     thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
