@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
         match read_reply(&mut &data[..], through_key_exchange) {
             Reply::Hello(hello) => assert!(hello.certificates.len() <= data.len()),
             Reply::Refused(reason) | Reply::Unanswered(reason) => assert!(!reason.is_empty()),
+            Reply::CutOff(reason) => assert!(!reason.is_empty()),
         }
     }
 });

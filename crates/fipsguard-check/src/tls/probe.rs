@@ -1,6 +1,7 @@
 //! The probes of one endpoint: which versions, suites, groups and signature
 //! hashes it accepts, each learnt from raw ClientHellos.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use tls_parser::{TlsCipherKx, TlsCipherSuite};
 
 use super::catalog::{all_groups, suites_for, Protocol, GROUPS, MD5_SCHEMES, SHA1_SCHEMES};
-use super::wire::{probe, Offer, Reply, ServerHello, CUT_OFF};
+use super::wire::{probe, Offer, Reply, ServerHello};
 
 /// Where and how to probe.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ pub type GroupAnswers = (Protocol, Vec<(u16, bool)>);
 #[derive(Debug, Default)]
 pub struct Observations {
     /// Each version probed: `Ok` when accepted, else why not (the alert, a close).
-    pub protocols: Vec<(Protocol, Result<(), String>)>,
+    pub protocols: Vec<(Protocol, Result<(), NotTaken>)>,
     /// The suites accepted under each accepted version, in the server's order of preference.
     pub suites: Vec<(Protocol, Vec<u16>)>,
     /// The version groups were probed under, and each group's answer.
@@ -41,6 +42,25 @@ pub struct Observations {
     pub dh_bits: Option<usize>,
     /// The certificate chain as sent in the clear (TLS 1.2 and older).
     pub plaintext_chain: Vec<Vec<u8>>,
+}
+
+/// Why an offer was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotTaken {
+    /// The server said no: an alert, another version, a broken answer.
+    Refused(String),
+    /// The connection was closed or reset without a word, twice: a
+    /// refusal, unless a limiter in front cut it.
+    CutOff(&'static str),
+}
+
+impl fmt::Display for NotTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotTaken::Refused(reason) => f.write_str(reason),
+            NotTaken::CutOff(reason) => f.write_str(reason),
+        }
+    }
 }
 
 impl Observations {
@@ -81,7 +101,7 @@ fn check_refusals_were_answers(endpoint: &Endpoint, seen: &Observations) -> io::
     let cut_off = seen
         .protocols
         .iter()
-        .any(|(_, answer)| matches!(answer, Err(reason) if CUT_OFF.contains(&reason.as_str())));
+        .any(|(_, answer)| matches!(answer, Err(NotTaken::CutOff(_))));
     let Some(&accepted) = Protocol::ALL.iter().find(|&&p| seen.accepts(p)) else {
         return Ok(());
     };
@@ -97,7 +117,7 @@ fn check_refusals_were_answers(endpoint: &Endpoint, seen: &Observations) -> io::
 /// The server's hello when it accepts the offer's version, else why not.
 /// A probe without a verdict is tried once more, then fails the scan: a
 /// partial scan is not a result.
-fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHello, String>> {
+fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHello, NotTaken>> {
     let attempt = || {
         probe(
             endpoint.address,
@@ -109,14 +129,17 @@ fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHel
     // A close or reset without an alert may be a limit on connections,
     // not an answer: asked once more too.
     let reply = match attempt()? {
-        Reply::Unanswered(_) => attempt()?,
-        Reply::Refused(reason) if CUT_OFF.contains(&reason.as_str()) => attempt()?,
+        Reply::Unanswered(_) | Reply::CutOff(_) => attempt()?,
         reply => reply,
     };
     Ok(match reply {
         Reply::Hello(hello) if hello.version == offer.protocol.wire() => Ok(hello),
-        Reply::Hello(hello) => Err(format!("answered with version 0x{:04x}", hello.version)),
-        Reply::Refused(reason) => Err(reason),
+        Reply::Hello(hello) => Err(NotTaken::Refused(format!(
+            "answered with version 0x{:04x}",
+            hello.version
+        ))),
+        Reply::Refused(reason) => Err(NotTaken::Refused(reason)),
+        Reply::CutOff(reason) => Err(NotTaken::CutOff(reason)),
         Reply::Unanswered(reason) => {
             let probe = offer.protocol.name();
             return Err(io::Error::other(format!(
@@ -134,7 +157,7 @@ fn send(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Option<ServerHello
 fn accepted_hello(
     endpoint: &Endpoint,
     protocol: Protocol,
-) -> io::Result<Result<ServerHello, String>> {
+) -> io::Result<Result<ServerHello, NotTaken>> {
     let suites = suites_for(protocol);
     let groups = all_groups();
     let mut offer = Offer::new(protocol, &suites, &groups);

@@ -59,8 +59,11 @@ impl<'a> Offer<'a> {
 pub enum Reply {
     /// A ServerHello (or HelloRetryRequest).
     Hello(ServerHello),
-    /// The server refused: an alert, or a connection it closed or reset.
+    /// The server refused: an alert, or an answer that is no hello.
     Refused(String),
+    /// The connection was closed or reset before any hello, without an
+    /// alert: the server's refusal, or a limiter in front of it.
+    CutOff(&'static str),
     /// No verdict: the probe timed out, or the bytes were not TLS. Read as
     /// a refusal it would pass an old protocol a rate limit or a dropping
     /// firewall only kept from answering.
@@ -264,15 +267,11 @@ pub fn read_reply(stream: &mut impl Read, through_key_exchange: bool) -> Reply {
     hello.map_or_else(|| Reply::Refused("no ServerHello".into()), Reply::Hello)
 }
 
-/// Why a probe was refused when the server only closed or reset the
-/// connection, without an alert: a refusal, or a connection limit.
-pub const CUT_OFF: [&str; 2] = ["connection closed", "connection reset"];
-
 fn ended(hello: Option<ServerHello>, error: &io::Error) -> Reply {
     match (hello, error.kind()) {
         (Some(hello), _) => Reply::Hello(hello),
-        (None, io::ErrorKind::UnexpectedEof) => Reply::Refused(CUT_OFF[0].into()),
-        (None, io::ErrorKind::ConnectionReset) => Reply::Refused(CUT_OFF[1].into()),
+        (None, io::ErrorKind::UnexpectedEof) => Reply::CutOff("connection closed"),
+        (None, io::ErrorKind::ConnectionReset) => Reply::CutOff("connection reset"),
         (None, _) => Reply::Unanswered(format!("no answer: {error}")),
     }
 }
@@ -423,7 +422,7 @@ mod tests {
 
     /// A ServerHello split over two records, then ServerHelloDone, is
     /// reassembled; bytes that are not TLS are no verdict, and a close
-    /// before any hello is a refusal.
+    /// before any hello is a cut-off.
     #[test]
     fn handshake_messages_are_reassembled_across_records() {
         let mut hello_body = vec![0x03, 0x03];
@@ -443,6 +442,7 @@ mod tests {
         match read_reply(&mut wire.as_slice(), true) {
             Reply::Hello(hello) => assert_eq!((hello.version, hello.suite), (0x0303, 0xc02f)),
             Reply::Refused(reason) | Reply::Unanswered(reason) => panic!("no hello: {reason}"),
+            Reply::CutOff(reason) => panic!("no hello: {reason}"),
         }
         let garbage = b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec();
         assert!(matches!(
@@ -451,7 +451,7 @@ mod tests {
         ));
         assert!(matches!(
             read_reply(&mut [].as_slice(), true),
-            Reply::Refused(_)
+            Reply::CutOff("connection closed")
         ));
     }
 
