@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tls_parser::{
     parse_dh_params, parse_digitally_signed, parse_ecdh_params, parse_tls_extensions,
-    parse_tls_message_handshake, ECParametersContent, TlsExtension, TlsMessage,
-    TlsMessageHandshake,
+    parse_tls_message_handshake, ECParametersContent, TlsCipherKx, TlsCipherSuite, TlsExtension,
+    TlsMessage, TlsMessageHandshake,
 };
 
 use super::catalog::{Protocol, SIGNATURE_SCHEMES};
@@ -378,20 +378,27 @@ fn server_hello(
     Ok(hello)
 }
 
-/// The group (or DH prime size) and signature scheme of a ServerKeyExchange.
-/// Which layout applies depends on the suite, so both are tried: an ECDHE
-/// body starts with curve type 3, which no DH prime length of a real server does.
+/// The group (or DH prime size) and signature scheme of a ServerKeyExchange,
+/// read in the layout the chosen suite's key exchange gives it: the two
+/// cannot be told apart by their bytes (a 6144-bit prime's length starts
+/// with the byte that marks a named curve).
 fn key_exchange(parameters: &[u8], hello: &mut ServerHello) {
-    if let Ok((signed, params)) = parse_ecdh_params(parameters) {
-        if let ECParametersContent::NamedGroup(group) = params.curve_params.params_content {
-            hello.key_exchange_group = Some(group.0);
-            hello.key_exchange_signature = signature_scheme(signed);
-            return;
+    match TlsCipherSuite::from_id(hello.suite).map(|suite| suite.kx) {
+        Some(TlsCipherKx::Ecdhe) => {
+            if let Ok((signed, params)) = parse_ecdh_params(parameters) {
+                if let ECParametersContent::NamedGroup(group) = params.curve_params.params_content {
+                    hello.key_exchange_group = Some(group.0);
+                }
+                hello.key_exchange_signature = signature_scheme(signed);
+            }
         }
-    }
-    if let Ok((signed, params)) = parse_dh_params(parameters) {
-        hello.dh_bits = Some(significant_bits(params.dh_p));
-        hello.key_exchange_signature = signature_scheme(signed);
+        Some(TlsCipherKx::Dhe) => {
+            if let Ok((signed, params)) = parse_dh_params(parameters) {
+                hello.dh_bits = Some(significant_bits(params.dh_p));
+                hello.key_exchange_signature = signature_scheme(signed);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -453,6 +460,41 @@ mod tests {
             read_reply(&mut [].as_slice(), true),
             Reply::CutOff("connection closed")
         ));
+    }
+
+    /// A DHE key exchange with a 6144-bit prime: its length, 0x0300, starts
+    /// with the byte an ECDHE body uses for "named curve".
+    #[test]
+    fn the_key_exchange_is_read_in_the_layout_of_the_chosen_suite() {
+        let prime = [0xffu8; 768];
+        let mut parameters = Vec::new();
+        put_vec16(&mut parameters, &prime);
+        put_vec16(&mut parameters, &[2]);
+        put_vec16(&mut parameters, &prime);
+        parameters.extend_from_slice(&[2, 1]); // rsa_pkcs1_sha1
+        put_vec16(&mut parameters, &[0x5a; 256]);
+        let mut hello = ServerHello {
+            suite: 0x009e, // TLS_DHE_RSA_WITH_AES_128_GCM_SHA256
+            ..ServerHello::default()
+        };
+        key_exchange(&parameters, &mut hello);
+        assert_eq!(hello.dh_bits, Some(6144));
+        assert_eq!(hello.key_exchange_group, None);
+        assert_eq!(hello.key_exchange_signature, Some(0x0201));
+
+        let mut ecdhe = vec![3, 0x00, 0x17]; // named curve secp256r1
+        ecdhe.push(65);
+        ecdhe.extend_from_slice(&[4; 65]);
+        ecdhe.extend_from_slice(&[4, 3]); // ecdsa_secp256r1_sha256
+        put_vec16(&mut ecdhe, &[0x30; 70]);
+        let mut hello = ServerHello {
+            suite: 0xc02b, // TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            ..ServerHello::default()
+        };
+        key_exchange(&ecdhe, &mut hello);
+        assert_eq!(hello.key_exchange_group, Some(0x0017));
+        assert_eq!(hello.key_exchange_signature, Some(0x0403));
+        assert_eq!(hello.dh_bits, None);
     }
 
     #[test]
