@@ -2,6 +2,8 @@
 //! signature algorithm and hash, validity. Parsing only, no trust decisions.
 
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::RSAPublicKey;
+use x509_parser::signature_algorithm::SignatureAlgorithm;
 
 /// A certificate's public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +55,7 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let oid = cert.signature_algorithm.algorithm.to_id_string();
-    let (name, signature_hash) = signature_algorithm(&oid);
-    let signature = match signature_hash {
-        Some(UNKNOWN) => format!("signature algorithm {oid}"),
-        _ => name.to_owned(),
-    };
+    let (signature, signature_hash) = signature(&cert);
     Ok(Facts {
         subject: cert.subject().to_string(),
         self_signed: cert.subject() == cert.issuer(),
@@ -71,12 +68,81 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
     })
 }
 
+/// The signature algorithm's name and the hash it signs over.
+fn signature(cert: &X509Certificate<'_>) -> (String, Option<&'static str>) {
+    let oid = cert.signature_algorithm.algorithm.to_id_string();
+    if oid == RSASSA_PSS {
+        return pss_signature(cert);
+    }
+    match signature_algorithm(&oid) {
+        (_, Some(UNKNOWN)) => (format!("signature algorithm {oid}"), Some(UNKNOWN)),
+        (name, hash) => (name.to_owned(), hash),
+    }
+}
+
+/// RSASSA-PSS names its hash in its parameters, SHA-1 when they are left
+/// out (RFC 4055). A mask generation hash other than the message's is
+/// undecided: nothing here judges the pair.
+fn pss_signature(cert: &X509Certificate<'_>) -> (String, Option<&'static str>) {
+    let params = match SignatureAlgorithm::try_from(&cert.signature_algorithm) {
+        Ok(SignatureAlgorithm::RSASSA_PSS(params)) => params,
+        _ => return ("RSASSA-PSS (unreadable parameters)".into(), Some(UNKNOWN)),
+    };
+    let message = hash_name(&params.hash_algorithm_oid().to_id_string());
+    let mask = params
+        .mask_gen_algorithm()
+        .ok()
+        .filter(|mgf| mgf.mgf.to_id_string() == MGF1)
+        .and_then(|mgf| hash_name(&mgf.hash.to_id_string()));
+    match (message, mask) {
+        (Some(hash), Some(mask)) if hash == mask => (format!("RSASSA-PSS ({hash})"), Some(hash)),
+        (Some(hash), Some(mask)) => (
+            format!("RSASSA-PSS ({hash}, MGF1 with {mask})"),
+            Some(UNKNOWN),
+        ),
+        _ => (
+            "RSASSA-PSS (a hash or mask this scanner does not know)".into(),
+            Some(UNKNOWN),
+        ),
+    }
+}
+
+const RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+const MGF1: &str = "1.2.840.113549.1.1.8";
+
+/// The name of a hash algorithm by OID, from [`HASHES`].
+fn hash_name(oid: &str) -> Option<&'static str> {
+    let name = match oid {
+        "1.2.840.113549.2.2" => "MD2",
+        "1.2.840.113549.2.4" => "MD4",
+        "1.2.840.113549.2.5" => "MD5",
+        "1.3.14.3.2.26" => "SHA-1",
+        "2.16.840.1.101.3.4.2.4" => "SHA-224",
+        "2.16.840.1.101.3.4.2.1" => "SHA-256",
+        "2.16.840.1.101.3.4.2.2" => "SHA-384",
+        "2.16.840.1.101.3.4.2.3" => "SHA-512",
+        "2.16.840.1.101.3.4.2.5" => "SHA-512/224",
+        "2.16.840.1.101.3.4.2.6" => "SHA-512/256",
+        "2.16.840.1.101.3.4.2.7" => "SHA3-224",
+        "2.16.840.1.101.3.4.2.8" => "SHA3-256",
+        "2.16.840.1.101.3.4.2.9" => "SHA3-384",
+        "2.16.840.1.101.3.4.2.10" => "SHA3-512",
+        _ => return None,
+    };
+    Some(name)
+}
+
 fn key(cert: &X509Certificate<'_>) -> Key {
     let spki = cert.public_key();
     match spki.algorithm.algorithm.to_id_string().as_str() {
         "1.2.840.113549.1.1.1" => match spki.parsed() {
             Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Key::Rsa(rsa.key_size()),
             _ => Key::Other("RSA (unparsable key)".into()),
+        },
+        // An RSA key restricted to PSS: the same modulus, under another OID.
+        RSASSA_PSS => match RSAPublicKey::from_der(&spki.subject_public_key.data) {
+            Ok((_, rsa)) => Key::Rsa(rsa.key_size()),
+            Err(_) => Key::Other("RSA-PSS (unparsable key)".into()),
         },
         "1.2.840.10045.2.1" => {
             let curve = spki
@@ -159,7 +225,6 @@ fn signature_algorithm(oid: &str) -> (&'static str, Option<&'static str>) {
         "2.16.840.1.101.3.4.3.14" => ("id-rsassa-pkcs1-v1_5-with-sha3-256", Some("SHA3-256")),
         "2.16.840.1.101.3.4.3.15" => ("id-rsassa-pkcs1-v1_5-with-sha3-384", Some("SHA3-384")),
         "2.16.840.1.101.3.4.3.16" => ("id-rsassa-pkcs1-v1_5-with-sha3-512", Some("SHA3-512")),
-        "1.2.840.113549.1.1.10" => ("RSASSA-PSS", None),
         "1.2.840.10045.4.1" => ("ecdsa-with-SHA1", Some("SHA-1")),
         "1.2.840.10045.4.3.1" => ("ecdsa-with-SHA224", Some("SHA-224")),
         "1.2.840.10045.4.3.2" => ("ecdsa-with-SHA256", Some("SHA-256")),
@@ -169,5 +234,31 @@ fn signature_algorithm(oid: &str) -> (&'static str, Option<&'static str>) {
         "1.3.101.112" => ("Ed25519", None),
         "1.3.101.113" => ("Ed448", None),
         _ => (UNKNOWN, Some(UNKNOWN)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(file: &str) -> Facts {
+        let path = format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+        inspect(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rsassa_pss_signatures_report_the_hash_their_parameters_name() {
+        let defaults = facts("pss-sha1.der");
+        assert_eq!(defaults.signature, "RSASSA-PSS (SHA-1)");
+        assert_eq!(defaults.signature_hash, Some("SHA-1"));
+        let sha256 = facts("pss-sha256.der");
+        assert_eq!(sha256.signature, "RSASSA-PSS (SHA-256)");
+        assert_eq!(sha256.signature_hash, Some("SHA-256"));
+    }
+
+    #[test]
+    fn an_rsa_pss_key_is_an_rsa_key_of_its_modulus_size() {
+        assert_eq!(facts("pss-key-leaf.der").key, Key::Rsa(2048));
+        assert_eq!(facts("pss-sha1.der").key, Key::Ec("P-256".into()));
     }
 }
