@@ -617,19 +617,93 @@ fn a_limiter_closing_connections_does_not_pass_old_protocols() {
 
 /// A TCP proxy to `backend` that closes its 1st, 3rd, 5th … connection.
 fn cutting_every_other_connection(backend: &str) -> String {
-    use std::net::{Shutdown, TcpStream};
+    let backend = backend.to_owned();
+    proxy(move |n, _| (n % 2 == 1).then(|| backend.clone()))
+}
+
+/// A server that takes X25519 under TLS 1.2 only: a proxy sends
+/// ClientHellos offering TLS 1.3 to a TLS 1.3 server on P-256, and the
+/// rest to a TLS 1.2 server on P-256 and X25519 (as a front whose two
+/// versions are served by different stacks would). Groups probed under
+/// TLS 1.3 alone passed it.
+#[test]
+fn a_group_accepted_under_tls_1_2_only_fails() {
+    let pki = Pki::new();
+    pki.leaf_with("rsa", "DNS:localhost", &["rsa:2048"], "sha256");
+    let tls13 = s_server(&pki, "rsa", &["-tls1_3", "-ciphersuites", TLS13_APPROVED]);
+    let tls12 = s_server(
+        &pki,
+        "rsa",
+        &[
+            "-tls1_2",
+            "-cipher",
+            TLS12_APPROVED,
+            "-groups",
+            "P-256:X25519",
+        ],
+    );
+    let (new, old) = (tls13.target.clone(), tls12.target.clone());
+    let front = proxy(move |_, hello| Some(if offers_tls13(hello) { &new } else { &old }.clone()));
+    let (code, json) = check_json(&[front.as_str()]);
+    assert_eq!(code, 1, "{json}");
+    let report = &json["reports"][0];
+    assert_eq!(
+        failed_ids(report),
+        BTreeSet::from(["tls.groups".to_owned()]),
+        "{report}"
+    );
+    let evidence = finding(report, "tls.groups")["evidence"].to_string();
+    assert!(
+        evidence.contains("accepted under TLS1.3: secp256r1, secp384r1\""),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("x25519 under TLS1.2: not allowed"),
+        "{evidence}"
+    );
+}
+
+/// Whether a ClientHello record lists TLS 1.3 in supported_versions.
+fn offers_tls13(hello: &[u8]) -> bool {
+    hello.windows(5).enumerate().any(|(at, w)| {
+        let list = usize::from(w[4]);
+        w[..2] == [0x00, 0x2b]
+            && usize::from(u16::from_be_bytes([w[2], w[3]])) == list + 1
+            && hello
+                .get(at + 5..at + 5 + list)
+                .is_some_and(|versions| versions.chunks(2).any(|v| v == [0x03, 0x04]))
+    })
+}
+
+/// A TCP proxy: for its Nth connection, given the first TLS record the
+/// client sent, `route` names the backend, or none to close the connection
+/// at once, without a word.
+fn proxy(route: impl Fn(usize, &[u8]) -> Option<String> + Send + 'static) -> String {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let front = listener.local_addr().unwrap().to_string();
-    let backend = backend.to_owned();
     std::thread::spawn(move || {
         for (n, client) in listener.incoming().enumerate() {
-            let Ok(client) = client else { continue };
-            if n % 2 == 0 {
-                continue; // dropped: closed without a word
+            let Ok(mut client) = client else { continue };
+            let mut record = vec![0u8; 5];
+            if client.read_exact(&mut record).is_err() {
+                continue;
             }
-            let Ok(server) = TcpStream::connect(&backend) else {
+            let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
+            record.resize(5 + len, 0);
+            if client.read_exact(&mut record[5..]).is_err() {
+                continue;
+            }
+            let Some(backend) = route(n, &record) else {
+                continue; // dropped: closed without a word
+            };
+            let Ok(mut server) = TcpStream::connect(&backend) else {
                 continue;
             };
+            if server.write_all(&record).is_err() {
+                continue;
+            }
             let pipe = |mut from: TcpStream, mut to: TcpStream| {
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut from, &mut to);

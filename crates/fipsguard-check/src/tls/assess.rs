@@ -89,39 +89,48 @@ fn suites(seen: &Observations, policy: &Policy) -> Finding {
 
 fn groups(seen: &Observations, policy: &Policy) -> Finding {
     let title = "Key exchange groups accepted";
-    let Some((protocol, answers)) = &seen.groups else {
+    if seen.groups.is_empty() {
         return Finding::new("tls.groups", title, Status::NotApplicable)
             .evidence("neither TLS 1.3 nor TLS 1.2 accepted: no group to probe");
-    };
-    let accepted: Vec<String> = answers
-        .iter()
-        .filter(|(_, ok)| *ok)
-        .map(|(id, _)| group_name(*id))
-        .collect();
-    let forbidden: Vec<&String> = accepted
-        .iter()
-        .filter(|g| !policy.allows_group(g))
-        .collect();
-    let mut evidence = vec![format!(
-        "accepted under {}: {}",
-        protocol.name(),
-        if accepted.is_empty() {
-            "none".to_owned()
-        } else {
-            accepted.join(", ")
+    }
+    let mut evidence = Vec::new();
+    let mut forbidden = Vec::new();
+    let mut approved = false;
+    for (protocol, answers) in &seen.groups {
+        let accepted: Vec<String> = answers
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(id, _)| group_name(*id))
+            .collect();
+        evidence.push(format!(
+            "accepted under {}: {}",
+            protocol.name(),
+            if accepted.is_empty() {
+                "none".to_owned()
+            } else {
+                accepted.join(", ")
+            }
+        ));
+        for group in accepted {
+            if policy.allows_group(&group) {
+                approved = true;
+            } else {
+                forbidden.push(format!("{group} under {}: not allowed", protocol.name()));
+            }
         }
-    )];
-    evidence.extend(forbidden.iter().map(|g| format!("{g}: not allowed")));
+    }
     let weak_dh = seen.dh_bits.filter(|&bits| bits < policy.min_rsa_bits);
     if let Some(bits) = seen.dh_bits {
         evidence.push(format!("finite-field DHE prime: {bits} bits"));
+        // TLS 1.2 DHE names no group: its prime's size is what is judged.
+        approved |= weak_dh.is_none();
     }
-    let approved = accepted.iter().any(|g| policy.allows_group(g));
     let status = if forbidden.is_empty() && weak_dh.is_none() && approved {
         Status::Pass
     } else {
         Status::Fail
     };
+    evidence.extend(forbidden);
     with_evidence(Finding::new("tls.groups", title, status), evidence)
         .remediation("offer only approved groups (e.g. secp256r1, secp384r1) and DHE primes of 2048 bits or more")
 }
@@ -346,6 +355,37 @@ mod tests {
             certificate_signatures(&[sha256], &lenient).status,
             Status::Pass
         );
+    }
+
+    #[test]
+    fn a_dhe_only_server_is_judged_by_its_prime_and_every_version_counts() {
+        use super::super::catalog::Protocol;
+        let policy = Policy::default();
+        let none_named = vec![(0x0017, false), (0x001d, false)];
+        let mut seen = Observations {
+            groups: vec![(Protocol::Tls12, none_named)],
+            dh_bits: Some(2048),
+            ..Observations::default()
+        };
+        assert_eq!(groups(&seen, &policy).status, Status::Pass);
+        seen.dh_bits = Some(1024);
+        assert_eq!(groups(&seen, &policy).status, Status::Fail);
+        seen.dh_bits = None;
+        assert_eq!(groups(&seen, &policy).status, Status::Fail);
+
+        let seen = Observations {
+            groups: vec![
+                (Protocol::Tls13, vec![(0x0017, true), (0x001d, false)]),
+                (Protocol::Tls12, vec![(0x0017, true), (0x001d, true)]),
+            ],
+            ..Observations::default()
+        };
+        let finding = groups(&seen, &policy);
+        assert_eq!(finding.status, Status::Fail);
+        assert!(finding
+            .evidence
+            .iter()
+            .any(|line| line == "x25519 under TLS1.2: not allowed"));
     }
 
     #[test]

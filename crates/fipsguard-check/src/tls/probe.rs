@@ -32,8 +32,9 @@ pub struct Observations {
     pub protocols: Vec<(Protocol, Result<(), NotTaken>)>,
     /// The suites accepted under each accepted version, in the server's order of preference.
     pub suites: Vec<(Protocol, Vec<u16>)>,
-    /// The version groups were probed under, and each group's answer.
-    pub groups: Option<GroupAnswers>,
+    /// Each of TLS 1.3 and 1.2 the server accepts, and each group's answer
+    /// under it: a server may take under one a group it refuses under the other.
+    pub groups: Vec<GroupAnswers>,
     /// For SHA-1 and MD5: the scheme the server signed its key exchange
     /// with when offered only that hash (`None` when it refused). Empty when
     /// no TLS 1.2 key exchange could be probed.
@@ -185,29 +186,30 @@ fn accepted_suites(endpoint: &Endpoint, protocol: Protocol) -> io::Result<Vec<u1
     Ok(accepted)
 }
 
-/// Each group alone: under TLS 1.3 the HelloRetryRequest names the group;
-/// under TLS 1.2 the ECDHE key exchange does.
-fn accepted_groups(endpoint: &Endpoint, seen: &Observations) -> io::Result<Option<GroupAnswers>> {
-    let protocol = if seen.accepts(Protocol::Tls13) {
-        Protocol::Tls13
-    } else if seen.accepts(Protocol::Tls12) {
-        Protocol::Tls12
-    } else {
-        return Ok(None);
-    };
-    let suites = match protocol {
-        Protocol::Tls13 => suites_for(protocol),
-        _ => ephemeral_suites(&[TlsCipherKx::Ecdhe]),
-    };
-    let mut answers = Vec::new();
-    for group in GROUPS {
-        let mut offer = Offer::new(protocol, &suites, std::slice::from_ref(&group.id));
-        offer.through_key_exchange = true;
-        let chosen =
-            send(endpoint, &offer)?.and_then(|hello| hello.group.or(hello.key_exchange_group));
-        answers.push((group.id, chosen == Some(group.id)));
+/// Each group alone, under each of TLS 1.3 and 1.2 the server accepts:
+/// under TLS 1.3 the HelloRetryRequest names the group; under TLS 1.2 the
+/// ECDHE key exchange does.
+fn accepted_groups(endpoint: &Endpoint, seen: &Observations) -> io::Result<Vec<GroupAnswers>> {
+    let mut all = Vec::new();
+    for protocol in [Protocol::Tls13, Protocol::Tls12] {
+        if !seen.accepts(protocol) {
+            continue;
+        }
+        let suites = match protocol {
+            Protocol::Tls13 => suites_for(protocol),
+            _ => ephemeral_suites(&[TlsCipherKx::Ecdhe]),
+        };
+        let mut answers = Vec::new();
+        for group in GROUPS {
+            let mut offer = Offer::new(protocol, &suites, std::slice::from_ref(&group.id));
+            offer.through_key_exchange = true;
+            let chosen =
+                send(endpoint, &offer)?.and_then(|hello| hello.group.or(hello.key_exchange_group));
+            answers.push((group.id, chosen == Some(group.id)));
+        }
+        all.push((protocol, answers));
     }
-    Ok(Some((protocol, answers)))
+    Ok(all)
 }
 
 /// TLS 1.2 suites whose key exchange is one of `kinds`.
