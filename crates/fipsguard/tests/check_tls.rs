@@ -663,6 +663,42 @@ fn a_group_accepted_under_tls_1_2_only_fails() {
     );
 }
 
+/// A server holding an ECDSA certificate and a weak RSA one: an approved
+/// client gets the ECDSA one, a client that verifies only RSA the other.
+/// Judged on the first chain alone, it passed.
+#[test]
+fn every_certificate_a_server_holds_is_judged() {
+    let pki = Pki::new();
+    pki.leaf_with("rsa1024", "DNS:localhost", &["rsa:1024"], "sha256");
+    let server = s_server(
+        &pki,
+        "server",
+        &[
+            "-dcert",
+            &pki.path_str("rsa1024.pem"),
+            "-dkey",
+            &pki.path_str("rsa1024.key"),
+            "-cipher",
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0",
+            "-ciphersuites",
+            TLS13_APPROVED,
+            "-sigalgs",
+            &format!("ECDSA+SHA256:{SHA256_ONLY}"),
+        ],
+    );
+    let (code, json) = check_json(&[server.target.as_str()]);
+    assert_eq!(code, 1, "{json}");
+    let report = &json["reports"][0];
+    assert_eq!(
+        failed_ids(report),
+        BTreeSet::from(["tls.certificate.key".to_owned()]),
+        "{report}"
+    );
+    let keys = finding(report, "tls.certificate.key")["evidence"].to_string();
+    assert!(keys.contains("EC P-256: allowed"), "{keys}");
+    assert!(keys.contains("RSA 1024 bits: not allowed"), "{keys}");
+}
+
 /// Whether a ClientHello record lists TLS 1.3 in supported_versions.
 fn offers_tls13(hello: &[u8]) -> bool {
     hello.windows(5).enumerate().any(|(at, w)| {

@@ -184,27 +184,49 @@ fn approved_handshake(attempt: &Attempt) -> Finding {
     }
 }
 
+/// Every certificate the server sent in any chain, each judged once.
 fn certificates(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<Finding> {
     let ids = [
         ("tls.certificate.key", "Certificate keys"),
         ("tls.certificate.signature", "Certificate signatures"),
         ("tls.certificate.expiry", "Certificate validity"),
     ];
-    let chain: Vec<&[u8]> = if attempt.chain.is_empty() {
-        seen.plaintext_chain.iter().map(Vec::as_slice).collect()
-    } else {
-        attempt.chain.iter().map(|c| c.as_ref()).collect()
-    };
-    let facts: Result<Vec<Facts>, String> = chain.iter().map(|der| inspect(der)).collect();
-    match facts {
+    let mut certificates: Vec<&[u8]> = Vec::new();
+    let sent = attempt
+        .chains
+        .iter()
+        .flatten()
+        .map(|c| c.as_ref())
+        .chain(seen.plaintext_chain.iter().map(Vec::as_slice));
+    for der in sent {
+        if !certificates.contains(&der) {
+            certificates.push(der);
+        }
+    }
+    let facts: Result<Vec<Facts>, String> = certificates.iter().map(|der| inspect(der)).collect();
+    let findings = match facts {
         Ok(facts) if !facts.is_empty() => vec![
             certificate_keys(&facts, policy),
             certificate_signatures(&facts, policy),
             certificate_expiry(&facts, policy),
         ],
-        Ok(_) => unreadable(&ids, "the server sent no certificate in any probe"),
-        Err(reason) => unreadable(&ids, &reason),
-    }
+        Ok(_) => return unreadable(&ids, "the server sent no certificate in any probe"),
+        Err(reason) => return unreadable(&ids, &reason),
+    };
+    // A certificate of a key type the server was not asked about may be
+    // the weak one: what was seen can fail, but not pass.
+    findings
+        .into_iter()
+        .map(|finding| {
+            let mut finding = attempt.unasked.iter().fold(finding, |finding, reason| {
+                finding.evidence(format!("not asked for: {reason}"))
+            });
+            if !attempt.unasked.is_empty() && finding.status < Status::Fail {
+                finding.status = Status::Error;
+            }
+            finding
+        })
+        .collect()
 }
 
 fn unreadable(ids: &[(&str, &str)], reason: &str) -> Vec<Finding> {
@@ -386,6 +408,45 @@ mod tests {
             .evidence
             .iter()
             .any(|line| line == "x25519 under TLS1.2: not allowed"));
+    }
+
+    /// A key type the server was not asked about keeps every certificate
+    /// finding from passing, but a failure stays a failure.
+    #[test]
+    fn certificates_of_an_unasked_key_type_leave_the_findings_undecided() {
+        let der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/pss-sha256.der"
+        ))
+        .unwrap();
+        let mut attempt = Attempt {
+            outcome: Err(Failure::Refused("test".into())),
+            chains: vec![vec![der.into()]],
+            unasked: Vec::new(),
+        };
+        let seen = Observations::default();
+        let statuses = |attempt: &Attempt, policy: &Policy| -> Vec<Status> {
+            certificates(&seen, attempt, policy)
+                .iter()
+                .map(|f| f.status)
+                .collect()
+        };
+        let policy = Policy::default();
+        assert_eq!(statuses(&attempt, &policy), [Status::Pass; 3]);
+        attempt.unasked.push("RSA certificate: timed out".into());
+        assert_eq!(statuses(&attempt, &policy), [Status::Error; 3]);
+        let findings = certificates(&seen, &attempt, &policy);
+        assert!(findings[0]
+            .evidence
+            .contains(&"not asked for: RSA certificate: timed out".to_owned()));
+        let strict = Policy {
+            ec_curves: vec!["P-384".into()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            statuses(&attempt, &strict),
+            [Status::Fail, Status::Error, Status::Error]
+        );
     }
 
     #[test]

@@ -30,14 +30,19 @@ pub struct Negotiated {
     pub group: Option<String>,
 }
 
-/// The outcome of the approved handshake and the chain the server sent
-/// (recorded even when the handshake then fails, e.g. on a weak key).
+/// The outcome of the approved handshake and the chains the server sent
+/// (recorded even when a handshake then fails, e.g. on a weak key).
 #[derive(Debug)]
 pub struct Attempt {
     /// What was negotiated, or why no approved handshake completed.
     pub outcome: Result<Negotiated, Failure>,
-    /// The server's certificates, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
+    /// Each chain the server sent, leaf first: the approved handshake's,
+    /// then the one it sends a client that verifies only ECDSA, and only
+    /// RSA (a server may hold a certificate of each type).
+    pub chains: Vec<Vec<CertificateDer<'static>>>,
+    /// Why a server could not be asked for its certificate of a key type:
+    /// it did not answer, so a second certificate may have gone unseen.
+    pub unasked: Vec<String>,
 }
 
 /// Why no approved handshake completed.
@@ -66,16 +71,67 @@ impl Failure {
     }
 }
 
-/// Completes one handshake with the FIPS policy's client configuration.
+/// Completes one handshake with the FIPS policy's client configuration,
+/// then asks for the certificate of each key type.
 pub fn approved_handshake(endpoint: &Endpoint) -> Attempt {
-    let recorder = Arc::new(ChainRecorder::new());
-    // Cut off without an alert: asked once more, as the probes are.
+    let all = provider()
+        .signature_verification_algorithms
+        .supported_schemes();
+    let (outcome, chain) = recorded_handshake(endpoint, all.clone());
+    let mut attempt = Attempt {
+        outcome,
+        chains: vec![chain],
+        unasked: Vec::new(),
+    };
+    for (family, member) in [("ECDSA", is_ecdsa as SchemeFilter), ("RSA", is_rsa)] {
+        let schemes = all.iter().copied().filter(member).collect();
+        match recorded_handshake(endpoint, schemes) {
+            (Err(Failure::Undecided(reason)), _) => attempt
+                .unasked
+                .push(format!("{family} certificate: {reason}")),
+            (_, chain) => attempt.chains.push(chain),
+        }
+    }
+    attempt.chains.retain(|chain| !chain.is_empty());
+    attempt
+}
+
+type SchemeFilter = fn(&SignatureScheme) -> bool;
+
+fn is_ecdsa(scheme: &SignatureScheme) -> bool {
+    use SignatureScheme::*;
+    matches!(
+        scheme,
+        ECDSA_NISTP256_SHA256 | ECDSA_NISTP384_SHA384 | ECDSA_NISTP521_SHA512
+    )
+}
+
+fn is_rsa(scheme: &SignatureScheme) -> bool {
+    use SignatureScheme::*;
+    matches!(
+        scheme,
+        RSA_PSS_SHA256
+            | RSA_PSS_SHA384
+            | RSA_PSS_SHA512
+            | RSA_PKCS1_SHA256
+            | RSA_PKCS1_SHA384
+            | RSA_PKCS1_SHA512
+    )
+}
+
+/// One handshake verifying only `schemes`, and the chain the server sent.
+/// Cut off without an alert, it is asked once more, as the probes are.
+fn recorded_handshake(
+    endpoint: &Endpoint,
+    schemes: Vec<SignatureScheme>,
+) -> (Result<Negotiated, Failure>, Vec<CertificateDer<'static>>) {
+    let recorder = Arc::new(ChainRecorder::new(schemes));
     let outcome = match handshake(endpoint, recorder.clone()) {
         Err(Failure::CutOff(_)) => handshake(endpoint, recorder.clone()),
         outcome => outcome,
     };
     let chain = recorder.chain.lock().map(|c| c.clone()).unwrap_or_default();
-    Attempt { outcome, chain }
+    (outcome, chain)
 }
 
 fn handshake(endpoint: &Endpoint, recorder: Arc<ChainRecorder>) -> Result<Negotiated, Failure> {
@@ -125,18 +181,21 @@ fn server_name(endpoint: &Endpoint) -> Result<ServerName<'static>, String> {
 
 /// Accepts any chain (a scan inspects certificates, it does not trust them)
 /// but verifies every handshake signature with the approved algorithms, so
-/// the handshake is a real approved one.
+/// the handshake is a real approved one. It offers the server `schemes`,
+/// which decide the certificate a server holding several sends.
 #[derive(Debug)]
 struct ChainRecorder {
     chain: Mutex<Vec<CertificateDer<'static>>>,
     algorithms: WebPkiSupportedAlgorithms,
+    schemes: Vec<SignatureScheme>,
 }
 
 impl ChainRecorder {
-    fn new() -> Self {
+    fn new(schemes: Vec<SignatureScheme>) -> Self {
         ChainRecorder {
             chain: Mutex::new(Vec::new()),
             algorithms: provider().signature_verification_algorithms,
+            schemes,
         }
     }
 }
@@ -179,7 +238,7 @@ impl ServerCertVerifier for ChainRecorder {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.schemes.clone()
     }
 }
 
