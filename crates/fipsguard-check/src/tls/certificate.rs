@@ -1,6 +1,7 @@
 //! The facts about a certificate a TLS policy judges: key type and size,
 //! signature algorithm and hash, validity. Parsing only, no trust decisions.
 
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::RSAPublicKey;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
@@ -58,7 +59,7 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
     let (signature, signature_hash) = signature(&cert);
     Ok(Facts {
         subject: cert.subject().to_string(),
-        self_signed: cert.subject() == cert.issuer(),
+        self_signed: self_signed(&cert),
         key: key(&cert),
         signature,
         signature_hash,
@@ -66,6 +67,30 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
         seconds_left: cert.validity().not_after.timestamp() - now,
         seconds_until_valid: cert.validity().not_before.timestamp() - now,
     })
+}
+
+/// Subject and issuer are one name and, where the certificate names key
+/// identifiers, one key: a CA may issue a certificate under its own name,
+/// and that certificate's signature is relied on.
+fn self_signed(cert: &X509Certificate<'_>) -> bool {
+    if cert.subject() != cert.issuer() {
+        return false;
+    }
+    let (mut authority, mut subject) = (None, None);
+    for extension in cert.extensions() {
+        match extension.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                authority = aki.key_identifier.as_ref().map(|id| id.0);
+            }
+            ParsedExtension::SubjectKeyIdentifier(ski) => subject = Some(ski.0),
+            _ => {}
+        }
+    }
+    match (authority, subject) {
+        (Some(authority), Some(subject)) => authority == subject,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// The signature algorithm's name and the hash it signs over.
@@ -254,6 +279,16 @@ mod tests {
         let sha256 = facts("pss-sha256.der");
         assert_eq!(sha256.signature, "RSASSA-PSS (SHA-256)");
         assert_eq!(sha256.signature_hash, Some("SHA-256"));
+    }
+
+    #[test]
+    fn a_certificate_issued_under_its_issuers_own_name_is_not_self_signed() {
+        let root = facts("self-signed-sha1.der");
+        assert!(root.self_signed);
+        let namesake = facts("same-name-sha1.der");
+        assert_eq!(namesake.subject, "CN=Same Name");
+        assert!(!namesake.self_signed, "another key signed it");
+        assert!(!facts("pss-sha1.der").self_signed);
     }
 
     #[test]
