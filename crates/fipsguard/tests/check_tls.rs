@@ -622,7 +622,7 @@ fn cutting_every_other_connection(backend: &str) -> String {
 }
 
 /// A server that takes X25519 under TLS 1.2 only: a proxy sends
-/// ClientHellos offering TLS 1.3 to a TLS 1.3 server on P-256, and the
+/// ClientHellos offering TLS 1.3 to a TLS 1.3 server on P-256 and P-384, and the
 /// rest to a TLS 1.2 server on P-256 and X25519 (as a front whose two
 /// versions are served by different stacks would). Groups probed under
 /// TLS 1.3 alone passed it.
@@ -696,6 +696,43 @@ fn every_certificate_a_server_holds_is_judged() {
     );
     let keys = finding(report, "tls.certificate.key")["evidence"].to_string();
     assert!(keys.contains("EC P-256: allowed"), "{keys}");
+    assert!(keys.contains("RSA 1024 bits: not allowed"), "{keys}");
+}
+
+/// A TLS 1.2 server whose weak RSA certificate comes only with a CBC
+/// suite, which no approved handshake here offers: the chain each
+/// accepted suite brings is read, so it is judged too.
+#[test]
+fn a_certificate_only_a_tls_1_2_suite_brings_is_judged() {
+    let pki = Pki::new();
+    pki.leaf_with("rsa1024", "DNS:localhost", &["rsa:1024"], "sha256");
+    let server = s_server(
+        &pki,
+        "server",
+        &[
+            "-tls1_2",
+            "-serverpref",
+            "-dcert",
+            &pki.path_str("rsa1024.pem"),
+            "-dkey",
+            &pki.path_str("rsa1024.key"),
+            "-cipher",
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA256:@SECLEVEL=0",
+            "-sigalgs",
+            "ECDSA+SHA256:RSA+SHA256",
+        ],
+    );
+    let policy = pki.path("tls12.toml");
+    std::fs::write(&policy, "required_protocols = [\"TLS1.2\"]\n").unwrap();
+    let (code, json) = check_json(&["--policy", policy.to_str().unwrap(), server.target.as_str()]);
+    assert_eq!(code, 1, "{json}");
+    let report = &json["reports"][0];
+    assert_eq!(
+        failed_ids(report),
+        BTreeSet::from(["tls.certificate.key".to_owned()]),
+        "{report}"
+    );
+    let keys = finding(report, "tls.certificate.key")["evidence"].to_string();
     assert!(keys.contains("RSA 1024 bits: not allowed"), "{keys}");
 }
 

@@ -122,8 +122,9 @@ fn groups(seen: &Observations, policy: &Policy) -> Finding {
     let weak_dh = seen.dh_bits.filter(|&bits| bits < policy.min_rsa_bits);
     if let Some(bits) = seen.dh_bits {
         evidence.push(format!("finite-field DHE prime: {bits} bits"));
-        // TLS 1.2 DHE names no group: its prime's size is what is judged.
-        approved |= weak_dh.is_none();
+        // TLS 1.2 DHE names no group: its prime counts as an approved
+        // group when the policy allows an ffdhe group no larger.
+        approved |= weak_dh.is_none() && policy.allows_finite_field(bits);
     }
     let status = if forbidden.is_empty() && weak_dh.is_none() && approved {
         Status::Pass
@@ -197,7 +198,7 @@ fn certificates(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<
         .iter()
         .flatten()
         .map(|c| c.as_ref())
-        .chain(seen.plaintext_chain.iter().map(Vec::as_slice));
+        .chain(seen.plaintext_chains.iter().flatten().map(Vec::as_slice));
     for der in sent {
         if !certificates.contains(&der) {
             certificates.push(der);
@@ -213,15 +214,15 @@ fn certificates(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<
         Ok(_) => return unreadable(&ids, "the server sent no certificate in any probe"),
         Err(reason) => return unreadable(&ids, &reason),
     };
-    // A certificate of a key type the server was not asked about may be
-    // the weak one: what was seen can fail, but not pass.
+    // A certificate of a key type whose request got no answer may be the
+    // weak one: what was seen can fail, but not pass.
     findings
         .into_iter()
         .map(|finding| {
-            let mut finding = attempt.unasked.iter().fold(finding, |finding, reason| {
-                finding.evidence(format!("not asked for: {reason}"))
+            let mut finding = attempt.unanswered.iter().fold(finding, |finding, reason| {
+                finding.evidence(format!("no answer for: {reason}"))
             });
-            if !attempt.unasked.is_empty() && finding.status < Status::Fail {
+            if !attempt.unanswered.is_empty() && finding.status < Status::Fail {
                 finding.status = Status::Error;
             }
             finding
@@ -390,6 +391,11 @@ mod tests {
             ..Observations::default()
         };
         assert_eq!(groups(&seen, &policy).status, Status::Pass);
+        let elliptic_only = Policy {
+            groups: vec!["secp384r1".into()],
+            ..Policy::default()
+        };
+        assert_eq!(groups(&seen, &elliptic_only).status, Status::Fail);
         seen.dh_bits = Some(1024);
         assert_eq!(groups(&seen, &policy).status, Status::Fail);
         seen.dh_bits = None;
@@ -410,10 +416,10 @@ mod tests {
             .any(|line| line == "x25519 under TLS1.2: not allowed"));
     }
 
-    /// A key type the server was not asked about keeps every certificate
-    /// finding from passing, but a failure stays a failure.
+    /// A key type whose certificate request got no answer keeps every
+    /// certificate finding from passing, but a failure stays a failure.
     #[test]
-    fn certificates_of_an_unasked_key_type_leave_the_findings_undecided() {
+    fn certificates_of_an_unanswered_key_type_leave_the_findings_undecided() {
         let der = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/testdata/pss-sha256.der"
@@ -422,7 +428,7 @@ mod tests {
         let mut attempt = Attempt {
             outcome: Err(Failure::Refused("test".into())),
             chains: vec![vec![der.into()]],
-            unasked: Vec::new(),
+            unanswered: Vec::new(),
         };
         let seen = Observations::default();
         let statuses = |attempt: &Attempt, policy: &Policy| -> Vec<Status> {
@@ -431,17 +437,21 @@ mod tests {
                 .map(|f| f.status)
                 .collect()
         };
-        let policy = Policy::default();
+        // The test certificate's validity is not what is tested here.
+        let policy = Policy {
+            expiry_warning_days: 0,
+            ..Policy::default()
+        };
         assert_eq!(statuses(&attempt, &policy), [Status::Pass; 3]);
-        attempt.unasked.push("RSA certificate: timed out".into());
+        attempt.unanswered.push("RSA certificate: timed out".into());
         assert_eq!(statuses(&attempt, &policy), [Status::Error; 3]);
         let findings = certificates(&seen, &attempt, &policy);
         assert!(findings[0]
             .evidence
-            .contains(&"not asked for: RSA certificate: timed out".to_owned()));
+            .contains(&"no answer for: RSA certificate: timed out".to_owned()));
         let strict = Policy {
             ec_curves: vec!["P-384".into()],
-            ..Policy::default()
+            ..policy
         };
         assert_eq!(
             statuses(&attempt, &strict),

@@ -2,6 +2,9 @@
 //! signature algorithm and hash, validity. Parsing only, no trust decisions.
 
 use x509_parser::extensions::ParsedExtension;
+use x509_parser::oid_registry::{
+    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::RSAPublicKey;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
@@ -32,7 +35,9 @@ impl std::fmt::Display for Key {
 pub struct Facts {
     /// The subject, RFC 4514 style.
     pub subject: String,
-    /// Whether subject and issuer are the same (a root; its own signature proves nothing).
+    /// Whether it signed itself (a root; its own signature proves nothing):
+    /// one name as subject and issuer and, when it names key identifiers,
+    /// its own key as the authority's.
     pub self_signed: bool,
     /// The public key.
     pub key: Key,
@@ -83,6 +88,13 @@ fn self_signed(cert: &X509Certificate<'_>) -> bool {
                 authority = aki.key_identifier.as_ref().map(|id| id.0);
             }
             ParsedExtension::SubjectKeyIdentifier(ski) => subject = Some(ski.0),
+            // An unreadable key identifier proves nothing either way.
+            ParsedExtension::ParseError { .. }
+                if extension.oid == OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER
+                    || extension.oid == OID_X509_EXT_SUBJECT_KEY_IDENTIFIER =>
+            {
+                return false;
+            }
             _ => {}
         }
     }
@@ -107,7 +119,8 @@ fn signature(cert: &X509Certificate<'_>) -> (String, Option<&'static str>) {
 
 /// RSASSA-PSS names its hash in its parameters, SHA-1 when they are left
 /// out (RFC 4055). A mask generation hash other than the message's is
-/// undecided: nothing here judges the pair.
+/// undecided (nothing here judges the pair), unless the message hash is
+/// broken on its own.
 fn pss_signature(cert: &X509Certificate<'_>) -> (String, Option<&'static str>) {
     let params = match SignatureAlgorithm::try_from(&cert.signature_algorithm) {
         Ok(SignatureAlgorithm::RSASSA_PSS(params)) => params,
@@ -123,7 +136,11 @@ fn pss_signature(cert: &X509Certificate<'_>) -> (String, Option<&'static str>) {
         (Some(hash), Some(mask)) if hash == mask => (format!("RSASSA-PSS ({hash})"), Some(hash)),
         (Some(hash), Some(mask)) => (
             format!("RSASSA-PSS ({hash}, MGF1 with {mask})"),
-            Some(UNKNOWN),
+            Some(if BROKEN.contains(&hash) {
+                hash
+            } else {
+                UNKNOWN
+            }),
         ),
         _ => (
             "RSASSA-PSS (a hash or mask this scanner does not know)".into(),
@@ -135,7 +152,10 @@ fn pss_signature(cert: &X509Certificate<'_>) -> (String, Option<&'static str>) {
 const RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
 const MGF1: &str = "1.2.840.113549.1.1.8";
 
-/// The name of a hash algorithm by OID, from [`HASHES`].
+/// Hashes a signature is never trusted over, whatever else it uses.
+const BROKEN: [&str; 4] = ["MD2", "MD4", "MD5", "SHA-1"];
+
+/// The name of a hash algorithm by OID: one of [`HASHES`].
 fn hash_name(oid: &str) -> Option<&'static str> {
     let name = match oid {
         "1.2.840.113549.2.2" => "MD2",
@@ -289,6 +309,24 @@ mod tests {
         assert_eq!(namesake.subject, "CN=Same Name");
         assert!(!namesake.self_signed, "another key signed it");
         assert!(!facts("pss-sha1.der").self_signed);
+    }
+
+    #[test]
+    fn every_hash_named_by_oid_is_one_a_policy_can_name() {
+        let oids = (1..=10).map(|n| format!("2.16.840.1.101.3.4.2.{n}"));
+        let others = [
+            "1.2.840.113549.2.2",
+            "1.2.840.113549.2.4",
+            "1.2.840.113549.2.5",
+            "1.3.14.3.2.26",
+        ];
+        let names: Vec<&str> = oids
+            .chain(others.map(String::from))
+            .filter_map(|oid| hash_name(&oid))
+            .collect();
+        assert_eq!(names.len(), 14);
+        assert!(names.iter().all(|name| HASHES.contains(name)), "{names:?}");
+        assert!(BROKEN.iter().all(|name| HASHES.contains(name)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! One complete handshake with only approved settings, through rustls on the
-//! validated module: proof that an approved client can talk to the endpoint,
-//! and the certificate chain (TLS 1.3 encrypts it, so probes cannot see it).
+//! Complete handshakes through rustls on the validated module: one with
+//! only approved settings, proof that an approved client can talk to the
+//! endpoint, then one asking for each key type's certificate (TLS 1.3
+//! encrypts the chain, so probes cannot see it).
 
 use std::sync::{Arc, Mutex};
 
@@ -36,13 +37,13 @@ pub struct Negotiated {
 pub struct Attempt {
     /// What was negotiated, or why no approved handshake completed.
     pub outcome: Result<Negotiated, Failure>,
-    /// Each chain the server sent, leaf first: the approved handshake's,
-    /// then the one it sends a client that verifies only ECDSA, and only
-    /// RSA (a server may hold a certificate of each type).
+    /// Each chain the server sent, leaf first: to the approved client, and
+    /// to clients that verify only ECDSA and only RSA (a server may hold a
+    /// certificate of each type). Handshakes that got none add none.
     pub chains: Vec<Vec<CertificateDer<'static>>>,
-    /// Why a server could not be asked for its certificate of a key type:
-    /// it did not answer, so a second certificate may have gone unseen.
-    pub unasked: Vec<String>,
+    /// The key types whose certificate request got no answer (cut off or
+    /// timed out, no chain): a certificate may have gone unseen.
+    pub unanswered: Vec<String>,
 }
 
 /// Why no approved handshake completed.
@@ -72,8 +73,8 @@ impl Failure {
 }
 
 /// Completes one handshake with the FIPS policy's client configuration,
-/// then asks for the certificate of each key type.
-pub fn approved_handshake(endpoint: &Endpoint) -> Attempt {
+/// then two more asking for the certificate of each key type.
+pub fn handshakes(endpoint: &Endpoint) -> Attempt {
     let all = provider()
         .signature_verification_algorithms
         .supported_schemes();
@@ -81,14 +82,20 @@ pub fn approved_handshake(endpoint: &Endpoint) -> Attempt {
     let mut attempt = Attempt {
         outcome,
         chains: vec![chain],
-        unasked: Vec::new(),
+        unanswered: Vec::new(),
     };
     for (family, member) in [("ECDSA", is_ecdsa as SchemeFilter), ("RSA", is_rsa)] {
         let schemes = all.iter().copied().filter(member).collect();
+        // Only an alert says the server holds no such certificate: a cut-off
+        // or a timeout before any chain may be a limiter in front.
         match recorded_handshake(endpoint, schemes) {
-            (Err(Failure::Undecided(reason)), _) => attempt
-                .unasked
-                .push(format!("{family} certificate: {reason}")),
+            (Err(Failure::CutOff(reason) | Failure::Undecided(reason)), chain)
+                if chain.is_empty() =>
+            {
+                attempt
+                    .unanswered
+                    .push(format!("{family} certificate: {reason}"));
+            }
             (_, chain) => attempt.chains.push(chain),
         }
     }

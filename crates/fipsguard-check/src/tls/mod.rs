@@ -1,6 +1,7 @@
 //! What a TLS endpoint accepts, judged against a policy: raw ClientHellos
 //! for each version, suite and group (reading a ServerHello needs no
-//! crypto), then one approved handshake for the certificate chain.
+//! crypto), then complete handshakes: one approved, and one asking for
+//! each key type's certificate.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -68,7 +69,7 @@ fn scan_one(target: &str, policy: &Policy, options: &Options) -> Report {
             )
         }
     };
-    let attempt = handshake::approved_handshake(&endpoint);
+    let attempt = handshake::handshakes(&endpoint);
     let findings = assess::findings(&seen, &attempt, policy);
     // A name may stand for several servers: say which one answered for it.
     let scanned = match addresses {

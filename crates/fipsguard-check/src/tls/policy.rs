@@ -171,6 +171,15 @@ impl Policy {
         self.groups.iter().any(|g| g == name)
     }
 
+    /// Whether a finite-field DHE prime of `bits` meets an ffdhe group the
+    /// policy allows (TLS 1.2 DHE sends a prime, not a group name).
+    pub fn allows_finite_field(&self, bits: usize) -> bool {
+        self.groups
+            .iter()
+            .filter_map(|g| g.strip_prefix("ffdhe")?.parse::<usize>().ok())
+            .any(|size| size <= bits)
+    }
+
     /// Whether signatures over `hash` are forbidden.
     pub fn forbids_hash(&self, hash: &str) -> bool {
         self.forbidden_signature_hashes.iter().any(|h| h == hash)

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tls_parser::{TlsCipherKx, TlsCipherSuite};
+use tls_parser::{TlsCipherAu, TlsCipherKx, TlsCipherSuite};
 
 use super::catalog::{all_groups, suites_for, Protocol, GROUPS, MD5_SCHEMES, SHA1_SCHEMES};
 use super::wire::{probe, Offer, Reply, ServerHello};
@@ -41,8 +41,10 @@ pub struct Observations {
     pub weak_hashes: Vec<(&'static str, Option<u16>)>,
     /// Bits of the DHE prime, when the server does finite-field DHE in TLS 1.2.
     pub dh_bits: Option<usize>,
-    /// The certificate chain as sent in the clear (TLS 1.2 and older).
-    pub plaintext_chain: Vec<Vec<u8>>,
+    /// Each distinct certificate chain sent in the clear (TLS 1.2 and
+    /// older), from every accepted version and suite: the certificate can
+    /// follow the suite's signature type.
+    pub plaintext_chains: Vec<Vec<Vec<u8>>>,
 }
 
 /// Why an offer was not taken.
@@ -69,6 +71,12 @@ impl Observations {
     pub fn accepts(&self, protocol: Protocol) -> bool {
         self.protocols.contains(&(protocol, Ok(())))
     }
+
+    fn keep_chain(&mut self, chain: &[Vec<u8>]) {
+        if !chain.is_empty() && !self.plaintext_chains.iter().any(|c| c == chain) {
+            self.plaintext_chains.push(chain.to_vec());
+        }
+    }
 }
 
 /// Runs every probe against `endpoint`. `Err` when the endpoint stops
@@ -77,12 +85,10 @@ pub fn observe(endpoint: &Endpoint) -> io::Result<Observations> {
     let mut seen = Observations::default();
     for protocol in Protocol::ALL {
         let answer = accepted_hello(endpoint, protocol)?;
-        if let Ok(hello) = &answer {
-            if seen.plaintext_chain.is_empty() {
-                seen.plaintext_chain.clone_from(&hello.certificates);
-            }
-            seen.suites
-                .push((protocol, accepted_suites(endpoint, protocol)?));
+        if let Ok(hello) = answer.as_ref() {
+            seen.keep_chain(&hello.certificates);
+            let suites = accepted_suites(endpoint, protocol, &mut seen)?;
+            seen.suites.push((protocol, suites));
         }
         seen.protocols.push((protocol, answer.map(drop)));
     }
@@ -167,16 +173,23 @@ fn accepted_hello(
 }
 
 /// Every suite the server accepts under `protocol`: offer all, strike the
-/// one it picks, repeat until it refuses (one connection per accepted suite).
-fn accepted_suites(endpoint: &Endpoint, protocol: Protocol) -> io::Result<Vec<u16>> {
+/// one it picks, repeat until it refuses (one connection per accepted
+/// suite). Before TLS 1.3, each answer's certificate chain is kept too.
+fn accepted_suites(
+    endpoint: &Endpoint,
+    protocol: Protocol,
+    seen: &mut Observations,
+) -> io::Result<Vec<u16>> {
     let mut remaining = suites_for(protocol);
     let groups = all_groups();
     let mut accepted = Vec::new();
     while !remaining.is_empty() {
-        let offer = Offer::new(protocol, &remaining, &groups);
+        let mut offer = Offer::new(protocol, &remaining, &groups);
+        offer.through_key_exchange = protocol != Protocol::Tls13;
         let Some(hello) = send(endpoint, &offer)? else {
             break;
         };
+        seen.keep_chain(&hello.certificates);
         let Some(index) = remaining.iter().position(|&s| s == hello.suite) else {
             // A suite it was not offered: a broken server, not a new finding.
             break;
@@ -200,7 +213,12 @@ fn accepted_groups(endpoint: &Endpoint, seen: &Observations) -> io::Result<Vec<G
             _ => ephemeral_suites(&[TlsCipherKx::Ecdhe]),
         };
         let mut answers = Vec::new();
-        for group in GROUPS {
+        // ECDHE suites take only elliptic-curve groups (code points below
+        // the finite-field ones); TLS 1.3 takes every kind.
+        let probed = GROUPS
+            .iter()
+            .filter(|group| protocol == Protocol::Tls13 || group.id < 0x0100);
+        for group in probed {
             let mut offer = Offer::new(protocol, &suites, std::slice::from_ref(&group.id));
             offer.through_key_exchange = true;
             let chosen =
@@ -212,11 +230,15 @@ fn accepted_groups(endpoint: &Endpoint, seen: &Observations) -> io::Result<Vec<G
     Ok(all)
 }
 
-/// TLS 1.2 suites whose key exchange is one of `kinds`.
+/// TLS 1.2 suites whose key exchange is one of `kinds`, without PSK (a
+/// PSK key exchange starts with an identity hint, another layout).
 fn ephemeral_suites(kinds: &[TlsCipherKx]) -> Vec<u16> {
     suites_for(Protocol::Tls12)
         .into_iter()
-        .filter(|&id| TlsCipherSuite::from_id(id).is_some_and(|s| kinds.contains(&s.kx)))
+        .filter(|&id| {
+            TlsCipherSuite::from_id(id)
+                .is_some_and(|s| kinds.contains(&s.kx) && s.au != TlsCipherAu::Psk)
+        })
         .collect()
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tls_parser::{
     parse_dh_params, parse_digitally_signed, parse_ecdh_params, parse_tls_extensions,
-    parse_tls_message_handshake, ECParametersContent, TlsCipherKx, TlsCipherSuite, TlsExtension,
-    TlsMessage, TlsMessageHandshake,
+    parse_tls_message_handshake, ECParametersContent, TlsCipherAu, TlsCipherKx, TlsCipherSuite,
+    TlsExtension, TlsMessage, TlsMessageHandshake,
 };
 
 use super::catalog::{Protocol, SIGNATURE_SCHEMES};
@@ -381,9 +381,11 @@ fn server_hello(
 /// The group (or DH prime size) and signature scheme of a ServerKeyExchange,
 /// read in the layout the chosen suite's key exchange gives it: the two
 /// cannot be told apart by their bytes (a 6144-bit prime's length starts
-/// with the byte that marks a named curve).
+/// with the byte that marks a named curve). A PSK key exchange, which
+/// starts with an identity hint, is not read.
 fn key_exchange(parameters: &[u8], hello: &mut ServerHello) {
-    match TlsCipherSuite::from_id(hello.suite).map(|suite| suite.kx) {
+    let suite = TlsCipherSuite::from_id(hello.suite).filter(|s| s.au != TlsCipherAu::Psk);
+    match suite.map(|suite| suite.kx) {
         Some(TlsCipherKx::Ecdhe) => {
             if let Ok((signed, params)) = parse_ecdh_params(parameters) {
                 if let ECParametersContent::NamedGroup(group) = params.curve_params.params_content {
