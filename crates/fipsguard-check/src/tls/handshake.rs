@@ -17,6 +17,7 @@ use fipsguard_crypto::tls::rustls::{
 };
 use fipsguard_crypto::tls::{provider, PROTOCOL_VERSIONS};
 
+use super::certificate::{inspect, Key};
 use super::probe::Endpoint;
 use super::wire::Deadline;
 
@@ -73,7 +74,7 @@ impl Failure {
 }
 
 /// Completes one handshake with the FIPS policy's client configuration,
-/// then two more asking for the certificate of each key type.
+/// then asks for the certificate of each key type it did not show.
 pub fn handshakes(endpoint: &Endpoint) -> Attempt {
     let all = provider()
         .signature_verification_algorithms
@@ -84,7 +85,20 @@ pub fn handshakes(endpoint: &Endpoint) -> Attempt {
         chains: vec![chain],
         unanswered: Vec::new(),
     };
-    for (family, member) in [("ECDSA", is_ecdsa as SchemeFilter), ("RSA", is_rsa)] {
+    // The approved handshake's certificate already shows its own type.
+    let shown = attempt.chains[0]
+        .first()
+        .and_then(|leaf| inspect(leaf).ok())
+        .map(|facts| facts.key);
+    let families = [
+        (
+            "ECDSA",
+            is_ecdsa as SchemeFilter,
+            matches!(shown, Some(Key::Ec(_))),
+        ),
+        ("RSA", is_rsa, matches!(shown, Some(Key::Rsa(_)))),
+    ];
+    for (family, member, _) in families.into_iter().filter(|(_, _, shown)| !shown) {
         let schemes = all.iter().copied().filter(member).collect();
         // Only an alert says the server holds no such certificate: a cut-off
         // or a timeout before any chain may be a limiter in front.
