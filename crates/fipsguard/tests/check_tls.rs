@@ -669,9 +669,58 @@ fn a_group_accepted_under_tls_1_2_only_fails() {
 #[test]
 fn every_certificate_a_server_holds_is_judged() {
     let pki = Pki::new();
+    let server = ecdsa_and_weak_rsa(&pki);
+    let (code, json) = check_json(&[server.target.as_str()]);
+    assert_eq!(code, 1, "{json}");
+    let report = &json["reports"][0];
+    assert_eq!(
+        failed_ids(report),
+        BTreeSet::from(["tls.certificate.key".to_owned()]),
+        "{report}"
+    );
+    let keys = finding(report, "tls.certificate.key")["evidence"].to_string();
+    assert!(keys.contains("EC P-256: allowed"), "{keys}");
+    assert!(keys.contains("RSA 1024 bits: not allowed"), "{keys}");
+}
+
+/// The same server behind a front that cuts off every TLS 1.3 hello
+/// verifying only RSA: the RSA certificate request gets no answer, so
+/// what depends on it cannot pass (exit 2), while the weak key TLS 1.2
+/// showed in the clear still fails.
+#[test]
+fn a_certificate_request_cut_off_leaves_the_certificates_undecided() {
+    let pki = Pki::new();
+    let server = ecdsa_and_weak_rsa(&pki);
+    let backend = server.target.clone();
+    let front = proxy(move |_, hello| {
+        let rsa_only = offers_tls13(hello)
+            && signature_schemes(hello).is_some_and(|schemes| {
+                !schemes.is_empty() && !schemes.iter().any(|s| s >> 8 >= 4 && s & 0xff == 3)
+            });
+        (!rsa_only).then(|| backend.clone())
+    });
+    let (code, json) = check_json(&[front.as_str()]);
+    assert_eq!(code, 2, "{json}");
+    let report = &json["reports"][0];
+    assert_eq!(finding(report, "tls.certificate.key")["status"], "fail");
+    for id in ["tls.certificate.signature", "tls.certificate.expiry"] {
+        let cert = finding(report, id);
+        assert_eq!(cert["status"], "error", "{cert}");
+        assert!(
+            cert["evidence"]
+                .to_string()
+                .contains("no answer for: RSA certificate"),
+            "{cert}"
+        );
+    }
+}
+
+/// `openssl s_server` with the CA's ECDSA `server` certificate and an
+/// RSA-1024 one beside it.
+fn ecdsa_and_weak_rsa(pki: &Pki) -> OpensslServer {
     pki.leaf_with("rsa1024", "DNS:localhost", &["rsa:1024"], "sha256");
-    let server = s_server(
-        &pki,
+    s_server(
+        pki,
         "server",
         &[
             "-dcert",
@@ -685,18 +734,32 @@ fn every_certificate_a_server_holds_is_judged() {
             "-sigalgs",
             &format!("ECDSA+SHA256:{SHA256_ONLY}"),
         ],
-    );
-    let (code, json) = check_json(&[server.target.as_str()]);
-    assert_eq!(code, 1, "{json}");
-    let report = &json["reports"][0];
-    assert_eq!(
-        failed_ids(report),
-        BTreeSet::from(["tls.certificate.key".to_owned()]),
-        "{report}"
-    );
-    let keys = finding(report, "tls.certificate.key")["evidence"].to_string();
-    assert!(keys.contains("EC P-256: allowed"), "{keys}");
-    assert!(keys.contains("RSA 1024 bits: not allowed"), "{keys}");
+    )
+}
+
+/// The signature_algorithms a ClientHello record offers, if it is one.
+fn signature_schemes(record: &[u8]) -> Option<Vec<u16>> {
+    let u16_at = |at: usize| Some(u16::from_be_bytes([*record.get(at)?, *record.get(at + 1)?]));
+    // Record header 5, handshake header 4, version 2, random 32.
+    let mut at = 5 + 4 + 2 + 32;
+    at += 1 + usize::from(*record.get(at)?); // session id
+    at += 2 + usize::from(u16_at(at)?); // cipher suites
+    at += 1 + usize::from(*record.get(at)?); // compression methods
+    let end = at + 2 + usize::from(u16_at(at)?);
+    at += 2;
+    while at + 4 <= end {
+        let (kind, len) = (u16_at(at)?, usize::from(u16_at(at + 2)?));
+        if kind == 13 {
+            let list = record.get(at + 6..at + 4 + len)?;
+            return Some(
+                list.chunks(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect(),
+            );
+        }
+        at += 4 + len;
+    }
+    None
 }
 
 /// A TLS 1.2 server whose weak RSA certificate comes only with a CBC
