@@ -1,7 +1,7 @@
 //! What was observed, judged against a policy: one finding per rule.
 
 use super::catalog::{group_name, scheme_hash, suite_name, Protocol};
-use super::certificate::{inspect, Facts, Key, UNKNOWN};
+use super::certificate::{doubt_namesakes, inspect, Facts, Key, UNKNOWN};
 use super::handshake::{Attempt, Failure};
 use super::policy::Policy;
 use super::probe::Observations;
@@ -206,11 +206,14 @@ fn certificates(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<
     }
     let facts: Result<Vec<Facts>, String> = certificates.iter().map(|der| inspect(der)).collect();
     let findings = match facts {
-        Ok(facts) if !facts.is_empty() => vec![
-            certificate_keys(&facts, policy),
-            certificate_signatures(&facts, policy),
-            certificate_expiry(&facts, policy),
-        ],
+        Ok(mut facts) if !facts.is_empty() => {
+            doubt_namesakes(&mut facts);
+            vec![
+                certificate_keys(&facts, policy),
+                certificate_signatures(&facts, policy),
+                certificate_expiry(&facts, policy),
+            ]
+        }
         Ok(_) => return unreadable(&ids, "the server sent no certificate in any probe"),
         Err(reason) => return unreadable(&ids, &reason),
     };
@@ -346,6 +349,7 @@ mod tests {
             subject: "CN=leaf".into(),
             self_signed: false,
             key: Key::Ec("P-256".into()),
+            public_key: Vec::new(),
             signature: signature.to_owned(),
             signature_hash: hash,
             not_after: String::new(),

@@ -41,6 +41,8 @@ pub struct Facts {
     pub self_signed: bool,
     /// The public key.
     pub key: Key,
+    /// The SubjectPublicKeyInfo, to tell two keys apart.
+    pub public_key: Vec<u8>,
     /// The signature algorithm's name (its OID when this scanner does not
     /// know it).
     pub signature: String,
@@ -66,6 +68,7 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
         subject: cert.subject().to_string(),
         self_signed: self_signed(&cert),
         key: key(&cert),
+        public_key: cert.public_key().raw.to_vec(),
         signature,
         signature_hash,
         not_after: cert.validity().not_after.to_string(),
@@ -102,6 +105,22 @@ fn self_signed(cert: &X509Certificate<'_>) -> bool {
         (Some(authority), Some(subject)) => authority == subject,
         (Some(_), None) => false,
         (None, _) => true,
+    }
+}
+
+/// Certificates sent together under one name with different keys: one
+/// may have issued the other, so none of them counts as self-signed.
+pub fn doubt_namesakes(certificates: &mut [Facts]) {
+    let doubtful: Vec<bool> = certificates
+        .iter()
+        .map(|cert| {
+            certificates
+                .iter()
+                .any(|other| other.subject == cert.subject && other.public_key != cert.public_key)
+        })
+        .collect();
+    for (cert, doubtful) in certificates.iter_mut().zip(doubtful) {
+        cert.self_signed &= !doubtful;
     }
 }
 
@@ -327,6 +346,23 @@ mod tests {
         assert_eq!(names.len(), 14);
         assert!(names.iter().all(|name| HASHES.contains(name)), "{names:?}");
         assert!(BROKEN.iter().all(|name| HASHES.contains(name)));
+    }
+
+    /// Without key identifiers the name alone would decide: sent beside a
+    /// certificate of the same name and another key, neither is taken as
+    /// self-signed.
+    #[test]
+    fn namesakes_with_different_keys_are_not_self_signed() {
+        let mut chain = vec![
+            facts("same-name-no-ids-sha1.der"),
+            facts("same-name-ca.der"),
+        ];
+        assert!(chain[0].self_signed, "by its name alone");
+        doubt_namesakes(&mut chain);
+        assert!(!chain[0].self_signed && !chain[1].self_signed);
+        let mut root = vec![facts("self-signed-sha1.der"), facts("pss-sha1.der")];
+        doubt_namesakes(&mut root);
+        assert!(root[0].self_signed);
     }
 
     #[test]
