@@ -90,10 +90,11 @@ fn stripped_copy(original: &Path, into: &Path) -> PathBuf {
 }
 
 /// The C fixtures: a hello world and a program with OpenSSL's libcrypto
-/// linked statically.
+/// linked statically, and one loading it as a shared library.
 struct CPrograms {
     hello: PathBuf,
     static_openssl: PathBuf,
+    dynamic_openssl: PathBuf,
 }
 
 fn c_programs() -> Option<&'static CPrograms> {
@@ -138,10 +139,32 @@ fn build_c_programs() -> CPrograms {
             "-lpthread",
             "-ldl",
         ]));
+    let dynamic_openssl = dir.join("sha256-dynamic-openssl");
+    run(Command::new("cc")
+        .arg("-o")
+        .arg(&dynamic_openssl)
+        .arg(dir.join("sha256.c"))
+        .arg("-lcrypto"));
     CPrograms {
         hello,
         static_openssl,
+        dynamic_openssl,
     }
+}
+
+/// A copy of a 64-bit ELF file with its section headers gone, as `sstrip`
+/// leaves it: the loader reads only the program headers.
+fn without_section_headers(original: &Path, into: &Path) -> PathBuf {
+    let mut bytes = fs::read(original).unwrap();
+    assert_eq!(bytes[4], 2, "a 64-bit ELF file");
+    bytes[0x28..0x30].fill(0); // e_shoff
+    bytes[0x3c..0x40].fill(0); // e_shnum, e_shstrndx
+    let copy = into.join(format!(
+        "{}-sectionless",
+        original.file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&copy, bytes).unwrap();
+    copy
 }
 
 /// A C++ program with functions in namespaces named like Rust crypto
@@ -507,6 +530,22 @@ fn stripped_go_binaries_keep_their_verdicts() {
         has_line(&lines, "crypto/internal/boring/sig.BoringCrypto"),
         "{lines:?}"
     );
+}
+
+/// A program loading libcrypto, with and without its section headers:
+/// the libraries it loads are read from its dynamic segment either way
+/// (read from sections only, the copy passed as carrying no crypto).
+#[test]
+fn a_program_without_section_headers_still_shows_what_it_loads() {
+    let Some(c) = c_programs() else { return };
+    let sectionless = without_section_headers(&c.dynamic_openssl, &work_dir());
+    for program in [&c.dynamic_openssl, &sectionless] {
+        let (code, report) = check_one(program);
+        assert_eq!(code, 0, "a warning is not a failure: {report:#}");
+        assert_eq!(report["verdict"], "warn", "{report:#}");
+        let lines = evidence(finding(&report, "binary.dynamic-crypto"));
+        assert!(has_line(&lines, "DT_NEEDED libcrypto.so.3"), "{lines:?}");
+    }
 }
 
 #[test]

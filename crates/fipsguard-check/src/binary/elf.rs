@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use object::elf::{DT_NEEDED, DT_SONAME};
-use object::read::elf::{ElfFile, FileHeader};
+use object::elf::{DynamicTag, DT_NEEDED, DT_SONAME, DT_STRSZ, DT_STRTAB, PT_LOAD};
+use object::read::elf::{Dyn, ElfFile, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSection, ObjectSymbol};
 
 /// Symbol name prefixes that identify a crypto library. Only these symbols
@@ -80,7 +80,9 @@ impl<'data> Facts<'data> {
     }
 }
 
-/// `DT_NEEDED` and `DT_SONAME`, from the dynamic section.
+/// `DT_NEEDED` and `DT_SONAME`, from the dynamic section, or from the
+/// dynamic segment when the section headers were removed (the loader reads
+/// only segments, so such a file still loads its libraries).
 fn dynamic_names<'data, Elf>(
     elf: &ElfFile<'data, Elf>,
 ) -> object::Result<(Vec<String>, Option<String>)>
@@ -88,6 +90,9 @@ where
     Elf: FileHeader<Endian = Endianness>,
 {
     let table = elf.elf_dynamic_table()?;
+    if table.is_empty() {
+        return Ok(segment_dynamic_names(elf).unwrap_or_default());
+    }
     let mut needed = Vec::new();
     let mut soname = None;
     for entry in table.iter() {
@@ -103,6 +108,56 @@ where
         }
     }
     Ok((needed, soname))
+}
+
+/// `DT_NEEDED` and `DT_SONAME` read through the program headers: the
+/// `PT_DYNAMIC` entries, their string table found by address in a
+/// `PT_LOAD` segment. `None` when there is no dynamic segment or its
+/// strings cannot be found.
+fn segment_dynamic_names<'data, Elf>(
+    elf: &ElfFile<'data, Elf>,
+) -> Option<(Vec<String>, Option<String>)>
+where
+    Elf: FileHeader<Endian = Endianness>,
+{
+    let (endian, data) = (elf.endian(), elf.data());
+    let segments = elf.elf_program_headers();
+    let entries = segments
+        .iter()
+        .find_map(|segment| segment.dynamic(endian, data).ok().flatten())?;
+    let value = |tag: DynamicTag| -> Option<u64> {
+        entries
+            .iter()
+            .find(|entry| entry.d_tag(endian) == tag)
+            .map(|entry| entry.d_val(endian).into())
+    };
+    let (address, size) = (value(DT_STRTAB)?, value(DT_STRSZ)?);
+    let strings = segments.iter().find_map(|segment| {
+        (segment.p_type(endian) == PT_LOAD)
+            .then(|| {
+                segment
+                    .data_range(endian, data, address, size)
+                    .ok()
+                    .flatten()
+            })
+            .flatten()
+    })?;
+    let string = |offset: u64| -> Option<String> {
+        let rest = strings.get(usize::try_from(offset).ok()?..)?;
+        let end = rest.iter().position(|&b| b == 0)?;
+        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+    };
+    let mut needed = Vec::new();
+    let mut soname = None;
+    for entry in entries {
+        let tag = entry.d_tag(endian);
+        if tag == DT_NEEDED {
+            needed.push(string(entry.d_val(endian).into())?);
+        } else if tag == DT_SONAME {
+            soname = Some(string(entry.d_val(endian).into())?);
+        }
+    }
+    Some((needed, soname))
 }
 
 /// The defined symbols that name crypto libraries, and the Rust crates
