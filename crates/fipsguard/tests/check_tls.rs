@@ -644,14 +644,7 @@ fn a_group_accepted_under_tls_1_2_only_fails() {
     );
     let (new, old) = (tls13.target.clone(), tls12.target.clone());
     let front = proxy(move |_, hello| Some(if offers_tls13(hello) { &new } else { &old }.clone()));
-    let (code, json) = check_json(&[front.as_str()]);
-    assert_eq!(code, 1, "{json}");
-    let report = &json["reports"][0];
-    assert_eq!(
-        failed_ids(report),
-        BTreeSet::from(["tls.groups".to_owned()]),
-        "{report}"
-    );
+    let report = &fails_only(&[front.as_str()], "tls.groups");
     let evidence = finding(report, "tls.groups")["evidence"].to_string();
     assert!(
         evidence.contains("accepted under TLS1.3: secp256r1, secp384r1\""),
@@ -670,14 +663,7 @@ fn a_group_accepted_under_tls_1_2_only_fails() {
 fn every_certificate_a_server_holds_is_judged() {
     let pki = Pki::new();
     let server = ecdsa_and_weak_rsa(&pki);
-    let (code, json) = check_json(&[server.target.as_str()]);
-    assert_eq!(code, 1, "{json}");
-    let report = &json["reports"][0];
-    assert_eq!(
-        failed_ids(report),
-        BTreeSet::from(["tls.certificate.key".to_owned()]),
-        "{report}"
-    );
+    let report = &fails_only(&[server.target.as_str()], "tls.certificate.key");
     let keys = finding(report, "tls.certificate.key")["evidence"].to_string();
     assert!(keys.contains("EC P-256: allowed"), "{keys}");
     assert!(keys.contains("RSA 1024 bits: not allowed"), "{keys}");
@@ -787,16 +773,26 @@ fn a_certificate_only_a_tls_1_2_suite_brings_is_judged() {
     );
     let policy = pki.path("tls12.toml");
     std::fs::write(&policy, "required_protocols = [\"TLS1.2\"]\n").unwrap();
-    let (code, json) = check_json(&["--policy", policy.to_str().unwrap(), server.target.as_str()]);
-    assert_eq!(code, 1, "{json}");
-    let report = &json["reports"][0];
-    assert_eq!(
-        failed_ids(report),
-        BTreeSet::from(["tls.certificate.key".to_owned()]),
-        "{report}"
+    let report = &fails_only(
+        &["--policy", policy.to_str().unwrap(), server.target.as_str()],
+        "tls.certificate.key",
     );
     let keys = finding(report, "tls.certificate.key")["evidence"].to_string();
     assert!(keys.contains("RSA 1024 bits: not allowed"), "{keys}");
+}
+
+/// `check tls ARGS` on one endpoint, which must fail on the finding `id`
+/// alone; its report.
+fn fails_only(args: &[&str], id: &str) -> Value {
+    let (code, json) = check_json(args);
+    assert_eq!(code, 1, "{json}");
+    let report = json["reports"][0].clone();
+    assert_eq!(
+        failed_ids(&report),
+        BTreeSet::from([id.to_owned()]),
+        "{report}"
+    );
+    report
 }
 
 /// Whether a ClientHello record lists TLS 1.3 in supported_versions.
