@@ -702,17 +702,11 @@ fn a_certificate_request_cut_off_leaves_the_certificates_undecided() {
 }
 
 /// `openssl s_server` with the CA's ECDSA `server` certificate and an
-/// RSA-1024 one beside it.
+/// RSA-1024 one beside it, offering both with AES-GCM.
 fn ecdsa_and_weak_rsa(pki: &Pki) -> OpensslServer {
-    pki.leaf_with("rsa1024", "DNS:localhost", &["rsa:1024"], "sha256");
-    s_server(
+    ecdsa_and_weak_rsa_with(
         pki,
-        "server",
         &[
-            "-dcert",
-            &pki.path_str("rsa1024.pem"),
-            "-dkey",
-            &pki.path_str("rsa1024.key"),
             "-cipher",
             "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0",
             "-ciphersuites",
@@ -721,6 +715,15 @@ fn ecdsa_and_weak_rsa(pki: &Pki) -> OpensslServer {
             &format!("ECDSA+SHA256:{SHA256_ONLY}"),
         ],
     )
+}
+
+/// The same two certificates, with the server's other settings in `extra`.
+fn ecdsa_and_weak_rsa_with(pki: &Pki, extra: &[&str]) -> OpensslServer {
+    pki.leaf_with("rsa1024", "DNS:localhost", &["rsa:1024"], "sha256");
+    let (cert, key) = (pki.path_str("rsa1024.pem"), pki.path_str("rsa1024.key"));
+    let mut args = vec!["-dcert", &cert, "-dkey", &key];
+    args.extend_from_slice(extra);
+    s_server(pki, "server", &args)
 }
 
 /// The signature_algorithms a ClientHello record offers, if it is one.
@@ -754,17 +757,11 @@ fn signature_schemes(record: &[u8]) -> Option<Vec<u16>> {
 #[test]
 fn a_certificate_only_a_tls_1_2_suite_brings_is_judged() {
     let pki = Pki::new();
-    pki.leaf_with("rsa1024", "DNS:localhost", &["rsa:1024"], "sha256");
-    let server = s_server(
+    let server = ecdsa_and_weak_rsa_with(
         &pki,
-        "server",
         &[
             "-tls1_2",
             "-serverpref",
-            "-dcert",
-            &pki.path_str("rsa1024.pem"),
-            "-dkey",
-            &pki.path_str("rsa1024.key"),
             "-cipher",
             "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA256:@SECLEVEL=0",
             "-sigalgs",

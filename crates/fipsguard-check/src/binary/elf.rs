@@ -132,16 +132,10 @@ where
             .map(|entry| entry.d_val(endian).into())
     };
     let (address, size) = (value(DT_STRTAB)?, value(DT_STRSZ)?);
-    let strings = segments.iter().find_map(|segment| {
-        (segment.p_type(endian) == PT_LOAD)
-            .then(|| {
-                segment
-                    .data_range(endian, data, address, size)
-                    .ok()
-                    .flatten()
-            })
-            .flatten()
-    })?;
+    let strings = segments
+        .iter()
+        .filter(|segment| segment.p_type(endian) == PT_LOAD)
+        .find_map(|segment| segment.data_range(endian, data, address, size).ok()?)?;
     let string = |offset: u64| -> Option<String> {
         let rest = strings.get(usize::try_from(offset).ok()?..)?;
         let end = rest.iter().position(|&b| b == 0)?;

@@ -98,7 +98,10 @@ pub fn handshakes(endpoint: &Endpoint) -> Attempt {
         ),
         ("RSA", is_rsa, matches!(shown, Some(Key::Rsa(_)))),
     ];
-    for (family, member, _) in families.into_iter().filter(|(_, _, shown)| !shown) {
+    for (family, member, shown) in families {
+        if shown {
+            continue;
+        }
         let schemes = all.iter().copied().filter(member).collect();
         // Only an alert says the server holds no such certificate: a cut-off
         // or a timeout before any chain may be a limiter in front.
