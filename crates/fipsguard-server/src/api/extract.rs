@@ -1,7 +1,6 @@
 //! Path and query extractors whose refusals are API errors (`{"error":
 //! {"code", "message"}}`, as every other refusal), not axum's plain text.
 
-use axum::extract::rejection::QueryRejection;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -35,12 +34,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Query<T
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::bad_request(
-                format!("invalid query string: {}", without_quoted(&e.body_text())),
-            )),
+            // Whatever the rejection, the caller's own text is not repeated.
             Err(e) => Err(ApiError::bad_request(format!(
                 "invalid query string: {}",
-                e.body_text()
+                without_quoted(&e.body_text())
             ))),
         }
     }
