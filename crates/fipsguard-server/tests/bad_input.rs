@@ -257,6 +257,27 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
     .await
     .unwrap();
     assert!(!response.text().await.unwrap().contains(secret));
+    // Nor a field name the API does not know, in a body or a query string.
+    let (body, query) = (
+        format!("{{\"plaintext\": \"\", \"{secret}\": 1}}"),
+        format!("/v1/keys?{secret}=1"),
+    );
+    for response in [
+        raw(
+            Method::POST,
+            "/v1/keys/data/encrypt",
+            &body,
+            "application/json",
+        )
+        .await,
+        raw(Method::GET, &query, "", "application/json").await,
+    ] {
+        let response = response.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("unknown field"), "{text}");
+        assert!(!text.contains(secret), "{text}");
+    }
 
     // Still serving.
     let (status, sealed) = server

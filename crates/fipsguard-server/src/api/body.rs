@@ -33,7 +33,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             Ok(Json(value)) => Ok(Body(value)),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::bad_request(format!(
                 "invalid request body: {}",
-                without_quoted(&e.body_text())
+                parser_message::<serde_json::Error>(&e)
             ))),
             Err(JsonRejection::JsonSyntaxError(_)) => {
                 Err(ApiError::bad_request("the request body is not valid JSON"))
@@ -52,7 +52,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     "the request body is larger than the server accepts",
                 ))
             }
-            Err(JsonRejection::BytesRejection(e)) if caused_by::<BodyTimedOut>(&e) => {
+            Err(JsonRejection::BytesRejection(e)) if cause::<BodyTimedOut>(&e).is_some() => {
                 Err(ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
@@ -67,24 +67,48 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// Whether `error`, or an error it wraps, is an `E`.
-fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<E>())
+/// `error`, or the first error it wraps, that is an `E`.
+fn cause<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    std::iter::successors(Some(error), |e| e.source()).find_map(|e| e.downcast_ref::<E>())
 }
 
-/// Drops quoted parts of a parser message: they can hold what the caller
-/// sent, which may be secret and must not travel into logs.
-pub(crate) fn without_quoted(message: &str) -> String {
+/// The parser's message (an `E`) without the path axum puts before it:
+/// the path names map keys and unknown fields, which are the caller's text.
+/// Parts of the message that repeat the caller's text are dropped too.
+pub(crate) fn parser_message<E: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+) -> String {
+    match cause::<serde_path_to_error::Error<E>>(error) {
+        Some(error) => without_quoted(&error.inner().to_string()),
+        None => "it does not match the operation's request".to_owned(),
+    }
+}
+
+/// Drops the parts of a parser message that repeat what the caller sent,
+/// which may be secret and must not travel into logs: `"`-quoted values,
+/// and the `` ` ``-quoted name after "unknown field" or "unknown variant"
+/// (the names serde lists as expected are the API's own, and are kept).
+fn without_quoted(message: &str) -> String {
+    const ECHOES: [&str; 2] = ["unknown field ", "unknown variant "];
     let mut out = String::with_capacity(message.len());
-    let mut quoted = false;
+    let mut closing = None;
     for c in message.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                out.push_str(if quoted { "\"…" } else { "\"" });
+        match closing {
+            Some(end) if c == end => {
+                closing = None;
+                out.push(c);
             }
-            _ if quoted => {}
-            _ => out.push(c),
+            Some(_) => {}
+            None => {
+                let echo = c == '"' || (c == '`' && ECHOES.iter().any(|e| out.ends_with(e)));
+                out.push(c);
+                if echo {
+                    closing = Some(c);
+                    out.push('…');
+                }
+            }
         }
     }
     out
@@ -262,7 +286,7 @@ pub fn string_field(name: &'static str, text: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::{base64_secret, string_field, Base64Secret, SecretJson};
+    use super::{base64_secret, string_field, without_quoted, Base64Secret, SecretJson};
     use axum::response::IntoResponse;
     use fipsguard_crypto::SecretBytes;
 
@@ -284,6 +308,28 @@ mod tests {
             let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let decoded = base64_secret(&value["plaintext"]).unwrap();
             assert_eq!(decoded.expose_secret(), secret, "{len}");
+        }
+    }
+
+    #[test]
+    fn parser_messages_lose_the_callers_text_and_keep_the_apis_names() {
+        for (message, expected) in [
+            (
+                "unknown field `secret`, expected `plaintext` or `context`",
+                "unknown field `…`, expected `plaintext` or `context`",
+            ),
+            (
+                "unknown variant `secret`, expected one of `aes256-gcm`",
+                "unknown variant `…`, expected one of `aes256-gcm`",
+            ),
+            (
+                "invalid type: string \"secret\", expected u32",
+                "invalid type: string \"…\", expected u32",
+            ),
+            ("missing field `plaintext`", "missing field `plaintext`"),
+            ("unknown field `unterminated", "unknown field `…"),
+        ] {
+            assert_eq!(without_quoted(message), expected);
         }
     }
 

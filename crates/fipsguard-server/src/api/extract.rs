@@ -5,7 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::body::without_quoted;
+use super::body::parser_message;
 use crate::error::ApiError;
 
 /// The route's path parameters (`{name}`, `{id}`).
@@ -37,7 +37,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Query<T
             // Whatever the rejection, the caller's own text is not repeated.
             Err(e) => Err(ApiError::bad_request(format!(
                 "invalid query string: {}",
-                without_quoted(&e.body_text())
+                parser_message::<serde_urlencoded::de::Error>(&e)
             ))),
         }
     }
