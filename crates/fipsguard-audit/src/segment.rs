@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::chain::{self, Hash};
 use crate::event::{Event, Record};
+use crate::verify::printable;
 use crate::Failure;
 
 /// The file a segment starting at `first_seq` lives in: names sort in chain order.
@@ -136,12 +137,15 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
             };
             scan.continues = continues.clone();
             scan.first_seq = record.seq;
-        } else if record.seq != scan.last_seq + 1 {
+        } else if Some(record.seq) != scan.last_seq.checked_add(1) {
+            let expected = match scan.last_seq.checked_add(1) {
+                Some(next) => format!("record {next}"),
+                None => format!("nothing after record {}", scan.last_seq),
+            };
             return Err(fail(
                 seq,
                 format!(
-                    "expected record {} here, found {}: records were removed, inserted or reordered",
-                    scan.last_seq + 1,
+                    "expected {expected} here, found {}: records were removed, inserted or reordered",
                     record.seq
                 ),
             ));
@@ -149,7 +153,7 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
         if parsed.unprotected.is_some() {
             let remark = outside_chain(&record).map_err(|reason| fail(seq, reason))?;
             scan.remarks
-                .push(format!("{}:{number}: {remark}", path.display()));
+                .push(printable(&format!("{}:{number}: {remark}", path.display())));
             scan.outside_chain = Some(record.seq);
             scan.records += 1;
             scan.last_seq = record.seq;
@@ -175,7 +179,7 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
         }
         if let Some(remark) = remark(&record) {
             scan.remarks
-                .push(format!("{}:{number}: {remark}", path.display()));
+                .push(printable(&format!("{}:{number}: {remark}", path.display())));
         }
         scan.records += 1;
         scan.last_seq = record.seq;

@@ -43,9 +43,24 @@ impl Failure {
             file: file.to_owned(),
             line,
             seq,
-            reason,
+            reason: printable(&reason),
         }
     }
+}
+
+/// Text read from a log, made safe to print: a control character (an escape
+/// sequence, a line break) written into a record is shown escaped, so a
+/// forged record cannot rewrite the verifier's report on a terminal.
+pub(crate) fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 impl fmt::Display for Failure {
@@ -155,7 +170,7 @@ fn link(
             before.display()
         )));
     }
-    if scan.first_seq != earlier.last_seq + 1 {
+    if Some(scan.first_seq) != earlier.last_seq.checked_add(1) {
         return Err(fail(format!(
             "starts at record {}, but {} ends at record {}: records are missing",
             scan.first_seq,

@@ -453,4 +453,13 @@ fn records_outside_the_chain_cannot_be_forged_or_followed() {
     let f = failure(dir.path(), &public);
     assert_eq!(f.line, 6, "{f}");
     assert!(f.reason.contains("follows record 5"), "{f}");
+
+    // What a record outside the chain says is shown, never obeyed by a terminal.
+    let mut rewritten = all.clone();
+    *rewritten.last_mut().unwrap() = failure_line.replace("hmac-sha-512", r"\u001b[2J\nforged");
+    write_lines(&file, &rewritten);
+    let report = verify(dir.path(), &[public]).unwrap();
+    let note = report.notes.iter().find(|n| n.contains("forged")).unwrap();
+    assert!(!note.contains(['\u{1b}', '\n']), "{note}");
+    assert!(note.contains(r"\u{1b}[2J\nforged"), "{note}");
 }
