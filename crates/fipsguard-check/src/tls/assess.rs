@@ -119,14 +119,24 @@ fn groups(seen: &Observations, policy: &Policy) -> Finding {
             }
         }
     }
-    let weak_dh = seen.dh_bits.filter(|&bits| bits < policy.min_rsa_bits);
     if let Some(bits) = seen.dh_bits {
         evidence.push(format!("finite-field DHE prime: {bits} bits"));
-        // TLS 1.2 DHE names no group: its prime counts as an approved
+        // TLS 1.2 DHE names no group: its prime stands for an allowed
         // group when the policy allows an ffdhe group no larger.
-        approved |= weak_dh.is_none() && policy.allows_finite_field(bits);
+        if bits < policy.min_rsa_bits {
+            forbidden.push(format!(
+                "DHE prime of {bits} bits under TLS1.2: below {}",
+                policy.min_rsa_bits
+            ));
+        } else if policy.allows_finite_field(bits) {
+            approved = true;
+        } else {
+            forbidden.push(format!(
+                "DHE prime of {bits} bits under TLS1.2: the policy allows no ffdhe group that small"
+            ));
+        }
     }
-    let status = if forbidden.is_empty() && weak_dh.is_none() && approved {
+    let status = if forbidden.is_empty() && approved {
         Status::Pass
     } else {
         Status::Fail
@@ -401,9 +411,27 @@ mod tests {
         };
         assert_eq!(groups(&seen, &elliptic_only).status, Status::Fail);
         seen.dh_bits = Some(1024);
-        assert_eq!(groups(&seen, &policy).status, Status::Fail);
+        let finding = groups(&seen, &policy);
+        assert_eq!(finding.status, Status::Fail);
+        assert!(finding
+            .evidence
+            .contains(&"DHE prime of 1024 bits under TLS1.2: below 2048".to_owned()));
         seen.dh_bits = None;
         assert_eq!(groups(&seen, &policy).status, Status::Fail);
+
+        // An allowed elliptic curve does not excuse DHE the policy forbids.
+        let seen = Observations {
+            groups: vec![(Protocol::Tls12, vec![(0x0018, true), (0x001d, false)])],
+            dh_bits: Some(2048),
+            ..Observations::default()
+        };
+        assert_eq!(groups(&seen, &policy).status, Status::Pass);
+        let finding = groups(&seen, &elliptic_only);
+        assert_eq!(finding.status, Status::Fail);
+        assert!(finding.evidence.contains(
+            &"DHE prime of 2048 bits under TLS1.2: the policy allows no ffdhe group that small"
+                .to_owned()
+        ));
 
         let seen = Observations {
             groups: vec![
