@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use object::elf::{DynamicTag, DT_NEEDED, DT_SONAME, DT_STRSZ, DT_STRTAB, PT_LOAD};
+use object::elf::{DynamicTag, DT_NEEDED, DT_NULL, DT_SONAME, DT_STRSZ, DT_STRTAB, PT_LOAD};
 use object::read::elf::{Dyn, ElfFile, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSection, ObjectSymbol};
 
@@ -42,8 +42,8 @@ pub(super) struct Facts<'data> {
 
 impl<'data> Facts<'data> {
     /// Parses `bytes` as ELF.
-    pub fn parse(bytes: &'data [u8]) -> object::Result<Self> {
-        let file = object::File::parse(bytes)?;
+    pub fn parse(bytes: &'data [u8]) -> Result<Self, String> {
+        let file = object::File::parse(bytes).map_err(|e| e.to_string())?;
         let (needed, soname) = match &file {
             object::File::Elf32(elf) => dynamic_names(elf)?,
             object::File::Elf64(elf) => dynamic_names(elf)?,
@@ -80,78 +80,65 @@ impl<'data> Facts<'data> {
     }
 }
 
-/// `DT_NEEDED` and `DT_SONAME`, from the dynamic section, or from the
-/// dynamic segment when the section headers were removed (the loader reads
-/// only segments, so such a file still loads its libraries).
-fn dynamic_names<'data, Elf>(
-    elf: &ElfFile<'data, Elf>,
-) -> object::Result<(Vec<String>, Option<String>)>
-where
-    Elf: FileHeader<Endian = Endianness>,
-{
-    let table = elf.elf_dynamic_table()?;
-    if table.is_empty() {
-        return Ok(segment_dynamic_names(elf).unwrap_or_default());
-    }
-    let mut needed = Vec::new();
-    let mut soname = None;
-    for entry in table.iter() {
-        let name = || {
-            table
-                .string(entry)
-                .map(|name| String::from_utf8_lossy(name).into_owned())
-        };
-        if entry.tag == DT_NEEDED {
-            needed.push(name()?);
-        } else if entry.tag == DT_SONAME {
-            soname = Some(name()?);
-        }
-    }
-    Ok((needed, soname))
-}
-
-/// `DT_NEEDED` and `DT_SONAME` read through the program headers: the
-/// `PT_DYNAMIC` entries, their string table found by address in a
-/// `PT_LOAD` segment. `None` when there is no dynamic segment or its
-/// strings cannot be found.
-fn segment_dynamic_names<'data, Elf>(
-    elf: &ElfFile<'data, Elf>,
-) -> Option<(Vec<String>, Option<String>)>
+/// `DT_NEEDED` and `DT_SONAME`, read as the loader reads them: from the
+/// `PT_DYNAMIC` segment up to its `DT_NULL`, the strings found by address
+/// in a `PT_LOAD` segment. Section headers are never consulted: the loader
+/// ignores them, so they may be stripped, or describe a decoy table.
+fn dynamic_names<Elf>(elf: &ElfFile<'_, Elf>) -> Result<(Vec<String>, Option<String>), String>
 where
     Elf: FileHeader<Endian = Endianness>,
 {
     let (endian, data) = (elf.endian(), elf.data());
     let segments = elf.elf_program_headers();
-    let entries = segments
+    let mut dynamic = segments
         .iter()
-        .find_map(|segment| segment.dynamic(endian, data).ok().flatten())?;
-    let value = |tag: DynamicTag| -> Option<u64> {
+        .filter_map(|segment| segment.dynamic(endian, data).transpose());
+    let entries = match dynamic.next() {
+        // Statically linked: no library is loaded with it.
+        None => return Ok((Vec::new(), None)),
+        Some(entries) => entries.map_err(|e| format!("the dynamic segment is unreadable: {e}"))?,
+    };
+    let entries = || {
         entries
             .iter()
+            .take_while(|entry| entry.d_tag(endian) != DT_NULL)
+    };
+    let value = |tag: DynamicTag| {
+        entries()
             .find(|entry| entry.d_tag(endian) == tag)
             .map(|entry| entry.d_val(endian).into())
     };
-    let (address, size) = (value(DT_STRTAB)?, value(DT_STRSZ)?);
+    let named = |entry: &&Elf::Dyn| [DT_NEEDED, DT_SONAME].contains(&entry.d_tag(endian));
+    if !entries().any(|entry| named(&entry)) {
+        return Ok((Vec::new(), None));
+    }
+    let (address, size) = value(DT_STRTAB).zip(value(DT_STRSZ)).ok_or(
+        "the dynamic segment names libraries but has no string table (DT_STRTAB, DT_STRSZ)",
+    )?;
     let strings = segments
         .iter()
         .filter(|segment| segment.p_type(endian) == PT_LOAD)
-        .find_map(|segment| segment.data_range(endian, data, address, size).ok()?)?;
-    let string = |offset: u64| -> Option<String> {
-        let rest = strings.get(usize::try_from(offset).ok()?..)?;
-        let end = rest.iter().position(|&b| b == 0)?;
-        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
-    };
+        .find_map(|segment| segment.data_range(endian, data, address, size).ok()?)
+        .ok_or("the dynamic string table lies in no loaded segment")?;
     let mut needed = Vec::new();
     let mut soname = None;
-    for entry in entries {
-        let tag = entry.d_tag(endian);
-        if tag == DT_NEEDED {
-            needed.push(string(entry.d_val(endian).into())?);
-        } else if tag == DT_SONAME {
-            soname = Some(string(entry.d_val(endian).into())?);
+    for entry in entries().filter(named) {
+        let offset: u64 = entry.d_val(endian).into();
+        let name = usize::try_from(offset)
+            .ok()
+            .and_then(|at| strings.get(at..))
+            .and_then(|rest| Some(&rest[..rest.iter().position(|&b| b == 0)?]))
+            .ok_or_else(|| {
+                format!("a library name lies outside the dynamic string table (offset {offset})")
+            })?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        if entry.d_tag(endian) == DT_NEEDED {
+            needed.push(name);
+        } else {
+            soname = Some(name);
         }
     }
-    Some((needed, soname))
+    Ok((needed, soname))
 }
 
 /// The defined symbols that name crypto libraries, and the Rust crates
@@ -254,7 +241,76 @@ pub(super) fn read_if_elf(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
-    use super::rust_crate;
+    use super::{rust_crate, Facts};
+
+    /// This test program's own dynamic entries: (file offset, tag, value).
+    #[cfg(all(
+        target_os = "linux",
+        target_pointer_width = "64",
+        target_endian = "little"
+    ))]
+    fn dynamic_entries(elf: &[u8]) -> Vec<(usize, u64, u64)> {
+        use object::read::elf::{FileHeader, ProgramHeader};
+        let header = object::elf::FileHeader64::<object::LittleEndian>::parse(elf).unwrap();
+        let endian = object::LittleEndian;
+        let segment = header
+            .program_headers(endian, elf)
+            .unwrap()
+            .iter()
+            .find(|s| s.p_type(endian) == object::elf::PT_DYNAMIC)
+            .unwrap();
+        let start = segment.p_offset(endian) as usize;
+        let end = start + segment.p_filesz(endian) as usize;
+        let word = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+        (start..end)
+            .step_by(16)
+            .map(|at| (at, word(at), word(at + 8)))
+            .collect()
+    }
+
+    #[test]
+    #[cfg(all(
+        target_os = "linux",
+        target_pointer_width = "64",
+        target_endian = "little"
+    ))]
+    fn libraries_are_read_as_the_loader_reads_them_or_the_file_is_refused() {
+        use object::elf::{DT_NEEDED, DT_NULL, DT_STRTAB};
+        let original = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let needed = Facts::parse(&original).unwrap().needed;
+        assert!(
+            needed.iter().any(|n| n.starts_with("libc.so")),
+            "{needed:?}"
+        );
+        let entries = dynamic_entries(&original);
+        let entry =
+            |tag: object::elf::DynamicTag| *entries.iter().find(|e| e.1 == tag.0 as u64).unwrap();
+        let patched = |at: usize, value: u64| {
+            let mut bytes = original.clone();
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            bytes
+        };
+
+        // An unreadable name is an error, never "loads no library".
+        let strings = entry(DT_STRTAB);
+        let error = Facts::parse(&patched(strings.0 + 8, 0xdead_0000_0000))
+            .err()
+            .unwrap();
+        assert!(error.contains("in no loaded segment"), "{error}");
+        let first = entry(DT_NEEDED);
+        let error = Facts::parse(&patched(first.0 + 8, u64::from(u32::MAX)))
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("outside the dynamic string table"),
+            "{error}"
+        );
+
+        // The loader stops at DT_NULL: what follows it is not loaded.
+        let ended = patched(first.0, DT_NULL.0 as u64);
+        let needed = Facts::parse(&ended).unwrap().needed;
+        assert!(needed.is_empty(), "{needed:?}");
+    }
 
     #[test]
     fn mangled_rust_symbols_name_their_crate() {
