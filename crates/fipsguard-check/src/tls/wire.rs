@@ -256,7 +256,13 @@ pub fn read_reply(stream: &mut impl Read, through_key_exchange: bool) -> Reply {
             other => return Reply::Refused(format!("unexpected record type {other}")),
         }
         if handshake.len() > MAX_HANDSHAKE_BYTES {
-            return Reply::Refused("handshake larger than 256 KiB".into());
+            // After a hello the server took the offer: what it sends next
+            // cannot be judged, which is no verdict, never a refusal.
+            let reason = "a handshake larger than 256 KiB";
+            return match hello {
+                None => Reply::Refused(reason.into()),
+                Some(_) => Reply::Unanswered(format!("{reason} after its ServerHello")),
+            };
         }
         match absorb_messages(&mut handshake, &mut hello) {
             Err(reason) => return Reply::Refused(reason),
@@ -442,17 +448,34 @@ mod tests {
         put_u24(&mut message, hello_body.len());
         message.extend_from_slice(&hello_body);
         message.extend_from_slice(&[SERVER_HELLO_DONE, 0, 0, 0]);
-        let (first, second) = message.split_at(10);
-        let mut wire = Vec::new();
-        for part in [first, second] {
-            wire.extend_from_slice(&[HANDSHAKE, 3, 3]);
-            put_vec16(&mut wire, part);
-        }
+        let (hello, done) = message.split_at(message.len() - 4);
+        let (first, second) = hello.split_at(10);
+        let records = |parts: &[&[u8]]| {
+            let mut wire = Vec::new();
+            for part in parts {
+                wire.extend_from_slice(&[HANDSHAKE, 3, 3]);
+                put_vec16(&mut wire, part);
+            }
+            wire
+        };
+        let wire = records(&[first, second, done]);
         match read_reply(&mut wire.as_slice(), true) {
             Reply::Hello(hello) => assert_eq!((hello.version, hello.suite), (0x0303, 0xc02f)),
             Reply::Refused(reason) | Reply::Unanswered(reason) => panic!("no hello: {reason}"),
             Reply::CutOff(reason) => panic!("no hello: {reason}"),
         }
+        // A hello, then certificates too large to read: no verdict, not a
+        // refusal that would hide the suite the server took.
+        let mut certificates = vec![11u8];
+        put_u24(&mut certificates, 300 * 1024);
+        certificates.resize(4 + 300 * 1024, 0);
+        let mut parts = vec![first, second];
+        parts.extend(certificates.chunks(16384));
+        let wire = records(&parts);
+        assert!(matches!(
+            read_reply(&mut wire.as_slice(), true),
+            Reply::Unanswered(reason) if reason.contains("after its ServerHello")
+        ));
         let garbage = b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec();
         assert!(matches!(
             read_reply(&mut garbage.as_slice(), true),
