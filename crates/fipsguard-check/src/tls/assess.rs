@@ -4,7 +4,7 @@ use super::catalog::{group_name, scheme_hash, suite_name, Protocol};
 use super::certificate::{doubt_namesakes, inspect, Facts, Key, UNKNOWN};
 use super::handshake::{Attempt, Failure};
 use super::policy::Policy;
-use super::probe::Observations;
+use super::probe::{Observations, MAX_CERTIFICATES};
 use crate::{Finding, Status};
 
 /// Every finding for one endpoint, in a stable order.
@@ -208,11 +208,17 @@ fn certificates(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<
         .iter()
         .flatten()
         .map(|c| c.as_ref())
-        .chain(seen.plaintext_chains.iter().flatten().map(Vec::as_slice));
+        .chain(seen.plaintext_certificates.iter().map(Vec::as_slice));
     for der in sent {
         if !certificates.contains(&der) {
             certificates.push(der);
         }
+    }
+    if seen.too_many_certificates || certificates.len() > MAX_CERTIFICATES {
+        let reason = format!(
+            "the server sent more than {MAX_CERTIFICATES} distinct certificates: not judged"
+        );
+        return unreadable(&ids, &reason);
     }
     let facts: Result<Vec<Facts>, String> = certificates.iter().map(|der| inspect(der)).collect();
     let findings = match facts {
@@ -446,6 +452,25 @@ mod tests {
             .evidence
             .iter()
             .any(|line| line == "x25519 under TLS1.2: not allowed"));
+    }
+
+    #[test]
+    fn too_many_certificates_are_not_judged() {
+        let seen = Observations {
+            too_many_certificates: true,
+            ..Observations::default()
+        };
+        let attempt = Attempt {
+            outcome: Err(Failure::Refused("test".into())),
+            chains: Vec::new(),
+            unanswered: Vec::new(),
+        };
+        let findings = certificates(&seen, &attempt, &Policy::default());
+        assert_eq!(findings.len(), 3);
+        for finding in findings {
+            assert_eq!(finding.status, Status::Error);
+            assert!(finding.evidence[0].contains("more than 256 distinct certificates"));
+        }
     }
 
     /// A key type whose certificate request got no answer keeps every

@@ -41,11 +41,18 @@ pub struct Observations {
     pub weak_hashes: Vec<(&'static str, Option<u16>)>,
     /// Bits of the DHE prime, when the server does finite-field DHE in TLS 1.2.
     pub dh_bits: Option<usize>,
-    /// Each distinct certificate chain sent in the clear (TLS 1.2 and
-    /// older), from every accepted version and suite: the certificate can
-    /// follow the suite's signature type.
-    pub plaintext_chains: Vec<Vec<Vec<u8>>>,
+    /// Each distinct certificate sent in the clear (TLS 1.2 and older),
+    /// from every accepted version and suite (the certificate can follow
+    /// the suite's signature type), in the order first seen; at most
+    /// [`MAX_CERTIFICATES`].
+    pub plaintext_certificates: Vec<Vec<u8>>,
+    /// Whether the server sent more distinct certificates than that.
+    pub too_many_certificates: bool,
 }
+
+/// Distinct certificates judged per scan: real servers send a handful; a
+/// hostile one could send thousands of chains to exhaust the scanner.
+pub const MAX_CERTIFICATES: usize = 256;
 
 /// Why an offer was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,8 +80,15 @@ impl Observations {
     }
 
     fn keep_chain(&mut self, chain: &[Vec<u8>]) {
-        if !chain.is_empty() && !self.plaintext_chains.iter().any(|c| c == chain) {
-            self.plaintext_chains.push(chain.to_vec());
+        for certificate in chain {
+            if self.plaintext_certificates.contains(certificate) {
+                continue;
+            }
+            if self.plaintext_certificates.len() == MAX_CERTIFICATES {
+                self.too_many_certificates = true;
+                return;
+            }
+            self.plaintext_certificates.push(certificate.clone());
         }
     }
 }
@@ -267,4 +281,23 @@ fn weak_hash_signatures(endpoint: &Endpoint) -> io::Result<Vec<(&'static str, Op
         answers.push((hash, used));
     }
     Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_are_kept_once_and_only_up_to_the_limit() {
+        let mut seen = Observations::default();
+        let chain: Vec<Vec<u8>> = (0..200u32).map(|n| n.to_be_bytes().to_vec()).collect();
+        seen.keep_chain(&chain);
+        seen.keep_chain(&chain);
+        assert_eq!(seen.plaintext_certificates.len(), 200);
+        assert!(!seen.too_many_certificates);
+        let more: Vec<Vec<u8>> = (150..400u32).map(|n| n.to_be_bytes().to_vec()).collect();
+        seen.keep_chain(&more);
+        assert_eq!(seen.plaintext_certificates.len(), MAX_CERTIFICATES);
+        assert!(seen.too_many_certificates);
+    }
 }
