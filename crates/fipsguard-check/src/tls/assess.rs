@@ -293,8 +293,8 @@ fn certificate_signatures(chain: &[Facts], policy: &Policy) -> Finding {
     for cert in chain {
         // MD2 and MD4 fail whatever the policy lists; an algorithm this
         // scanner does not know is undecided, neither passed nor failed.
-        let unknown = !cert.self_signed && cert.signature_hash == Some(UNKNOWN);
-        let forbidden = !cert.self_signed
+        let unknown = !cert.is_self_signed() && cert.signature_hash == Some(UNKNOWN);
+        let forbidden = !cert.is_self_signed()
             && cert
                 .signature_hash
                 .is_some_and(|h| matches!(h, "MD2" | "MD4") || policy.forbids_hash(h));
@@ -303,7 +303,7 @@ fn certificate_signatures(chain: &[Facts], policy: &Policy) -> Finding {
             (false, true) => Status::Error,
             (false, false) => Status::Pass,
         });
-        let verdict = match (forbidden, unknown, cert.self_signed) {
+        let verdict = match (forbidden, unknown, cert.is_self_signed()) {
             (true, _, _) => "not allowed",
             (false, true, _) => "not known to this scanner: undecided",
             (false, false, true) => "self-signed, not relied on",
@@ -358,12 +358,13 @@ fn with_evidence(finding: Finding, lines: Vec<String>) -> Finding {
 
 #[cfg(test)]
 mod tests {
+    use super::super::certificate::SelfSigned;
     use super::*;
 
     fn signed_with(signature: &str, hash: Option<&'static str>) -> Facts {
         Facts {
             subject: "CN=leaf".into(),
-            self_signed: false,
+            self_signed: SelfSigned::No,
             key: Key::Ec("P-256".into()),
             public_key: Vec::new(),
             signature: signature.to_owned(),

@@ -30,15 +30,34 @@ impl std::fmt::Display for Key {
     }
 }
 
+/// Whether a certificate signed itself, and what shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfSigned {
+    /// Another name, or another key named as the authority's: issued.
+    No,
+    /// One name as subject and issuer, and its own key identifier named
+    /// as the authority's.
+    ByKeyIdentifier,
+    /// One name as subject and issuer, no authority key identifier: the
+    /// name alone says so, which another certificate of that name with
+    /// another key puts in doubt (see [`doubt_namesakes`]).
+    ByName,
+}
+
+impl Facts {
+    /// Whether it signed itself, by either sign.
+    pub fn is_self_signed(&self) -> bool {
+        self.self_signed != SelfSigned::No
+    }
+}
+
 /// What one certificate says about itself.
 #[derive(Debug, Clone)]
 pub struct Facts {
     /// The subject, RFC 4514 style.
     pub subject: String,
-    /// Whether it signed itself (a root; its own signature proves nothing):
-    /// one name as subject and issuer and, when it names key identifiers,
-    /// its own key as the authority's.
-    pub self_signed: bool,
+    /// Whether it signed itself (a root; its own signature proves nothing).
+    pub self_signed: SelfSigned,
     /// The public key.
     pub key: Key,
     /// The SubjectPublicKeyInfo, to tell two keys apart.
@@ -77,12 +96,12 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
     })
 }
 
-/// Subject and issuer are one name and, where the certificate names key
-/// identifiers, one key: a CA may issue a certificate under its own name,
-/// and that certificate's signature is relied on.
-fn self_signed(cert: &X509Certificate<'_>) -> bool {
+/// Subject and issuer are one name and, where the certificate names an
+/// authority key identifier, one key: a CA may issue a certificate under
+/// its own name, and that certificate's signature is relied on.
+fn self_signed(cert: &X509Certificate<'_>) -> SelfSigned {
     if cert.subject() != cert.issuer() {
-        return false;
+        return SelfSigned::No;
     }
     let (mut authority, mut subject) = (None, None);
     for extension in cert.extensions() {
@@ -96,31 +115,36 @@ fn self_signed(cert: &X509Certificate<'_>) -> bool {
                 if extension.oid == OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER
                     || extension.oid == OID_X509_EXT_SUBJECT_KEY_IDENTIFIER =>
             {
-                return false;
+                return SelfSigned::No;
             }
             _ => {}
         }
     }
     match (authority, subject) {
-        (Some(authority), Some(subject)) => authority == subject,
-        (Some(_), None) => false,
-        (None, _) => true,
+        (Some(authority), Some(subject)) if authority == subject => SelfSigned::ByKeyIdentifier,
+        (Some(_), _) => SelfSigned::No,
+        (None, _) => SelfSigned::ByName,
     }
 }
 
-/// Certificates sent together under one name with different keys: one
-/// may have issued the other, so none of them counts as self-signed.
+/// A certificate self-signed by its name alone, sent beside another of
+/// that name with another key: the other may have issued it, so it does
+/// not count as self-signed. One whose key identifiers show it signed
+/// itself keeps that: two roots may share a name.
 pub fn doubt_namesakes(certificates: &mut [Facts]) {
     let doubtful: Vec<bool> = certificates
         .iter()
         .map(|cert| {
-            certificates
-                .iter()
-                .any(|other| other.subject == cert.subject && other.public_key != cert.public_key)
+            cert.self_signed == SelfSigned::ByName
+                && certificates.iter().any(|other| {
+                    other.subject == cert.subject && other.public_key != cert.public_key
+                })
         })
         .collect();
     for (cert, doubtful) in certificates.iter_mut().zip(doubtful) {
-        cert.self_signed &= !doubtful;
+        if doubtful {
+            cert.self_signed = SelfSigned::No;
+        }
     }
 }
 
@@ -323,11 +347,15 @@ mod tests {
     #[test]
     fn a_certificate_issued_under_its_issuers_own_name_is_not_self_signed() {
         let root = facts("self-signed-sha1.der");
-        assert!(root.self_signed);
+        assert_eq!(root.self_signed, SelfSigned::ByKeyIdentifier);
         let namesake = facts("same-name-sha1.der");
         assert_eq!(namesake.subject, "CN=Same Name");
-        assert!(!namesake.self_signed, "another key signed it");
-        assert!(!facts("pss-sha1.der").self_signed);
+        assert_eq!(
+            namesake.self_signed,
+            SelfSigned::No,
+            "another key signed it"
+        );
+        assert_eq!(facts("pss-sha1.der").self_signed, SelfSigned::No);
     }
 
     #[test]
@@ -349,20 +377,25 @@ mod tests {
     }
 
     /// Without key identifiers the name alone would decide: sent beside a
-    /// certificate of the same name and another key, neither is taken as
-    /// self-signed.
+    /// certificate of the same name and another key, it is not taken as
+    /// self-signed; the namesake whose key identifiers show it signed
+    /// itself still is.
     #[test]
-    fn namesakes_with_different_keys_are_not_self_signed() {
+    fn a_namesake_with_another_key_puts_a_self_signature_by_name_in_doubt() {
         let mut chain = vec![
             facts("same-name-no-ids-sha1.der"),
             facts("same-name-ca.der"),
         ];
-        assert!(chain[0].self_signed, "by its name alone");
+        assert_eq!(chain[0].self_signed, SelfSigned::ByName);
         doubt_namesakes(&mut chain);
-        assert!(!chain[0].self_signed && !chain[1].self_signed);
+        assert_eq!(chain[0].self_signed, SelfSigned::No);
+        assert_eq!(chain[1].self_signed, SelfSigned::ByKeyIdentifier);
+        let mut alone = vec![facts("same-name-no-ids-sha1.der")];
+        doubt_namesakes(&mut alone);
+        assert_eq!(alone[0].self_signed, SelfSigned::ByName);
         let mut root = vec![facts("self-signed-sha1.der"), facts("pss-sha1.der")];
         doubt_namesakes(&mut root);
-        assert!(root[0].self_signed);
+        assert!(root[0].is_self_signed());
     }
 
     #[test]
