@@ -260,6 +260,30 @@ fn rotation_continues_the_chain_across_files() {
         "{:?}",
         middle.notes
     );
+    // An empty file between two (a rotation that failed after creating
+    // it) holds nothing: passed over, with a note. Last, it fails.
+    let name = |file: &PathBuf| file.file_name().unwrap().to_str().unwrap().to_owned();
+    let empty = files[2].with_file_name(format!(
+        "{}-empty.jsonl",
+        name(&files[2]).trim_end_matches(".jsonl")
+    ));
+    std::fs::write(&empty, b"").unwrap();
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("empty, passed over")),
+        "{:?}",
+        report.notes
+    );
+    std::fs::remove_file(&empty).unwrap();
+    let last = files[files.len() - 1].with_file_name("audit-99999999999999999999.jsonl");
+    std::fs::write(&last, b"").unwrap();
+    let f = failure(dir.path(), &public);
+    assert!(f.reason.contains("no complete record"), "{f}");
+    std::fs::remove_file(&last).unwrap();
+
     // A missing file in the middle breaks the link.
     std::fs::remove_file(&files[2]).unwrap();
     let f = failure(dir.path(), &public);
