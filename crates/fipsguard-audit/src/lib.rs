@@ -15,12 +15,14 @@
 //! last checkpoint. Files ("segments") rotate by size and age; each starts
 //! with a record naming the checkpoint it continues from.
 
+mod anchor;
 mod chain;
 mod event;
 mod segment;
 mod verify;
 mod writer;
 
+pub use anchor::Anchor;
 pub use chain::{Hash, GENESIS};
 pub use event::{Checkpoint, Event, Link, Outcome, Record, RequestEvent};
 pub use segment::list as segments;

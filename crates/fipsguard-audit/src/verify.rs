@@ -124,6 +124,9 @@ pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
         report.last_seq = scan.last_seq;
         previous = Some((file, scan));
     }
+    if log.is_dir() {
+        note_set_aside(log, &mut report.notes);
+    }
     let (file, last) = previous.expect("at least one file");
     if last.unsigned_tail > 0 || last.torn {
         return Err(Failure::at(
@@ -139,6 +142,25 @@ pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
         ));
     }
     Ok(report)
+}
+
+/// Files a restart set aside (`.incomplete`: a run stopped before its
+/// first checkpoint), which are not part of the chain.
+fn note_set_aside(dir: &Path, notes: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut aside: Vec<_> = entries
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "incomplete"))
+        .collect();
+    aside.sort();
+    for path in aside {
+        notes.push(printable(&format!(
+            "{}: set aside at a restart, not verified: a run stopped before its first checkpoint, so nothing in it was acknowledged",
+            path.display()
+        )));
+    }
 }
 
 fn note_start(report: &mut Report, file: &Path, scan: &Scan) {

@@ -15,6 +15,7 @@ use base64::Engine;
 use metrics::{counter, gauge, histogram};
 use tokio::sync::oneshot;
 
+use crate::anchor::{self, Anchor};
 use crate::chain::{self, Hash};
 use crate::event::{now, Checkpoint, Event, Link, Record};
 use crate::segment::{self, file_name};
@@ -29,13 +30,14 @@ const QUEUE: usize = 65536;
 /// BENCHMARKS.md).
 const LINGER: Duration = Duration::from_millis(2);
 /// The `reason` label values of `fipsguard_audit_failures_total`.
-const FAILURE_REASONS: [&str; 6] = [
+const FAILURE_REASONS: [&str; 7] = [
     "read_only",
     "removed",
     "io",
     "signing",
     "rotation",
     "module",
+    "anchor",
 ];
 /// How often a failing log is retried.
 const RETRY: Duration = Duration::from_secs(1);
@@ -51,16 +53,24 @@ pub struct AuditConfig {
     pub max_file_age: Duration,
     /// Also copy every durable line to stdout, for log shippers.
     pub copy_to_stdout: bool,
+    /// Save the latest checkpoint to the [`Anchor`] at least this often
+    /// (besides startup and shutdown).
+    pub anchor_every: Duration,
+    /// Start even though the log falls short of its anchor, recording the
+    /// gap in the log: once, by an operator who has kept the evidence.
+    pub accept_gap: bool,
 }
 
 impl AuditConfig {
-    /// Defaults: 64 MiB or one day per file, no copy.
+    /// Defaults: 64 MiB or one day per file, no copy, anchored every minute.
     pub fn new(dir: PathBuf) -> Self {
         Self {
             dir,
             max_file_bytes: 64 << 20,
             max_file_age: Duration::from_secs(24 * 3600),
             copy_to_stdout: false,
+            anchor_every: Duration::from_secs(60),
+            accept_gap: false,
         }
     }
 }
@@ -140,14 +150,18 @@ impl Shared {
 
 impl AuditLog {
     /// Continues the chain found in `config.dir` (or starts one) in a new
-    /// file, writes `first` durably, and starts the writer thread.
+    /// file, writes `first` durably, and starts the writer thread. With an
+    /// `anchor`, a log that falls short of it does not open (unless
+    /// `config.accept_gap`), and the new checkpoint is saved to it.
     pub fn open(
         config: AuditConfig,
         signer: Box<dyn Signer>,
+        anchor: Option<Box<dyn Anchor>>,
         first: Vec<Event>,
     ) -> Result<Self, String> {
-        let mut writer = Writer::start(config, signer)?;
+        let mut writer = Writer::start(config, signer, anchor)?;
         writer.append(first).map_err(|(_, e)| e)?;
+        writer.save_anchor()?;
         gauge!("fipsguard_audit_writable").set(1.0);
         // Every failure series exists from the start, so alerts on its
         // increase see the first one.
@@ -308,12 +322,22 @@ struct Writer {
     /// starts a new one.
     file_closed: bool,
     buffer: Vec<u8>,
+    /// Where the latest checkpoint is saved, and when it last was.
+    anchor: Option<(Box<dyn Anchor>, Instant)>,
 }
 
 impl Writer {
-    fn start(config: AuditConfig, signer: Box<dyn Signer>) -> Result<Self, String> {
+    fn start(
+        config: AuditConfig,
+        signer: Box<dyn Signer>,
+        anchor: Option<Box<dyn Anchor>>,
+    ) -> Result<Self, String> {
         create_dir(&config.dir)?;
         let (checkpoint, seq) = resume(&config.dir)?;
+        let reason = match &anchor {
+            Some(anchor) => startup_reason(&config, anchor.as_ref(), checkpoint.as_ref())?,
+            None => "startup".to_owned(),
+        };
         let hash = match &checkpoint {
             Some(link) => chain::from_hex(&link.hash).expect("read from a checked record"),
             None => chain::GENESIS,
@@ -334,9 +358,38 @@ impl Writer {
             segment_start: None,
             file_closed: false,
             buffer: Vec::new(),
+            anchor: anchor.map(|anchor| (anchor, Instant::now())),
         };
-        writer.begin_segment("startup");
+        writer.begin_segment(&reason);
         Ok(writer)
+    }
+
+    /// Saves the latest checkpoint to the anchor.
+    fn save_anchor(&mut self) -> Result<(), String> {
+        let (Some((anchor, saved)), Some(checkpoint)) = (&mut self.anchor, &self.checkpoint) else {
+            return Ok(());
+        };
+        anchor
+            .save(checkpoint)
+            .map_err(|e| format!("cannot save the audit anchor: {e}"))?;
+        *saved = Instant::now();
+        Ok(())
+    }
+
+    /// Saves the anchor when it is due (or `now`). A failure is counted
+    /// and logged, not refused: the log itself is still durable.
+    fn anchor_if_due(&mut self, now: bool) {
+        let due = self
+            .anchor
+            .as_ref()
+            .is_some_and(|(_, saved)| now || saved.elapsed() >= self.config.anchor_every);
+        if !due {
+            return;
+        }
+        if let Err(error) = self.save_anchor() {
+            tracing::error!(error = %error, "the audit anchor was not saved: removing the newest records would go unnoticed at the next start");
+            counter!("fipsguard_audit_failures_total", "reason" => "anchor").increment(1);
+        }
     }
 
     /// Starts a new file, continuing the chain from the last checkpoint.
@@ -445,6 +498,9 @@ impl Writer {
         } else {
             self.write(events)
         };
+        if result.is_ok() {
+            self.anchor_if_due(close.is_some());
+        }
         for ack in acks {
             let _ = ack.send(result.clone());
         }
@@ -663,6 +719,26 @@ fn create_dir(dir: &Path) -> Result<(), String> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("cannot create the audit directory {}: {e}", dir.display()))
+}
+
+/// The first record's reason for a new run: "startup", or the gap between
+/// the log and its anchor when an operator accepted it; `Err` for a gap
+/// not accepted (fail closed).
+fn startup_reason(
+    config: &AuditConfig,
+    anchor: &dyn Anchor,
+    found: Option<&Link>,
+) -> Result<String, String> {
+    let saved = anchor
+        .load()
+        .map_err(|e| format!("cannot read the audit anchor: {e}"))?;
+    match saved.and_then(|saved| anchor::gap(&saved, found)) {
+        None => Ok("startup".to_owned()),
+        Some(gap) if config.accept_gap => Ok(format!("startup accepting a gap: {gap}")),
+        Some(gap) => Err(format!(
+            "{gap}. Keep the audit directory as evidence (docs/runbooks/audit-failure.md), then start once with --audit-accept-gap to continue, the gap recorded in the log"
+        )),
+    }
 }
 
 /// Where the chain in `dir` stands: its last checkpoint and the highest

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fipsguard_audit::{
-    verify, AuditConfig, AuditError, AuditLog, Event, Outcome, RequestEvent, Signed, Signer,
+    verify, Anchor, AuditConfig, AuditError, AuditLog, Event, Link, Outcome, RequestEvent, Signed,
+    Signer,
 };
 use fipsguard_crypto::sign::{SignatureScheme, SigningKey, SigningKeyType};
 
@@ -75,8 +76,18 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Writes `events` requests, ten at a time concurrently (so batches form), then closes.
 fn write_log(config: AuditConfig, signer: Box<dyn Signer>, events: usize) {
+    write_anchored_log(config, signer, None, events).unwrap();
+}
+
+/// As [`write_log`], with an anchor; `Err` when the log does not open.
+fn write_anchored_log(
+    config: AuditConfig,
+    signer: Box<dyn Signer>,
+    anchor: Option<Box<dyn Anchor>>,
+    events: usize,
+) -> Result<(), String> {
     runtime().block_on(async {
-        let log = Arc::new(AuditLog::open(config, signer, vec![]).unwrap());
+        let log = Arc::new(AuditLog::open(config, signer, anchor, vec![])?);
         for chunk in (0..events).collect::<Vec<_>>().chunks(10) {
             let mut writes = tokio::task::JoinSet::new();
             for n in chunk.iter().copied() {
@@ -88,7 +99,8 @@ fn write_log(config: AuditConfig, signer: Box<dyn Signer>, events: usize) {
             }
         }
         log.close().await.unwrap();
-    });
+        Ok(())
+    })
 }
 
 fn single_file(dir: &Path) -> PathBuf {
@@ -308,13 +320,40 @@ fn a_restart_after_a_crash_continues_from_the_last_checkpoint() {
         signer_from(&pkcs8),
         5,
     );
-    let report = verify(dir.path(), &[public]).unwrap();
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
     assert_eq!(report.files.len(), 2);
     assert!(
         report
             .notes
             .iter()
             .any(|n| n.contains("never acknowledged")),
+        "{:?}",
+        report.notes
+    );
+
+    // A newest file without any checkpoint (a run killed before its first
+    // flush) is set aside at the next start, and verify names it.
+    let newest = fipsguard_audit::segments(dir.path())
+        .unwrap()
+        .pop()
+        .unwrap();
+    let mut first_line = lines(&newest).swap_remove(0);
+    first_line.push('\n');
+    let killed = newest.with_file_name("audit-99999999999999999990.jsonl");
+    std::fs::write(&killed, first_line).unwrap();
+    write_log(
+        AuditConfig::new(dir.path().to_owned()),
+        signer_from(&pkcs8),
+        1,
+    );
+    assert!(!killed.exists());
+    let report = verify(dir.path(), &[public]).unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("audit-99999999999999999990.incomplete")
+                && n.contains("set aside at a restart")),
         "{:?}",
         report.notes
     );
@@ -336,7 +375,13 @@ fn a_read_only_log_refuses_until_it_is_writable_again() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, public) = audit_key();
     runtime().block_on(async {
-        let log = AuditLog::open(AuditConfig::new(dir.path().to_owned()), signer, vec![]).unwrap();
+        let log = AuditLog::open(
+            AuditConfig::new(dir.path().to_owned()),
+            signer,
+            None,
+            vec![],
+        )
+        .unwrap();
         log.record(request(1)).await.unwrap();
         let file = single_file(dir.path());
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
@@ -377,7 +422,13 @@ fn a_removed_log_file_refuses_then_continues_in_a_new_file() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, public) = audit_key();
     runtime().block_on(async {
-        let log = AuditLog::open(AuditConfig::new(dir.path().to_owned()), signer, vec![]).unwrap();
+        let log = AuditLog::open(
+            AuditConfig::new(dir.path().to_owned()),
+            signer,
+            None,
+            vec![],
+        )
+        .unwrap();
         log.record(request(1)).await.unwrap();
         std::fs::remove_file(single_file(dir.path())).unwrap();
         let refused = log.record(request(2)).await.unwrap_err();
@@ -412,7 +463,13 @@ fn ended_by_a_self_test_failure() -> (tempfile::TempDir, Vec<u8>, fipsguard_cryp
     let dir = tempfile::tempdir().unwrap();
     let (signer, public, pkcs8) = audit_key_material();
     runtime().block_on(async {
-        let log = AuditLog::open(AuditConfig::new(dir.path().to_owned()), signer, vec![]).unwrap();
+        let log = AuditLog::open(
+            AuditConfig::new(dir.path().to_owned()),
+            signer,
+            None,
+            vec![],
+        )
+        .unwrap();
         log.record(request(1)).await.unwrap();
         log.record_self_test_failure("periodic", 24, "hmac-sha-512")
             .await
@@ -486,4 +543,70 @@ fn records_outside_the_chain_cannot_be_forged_or_followed() {
     let note = report.notes.iter().find(|n| n.contains("forged")).unwrap();
     assert!(!note.contains(['\u{1b}', '\n']), "{note}");
     assert!(note.contains(r"\u{1b}[2J\nforged"), "{note}");
+}
+
+/// An anchor kept in a file outside the log's directory.
+struct FileAnchor(PathBuf);
+
+impl Anchor for FileAnchor {
+    fn load(&self) -> Result<Option<Link>, String> {
+        match std::fs::read(&self.0) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn save(&self, checkpoint: &Link) -> Result<(), String> {
+        std::fs::write(&self.0, serde_json::to_vec(checkpoint).unwrap()).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn removing_the_newest_file_is_found_at_the_next_start() {
+    let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, public, pkcs8) = audit_key_material();
+    let anchor = || Some(Box::new(FileAnchor(outside.path().join("anchor"))) as Box<dyn Anchor>);
+    let config = || AuditConfig::new(dir.path().to_owned());
+    for _ in 0..2 {
+        write_anchored_log(config(), signer_from(&pkcs8), anchor(), 5).unwrap();
+    }
+    let files = fipsguard_audit::segments(dir.path()).unwrap();
+    assert_eq!(files.len(), 2);
+    std::fs::remove_file(&files[1]).unwrap();
+    // What is left verifies on its own: only the anchor tells.
+    verify(dir.path(), std::slice::from_ref(&public)).unwrap();
+    let error = write_anchored_log(config(), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    assert!(error.contains("records were removed"), "{error}");
+    assert!(error.contains("--audit-accept-gap"), "{error}");
+    assert_eq!(
+        fipsguard_audit::segments(dir.path()).unwrap().len(),
+        1,
+        "nothing written"
+    );
+
+    // Removing everything is found too.
+    std::fs::rename(&files[0], outside.path().join("kept")).unwrap();
+    let error = write_anchored_log(config(), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    assert!(error.contains("the log was removed"), "{error}");
+    std::fs::rename(outside.path().join("kept"), &files[0]).unwrap();
+
+    // An operator who kept the evidence accepts the gap once; the log says so.
+    let accepting = AuditConfig {
+        accept_gap: true,
+        ..config()
+    };
+    write_anchored_log(accepting, signer_from(&pkcs8), anchor(), 1).unwrap();
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("accepting a gap") && n.contains("records were removed")),
+        "{:?}",
+        report.notes
+    );
+    write_anchored_log(config(), signer_from(&pkcs8), anchor(), 1).unwrap();
 }

@@ -138,6 +138,9 @@ pub trait Store: Send + Sync + 'static {
     /// existing one if another writer got there first).
     async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
 
+    /// Writes a setting, replacing any value it had.
+    async fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
     /// Creates a key with its first version. `Conflict` if the name is taken.
     async fn create_key(&self, key: &KeyRecord, first: &NewVersion) -> Result<(), StoreError>;
 

@@ -12,7 +12,9 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
-use fipsguard_audit::{AuditError, AuditLog, Event, Outcome, RequestEvent, Signed, Signer};
+use fipsguard_audit::{
+    Anchor, AuditError, AuditLog, Event, Link, Outcome, RequestEvent, Signed, Signer,
+};
 use fipsguard_core::auth::is_token_id;
 use fipsguard_core::kms::{CreateKey, SignInput};
 use fipsguard_core::name::KeyName;
@@ -43,10 +45,12 @@ pub async fn ensure_audit_key(kms: &Kms) -> Result<(), String> {
     }
 }
 
-/// Opens the log with the audit key, writing `first` durably.
+/// Opens the log with the audit key and its anchor in the store (under
+/// `node`, by default the host name and directory), writing `first` durably.
 pub async fn open(
     kms: &Arc<Kms>,
     config: fipsguard_audit::AuditConfig,
+    node: Option<String>,
     first: Vec<Event>,
 ) -> Result<AuditLog, String> {
     ensure_audit_key(kms).await?;
@@ -54,14 +58,22 @@ pub async fn open(
         kms: kms.clone(),
         runtime: Handle::current(),
     };
+    let anchor = StoreAnchor {
+        kms: kms.clone(),
+        runtime: Handle::current(),
+        node: node.unwrap_or_else(|| default_node(&config.dir)),
+    };
     for code in ["audit_unavailable", "audit_backlog", "audit_closed"] {
         crate::metrics::count_audit_refusals(code, 0);
     }
     let dir = config.dir.clone();
-    tokio::task::spawn_blocking(move || AuditLog::open(config, Box::new(signer), first))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot open the audit log in {}: {e}", dir.display()))
+    let anchor: Box<dyn Anchor> = Box::new(anchor);
+    tokio::task::spawn_blocking(move || {
+        AuditLog::open(config, Box::new(signer), Some(anchor), first)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot open the audit log in {}: {e}", dir.display()))
 }
 
 /// Signs checkpoints through the key management core, from the writer's thread.
@@ -82,6 +94,44 @@ impl Signer for KmsSigner {
             signature: signature.bytes,
         })
     }
+}
+
+/// Keeps the log's latest checkpoint in the key store, out of reach of
+/// whoever can only write the audit directory.
+struct StoreAnchor {
+    kms: Arc<Kms>,
+    runtime: Handle,
+    node: String,
+}
+
+impl Anchor for StoreAnchor {
+    fn load(&self) -> Result<Option<Link>, String> {
+        let saved = self
+            .runtime
+            .block_on(self.kms.audit_anchor(&self.node))
+            .map_err(|e| e.to_string())?;
+        saved
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("the audit anchor of {} is unreadable: {e}", self.node))
+            })
+            .transpose()
+    }
+
+    fn save(&self, checkpoint: &Link) -> Result<(), String> {
+        let bytes = serde_json::to_vec(checkpoint).map_err(|e| e.to_string())?;
+        self.runtime
+            .block_on(self.kms.save_audit_anchor(&self.node, &bytes))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// This host's name and the log's directory: one log per node and
+/// directory, so nodes sharing a store keep apart anchors.
+fn default_node(dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    format!("{}:{}", host.trim(), dir.display())
 }
 
 /// What a handler tells the audit log about the key or token it acted on,

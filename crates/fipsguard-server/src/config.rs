@@ -68,6 +68,10 @@ pub struct AuditSection {
     pub max_file_age_secs: u64,
     /// Also copy every event to stdout, for log shippers.
     pub copy_to_stdout: bool,
+    /// The name this node's audit anchor is kept under in the store
+    /// (default: the host name and the directory); set it where host
+    /// names change, as in containers.
+    pub node: Option<String>,
 }
 
 impl Default for AuditSection {
@@ -79,6 +83,7 @@ impl Default for AuditSection {
             max_file_bytes: defaults.max_file_bytes,
             max_file_age_secs: defaults.max_file_age.as_secs(),
             copy_to_stdout: false,
+            node: None,
         }
     }
 }
@@ -98,6 +103,7 @@ impl AuditSection {
             max_file_bytes: self.max_file_bytes,
             max_file_age: std::time::Duration::from_secs(self.max_file_age_secs),
             copy_to_stdout: self.copy_to_stdout,
+            ..fipsguard_audit::AuditConfig::new(PathBuf::new())
         }))
     }
 }
@@ -334,6 +340,7 @@ impl Config {
             connections,
             metrics_listen: self.metrics_listen,
             audit: self.audit.resolve()?,
+            audit_node: self.audit.node.clone(),
             config_sha256: self.sha256.clone(),
             self_test_interval: self.self_test.interval()?,
         })
@@ -384,6 +391,7 @@ pub async fn development(
         connections: connection_limits(default_max_connections(), default_idle_timeout_secs())?,
         metrics_listen: None,
         audit: Some(fipsguard_audit::AuditConfig::new(audit_dir.clone())),
+        audit_node: None,
         config_sha256: None,
         self_test_interval: DEFAULT_SELF_TEST_INTERVAL,
     };

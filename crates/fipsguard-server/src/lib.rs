@@ -46,6 +46,9 @@ pub struct ServerOptions {
     /// The audit log; `None` turns auditing off (benchmarks only: the
     /// server then warns at startup and health says so).
     pub audit: Option<fipsguard_audit::AuditConfig>,
+    /// The name this node's audit anchor is kept under in the store
+    /// (default: the host name and the audit directory).
+    pub audit_node: Option<String>,
     /// SHA-256 of the configuration file, recorded at startup.
     pub config_sha256: Option<String>,
     /// How often the self-tests run again while serving (jittered).
@@ -98,7 +101,7 @@ pub async fn start(
         Some(config) => {
             let first = first(local_addr);
             Some(
-                audit::open(&kms, config, first)
+                audit::open(&kms, config, options.audit_node, first)
                     .await
                     .map_err(std::io::Error::other)?,
             )

@@ -189,6 +189,18 @@ impl Store for PostgresStore {
             .get(0))
     }
 
+    async fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&name, &value],
+            )
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
     async fn create_key(&self, key: &KeyRecord, first: &NewVersion) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error)?;

@@ -217,6 +217,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.to_vec());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
     async fn create_key(&self, key: &KeyRecord, first: &NewVersion) -> Result<(), StoreError> {
         let (key, first) = (key.clone(), first.clone());
         self.run(move |c| {

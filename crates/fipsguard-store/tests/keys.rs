@@ -56,6 +56,7 @@ on_both_stores!(
     destroyed_and_compromised_keys_get_no_new_versions,
     a_key_with_a_destruction_pending_cannot_be_activated,
     root_key_sources_refuse_the_wrong_store,
+    audit_anchors_are_kept_per_node_and_replaced,
 );
 
 async fn encrypt_decrypt_round_trip_binds_key_and_context(b: Backend) {
@@ -1213,4 +1214,25 @@ fn ciphertext_versions_have_one_spelling() {
             "{text}"
         );
     }
+}
+
+/// Each node's audit anchor survives a restart (another handle on the
+/// store) and is replaced by the next save; nodes do not share one.
+async fn audit_anchors_are_kept_per_node_and_replaced(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    assert_eq!(kms.audit_anchor("node-a").await.unwrap(), None);
+    kms.save_audit_anchor("node-a", b"first").await.unwrap();
+    kms.save_audit_anchor("node-a", b"second").await.unwrap();
+    kms.save_audit_anchor("node-b", b"other").await.unwrap();
+    let restarted = Kms::open(b.reopen().await, &b.key_file(), KmsConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        restarted.audit_anchor("node-a").await.unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+    assert_eq!(
+        restarted.audit_anchor("node-b").await.unwrap().as_deref(),
+        Some(&b"other"[..])
+    );
 }

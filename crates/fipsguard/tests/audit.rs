@@ -305,6 +305,38 @@ fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
     );
 }
 
+/// Removing the newest audit file leaves a log that verifies on its own;
+/// the checkpoint kept in the key store finds it at the next start, which
+/// fails until an operator accepts the gap, and the log records that.
+#[test]
+fn a_removed_newest_audit_file_stops_the_next_start() {
+    let setup = Setup::new();
+    let server = setup.serve();
+    runtime().block_on(save_public_key(&setup, &setup.client()));
+    server.stop();
+    let files = fipsguard_audit::segments(&setup.path("audit")).unwrap();
+    std::fs::remove_file(files.last().unwrap()).unwrap();
+    let verified = setup.verify_audit();
+    assert!(verified.status.success(), "the rest verifies on its own");
+
+    let refused = std::process::Command::new(common::FIPSGUARD)
+        .args(["serve", "--config"])
+        .arg(setup.path("fipsguard.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("records were removed"), "{stderr}");
+    assert!(stderr.contains("--audit-accept-gap"), "{stderr}");
+
+    setup.serve_with_args(&["--audit-accept-gap"], &[]).stop();
+    let verified = setup.verify_audit();
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{report}");
+    assert!(report.contains("startup accepting a gap"), "{report}");
+    setup.serve().stop();
+}
+
 /// Sixteen clients encrypt on keep-alive connections; after `for_how_long`
 /// the server is killed. Every 200's request id goes into `acknowledged`.
 async fn load(

@@ -1,6 +1,7 @@
 //! The key management service: one async function per operation. HTTP, CLI
 //! and any compatibility front end call these; none re-implements them.
 
+mod anchor;
 mod crypto;
 mod lifecycle;
 mod tokens;

@@ -37,10 +37,13 @@ pub async fn run(args: &Args) -> ExitCode {
     };
     // The log opens first, so a token is never made where it cannot be audited.
     let audit = match config.audit.resolve() {
-        Ok(Some(audit)) => match fipsguard_server::audit::open(&kms, audit, vec![]).await {
-            Ok(log) => Some(log),
-            Err(e) => return super::fail(e),
-        },
+        Ok(Some(audit)) => {
+            let node = config.audit.node.clone();
+            match fipsguard_server::audit::open(&kms, audit, node, vec![]).await {
+                Ok(log) => Some(log),
+                Err(e) => return super::fail(e),
+            }
+        }
         Ok(None) => None,
         Err(e) => return super::fail(e),
     };

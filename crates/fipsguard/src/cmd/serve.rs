@@ -21,6 +21,11 @@ pub struct Args {
     /// in a temporary directory, self-signed certificate). Not for production.
     #[arg(long)]
     dev: bool,
+    /// Start although the audit log falls short of the checkpoint saved
+    /// in the key store (records removed), recording the gap in the log:
+    /// once, after keeping the evidence (docs/runbooks/audit-failure.md).
+    #[arg(long, conflicts_with = "dev")]
+    audit_accept_gap: bool,
     /// Address for --dev.
     #[arg(long, default_value = "127.0.0.1:8443", requires = "dev")]
     listen: SocketAddr,
@@ -41,21 +46,24 @@ pub struct Args {
 /// Starts the server and runs until SIGINT or SIGTERM, then drains.
 pub async fn run(args: &Args) -> ExitCode {
     match &args.config {
-        Some(path) => production(path).await,
+        Some(path) => production(path, args.audit_accept_gap).await,
         None => dev(args).await,
     }
 }
 
-async fn production(path: &std::path::Path) -> ExitCode {
+async fn production(path: &std::path::Path, accept_audit_gap: bool) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => return super::fail(e),
     };
     super::init_logging(config.log_format);
-    let options = match config.server_options().await {
+    let mut options = match config.server_options().await {
         Ok(options) => options,
         Err(e) => return super::fail(e),
     };
+    if let Some(audit) = options.audit.as_mut() {
+        audit.accept_gap = accept_audit_gap;
+    }
     serve_until_signal(options).await
 }
 

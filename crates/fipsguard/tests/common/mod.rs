@@ -82,9 +82,15 @@ impl Setup {
 
     /// As [`Setup::serve`], with more environment (fault injection, say).
     pub fn serve_with(&self, env: &[(&str, &str)]) -> Server {
+        self.serve_with_args(&[], env)
+    }
+
+    /// As [`Setup::serve_with`], with more arguments after the configuration.
+    pub fn serve_with_args(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(FIPSGUARD)
             .args(["serve", "--config"])
             .arg(self.path("fipsguard.toml"))
+            .args(args)
             .env("FIPSGUARD_LOG", "debug")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
