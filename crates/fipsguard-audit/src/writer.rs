@@ -498,11 +498,13 @@ impl Writer {
         } else {
             self.write(events)
         };
-        if result.is_ok() {
-            self.anchor_if_due(close.is_some());
-        }
         for ack in acks {
             let _ = ack.send(result.clone());
+        }
+        // After the answers, which need not wait for the store; before the
+        // close's, so the last checkpoint is anchored when the server exits.
+        if result.is_ok() {
+            self.anchor_if_due(close.is_some());
         }
         match close {
             Some(ack) => {
