@@ -95,6 +95,9 @@ struct CPrograms {
     hello: PathBuf,
     static_openssl: PathBuf,
     dynamic_openssl: PathBuf,
+    /// Loads libcrypto only through a library of its own (in `lib/`, found
+    /// by its `$ORIGIN` run path).
+    through_library: PathBuf,
 }
 
 fn c_programs() -> Option<&'static CPrograms> {
@@ -145,10 +148,36 @@ fn build_c_programs() -> CPrograms {
         .arg(&dynamic_openssl)
         .arg(dir.join("sha256.c"))
         .arg("-lcrypto"));
+    let lib = dir.join("lib");
+    fs::create_dir_all(&lib).unwrap();
+    fs::write(
+        dir.join("wrap.c"),
+        SHA256_C.replace("int main(void)", "int sha256_main(void)"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("main.c"),
+        "int sha256_main(void);\nint main(void) { return sha256_main(); }\n",
+    )
+    .unwrap();
+    run(Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(lib.join("libsha256wrap.so"))
+        .arg(dir.join("wrap.c"))
+        .arg("-lcrypto"));
+    let through_library = dir.join("sha256-through-library");
+    run(Command::new("cc")
+        .arg("-o")
+        .arg(&through_library)
+        .arg(dir.join("main.c"))
+        .arg("-L")
+        .arg(&lib)
+        .args(["-lsha256wrap", "-Wl,-rpath,$ORIGIN/lib"]));
     CPrograms {
         hello,
         static_openssl,
         dynamic_openssl,
+        through_library,
     }
 }
 
@@ -546,6 +575,37 @@ fn a_program_without_section_headers_still_shows_what_it_loads() {
         let lines = evidence(finding(&report, "binary.dynamic-crypto"));
         assert!(has_line(&lines, "DT_NEEDED libcrypto.so.3"), "{lines:?}");
     }
+}
+
+/// A program that loads libcrypto only through a library of its own (curl
+/// through libcurl): the library is found by the program's run path, as
+/// the loader finds it, and what it loads is the program's too.
+#[test]
+fn crypto_loaded_through_another_library_is_found() {
+    let Some(c) = c_programs() else { return };
+    let (code, report) = check_one(&c.through_library);
+    assert_eq!(code, 0, "a warning is not a failure: {report:#}");
+    assert_eq!(report["verdict"], "warn", "{report:#}");
+    let lines = evidence(finding(&report, "binary.dynamic-crypto"));
+    assert!(
+        has_line(
+            &lines,
+            "DT_NEEDED libcrypto.so.3 (OpenSSL) of libsha256wrap.so, which this file loads"
+        ),
+        "{lines:?}"
+    );
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("libcrypto.so.3 (through libsha256wrap.so)"),
+        "{summary}"
+    );
+
+    // Moved away from its library, it loads nothing this host can show.
+    let alone = work_dir().join("sha256-through-library-alone");
+    fs::copy(&c.through_library, &alone).unwrap();
+    let (code, report) = check_one(&alone);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "not-applicable", "{report:#}");
 }
 
 #[test]

@@ -145,6 +145,7 @@ fn host_libraries(facts: &Facts<'_>, openssl: &OpenSslStrings) -> Option<Compone
     let mut evidence = EvidenceSet::default();
     let mut names = Vec::new();
     let own = facts
+        .dynamic
         .soname
         .iter()
         .filter_map(|name| Some((name, host_library(name)?)));
@@ -152,15 +153,33 @@ fn host_libraries(facts: &Facts<'_>, openssl: &OpenSslStrings) -> Option<Compone
         evidence.push(format!(
             "DT_SONAME {name} ({project}): this file is the host's library"
         ));
-        names.push(name.as_str());
+        names.push(name.clone());
     }
     let loaded = facts
+        .dynamic
         .needed
         .iter()
         .filter_map(|name| Some((name, host_library(name)?)));
     for (name, project) in loaded {
         evidence.push(format!("DT_NEEDED {name} ({project})"));
-        names.push(name.as_str());
+        names.push(name.clone());
+    }
+    for indirect in &facts.indirect {
+        evidence.push(format!(
+            "DT_NEEDED {} ({}) of {}, which this file loads (as found on this host)",
+            indirect.library, indirect.project, indirect.through
+        ));
+    }
+    let mut throughs: Vec<&str> = facts.indirect.iter().map(|i| i.through.as_str()).collect();
+    throughs.dedup();
+    for through in throughs {
+        let libraries: Vec<&str> = facts
+            .indirect
+            .iter()
+            .filter(|i| i.through == through)
+            .map(|i| i.library.as_str())
+            .collect();
+        names.push(format!("{} (through {through})", libraries.join(", ")));
     }
     if names.is_empty() {
         return None;
@@ -179,7 +198,7 @@ fn host_libraries(facts: &Facts<'_>, openssl: &OpenSslStrings) -> Option<Compone
 }
 
 /// The project behind a host crypto library's file name, e.g. `libssl.so.3`.
-fn host_library(name: &str) -> Option<&'static str> {
+pub(super) fn host_library(name: &str) -> Option<&'static str> {
     let stem = name.split(".so").next().unwrap_or(name);
     HOST_LIBRARIES
         .iter()
@@ -380,9 +399,10 @@ fn is_openssl_version(text: &str) -> bool {
 /// reported as the host's library instead, with the version of its headers.
 fn openssl_built_in(facts: &Facts<'_>, openssl: &OpenSslStrings) -> Option<Component> {
     let loads_openssl = facts
+        .dynamic
         .needed
         .iter()
-        .chain(&facts.soname)
+        .chain(&facts.dynamic.soname)
         .any(|name| host_library(name) == Some("OpenSSL"));
     // A version string alone may come from headers, in a binary that gets
     // libcrypto through another library: only OpenSSL's own code counts.

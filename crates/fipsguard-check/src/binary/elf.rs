@@ -6,9 +6,13 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use object::elf::{DynamicTag, DT_NEEDED, DT_NULL, DT_SONAME, DT_STRSZ, DT_STRTAB, PT_LOAD};
-use object::read::elf::{Dyn, ElfFile, FileHeader, ProgramHeader};
-use object::{Endianness, Object, ObjectSection, ObjectSymbol};
+use object::elf::{
+    DynamicTag, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRSZ, DT_STRTAB, PT_LOAD,
+};
+use object::elf::{FileHeader32, FileHeader64};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader};
+use object::read::ReadCache;
+use object::{Endianness, Object, ObjectSection, ObjectSymbol, ReadRef};
 
 /// Symbol name prefixes that identify a crypto library. Only these symbols
 /// are kept: a debug build has hundreds of thousands of others.
@@ -19,14 +23,29 @@ const SYMBOL_PREFIXES: [&[u8]; 4] = [
     b"_goboringcrypto_",
 ];
 
-/// What an ELF file is made of, as far as crypto detection cares.
-pub(super) struct Facts<'data> {
-    /// The whole file, for string searches.
-    pub bytes: &'data [u8],
+/// What the dynamic segment says about loading.
+#[derive(Debug, Default)]
+pub(super) struct Dynamic {
     /// The `DT_NEEDED` entries: shared libraries loaded with it.
     pub needed: Vec<String>,
     /// The `DT_SONAME` entry: the name a shared library is loaded by.
     pub soname: Option<String>,
+    /// Where its libraries are looked for first: `DT_RUNPATH`, or
+    /// `DT_RPATH` when there is none (`$ORIGIN` not yet expanded).
+    pub runpath: Vec<String>,
+}
+
+/// What an ELF file is made of, as far as crypto detection cares.
+pub(super) struct Facts<'data> {
+    /// The whole file, for string searches.
+    pub bytes: &'data [u8],
+    /// What it loads, and how.
+    pub dynamic: Dynamic,
+    /// Its class and instruction set: a library of another is not what it loads.
+    pub machine: Machine,
+    /// Host crypto libraries loaded through the libraries it loads, when
+    /// the file was read from this host's file system.
+    pub indirect: Vec<super::loader::Indirect>,
     /// Defined symbols (static and dynamic) starting with one of
     /// [`SYMBOL_PREFIXES`], sorted and without duplicates.
     symbols: Vec<&'data [u8]>,
@@ -44,16 +63,17 @@ impl<'data> Facts<'data> {
     /// Parses `bytes` as ELF.
     pub fn parse(bytes: &'data [u8]) -> Result<Self, String> {
         let file = object::File::parse(bytes).map_err(|e| e.to_string())?;
-        let (needed, soname) = match &file {
-            object::File::Elf32(elf) => dynamic_names(elf)?,
-            object::File::Elf64(elf) => dynamic_names(elf)?,
-            _ => (Vec::new(), None),
+        let (dynamic, machine) = match &file {
+            object::File::Elf32(elf) => loading(elf.elf_header(), bytes)?,
+            object::File::Elf64(elf) => loading(elf.elf_header(), bytes)?,
+            _ => (Dynamic::default(), Machine::default()),
         };
         let (symbols, rust_crates) = defined_symbols(&file);
         Ok(Facts {
             bytes,
-            needed,
-            soname,
+            dynamic,
+            machine,
+            indirect: Vec::new(),
             symbols,
             rust_crates,
             go_buildinfo: section(&file, ".go.buildinfo"),
@@ -80,22 +100,51 @@ impl<'data> Facts<'data> {
     }
 }
 
-/// `DT_NEEDED` and `DT_SONAME`, read as the loader reads them: from the
-/// `PT_DYNAMIC` segment up to its `DT_NULL`, the strings found by address
-/// in a `PT_LOAD` segment. Section headers are never consulted: the loader
-/// ignores them, so they may be stripped, or describe a decoy table.
-fn dynamic_names<Elf>(elf: &ElfFile<'_, Elf>) -> Result<(Vec<String>, Option<String>), String>
+/// An ELF file's class and machine (`e_machine`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Machine {
+    class_64: bool,
+    machine: u16,
+}
+
+/// What the dynamic segment says, and the file's machine: all the loader
+/// needs, read through the program headers alone.
+fn loading<'data, Elf, R>(header: &Elf, data: R) -> Result<(Dynamic, Machine), String>
 where
     Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
 {
-    let (endian, data) = (elf.endian(), elf.data());
-    let segments = elf.elf_program_headers();
+    let endian = header.endian().map_err(|e| e.to_string())?;
+    let machine = Machine {
+        class_64: header.is_class_64(),
+        machine: header.e_machine(endian).0,
+    };
+    Ok((dynamic_entries(header, endian, data)?, machine))
+}
+
+/// `DT_NEEDED`, `DT_SONAME`, `DT_RUNPATH` and `DT_RPATH`, read as the
+/// loader reads them: from the `PT_DYNAMIC` segment up to its `DT_NULL`,
+/// the strings found by address in a `PT_LOAD` segment. Section headers
+/// are never consulted: the loader ignores them, so they may be stripped,
+/// or describe a decoy table.
+fn dynamic_entries<'data, Elf, R>(
+    header: &Elf,
+    endian: Endianness,
+    data: R,
+) -> Result<Dynamic, String>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
+{
+    let segments = header
+        .program_headers(endian, data)
+        .map_err(|e| format!("the program headers are unreadable: {e}"))?;
     let mut dynamic = segments
         .iter()
         .filter_map(|segment| segment.dynamic(endian, data).transpose());
     let entries = match dynamic.next() {
         // Statically linked: no library is loaded with it.
-        None => return Ok((Vec::new(), None)),
+        None => return Ok(Dynamic::default()),
         Some(entries) => entries.map_err(|e| format!("the dynamic segment is unreadable: {e}"))?,
     };
     let entries = || {
@@ -108,9 +157,11 @@ where
             .find(|entry| entry.d_tag(endian) == tag)
             .map(|entry| entry.d_val(endian).into())
     };
-    let named = |entry: &&Elf::Dyn| [DT_NEEDED, DT_SONAME].contains(&entry.d_tag(endian));
+    const NAMED: [DynamicTag; 4] = [DT_NEEDED, DT_SONAME, DT_RUNPATH, DT_RPATH];
+    let named = |entry: &&Elf::Dyn| NAMED.contains(&entry.d_tag(endian));
+    let mut found = Dynamic::default();
     if !entries().any(|entry| named(&entry)) {
-        return Ok((Vec::new(), None));
+        return Ok(found);
     }
     let (address, size) = value(DT_STRTAB).zip(value(DT_STRSZ)).ok_or(
         "the dynamic segment names libraries but has no string table (DT_STRTAB, DT_STRSZ)",
@@ -120,8 +171,7 @@ where
         .filter(|segment| segment.p_type(endian) == PT_LOAD)
         .find_map(|segment| segment.data_range(endian, data, address, size).ok()?)
         .ok_or("the dynamic string table lies in no loaded segment")?;
-    let mut needed = Vec::new();
-    let mut soname = None;
+    let mut rpath = Vec::new();
     for entry in entries().filter(named) {
         let offset: u64 = entry.d_val(endian).into();
         let name = usize::try_from(offset)
@@ -132,13 +182,37 @@ where
                 format!("a library name lies outside the dynamic string table (offset {offset})")
             })?;
         let name = String::from_utf8_lossy(name).into_owned();
-        if entry.d_tag(endian) == DT_NEEDED {
-            needed.push(name);
-        } else {
-            soname = Some(name);
+        match entry.d_tag(endian) {
+            DT_NEEDED => found.needed.push(name),
+            DT_SONAME => found.soname = Some(name),
+            DT_RUNPATH => found.runpath.extend(name.split(':').map(str::to_owned)),
+            _ => rpath.extend(name.split(':').map(str::to_owned)),
         }
     }
-    Ok((needed, soname))
+    if found.runpath.is_empty() {
+        found.runpath = rpath;
+    }
+    found.runpath.retain(|dir| !dir.is_empty());
+    Ok(found)
+}
+
+/// The dynamic segment and machine of the ELF file at `path`, reading
+/// only the headers and the dynamic segment (a library may be large).
+pub(super) fn read_dynamic(path: &Path) -> Result<(Dynamic, Machine), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let cache = ReadCache::new(file);
+    let ident = cache.read_bytes_at(0, 16).map_err(|()| "not an ELF file")?;
+    match (&ident[..4], ident[4]) {
+        (b"\x7fELF", 1) => loading(
+            FileHeader32::<Endianness>::parse(&cache).map_err(|e| e.to_string())?,
+            &cache,
+        ),
+        (b"\x7fELF", 2) => loading(
+            FileHeader64::<Endianness>::parse(&cache).map_err(|e| e.to_string())?,
+            &cache,
+        ),
+        _ => Err("not an ELF file".into()),
+    }
 }
 
 /// The defined symbols that name crypto libraries, and the Rust crates
@@ -277,7 +351,7 @@ mod tests {
     fn libraries_are_read_as_the_loader_reads_them_or_the_file_is_refused() {
         use object::elf::{DT_NEEDED, DT_NULL, DT_STRTAB};
         let original = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        let needed = Facts::parse(&original).unwrap().needed;
+        let needed = Facts::parse(&original).unwrap().dynamic.needed;
         assert!(
             needed.iter().any(|n| n.starts_with("libc.so")),
             "{needed:?}"
@@ -308,7 +382,7 @@ mod tests {
 
         // The loader stops at DT_NULL: what follows it is not loaded.
         let ended = patched(first.0, DT_NULL.0 as u64);
-        let needed = Facts::parse(&ended).unwrap().needed;
+        let needed = Facts::parse(&ended).unwrap().dynamic.needed;
         assert!(needed.is_empty(), "{needed:?}");
     }
 

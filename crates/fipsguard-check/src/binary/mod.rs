@@ -21,6 +21,7 @@
 mod detect;
 mod elf;
 mod go;
+mod loader;
 mod strings;
 mod verdict;
 mod walk;
@@ -31,6 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use crate::{Finding, Report};
+use loader::Loader;
 
 /// The finding id of BoringCrypto, whether Go or something else linked it.
 const BORINGCRYPTO: &str = "binary.boringcrypto";
@@ -47,7 +49,7 @@ const HOST_REMEDIATION: &str =
 /// own name rather than a link's; links to directories are not followed.
 pub fn scan(paths: &[PathBuf]) -> Vec<Report> {
     let (targets, mut reports) = walk::targets(paths);
-    reports.extend(inspect_all(&targets));
+    reports.extend(inspect_all(&targets, &Loader::new()));
     let empty = walk::without_binaries(paths, &reports);
     reports.extend(empty);
     reports.sort_by(|a, b| a.subject.cmp(&b.subject));
@@ -57,13 +59,13 @@ pub fn scan(paths: &[PathBuf]) -> Vec<Report> {
 /// The report for ELF bytes already in memory (`subject` names them), as
 /// [`scan`] makes for a file: the entry point for fuzzing the parsers.
 pub fn scan_bytes(subject: &str, bytes: &[u8]) -> Report {
-    verdict::report(subject.to_owned(), bytes)
+    verdict::report(subject.to_owned(), bytes, None)
 }
 
 /// Inspects the targets on up to four cores: files are independent, and
 /// reading and searching them is most of a scan's time. Each worker holds
 /// one whole file, so the cap also bounds memory.
-fn inspect_all(targets: &[walk::Target]) -> Vec<Report> {
+fn inspect_all(targets: &[walk::Target], loader: &Loader) -> Vec<Report> {
     const MAX_WORKERS: usize = 4;
     let next = AtomicUsize::new(0);
     let workers = thread::available_parallelism()
@@ -75,7 +77,7 @@ fn inspect_all(targets: &[walk::Target]) -> Vec<Report> {
                 scope.spawn(|| {
                     let mut reports = Vec::new();
                     while let Some(target) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        reports.extend(inspect(target));
+                        reports.extend(inspect(target, loader));
                     }
                     reports
                 })
@@ -92,10 +94,14 @@ fn inspect_all(targets: &[walk::Target]) -> Vec<Report> {
     })
 }
 
-fn inspect(target: &walk::Target) -> Option<Report> {
+fn inspect(target: &walk::Target, loader: &Loader) -> Option<Report> {
     let subject = target.path.display().to_string();
     match elf::read_if_elf(&target.path) {
-        Ok(Some(bytes)) => Some(verdict::report(subject, &bytes)),
+        Ok(Some(bytes)) => Some(verdict::report(
+            subject,
+            &bytes,
+            Some((&target.path, loader)),
+        )),
         Ok(None) if target.named => Some(verdict::error(subject, "not an ELF file")),
         Ok(None) => None,
         Err(err) => Some(verdict::error(subject, format!("cannot read: {err}"))),

@@ -1,18 +1,25 @@
 //! From the crypto found to a report: the verdict finding, the evidence
 //! findings and the one-line summary.
 
+use std::path::Path;
+
+use super::loader::Loader;
 use super::{detect, elf, Component};
 use crate::{worst, Finding, Kind, Report, Status};
 
 const VERDICT_ID: &str = "binary.crypto-module";
 const VERDICT_TITLE: &str = "Crypto comes from a validated module";
 
-/// The report for one ELF file.
-pub(super) fn report(subject: String, bytes: &[u8]) -> Report {
-    let facts = match elf::Facts::parse(bytes) {
+/// The report for one ELF file; with its `path` on this host and a
+/// loader, the libraries it loads are followed.
+pub(super) fn report(subject: String, bytes: &[u8], host: Option<(&Path, &Loader)>) -> Report {
+    let mut facts = match elf::Facts::parse(bytes) {
         Ok(facts) => facts,
         Err(err) => return error(subject, format!("malformed ELF: {err}")),
     };
+    if let Some((path, loader)) = host {
+        facts.indirect = loader.indirect_host_libraries(path, &facts);
+    }
     let (components, go_build) = detect::components(&facts);
     let mut findings = vec![verdict(&components)];
     let summary = summary(&components);
