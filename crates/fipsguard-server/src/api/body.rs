@@ -87,31 +87,48 @@ pub(crate) fn parser_message<E: std::error::Error + 'static>(
 }
 
 /// Drops the parts of a parser message that repeat what the caller sent,
-/// which may be secret and must not travel into logs: `"`-quoted values,
-/// and the `` ` ``-quoted name after "unknown field" or "unknown variant"
-/// (the names serde lists as expected are the API's own, and are kept).
+/// which may be secret and must not travel into logs: `"`-quoted values
+/// (escaped quotes inside them included), and the `` ` ``-quoted name after
+/// "unknown field" or "unknown variant", up to serde's own list of the
+/// expected names, which are the API's and are kept.
 fn without_quoted(message: &str) -> String {
-    const ECHOES: [&str; 2] = ["unknown field ", "unknown variant "];
+    const ECHOES: [&str; 2] = ["unknown field `", "unknown variant `"];
+    const ECHO_ENDS: [&str; 2] = ["`, expected", "`, there are no"];
     let mut out = String::with_capacity(message.len());
-    let mut closing = None;
-    for c in message.chars() {
-        match closing {
-            Some(end) if c == end => {
-                closing = None;
-                out.push(c);
+    let mut rest = message;
+    while let Some(c) = rest.chars().next() {
+        if let Some(echo) = ECHOES.iter().find(|echo| rest.starts_with(**echo)) {
+            out.push_str(echo);
+            out.push('…');
+            let name = &rest[echo.len()..];
+            // The last such ending is serde's: a name cannot come after it.
+            let end = ECHO_ENDS.iter().filter_map(|end| name.rfind(end)).max();
+            match end.or_else(|| name.rfind('`')) {
+                Some(end) => rest = &name[end..],
+                None => return out,
             }
-            Some(_) => {}
-            None => {
-                let echo = c == '"' || (c == '`' && ECHOES.iter().any(|e| out.ends_with(e)));
-                out.push(c);
-                if echo {
-                    closing = Some(c);
-                    out.push('…');
-                }
+        } else if c == '"' {
+            out.push_str("\"…\"");
+            match closing_quote(&rest[1..]) {
+                Some(end) => rest = &rest[1 + end + 1..],
+                None => return out,
             }
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
         }
     }
     out
+}
+
+/// Where the quoted text starting `text` ends: its first `"` not escaped.
+fn closing_quote(text: &str) -> Option<usize> {
+    let mut escaped = false;
+    text.char_indices().find_map(|(at, c)| {
+        let closes = c == '"' && !escaped;
+        escaped = c == '\\' && !escaped;
+        closes.then_some(at)
+    })
 }
 
 /// Deserializes a standard base64 string into bytes.
@@ -328,6 +345,22 @@ mod tests {
             ),
             ("missing field `plaintext`", "missing field `plaintext`"),
             ("unknown field `unterminated", "unknown field `…"),
+            (
+                "invalid type: string \"a\\\"SECRET\\\\\", expected u32",
+                "invalid type: string \"…\", expected u32",
+            ),
+            (
+                "unknown field `a`SECRET`, expected `plaintext`",
+                "unknown field `…`, expected `plaintext`",
+            ),
+            (
+                "unknown field `a`, expected SECRET`, expected `plaintext`",
+                "unknown field `…`, expected `plaintext`",
+            ),
+            (
+                "unknown variant `x`, there are no variants",
+                "unknown variant `…`, there are no variants",
+            ),
         ] {
             assert_eq!(without_quoted(message), expected);
         }
