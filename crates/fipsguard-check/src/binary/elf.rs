@@ -7,7 +7,8 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use object::elf::{
-    DynamicTag, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRSZ, DT_STRTAB, PT_LOAD,
+    DynamicTag, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRSZ, DT_STRTAB,
+    PT_DYNAMIC, PT_LOAD,
 };
 use object::elf::{FileHeader32, FileHeader64};
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
@@ -141,21 +142,40 @@ where
         .map_err(|e| format!("the program headers are unreadable: {e}"))?;
     let mut dynamic = segments
         .iter()
-        .filter_map(|segment| segment.dynamic(endian, data).transpose());
-    let entries = match dynamic.next() {
-        // Statically linked: no library is loaded with it.
-        None => return Ok(Dynamic::default()),
-        Some(entries) => entries.map_err(|e| format!("the dynamic segment is unreadable: {e}"))?,
+        .filter(|segment| segment.p_type(endian) == PT_DYNAMIC);
+    // Statically linked: no library is loaded with it.
+    let Some(segment) = dynamic.next() else {
+        return Ok(Dynamic::default());
     };
+    // Where tools and the loader could read different tables, none is read.
+    if dynamic.next().is_some() {
+        return Err(
+            "more than one dynamic segment (the loader takes the last, other tools the first)"
+                .into(),
+        );
+    }
+    let offset: u64 = segment.p_offset(endian).into();
+    if file_offset(segments, endian, segment.p_vaddr(endian).into()) != Some(offset) {
+        return Err("the dynamic segment's address and file offset disagree (the loader reads it at its address)".into());
+    }
+    let entries = segment
+        .dynamic(endian, data)
+        .map_err(|e| format!("the dynamic segment is unreadable: {e}"))?
+        .unwrap_or_default();
     let entries = || {
         entries
             .iter()
             .take_while(|entry| entry.d_tag(endian) != DT_NULL)
     };
-    let value = |tag: DynamicTag| {
-        entries()
-            .find(|entry| entry.d_tag(endian) == tag)
-            .map(|entry| entry.d_val(endian).into())
+    let value = |tag: DynamicTag| -> Result<Option<u64>, String> {
+        let mut values = entries()
+            .filter(|entry| entry.d_tag(endian) == tag)
+            .map(|entry| entry.d_val(endian).into());
+        match (values.next(), values.next()) {
+            (value, None) => Ok(value),
+            (Some(_), Some(_)) => Err(format!("the dynamic segment gives {tag:?} twice")),
+            (None, Some(_)) => unreachable!("a second value follows a first"),
+        }
     };
     const NAMED: [DynamicTag; 4] = [DT_NEEDED, DT_SONAME, DT_RUNPATH, DT_RPATH];
     let named = |entry: &&Elf::Dyn| NAMED.contains(&entry.d_tag(endian));
@@ -163,7 +183,7 @@ where
     if !entries().any(|entry| named(&entry)) {
         return Ok(found);
     }
-    let (address, size) = value(DT_STRTAB).zip(value(DT_STRSZ)).ok_or(
+    let (address, size) = value(DT_STRTAB)?.zip(value(DT_STRSZ)?).ok_or(
         "the dynamic segment names libraries but has no string table (DT_STRTAB, DT_STRSZ)",
     )?;
     let strings = segments
@@ -194,6 +214,23 @@ where
     }
     found.runpath.retain(|dir| !dir.is_empty());
     Ok(found)
+}
+
+/// Where in the file the byte loaded at `address` comes from.
+fn file_offset<P: ProgramHeader<Endian = Endianness>>(
+    segments: &[P],
+    endian: Endianness,
+    address: u64,
+) -> Option<u64> {
+    segments
+        .iter()
+        .filter(|segment| segment.p_type(endian) == PT_LOAD)
+        .find_map(|segment| {
+            let start: u64 = segment.p_vaddr(endian).into();
+            let size: u64 = segment.p_filesz(endian).into();
+            let into = address.checked_sub(start).filter(|&into| into < size)?;
+            Into::<u64>::into(segment.p_offset(endian)).checked_add(into)
+        })
 }
 
 /// The dynamic segment and machine of the ELF file at `path`, reading
@@ -349,7 +386,8 @@ mod tests {
         target_endian = "little"
     ))]
     fn libraries_are_read_as_the_loader_reads_them_or_the_file_is_refused() {
-        use object::elf::{DT_NEEDED, DT_NULL, DT_STRTAB};
+        use object::elf::{DT_NEEDED, DT_NULL, DT_STRSZ, DT_STRTAB};
+        use object::read::elf::{FileHeader, ProgramHeader};
         let original = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let needed = Facts::parse(&original).unwrap().dynamic.needed;
         assert!(
@@ -377,6 +415,29 @@ mod tests {
             .unwrap();
         assert!(
             error.contains("outside the dynamic string table"),
+            "{error}"
+        );
+
+        // Two string tables, or a table read elsewhere than the loader
+        // reads it: the file is refused, not read one of the ways.
+        let error = Facts::parse(&patched(first.0, DT_STRSZ.0 as u64))
+            .err()
+            .unwrap();
+        assert!(error.contains("twice"), "{error}");
+        let header = object::elf::FileHeader64::<object::LittleEndian>::parse(&*original).unwrap();
+        let endian = object::LittleEndian;
+        let phoff = header.e_phoff.get(endian) as usize;
+        let index = header
+            .program_headers(endian, &*original)
+            .unwrap()
+            .iter()
+            .position(|s| s.p_type(endian) == object::elf::PT_DYNAMIC)
+            .unwrap();
+        let vaddr_at = phoff + index * usize::from(header.e_phentsize.get(endian)) + 16;
+        let vaddr = u64::from_le_bytes(original[vaddr_at..vaddr_at + 8].try_into().unwrap());
+        let error = Facts::parse(&patched(vaddr_at, vaddr + 16)).err().unwrap();
+        assert!(
+            error.contains("address and file offset disagree"),
             "{error}"
         );
 
