@@ -367,6 +367,7 @@ mod tests {
             self_signed: SelfSigned::No,
             key: Key::Ec("P-256".into()),
             public_key: Vec::new(),
+            key_id: None,
             signature: signature.to_owned(),
             signature_hash: hash,
             not_after: String::new(),

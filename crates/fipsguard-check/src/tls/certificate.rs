@@ -62,6 +62,8 @@ pub struct Facts {
     pub key: Key,
     /// The SubjectPublicKeyInfo, to tell two keys apart.
     pub public_key: Vec<u8>,
+    /// The subject key identifier, as the certificate states it.
+    pub key_id: Option<Vec<u8>>,
     /// The signature algorithm's name (its OID when this scanner does not
     /// know it).
     pub signature: String,
@@ -88,6 +90,13 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
         self_signed: self_signed(&cert),
         key: key(&cert),
         public_key: cert.public_key().raw.to_vec(),
+        key_id: cert
+            .extensions()
+            .iter()
+            .find_map(|extension| match extension.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            }),
         signature,
         signature_hash,
         not_after: cert.validity().not_after.to_string(),
@@ -130,15 +139,20 @@ fn self_signed(cert: &X509Certificate<'_>) -> SelfSigned {
 /// A certificate self-signed by its name alone, sent beside another of
 /// that name with another key: the other may have issued it, so it does
 /// not count as self-signed. One whose key identifiers show it signed
-/// itself keeps that: two roots may share a name.
+/// itself keeps that (two roots may share a name), unless the other, with
+/// another key, claims the same identifier: the issuer chose it.
 pub fn doubt_namesakes(certificates: &mut [Facts]) {
     let doubtful: Vec<bool> = certificates
         .iter()
         .map(|cert| {
-            cert.self_signed == SelfSigned::ByName
-                && certificates.iter().any(|other| {
-                    other.subject == cert.subject && other.public_key != cert.public_key
-                })
+            let mut namesakes = certificates.iter().filter(|other| {
+                other.subject == cert.subject && other.public_key != cert.public_key
+            });
+            match cert.self_signed {
+                SelfSigned::No => false,
+                SelfSigned::ByName => namesakes.next().is_some(),
+                SelfSigned::ByKeyIdentifier => namesakes.any(|other| other.key_id == cert.key_id),
+            }
         })
         .collect();
     for (cert, doubtful) in certificates.iter_mut().zip(doubtful) {
@@ -396,6 +410,17 @@ mod tests {
         let mut root = vec![facts("self-signed-sha1.der"), facts("pss-sha1.der")];
         doubt_namesakes(&mut root);
         assert!(root[0].is_self_signed());
+
+        // Key identifiers are the issuer's to choose: one claimed by two
+        // keys under one name proves neither signed itself.
+        let mut claimed = vec![
+            facts("claimed-key-id-sha1.der"),
+            facts("claimed-key-id-ca.der"),
+        ];
+        assert_eq!(claimed[0].self_signed, SelfSigned::ByKeyIdentifier);
+        doubt_namesakes(&mut claimed);
+        assert_eq!(claimed[0].self_signed, SelfSigned::No);
+        assert_eq!(claimed[1].self_signed, SelfSigned::No);
     }
 
     #[test]
