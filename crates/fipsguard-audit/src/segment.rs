@@ -7,7 +7,6 @@ use serde_json::value::RawValue;
 
 use crate::chain::{self, Hash};
 use crate::event::{Event, Record};
-use crate::verify::printable;
 use crate::Failure;
 
 /// The file a segment starting at `first_seq` lives in: names sort in chain order.
@@ -102,6 +101,23 @@ pub(crate) struct Scan {
 /// Reads one segment, checking every record's sequence number and hash and,
 /// given public keys (SubjectPublicKeyInfo DER), every checkpoint's signature.
 pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan, Failure> {
+    scan_with(path, public_keys, &mut |_, _| {})
+}
+
+/// As [`scan`] without signatures, calling `each` with every checkpoint's
+/// sequence number and hash.
+pub(crate) fn scan_checkpoints(
+    path: &Path,
+    mut each: impl FnMut(u64, &Hash),
+) -> Result<Scan, Failure> {
+    scan_with(path, None, &mut each)
+}
+
+fn scan_with(
+    path: &Path,
+    public_keys: Option<&[Vec<u8>]>,
+    each_checkpoint: &mut dyn FnMut(u64, &Hash),
+) -> Result<Scan, Failure> {
     let bytes =
         std::fs::read(path).map_err(|e| Failure::at(path, 0, None, format!("cannot read: {e}")))?;
     let mut scan = Scan::default();
@@ -153,7 +169,7 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
         if parsed.unprotected.is_some() {
             let remark = outside_chain(&record).map_err(|reason| fail(seq, reason))?;
             scan.remarks
-                .push(printable(&format!("{}:{number}: {remark}", path.display())));
+                .push(format!("{}:{number}: {remark}", path.display()));
             scan.outside_chain = Some(record.seq);
             scan.records += 1;
             scan.last_seq = record.seq;
@@ -171,6 +187,7 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
             check_checkpoint(checkpoint, scan.last_seq, &previous, public_keys)
                 .map_err(|reason| fail(seq, reason))?;
             scan.checkpoint = Some((record.seq, hash));
+            each_checkpoint(record.seq, &hash);
             scan.checkpoints += 1;
             scan.unsigned_tail = 0;
             scan.line_after_checkpoint = number + 1;
@@ -179,7 +196,7 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
         }
         if let Some(remark) = remark(&record) {
             scan.remarks
-                .push(printable(&format!("{}:{number}: {remark}", path.display())));
+                .push(format!("{}:{number}: {remark}", path.display()));
         }
         scan.records += 1;
         scan.last_seq = record.seq;

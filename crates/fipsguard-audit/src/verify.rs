@@ -65,7 +65,12 @@ pub(crate) fn printable(text: &str) -> String {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)?;
+        write!(
+            f,
+            "{}:{}",
+            printable(&self.file.display().to_string()),
+            self.line
+        )?;
         if let Some(seq) = self.seq {
             write!(f, " (record {seq})")?;
         }
@@ -141,6 +146,9 @@ pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
             ),
         ));
     }
+    // Notes repeat file names and record fields, which whoever can write
+    // the directory chooses: shown, never obeyed by a terminal.
+    report.notes = report.notes.iter().map(|note| printable(note)).collect();
     Ok(report)
 }
 
@@ -156,10 +164,10 @@ fn note_set_aside(dir: &Path, notes: &mut Vec<String>) {
         .collect();
     aside.sort();
     for path in aside {
-        notes.push(printable(&format!(
+        notes.push(format!(
             "{}: set aside at a restart, not verified: a run stopped before its first checkpoint, so nothing in it was acknowledged",
             path.display()
-        )));
+        ));
     }
 }
 

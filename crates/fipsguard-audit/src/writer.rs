@@ -15,7 +15,7 @@ use base64::Engine;
 use metrics::{counter, gauge, histogram};
 use tokio::sync::oneshot;
 
-use crate::anchor::{self, Anchor};
+use crate::anchor::{Anchor, Anchoring};
 use crate::chain::{self, Hash};
 use crate::event::{now, Checkpoint, Event, Link, Record};
 use crate::segment::{self, file_name};
@@ -322,8 +322,8 @@ struct Writer {
     /// starts a new one.
     file_closed: bool,
     buffer: Vec<u8>,
-    /// Where the latest checkpoint is saved, and when it last was.
-    anchor: Option<(Box<dyn Anchor>, Instant)>,
+    /// Where the latest checkpoint is saved outside the log.
+    anchoring: Option<Anchoring>,
 }
 
 impl Writer {
@@ -334,9 +334,13 @@ impl Writer {
     ) -> Result<Self, String> {
         create_dir(&config.dir)?;
         let (checkpoint, seq) = resume(&config.dir)?;
-        let reason = match &anchor {
-            Some(anchor) => startup_reason(&config, anchor.as_ref(), checkpoint.as_ref())?,
-            None => "startup".to_owned(),
+        let (anchoring, reason) = match anchor {
+            Some(anchor) => {
+                let (anchoring, reason) =
+                    Anchoring::start(anchor, &config.dir, checkpoint.as_ref(), config.accept_gap)?;
+                (Some(anchoring), reason)
+            }
+            None => (None, "startup".to_owned()),
         };
         let hash = match &checkpoint {
             Some(link) => chain::from_hex(&link.hash).expect("read from a checked record"),
@@ -358,7 +362,7 @@ impl Writer {
             segment_start: None,
             file_closed: false,
             buffer: Vec::new(),
-            anchor: anchor.map(|anchor| (anchor, Instant::now())),
+            anchoring,
         };
         writer.begin_segment(&reason);
         Ok(writer)
@@ -366,24 +370,27 @@ impl Writer {
 
     /// Saves the latest checkpoint to the anchor.
     fn save_anchor(&mut self) -> Result<(), String> {
-        let (Some((anchor, saved)), Some(checkpoint)) = (&mut self.anchor, &self.checkpoint) else {
+        let (Some(anchoring), Some(checkpoint)) = (&mut self.anchoring, &self.checkpoint) else {
             return Ok(());
         };
-        anchor
+        anchoring
             .save(checkpoint)
-            .map_err(|e| format!("cannot save the audit anchor: {e}"))?;
-        *saved = Instant::now();
-        Ok(())
+            .map_err(|e| format!("cannot save the audit anchor: {e}"))
+    }
+
+    /// How long until the anchor is due (`None`: up to date, or none).
+    fn anchor_due_in(&self) -> Option<Duration> {
+        let anchoring = self.anchoring.as_ref()?;
+        anchoring.due_in(self.checkpoint.as_ref(), self.config.anchor_every)
     }
 
     /// Saves the anchor when it is due (or `now`). A failure is counted
     /// and logged, not refused: the log itself is still durable.
     fn anchor_if_due(&mut self, now: bool) {
-        let due = self
-            .anchor
-            .as_ref()
-            .is_some_and(|(_, saved)| now || saved.elapsed() >= self.config.anchor_every);
-        if !due {
+        if !self
+            .anchor_due_in()
+            .is_some_and(|left| now || left.is_zero())
+        {
             return;
         }
         if let Err(error) = self.save_anchor() {
@@ -427,6 +434,16 @@ impl Writer {
                 match queue.recv_timeout(RETRY) {
                     Ok(job) => Some(job),
                     Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else if let Some(left) = self.anchor_due_in() {
+                // A checkpoint not yet anchored is, even if no request follows.
+                match queue.recv_timeout(left) {
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.anchor_if_due(false);
+                        None
+                    }
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             } else {
@@ -721,26 +738,6 @@ fn create_dir(dir: &Path) -> Result<(), String> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("cannot create the audit directory {}: {e}", dir.display()))
-}
-
-/// The first record's reason for a new run: "startup", or the gap between
-/// the log and its anchor when an operator accepted it; `Err` for a gap
-/// not accepted (fail closed).
-fn startup_reason(
-    config: &AuditConfig,
-    anchor: &dyn Anchor,
-    found: Option<&Link>,
-) -> Result<String, String> {
-    let saved = anchor
-        .load()
-        .map_err(|e| format!("cannot read the audit anchor: {e}"))?;
-    match saved.and_then(|saved| anchor::gap(&saved, found)) {
-        None => Ok("startup".to_owned()),
-        Some(gap) if config.accept_gap => Ok(format!("startup accepting a gap: {gap}")),
-        Some(gap) => Err(format!(
-            "{gap}. Keep the audit directory as evidence (docs/runbooks/audit-failure.md), then start once with --audit-accept-gap to continue, the gap recorded in the log"
-        )),
-    }
 }
 
 /// Where the chain in `dir` stands: its last checkpoint and the highest

@@ -610,3 +610,121 @@ fn removing_the_newest_file_is_found_at_the_next_start() {
     );
     write_anchored_log(config(), signer_from(&pkcs8), anchor(), 1).unwrap();
 }
+
+#[test]
+fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
+    let (dir, other, outside) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (_, public, pkcs8) = audit_key_material();
+    let anchor_file = outside.path().join("anchor");
+    let anchor = || Some(Box::new(FileAnchor(anchor_file.clone())) as Box<dyn Anchor>);
+    let anchored =
+        || -> Link { serde_json::from_slice(&std::fs::read(&anchor_file).unwrap()).unwrap() };
+    let plain = |path: &Path| AuditConfig::new(path.to_owned());
+    let accepting = |path: &Path| AuditConfig {
+        accept_gap: true,
+        ..AuditConfig::new(path.to_owned())
+    };
+
+    // Another log under the same name (another node, same audit key) does
+    // not start: it does not hold the anchored checkpoint.
+    let first = runtime().block_on(async {
+        let log = AuditLog::open(plain(dir.path()), signer_from(&pkcs8), anchor(), vec![]).unwrap();
+        log.record(request(1)).await.unwrap();
+        log
+    });
+    let error =
+        write_anchored_log(plain(other.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    assert!(
+        error.contains("the log was removed") && error.contains("same name"),
+        "{error}"
+    );
+    // Started anyway, it takes the anchor over; the first log's next save
+    // finds what it did not write, and leaves it.
+    write_anchored_log(accepting(other.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+    let taken = anchored();
+    runtime().block_on(async { first.close().await.unwrap() });
+    assert_eq!(anchored(), taken, "the first log did not overwrite it");
+    let error =
+        write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    assert!(
+        error.contains("the log was replaced") && error.contains("same name"),
+        "{error}"
+    );
+    write_anchored_log(accepting(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+
+    // A longer log put in its place (copied from another node) does not
+    // hold the anchored checkpoint: refused, though it verifies.
+    let kept = outside.path().join("kept");
+    std::fs::rename(dir.path(), &kept).unwrap();
+    write_anchored_log(plain(other.path()), signer_from(&pkcs8), None, 40).unwrap();
+    copy_dir(other.path(), dir.path());
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
+    assert!(report.last_seq > anchored().seq, "{report:?}");
+    let error =
+        write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    assert!(error.contains("the log was replaced"), "{error}");
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    std::fs::rename(&kept, dir.path()).unwrap();
+
+    // An anchor that cannot be read stops the start, unless accepted.
+    std::fs::write(&anchor_file, b"{not json").unwrap();
+    let error =
+        write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    assert!(error.contains("cannot be read"), "{error}");
+    write_anchored_log(accepting(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+    write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+
+    // Without an anchor, a log with records starts, and says so.
+    std::fs::remove_file(&anchor_file).unwrap();
+    write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("startup without an anchor")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn a_checkpoint_is_anchored_while_the_log_is_idle() {
+    let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (signer, _) = audit_key();
+    let anchor_file = outside.path().join("anchor");
+    let config = AuditConfig {
+        anchor_every: Duration::from_millis(200),
+        ..AuditConfig::new(dir.path().to_owned())
+    };
+    let anchored =
+        || -> Link { serde_json::from_slice(&std::fs::read(&anchor_file).unwrap()).unwrap() };
+    runtime().block_on(async {
+        let anchor = Box::new(FileAnchor(anchor_file.clone()));
+        let log = AuditLog::open(config, signer, Some(anchor), vec![]).unwrap();
+        let opened = anchored().seq;
+        for n in 0..3 {
+            log.record(request(n)).await.unwrap();
+        }
+        assert_eq!(anchored().seq, opened, "not yet due");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            anchored().seq,
+            log.health().last_seq,
+            "anchored with no request to wait for"
+        );
+        log.close().await.unwrap();
+    });
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}

@@ -126,11 +126,12 @@ impl Anchor for StoreAnchor {
     }
 }
 
-/// This host's name and the log's directory: one log per node and
-/// directory, so nodes sharing a store keep apart anchors.
+/// This host's name and the log's directory as configured (made absolute,
+/// links not resolved, so the name is the same before and after the
+/// directory exists): nodes sharing a store keep apart anchors.
 fn default_node(dir: &std::path::Path) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
     format!("{}:{}", host.trim(), dir.display())
 }
 

@@ -69,8 +69,8 @@ pub struct AuditSection {
     /// Also copy every event to stdout, for log shippers.
     pub copy_to_stdout: bool,
     /// The name this node's audit anchor is kept under in the store
-    /// (default: the host name and the directory); set it where host
-    /// names change, as in containers.
+    /// (`FIPSGUARD_AUDIT_NODE`; default: the host name and the directory);
+    /// set it, one per node, where host names change, as in containers.
     pub node: Option<String>,
 }
 
@@ -265,6 +265,7 @@ impl Config {
         self.store.postgres = var("FIPSGUARD_STORE_POSTGRES").or(self.store.postgres.take());
         self.root_key.file = path("FIPSGUARD_ROOT_KEY_FILE").or(self.root_key.file.take());
         self.audit.dir = path("FIPSGUARD_AUDIT_DIR").or(self.audit.dir.take());
+        self.audit.node = var("FIPSGUARD_AUDIT_NODE").or(self.audit.node.take());
         if let Some(secs) = var("FIPSGUARD_IDLE_TIMEOUT_SECS") {
             self.idle_timeout_secs = secs
                 .parse()
