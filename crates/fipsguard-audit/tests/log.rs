@@ -280,15 +280,7 @@ fn rotation_continues_the_chain_across_files() {
         name(&files[2]).trim_end_matches(".jsonl")
     ));
     std::fs::write(&empty, b"").unwrap();
-    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
-    assert!(
-        report
-            .notes
-            .iter()
-            .any(|n| n.contains("empty, passed over")),
-        "{:?}",
-        report.notes
-    );
+    noted(dir.path(), &public, "empty, passed over");
     std::fs::remove_file(&empty).unwrap();
     let last = files[files.len() - 1].with_file_name("audit-99999999999999999999.jsonl");
     std::fs::write(&last, b"").unwrap();
@@ -375,13 +367,7 @@ fn a_read_only_log_refuses_until_it_is_writable_again() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, public) = audit_key();
     runtime().block_on(async {
-        let log = AuditLog::open(
-            AuditConfig::new(dir.path().to_owned()),
-            signer,
-            None,
-            vec![],
-        )
-        .unwrap();
+        let log = open_log(dir.path(), signer);
         log.record(request(1)).await.unwrap();
         let file = single_file(dir.path());
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
@@ -422,13 +408,7 @@ fn a_removed_log_file_refuses_then_continues_in_a_new_file() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, public) = audit_key();
     runtime().block_on(async {
-        let log = AuditLog::open(
-            AuditConfig::new(dir.path().to_owned()),
-            signer,
-            None,
-            vec![],
-        )
-        .unwrap();
+        let log = open_log(dir.path(), signer);
         log.record(request(1)).await.unwrap();
         std::fs::remove_file(single_file(dir.path())).unwrap();
         let refused = log.record(request(2)).await.unwrap_err();
@@ -463,13 +443,7 @@ fn ended_by_a_self_test_failure() -> (tempfile::TempDir, Vec<u8>, fipsguard_cryp
     let dir = tempfile::tempdir().unwrap();
     let (signer, public, pkcs8) = audit_key_material();
     runtime().block_on(async {
-        let log = AuditLog::open(
-            AuditConfig::new(dir.path().to_owned()),
-            signer,
-            None,
-            vec![],
-        )
-        .unwrap();
+        let log = open_log(dir.path(), signer);
         log.record(request(1)).await.unwrap();
         log.record_self_test_failure("periodic", 24, "hmac-sha-512")
             .await
@@ -628,6 +602,8 @@ fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
         accept_gap: true,
         ..AuditConfig::new(path.to_owned())
     };
+    // One run: start, one request, stop; `Err` when it does not start.
+    let start = |config: AuditConfig| write_anchored_log(config, signer_from(&pkcs8), anchor(), 1);
 
     // Another log under the same name (another node, same audit key) does
     // not start: it does not hold the anchored checkpoint.
@@ -636,25 +612,23 @@ fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
         log.record(request(1)).await.unwrap();
         log
     });
-    let error =
-        write_anchored_log(plain(other.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    let error = start(plain(other.path())).unwrap_err();
     assert!(
         error.contains("the log was removed") && error.contains("same name"),
         "{error}"
     );
     // Started anyway, it takes the anchor over; the first log's next save
     // finds what it did not write, and leaves it.
-    write_anchored_log(accepting(other.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+    start(accepting(other.path())).unwrap();
     let taken = anchored();
     runtime().block_on(async { first.close().await.unwrap() });
     assert_eq!(anchored(), taken, "the first log did not overwrite it");
-    let error =
-        write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    let error = start(plain(dir.path())).unwrap_err();
     assert!(
         error.contains("the log was replaced") && error.contains("same name"),
         "{error}"
     );
-    write_anchored_log(accepting(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+    start(accepting(dir.path())).unwrap();
 
     // A longer log put in its place (copied from another node) does not
     // hold the anchored checkpoint: refused, though it verifies.
@@ -664,32 +638,22 @@ fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
     copy_dir(other.path(), dir.path());
     let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
     assert!(report.last_seq > anchored().seq, "{report:?}");
-    let error =
-        write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    let error = start(plain(dir.path())).unwrap_err();
     assert!(error.contains("the log was replaced"), "{error}");
     std::fs::remove_dir_all(dir.path()).unwrap();
     std::fs::rename(&kept, dir.path()).unwrap();
 
     // An anchor that cannot be read stops the start, unless accepted.
     std::fs::write(&anchor_file, b"{not json").unwrap();
-    let error =
-        write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap_err();
+    let error = start(plain(dir.path())).unwrap_err();
     assert!(error.contains("cannot be read"), "{error}");
-    write_anchored_log(accepting(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
-    write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
+    start(accepting(dir.path())).unwrap();
+    start(plain(dir.path())).unwrap();
 
     // Without an anchor, a log with records starts, and says so.
     std::fs::remove_file(&anchor_file).unwrap();
-    write_anchored_log(plain(dir.path()), signer_from(&pkcs8), anchor(), 1).unwrap();
-    let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
-    assert!(
-        report
-            .notes
-            .iter()
-            .any(|n| n.contains("startup without an anchor")),
-        "{:?}",
-        report.notes
-    );
+    start(plain(dir.path())).unwrap();
+    noted(dir.path(), &public, "startup without an anchor");
 }
 
 #[test]
@@ -727,4 +691,20 @@ fn copy_dir(from: &Path, to: &Path) {
         let path = entry.unwrap().path();
         std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
     }
+}
+
+/// Verifies the log in `dir` and checks that a note mentions `part`.
+fn noted(dir: &Path, public: &[u8], part: &str) -> fipsguard_audit::Report {
+    let report = verify(dir, &[public.to_vec()]).unwrap();
+    assert!(
+        report.notes.iter().any(|n| n.contains(part)),
+        "{part}: {:?}",
+        report.notes
+    );
+    report
+}
+
+/// A log in `dir`, without an anchor.
+fn open_log(dir: &Path, signer: Box<dyn Signer>) -> AuditLog {
+    AuditLog::open(AuditConfig::new(dir.to_owned()), signer, None, vec![]).unwrap()
 }
