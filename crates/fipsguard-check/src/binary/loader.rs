@@ -141,15 +141,14 @@ impl Loader {
 /// A file's `DT_RUNPATH` directories, `$ORIGIN` (and `${ORIGIN}`) being
 /// the directory the file is in.
 fn search_dirs(runpath: &[String], file: &Path) -> Vec<PathBuf> {
-    if !runpath.iter().any(|dir| dir.contains("ORIGIN")) {
-        return runpath.iter().map(PathBuf::from).collect();
-    }
-    let origin = file
-        .canonicalize()
-        .ok()
-        .and_then(|path| path.parent().map(Path::to_owned))
-        .unwrap_or_default();
-    let origin = origin.to_string_lossy();
+    let origin = || {
+        let path = file.canonicalize().ok()?;
+        Some(path.parent()?.to_string_lossy().into_owned())
+    };
+    let origin = match runpath.iter().any(|dir| dir.contains("ORIGIN")) {
+        true => origin().unwrap_or_default(),
+        false => String::new(),
+    };
     runpath
         .iter()
         .map(|dir| {
@@ -158,6 +157,8 @@ fn search_dirs(runpath: &[String], file: &Path) -> Vec<PathBuf> {
                     .replace("$ORIGIN", &origin),
             )
         })
+        // A relative one is relative to the running process's directory.
+        .filter(|dir| dir.is_absolute())
         .collect()
 }
 
@@ -262,6 +263,7 @@ mod tests {
             "$ORIGIN/../lib".to_owned(),
             "${ORIGIN}".to_owned(),
             "/opt/x".to_owned(),
+            "relative/lib".to_owned(),
         ];
         assert_eq!(
             search_dirs(&runpath, &file),
