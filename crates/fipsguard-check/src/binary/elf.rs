@@ -446,6 +446,11 @@ mod tests {
             error.contains("address and file offset disagree"),
             "{error}"
         );
+        // At an address no file bytes are loaded to (as in a separate
+        // debug-info file), the loader finds no table: nothing is loaded.
+        let unloaded = patched(vaddr_at, 0x7fff_0000_0000);
+        let needed = Facts::parse(&unloaded).unwrap().dynamic.needed;
+        assert!(needed.is_empty(), "{needed:?}");
 
         // The loader stops at DT_NULL: what follows it is not loaded.
         let ended = patched(first.0, DT_NULL.0 as u64);
