@@ -107,6 +107,11 @@ impl Loader {
         dirs: &[PathBuf],
         machine: Machine,
     ) -> Option<(PathBuf, Library)> {
+        if name.starts_with('/') {
+            let path = PathBuf::from(name);
+            let library = self.read(&path, machine)?;
+            return Some((path, library));
+        }
         if name.contains('/') {
             return None; // a path relative to the process's directory: not the file's
         }
