@@ -98,6 +98,8 @@ struct CPrograms {
     /// Loads libcrypto only through a library of its own (in `lib/`, found
     /// by its `$ORIGIN` run path).
     through_library: PathBuf,
+    /// The same, naming that library by its absolute path.
+    through_absolute_path: PathBuf,
 }
 
 fn c_programs() -> Option<&'static CPrograms> {
@@ -173,11 +175,19 @@ fn build_c_programs() -> CPrograms {
         .arg("-L")
         .arg(&lib)
         .args(["-lsha256wrap", "-Wl,-rpath,$ORIGIN/lib"]));
+    // A library without a soname, linked by its path: DT_NEEDED is the path.
+    let through_absolute_path = dir.join("sha256-through-absolute-path");
+    run(Command::new("cc")
+        .arg("-o")
+        .arg(&through_absolute_path)
+        .arg(dir.join("main.c"))
+        .arg(lib.join("libsha256wrap.so")));
     CPrograms {
         hello,
         static_openssl,
         dynamic_openssl,
         through_library,
+        through_absolute_path,
     }
 }
 
@@ -598,6 +608,14 @@ fn crypto_loaded_through_another_library_is_found() {
     assert!(
         summary.contains("libcrypto.so.3 (through libsha256wrap.so)"),
         "{summary}"
+    );
+
+    let (_, report) = check_one(&c.through_absolute_path);
+    assert_eq!(report["verdict"], "warn", "{report:#}");
+    let lines = evidence(finding(&report, "binary.dynamic-crypto"));
+    assert!(
+        has_line(&lines, "lib/libsha256wrap.so, which this file loads"),
+        "{lines:?}"
     );
 
     // Moved away from its library, it loads nothing this host can show.
