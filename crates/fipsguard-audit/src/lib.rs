@@ -26,7 +26,7 @@ pub use anchor::Anchor;
 pub use chain::{Hash, GENESIS};
 pub use event::{Checkpoint, Event, Link, Outcome, Record, RequestEvent};
 pub use segment::list as segments;
-pub use verify::{verify, Failure, Report};
+pub use verify::{verify, verify_holding, Failure, Report};
 pub use writer::{AuditConfig, AuditLog, Health, Signed, Signer};
 
 /// Why an event could not be made durable.

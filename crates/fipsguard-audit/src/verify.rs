@@ -81,11 +81,7 @@ impl fmt::Display for Failure {
 /// Verifies a segment file, or every segment in a directory, with the audit
 /// public keys (SubjectPublicKeyInfo DER; any of them may have signed).
 pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
-    let files = if log.is_dir() {
-        segment::list(log).map_err(|e| Failure::at(log, 0, None, format!("cannot list: {e}")))?
-    } else {
-        vec![log.to_owned()]
-    };
+    let files = files_of(log)?;
     if files.is_empty() {
         return Err(Failure::at(
             log,
@@ -150,6 +146,50 @@ pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
     // the directory chooses: shown, never obeyed by a terminal.
     report.notes = report.notes.iter().map(|note| printable(note)).collect();
     Ok(report)
+}
+
+/// As [`verify`], and the log must hold checkpoint `seq` with chain hash
+/// `hash` (hex), as recorded outside it earlier (from `GET /v1/status`):
+/// a log cut back before it, or another log, fails though it verifies.
+pub fn verify_holding(
+    log: &Path,
+    public_keys: &[Vec<u8>],
+    seq: u64,
+    hash: &str,
+) -> Result<Report, Failure> {
+    let report = verify(log, public_keys)?;
+    if holds_checkpoint(log, seq, hash)? {
+        return Ok(report);
+    }
+    Err(Failure::at(
+        log,
+        0,
+        Some(seq),
+        format!("the log does not hold checkpoint {seq} with the hash recorded for it: records were removed since, or this is another log"),
+    ))
+}
+
+/// Whether the log (a file, or the directory of files) holds checkpoint
+/// `seq` with chain hash `hash` (hex).
+fn holds_checkpoint(log: &Path, seq: u64, hash: &str) -> Result<bool, Failure> {
+    let files = files_of(log)?;
+    let expected = crate::chain::from_hex(hash);
+    let mut held = false;
+    for file in &files {
+        segment::scan_checkpoints(file, |found, found_hash| {
+            held |= found == seq && Some(*found_hash) == expected;
+        })?;
+    }
+    Ok(held)
+}
+
+/// The segment files of `log`: itself, or those of the directory it is.
+fn files_of(log: &Path) -> Result<Vec<PathBuf>, Failure> {
+    if log.is_dir() {
+        segment::list(log).map_err(|e| Failure::at(log, 0, None, format!("cannot list: {e}")))
+    } else {
+        Ok(vec![log.to_owned()])
+    }
 }
 
 /// Files a restart set aside (`.incomplete`: a run stopped before its

@@ -103,6 +103,11 @@ pub struct Health {
     pub segment: String,
     /// The last durable record.
     pub last_seq: u64,
+    /// The last durable checkpoint: kept outside the host, it lets
+    /// `fipsguard audit verify --expect-checkpoint` show later that the
+    /// log still holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Link>,
 }
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
@@ -130,6 +135,7 @@ struct Shared {
     failure: Mutex<Option<(String, String)>>,
     refused: AtomicU64,
     last_seq: AtomicU64,
+    checkpoint: Mutex<Option<Link>>,
     segment: Mutex<String>,
     /// Requests under way whose events are still to come (see [`Expected`]).
     expected: AtomicUsize,
@@ -248,6 +254,7 @@ impl AuditLog {
             error: failure.as_ref().map(|(e, _)| e.clone()),
             segment: self.shared.segment.lock().expect("not poisoned").clone(),
             last_seq: self.shared.last_seq.load(Ordering::Relaxed),
+            checkpoint: self.shared.checkpoint.lock().expect("not poisoned").clone(),
         }
     }
 
@@ -593,6 +600,11 @@ impl Writer {
             hash: chain::to_hex(&hash),
         });
         self.shared.last_seq.store(seq, Ordering::Relaxed);
+        self.shared
+            .checkpoint
+            .lock()
+            .expect("not poisoned")
+            .clone_from(&self.checkpoint);
         counter!("fipsguard_audit_events_total").increment(count);
         histogram!("fipsguard_audit_flush_duration_seconds")
             .record(started.elapsed().as_secs_f64());

@@ -312,12 +312,49 @@ fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
 fn a_removed_newest_audit_file_stops_the_next_start() {
     let setup = Setup::new();
     let server = setup.serve();
-    runtime().block_on(save_public_key(&setup, &setup.client()));
+    // An auditor keeps the latest checkpoint elsewhere; health does not show it.
+    let (recorded, health) = runtime().block_on(async {
+        let client = setup.client();
+        save_public_key(&setup, &client).await;
+        let (_, status) = call(
+            &client,
+            &format!("{}/v1/status", setup.url()),
+            &setup.officer,
+            None,
+        )
+        .await;
+        let health = client
+            .get(format!("{}/v1/health", setup.url()))
+            .send()
+            .await
+            .unwrap();
+        (
+            status["health"]["audit"]["checkpoint"].clone(),
+            health.json::<Value>().await.unwrap(),
+        )
+    });
+    assert!(health["audit"].get("checkpoint").is_none(), "{health}");
+    let expected = format!("{}:{}", recorded["seq"], recorded["hash"].as_str().unwrap());
     server.stop();
+    let verify_expecting = || {
+        std::process::Command::new(common::FIPSGUARD)
+            .args(["audit", "verify", "--log"])
+            .arg(setup.path("audit"))
+            .arg("--public-key")
+            .arg(setup.path("audit.pem"))
+            .args(["--expect-checkpoint", &expected])
+            .output()
+            .unwrap()
+    };
+    assert!(verify_expecting().status.success(), "{recorded}");
     let files = fipsguard_audit::segments(&setup.path("audit")).unwrap();
     std::fs::remove_file(files.last().unwrap()).unwrap();
     let verified = setup.verify_audit();
     assert!(verified.status.success(), "the rest verifies on its own");
+    let cut = verify_expecting();
+    let report = String::from_utf8_lossy(&cut.stdout);
+    assert_eq!(cut.status.code(), Some(1), "{report}");
+    assert!(report.contains("does not hold checkpoint"), "{report}");
 
     let refused = std::process::Command::new(common::FIPSGUARD)
         .args(["serve", "--config"])

@@ -30,9 +30,24 @@ struct VerifyArgs {
     /// repeat it for each version of a rotated audit key.
     #[arg(long = "public-key", required = true)]
     public_keys: Vec<PathBuf>,
+    /// Fail unless the log holds this checkpoint, SEQ:HASH as `GET
+    /// /v1/status` showed it (`audit.checkpoint`) and you kept it elsewhere:
+    /// shows that no records were removed since.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = checkpoint)]
+    expect_checkpoint: Option<(u64, String)>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+fn checkpoint(text: &str) -> Result<(u64, String), String> {
+    let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
+    let seq = seq.parse().map_err(|e| format!("{seq:?}: {e}"))?;
+    let is_hash = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_hash {
+        return Err("HASH: 64 hexadecimal digits".into());
+    }
+    Ok((seq, hash.to_ascii_lowercase()))
 }
 
 /// Runs `fipsguard audit …`.
@@ -51,7 +66,10 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let result = fipsguard_audit::verify(&args.log, &keys);
+    let result = match &args.expect_checkpoint {
+        None => fipsguard_audit::verify(&args.log, &keys),
+        Some((seq, hash)) => fipsguard_audit::verify_holding(&args.log, &keys, *seq, hash),
+    };
     let code = if result.is_ok() {
         ExitCode::SUCCESS
     } else {
