@@ -191,6 +191,23 @@ fn build_c_programs() -> CPrograms {
     }
 }
 
+/// Turns the `PT_GNU_STACK` program header of a 64-bit little-endian ELF
+/// file into a second `PT_DYNAMIC`.
+fn second_dynamic_segment(elf: &mut [u8]) {
+    let word = |at: usize, len: usize| {
+        elf[at..at + len]
+            .iter()
+            .rev()
+            .fold(0usize, |n, &b| n << 8 | usize::from(b))
+    };
+    let (phoff, entsize, count) = (word(0x20, 8), word(0x36, 2), word(0x38, 2));
+    let stack = (0..count)
+        .map(|i| phoff + i * entsize)
+        .find(|&at| word(at, 4) == 0x6474_e551)
+        .expect("a PT_GNU_STACK header");
+    elf[stack..stack + 4].copy_from_slice(&2u32.to_le_bytes());
+}
+
 /// A copy of a 64-bit ELF file with its section headers gone, as `sstrip`
 /// leaves it: the loader reads only the program headers.
 fn without_section_headers(original: &Path, into: &Path) -> PathBuf {
@@ -616,6 +633,28 @@ fn crypto_loaded_through_another_library_is_found() {
     assert!(
         has_line(&lines, "lib/libsha256wrap.so, which this file loads"),
         "{lines:?}"
+    );
+
+    // Beside a library the loader would load but no tool reads alike (a
+    // second dynamic segment), what it loads cannot be told: an error.
+    let bad = work_dir().join("through-a-bad-library");
+    fs::create_dir_all(bad.join("lib")).unwrap();
+    fs::copy(&c.through_library, bad.join("program")).unwrap();
+    let mut library = fs::read(
+        c.through_library
+            .with_file_name("lib")
+            .join("libsha256wrap.so"),
+    )
+    .unwrap();
+    second_dynamic_segment(&mut library);
+    fs::write(bad.join("lib/libsha256wrap.so"), library).unwrap();
+    let (code, report) = check_one(&bad.join("program"));
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "error", "{report:#}");
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("a library it loads") && summary.contains("more than one dynamic segment"),
+        "{summary}"
     );
 
     // Moved away from its library, it loads nothing this host can show.

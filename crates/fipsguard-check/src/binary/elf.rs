@@ -25,7 +25,7 @@ const SYMBOL_PREFIXES: [&[u8]; 4] = [
 ];
 
 /// What the dynamic segment says about loading.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Dynamic {
     /// The `DT_NEEDED` entries: shared libraries loaded with it.
     pub needed: Vec<String>,
@@ -116,11 +116,17 @@ where
     R: ReadRef<'data>,
 {
     let endian = header.endian().map_err(|e| e.to_string())?;
-    let machine = Machine {
+    Ok((
+        dynamic_entries(header, endian, data)?,
+        machine(header, endian),
+    ))
+}
+
+fn machine<Elf: FileHeader<Endian = Endianness>>(header: &Elf, endian: Endianness) -> Machine {
+    Machine {
         class_64: header.is_class_64(),
         machine: header.e_machine(endian).0,
-    };
-    Ok((dynamic_entries(header, endian, data)?, machine))
+    }
 }
 
 /// `DT_NEEDED`, `DT_SONAME`, `DT_RUNPATH` and `DT_RPATH`, read as the
@@ -164,6 +170,12 @@ where
         }
         Some(_) => {}
     }
+    if Into::<u64>::into(segment.p_filesz(endian)) > MAX_DYNAMIC_BYTES {
+        return Err("a dynamic segment over 1 MiB".into());
+    }
+    if loads_overlap(segments, endian) {
+        return Err("loaded segments overlap (the loader maps the later over the earlier)".into());
+    }
     let entries = segment
         .dynamic(endian, data)
         .map_err(|e| format!("the dynamic segment is unreadable: {e}"))?
@@ -192,18 +204,23 @@ where
     let (address, size) = value(DT_STRTAB)?.zip(value(DT_STRSZ)?).ok_or(
         "the dynamic segment names libraries but has no string table (DT_STRTAB, DT_STRSZ)",
     )?;
-    let strings = segments
-        .iter()
-        .filter(|segment| segment.p_type(endian) == PT_LOAD)
-        .find_map(|segment| segment.data_range(endian, data, address, size).ok()?)
+    let table = file_offset(segments, endian, address)
         .ok_or("the dynamic string table lies in no loaded segment")?;
+    let end = table
+        .checked_add(size)
+        .ok_or("the dynamic string table's size overflows")?;
+    if entries().filter(named).count() > MAX_NAMES {
+        return Err(format!("more than {MAX_NAMES} library names"));
+    }
     let mut rpath = Vec::new();
     for entry in entries().filter(named) {
         let offset: u64 = entry.d_val(endian).into();
-        let name = usize::try_from(offset)
-            .ok()
-            .and_then(|at| strings.get(at..))
-            .and_then(|rest| Some(&rest[..rest.iter().position(|&b| b == 0)?]))
+        // Each name is read alone: the table's stated size is not trusted
+        // with an allocation.
+        let name = table
+            .checked_add(offset)
+            .filter(|&start| start < end)
+            .and_then(|start| data.read_bytes_at_until(start..end, 0).ok())
             .ok_or_else(|| {
                 format!("a library name lies outside the dynamic string table (offset {offset})")
             })?;
@@ -219,7 +236,27 @@ where
         found.runpath = rpath;
     }
     found.runpath.retain(|dir| !dir.is_empty());
+    if found.runpath.len() > MAX_NAMES {
+        return Err(format!("more than {MAX_NAMES} run path directories"));
+    }
     Ok(found)
+}
+
+/// Whether two loaded segments claim the same addresses.
+fn loads_overlap<P: ProgramHeader<Endian = Endianness>>(
+    segments: &[P],
+    endian: Endianness,
+) -> bool {
+    let mut ranges: Vec<(u64, u64)> = segments
+        .iter()
+        .filter(|segment| segment.p_type(endian) == PT_LOAD)
+        .map(|segment| {
+            let start: u64 = segment.p_vaddr(endian).into();
+            (start, start.saturating_add(segment.p_memsz(endian).into()))
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges.windows(2).any(|pair| pair[1].0 < pair[0].1)
 }
 
 /// Where in the file the byte loaded at `address` comes from.
@@ -239,23 +276,29 @@ fn file_offset<P: ProgramHeader<Endian = Endianness>>(
         })
 }
 
-/// The dynamic segment and machine of the ELF file at `path`, reading
-/// only the headers and the dynamic segment (a library may be large).
-pub(super) fn read_dynamic(path: &Path) -> Result<(Dynamic, Machine), String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
+/// The machine of the ELF file at `path` and what its dynamic segment
+/// says, reading only the headers, the dynamic segment and the names (a
+/// library may be large); `None` for a file that is no ELF file at all.
+pub(super) fn read_dynamic(path: &Path) -> Option<(Machine, Result<Dynamic, String>)> {
+    let file = File::open(path).ok()?;
     let cache = ReadCache::new(file);
-    let ident = cache.read_bytes_at(0, 16).map_err(|()| "not an ELF file")?;
+    let ident = cache.read_bytes_at(0, 16).ok()?;
     match (&ident[..4], ident[4]) {
-        (b"\x7fELF", 1) => loading(
-            FileHeader32::<Endianness>::parse(&cache).map_err(|e| e.to_string())?,
-            &cache,
-        ),
-        (b"\x7fELF", 2) => loading(
-            FileHeader64::<Endianness>::parse(&cache).map_err(|e| e.to_string())?,
-            &cache,
-        ),
-        _ => Err("not an ELF file".into()),
+        (b"\x7fELF", 1) => examine(FileHeader32::<Endianness>::parse(&cache).ok()?, &cache),
+        (b"\x7fELF", 2) => examine(FileHeader64::<Endianness>::parse(&cache).ok()?, &cache),
+        _ => None,
     }
+}
+
+/// The machine of a parsed header, and its dynamic segment.
+fn examine<'data, Elf, R>(header: &Elf, data: R) -> Option<(Machine, Result<Dynamic, String>)>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
+{
+    let endian = header.endian().ok()?;
+    let machine = machine(header, endian);
+    Some((machine, dynamic_entries(header, endian, data)))
 }
 
 /// The defined symbols that name crypto libraries, and the Rust crates
@@ -326,6 +369,11 @@ fn identifier(text: &str) -> Option<&str> {
 fn section<'data>(file: &object::File<'data>, name: &str) -> Option<&'data [u8]> {
     file.section_by_name(name)?.data().ok()
 }
+
+/// The largest dynamic segment read: real ones hold a few dozen entries.
+const MAX_DYNAMIC_BYTES: u64 = 1 << 20;
+/// The most library names, and run path directories, one file may give.
+const MAX_NAMES: usize = 1024;
 
 /// The largest ELF file read whole: up to four are held at once, and a
 /// core dump or a sparse file of many gigabytes must not exhaust memory.

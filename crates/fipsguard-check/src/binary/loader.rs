@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use super::detect::host_library;
 use super::elf::{read_dynamic, Dynamic, Facts, Machine};
 
-/// Libraries opened for one binary, at most: a real one loads dozens.
-const MAX_LIBRARIES: usize = 512;
+/// Files looked for, per binary, at most: a real one loads dozens of
+/// libraries from a few directories each.
+const MAX_LOOKUPS: usize = 16_384;
 /// Loading chains followed this deep, at most.
 const MAX_DEPTH: usize = 8;
 /// Where the loader looks after every `DT_RUNPATH`, on a multiarch system.
@@ -31,52 +32,51 @@ pub(crate) struct Indirect {
     pub through: String,
 }
 
-/// What a library file loads, and for which machine.
-type Library = Arc<(Dynamic, Machine)>;
+/// A file as the loader would take it: `None` when it would pass it over
+/// (absent, not ELF, another machine); its dynamic segment, or why that
+/// cannot be read (the loader would load it all the same).
+type Library = Option<Arc<(Machine, Result<Dynamic, String>)>>;
 
 /// Finds libraries as the loader would, remembering each file it read:
 /// one is shared by a whole scan, where most binaries load the same few.
 pub(crate) struct Loader {
-    system: Vec<PathBuf>,
-    files: Mutex<HashMap<PathBuf, Option<Library>>>,
+    system: Arc<[PathBuf]>,
+    files: Mutex<HashMap<PathBuf, Library>>,
 }
 
 impl Loader {
     /// A loader for this host's configuration.
     pub(crate) fn new() -> Self {
         Self {
-            system: system_dirs(Path::new("/etc/ld.so.conf")),
+            system: system_dirs(Path::new("/etc/ld.so.conf")).into(),
             files: Mutex::default(),
         }
     }
 
     /// The host crypto libraries `binary` (at this path) loads only
-    /// through other libraries. Libraries not found here are not followed.
+    /// through other libraries. Libraries not found here are not followed;
+    /// one found but unreadable, or a search past the limits, is an error
+    /// (what it loads cannot be told).
     pub(crate) fn indirect_host_libraries(
         &self,
         binary: &Path,
         facts: &Facts<'_>,
-    ) -> Vec<Indirect> {
-        let mut seen: HashSet<String> = facts.dynamic.needed.iter().cloned().collect();
+    ) -> Result<Vec<Indirect>, String> {
+        let mut seen = HashSet::new();
         let first_dirs = search_dirs(&facts.dynamic.runpath, binary);
-        let mut queue: VecDeque<(String, Vec<PathBuf>, usize)> = facts
-            .dynamic
-            .needed
-            .iter()
-            .filter(|name| host_library(name).is_none())
-            .map(|name| (name.clone(), first_dirs.clone(), 1))
-            .collect();
-        let mut found = Vec::new();
-        let mut opened = 0;
-        while let Some((name, dirs, depth)) = queue.pop_front() {
-            if opened == MAX_LIBRARIES {
-                break;
+        let mut queue = VecDeque::new();
+        for name in &facts.dynamic.needed {
+            if seen.insert(name.clone()) && host_library(name).is_none() {
+                queue.push_back((name.clone(), first_dirs.clone(), 1));
             }
-            let Some((path, read)) = self.resolve(&name, &dirs, facts.machine) else {
+        }
+        let mut found = Vec::new();
+        let mut lookups = 0;
+        while let Some((name, dirs, depth)) = queue.pop_front() {
+            let Some((path, dynamic)) = self.resolve(&name, &dirs, facts.machine, &mut lookups)?
+            else {
                 continue;
             };
-            opened += 1;
-            let dynamic = &read.0;
             let dirs = search_dirs(&dynamic.runpath, &path);
             for needed in &dynamic.needed {
                 if !seen.insert(needed.clone()) {
@@ -95,51 +95,68 @@ impl Loader {
                 }
             }
         }
-        found
+        Ok(found)
     }
 
     /// The first file named `name` in `dirs`, then in the system's, that
-    /// is an ELF file for `machine` (the loader passes over others), with
-    /// what its dynamic segment says.
+    /// the loader would take: an ELF file for `machine`.
     fn resolve(
         &self,
         name: &str,
         dirs: &[PathBuf],
         machine: Machine,
-    ) -> Option<(PathBuf, Library)> {
-        if name.starts_with('/') {
-            let path = PathBuf::from(name);
-            let library = self.read(&path, machine)?;
-            return Some((path, library));
+        lookups: &mut usize,
+    ) -> Result<Option<(PathBuf, Dynamic)>, String> {
+        let candidates: Vec<PathBuf> = if name.starts_with('/') {
+            vec![PathBuf::from(name)]
+        } else if name.contains('/') {
+            Vec::new() // a path relative to the process's directory: not the file's
+        } else {
+            dirs.iter()
+                .chain(self.system.iter())
+                .map(|dir| dir.join(name))
+                .collect()
+        };
+        for path in candidates {
+            *lookups += 1;
+            if *lookups > MAX_LOOKUPS {
+                return Err(format!(
+                    "its libraries take over {MAX_LOOKUPS} lookups: not followed to the end"
+                ));
+            }
+            let Some(library) = self.read(&path) else {
+                continue;
+            };
+            let (found, dynamic) = &*library;
+            if *found != machine {
+                continue;
+            }
+            return match dynamic {
+                Ok(dynamic) => Ok(Some((path, dynamic.clone()))),
+                Err(e) => Err(format!("{} (a library it loads): {e}", path.display())),
+            };
         }
-        if name.contains('/') {
-            return None; // a path relative to the process's directory: not the file's
-        }
-        dirs.iter().chain(&self.system).find_map(|dir| {
-            let path = dir.join(name);
-            let dynamic = self.read(&path, machine)?;
-            Some((path, dynamic))
-        })
+        Ok(None)
     }
 
-    /// What the file at `path` loads, if it is an ELF file for `machine`.
-    fn read(&self, path: &Path, machine: Machine) -> Option<Library> {
+    /// The file at `path` as the loader would take it, read once per scan.
+    fn read(&self, path: &Path) -> Library {
         let known = self.files.lock().expect("not poisoned").get(path).cloned();
         if let Some(known) = known {
-            return known.filter(|read| read.1 == machine);
+            return known;
         }
         // A regular file only: opening a FIFO or a device would block or worse.
         let read = path
             .metadata()
             .is_ok_and(|m| m.is_file())
-            .then(|| read_dynamic(path).ok())
+            .then(|| read_dynamic(path))
             .flatten()
             .map(Arc::new);
         self.files
             .lock()
             .expect("not poisoned")
             .insert(path.to_owned(), read.clone());
-        read.filter(|read| read.1 == machine)
+        read
     }
 }
 

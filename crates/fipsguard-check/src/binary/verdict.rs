@@ -18,7 +18,10 @@ pub(super) fn report(subject: String, bytes: &[u8], host: Option<(&Path, &Loader
         Err(err) => return error(subject, format!("malformed ELF: {err}")),
     };
     if let Some((path, loader)) = host {
-        facts.indirect = loader.indirect_host_libraries(path, &facts);
+        match loader.indirect_host_libraries(path, &facts) {
+            Ok(indirect) => facts.indirect = indirect,
+            Err(err) => return error(subject, err),
+        }
     }
     let (components, go_build) = detect::components(&facts);
     let mut findings = vec![verdict(&components)];
