@@ -11,7 +11,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::segment;
 use crate::Link;
 
 /// Keeps the latest checkpoint of one log outside its directory.
@@ -28,6 +27,10 @@ pub(crate) struct Anchoring {
     anchor: Box<dyn Anchor>,
     /// The checkpoint it holds, as this writer last read or saved it.
     held: Option<Link>,
+    /// The checkpoint of a save that failed: it may have landed all the same.
+    attempted: Option<Link>,
+    /// An unreadable anchor was accepted at the start: the first save replaces it.
+    replace_unreadable: bool,
     saved_at: Instant,
 }
 
@@ -41,8 +44,9 @@ impl Anchoring {
         found: Option<&Link>,
         accept_gap: bool,
     ) -> Result<(Self, String), String> {
-        let gap = match anchor.load() {
-            Ok(Some(saved)) => gap(&saved, found, |saved| holds(dir, saved)),
+        let loaded = anchor.load();
+        let gap = match &loaded {
+            Ok(Some(saved)) => gap(saved, found, |saved| holds(dir, saved)),
             Ok(None) if found.is_some() => {
                 tracing::warn!("the audit log has no anchor outside it yet (a new node name, or the anchor was removed): one is saved now");
                 Ok(
@@ -60,10 +64,11 @@ impl Anchoring {
                 "{gap}. Keep the audit directory as evidence (docs/runbooks/audit-failure.md), then start `fipsguard serve` once with --audit-accept-gap to continue, the gap recorded in the log"
             )),
         };
-        let held = anchor.load().ok().flatten();
         let anchoring = Self {
             anchor,
-            held,
+            replace_unreadable: loaded.is_err(),
+            held: loaded.ok().flatten(),
+            attempted: None,
             saved_at: Instant::now(),
         };
         Ok((anchoring, reason))
@@ -76,15 +81,27 @@ impl Anchoring {
         if self.held.as_ref() == Some(checkpoint) {
             return Ok(());
         }
-        let stored = self.anchor.load().ok().flatten();
-        if stored != self.held {
+        // Read, then written: not atomic, so a clash is reported within a
+        // save or two rather than prevented.
+        let stored = match self.anchor.load() {
+            Ok(stored) => stored,
+            Err(_) if self.replace_unreadable => self.held.clone(),
+            Err(e) => return Err(format!("cannot read it back: {e}")),
+        };
+        if stored != self.held && stored != self.attempted {
             return Err(format!(
                 "the anchor holds {}, which this log did not save: another node's log saves under the same name (give each node its own [audit] node)",
                 stored.map_or_else(|| "nothing".to_owned(), |link| describe(&link))
             ));
         }
-        self.anchor.save(checkpoint)?;
+        if let Err(e) = self.anchor.save(checkpoint) {
+            self.held = stored;
+            self.attempted = Some(checkpoint.clone());
+            return Err(e);
+        }
         self.held = Some(checkpoint.clone());
+        self.attempted = None;
+        self.replace_unreadable = false;
         Ok(())
     }
 
@@ -136,14 +153,8 @@ fn holds(dir: &Path, saved: &Link) -> Result<bool, String> {
     if saved.file.contains('/') || saved.file.starts_with('.') {
         return Ok(false);
     }
-    let path = dir.join(&saved.file);
-    let hash = crate::chain::from_hex(&saved.hash);
-    let mut held = false;
-    segment::scan_checkpoints(&path, |seq, found| {
-        held |= seq == saved.seq && Some(*found) == hash;
-    })
-    .map_err(|failure| failure.to_string())?;
-    Ok(held)
+    crate::verify::holds_checkpoint(&dir.join(&saved.file), saved.seq, &saved.hash)
+        .map_err(|failure| failure.to_string())
 }
 
 #[cfg(test)]

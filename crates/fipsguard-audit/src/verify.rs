@@ -165,13 +165,13 @@ pub fn verify_holding(
         log,
         0,
         Some(seq),
-        format!("the log does not hold checkpoint {seq} with the hash recorded for it: records were removed since, or this is another log"),
+        format!("the log does not hold checkpoint {seq} with the hash recorded for it: records were removed since, the file that held it was archived, or this is another log"),
     ))
 }
 
 /// Whether the log (a file, or the directory of files) holds checkpoint
 /// `seq` with chain hash `hash` (hex).
-fn holds_checkpoint(log: &Path, seq: u64, hash: &str) -> Result<bool, Failure> {
+pub(crate) fn holds_checkpoint(log: &Path, seq: u64, hash: &str) -> Result<bool, Failure> {
     let files = files_of(log)?;
     let expected = crate::chain::from_hex(hash);
     let mut held = false;

@@ -656,6 +656,58 @@ fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
     noted(dir.path(), &public, "startup without an anchor");
 }
 
+/// An anchor whose next save lands, then reports a failure (a timeout).
+struct Flaky(FileAnchor, Arc<std::sync::atomic::AtomicBool>);
+
+impl Anchor for Flaky {
+    fn load(&self) -> Result<Option<Link>, String> {
+        self.0.load()
+    }
+
+    fn save(&self, checkpoint: &Link) -> Result<(), String> {
+        self.0.save(checkpoint)?;
+        match self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            true => Err("timed out".into()),
+            false => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn a_save_that_landed_though_it_failed_is_not_taken_for_another_log() {
+    let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (signer, _) = audit_key();
+    let anchor_file = outside.path().join("anchor");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let config = AuditConfig {
+        anchor_every: Duration::ZERO,
+        ..AuditConfig::new(dir.path().to_owned())
+    };
+    let anchored =
+        || -> Link { serde_json::from_slice(&std::fs::read(&anchor_file).unwrap()).unwrap() };
+    runtime().block_on(async {
+        let anchor = Flaky(FileAnchor(anchor_file.clone()), fail.clone());
+        let log = AuditLog::open(config, signer, Some(Box::new(anchor)), vec![]).unwrap();
+        log.record(request(1)).await.unwrap();
+        fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        log.record(request(2)).await.unwrap();
+        log.record(request(3)).await.unwrap();
+        // Saved after the answers: give the writer a moment.
+        for _ in 0..100 {
+            if anchored().seq == log.health().last_seq {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(anchored().seq, log.health().last_seq, "the anchor moves on");
+        log.close().await.unwrap();
+    });
+    assert!(
+        !fail.load(std::sync::atomic::Ordering::SeqCst),
+        "the failure happened"
+    );
+}
+
 #[test]
 fn a_checkpoint_is_anchored_while_the_log_is_idle() {
     let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

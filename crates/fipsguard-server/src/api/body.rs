@@ -88,11 +88,18 @@ pub(crate) fn parser_message<E: std::error::Error + 'static>(
 
 /// Drops the parts of a parser message that repeat what the caller sent,
 /// which may be secret and must not travel into logs: `"`-quoted values
-/// (escaped quotes inside them included), and the `` ` ``-quoted name after
-/// "unknown field" or "unknown variant", up to serde's own list of the
-/// expected names, which are the API's and are kept.
+/// (escaped quotes inside them included), and the `` ` ``-quoted name or
+/// number after "unknown field", "unknown variant", "integer", "floating
+/// point" or "character", up to serde's own list of the expected names,
+/// which are the API's and are kept.
 fn without_quoted(message: &str) -> String {
-    const ECHOES: [&str; 2] = ["unknown field `", "unknown variant `"];
+    const ECHOES: [&str; 5] = [
+        "unknown field `",
+        "unknown variant `",
+        "integer `",
+        "floating point `",
+        "character `",
+    ];
     const ECHO_ENDS: [&str; 2] = ["`, expected", "`, there are no"];
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -356,6 +363,14 @@ mod tests {
             (
                 "unknown field `a`, expected SECRET`, expected `plaintext`",
                 "unknown field `…`, expected `plaintext`",
+            ),
+            (
+                "invalid type: integer `4111111111111111`, expected a string",
+                "invalid type: integer `…`, expected a string",
+            ),
+            (
+                "invalid value: floating point `1.5`, expected u32",
+                "invalid value: floating point `…`, expected u32",
             ),
             (
                 "unknown variant `x`, there are no variants",
