@@ -280,7 +280,17 @@ fn file_offset<P: ProgramHeader<Endian = Endianness>>(
 /// says, reading only the headers, the dynamic segment and the names (a
 /// library may be large); `None` for a file that is no ELF file at all.
 pub(super) fn read_dynamic(path: &Path) -> Option<(Machine, Result<Dynamic, String>)> {
-    let file = File::open(path).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without waiting (a FIFO would block), then known a regular file.
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let file = File::options()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
     let cache = ReadCache::new(file);
     let ident = cache.read_bytes_at(0, 16).ok()?;
     match (&ident[..4], ident[4]) {

@@ -145,13 +145,7 @@ impl Loader {
         if let Some(known) = known {
             return known;
         }
-        // A regular file only: opening a FIFO or a device would block or worse.
-        let read = path
-            .metadata()
-            .is_ok_and(|m| m.is_file())
-            .then(|| read_dynamic(path))
-            .flatten()
-            .map(Arc::new);
+        let read = read_dynamic(path).map(Arc::new);
         self.files
             .lock()
             .expect("not poisoned")
@@ -163,22 +157,27 @@ impl Loader {
 /// A file's `DT_RUNPATH` directories, `$ORIGIN` (and `${ORIGIN}`) being
 /// the directory the file is in.
 fn search_dirs(runpath: &[String], file: &Path) -> Vec<PathBuf> {
-    let origin = || {
-        let path = file.canonicalize().ok()?;
-        Some(path.parent()?.to_string_lossy().into_owned())
-    };
-    let origin = match runpath.iter().any(|dir| dir.contains("ORIGIN")) {
-        true => origin().unwrap_or_default(),
-        false => String::new(),
-    };
-    runpath
+    let origin = runpath
         .iter()
-        .map(|dir| {
-            PathBuf::from(
-                dir.replace("${ORIGIN}", &origin)
-                    .replace("$ORIGIN", &origin),
+        .any(|dir| dir.contains("ORIGIN"))
+        .then(|| {
+            Some(
+                file.canonicalize()
+                    .ok()?
+                    .parent()?
+                    .to_string_lossy()
+                    .into_owned(),
             )
         })
+        .flatten();
+    runpath
+        .iter()
+        .filter_map(|dir| match &origin {
+            Some(origin) => Some(dir.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)),
+            // Where the file's directory is unknown, such an entry means nothing.
+            None => (!dir.contains("ORIGIN")).then(|| dir.clone()),
+        })
+        .map(PathBuf::from)
         // A relative one is relative to the running process's directory.
         .filter(|dir| dir.is_absolute())
         .collect()
@@ -273,6 +272,18 @@ mod tests {
             .map(PathBuf::from)
             .collect();
         assert_eq!(dirs, expected);
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_library_is_passed_over_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("libfifo.so.1");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(Loader::new().read(&fifo).is_none());
     }
 
     #[test]
