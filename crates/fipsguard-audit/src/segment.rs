@@ -104,16 +104,9 @@ pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan,
     scan_with(path, public_keys, &mut |_, _| {})
 }
 
-/// As [`scan`] without signatures, calling `each` with every checkpoint's
+/// As [`scan`], calling `each_checkpoint` with every checkpoint's
 /// sequence number and hash.
-pub(crate) fn scan_checkpoints(
-    path: &Path,
-    mut each: impl FnMut(u64, &Hash),
-) -> Result<Scan, Failure> {
-    scan_with(path, None, &mut each)
-}
-
-fn scan_with(
+pub(crate) fn scan_with(
     path: &Path,
     public_keys: Option<&[Vec<u8>]>,
     each_checkpoint: &mut dyn FnMut(u64, &Hash),

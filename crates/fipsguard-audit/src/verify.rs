@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::chain::Hash;
 use crate::segment::{self, Scan};
 
 /// A log that verified.
@@ -81,6 +82,16 @@ impl fmt::Display for Failure {
 /// Verifies a segment file, or every segment in a directory, with the audit
 /// public keys (SubjectPublicKeyInfo DER; any of them may have signed).
 pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
+    verify_each_checkpoint(log, public_keys, &mut |_, _| {})
+}
+
+/// As [`verify`], calling `each` with every checkpoint's sequence number
+/// and hash as the files are read.
+fn verify_each_checkpoint(
+    log: &Path,
+    public_keys: &[Vec<u8>],
+    each: &mut dyn FnMut(u64, &Hash),
+) -> Result<Report, Failure> {
     let files = files_of(log)?;
     if files.is_empty() {
         return Err(Failure::at(
@@ -100,7 +111,7 @@ pub fn verify(log: &Path, public_keys: &[Vec<u8>]) -> Result<Report, Failure> {
     };
     let mut previous: Option<(&Path, Scan)> = None;
     for (index, file) in files.iter().enumerate() {
-        let scan = segment::scan(file, Some(public_keys))?;
+        let scan = segment::scan_with(file, Some(public_keys), each)?;
         // A file created but never written (a rotation that failed, or a
         // crash right after it) holds nothing; the next file's link shows
         // nothing was lost. Last, it is a writer that has not restarted.
@@ -157,8 +168,12 @@ pub fn verify_holding(
     seq: u64,
     hash: &str,
 ) -> Result<Report, Failure> {
-    let report = verify(log, public_keys)?;
-    if holds_checkpoint(log, seq, hash)? {
+    let is_it = is_checkpoint(seq, hash);
+    let mut held = false;
+    let report = verify_each_checkpoint(log, public_keys, &mut |found, found_hash| {
+        held |= is_it(found, found_hash);
+    })?;
+    if held {
         return Ok(report);
     }
     Err(Failure::at(
@@ -169,18 +184,22 @@ pub fn verify_holding(
     ))
 }
 
-/// Whether the log (a file, or the directory of files) holds checkpoint
-/// `seq` with chain hash `hash` (hex).
-pub(crate) fn holds_checkpoint(log: &Path, seq: u64, hash: &str) -> Result<bool, Failure> {
-    let files = files_of(log)?;
-    let expected = crate::chain::from_hex(hash);
+/// Whether the segment file holds checkpoint `seq` with chain hash `hash`
+/// (hex); signatures are not checked.
+pub(crate) fn holds_checkpoint(file: &Path, seq: u64, hash: &str) -> Result<bool, Failure> {
+    let is_it = is_checkpoint(seq, hash);
     let mut held = false;
-    for file in &files {
-        segment::scan_checkpoints(file, |found, found_hash| {
-            held |= found == seq && Some(*found_hash) == expected;
-        })?;
-    }
+    segment::scan_with(file, None, &mut |found, found_hash| {
+        held |= is_it(found, found_hash);
+    })?;
     Ok(held)
+}
+
+/// Whether a checkpoint read (its sequence number and hash) is `seq` with
+/// chain hash `hash` (hex).
+fn is_checkpoint(seq: u64, hash: &str) -> impl Fn(u64, &Hash) -> bool {
+    let expected = crate::chain::from_hex(hash);
+    move |found, found_hash| found == seq && Some(*found_hash) == expected
 }
 
 /// The segment files of `log`: itself, or those of the directory it is.
