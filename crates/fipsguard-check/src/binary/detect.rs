@@ -170,16 +170,14 @@ fn host_libraries(facts: &Facts<'_>, openssl: &OpenSslStrings) -> Option<Compone
             indirect.library, indirect.project, indirect.through
         ));
     }
-    let mut throughs: Vec<&str> = facts.indirect.iter().map(|i| i.through.as_str()).collect();
-    throughs.dedup();
-    for through in throughs {
-        let libraries: Vec<&str> = facts
-            .indirect
-            .iter()
-            .filter(|i| i.through == through)
-            .map(|i| i.library.as_str())
-            .collect();
-        names.push(format!("{} (through {through})", libraries.join(", ")));
+    // Found library by library: those one library loads are neighbours.
+    for group in facts.indirect.chunk_by(|a, b| a.through == b.through) {
+        let libraries: Vec<&str> = group.iter().map(|i| i.library.as_str()).collect();
+        names.push(format!(
+            "{} (through {})",
+            libraries.join(", "),
+            group[0].through
+        ));
     }
     if names.is_empty() {
         return None;

@@ -40,7 +40,7 @@ type Library = Option<Arc<(Machine, Result<Dynamic, String>)>>;
 /// Finds libraries as the loader would, remembering each file it read:
 /// one is shared by a whole scan, where most binaries load the same few.
 pub(crate) struct Loader {
-    system: Arc<[PathBuf]>,
+    system: Vec<PathBuf>,
     files: Mutex<HashMap<PathBuf, Library>>,
 }
 
@@ -48,7 +48,7 @@ impl Loader {
     /// A loader for this host's configuration.
     pub(crate) fn new() -> Self {
         Self {
-            system: system_dirs(Path::new("/etc/ld.so.conf")).into(),
+            system: system_dirs(Path::new("/etc/ld.so.conf")),
             files: Mutex::default(),
         }
     }
@@ -63,7 +63,8 @@ impl Loader {
         facts: &Facts<'_>,
     ) -> Result<Vec<Indirect>, String> {
         let mut seen = HashSet::new();
-        let first_dirs = search_dirs(&facts.dynamic.runpath, binary);
+        // One list per loading file, shared by the names it loads.
+        let first_dirs: Arc<[PathBuf]> = search_dirs(&facts.dynamic.runpath, binary).into();
         let mut queue = VecDeque::new();
         for name in &facts.dynamic.needed {
             if seen.insert(name.clone()) && host_library(name).is_none() {
@@ -77,7 +78,7 @@ impl Loader {
             else {
                 continue;
             };
-            let dirs = search_dirs(&dynamic.runpath, &path);
+            let dirs: Arc<[PathBuf]> = search_dirs(&dynamic.runpath, &path).into();
             for needed in &dynamic.needed {
                 if !seen.insert(needed.clone()) {
                     continue;
