@@ -533,8 +533,13 @@ impl Anchor for FileAnchor {
         }
     }
 
+    /// Whole or not at all, as a store writes: a test reading the anchor
+    /// while the writer saves it never sees half a value.
     fn save(&self, checkpoint: &Link) -> Result<(), String> {
-        std::fs::write(&self.0, serde_json::to_vec(checkpoint).unwrap()).map_err(|e| e.to_string())
+        let partial = self.0.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec(checkpoint).unwrap())
+            .and_then(|()| std::fs::rename(&partial, &self.0))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -595,8 +600,6 @@ fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
     let (_, public, pkcs8) = audit_key_material();
     let anchor_file = outside.path().join("anchor");
     let anchor = || Some(Box::new(FileAnchor(anchor_file.clone())) as Box<dyn Anchor>);
-    let anchored =
-        || -> Link { serde_json::from_slice(&std::fs::read(&anchor_file).unwrap()).unwrap() };
     let plain = |path: &Path| AuditConfig::new(path.to_owned());
     let accepting = |path: &Path| AuditConfig {
         accept_gap: true,
@@ -620,9 +623,13 @@ fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
     // Started anyway, it takes the anchor over; the first log's next save
     // finds what it did not write, and leaves it.
     start(accepting(other.path())).unwrap();
-    let taken = anchored();
+    let taken = anchored(&anchor_file);
     runtime().block_on(async { first.close().await.unwrap() });
-    assert_eq!(anchored(), taken, "the first log did not overwrite it");
+    assert_eq!(
+        anchored(&anchor_file),
+        taken,
+        "the first log did not overwrite it"
+    );
     let error = start(plain(dir.path())).unwrap_err();
     assert!(
         error.contains("the log was replaced") && error.contains("same name"),
@@ -637,7 +644,7 @@ fn an_anchor_is_not_fooled_by_another_log_nor_shared_with_one() {
     write_anchored_log(plain(other.path()), signer_from(&pkcs8), None, 40).unwrap();
     copy_dir(other.path(), dir.path());
     let report = verify(dir.path(), std::slice::from_ref(&public)).unwrap();
-    assert!(report.last_seq > anchored().seq, "{report:?}");
+    assert!(report.last_seq > anchored(&anchor_file).seq, "{report:?}");
     let error = start(plain(dir.path())).unwrap_err();
     assert!(error.contains("the log was replaced"), "{error}");
     std::fs::remove_dir_all(dir.path()).unwrap();
@@ -683,8 +690,6 @@ fn a_save_that_landed_though_it_failed_is_not_taken_for_another_log() {
         anchor_every: Duration::ZERO,
         ..AuditConfig::new(dir.path().to_owned())
     };
-    let anchored =
-        || -> Link { serde_json::from_slice(&std::fs::read(&anchor_file).unwrap()).unwrap() };
     runtime().block_on(async {
         let anchor = Flaky(FileAnchor(anchor_file.clone()), fail.clone());
         let log = AuditLog::open(config, signer, Some(Box::new(anchor)), vec![]).unwrap();
@@ -692,14 +697,10 @@ fn a_save_that_landed_though_it_failed_is_not_taken_for_another_log() {
         fail.store(true, std::sync::atomic::Ordering::SeqCst);
         log.record(request(2)).await.unwrap();
         log.record(request(3)).await.unwrap();
-        // Saved after the answers: give the writer a moment.
-        for _ in 0..100 {
-            if anchored().seq == log.health().last_seq {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(anchored().seq, log.health().last_seq, "the anchor moves on");
+        assert!(
+            anchor_catches_up(&anchor_file, &log).await,
+            "the anchor moves on"
+        );
         log.close().await.unwrap();
     });
     assert!(
@@ -714,27 +715,40 @@ fn a_checkpoint_is_anchored_while_the_log_is_idle() {
     let (signer, _) = audit_key();
     let anchor_file = outside.path().join("anchor");
     let config = AuditConfig {
-        anchor_every: Duration::from_millis(200),
+        anchor_every: Duration::from_secs(2),
         ..AuditConfig::new(dir.path().to_owned())
     };
-    let anchored =
-        || -> Link { serde_json::from_slice(&std::fs::read(&anchor_file).unwrap()).unwrap() };
     runtime().block_on(async {
         let anchor = Box::new(FileAnchor(anchor_file.clone()));
         let log = AuditLog::open(config, signer, Some(anchor), vec![]).unwrap();
-        let opened = anchored().seq;
+        let opened = anchored(&anchor_file).seq;
         for n in 0..3 {
             log.record(request(n)).await.unwrap();
         }
-        assert_eq!(anchored().seq, opened, "not yet due");
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(
-            anchored().seq,
-            log.health().last_seq,
+        assert_eq!(anchored(&anchor_file).seq, opened, "not yet due");
+        assert!(
+            anchor_catches_up(&anchor_file, &log).await,
             "anchored with no request to wait for"
         );
         log.close().await.unwrap();
     });
+}
+
+/// The checkpoint the anchor file holds.
+fn anchored(file: &Path) -> Link {
+    serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+}
+
+/// Whether the anchor file comes to hold the log's last checkpoint within
+/// ten seconds (it is saved after the answers, on the writer's time).
+async fn anchor_catches_up(file: &Path, log: &AuditLog) -> bool {
+    for _ in 0..200 {
+        if anchored(file).seq == log.health().last_seq {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 fn copy_dir(from: &Path, to: &Path) {
