@@ -3,7 +3,11 @@
 # (ECDSA P-256), over loopback HTTPS with keep-alive, side by side in one run
 # with a bare HTTPS echo server on the same FIPS TLS stack (the limit on
 # this machine) and with a server whose audit log is off (what durable
-# auditing costs). Load generator: wrk (Debian package).
+# auditing costs). The echo server is also run with the plainest durable
+# group commit (`--durable`): what answering only after a synced write
+# costs on this machine whatever the record. Each run also reports the
+# whole machine's CPU time per request (server and wrk: they share it).
+# Load generator: wrk (Debian package).
 #
 #   bench/serve.sh [SECONDS] [CONNECTIONS] [ROUNDS]   default: 10 s, 256 connections, 3 rounds
 set -euo pipefail
@@ -13,11 +17,14 @@ seconds=${1:-10}
 connections=${2:-256}
 rounds=${3:-3}
 source bench/serve-common.sh
-ports_free 18501 18502 18503
+ports_free 18501 18502 18503 18504
 
 target/release/examples/echo 127.0.0.1:18501 "$work/echo-ca.pem" >/dev/null &
 pids+=($!)
 wait_for "$work/echo-ca.pem"
+target/release/examples/echo 127.0.0.1:18504 "$work/durable-ca.pem" --durable "$work/durable.log" >/dev/null &
+pids+=($!)
+wait_for "$work/durable-ca.pem"
 
 kib=$(head -c 1024 /dev/zero | base64 -w0)
 lua() {  # PATH TOKEN BODY
@@ -46,37 +53,49 @@ start_server() {  # NAME PORT [FLAGS]
 start_server audited 18502
 start_server unaudited 18503 --dev-no-audit
 
+# Busy CPU time of the whole machine so far, in clock ticks.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
 run() {  # NAME URL SCRIPT
-  local out
+  local out before after
+  before=$(busy)
   out=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$3" "$2")
-  local rps p50 p99
+  after=$(busy)
+  local rps p50 p99 requests cpu
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN {printf "%.1f", ticks / hz / n * 1e6}')
   local errors
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
   [ -z "$errors" ] || echo "warning: $1: $errors" >&2
-  printf '%s %s %s %s\n' "$1" "$rps" "$p50" "$p99"
+  printf '%s %s %s %s %s\n' "$1" "$rps" "$p50" "$p99" "$cpu"
 }
 # Rounds in turn (echo, encrypt, encrypt without audit, sign), so a slow
 # moment of a shared machine hits every endpoint alike; the table shows
 # each endpoint's median round.
 for _ in $(seq "$rounds"); do
   run echo https://127.0.0.1:18501/echo "$work/echo.lua"
+  run echo-durable https://127.0.0.1:18504/echo "$work/echo.lua"
   run encrypt https://127.0.0.1:18502/v1/keys/bench/encrypt "$work/audited-encrypt.lua"
   run encrypt-no-audit https://127.0.0.1:18503/v1/keys/bench/encrypt "$work/unaudited-encrypt.lua"
   run sign https://127.0.0.1:18502/v1/keys/bench-signer/sign "$work/audited-sign.lua"
 done | awk '
-  { order[$1] = order[$1] ? order[$1] : ++names; n[$1]++; rps[$1, n[$1]] = $2; p50[$1, n[$1]] = $3; p99[$1, n[$1]] = $4 }
+  { order[$1] = order[$1] ? order[$1] : ++names; n[$1]++; rps[$1, n[$1]] = $2; p50[$1, n[$1]] = $3; p99[$1, n[$1]] = $4; cpu[$1, n[$1]] = $5 }
   END {
     for (name in n) {
       # The median round by requests/s (insertion sort of the few rounds).
       for (i = 1; i <= n[name]; i++) idx[i] = i
       for (i = 2; i <= n[name]; i++) for (j = i; j > 1 && rps[name, idx[j]] < rps[name, idx[j - 1]]; j--) { t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t }
       m = idx[int((n[name] + 1) / 2)]
-      med[name] = rps[name, m]; mp50[name] = p50[name, m]; mp99[name] = p99[name, m]; label[order[name]] = name
+      med[name] = rps[name, m]; mp50[name] = p50[name, m]; mp99[name] = p99[name, m]; mcpu[name] = cpu[name, m]; label[order[name]] = name
     }
-    printf "%-17s %12s %10s %10s %8s\n", "endpoint", "requests/s", "p50", "p99", "vs echo"
-    for (i = 1; i <= names; i++) { x = label[i]; printf "%-17s %12.0f %10s %10s %7.0f%%\n", x, med[x], mp50[x], mp99[x], 100 * med[x] / med["echo"] }
+    printf "%-17s %12s %10s %10s %8s %14s\n", "endpoint", "requests/s", "p50", "p99", "vs echo", "CPU us/request"
+    for (i = 1; i <= names; i++) { x = label[i]; printf "%-17s %12.0f %10s %10s %7.0f%% %14.1f\n", x, med[x], mp50[x], mp99[x], 100 * med[x] / med["echo"], mcpu[x] }
     printf "\nencrypt with the audit log on (durable) vs off: %.0f%% (medians of %d rounds)\n", 100 * med["encrypt"] / med["encrypt-no-audit"], n["encrypt"]
+    printf "echo with the plainest durable group commit vs without: %.0f%%\n", 100 * med["echo-durable"] / med["echo"]
+    printf "machine CPU added per request: %.1f us by the audit log, %.1f us by the plainest durable commit;\n", mcpu["encrypt"] - mcpu["encrypt-no-audit"], mcpu["echo-durable"] - mcpu["echo"]
+    printf "90%% of the unaudited server leaves the audit log %.1f us\n", mcpu["encrypt-no-audit"] / 0.9 - mcpu["encrypt-no-audit"]
   }'
