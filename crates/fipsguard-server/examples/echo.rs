@@ -38,9 +38,7 @@ async fn main() {
         tls::self_signed(&["localhost".into(), "127.0.0.1".into()]).expect("certificate");
     std::fs::write(&ca_file, pem).expect("CA file written");
     let config = tls::server_config(identity, ClientAuth::None).expect("TLS config");
-    let app = Router::new()
-        .route("/echo", post(echo))
-        .with_state(durable);
+    let app = Router::new().route("/echo", post(echo)).with_state(durable);
     let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
     println!("echo server on {listen}");
     fipsguard_server::listener::serve(

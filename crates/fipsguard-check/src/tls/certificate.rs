@@ -85,18 +85,13 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let (signature, signature_hash) = signature(&cert);
+    let identifiers = key_identifiers(&cert);
     Ok(Facts {
         subject: cert.subject().to_string(),
-        self_signed: self_signed(&cert),
+        self_signed: self_signed(&cert, identifiers),
         key: key(&cert),
         public_key: cert.public_key().raw.to_vec(),
-        key_id: cert
-            .extensions()
-            .iter()
-            .find_map(|extension| match extension.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-                _ => None,
-            }),
+        key_id: identifiers.subject.map(<[u8]>::to_vec),
         signature,
         signature_hash,
         not_after: cert.validity().not_after.to_string(),
@@ -105,31 +100,51 @@ pub fn inspect(der: &[u8]) -> Result<Facts, String> {
     })
 }
 
-/// Subject and issuer are one name and, where the certificate names an
-/// authority key identifier, one key: a CA may issue a certificate under
-/// its own name, and that certificate's signature is relied on.
-fn self_signed(cert: &X509Certificate<'_>) -> SelfSigned {
-    if cert.subject() != cert.issuer() {
-        return SelfSigned::No;
-    }
-    let (mut authority, mut subject) = (None, None);
+/// The key identifiers a certificate states, read in one pass.
+#[derive(Clone, Copy, Default)]
+struct KeyIdentifiers<'a> {
+    /// The authority's (the issuer's key).
+    authority: Option<&'a [u8]>,
+    /// The subject's (its own key).
+    subject: Option<&'a [u8]>,
+    /// Either extension is there but unreadable.
+    unreadable: bool,
+}
+
+fn key_identifiers<'a>(cert: &'a X509Certificate<'_>) -> KeyIdentifiers<'a> {
+    let mut found = KeyIdentifiers::default();
     for extension in cert.extensions() {
         match extension.parsed_extension() {
             ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                authority = aki.key_identifier.as_ref().map(|id| id.0);
+                found.authority = aki.key_identifier.as_ref().map(|id| id.0);
             }
-            ParsedExtension::SubjectKeyIdentifier(ski) => subject = Some(ski.0),
-            // An unreadable key identifier proves nothing either way.
+            ParsedExtension::SubjectKeyIdentifier(ski) => {
+                found.subject = found.subject.or(Some(ski.0));
+            }
             ParsedExtension::ParseError { .. }
                 if extension.oid == OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER
                     || extension.oid == OID_X509_EXT_SUBJECT_KEY_IDENTIFIER =>
             {
-                return SelfSigned::No;
+                found.unreadable = true;
             }
             _ => {}
         }
     }
-    match (authority, subject) {
+    found
+}
+
+/// Subject and issuer are one name and, where the certificate names an
+/// authority key identifier, one key: a CA may issue a certificate under
+/// its own name, and that certificate's signature is relied on.
+fn self_signed(cert: &X509Certificate<'_>, identifiers: KeyIdentifiers<'_>) -> SelfSigned {
+    if cert.subject() != cert.issuer() {
+        return SelfSigned::No;
+    }
+    if identifiers.unreadable {
+        // An unreadable key identifier proves nothing either way.
+        return SelfSigned::No;
+    }
+    match (identifiers.authority, identifiers.subject) {
         (Some(authority), Some(subject)) if authority == subject => SelfSigned::ByKeyIdentifier,
         (Some(_), _) => SelfSigned::No,
         (None, _) => SelfSigned::ByName,
