@@ -3,8 +3,8 @@
 //!
 //! With `--durable FILE`, each request is answered only once a line for it
 //! is synced to FILE by the plainest group commit (whatever is waiting is
-//! written and synced together, no hashing, no signature): what making one
-//! record per request durable costs on this machine at the least.
+//! written and synced together, no hashing, no signature): what that
+//! design of a synced answer costs on this machine, whatever the record.
 //!
 //! usage: echo LISTEN_ADDR CA_FILE [--durable FILE]
 
@@ -29,9 +29,9 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args.next().expect(USAGE);
     let ca_file = args.next().expect(USAGE);
-    let durable = match (args.next().as_deref(), args.next()) {
-        (None, _) => None,
-        (Some("--durable"), Some(file)) => Some(group_commit(&file)),
+    let durable = match (args.next().as_deref(), args.next(), args.next()) {
+        (None, _, _) => None,
+        (Some("--durable"), Some(file), None) => Some(group_commit(&file)),
         _ => panic!("{USAGE}"),
     };
     let (identity, pem) =

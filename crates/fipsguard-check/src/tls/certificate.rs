@@ -107,18 +107,23 @@ struct KeyIdentifiers<'a> {
     authority: Option<&'a [u8]>,
     /// The subject's (its own key).
     subject: Option<&'a [u8]>,
-    /// Either extension is there but unreadable.
+    /// Either extension is unreadable or stated twice: what it says
+    /// proves nothing.
     unreadable: bool,
 }
 
 fn key_identifiers<'a>(cert: &'a X509Certificate<'_>) -> KeyIdentifiers<'a> {
     let mut found = KeyIdentifiers::default();
+    let mut authority_seen = false;
     for extension in cert.extensions() {
         match extension.parsed_extension() {
             ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                found.unreadable |= authority_seen;
+                authority_seen = true;
                 found.authority = aki.key_identifier.as_ref().map(|id| id.0);
             }
             ParsedExtension::SubjectKeyIdentifier(ski) => {
+                found.unreadable |= found.subject.is_some();
                 found.subject = found.subject.or(Some(ski.0));
             }
             ParsedExtension::ParseError { .. }
@@ -141,7 +146,7 @@ fn self_signed(cert: &X509Certificate<'_>, identifiers: KeyIdentifiers<'_>) -> S
         return SelfSigned::No;
     }
     if identifiers.unreadable {
-        // An unreadable key identifier proves nothing either way.
+        // Such key identifiers prove nothing either way.
         return SelfSigned::No;
     }
     match (identifiers.authority, identifiers.subject) {
@@ -436,6 +441,22 @@ mod tests {
         doubt_namesakes(&mut claimed);
         assert_eq!(claimed[0].self_signed, SelfSigned::No);
         assert_eq!(claimed[1].self_signed, SelfSigned::No);
+    }
+
+    #[test]
+    fn key_identifiers_stated_twice_prove_nothing() {
+        let root = facts("two-subject-key-ids-base.der");
+        assert_eq!(root.self_signed, SelfSigned::ByKeyIdentifier);
+        // A second subject key identifier, before or after its own (the
+        // one its authority key identifier names).
+        for (file, first) in [
+            ("two-subject-key-ids-first.der", vec![0xab; 20]),
+            ("two-subject-key-ids-last.der", root.key_id.clone().unwrap()),
+        ] {
+            let twice = facts(file);
+            assert_eq!(twice.self_signed, SelfSigned::No, "{file}");
+            assert_eq!(twice.key_id, Some(first), "{file}");
+        }
     }
 
     #[test]
