@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # User-space instructions per request of `fipsguard serve` (encrypt of
-# 1 KiB, audit log off) and of the bare HTTPS echo server, counted by
+# 1 KiB, audit log off unless asked) and of the bare HTTPS echo server, counted by
 # valgrind's callgrind over one keep-alive TLS connection. Unlike
 # requests/s, the count does not depend on what else the machine is doing,
 # so it shows what a change to the request path costs or saves.
 #
-#   bench/serve-instructions.sh [REQUESTS]   default: 2000
+#   bench/serve-instructions.sh [REQUESTS] [audited]   default: 2000, audit log off
+#
+# With `audited`, the server keeps its audit log: over one connection each
+# request is then a flush of its own (event, checkpoint signature, sync),
+# the audit log's fixed cost per flush at its largest.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 requests=${1:-2000}
+case ${2:-} in
+  "") audit=(--dev-no-audit) label="audit off" ;;
+  audited) audit=() label="audit on" ;;
+  *) echo "usage: bench/serve-instructions.sh [REQUESTS] [audited]" >&2; exit 2 ;;
+esac
 source bench/serve-common.sh
 ports_free 18521 18522
 
@@ -53,7 +62,7 @@ pids+=($!)
 wait_for "$work/echo-ca.pem"
 echo_count=$(count echo "${pids[-1]}" 18521 "$work/echo-ca.pem" /echo none)
 
-callgrind serve target/release/fipsguard serve --dev --dev-no-audit --listen 127.0.0.1:18522 \
+callgrind serve target/release/fipsguard serve --dev "${audit[@]}" --listen 127.0.0.1:18522 \
   --dev-info "$work/dev.json" >/dev/null 2>&1 &
 pids+=($!)
 wait_for "$work/dev.json"
@@ -62,5 +71,5 @@ encrypt_count=$(count serve "${pids[-1]}" 18522 "$(field ca_file <"$work/dev.jso
 
 printf '%-28s %12s\n' "request" "instructions"
 printf '%-28s %12s\n' "echo (baseline)" "$echo_count"
-printf '%-28s %12s\n' "encrypt 1 KiB, audit off" "$encrypt_count"
+printf '%-28s %12s\n' "encrypt 1 KiB, $label" "$encrypt_count"
 echo "encrypt costs $(awk -v e="$encrypt_count" -v b="$echo_count" 'BEGIN {printf "%.2f", e / b}')x the echo server's instructions"

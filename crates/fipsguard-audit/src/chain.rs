@@ -25,7 +25,15 @@ pub(crate) fn checkpoint_message(covers: u64, hash: &Hash) -> Vec<u8> {
 
 /// Hex for hashes in records.
 pub(crate) fn to_hex(hash: &Hash) -> String {
-    hex::encode(hash)
+    String::from_utf8(hex_bytes(hash).to_vec()).expect("hex is ASCII")
+}
+
+/// The same, without an allocation: one per record adds up (`hex::encode`
+/// also builds its string a character at a time).
+pub(crate) fn hex_bytes(hash: &Hash) -> [u8; 64] {
+    let mut hex = [0; 64];
+    hex::encode_to_slice(hash, &mut hex).expect("64 digits for 32 bytes");
+    hex
 }
 
 /// A hash from its hex form.

@@ -28,18 +28,20 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Appends a record's line to `out` and returns its hash.
+/// Appends a record's line to `out` and returns its hash; on failure
+/// `out` is left as it was.
 pub(crate) fn encode(
     record: &Record,
     previous: &Hash,
     out: &mut Vec<u8>,
 ) -> Result<Hash, fipsguard_crypto::Error> {
-    let bytes = serde_json::to_vec(record).expect("records serialize");
-    let hash = chain::next(previous, &bytes)?;
+    let line = out.len();
     out.extend_from_slice(b"{\"record\":");
-    out.extend_from_slice(&bytes);
+    let start = out.len();
+    serde_json::to_writer(&mut *out, record).expect("records serialize");
+    let hash = chain::next(previous, &out[start..]).inspect_err(|_| out.truncate(line))?;
     out.extend_from_slice(b",\"hash\":\"");
-    out.extend_from_slice(chain::to_hex(&hash).as_bytes());
+    out.extend_from_slice(&chain::hex_bytes(&hash));
     out.extend_from_slice(b"\"}\n");
     Ok(hash)
 }

@@ -557,11 +557,13 @@ impl Writer {
         let count = events.len() as u64;
         let (mut seq, mut hash) = (self.seq, self.hash);
         let mut buffer = std::mem::take(&mut self.buffer);
+        // The records of a batch are written together, at one time.
+        let time = now();
         for event in self.segment_start.iter().cloned().chain(events) {
             seq += 1;
             let record = Record {
                 seq,
-                time: now(),
+                time: time.clone(),
                 event,
             };
             hash = segment::encode(&record, &hash, &mut buffer)
@@ -581,7 +583,7 @@ impl Writer {
         seq += 1;
         let record = Record {
             seq,
-            time: now(),
+            time,
             event: Event::Checkpoint(checkpoint),
         };
         hash =
