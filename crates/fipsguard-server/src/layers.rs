@@ -10,8 +10,6 @@ use axum::response::Response;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use metrics::counter;
-
 use crate::audit::is_change;
 use crate::error::ApiError;
 
@@ -66,25 +64,18 @@ pub async fn request_log(request: Request, next: Next) -> Response {
     }
     let actor = context.actor.get().map_or("-", |a| a.token_id.as_str());
     let micros = started.elapsed().as_micros() as u64;
-    let class = match status.as_u16() {
+    match status.as_u16() {
         200..=299 if is_change(&method, &route) => {
             tracing::info!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
-            "2xx"
         }
         200..=299 => {
             tracing::debug!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
-            "2xx"
         }
         code => {
             tracing::info!(request_id = %id, %method, route = %route, status = code, actor, micros, "request");
-            if code < 500 {
-                "4xx"
-            } else {
-                "5xx"
-            }
         }
-    };
-    counter!("fipsguard_http_requests_total", "route" => route, "status" => class).increment(1);
+    }
+    crate::metrics::record_request(&route, status);
     response
 }
 

@@ -2,13 +2,16 @@
 //! names, error codes, rule ids, states, self-test names): never a key name,
 //! token id or anything a caller chooses.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use fipsguard_core::{Kms, KmsError};
 use fipsguard_crypto::module::{self, State};
 use fipsguard_crypto::selftest::SelfTestReport;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The process-wide recorder (one per process, shared by every server in it).
@@ -48,12 +51,58 @@ pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsE
         )) => "failure",
         Some(_) => "rejected",
     };
-    counter!("fipsguard_crypto_operations_total", "op" => op, "outcome" => outcome).increment(1);
-    histogram!("fipsguard_crypto_operation_duration_seconds", "op" => op)
-        .record(elapsed.as_secs_f64());
+    let (count, latency) = operation_handles(op, outcome);
+    count.increment(1);
+    latency.record(elapsed.as_secs_f64());
     if let Some(error) = error {
         record_failure(error);
     }
+}
+
+// The series every request moves, by label values, kept per thread: with
+// labels not known at compile time, `counter!` and `histogram!` build a
+// key and look it up in the registry on every call, several times the
+// cost of the count itself. The label sets are bounded, and so the maps.
+thread_local! {
+    static OPERATIONS: RefCell<HashMap<(&'static str, &'static str), (Counter, Histogram)>> =
+        RefCell::default();
+    static REQUESTS: RefCell<HashMap<Box<str>, [Option<Counter>; 3]>> = RefCell::default();
+}
+
+fn operation_handles(op: &'static str, outcome: &'static str) -> (Counter, Histogram) {
+    OPERATIONS.with_borrow_mut(|handles| {
+        handles
+            .entry((op, outcome))
+            .or_insert_with(|| {
+                (
+                    counter!("fipsguard_crypto_operations_total", "op" => op, "outcome" => outcome),
+                    histogram!("fipsguard_crypto_operation_duration_seconds", "op" => op),
+                )
+            })
+            .clone()
+    })
+}
+
+/// Counts an HTTP request by route template and status class: `2xx`,
+/// `4xx` (any other answer below 500), `5xx`.
+pub fn record_request(route: &str, status: StatusCode) {
+    const CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
+    let class = match status.as_u16() {
+        200..=299 => 0,
+        code if code < 500 => 1,
+        _ => 2,
+    };
+    REQUESTS.with_borrow_mut(|handles| {
+        if !handles.contains_key(route) {
+            handles.insert(route.into(), Default::default());
+        }
+        let counters = handles.get_mut(route).expect("just inserted");
+        counters[class]
+            .get_or_insert_with(|| {
+                counter!("fipsguard_http_requests_total", "route" => route.to_owned(), "status" => CLASSES[class])
+            })
+            .increment(1);
+    });
 }
 
 /// Counts a failure in its family (decrypt failures by reason, refusals by

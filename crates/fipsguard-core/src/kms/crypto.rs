@@ -94,7 +94,9 @@ impl Kms {
         let UsableKey::Aes(key) = &cached.key else {
             unreachable!("checked to be AES")
         };
-        let mut sealed = plaintext.to_vec();
+        // Room for the tag, which sealing appends.
+        let mut sealed = Vec::with_capacity(plaintext.len() + fipsguard_crypto::aead::TAG_LEN);
+        sealed.extend_from_slice(plaintext);
         let iv = key.seal_in_place(&additional_data(&name, version, context), &mut sealed)?;
         let ciphertext = Ciphertext {
             version,
