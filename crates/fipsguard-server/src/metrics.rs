@@ -51,9 +51,7 @@ pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsE
         )) => "failure",
         Some(_) => "rejected",
     };
-    let (count, latency) = operation_handles(op, outcome);
-    count.increment(1);
-    latency.record(elapsed.as_secs_f64());
+    count_operation(op, outcome, elapsed);
     if let Some(error) = error {
         record_failure(error);
     }
@@ -63,24 +61,26 @@ pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsE
 // labels not known at compile time, `counter!` and `histogram!` build a
 // key and look it up in the registry on every call, several times the
 // cost of the count itself. The label sets are bounded, and so the maps.
+// A handle taken before `handle()` installs the recorder would count
+// nothing for the thread's life: requests reach these only through the
+// router `start` builds after installing it.
 thread_local! {
     static OPERATIONS: RefCell<HashMap<(&'static str, &'static str), (Counter, Histogram)>> =
         RefCell::default();
     static REQUESTS: RefCell<HashMap<Box<str>, [Option<Counter>; 3]>> = RefCell::default();
 }
 
-fn operation_handles(op: &'static str, outcome: &'static str) -> (Counter, Histogram) {
+fn count_operation(op: &'static str, outcome: &'static str, elapsed: Duration) {
     OPERATIONS.with_borrow_mut(|handles| {
-        handles
-            .entry((op, outcome))
-            .or_insert_with(|| {
-                (
-                    counter!("fipsguard_crypto_operations_total", "op" => op, "outcome" => outcome),
-                    histogram!("fipsguard_crypto_operation_duration_seconds", "op" => op),
-                )
-            })
-            .clone()
-    })
+        let (count, latency) = handles.entry((op, outcome)).or_insert_with(|| {
+            (
+                counter!("fipsguard_crypto_operations_total", "op" => op, "outcome" => outcome),
+                histogram!("fipsguard_crypto_operation_duration_seconds", "op" => op),
+            )
+        });
+        count.increment(1);
+        latency.record(elapsed.as_secs_f64());
+    });
 }
 
 /// Counts an HTTP request by route template and status class: `2xx`,
@@ -93,10 +93,10 @@ pub fn record_request(route: &str, status: StatusCode) {
         _ => 2,
     };
     REQUESTS.with_borrow_mut(|handles| {
-        if !handles.contains_key(route) {
-            handles.insert(route.into(), Default::default());
-        }
-        let counters = handles.get_mut(route).expect("just inserted");
+        let counters = match handles.get_mut(route) {
+            Some(counters) => counters,
+            None => handles.entry(route.into()).or_default(),
+        };
         counters[class]
             .get_or_insert_with(|| {
                 counter!("fipsguard_http_requests_total", "route" => route.to_owned(), "status" => CLASSES[class])
