@@ -65,10 +65,13 @@ pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsE
 // nothing for the thread's life: requests reach these only through the
 // router `start` builds after installing it.
 thread_local! {
-    static OPERATIONS: RefCell<HashMap<(&'static str, &'static str), (Counter, Histogram)>> =
+    static OPERATIONS: RefCell<HashMap<OperationLabels, (Counter, Histogram)>> =
         RefCell::default();
     static REQUESTS: RefCell<HashMap<Box<str>, [Option<Counter>; 3]>> = RefCell::default();
 }
+
+/// An operation's name and outcome.
+type OperationLabels = (&'static str, &'static str);
 
 fn count_operation(op: &'static str, outcome: &'static str, elapsed: Duration) {
     OPERATIONS.with_borrow_mut(|handles| {
