@@ -4,6 +4,7 @@
 
 use super::elf::Facts;
 use super::go;
+use super::loader::Indirect;
 use super::strings::{c_strings_from, contains, is_version, spelled};
 use super::{Component, EvidenceSet, BORINGCRYPTO, BORINGCRYPTO_TITLE, HOST_REMEDIATION};
 use crate::{Finding, Status};
@@ -103,14 +104,20 @@ const RUST_CRYPTO_CRATES: [(&str, &str); 56] = [
 
 /// Every kind of crypto the binary carries or loads, plus the Go build info
 /// finding when it is a Go binary.
-pub(super) fn components(facts: &Facts<'_>) -> (Vec<Component>, Option<Finding>) {
+/// The crypto components of a file, given the host crypto libraries it
+/// loads through other libraries (`indirect`; none when the file is not
+/// read from this host).
+pub(super) fn components(
+    facts: &Facts<'_>,
+    indirect: &[Indirect],
+) -> (Vec<Component>, Option<Finding>) {
     let module = boring_module(facts);
     let aws_lc = AwsLcStrings::find(facts.bytes);
     let openssl = OpenSslStrings::find(facts.bytes);
     let go = go::inspect(facts, &module);
     let paths = crate_source_paths(facts.bytes);
     let mut found: Vec<Component> = [
-        host_libraries(facts, &openssl),
+        host_libraries(facts, indirect, &openssl),
         aws_lc_fips(facts, &aws_lc, &module),
         aws_lc_plain(facts, &aws_lc),
         openssl_built_in(facts, &openssl),
@@ -141,7 +148,11 @@ fn boring_module(facts: &Facts<'_>) -> EvidenceSet {
     evidence
 }
 
-fn host_libraries(facts: &Facts<'_>, openssl: &OpenSslStrings) -> Option<Component> {
+fn host_libraries(
+    facts: &Facts<'_>,
+    indirect: &[Indirect],
+    openssl: &OpenSslStrings,
+) -> Option<Component> {
     let mut evidence = EvidenceSet::default();
     let mut names = Vec::new();
     let own = facts
@@ -164,14 +175,14 @@ fn host_libraries(facts: &Facts<'_>, openssl: &OpenSslStrings) -> Option<Compone
         evidence.push(format!("DT_NEEDED {name} ({project})"));
         names.push(name.clone());
     }
-    for indirect in &facts.indirect {
+    for library in indirect {
         evidence.push(format!(
             "DT_NEEDED {} ({}) of {}, which this file loads (as found on this host)",
-            indirect.library, indirect.project, indirect.through
+            library.library, library.project, library.through
         ));
     }
     // Found library by library: those one library loads are neighbours.
-    for group in facts.indirect.chunk_by(|a, b| a.through == b.through) {
+    for group in indirect.chunk_by(|a, b| a.through == b.through) {
         let libraries: Vec<&str> = group.iter().map(|i| i.library.as_str()).collect();
         names.push(format!(
             "{} (through {})",

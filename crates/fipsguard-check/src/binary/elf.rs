@@ -44,9 +44,6 @@ pub(super) struct Facts<'data> {
     pub dynamic: Dynamic,
     /// Its class and instruction set: a library of another is not what it loads.
     pub machine: Machine,
-    /// Host crypto libraries loaded through the libraries it loads, when
-    /// the file was read from this host's file system.
-    pub indirect: Vec<super::loader::Indirect>,
     /// Defined symbols (static and dynamic) starting with one of
     /// [`SYMBOL_PREFIXES`], sorted and without duplicates.
     symbols: Vec<&'data [u8]>,
@@ -74,7 +71,6 @@ impl<'data> Facts<'data> {
             bytes,
             dynamic,
             machine,
-            indirect: Vec::new(),
             symbols,
             rust_crates,
             go_buildinfo: section(&file, ".go.buildinfo"),

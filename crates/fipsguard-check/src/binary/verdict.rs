@@ -13,17 +13,16 @@ const VERDICT_TITLE: &str = "Crypto comes from a validated module";
 /// The report for one ELF file; with its `path` on this host and a
 /// loader, the libraries it loads are followed.
 pub(super) fn report(subject: String, bytes: &[u8], host: Option<(&Path, &Loader)>) -> Report {
-    let mut facts = match elf::Facts::parse(bytes) {
+    let facts = match elf::Facts::parse(bytes) {
         Ok(facts) => facts,
         Err(err) => return error(subject, format!("malformed ELF: {err}")),
     };
-    if let Some((path, loader)) = host {
-        match loader.indirect_host_libraries(path, &facts) {
-            Ok(indirect) => facts.indirect = indirect,
-            Err(err) => return error(subject, err),
-        }
-    }
-    let (components, go_build) = detect::components(&facts);
+    let indirect = match host.map(|(path, loader)| loader.indirect_host_libraries(path, &facts)) {
+        None => Vec::new(),
+        Some(Ok(indirect)) => indirect,
+        Some(Err(err)) => return error(subject, err),
+    };
+    let (components, go_build) = detect::components(&facts, &indirect);
     let mut findings = vec![verdict(&components)];
     let summary = summary(&components);
     findings.extend(components.into_iter().map(|component| component.finding));
