@@ -54,13 +54,13 @@ pub async fn open(
     first: Vec<Event>,
 ) -> Result<AuditLog, String> {
     ensure_audit_key(kms).await?;
-    let signer = KmsSigner {
+    let core = FromWriter {
         kms: kms.clone(),
         runtime: Handle::current(),
     };
+    let signer = KmsSigner(core.clone());
     let anchor = StoreAnchor {
-        kms: kms.clone(),
-        runtime: Handle::current(),
+        core,
         node: node.unwrap_or_else(|| default_node(&config.dir)),
     };
     for code in ["audit_unavailable", "audit_backlog", "audit_closed"] {
@@ -76,17 +76,22 @@ pub async fn open(
     .map_err(|e| format!("cannot open the audit log in {}: {e}", dir.display()))
 }
 
-/// Signs checkpoints through the key management core, from the writer's thread.
-struct KmsSigner {
+/// The key management core as the writer's thread reaches it: that
+/// thread is not the runtime's, so it waits for the core's futures.
+#[derive(Clone)]
+struct FromWriter {
     kms: Arc<Kms>,
     runtime: Handle,
 }
 
+/// Signs checkpoints with the audit key.
+struct KmsSigner(FromWriter);
+
 impl Signer for KmsSigner {
     fn sign(&self, message: &[u8]) -> Result<Signed, String> {
-        let signature = self
-            .runtime
-            .block_on(self.kms.sign(AUDIT_KEY, SignInput::Message(message), None))
+        let FromWriter { kms, runtime } = &self.0;
+        let signature = runtime
+            .block_on(kms.sign(AUDIT_KEY, SignInput::Message(message), None))
             .map_err(|e| format!("cannot sign a checkpoint with {AUDIT_KEY}: {e}"))?;
         Ok(Signed {
             key: AUDIT_KEY.to_owned(),
@@ -99,16 +104,15 @@ impl Signer for KmsSigner {
 /// Keeps the log's latest checkpoint in the key store, out of reach of
 /// whoever can only write the audit directory.
 struct StoreAnchor {
-    kms: Arc<Kms>,
-    runtime: Handle,
+    core: FromWriter,
     node: String,
 }
 
 impl Anchor for StoreAnchor {
     fn load(&self) -> Result<Option<Link>, String> {
-        let saved = self
-            .runtime
-            .block_on(self.kms.audit_anchor(&self.node))
+        let FromWriter { kms, runtime } = &self.core;
+        let saved = runtime
+            .block_on(kms.audit_anchor(&self.node))
             .map_err(|e| e.to_string())?;
         saved
             .map(|bytes| {
@@ -120,8 +124,9 @@ impl Anchor for StoreAnchor {
 
     fn save(&self, checkpoint: &Link) -> Result<(), String> {
         let bytes = serde_json::to_vec(checkpoint).map_err(|e| e.to_string())?;
-        self.runtime
-            .block_on(self.kms.save_audit_anchor(&self.node, &bytes))
+        let FromWriter { kms, runtime } = &self.core;
+        runtime
+            .block_on(kms.save_audit_anchor(&self.node, &bytes))
             .map_err(|e| e.to_string())
     }
 }
