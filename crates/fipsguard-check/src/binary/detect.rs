@@ -103,10 +103,8 @@ const RUST_CRYPTO_CRATES: [(&str, &str); 56] = [
 ];
 
 /// Every kind of crypto the binary carries or loads, plus the Go build info
-/// finding when it is a Go binary.
-/// The crypto components of a file, given the host crypto libraries it
-/// loads through other libraries (`indirect`; none when the file is not
-/// read from this host).
+/// finding when it is a Go binary. `indirect`: the host crypto libraries
+/// it loads through other libraries (none when not read from this host).
 pub(super) fn components(
     facts: &Facts<'_>,
     indirect: &[Indirect],

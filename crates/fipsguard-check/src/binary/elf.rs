@@ -111,11 +111,8 @@ where
     Elf: FileHeader<Endian = Endianness>,
     R: ReadRef<'data>,
 {
-    let endian = header.endian().map_err(|e| e.to_string())?;
-    Ok((
-        dynamic_entries(header, endian, data)?,
-        machine(header, endian),
-    ))
+    let (machine, dynamic) = examine(header, data).ok_or("the ELF header names no byte order")?;
+    Ok((dynamic?, machine))
 }
 
 fn machine<Elf: FileHeader<Endian = Endianness>>(header: &Elf, endian: Endianness) -> Machine {
@@ -185,10 +182,10 @@ where
         let mut values = entries()
             .filter(|entry| entry.d_tag(endian) == tag)
             .map(|entry| entry.d_val(endian).into());
-        match (values.next(), values.next()) {
-            (value, None) => Ok(value),
-            (Some(_), Some(_)) => Err(format!("the dynamic segment gives {tag:?} twice")),
-            (None, Some(_)) => unreachable!("a second value follows a first"),
+        let first = values.next();
+        match values.next() {
+            None => Ok(first),
+            Some(_) => Err(format!("the dynamic segment gives {tag:?} twice")),
         }
     };
     const NAMED: [DynamicTag; 4] = [DT_NEEDED, DT_SONAME, DT_RUNPATH, DT_RPATH];

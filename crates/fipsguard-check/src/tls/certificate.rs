@@ -438,6 +438,7 @@ mod tests {
             facts("claimed-key-id-ca.der"),
         ];
         assert_eq!(claimed[0].self_signed, SelfSigned::ByKeyIdentifier);
+        assert_eq!(claimed[1].self_signed, SelfSigned::ByKeyIdentifier);
         doubt_namesakes(&mut claimed);
         assert_eq!(claimed[0].self_signed, SelfSigned::No);
         assert_eq!(claimed[1].self_signed, SelfSigned::No);
