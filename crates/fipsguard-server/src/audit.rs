@@ -135,7 +135,12 @@ impl Anchor for StoreAnchor {
 /// links not resolved, so the name is the same before and after the
 /// directory exists): nodes sharing a store keep apart anchors.
 fn default_node(dir: &std::path::Path) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|e| {
+        // Nodes with one audit path would then share an anchor and refuse
+        // each other's logs, under a name that does not say why.
+        tracing::warn!(error = %e, "the host name is unreadable: the audit anchor is saved under the directory alone; set [audit] node (FIPSGUARD_AUDIT_NODE) on hosts that share a store");
+        String::new()
+    });
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
     format!("{}:{}", host.trim(), dir.display())
 }
