@@ -153,13 +153,14 @@ fn holds(dir: &Path, saved: &Link) -> Result<bool, String> {
     if saved.file.contains('/') || saved.file.starts_with('.') {
         return Ok(false);
     }
-    crate::verify::holds_checkpoint(&dir.join(&saved.file), saved.seq, &saved.hash)
+    let checkpoint = saved.id().ok_or("its hash is not 64 hexadecimal digits")?;
+    crate::verify::holds_checkpoint(&dir.join(&saved.file), &checkpoint)
         .map_err(|failure| failure.to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::gap;
+    use super::{gap, holds};
     use crate::Link;
 
     fn link(seq: u64, hash: &str) -> Link {
@@ -186,5 +187,20 @@ mod tests {
         assert!(rewritten.contains("the log was replaced"), "{rewritten}");
         let gone = gap(&saved, None, unread).unwrap_err();
         assert!(gone.contains("the log was removed"), "{gone}");
+    }
+
+    #[test]
+    fn a_saved_checkpoint_whose_hash_is_not_hex_is_unreadable_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let unreadable = holds(dir.path(), &link(10, "not hex")).unwrap_err();
+        assert!(
+            unreadable.contains("not 64 hexadecimal digits"),
+            "{unreadable}"
+        );
+        let message = gap(&link(10, "not hex"), Some(&link(12, "bb")), |saved| {
+            holds(dir.path(), saved)
+        })
+        .unwrap_err();
+        assert!(message.contains("cannot be read"), "{message}");
     }
 }

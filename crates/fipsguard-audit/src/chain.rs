@@ -42,3 +42,55 @@ pub(crate) fn from_hex(text: &str) -> Option<Hash> {
     hex::decode_to_slice(text, &mut hash).ok()?;
     Some(hash)
 }
+
+/// One checkpoint, as kept outside the log to show later that the log
+/// still holds it: the sequence number of the record it covers and that
+/// record's chain hash. Written `SEQ:HASH` (hash in hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointId {
+    /// The sequence number of the record the checkpoint covers.
+    pub seq: u64,
+    /// That record's chain hash.
+    pub hash: Hash,
+}
+
+impl std::str::FromStr for CheckpointId {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
+        let seq = seq.parse().map_err(|e| format!("SEQ {seq:?}: {e}"))?;
+        let hash = from_hex(hash).ok_or("HASH: 64 hexadecimal digits")?;
+        Ok(Self { seq, hash })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CheckpointId;
+
+    #[test]
+    fn a_checkpoint_is_read_from_seq_colon_hash() {
+        let hex = "Ab".repeat(32);
+        let read: CheckpointId = format!("42:{hex}").parse().unwrap();
+        assert_eq!(
+            read,
+            CheckpointId {
+                seq: 42,
+                hash: [0xab; 32]
+            }
+        );
+        for (text, says) in [
+            ("42", "expected SEQ:HASH"),
+            (format!("x:{hex}").as_str(), "SEQ \"x\""),
+            ("42:abcd", "HASH: 64 hexadecimal digits"),
+            (
+                format!("42:{}", "zz".repeat(32)).as_str(),
+                "HASH: 64 hexadecimal digits",
+            ),
+        ] {
+            let refused = text.parse::<CheckpointId>().unwrap_err();
+            assert!(refused.contains(says), "{text}: {refused}");
+        }
+    }
+}

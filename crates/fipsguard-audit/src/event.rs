@@ -90,6 +90,16 @@ pub struct Link {
     pub hash: String,
 }
 
+impl Link {
+    /// The checkpoint it names; `None` when its hash is not hex.
+    pub fn id(&self) -> Option<crate::CheckpointId> {
+        Some(crate::CheckpointId {
+            seq: self.seq,
+            hash: crate::chain::from_hex(&self.hash)?,
+        })
+    }
+}
+
 /// A signed checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Checkpoint {

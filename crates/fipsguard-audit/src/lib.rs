@@ -23,7 +23,7 @@ mod verify;
 mod writer;
 
 pub use anchor::Anchor;
-pub use chain::{Hash, GENESIS};
+pub use chain::{CheckpointId, Hash, GENESIS};
 pub use event::{Checkpoint, Event, Link, Outcome, Record, RequestEvent};
 pub use segment::list as segments;
 pub use verify::{verify, verify_holding, Failure, Report};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::chain::Hash;
+use crate::chain::{CheckpointId, Hash};
 use crate::segment::{self, Scan};
 
 /// A log that verified.
@@ -161,23 +161,21 @@ fn verify_each_checkpoint(
     Ok(report)
 }
 
-/// As [`verify`], and the log must hold checkpoint `seq` with chain hash
-/// `hash` (hex), as recorded outside it earlier (from `GET /v1/status`):
-/// a log cut back before it, or another log, fails though it verifies.
+/// As [`verify`], and the log must hold `checkpoint`, as recorded
+/// outside it earlier (from `GET /v1/status`): a log cut back before it,
+/// or another log, fails though it verifies.
 pub fn verify_holding(
     log: &Path,
     public_keys: &[Vec<u8>],
-    seq: u64,
-    hash: &str,
+    checkpoint: &CheckpointId,
 ) -> Result<Report, Failure> {
-    let is_it = is_checkpoint(seq, hash);
-    let mut held = false;
-    let report = verify_each_checkpoint(log, public_keys, &mut |found, found_hash| {
-        held |= is_it(found, found_hash);
+    let (report, held) = watching_for(checkpoint, |each| {
+        verify_each_checkpoint(log, public_keys, each)
     })?;
     if held {
         return Ok(report);
     }
+    let seq = checkpoint.seq;
     Err(Failure::at(
         log,
         0,
@@ -186,22 +184,22 @@ pub fn verify_holding(
     ))
 }
 
-/// Whether the segment file holds checkpoint `seq` with chain hash `hash`
-/// (hex); signatures are not checked.
-pub(crate) fn holds_checkpoint(file: &Path, seq: u64, hash: &str) -> Result<bool, Failure> {
-    let is_it = is_checkpoint(seq, hash);
-    let mut held = false;
-    segment::scan_with(file, None, &mut |found, found_hash| {
-        held |= is_it(found, found_hash);
-    })?;
-    Ok(held)
+/// Whether the segment file holds `checkpoint`; signatures are not checked.
+pub(crate) fn holds_checkpoint(file: &Path, checkpoint: &CheckpointId) -> Result<bool, Failure> {
+    watching_for(checkpoint, |each| segment::scan_with(file, None, each)).map(|(_, held)| held)
 }
 
-/// Whether a checkpoint read (its sequence number and hash) is `seq` with
-/// chain hash `hash` (hex).
-fn is_checkpoint(seq: u64, hash: &str) -> impl Fn(u64, &Hash) -> bool {
-    let expected = crate::chain::from_hex(hash);
-    move |found, found_hash| found == seq && Some(*found_hash) == expected
+/// Runs `scan`, which reports each checkpoint it reads, and tells whether
+/// one of them was `checkpoint`.
+fn watching_for<T>(
+    checkpoint: &CheckpointId,
+    scan: impl FnOnce(&mut dyn FnMut(u64, &Hash)) -> Result<T, Failure>,
+) -> Result<(T, bool), Failure> {
+    let mut held = false;
+    let scanned = scan(&mut |seq, hash| {
+        held |= seq == checkpoint.seq && *hash == checkpoint.hash;
+    })?;
+    Ok((scanned, held))
 }
 
 /// The segment files of `log`: itself, or those of the directory it is.

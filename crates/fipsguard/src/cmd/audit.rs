@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use fipsguard_audit::CheckpointId;
 use fipsguard_crypto::tls::rustls::pki_types::pem::PemObject;
 use fipsguard_crypto::tls::rustls::pki_types::SubjectPublicKeyInfoDer;
 
@@ -33,21 +34,11 @@ struct VerifyArgs {
     /// Fail unless the log holds this checkpoint, SEQ:HASH as `GET
     /// /v1/status` showed it (`audit.checkpoint`) and you kept it elsewhere:
     /// shows that no records were removed since.
-    #[arg(long, value_name = "SEQ:HASH", value_parser = checkpoint)]
-    expect_checkpoint: Option<(u64, String)>,
+    #[arg(long, value_name = "SEQ:HASH")]
+    expect_checkpoint: Option<CheckpointId>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn checkpoint(text: &str) -> Result<(u64, String), String> {
-    let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
-    let seq = seq.parse().map_err(|e| format!("{seq:?}: {e}"))?;
-    let is_hash = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-    if !is_hash {
-        return Err("HASH: 64 hexadecimal digits".into());
-    }
-    Ok((seq, hash.to_ascii_lowercase()))
 }
 
 /// Runs `fipsguard audit …`.
@@ -68,7 +59,7 @@ pub fn run(args: &Args) -> ExitCode {
     }
     let result = match &args.expect_checkpoint {
         None => fipsguard_audit::verify(&args.log, &keys),
-        Some((seq, hash)) => fipsguard_audit::verify_holding(&args.log, &keys, *seq, hash),
+        Some(checkpoint) => fipsguard_audit::verify_holding(&args.log, &keys, checkpoint),
     };
     let code = if result.is_ok() {
         ExitCode::SUCCESS
