@@ -20,6 +20,11 @@ use axum::Router;
 use fipsguard_crypto::tls::{self, ClientAuth};
 use tokio::sync::oneshot;
 
+// The same allocator as `fipsguard`, so the baseline differs from the
+// server only in what the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: echo LISTEN_ADDR CA_FILE [--durable FILE]";
 /// About the size of an audit record.
 const LINE: usize = 320;
