@@ -262,7 +262,7 @@ fn link(
             before.display()
         )));
     };
-    if link.seq != seq || crate::chain::from_hex(&link.hash) != Some(hash) {
+    if link.id() != Some(CheckpointId { seq, hash }) {
         return Err(fail(format!(
             "continues from record {}, but the last checkpoint of {} is record {seq}: a segment is missing or was cut",
             link.seq,

@@ -179,7 +179,7 @@ fn host_libraries(
             library.library, library.project, library.through
         ));
     }
-    // Found library by library: those one library loads are neighbours.
+    // The loader lists those one library loads together (breadth first).
     for group in indirect.chunk_by(|a, b| a.through == b.through) {
         let libraries: Vec<&str> = group.iter().map(|i| i.library.as_str()).collect();
         names.push(format!(

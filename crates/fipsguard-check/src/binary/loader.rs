@@ -54,9 +54,10 @@ impl Loader {
     }
 
     /// The host crypto libraries `binary` (at this path) loads only
-    /// through other libraries. Libraries not found here are not followed;
-    /// one found but unreadable, or a search past the limits, is an error
-    /// (what it loads cannot be told).
+    /// through other libraries, breadth first: those one library loads
+    /// come together, in its `DT_NEEDED` order. Libraries not found here
+    /// are not followed; one found but unreadable, or a search past the
+    /// limits, is an error (what it loads cannot be told).
     pub(crate) fn indirect_host_libraries(
         &self,
         binary: &Path,
