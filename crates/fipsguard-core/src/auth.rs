@@ -194,6 +194,9 @@ impl fmt::Debug for NewToken {
     }
 }
 
+/// What every token starts with: `fgt.<id>.<secret>`.
+pub const TOKEN_PREFIX: &str = "fgt.";
+
 /// The key that hashes token secrets.
 pub(crate) struct TokenHasher(MacKey);
 
@@ -212,7 +215,7 @@ impl TokenHasher {
         let encoded = SecretBytes::new(URL_SAFE_NO_PAD.encode(secret.expose_secret()).into_bytes());
         let hash = self.0.sign(encoded.expose_secret())?;
         let mut token = Vec::with_capacity(5 + id.len() + encoded.len());
-        token.extend_from_slice(format!("fgt.{id}.").as_bytes());
+        token.extend_from_slice(format!("{TOKEN_PREFIX}{id}.").as_bytes());
         token.extend_from_slice(encoded.expose_secret());
         let token = SecretBytes::new(token);
         Ok((token, id, hash))
@@ -221,7 +224,7 @@ impl TokenHasher {
     /// Splits a presented token into its id and secret; `None` if it is not
     /// shaped like one.
     pub fn split(presented: &str) -> Option<(&str, &str)> {
-        let rest = presented.strip_prefix("fgt.")?;
+        let rest = presented.strip_prefix(TOKEN_PREFIX)?;
         let (id, secret) = rest.split_once('.')?;
         let well_formed = is_token_id(id) && secret.len() == 43;
         well_formed.then_some((id, secret))

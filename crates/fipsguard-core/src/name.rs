@@ -1,9 +1,10 @@
 //! Key names: 1-64 characters of `[A-Za-z0-9_.-]` other than `.` and
 //! `..`, so they are safe in URLs, file names, logs and SQL without
-//! escaping.
+//! escaping; none starts as a token does.
 
 use std::fmt;
 
+use crate::auth::TOKEN_PREFIX;
 use crate::error::{KmsError, Result};
 
 /// A validated key name.
@@ -18,7 +19,7 @@ impl KeyName {
     pub fn new(name: &str) -> Result<Self> {
         if !Self::is_valid(name) {
             return Err(KmsError::InvalidRequest(format!(
-                "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . -, not . or .. (got {} characters)",
+                "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . -, not . or .., and do not start with {TOKEN_PREFIX} (got {} characters)",
                 name.chars().count()
             )));
         }
@@ -31,7 +32,15 @@ impl KeyName {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         // "." and ".." would be read as path steps in a URL (/v1/keys/..).
         let path_step = name == "." || name == "..";
-        !name.is_empty() && name.len() <= MAX_LEN && name.chars().all(allowed) && !path_step
+        // A whole token fits the other rules: one pasted in place of a key
+        // name must be refused before it reaches an error, a log or the
+        // audit log, which records the names requests ask for.
+        let token = name.starts_with(TOKEN_PREFIX);
+        !name.is_empty()
+            && name.len() <= MAX_LEN
+            && name.chars().all(allowed)
+            && !path_step
+            && !token
     }
 
     /// The name as text.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use fipsguard_core::auth::{Operation, Principal, Role};
+use fipsguard_core::name::KeyName;
 use fipsguard_core::KmsError;
 
 use crate::error::ApiError;
@@ -109,7 +110,9 @@ impl Caller {
             return Err(KmsError::Forbidden {
                 role: p.role,
                 operation: operation.to_owned(),
-                key: key.map(str::to_owned),
+                // Only a key name is repeated: a path may hold anything,
+                // a token pasted in its place included.
+                key: key.filter(|k| KeyName::is_valid(k)).map(str::to_owned),
             }
             .into());
         }

@@ -151,9 +151,44 @@ async fn the_log_names_the_key_a_path_reaches_and_nothing_a_path_smuggles() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A whole token pasted as a key name (it has a key name's length and
+    // characters): refused without repeating it, and kept out of the log.
+    let secret = &user[21..];
+    let pasted = format!("/v1/keys/{user}/encrypt");
+    for (caller, refused) in [
+        (Some(user.as_str()), StatusCode::FORBIDDEN),
+        (None, StatusCode::UNAUTHORIZED),
+    ] {
+        let body = json!({ "plaintext": b64(b"x") });
+        let (status, answer) = server.call(Method::POST, &pasted, caller, Some(body)).await;
+        assert_eq!(status, refused, "{answer}");
+        assert!(!answer.to_string().contains(secret), "{answer}");
+    }
+    let (status, answer) = server
+        .call(
+            Method::GET,
+            &format!("/v1/keys/{user}"),
+            Some(&server.officer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(!answer.to_string().contains(secret), "{answer}");
     let encrypts = records_of(&server, "/v1/keys/{name}/encrypt");
     let keys: Vec<&Value> = encrypts.iter().map(|r| &r["key"]).collect();
-    assert_eq!(keys, [&json!("payments"), &Value::Null], "{encrypts:?}");
+    assert_eq!(
+        keys,
+        [&json!("payments"), &Value::Null, &Value::Null, &Value::Null],
+        "{encrypts:?}"
+    );
+    let reads = records_of(&server, "/v1/keys/{name}");
+    assert!(
+        reads.iter().any(|r| r["status"] == 400) && reads.iter().all(|r| r["key"].is_null()),
+        "{reads:?}"
+    );
+    assert!(!std::fs::read_to_string(segment(&server))
+        .unwrap()
+        .contains(secret));
 
     // A whole token pasted as the id to revoke: refused without repeating
     // it, and kept out of the log; the id of no token is not found.

@@ -292,6 +292,61 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
     server.stop().await;
 }
 
+/// A token fits a key name's length and characters: pasted as a key name
+/// or a grant's pattern, it is refused and not repeated, so it is stored,
+/// listed and recorded nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_grant_patterns_out_of_rule_are_refused() {
+    let server = TestServer::start().await;
+    let token = server.token("auditor", &[]).await;
+    let secret = &token[21..];
+    let create_key = json!({ "name": token, "type": "aes256-gcm" });
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&server.officer),
+            Some(create_key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fgt."),
+        "{answer}"
+    );
+    assert!(!answer.to_string().contains(secret), "{answer}");
+    for pattern in [token.as_str(), "fgt.*", "pay ments*", "**", "", "a/b"] {
+        let grants = json!([{ "keys": pattern, "operations": ["encrypt"] }]);
+        let body = json!({ "role": "user", "grants": grants });
+        let (status, answer) = server
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(&server.officer),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{pattern:?}: {answer}");
+        assert!(!answer.to_string().contains(secret), "{answer}");
+    }
+    for pattern in ["*", "pay*", "payments"] {
+        let grants = json!([{ "keys": pattern, "operations": ["encrypt"] }]);
+        let body = json!({ "role": "user", "grants": grants });
+        let (status, answer) = server
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(&server.officer),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{pattern:?}: {answer}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_configured_limit_are_refused() {
     // A small limit, so the whole body sits in socket buffers before the

@@ -6,6 +6,7 @@ use super::Kms;
 use crate::auth::{Grant, NewToken, Principal, Role, TokenHasher, TokenInfo, TokenRecord};
 use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
+use crate::name::KeyName;
 use crate::store::StoreError;
 
 /// Shortest and longest token lifetimes, in seconds.
@@ -45,13 +46,14 @@ impl Kms {
                 "only user tokens carry grants".into(),
             ));
         }
+        // A pattern is held to a key name's rules (a prefix too): it is
+        // stored, listed and recorded, so it must not carry a pasted token.
         if request.grants.iter().any(|g| {
             let pattern = g.keys.strip_suffix('*').unwrap_or(&g.keys);
-            g.operations.is_empty()
-                || (g.keys != "*" && (pattern.is_empty() || pattern.contains('*')))
+            g.operations.is_empty() || (g.keys != "*" && !KeyName::is_valid(pattern))
         }) {
             return Err(KmsError::InvalidRequest(
-                "a grant names a key, a prefix ending in *, or *, and at least one operation"
+                "a grant names a key, a key-name prefix ending in *, or *, and at least one operation"
                     .into(),
             ));
         }
