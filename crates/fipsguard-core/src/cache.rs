@@ -48,9 +48,15 @@ struct Entries<K: Hash + Eq, V> {
     generation: u64,
 }
 
-/// Taken before a store read whose result may go into a [`Cache`].
+/// Taken before a store read whose result may go into a [`Cache`]: the
+/// generation it was taken in, and when, so that an entry ages from the
+/// moment its read began (a slow store must not stretch the time another
+/// node's change takes to be seen here).
 #[derive(Clone, Copy)]
-pub(crate) struct Ticket(u64);
+pub(crate) struct Ticket {
+    generation: u64,
+    taken: Instant,
+}
 
 /// What a [`Cache`] holds for a key.
 pub(crate) enum Lookup<V> {
@@ -100,14 +106,17 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     }
 
     pub fn ticket(&self) -> Ticket {
-        Ticket(self.entries().generation)
+        Ticket {
+            generation: self.entries().generation,
+            taken: Instant::now(),
+        }
     }
 
     /// Keeps `value` unless something was forgotten since `ticket` was taken.
     pub fn put(&self, ticket: Ticket, key: K, value: V) {
         let mut entries = self.entries();
-        if entries.generation == ticket.0 {
-            entries.lru.put(key, (value, Instant::now()));
+        if entries.generation == ticket.generation {
+            entries.lru.put(key, (value, ticket.taken));
         }
     }
 
@@ -115,13 +124,13 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     /// request's, which others may be using) stays and is returned instead.
     pub fn keep(&self, ticket: Ticket, key: K, value: V) -> V {
         let mut entries = self.entries();
-        if entries.generation != ticket.0 {
+        if entries.generation != ticket.generation {
             return value;
         }
         if let Some((existing, _)) = entries.lru.get(&key) {
             return existing.clone();
         }
-        entries.lru.put(key, (value.clone(), Instant::now()));
+        entries.lru.put(key, (value.clone(), ticket.taken));
         value
     }
 
@@ -246,6 +255,18 @@ mod tests {
         let ticket = cache.ticket();
         cache.put(ticket, "token-1".to_owned(), "revoked");
         assert_eq!(cache.fresh("token-1"), Some("revoked"));
+    }
+
+    #[test]
+    fn an_entry_ages_from_when_its_read_began() {
+        let ttl = Duration::from_millis(50);
+        let cache = Cache::new(8, Some(ttl));
+        let ticket = cache.ticket();
+        std::thread::sleep(ttl); // a store that answers slowly
+        cache.put(ticket, "token-1".to_owned(), "live");
+        assert!(matches!(cache.get("token-1"), Lookup::Stale("live")));
+        cache.put(cache.ticket(), "token-1".to_owned(), "live");
+        assert_eq!(cache.fresh("token-1"), Some("live"));
     }
 
     #[test]
