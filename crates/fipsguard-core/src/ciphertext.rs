@@ -93,7 +93,9 @@ impl Ciphertext {
         }
         let (name, rest) = rest.split_at(name_len);
         let key_name = std::str::from_utf8(name)
-            .map_err(|_| DecryptError::Malformed("the key name is not UTF-8"))?;
+            .ok()
+            .filter(|name| KeyName::is_valid(name))
+            .ok_or(DecryptError::Malformed("the key name is not a key name"))?;
         let (fingerprint, rest) = rest.split_at(8);
         let (length, rest) = rest.split_at(4);
         let (iv, sealed) = rest.split_at(IV_LEN);
@@ -179,4 +181,31 @@ pub(crate) fn additional_data(
     aad.extend_from_slice(name.as_str().as_bytes());
     aad.extend_from_slice(&context.canonical());
     aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(key_name: &str) -> String {
+        Ciphertext {
+            version: 1,
+            key_name: key_name.to_owned(),
+            context_fingerprint: [0; 8],
+            iv: GcmIv::try_from(&[0; IV_LEN][..]).unwrap(),
+            sealed: vec![0; 4 + TAG_LEN],
+        }
+        .encode()
+    }
+
+    #[test]
+    fn a_name_no_key_can_have_is_malformed() {
+        assert_eq!(Ciphertext::parse(&named("payments")).unwrap().key_name, "payments");
+        for name in ["", "pay ments", "..", &"k".repeat(65), "fgt.0123456789abcdef"] {
+            assert!(
+                matches!(Ciphertext::parse(&named(name)), Err(DecryptError::Malformed(_))),
+                "{name:?}"
+            );
+        }
+    }
 }
