@@ -200,10 +200,22 @@ mod tests {
 
     #[test]
     fn a_name_no_key_can_have_is_malformed() {
-        assert_eq!(Ciphertext::parse(&named("payments")).unwrap().key_name, "payments");
-        for name in ["", "pay ments", "..", &"k".repeat(65), "fgt.0123456789abcdef"] {
+        assert_eq!(
+            Ciphertext::parse(&named("payments")).unwrap().key_name,
+            "payments"
+        );
+        for name in [
+            "",
+            "pay ments",
+            "..",
+            &"k".repeat(65),
+            "fgt.0123456789abcdef",
+        ] {
             assert!(
-                matches!(Ciphertext::parse(&named(name)), Err(DecryptError::Malformed(_))),
+                matches!(
+                    Ciphertext::parse(&named(name)),
+                    Err(DecryptError::Malformed(_))
+                ),
                 "{name:?}"
             );
         }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use fipsguard_crypto::kdf::pbkdf2_hmac_sha512;
+use fipsguard_crypto::kdf::{pbkdf2_hmac_sha512, PBKDF2_MIN_PASSWORD_LEN};
 use fipsguard_crypto::keywrap::KeyEncryptionKey;
 use fipsguard_crypto::{random, SecretBytes};
 
@@ -44,6 +44,13 @@ impl RootKek {
         let material = match source {
             RootKekSource::KeyFile(path) => read_key_file(path)?,
             RootKekSource::Passphrase(passphrase) => {
+                // Refused before a new store gets its salt: a store that
+                // holds one would take a key file as a wrong passphrase.
+                if passphrase.len() < PBKDF2_MIN_PASSWORD_LEN {
+                    return Err(KmsError::RootKek(format!(
+                        "a passphrase must be at least {PBKDF2_MIN_PASSWORD_LEN} bytes (FIPS 140-3 IG D.N); nothing was changed"
+                    )));
+                }
                 let salt = match existing {
                     Some(_) => store.setting(SALT_SETTING).await?.ok_or_else(|| {
                         KmsError::RootKek(

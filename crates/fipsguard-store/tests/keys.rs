@@ -52,6 +52,7 @@ on_both_stores!(
     a_node_with_a_stale_record_gives_a_deactivated_key_no_version,
     a_wrong_root_key_is_refused_before_anything_changes,
     passphrase_root_keys_reopen_with_the_same_passphrase,
+    a_refused_passphrase_leaves_a_new_store_as_it_was,
     no_secret_appears_in_errors_or_debug_output,
     destroyed_and_compromised_keys_get_no_new_versions,
     a_key_with_a_destruction_pending_cannot_be_activated,
@@ -1017,6 +1018,31 @@ async fn passphrase_root_keys_reopen_with_the_same_passphrase(b: Backend) {
     assert!(
         !err.to_string().contains("short"),
         "the passphrase is never echoed"
+    );
+}
+
+async fn a_refused_passphrase_leaves_a_new_store_as_it_was(b: Backend) {
+    let short = fipsguard_core::RootKekSource::Passphrase(
+        fipsguard_crypto::SecretBytes::copy_from(b"thirteen-char"),
+    );
+    let err = Kms::open(b.store.clone(), &short, KmsConfig::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("14 bytes"), "{err}");
+    Kms::open(b.reopen().await, &b.key_file(), KmsConfig::default())
+        .await
+        .unwrap();
+    let long = fipsguard_core::RootKekSource::Passphrase(fipsguard_crypto::SecretBytes::copy_from(
+        b"correct horse battery staple",
+    ));
+    let err = Kms::open(b.reopen().await, &long, KmsConfig::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("not created with a passphrase"),
+        "{err}"
     );
 }
 
