@@ -21,8 +21,8 @@ pub use context::EncryptionContext;
 pub use error::{DecryptError, KmsError};
 pub use key_type::KeyType;
 pub use kms::{
-    Clock, ConfigureKey, CreateKey, DataKey, KeyMetadata, Kms, KmsConfig, MacTag, MaterialSweep,
-    Page, SignInput, Signature, SystemClock,
+    Clock, ConfigureKey, CreateKey, DataKey, DestructionSweep, KeyMetadata, Kms, KmsConfig, MacTag,
+    MaterialSweep, Page, SignInput, Signature, SystemClock,
 };
 pub use lifecycle::KeyState;
 pub use root::RootKekSource;

@@ -190,8 +190,13 @@ fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = state.kms.destroy_due_keys().await {
-                tracing::warn!(error = %e, "scheduled destruction sweep failed");
+            match state.kms.destroy_due_keys().await {
+                Ok(sweep) => {
+                    for (key, e) in &sweep.failed {
+                        tracing::warn!(key, error = %e, "a due destruction failed; tried again at the next sweep");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduled destruction sweep failed"),
             }
             let sweep = state.kms.forget_destroyed_material().await;
             if sweep.forgotten > 0 {

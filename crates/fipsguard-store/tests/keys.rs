@@ -374,8 +374,25 @@ async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Back
         kms.decrypt("old", &ciphertext, &ctx).await.is_ok(),
         "still inside the window"
     );
+    // A key stored under a name keys may no longer have (made before the
+    // rule, here straight in the store), due first: its failure holds up
+    // none of the others.
+    let mut legacy = b.store.key("old").await.unwrap().unwrap();
+    legacy.name = "fgt.legacy".into();
+    legacy.destroy_at = Some(1);
+    let first = fipsguard_core::store::NewVersion {
+        created_at: 1,
+        wrapped_material: vec![0; 40],
+        public_key: None,
+    };
+    b.store.create_key(&legacy, &first).await.unwrap();
     clock.0.fetch_add(2, Ordering::SeqCst);
-    assert_eq!(kms.destroy_due_keys().await.unwrap(), 1);
+    let sweep = kms.destroy_due_keys().await.unwrap();
+    assert_eq!(sweep.destroyed, 1);
+    assert!(
+        matches!(&sweep.failed[..], [(name, KmsError::InvalidRequest(_))] if name == "fgt.legacy"),
+        "{sweep:?}"
+    );
     assert_eq!(kms.get_key("old").await.unwrap().state, KeyState::Destroyed);
     assert_eq!(
         decrypt_error(kms.decrypt("old", &ciphertext, &ctx).await),

@@ -1,7 +1,7 @@
 //! Key lifecycle operations: create, read, list, rotate, configure, the
 //! state transitions, scheduled and forced destruction, public keys.
 
-use super::{key_type_of, Kms};
+use super::{key_type_of, DestructionSweep, Kms};
 use crate::error::{KmsError, Result};
 use crate::key_type::{KeyType, Purpose};
 use crate::lifecycle::KeyState;
@@ -313,30 +313,36 @@ impl Kms {
         Ok(self.metadata(&record))
     }
 
-    /// Carries out every scheduled destruction whose time has come; returns
-    /// how many keys were destroyed. Servers call this periodically; reads
-    /// of a due key also destroy it first.
-    pub async fn destroy_due_keys(&self) -> Result<usize> {
-        let mut destroyed = 0;
-
+    /// Carries out every scheduled destruction whose time has come. Servers
+    /// call this periodically; reads of a due key also destroy it first.
+    /// A key that cannot be destroyed now is reported and left for the
+    /// next sweep, holding up none of the others; `Err` only when the due
+    /// keys cannot be listed.
+    pub async fn destroy_due_keys(&self) -> Result<DestructionSweep> {
+        let mut sweep = DestructionSweep::default();
         loop {
             let due = self.store.due_for_destruction(self.now(), MAX_PAGE).await?;
+            let destroyed_before = sweep.destroyed;
             for name in &due {
-                let name = KeyName::new(name)?;
-                let record = self.fresh_record(&name).await?;
-                if self
-                    .destroy(&name, record, Destruction::Scheduled)
-                    .await?
-                    .state
-                    == KeyState::Destroyed
-                {
-                    destroyed += 1;
+                match self.destroy_if_due(name).await {
+                    Ok(true) => sweep.destroyed += 1,
+                    Ok(false) => {}
+                    Err(e) => sweep.failed.push((name.clone(), e)),
                 }
             }
-            if due.len() < MAX_PAGE as usize {
-                return Ok(destroyed);
+            // A full page of keys that all failed would come back as it is.
+            if due.len() < MAX_PAGE as usize || sweep.destroyed == destroyed_before {
+                return Ok(sweep);
             }
         }
+    }
+
+    /// Destroys the due key `name`; `false` if it turned out not to be due.
+    async fn destroy_if_due(&self, name: &str) -> Result<bool> {
+        let name = KeyName::new(name)?;
+        let record = self.fresh_record(&name).await?;
+        let record = self.destroy(&name, record, Destruction::Scheduled).await?;
+        Ok(record.state == KeyState::Destroyed)
     }
 
     /// The public key of an asymmetric key's version (latest if `None`).

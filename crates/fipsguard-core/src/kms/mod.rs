@@ -308,6 +308,15 @@ impl Kms {
     }
 }
 
+/// What [`Kms::destroy_due_keys`] did.
+#[derive(Debug, Default)]
+pub struct DestructionSweep {
+    /// Keys destroyed.
+    pub destroyed: usize,
+    /// Due keys that could not be destroyed now, and why.
+    pub failed: Vec<(String, KmsError)>,
+}
+
 /// What [`Kms::forget_destroyed_material`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MaterialSweep {
