@@ -3,6 +3,7 @@
 //! blocking thread; writers across processes take SQLite's write lock with
 //! `BEGIN IMMEDIATE` and wait for each other.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -48,6 +49,7 @@ impl SqliteStore {
                 // not linger in free pages.
                 c.pragma_update(None, "secure_delete", "ON")
             };
+            create_private(&path)?;
             let mut connection = Connection::open(&path).map_err(error)?;
             configure(&connection).map_err(error)?;
             migrate(&mut connection)?;
@@ -73,6 +75,25 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
         .map_err(error)
+    }
+}
+
+/// Creates the database file readable and writable by its owner alone,
+/// whatever the umask, unless it exists: it holds the wrapped keys and the
+/// tokens' hashes. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -1201,6 +1201,21 @@ async fn root_key_sources_refuse_the_wrong_store(b: Backend) {
     assert!(err.to_string().contains("symbolic links"), "{err}");
 }
 
+/// A new database is readable by its owner alone, whatever the umask: it
+/// holds the wrapped keys and the tokens' hashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sqlite_store_is_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let b = common::sqlite().await;
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("k", AES)).await.unwrap();
+    let path = b.sqlite_path().unwrap().display().to_string();
+    for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+}
+
 /// Lookups use indexes, so they stay O(log n) however many keys there are.
 #[tokio::test]
 async fn sqlite_lookups_use_indexes() {
