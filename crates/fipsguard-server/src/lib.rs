@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fipsguard_core::name::KeyName;
 use fipsguard_core::Kms;
 use fipsguard_crypto::tls::{self, ClientAuth, Identity};
 use tokio::sync::oneshot;
@@ -193,6 +194,12 @@ fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
             match state.kms.destroy_due_keys().await {
                 Ok(sweep) => {
                     for (key, e) in &sweep.failed {
+                        // A stored name that is no key name may be a pasted token.
+                        let key = if KeyName::is_valid(key) {
+                            key
+                        } else {
+                            "(not a key name)"
+                        };
                         tracing::warn!(key, error = %e, "a due destruction failed; tried again at the next sweep");
                     }
                 }

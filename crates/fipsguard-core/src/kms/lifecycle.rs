@@ -315,23 +315,27 @@ impl Kms {
 
     /// Carries out every scheduled destruction whose time has come. Servers
     /// call this periodically; reads of a due key also destroy it first.
-    /// A key that cannot be destroyed now is reported and left for the
-    /// next sweep, holding up none of the others; `Err` only when the due
-    /// keys cannot be listed.
+    /// A key that cannot be destroyed now is reported once and left for
+    /// the next sweep; the others are still destroyed, unless a whole page
+    /// of due keys fails. `Err` only when the due keys cannot be listed.
     pub async fn destroy_due_keys(&self) -> Result<DestructionSweep> {
         let mut sweep = DestructionSweep::default();
+        let mut tried = std::collections::HashSet::new();
         loop {
             let due = self.store.due_for_destruction(self.now(), MAX_PAGE).await?;
-            let destroyed_before = sweep.destroyed;
-            for name in &due {
+            // Keys that failed stay due, at the front of every page.
+            let untried: Vec<&String> = due
+                .iter()
+                .filter(|name| tried.insert((*name).clone()))
+                .collect();
+            for name in &untried {
                 match self.destroy_if_due(name).await {
                     Ok(true) => sweep.destroyed += 1,
                     Ok(false) => {}
-                    Err(e) => sweep.failed.push((name.clone(), e)),
+                    Err(e) => sweep.failed.push((name.to_string(), e)),
                 }
             }
-            // A full page of keys that all failed would come back as it is.
-            if due.len() < MAX_PAGE as usize || sweep.destroyed == destroyed_before {
+            if due.len() < MAX_PAGE as usize || untried.is_empty() {
                 return Ok(sweep);
             }
         }
