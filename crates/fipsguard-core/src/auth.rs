@@ -214,7 +214,7 @@ impl TokenHasher {
         let secret = random::secret(32)?;
         let encoded = SecretBytes::new(URL_SAFE_NO_PAD.encode(secret.expose_secret()).into_bytes());
         let hash = self.0.sign(encoded.expose_secret())?;
-        let mut token = Vec::with_capacity(5 + id.len() + encoded.len());
+        let mut token = Vec::with_capacity(TOKEN_PREFIX.len() + id.len() + 1 + encoded.len());
         token.extend_from_slice(format!("{TOKEN_PREFIX}{id}.").as_bytes());
         token.extend_from_slice(encoded.expose_secret());
         let token = SecretBytes::new(token);

@@ -29,18 +29,20 @@ impl KeyName {
     /// Whether `name` would be accepted by [`new`](Self::new), without
     /// copying it.
     pub fn is_valid(name: &str) -> bool {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         // "." and ".." would be read as path steps in a URL (/v1/keys/..).
         let path_step = name == "." || name == "..";
+        Self::is_valid_prefix(name) && !path_step
+    }
+
+    /// Whether some key name could start with `prefix` (as a grant's
+    /// `prefix*` names them).
+    pub fn is_valid_prefix(prefix: &str) -> bool {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         // A whole token fits the other rules: one pasted in place of a key
         // name must be refused before it reaches an error, a log or the
         // audit log, which records the names requests ask for.
-        let token = name.starts_with(TOKEN_PREFIX);
-        !name.is_empty()
-            && name.len() <= MAX_LEN
-            && name.chars().all(allowed)
-            && !path_step
-            && !token
+        let token = prefix.starts_with(TOKEN_PREFIX);
+        !prefix.is_empty() && prefix.len() <= MAX_LEN && prefix.chars().all(allowed) && !token
     }
 
     /// The name as text.

@@ -3,7 +3,9 @@
 use fipsguard_crypto::random;
 
 use super::Kms;
-use crate::auth::{Grant, NewToken, Principal, Role, TokenHasher, TokenInfo, TokenRecord};
+use crate::auth::{
+    Grant, NewToken, Principal, Role, TokenHasher, TokenInfo, TokenRecord, TOKEN_PREFIX,
+};
 use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
 use crate::name::KeyName;
@@ -48,10 +50,16 @@ impl Kms {
         }
         // A pattern is held to a key name's rules (a prefix too): it is
         // stored, listed and recorded, so it must not carry a pasted token.
-        if request.grants.iter().any(|g| {
-            let pattern = g.keys.strip_suffix('*').unwrap_or(&g.keys);
-            g.operations.is_empty() || (g.keys != "*" && !KeyName::is_valid(pattern))
-        }) {
+        let names_keys = |keys: &str| match keys.strip_suffix('*') {
+            Some("") => true,
+            Some(prefix) => KeyName::is_valid_prefix(prefix),
+            None => KeyName::is_valid(keys),
+        };
+        if request
+            .grants
+            .iter()
+            .any(|g| g.operations.is_empty() || !names_keys(&g.keys))
+        {
             return Err(KmsError::InvalidRequest(
                 "a grant names a key, a key-name prefix ending in *, or *, and at least one operation"
                     .into(),
@@ -124,7 +132,7 @@ impl Kms {
         if !crate::auth::is_token_id(id) {
             // Not repeated: it may be a whole token, pasted by mistake.
             return Err(KmsError::InvalidRequest(
-                "a token id is the 16 hex characters after \"fgt.\" (not the whole token)".into(),
+                format!("a token id is the 16 hex characters after \"{TOKEN_PREFIX}\" (not the whole token)"),
             ));
         }
         if !self.store.revoke_token(id, self.now()).await? {

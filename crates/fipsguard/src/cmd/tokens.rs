@@ -68,9 +68,10 @@ pub fn run(args: &Args) -> ExitCode {
         TokenCommand::Revoke { id } => {
             if !fipsguard_core::auth::is_token_id(id) {
                 // Not repeated: it may be a whole token, pasted by mistake.
-                return super::fail(
-                    "not a token id: a token id is the 16 hex characters after \"fgt.\" (not the whole token)",
-                );
+                return super::fail(format!(
+                    "not a token id: a token id is the 16 hex characters after \"{}\" (not the whole token)",
+                    fipsguard_core::auth::TOKEN_PREFIX
+                ));
             }
             (HttpMethod::DELETE, format!("/v1/tokens/{id}"), None)
         }
