@@ -3,7 +3,7 @@
 //! blocking thread; writers across processes take SQLite's write lock with
 //! `BEGIN IMMEDIATE` and wait for each other.
 
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -49,7 +49,7 @@ impl SqliteStore {
                 // not linger in free pages.
                 c.pragma_update(None, "secure_delete", "ON")
             };
-            create_private(&path)?;
+            ensure_private(&path)?;
             let mut connection = Connection::open(&path).map_err(error)?;
             configure(&connection).map_err(error)?;
             migrate(&mut connection)?;
@@ -79,9 +79,10 @@ impl SqliteStore {
 }
 
 /// Creates the database file readable and writable by its owner alone,
-/// whatever the umask, unless it exists: it holds the wrapped keys and the
-/// tokens' hashes. SQLite gives its `-wal` and `-shm` files the same mode.
-fn create_private(path: &Path) -> Result<(), StoreError> {
+/// whatever the umask (SQLite gives its `-wal` and `-shm` files the same
+/// mode), and refuses one that other users may open: it holds the wrapped
+/// keys and the tokens' hashes. Its group may read it (a backup agent).
+fn ensure_private(path: &Path) -> Result<(), StoreError> {
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -89,7 +90,22 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         .open(path);
     match created {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot read {}: {e}", path.display()))
+                })?
+                .permissions()
+                .mode();
+            if mode & 0o007 == 0 {
+                return Ok(());
+            }
+            Err(StoreError::Unavailable(format!(
+                "{} may be opened by any user (mode {:o}), and it holds the wrapped keys and the tokens' hashes: `chmod o-rwx` it (600, or 640 for a backup group), then start again",
+                path.display(),
+                mode & 0o777
+            )))
+        }
         Err(e) => Err(StoreError::Unavailable(format!(
             "cannot create {}: {e}",
             path.display()

@@ -1201,19 +1201,38 @@ async fn root_key_sources_refuse_the_wrong_store(b: Backend) {
     assert!(err.to_string().contains("symbolic links"), "{err}");
 }
 
-/// A new database is readable by its owner alone, whatever the umask: it
-/// holds the wrapped keys and the tokens' hashes.
+/// A new database is its owner's alone, whatever the umask, and one that
+/// any user may open is refused: it holds the wrapped keys and the tokens'
+/// hashes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_sqlite_store_is_its_owners_alone() {
+async fn sqlite_store_files_are_kept_from_other_users() {
     use std::os::unix::fs::PermissionsExt;
     let b = common::sqlite().await;
     let kms = b.kms(KmsConfig::default()).await;
     kms.create_key(CreateKey::new("k", AES)).await.unwrap();
-    let path = b.sqlite_path().unwrap().display().to_string();
-    for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+    let path = b.sqlite_path().unwrap();
+    let shown = path.display().to_string();
+    for file in [
+        shown.clone(),
+        format!("{shown}-wal"),
+        format!("{shown}-shm"),
+    ] {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file}: {mode:o}");
     }
+    let chmod = |mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    chmod(0o644).unwrap();
+    let refused = fipsguard_store::SqliteStore::open(path)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        refused.contains("mode 644") && refused.contains("chmod o-rwx"),
+        "{refused}"
+    );
+    chmod(0o640).unwrap();
+    fipsguard_store::SqliteStore::open(path).await.unwrap();
 }
 
 /// Lookups use indexes, so they stay O(log n) however many keys there are.
