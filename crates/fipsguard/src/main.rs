@@ -40,7 +40,7 @@ enum Command {
     Encrypt(cmd::files::EncryptArgs),
     /// Decrypt a file made by `fipsguard encrypt`.
     Decrypt(cmd::files::DecryptArgs),
-    /// Encrypt small data (at most 512 KiB) on the server; prints the ciphertext.
+    /// Encrypt small data (at most 64 KiB) on the server; prints the ciphertext.
     EncryptData(cmd::data::EncryptArgs),
     /// Decrypt a ciphertext on the server; writes the plaintext to stdout.
     DecryptData(cmd::data::DecryptArgs),

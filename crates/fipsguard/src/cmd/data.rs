@@ -42,7 +42,8 @@ pub struct EncryptArgs {
     /// Encryption context, bound to the ciphertext (key=value; repeat).
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_pair)]
     context: Vec<(String, String)>,
-    /// The plaintext's file, or - for stdin (at most 512 KiB).
+    /// The plaintext's file, or - for stdin (the server takes at most 64 KiB;
+    /// `fipsguard encrypt` seals files of any size).
     #[arg(default_value = "-")]
     input: String,
 }

@@ -27,7 +27,7 @@ enum KeyCommand {
         /// 1-64 of A-Z a-z 0-9 _ . -, not starting with fgt. (the tokens' prefix)
         #[arg(value_parser = key_name)]
         name: String,
-        /// aes256-gcm, hmac-sha256|384|512, ecdsa-p256|p384|p521, rsa-2048|3072|4096, ed25519, ml-kem-768|1024.
+        /// aes256-gcm, hmac-sha256|384|512, ecdsa-p256|p384, rsa-2048|3072|4096, ed25519.
         #[arg(long = "type", default_value = "aes256-gcm")]
         key_type: String,
         /// Create it pre-active; `key activate` makes it usable.
