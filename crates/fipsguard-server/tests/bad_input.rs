@@ -318,7 +318,13 @@ async fn names_and_grant_patterns_out_of_rule_are_refused() {
         "{answer}"
     );
     assert!(!answer.to_string().contains(secret), "{answer}");
-    for pattern in [token.as_str(), "fgt.*", "pay ments*", "**", "", "a/b"] {
+    let refused = [token.as_str(), "fgt.*", "pay ments*", "**", "", "a/b"];
+    let taken = ["*", "pay*", ".a*", "payments"];
+    let cases = refused
+        .map(|p| (p, StatusCode::BAD_REQUEST))
+        .into_iter()
+        .chain(taken.map(|p| (p, StatusCode::CREATED)));
+    for (pattern, expected) in cases {
         let grants = json!([{ "keys": pattern, "operations": ["encrypt"] }]);
         let body = json!({ "role": "user", "grants": grants });
         let (status, answer) = server
@@ -329,21 +335,8 @@ async fn names_and_grant_patterns_out_of_rule_are_refused() {
                 Some(body),
             )
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{pattern:?}: {answer}");
+        assert_eq!(status, expected, "{pattern:?}: {answer}");
         assert!(!answer.to_string().contains(secret), "{answer}");
-    }
-    for pattern in ["*", "pay*", ".a*", "payments"] {
-        let grants = json!([{ "keys": pattern, "operations": ["encrypt"] }]);
-        let body = json!({ "role": "user", "grants": grants });
-        let (status, answer) = server
-            .call(
-                Method::POST,
-                "/v1/tokens",
-                Some(&server.officer),
-                Some(body),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{pattern:?}: {answer}");
     }
 }
 
