@@ -90,27 +90,46 @@ fn ensure_private(path: &Path) -> Result<(), StoreError> {
         .open(path);
     match created {
         Ok(_) => Ok(()),
+        // A crash may leave the -wal file (the newest transactions) and the
+        // -shm file behind, which SQLite reuses as they are.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mode = std::fs::metadata(path)
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("cannot read {}: {e}", path.display()))
-                })?
-                .permissions()
-                .mode();
-            if mode & 0o007 == 0 {
-                return Ok(());
+            let shown = path.display().to_string();
+            for file in [
+                shown.clone(),
+                format!("{shown}-wal"),
+                format!("{shown}-shm"),
+            ] {
+                refuse_if_open_to_all(Path::new(&file))?;
             }
-            Err(StoreError::Unavailable(format!(
-                "{} may be opened by any user (mode {:o}), and it holds the wrapped keys and the tokens' hashes: `chmod o-rwx` it (600, or 640 for a backup group), then start again",
-                path.display(),
-                mode & 0o777
-            )))
+            Ok(())
         }
         Err(e) => Err(StoreError::Unavailable(format!(
-            "cannot create {}: {e}",
-            path.display()
+            "cannot create {shown}: {e}",
+            shown = path.display()
         ))),
     }
+}
+
+/// Refuses `file`, if it exists, when any user may open it.
+fn refuse_if_open_to_all(file: &Path) -> Result<(), StoreError> {
+    let mode = match std::fs::metadata(file) {
+        Ok(metadata) => metadata.permissions().mode(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )))
+        }
+    };
+    if mode & 0o007 == 0 {
+        return Ok(());
+    }
+    Err(StoreError::Unavailable(format!(
+        "{} may be opened by any user (mode {:o}), and the store holds the wrapped keys and the tokens' hashes: `chmod o-rwx` the database and its -wal and -shm files (600, or 640 for a backup group), then start again",
+        file.display(),
+        mode & 0o777
+    )))
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

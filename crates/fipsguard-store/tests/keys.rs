@@ -1232,6 +1232,15 @@ async fn sqlite_store_files_are_kept_from_other_users() {
         "{refused}"
     );
     chmod(0o640).unwrap();
+    let wal = format!("{shown}-wal");
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let refused = fipsguard_store::SqliteStore::open(path)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("-wal may be opened"), "{refused}");
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o600)).unwrap();
     fipsguard_store::SqliteStore::open(path).await.unwrap();
 }
 
