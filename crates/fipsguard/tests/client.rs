@@ -424,6 +424,20 @@ fn data_commands_round_trip_and_refuse_by_rule() {
     );
     assert_eq!(context.status.code(), Some(2), "{}", stderr(&context));
     assert!(stderr(&context).contains("--context takes key=value"));
+    // Above the server's plaintext limit: refused here, nothing sent.
+    let large = f.run(
+        &user,
+        &["encrypt-data", "--key", "app"],
+        &[b'x'; 64 * 1024 + 1],
+    );
+    assert_eq!(large.status.code(), Some(1), "{}", stderr(&large));
+    assert!(
+        stderr(&large).contains("larger than 64 KiB"),
+        "{}",
+        stderr(&large)
+    );
+    let most = f.run(&user, &["encrypt-data", "--key", "app"], &[b'x'; 64 * 1024]);
+    assert_ok(&most);
 
     let tag = f.run(&user, &["mac", "--key", "tags", "--json"], b"payload");
     assert_ok(&tag);

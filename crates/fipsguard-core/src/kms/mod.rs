@@ -36,6 +36,10 @@ pub const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 /// guesses costs the store this many reads at a time, no more.
 const UNKNOWN_TOKEN_READS: usize = 16;
 
+/// The largest plaintext `encrypt` accepts by default; larger data goes
+/// through data keys.
+pub const MAX_PLAINTEXT: usize = 64 * 1024;
+
 /// Tunables of the service.
 #[derive(Debug, Clone)]
 pub struct KmsConfig {
@@ -58,7 +62,7 @@ pub struct KmsConfig {
 impl Default for KmsConfig {
     fn default() -> Self {
         Self {
-            max_plaintext: 64 * 1024,
+            max_plaintext: MAX_PLAINTEXT,
             encryption_limit: GCM_RANDOM_IV_LIMIT,
             rotate_at: (1 << 32) - (1 << 24),
             reservation_block: 4096,

@@ -45,7 +45,7 @@ fn answer(metadata: KeyMetadata) -> KeyAnswer {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// 1-64 of A-Z a-z 0-9 _ . -, not starting with fgt. (the tokens' prefix)
+    /// 1-64 of A-Z a-z 0-9 _ . -, not . or .., not starting with fgt. (the tokens' prefix)
     pub name: String,
     /// aes256-gcm, hmac-sha256|384|512, ecdsa-p256|p384, rsa-2048|3072|4096, ed25519
     #[serde(rename = "type")]

@@ -22,6 +22,10 @@ use super::client::{
 /// default body limit of 1 MiB.
 const MAX_INPUT: u64 = 512 << 10;
 
+/// Most bytes of plaintext the server encrypts in one request: refused
+/// here before anything is sent.
+const MAX_PLAINTEXT: u64 = fipsguard_core::kms::MAX_PLAINTEXT as u64;
+
 /// Flags shared by the commands on one key.
 #[derive(clap::Args)]
 pub struct KeyArgs {
@@ -114,7 +118,7 @@ pub struct RandomArgs {
 
 /// Encrypts small data under a server key; prints the ciphertext.
 pub fn encrypt(args: &EncryptArgs) -> ExitCode {
-    let body = read_input(&args.input, MAX_INPUT).and_then(|plaintext| {
+    let body = read_input(&args.input, MAX_PLAINTEXT).and_then(|plaintext| {
         Ok(json!({
             "plaintext": STANDARD.encode(plaintext.expose_secret()),
             "context": context_pairs(&args.context)?,
@@ -265,7 +269,7 @@ fn read_input(path: &str, limit: u64) -> Result<SecretBytes, String> {
     let bytes = SecretBytes::new(bytes);
     if bytes.len() as u64 > limit {
         return Err(format!(
-            "{path} is larger than {} KiB, the most one request carries; use `fipsguard encrypt` for files, or --hash to sign a digest",
+            "{path} is larger than {} KiB, the most this request carries; use `fipsguard encrypt` for files, or --hash to sign a digest",
             limit >> 10
         ));
     }

@@ -24,7 +24,7 @@ pub struct Args {
 enum KeyCommand {
     /// Create a key.
     Create {
-        /// 1-64 of A-Z a-z 0-9 _ . -, not starting with fgt. (the tokens' prefix)
+        /// 1-64 of A-Z a-z 0-9 _ . -, not . or .., not starting with fgt. (the tokens' prefix)
         #[arg(value_parser = key_name)]
         name: String,
         /// aes256-gcm, hmac-sha256|384|512, ecdsa-p256|p384, rsa-2048|3072|4096, ed25519.
