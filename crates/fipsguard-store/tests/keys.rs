@@ -994,12 +994,7 @@ async fn a_wrong_root_key_is_refused_before_anything_changes(b: Backend) {
 }
 
 async fn passphrase_root_keys_reopen_with_the_same_passphrase(b: Backend) {
-    use fipsguard_core::RootKekSource::Passphrase;
-    let passphrase = || {
-        Passphrase(fipsguard_crypto::SecretBytes::copy_from(
-            b"correct horse battery staple",
-        ))
-    };
+    let passphrase = || passphrase_of(b"correct horse battery staple");
     let kms = Kms::open(b.store.clone(), &passphrase(), KmsConfig::default())
         .await
         .unwrap();
@@ -1019,48 +1014,42 @@ async fn passphrase_root_keys_reopen_with_the_same_passphrase(b: Backend) {
             .expose_secret(),
         b"v"
     );
-    let wrong = Passphrase(fipsguard_crypto::SecretBytes::copy_from(
-        b"incorrect horse battery staple",
-    ));
+    let wrong = passphrase_of(b"incorrect horse battery staple");
     assert!(matches!(
         Kms::open(b.reopen().await, &wrong, KmsConfig::default()).await,
         Err(KmsError::RootKek(_))
     ));
-    let short = Passphrase(fipsguard_crypto::SecretBytes::copy_from(b"short"));
-    let err = Kms::open(b.reopen().await, &short, KmsConfig::default())
-        .await
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("14 bytes"), "{err}");
-    assert!(
-        !err.to_string().contains("short"),
-        "the passphrase is never echoed"
-    );
+    let err = refusal(b.reopen().await, &passphrase_of(b"short")).await;
+    assert!(err.contains("14 bytes"), "{err}");
+    assert!(!err.contains("short"), "the passphrase is never echoed");
 }
 
 async fn a_refused_passphrase_leaves_a_new_store_as_it_was(b: Backend) {
-    let short = fipsguard_core::RootKekSource::Passphrase(
-        fipsguard_crypto::SecretBytes::copy_from(b"thirteen-char"),
-    );
-    let err = Kms::open(b.store.clone(), &short, KmsConfig::default())
-        .await
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("14 bytes"), "{err}");
+    let err = refusal(b.store.clone(), &passphrase_of(b"thirteen-char")).await;
+    assert!(err.contains("14 bytes"), "{err}");
     Kms::open(b.reopen().await, &b.key_file(), KmsConfig::default())
         .await
         .unwrap();
-    let long = fipsguard_core::RootKekSource::Passphrase(fipsguard_crypto::SecretBytes::copy_from(
-        b"correct horse battery staple",
-    ));
-    let err = Kms::open(b.reopen().await, &long, KmsConfig::default())
+    let long = passphrase_of(b"correct horse battery staple");
+    let err = refusal(b.reopen().await, &long).await;
+    assert!(err.contains("not created with a passphrase"), "{err}");
+}
+
+/// A passphrase root key source.
+fn passphrase_of(text: &[u8]) -> fipsguard_core::RootKekSource {
+    fipsguard_core::RootKekSource::Passphrase(fipsguard_crypto::SecretBytes::copy_from(text))
+}
+
+/// Why opening `store` with `root` is refused (it must be).
+async fn refusal(
+    store: Arc<dyn fipsguard_core::store::Store>,
+    root: &fipsguard_core::RootKekSource,
+) -> String {
+    Kms::open(store, root, KmsConfig::default())
         .await
         .err()
-        .unwrap();
-    assert!(
-        err.to_string().contains("not created with a passphrase"),
-        "{err}"
-    );
+        .expect("the open is refused")
+        .to_string()
 }
 
 async fn no_secret_appears_in_errors_or_debug_output(b: Backend) {
@@ -1165,24 +1154,13 @@ async fn a_key_with_a_destruction_pending_cannot_be_activated(b: Backend) {
 }
 
 async fn root_key_sources_refuse_the_wrong_store(b: Backend) {
-    use fipsguard_core::RootKekSource::{Ephemeral, KeyFile, Passphrase};
+    use fipsguard_core::RootKekSource::{Ephemeral, KeyFile};
     b.kms(KmsConfig::default()).await; // the store now belongs to the key file
-    let err = Kms::open(b.reopen().await, &Ephemeral, KmsConfig::default())
-        .await
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("ephemeral"), "{err}");
-    let passphrase = Passphrase(fipsguard_crypto::SecretBytes::copy_from(
-        b"a passphrase of some length",
-    ));
-    let err = Kms::open(b.reopen().await, &passphrase, KmsConfig::default())
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        err.to_string().contains("not created with a passphrase"),
-        "{err}"
-    );
+    let err = refusal(b.reopen().await, &Ephemeral).await;
+    assert!(err.contains("ephemeral"), "{err}");
+    let passphrase = passphrase_of(b"a passphrase of some length");
+    let err = refusal(b.reopen().await, &passphrase).await;
+    assert!(err.contains("not created with a passphrase"), "{err}");
     assert_eq!(
         b.store.setting("root_kek_passphrase_salt").await.unwrap(),
         None,
@@ -1194,11 +1172,8 @@ async fn root_key_sources_refuse_the_wrong_store(b: Backend) {
     };
     let link = b.dir.path().join("link.key");
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    let err = Kms::open(b.reopen().await, &KeyFile(link), KmsConfig::default())
-        .await
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("symbolic links"), "{err}");
+    let err = refusal(b.reopen().await, &KeyFile(link)).await;
+    assert!(err.contains("symbolic links"), "{err}");
 }
 
 /// A new database is its owner's alone, whatever the umask, and one that
