@@ -93,19 +93,15 @@ fn ensure_private(path: &Path) -> Result<(), StoreError> {
         // A crash may leave the -wal file (the newest transactions) and the
         // -shm file behind, which SQLite reuses as they are.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let shown = path.display().to_string();
-            for file in [
-                shown.clone(),
-                format!("{shown}-wal"),
-                format!("{shown}-shm"),
-            ] {
-                refuse_if_open_to_all(Path::new(&file))?;
-            }
-            Ok(())
+            ["", "-wal", "-shm"].into_iter().try_for_each(|suffix| {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                refuse_if_open_to_all(Path::new(&file))
+            })
         }
         Err(e) => Err(StoreError::Unavailable(format!(
-            "cannot create {shown}: {e}",
-            shown = path.display()
+            "cannot create {}: {e}",
+            path.display()
         ))),
     }
 }
