@@ -323,19 +323,23 @@ impl Kms {
         let mut tried = std::collections::HashSet::new();
         loop {
             let due = self.store.due_for_destruction(self.now(), MAX_PAGE).await?;
+            let last_page = due.len() < MAX_PAGE as usize;
             // Keys that failed stay due, at the front of every page.
-            let untried: Vec<&String> = due
-                .iter()
-                .filter(|name| tried.insert((*name).clone()))
+            let untried: Vec<String> = due
+                .into_iter()
+                .filter(|name| tried.insert(name.clone()))
                 .collect();
-            for name in &untried {
-                match self.destroy_if_due(name).await {
+            if untried.is_empty() {
+                return Ok(sweep);
+            }
+            for name in untried {
+                match self.destroy_if_due(&name).await {
                     Ok(true) => sweep.destroyed += 1,
                     Ok(false) => {}
-                    Err(e) => sweep.failed.push((name.to_string(), e)),
+                    Err(e) => sweep.failed.push((name, e)),
                 }
             }
-            if due.len() < MAX_PAGE as usize || untried.is_empty() {
+            if last_page {
                 return Ok(sweep);
             }
         }
