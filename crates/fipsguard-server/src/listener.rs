@@ -129,14 +129,18 @@ async fn serve_connection(
     // The peer and its verified client certificate (mTLS), for
     // authorization, logs and the audit record.
     let client = Peer::of(peer, tls.get_ref().1.peer_certificates());
-    let app = TowerToHyperService::new(app.layer(axum::Extension(client)));
+    let app = TowerToHyperService::new(app);
     // A request is in flight until its answer's headers are ready, not
     // until its body is sent: every answer here is small and whole, and
     // one a client stops reading is cut by the close grace below.
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            // Inserted here, not by a layer on the router: `Router::layer`
+            // would box every route again for each connection, and a
+            // request passing it would clone the boxes.
+            request.extensions_mut().insert(client.clone());
             let in_flight = activity.begin();
             let response =
                 app.call(request.map(|body| BodyDeadline::new(body, limits.body_timeout)));
