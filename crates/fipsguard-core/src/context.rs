@@ -3,8 +3,9 @@
 //! and fingerprinted), so it must not carry sensitive values.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-use fipsguard_crypto::digest::{digest, HashAlgorithm};
+use fipsguard_crypto::digest::{digest_parts, HashAlgorithm};
 
 use crate::error::{KmsError, Result};
 
@@ -65,10 +66,21 @@ impl EncryptionContext {
     /// A short public fingerprint stored in the ciphertext, so a decrypt
     /// with the wrong context is reported as such rather than as tampering.
     pub(crate) fn fingerprint(&self) -> Result<[u8; 8]> {
-        let mut input = b"fipsguard/context/v1\0".to_vec();
-        input.extend_from_slice(&self.canonical());
-        let hash = digest(HashAlgorithm::Sha256, &input)?;
-        Ok(hash[..8].try_into().expect("SHA-256 is 32 bytes"))
+        // Most requests carry no context: its fingerprint is hashed once.
+        static EMPTY: OnceLock<[u8; 8]> = OnceLock::new();
+        let empty = self.0.is_empty();
+        if let Some(fingerprint) = EMPTY.get().filter(|_| empty) {
+            return Ok(*fingerprint);
+        }
+        let hash = digest_parts(
+            HashAlgorithm::Sha256,
+            &[b"fipsguard/context/v1\0", &self.canonical()],
+        )?;
+        let fingerprint = hash[..8].try_into().expect("SHA-256 is 32 bytes");
+        if empty {
+            let _ = EMPTY.set(fingerprint);
+        }
+        Ok(fingerprint)
     }
 }
 
