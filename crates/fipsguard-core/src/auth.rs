@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -124,23 +125,33 @@ impl Grant {
     }
 }
 
-/// Who is calling: the token's id (never the token), role and grants.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Principal {
-    /// The token id.
-    pub token_id: String,
-    /// The role.
-    pub role: Role,
-    /// Grants (users only).
-    pub grants: Vec<Grant>,
-}
+/// Who is calling: the token's id (never the token), role and grants,
+/// shared with the token cache, so that authenticating copies nothing.
+#[derive(Debug, Clone)]
+pub struct Principal(Arc<TokenRecord>);
 
 impl Principal {
+    /// The holder of the token `record` describes (once its secret matched).
+    pub(crate) fn new(record: Arc<TokenRecord>) -> Self {
+        Self(record)
+    }
+
+    /// The token id.
+    pub fn token_id(&self) -> &str {
+        &self.0.info.id
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.0.info.role
+    }
+
     /// Whether this principal may perform `operation` on `key`: users by
     /// grant; officers and auditors may read metadata; nobody else uses keys.
     pub fn may(&self, operation: Operation, key: &str) -> bool {
-        match self.role {
-            Role::User => self.grants.iter().any(|g| g.matches(key, operation)),
+        let info = &self.0.info;
+        match info.role {
+            Role::User => info.grants.iter().any(|g| g.matches(key, operation)),
             Role::Officer | Role::Auditor => operation == Operation::Read,
         }
     }

@@ -5,12 +5,12 @@
 //! `fipsguard-audit`; this module connects them to requests and to the
 //! audit key in the key store.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use fipsguard_audit::{
     Anchor, AuditError, AuditLog, Event, Link, Outcome, RequestEvent, Signed, Signer,
@@ -18,7 +18,7 @@ use fipsguard_audit::{
 use fipsguard_core::auth::is_token_id;
 use fipsguard_core::kms::{CreateKey, SignInput};
 use fipsguard_core::name::KeyName;
-use fipsguard_core::{KeyType, Kms, KmsError};
+use fipsguard_core::{KeyType, Kms, KmsError, Principal};
 use fipsguard_crypto::sign::SigningKeyType;
 use tokio::runtime::Handle;
 
@@ -232,22 +232,23 @@ pub fn is_change(method: &Method, route: &str) -> bool {
 /// The request as the audit log sees it, before the handler runs.
 fn describe(
     method: &Method,
+    uri: &Uri,
     extensions: &axum::http::Extensions,
     context: &RequestContext,
 ) -> RequestEvent {
     let named = |prefix: &str, valid: fn(&str) -> bool| {
         context
-            .route
+            .route()
             .starts_with(prefix)
-            .then(|| path_parameter(&context.path, valid))
+            .then(|| path_parameter(uri.path(), valid))
             .flatten()
     };
     let peer = extensions.get::<Peer>();
     RequestEvent {
-        request_id: context.id.clone(),
+        request_id: context.id.to_string(),
         outcome: Outcome::Intent,
         method: method.to_string(),
-        route: context.route.clone(),
+        route: context.route().to_owned(),
         key: named("/v1/keys/{name}", KeyName::is_valid),
         key_version: None,
         actor: None,
@@ -273,64 +274,80 @@ fn path_parameter(path: &str, valid: fn(&str) -> bool) -> Option<String> {
     valid(&decoded).then(|| decoded.into_owned())
 }
 
-/// The audit layer (inside the request log, so refusals are logged too).
-pub async fn audit_requests(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(audit) = state.audit.as_ref() else {
-        return next.run(request).await;
-    };
-    let Some(context) = request.extensions().get::<Arc<RequestContext>>().cloned() else {
-        return next.run(request).await;
-    };
-    if UNAUDITED.contains(&context.route.as_str()) {
-        return next.run(request).await;
+/// A request on its way through the audit log: described before the
+/// handler runs, recorded with its outcome once answered.
+pub struct Audited {
+    state: Arc<AppState>,
+    /// `None` when the log is off or the route is not audited.
+    event: Option<RequestEvent>,
+    /// A change waits mid-way for its intent to be durable (record_intent),
+    /// and an on-demand self-test for its run's record: expecting their
+    /// final event from the start would hold that batch for the whole
+    /// linger, waiting on itself.
+    records_mid_way: bool,
+    context: Option<Arc<RequestContext>>,
+}
+
+impl Audited {
+    /// Describes `request` for the log, if it is to be recorded.
+    pub fn begin(state: &Arc<AppState>, request: &Request) -> Self {
+        let context = request.extensions().get::<Arc<RequestContext>>().cloned();
+        let audited = context
+            .as_deref()
+            .filter(|c| state.audit.is_some() && !UNAUDITED.contains(&c.route()));
+        Self {
+            state: state.clone(),
+            event: audited
+                .map(|c| describe(request.method(), request.uri(), request.extensions(), c)),
+            records_mid_way: audited.is_some_and(|c| {
+                is_change(request.method(), c.route()) || c.route() == "/v1/selftest"
+            }),
+            context,
+        }
     }
-    if let Err(e) = audit.check() {
-        return refusal(e);
-    }
-    // A change waits mid-way for its intent to be durable (record_intent),
-    // and an on-demand self-test for its run's record: expecting their
-    // final event from the start would hold that batch for the whole
-    // linger, waiting on itself.
-    let records_mid_way =
-        is_change(request.method(), &context.route) || context.route == "/v1/selftest";
-    let expected = (!records_mid_way).then(|| audit.expect());
-    let started = Instant::now();
-    let mut event = describe(request.method(), request.extensions(), &context);
-    let response = next.run(request).await;
-    let status = response.status();
-    event.outcome = match status.as_u16() {
-        200..=399 => Outcome::Success,
-        400..=499 => Outcome::Rejected,
-        _ => Outcome::Failure,
-    };
-    event.status = Some(status.as_u16());
-    event.micros = Some(started.elapsed().as_micros() as u64);
-    event.error = response
-        .extensions()
-        .get::<ErrorCode>()
-        .map(|c| c.0.to_owned());
-    if let Some(subject) = response.extensions().get::<Subject>() {
-        event.key = subject.key.clone().or(event.key);
-        event.key_version = subject.key_version;
-        event.token = subject.token.clone().or(event.token);
-    }
-    if let Some(actor) = context.actor.get() {
-        event.actor = Some(actor.token_id.clone());
-        event.role = Some(actor.role.as_str().to_owned());
-    }
-    let recorded = match expected {
-        Some(expected) => expected.record(Event::Request(event)).await,
-        None => audit.record(Event::Request(event)).await,
-    };
-    match recorded {
-        Ok(()) => response,
-        // The result (a ciphertext, a key change's answer) is withheld: no
-        // evidence, no answer.
-        Err(e) => refusal(e),
+
+    /// The answer `handler` gives, once its event is durable; a refusal
+    /// instead if the log cannot take it (fail closed: no evidence, no
+    /// answer), in which case the handler never runs.
+    pub async fn answer(self, handler: impl Future<Output = Response>) -> Response {
+        let (Some(audit), Some(mut event)) = (self.state.audit.as_ref(), self.event) else {
+            return handler.await;
+        };
+        if let Err(e) = audit.check() {
+            return refusal(e);
+        }
+        let expected = (!self.records_mid_way).then(|| audit.expect());
+        let started = Instant::now();
+        let response = handler.await;
+        let status = response.status();
+        event.outcome = match status.as_u16() {
+            200..=399 => Outcome::Success,
+            400..=499 => Outcome::Rejected,
+            _ => Outcome::Failure,
+        };
+        event.status = Some(status.as_u16());
+        event.micros = Some(started.elapsed().as_micros() as u64);
+        event.error = response
+            .extensions()
+            .get::<ErrorCode>()
+            .map(|c| c.0.to_owned());
+        if let Some(subject) = response.extensions().get::<Subject>() {
+            event.key = subject.key.clone().or(event.key);
+            event.key_version = subject.key_version;
+            event.token = subject.token.clone().or(event.token);
+        }
+        if let Some(caller) = self.context.as_ref().and_then(|c| c.actor.get()) {
+            attribute(&mut event, caller);
+        }
+        let recorded = match expected {
+            Some(expected) => expected.record(Event::Request(event)).await,
+            None => audit.record(Event::Request(event)).await,
+        };
+        match recorded {
+            Ok(()) => response,
+            // The result (a ciphertext, a key change's answer) is withheld.
+            Err(e) => refusal(e),
+        }
     }
 }
 
@@ -339,7 +356,7 @@ pub async fn audit_requests(
 pub async fn record_intent(
     state: &AppState,
     parts: &axum::http::request::Parts,
-    actor: &crate::layers::ActorInfo,
+    caller: &Principal,
 ) -> Result<(), ApiError> {
     let (Some(audit), Some(context)) = (
         state.audit.as_ref(),
@@ -347,16 +364,21 @@ pub async fn record_intent(
     ) else {
         return Ok(());
     };
-    if !is_change(&parts.method, &context.route) {
+    if !is_change(&parts.method, context.route()) {
         return Ok(());
     }
-    let mut event = describe(&parts.method, &parts.extensions, context);
-    event.actor = Some(actor.token_id.clone());
-    event.role = Some(actor.role.as_str().to_owned());
+    let mut event = describe(&parts.method, &parts.uri, &parts.extensions, context);
+    attribute(&mut event, caller);
     audit
         .record(Event::Request(event))
         .await
         .map_err(ApiError::from)
+}
+
+/// Names the caller (its token id, never the token) in `event`.
+fn attribute(event: &mut RequestEvent, caller: &Principal) {
+    event.actor = Some(caller.token_id().to_owned());
+    event.role = Some(caller.role().as_str().to_owned());
 }
 
 fn refusal(error: AuditError) -> Response {

@@ -10,7 +10,7 @@ use fipsguard_core::name::KeyName;
 use fipsguard_core::KmsError;
 
 use crate::error::ApiError;
-use crate::layers::{ActorInfo, RequestContext};
+use crate::layers::RequestContext;
 use crate::listener::Peer;
 use crate::state::AppState;
 
@@ -39,13 +39,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Err(e) => Err(e),
         }
         .inspect_err(|e| crate::metrics::record_access_refusal(e.code()))?;
-        let actor = ActorInfo {
-            token_id: principal.token_id.clone(),
-            role: principal.role,
-        };
-        crate::audit::record_intent(state, parts, &actor).await?;
+        crate::audit::record_intent(state, parts, &principal).await?;
         if let Some(context) = parts.extensions.get::<Arc<RequestContext>>() {
-            let _ = context.actor.set(actor);
+            let _ = context.actor.set(principal.clone());
         }
         let certificate = parts
             .extensions
@@ -78,9 +74,9 @@ impl Caller {
         // What was refused is spelled out only for a refusal: most
         // requests pass, and need no strings.
         let (allowed, operation, key): (bool, &str, Option<&str>) = match access {
-            Access::Officer => (p.role == Role::Officer, "manage keys and tokens", None),
+            Access::Officer => (p.role() == Role::Officer, "manage keys and tokens", None),
             Access::Oversight => (
-                matches!(p.role, Role::Officer | Role::Auditor),
+                matches!(p.role(), Role::Officer | Role::Auditor),
                 "read inventory or status",
                 None,
             ),
@@ -99,16 +95,16 @@ impl Caller {
                 Some(key),
             ),
             Access::Random => (
-                matches!(p.role, Role::Officer | Role::User),
+                matches!(p.role(), Role::Officer | Role::User),
                 "draw random bytes",
                 None,
             ),
-            Access::SelfTest => (p.role == Role::Officer, "run the self-tests", None),
+            Access::SelfTest => (p.role() == Role::Officer, "run the self-tests", None),
         };
         if !allowed {
             crate::metrics::record_access_refusal("forbidden");
             return Err(KmsError::Forbidden {
-                role: p.role,
+                role: p.role(),
                 operation: operation.to_owned(),
                 // Only a key name is repeated: a path may hold anything,
                 // a token pasted in its place included.

@@ -1,94 +1,199 @@
 //! What every request passes through: a request id, one log line, HTTP
 //! metrics; and the answers for unknown routes and methods.
 
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use fipsguard_core::Principal;
+use tower::{Layer, Service};
 
-use crate::audit::is_change;
+use crate::audit::{is_change, Audited};
 use crate::error::ApiError;
-
-/// Who a request is from, once authentication knows.
-pub struct ActorInfo {
-    /// The token id (never the token).
-    pub token_id: String,
-    /// Its role.
-    pub role: fipsguard_core::Role,
-}
+use crate::state::AppState;
 
 /// What the layers know of a request: its id, its route, and where
 /// authentication leaves the caller for the log line and the audit record.
-/// Shared by every layer as an `Arc<RequestContext>` extension.
+/// Shared as an `Arc<RequestContext>` extension.
 pub struct RequestContext {
     /// The request id.
-    pub id: String,
-    /// The matched route template (`unmatched` for none).
-    pub route: String,
-    /// The request's path as sent.
-    pub path: String,
+    pub id: RequestId,
+    /// The matched route template, if a route matched.
+    matched: Option<MatchedPath>,
     /// The authenticated caller.
-    pub actor: Arc<OnceLock<ActorInfo>>,
+    pub actor: OnceLock<Principal>,
 }
 
-/// Gives the request an id (echoed as `x-request-id`), logs it once with
-/// its outcome and the caller's token id (never the token), counts it.
-/// Failures and changes to keys and tokens log at info; successful
-/// cryptographic operations at debug (a line per success costs a third of
-/// the throughput; the audit log is to be the durable record of each).
-pub async fn request_log(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
-    let context = Arc::new(RequestContext {
-        id: request_id(),
-        route: route.clone(),
-        path: request.uri().path().to_owned(),
-        actor: Arc::default(),
-    });
-    let mut request = request;
-    request.extensions_mut().insert(context.clone());
-    let mut response = next.run(request).await;
-    let status = response.status();
-    let id = &context.id;
-    if let Ok(value) = HeaderValue::from_str(id) {
-        response.headers_mut().insert("x-request-id", value);
+impl RequestContext {
+    /// The matched route template (`unmatched` for none).
+    pub fn route(&self) -> &str {
+        self.matched
+            .as_ref()
+            .map_or("unmatched", MatchedPath::as_str)
     }
-    let actor = context.actor.get().map_or("-", |a| a.token_id.as_str());
-    let micros = started.elapsed().as_micros() as u64;
-    match status.as_u16() {
-        200..=299 if is_change(&method, &route) => {
-            tracing::info!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
-        }
-        200..=299 => {
-            tracing::debug!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
-        }
-        code => {
-            tracing::info!(request_id = %id, %method, route = %route, status = code, actor, micros, "request");
-        }
-    }
-    crate::metrics::record_request(&route, status);
-    response
 }
 
 /// A request id unique within this process and across restarts: a random
-/// prefix drawn once, then a counter.
-fn request_id() -> String {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| {
-        let bytes = fipsguard_crypto::random::bytes(4).unwrap_or_default();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    });
-    format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+/// prefix drawn once, then a counter, written `PREFIX-COUNTER` in hex.
+#[derive(Clone, Copy)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id's text, written out by hand: every answer carries it, and
+    /// `format!` would cost more than the rest of the request log.
+    fn text(self) -> IdText {
+        static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
+        let prefix = PREFIX.get_or_init(|| {
+            let mut hex = [b'0'; 8];
+            let bytes = fipsguard_crypto::random::bytes(4).unwrap_or_default();
+            let _ = hex::encode_to_slice(bytes, &mut hex);
+            hex
+        });
+        let mut text = IdText([0; 25], 0);
+        text.0[..8].copy_from_slice(prefix);
+        text.0[8] = b'-';
+        let digits = (u64::BITS - self.0.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, byte) in text.0[9..9 + digits].iter_mut().enumerate() {
+            let nibble = (self.0 >> (4 * (digits - 1 - i))) & 0xf;
+            *byte = b"0123456789abcdef"[nibble as usize];
+        }
+        text.1 = 9 + digits;
+        text
+    }
+}
+
+/// A request id as text (at most 8 + 1 + 16 bytes).
+struct IdText([u8; 25], usize);
+
+impl IdText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0[..self.1]).expect("hex digits and a dash")
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+/// The layer around every route: the request log, and inside it the audit
+/// log (so that its refusals are logged too). Written out rather than made
+/// of `from_fn` middleware, which boxes the rest of the route and its
+/// future again for every request.
+#[derive(Clone)]
+pub struct RequestLayer(pub Arc<AppState>);
+
+impl<S> Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService {
+            inner,
+            state: self.0.clone(),
+        }
+    }
+}
+
+/// A route behind [`RequestLayer`].
+#[derive(Clone)]
+pub struct RequestService<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+impl<S> Service<Request> for RequestService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let logged = Logged::begin(&mut request);
+        let audited = Audited::begin(&self.state, &request);
+        // Not polled until the audit log has taken the request.
+        let route = self.inner.call(request);
+        Box::pin(async move {
+            let answer = async { route.await.unwrap_or_else(|never| match never {}) };
+            let response = audited.answer(answer).await;
+            Ok(logged.finish(response))
+        })
+    }
+}
+
+/// A request on its way through the request log: it gets an id (echoed as
+/// `x-request-id`), and once answered one log line with its outcome and
+/// the caller's token id (never the token), and a count. Failures and
+/// changes to keys and tokens log at info; successful cryptographic
+/// operations at debug (a line per success costs a third of the
+/// throughput; the audit log is the durable record of each).
+struct Logged {
+    context: Arc<RequestContext>,
+    method: Method,
+    started: Instant,
+}
+
+impl Logged {
+    fn begin(request: &mut Request) -> Self {
+        let context = Arc::new(RequestContext {
+            id: RequestId::next(),
+            matched: request.extensions().get::<MatchedPath>().cloned(),
+            actor: OnceLock::new(),
+        });
+        request.extensions_mut().insert(context.clone());
+        Self {
+            context,
+            method: request.method().clone(),
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(self, mut response: Response) -> Response {
+        let Self {
+            context,
+            method,
+            started,
+        } = self;
+        let (id, route, status) = (context.id, context.route(), response.status());
+        if let Ok(value) = HeaderValue::from_str(id.text().as_str()) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        let actor = context.actor.get().map_or("-", Principal::token_id);
+        let micros = started.elapsed().as_micros() as u64;
+        match status.as_u16() {
+            200..=299 if is_change(&method, route) => {
+                tracing::info!(request_id = %id, %method, route, status = status.as_u16(), actor, micros, "request");
+            }
+            200..=299 => {
+                tracing::debug!(request_id = %id, %method, route, status = status.as_u16(), actor, micros, "request");
+            }
+            code => {
+                tracing::info!(request_id = %id, %method, route, status = code, actor, micros, "request");
+            }
+        }
+        crate::metrics::record_request(route, status);
+        response
+    }
 }
 
 /// Unknown routes.
@@ -107,4 +212,28 @@ pub async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this endpoint does not take that method; see /v1/openapi.json",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestId;
+
+    #[test]
+    fn a_request_id_is_the_prefix_and_the_counter_in_hex() {
+        let prefix = RequestId(0).to_string()[..9].to_owned();
+        assert!(prefix.ends_with('-'), "{prefix}");
+        assert!(
+            prefix[..8].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{prefix}"
+        );
+        for (counter, hex) in [
+            (0, "0"),
+            (15, "f"),
+            (16, "10"),
+            (0x1f3, "1f3"),
+            (u64::MAX, "ffffffffffffffff"),
+        ] {
+            assert_eq!(RequestId(counter).to_string(), format!("{prefix}{hex}"));
+        }
+    }
 }

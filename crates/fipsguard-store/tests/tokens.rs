@@ -37,7 +37,7 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
     let officer = text(&first.token);
     assert!(officer.starts_with(&format!("fgt.{}.", first.info.id)));
     assert_eq!(
-        kms.authenticate(&officer).await.unwrap().role,
+        kms.authenticate(&officer).await.unwrap().role(),
         Role::Officer
     );
     assert!(

@@ -357,12 +357,12 @@ impl Kms {
         name: &KeyName,
         operation: &'static str,
         offers: impl Fn(KeyType) -> bool,
-    ) -> Result<(KeyRecord, KeyType)> {
+    ) -> Result<(Arc<KeyRecord>, KeyType)> {
         let record = self.record(name).await?;
         let key_type = self.offering(&record, operation, offers)?;
         if !record.state.may_protect() {
             return Err(KmsError::StateForbids {
-                name: record.name,
+                name: record.name.clone(),
                 state: record.state,
                 operation,
             });
@@ -377,7 +377,7 @@ impl Kms {
         version: u32,
         operation: &'static str,
         offers: impl Fn(KeyType) -> bool,
-    ) -> Result<KeyRecord> {
+    ) -> Result<Arc<KeyRecord>> {
         let mut record = self.record(name).await?;
         if version > record.latest_version {
             // Another node may have rotated since this one cached the key
@@ -389,7 +389,7 @@ impl Kms {
             KeyState::Destroyed => return Err(DecryptError::VersionDestroyed(version).into()),
             state if !state.may_process() => {
                 return Err(KmsError::StateForbids {
-                    name: record.name,
+                    name: record.name.clone(),
                     state,
                     operation,
                 })
@@ -398,7 +398,7 @@ impl Kms {
         }
         if version > record.latest_version {
             return Err(KmsError::VersionNotFound {
-                name: record.name,
+                name: record.name.clone(),
                 version,
             });
         }

@@ -137,7 +137,7 @@ impl Kms {
     /// Reads a key's metadata.
     pub async fn get_key(&self, name: &str) -> Result<KeyMetadata> {
         let name = KeyName::new(name)?;
-        Ok(self.metadata(&self.record(&name).await?))
+        Ok(self.metadata(&*self.record(&name).await?))
     }
 
     /// Lists keys in name order, `limit` (1-1000) at a time.
@@ -360,14 +360,14 @@ impl Kms {
         let key_type = key_type_of(&record)?;
         if !matches!(key_type, KeyType::Signing(_)) {
             return Err(KmsError::WrongKeyType {
-                name: record.name,
+                name: record.name.clone(),
                 key_type: key_type.as_str(),
                 operation: "have a public key",
             });
         }
         if record.state == KeyState::Destroyed {
             return Err(KmsError::StateForbids {
-                name: record.name,
+                name: record.name.clone(),
                 state: record.state,
                 operation: "public key export",
             });

@@ -97,11 +97,11 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     tokens: crate::auth::TokenHasher,
     /// Key records, trusted for the metadata TTL.
-    records: Cache<String, KeyRecord>,
+    records: Cache<String, Arc<KeyRecord>>,
     /// Unwrapped versions, kept until evicted or destroyed.
     versions: Cache<(String, u32), Arc<CachedVersion>>,
     /// Token records by id, trusted for the metadata TTL.
-    token_records: Cache<String, TokenRecord>,
+    token_records: Cache<String, Arc<TokenRecord>>,
     /// Ids the store does not know (mostly guesses), remembered for the
     /// metadata TTL apart from real tokens, so that guesses never evict them.
     unknown_tokens: Cache<String, ()>,
@@ -175,7 +175,7 @@ impl Kms {
 
     /// The key's record: from the cache while fresh, else from the store. A
     /// destruction whose time has come is carried out here.
-    async fn record(&self, name: &KeyName) -> Result<KeyRecord> {
+    async fn record(&self, name: &KeyName) -> Result<Arc<KeyRecord>> {
         let cached = || {
             self.records
                 .fresh(name.as_str())
@@ -194,14 +194,14 @@ impl Kms {
     /// The key's record read again from the store, and cached unless a
     /// change on this node came meanwhile. A destruction whose time has
     /// come is carried out here.
-    async fn reload_record(&self, name: &KeyName) -> Result<KeyRecord> {
+    async fn reload_record(&self, name: &KeyName) -> Result<Arc<KeyRecord>> {
         let known_destroyed = matches!(
             self.records.get(name.as_str()),
             Lookup::Stale(record) | Lookup::Fresh(record) if record.state == KeyState::Destroyed
         );
         let ticket = self.records.ticket();
         let record = self.fresh_record(name).await?;
-        let record = self.destroy(name, record, Destruction::Scheduled).await?;
+        let record = Arc::new(self.destroy(name, record, Destruction::Scheduled).await?);
         if record.state == KeyState::Destroyed && !known_destroyed {
             // Destroyed elsewhere: drop any material this node holds, and
             // void loads under way (once per destruction seen: a scan of

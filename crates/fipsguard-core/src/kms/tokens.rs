@@ -1,5 +1,7 @@
 //! Token management and authentication.
 
+use std::sync::Arc;
+
 use fipsguard_crypto::random;
 
 use super::Kms;
@@ -155,29 +157,18 @@ impl Kms {
             .token_record(id)
             .await?
             .ok_or(KmsError::Unauthenticated)?;
-        let TokenInfo {
-            id,
-            role,
-            grants,
-            revoked_at,
-            expires_at,
-            ..
-        } = record.info;
-        let live = revoked_at.is_none() && expires_at.is_none_or(|at| at > self.now());
+        let info = &record.info;
+        let live = info.revoked_at.is_none() && info.expires_at.is_none_or(|at| at > self.now());
         if !(self.tokens.matches(secret, &record.hash)? && live) {
             return Err(KmsError::Unauthenticated);
         }
-        Ok(Principal {
-            token_id: id,
-            role,
-            grants,
-        })
+        Ok(Principal::new(record))
     }
 
     /// A token record, from memory while fresh (no store read per request).
     /// Unknown ids are remembered too, so callers guessing ids cost one
     /// store read per id and TTL, not one per request.
-    async fn token_record(&self, id: &str) -> Result<Option<TokenRecord>> {
+    async fn token_record(&self, id: &str) -> Result<Option<Arc<TokenRecord>>> {
         let known = match self.token_records.get(id) {
             Lookup::Fresh(record) => return Ok(Some(record)),
             Lookup::Stale(_) => true,
@@ -203,7 +194,7 @@ impl Kms {
             return Ok(None);
         }
         let tickets = (self.token_records.ticket(), self.unknown_tokens.ticket());
-        let record = self.store.token(id).await?;
+        let record = self.store.token(id).await?.map(Arc::new);
         match &record {
             Some(record) => self
                 .token_records

@@ -100,16 +100,12 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/metrics", get(system::metrics))
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
-        // The three as one layer, outermost first: axum boxes each layer
+        // The two as one layer, outermost first: axum boxes each layer
         // per route, and a request passing a layer clones the boxes
         // inside it, so separate layers cost allocations per request.
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(layers::request_log))
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    crate::audit::audit_requests,
-                ))
+                .layer(layers::RequestLayer(state.clone()))
                 .layer(DefaultBodyLimit::max(max_body_bytes)),
         )
         .with_state(state)

@@ -91,8 +91,8 @@ pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult
     let health = current_health(&s).await;
     let (principal, certificate) = (&caller.0, &caller.1);
     let caller = serde_json::json!({
-        "token_id": principal.token_id,
-        "role": principal.role,
+        "token_id": principal.token_id(),
+        "role": principal.role(),
         "client_certificate_sha256": certificate,
     });
     Ok(Json(Status {
