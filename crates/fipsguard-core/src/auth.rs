@@ -125,10 +125,22 @@ impl Grant {
     }
 }
 
-/// Who is calling: the token's id (never the token), role and grants,
-/// shared with the token cache, so that authenticating copies nothing.
-#[derive(Debug, Clone)]
+/// Who is calling: the record of the token presented (its id, role and
+/// grants; never the token), shared with the token cache, so that
+/// authenticating copies nothing.
+#[derive(Clone)]
 pub struct Principal(Arc<TokenRecord>);
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Principal({}, {})",
+            self.token_id(),
+            self.role().as_str()
+        )
+    }
+}
 
 impl Principal {
     /// The holder of the token `record` describes (once its secret matched).

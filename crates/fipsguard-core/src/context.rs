@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use fipsguard_crypto::digest::{digest_parts, HashAlgorithm};
+use fipsguard_crypto::module;
 
 use crate::error::{KmsError, Result};
 
@@ -66,10 +67,12 @@ impl EncryptionContext {
     /// A short public fingerprint stored in the ciphertext, so a decrypt
     /// with the wrong context is reported as such rather than as tampering.
     pub(crate) fn fingerprint(&self) -> Result<[u8; 8]> {
-        // Most requests carry no context: its fingerprint is hashed once.
+        // Most requests carry no context: its fingerprint is hashed once,
+        // and given while the module is operational, as a hash would be.
         static EMPTY: OnceLock<[u8; 8]> = OnceLock::new();
         let empty = self.0.is_empty();
-        if let Some(fingerprint) = EMPTY.get().filter(|_| empty) {
+        let operational = matches!(module::state(), module::State::Operational);
+        if let Some(fingerprint) = EMPTY.get().filter(|_| empty && operational) {
             return Ok(*fingerprint);
         }
         let hash = digest_parts(

@@ -245,7 +245,7 @@ fn describe(
     };
     let peer = extensions.get::<Peer>();
     RequestEvent {
-        request_id: context.id.to_string(),
+        request_id: context.id.as_str().to_owned(),
         outcome: Outcome::Intent,
         method: method.to_string(),
         route: context.route().to_owned(),
@@ -276,7 +276,7 @@ fn path_parameter(path: &str, valid: fn(&str) -> bool) -> Option<String> {
 
 /// A request on its way through the audit log: described before the
 /// handler runs, recorded with its outcome once answered.
-pub struct Audited {
+pub(crate) struct Audited {
     state: Arc<AppState>,
     /// `None` when the log is off or the route is not audited.
     event: Option<RequestEvent>,
@@ -285,69 +285,82 @@ pub struct Audited {
     /// final event from the start would hold that batch for the whole
     /// linger, waiting on itself.
     records_mid_way: bool,
-    context: Option<Arc<RequestContext>>,
+    context: Arc<RequestContext>,
 }
 
 impl Audited {
-    /// Describes `request` for the log, if it is to be recorded.
-    pub fn begin(state: &Arc<AppState>, request: &Request) -> Self {
-        let context = request.extensions().get::<Arc<RequestContext>>().cloned();
-        let audited = context
-            .as_deref()
-            .filter(|c| state.audit.is_some() && !UNAUDITED.contains(&c.route()));
-        Self {
-            state: state.clone(),
-            event: audited
-                .map(|c| describe(request.method(), request.uri(), request.extensions(), c)),
-            records_mid_way: audited.is_some_and(|c| {
-                is_change(request.method(), c.route()) || c.route() == "/v1/selftest"
-            }),
-            context,
+    /// Describes `request` for the log if it is to be recorded; a refusal
+    /// if the log cannot take it (fail closed: the handler must not run).
+    pub(crate) fn begin(
+        state: &Arc<AppState>,
+        context: &Arc<RequestContext>,
+        request: &Request,
+    ) -> Result<Self, AuditError> {
+        let route = context.route();
+        let audit = state.audit.as_ref().filter(|_| !UNAUDITED.contains(&route));
+        if let Some(audit) = audit {
+            audit.check()?;
         }
+        let method = request.method();
+        Ok(Self {
+            state: state.clone(),
+            event: audit.map(|_| describe(method, request.uri(), request.extensions(), context)),
+            records_mid_way: is_change(method, route) || route == "/v1/selftest",
+            context: context.clone(),
+        })
     }
 
-    /// The answer `handler` gives, once its event is durable; a refusal
-    /// instead if the log cannot take it (fail closed: no evidence, no
-    /// answer), in which case the handler never runs.
-    pub async fn answer(self, handler: impl Future<Output = Response>) -> Response {
+    /// The answer `handler` gives, once its event is durable. If the event
+    /// cannot be made durable the answer is withheld and a refusal given
+    /// instead (any change the handler made stands; its intent is on record).
+    pub(crate) async fn answer(self, handler: impl Future<Output = Response>) -> Response {
         let (Some(audit), Some(mut event)) = (self.state.audit.as_ref(), self.event) else {
             return handler.await;
         };
-        if let Err(e) = audit.check() {
-            return refusal(e);
-        }
         let expected = (!self.records_mid_way).then(|| audit.expect());
         let started = Instant::now();
         let response = handler.await;
-        let status = response.status();
-        event.outcome = match status.as_u16() {
-            200..=399 => Outcome::Success,
-            400..=499 => Outcome::Rejected,
-            _ => Outcome::Failure,
-        };
-        event.status = Some(status.as_u16());
-        event.micros = Some(started.elapsed().as_micros() as u64);
-        event.error = response
-            .extensions()
-            .get::<ErrorCode>()
-            .map(|c| c.0.to_owned());
-        if let Some(subject) = response.extensions().get::<Subject>() {
-            event.key = subject.key.clone().or(event.key);
-            event.key_version = subject.key_version;
-            event.token = subject.token.clone().or(event.token);
-        }
-        if let Some(caller) = self.context.as_ref().and_then(|c| c.actor.get()) {
-            attribute(&mut event, caller);
-        }
+        complete(&mut event, &response, started, self.context.actor.get());
         let recorded = match expected {
             Some(expected) => expected.record(Event::Request(event)).await,
             None => audit.record(Event::Request(event)).await,
         };
         match recorded {
             Ok(()) => response,
-            // The result (a ciphertext, a key change's answer) is withheld.
+            // The result (a ciphertext, a key change's answer) is withheld:
+            // no evidence, no answer.
             Err(e) => refusal(e),
         }
+    }
+}
+
+/// Fills in what a request's answer tells the log: outcome, status, time,
+/// error code, what the handler acted on, and who called.
+fn complete(
+    event: &mut RequestEvent,
+    response: &Response,
+    started: Instant,
+    caller: Option<&Principal>,
+) {
+    let status = response.status();
+    event.outcome = match status.as_u16() {
+        200..=399 => Outcome::Success,
+        400..=499 => Outcome::Rejected,
+        _ => Outcome::Failure,
+    };
+    event.status = Some(status.as_u16());
+    event.micros = Some(started.elapsed().as_micros() as u64);
+    event.error = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0.to_owned());
+    if let Some(subject) = response.extensions().get::<Subject>() {
+        event.key = subject.key.clone().or(event.key.take());
+        event.key_version = subject.key_version;
+        event.token = subject.token.clone().or(event.token.take());
+    }
+    if let Some(caller) = caller {
+        attribute(event, caller);
     }
 }
 
@@ -381,7 +394,8 @@ fn attribute(event: &mut RequestEvent, caller: &Principal) {
     event.role = Some(caller.role().as_str().to_owned());
 }
 
-fn refusal(error: AuditError) -> Response {
+/// The answer to a request the audit log cannot take.
+pub(crate) fn refusal(error: AuditError) -> Response {
     ApiError::from(error).into_response()
 }
 

@@ -1,5 +1,5 @@
-//! What every request passes through: a request id, one log line, HTTP
-//! metrics; and the answers for unknown routes and methods.
+//! What every request passes through: a request id, the audit log, one
+//! log line, HTTP metrics; and the answers for unknown routes and methods.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -16,7 +16,7 @@ use axum::response::Response;
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
 
-use crate::audit::{is_change, Audited};
+use crate::audit::{is_change, refusal, Audited};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -43,57 +43,72 @@ impl RequestContext {
 
 /// A request id unique within this process and across restarts: a random
 /// prefix drawn once, then a counter, written `PREFIX-COUNTER` in hex.
+/// Its text is written once, by hand: every answer carries it, and
+/// `format!` would cost more than the rest of the request log.
 #[derive(Clone, Copy)]
-pub struct RequestId(u64);
+pub struct RequestId {
+    text: [u8; ID_LEN],
+    len: usize,
+}
+
+/// The prefix's 8 hex digits, a dash, and at most 16 for the counter.
+const ID_LEN: usize = 8 + 1 + 16;
 
 impl RequestId {
     fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+        Self::numbered(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// The id's text, written out by hand: every answer carries it, and
-    /// `format!` would cost more than the rest of the request log.
-    fn text(self) -> IdText {
-        static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
-        let prefix = PREFIX.get_or_init(|| {
-            let mut hex = [b'0'; 8];
-            let bytes = fipsguard_crypto::random::bytes(4).unwrap_or_default();
-            let _ = hex::encode_to_slice(bytes, &mut hex);
-            hex
-        });
-        let mut text = IdText([0; 25], 0);
-        text.0[..8].copy_from_slice(prefix);
-        text.0[8] = b'-';
-        let digits = (u64::BITS - self.0.leading_zeros()).div_ceil(4).max(1) as usize;
-        for (i, byte) in text.0[9..9 + digits].iter_mut().enumerate() {
-            let nibble = (self.0 >> (4 * (digits - 1 - i))) & 0xf;
+    fn numbered(counter: u64) -> Self {
+        let mut text = [0; ID_LEN];
+        text[..8].copy_from_slice(id_prefix());
+        text[8] = b'-';
+        let digits = (u64::BITS - counter.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, byte) in text[9..9 + digits].iter_mut().enumerate() {
+            let nibble = (counter >> (4 * (digits - 1 - i))) & 0xf;
             *byte = b"0123456789abcdef"[nibble as usize];
         }
-        text.1 = 9 + digits;
-        text
+        Self {
+            text,
+            len: 9 + digits,
+        }
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).expect("hex digits and a dash")
     }
 }
 
-/// A request id as text (at most 8 + 1 + 16 bytes).
-struct IdText([u8; 25], usize);
-
-impl IdText {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0[..self.1]).expect("hex digits and a dash")
-    }
+/// This process's request id prefix: random, or taken from the clock if
+/// the module cannot draw (it then refuses every operation anyway).
+fn id_prefix() -> &'static [u8; 8] {
+    static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let drawn = fipsguard_crypto::random::bytes(4).ok();
+        let bytes = drawn
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .unwrap_or_else(|| {
+                let since_epoch = std::time::UNIX_EPOCH.elapsed().unwrap_or_default();
+                since_epoch.subsec_nanos().to_be_bytes()
+            });
+        let mut digits = [0; 8];
+        hex::encode_to_slice(bytes, &mut digits).expect("4 bytes are 8 hex digits");
+        digits
+    })
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text().as_str())
+        f.write_str(self.as_str())
     }
 }
 
 /// The layer around every route: the request log, and inside it the audit
 /// log (so that its refusals are logged too). Written out rather than made
-/// of `from_fn` middleware, which boxes the rest of the route and its
-/// future again for every request.
+/// of `from_fn` middleware, each of which boxes the rest of the route
+/// again for every request.
 #[derive(Clone)]
 pub struct RequestLayer(pub Arc<AppState>);
 
@@ -130,8 +145,11 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let logged = Logged::begin(&mut request);
-        let audited = Audited::begin(&self.state, &request);
-        // Not polled until the audit log has taken the request.
+        // Refused before the route is called: no evidence, no handler.
+        let audited = match Audited::begin(&self.state, &logged.context, &request) {
+            Ok(audited) => audited,
+            Err(e) => return Box::pin(std::future::ready(Ok(logged.finish(refusal(e))))),
+        };
         let route = self.inner.call(request);
         Box::pin(async move {
             let answer = async { route.await.unwrap_or_else(|never| match never {}) };
@@ -175,20 +193,20 @@ impl Logged {
             started,
         } = self;
         let (id, route, status) = (context.id, context.route(), response.status());
-        if let Ok(value) = HeaderValue::from_str(id.text().as_str()) {
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert("x-request-id", value);
         }
         let actor = context.actor.get().map_or("-", Principal::token_id);
         let micros = started.elapsed().as_micros() as u64;
         match status.as_u16() {
             200..=299 if is_change(&method, route) => {
-                tracing::info!(request_id = %id, %method, route, status = status.as_u16(), actor, micros, "request");
+                tracing::info!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
             }
             200..=299 => {
-                tracing::debug!(request_id = %id, %method, route, status = status.as_u16(), actor, micros, "request");
+                tracing::debug!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
             }
             code => {
-                tracing::info!(request_id = %id, %method, route, status = code, actor, micros, "request");
+                tracing::info!(request_id = %id, %method, route = %route, status = code, actor, micros, "request");
             }
         }
         crate::metrics::record_request(route, status);
@@ -220,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_request_id_is_the_prefix_and_the_counter_in_hex() {
-        let prefix = RequestId(0).to_string()[..9].to_owned();
+        let prefix = RequestId::numbered(0).to_string()[..9].to_owned();
         assert!(prefix.ends_with('-'), "{prefix}");
         assert!(
             prefix[..8].bytes().all(|b| b.is_ascii_hexdigit()),
@@ -233,7 +251,10 @@ mod tests {
             (0x1f3, "1f3"),
             (u64::MAX, "ffffffffffffffff"),
         ] {
-            assert_eq!(RequestId(counter).to_string(), format!("{prefix}{hex}"));
+            assert_eq!(
+                RequestId::numbered(counter).to_string(),
+                format!("{prefix}{hex}")
+            );
         }
     }
 }

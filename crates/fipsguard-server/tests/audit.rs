@@ -65,10 +65,15 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
         !message.contains(&dir),
         "a caller is not told the log's path"
     );
-    // Refused up front from now on, for every operation; health says that
-    // it fails, the metric why.
+    // Refused up front from now on, for every operation, before its
+    // handler runs (no encryption is counted); health says that it fails,
+    // the metric why.
+    let encryptions = || async { operations(&plain_metrics(&server).await, "encrypt") };
+    let before = encryptions().await;
+    assert!(before >= 1.0, "the first encryption is counted");
     let (status, _) = encrypt(&server, &user).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(encryptions().await, before, "the handler ran");
     let (status, health) = server.call(Method::GET, "/v1/health", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
     assert_eq!(health["audit"]["writable"], false, "{health}");
@@ -111,6 +116,15 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
         "the outage is on record"
     );
     server.stop().await;
+}
+
+/// How many `op` operations the metrics count, whatever their outcome.
+fn operations(text: &str, op: &str) -> f64 {
+    let series = format!("fipsguard_crypto_operations_total{{op=\"{op}\"");
+    text.lines()
+        .filter(|line| line.starts_with(&series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The records of `route` in the current file.

@@ -137,7 +137,8 @@ impl Kms {
     /// Reads a key's metadata.
     pub async fn get_key(&self, name: &str) -> Result<KeyMetadata> {
         let name = KeyName::new(name)?;
-        Ok(self.metadata(&*self.record(&name).await?))
+        let record = self.record(&name).await?;
+        Ok(self.metadata(&record))
     }
 
     /// Lists keys in name order, `limit` (1-1000) at a time.
