@@ -253,7 +253,7 @@ fn describe(
         key_version: None,
         actor: None,
         role: None,
-        client: peer.map(|p| p.address.clone()),
+        client: peer.map(|p| p.address.to_string()),
         client_certificate: peer.and_then(|p| p.certificate.clone()),
         status: None,
         error: None,

@@ -305,9 +305,9 @@ fn http_builder() -> Builder<TokioExecutor> {
 /// it presented and the server verified against its client CA, if any.
 #[derive(Clone, Debug)]
 pub struct Peer {
-    /// The client's address, as text: formatted once per connection, not
-    /// for each request's audit record.
-    pub address: String,
+    /// The client's address, as text: formatted once per connection and
+    /// shared by its requests' audit records.
+    pub address: Arc<str>,
     /// SHA-256 fingerprint (hex) of the verified end-entity certificate.
     pub certificate: Option<String>,
 }
@@ -321,7 +321,7 @@ impl Peer {
         let leaf = chain.and_then(|c| c.first());
         let fingerprint = leaf.and_then(|cert| digest(HashAlgorithm::Sha256, cert).ok());
         Self {
-            address: address.to_string(),
+            address: address.to_string().into(),
             certificate: fingerprint.map(hex::encode),
         }
     }
