@@ -279,6 +279,29 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
         assert!(!text.contains(secret), "{text}");
     }
 
+    // JSON under any spelling of its media type is read alike: plain
+    // `application/json` takes a shorter path than the others.
+    for content_type in [
+        "application/json",
+        "APPLICATION/JSON",
+        "application/json; charset=utf-8",
+    ] {
+        let good = json!({ "plaintext": b64(b"ok") }).to_string();
+        let response = raw(Method::POST, "/v1/keys/data/encrypt", &good, content_type);
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+        for (bad, wording) in [
+            ("{\"plaintext\":", "not valid JSON"),
+            ("{\"plaintext\": 1}", "invalid request body: invalid type"),
+        ] {
+            let response = raw(Method::POST, "/v1/keys/data/encrypt", bad, content_type);
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{content_type}");
+            let text = response.text().await.unwrap();
+            assert!(text.contains(wording), "{content_type}: {text}");
+        }
+    }
+
     // Still serving.
     let (status, sealed) = server
         .call(

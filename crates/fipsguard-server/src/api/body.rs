@@ -31,8 +31,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         // The common case, plain `application/json`, is read and parsed
         // directly: axum's `Json` parses the media type and tracks the path
-        // through the document, which only a refusal needs. It still names
-        // what is wrong with every body this refuses.
+        // through the document, which only a refusal needs. A body the
+        // direct parse refuses is parsed again by `Json`, whose error names
+        // what is wrong, worded as for every other body.
         if !is_plain_json(&request) {
             let parsed = Json::<T>::from_request(request, state).await;
             return parsed.map(|Json(value)| Body(value)).map_err(refusal);
@@ -200,8 +201,9 @@ impl DecodeInto for SecretBytes {
 }
 
 /// Bytes decoded straight from the JSON text (serde_json hands over the
-/// request's own text when the string holds no escapes, as base64 never
-/// needs): no owned copy of the base64 of a plaintext is made here.
+/// request's own text when the string holds no escapes, as base64 written
+/// without `\/` never does): no owned copy of the base64 of a plaintext is
+/// made here.
 struct Decoded<T>(T);
 
 impl<'de, T: DecodeInto> Deserialize<'de> for Decoded<T> {
