@@ -88,6 +88,17 @@ impl std::fmt::Debug for VersionRecord {
     }
 }
 
+/// A key due for destruction. Sweeps page through them by time, then
+/// name, each page starting after the last one's end: a key that cannot be
+/// destroyed stays due, and must not come back at the front of every page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// When its destruction took effect, Unix seconds.
+    pub destroy_at: i64,
+    /// The key's name as stored.
+    pub name: String,
+}
+
 /// A version to append.
 #[derive(Clone)]
 pub struct NewVersion {
@@ -168,8 +179,14 @@ pub trait Store: Send + Sync + 'static {
         expected_latest: Option<u32>,
     ) -> Result<AddedVersion, StoreError>;
 
-    /// Names of keys whose scheduled destruction is due at `now`, at most `limit`.
-    async fn due_for_destruction(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// Keys whose scheduled destruction is due at `now`, in the order of
+    /// [`Due`], those after `after` only, at most `limit`.
+    async fn due_for_destruction(
+        &self,
+        now: i64,
+        after: Option<&Due>,
+        limit: u32,
+    ) -> Result<Vec<Due>, StoreError>;
 
     /// Replaces the key's mutable fields if its revision is still
     /// `key.revision` (bumping it); `false` if another writer changed it.

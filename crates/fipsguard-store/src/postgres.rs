@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use fipsguard_core::auth::{TokenInfo, TokenRecord};
 use fipsguard_core::{
-    AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -331,17 +331,30 @@ impl Store for PostgresStore {
         records::version(number).map(AddedVersion::Added)
     }
 
-    async fn due_for_destruction(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+    async fn due_for_destruction(
+        &self,
+        now: i64,
+        after: Option<&Due>,
+        limit: u32,
+    ) -> Result<Vec<Due>, StoreError> {
+        let (at, name) = after.map_or((i64::MIN, ""), |d| (d.destroy_at, d.name.as_str()));
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT name FROM keys WHERE destroy_at <= $1 ORDER BY destroy_at LIMIT $2",
-                &[&now, &i64::from(limit)],
+                "SELECT destroy_at, name FROM keys WHERE destroy_at <= $1 AND (destroy_at, name) > ($2, $3) \
+                 ORDER BY destroy_at, name LIMIT $4",
+                &[&now, &at, &name, &i64::from(limit)],
             )
             .await
             .map_err(error)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Due {
+                destroy_at: r.get(0),
+                name: r.get(1),
+            })
+            .collect())
     }
 
     async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use fipsguard_core::auth::{TokenInfo, TokenRecord};
 use fipsguard_core::{
-    AddedVersion, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -376,12 +376,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due_for_destruction(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+    async fn due_for_destruction(
+        &self,
+        now: i64,
+        after: Option<&Due>,
+        limit: u32,
+    ) -> Result<Vec<Due>, StoreError> {
+        let (at, name) = after.map_or((i64::MIN, String::new()), |d| {
+            (d.destroy_at, d.name.clone())
+        });
         self.run(move |c| {
             c.prepare_cached(
-                "SELECT name FROM keys WHERE destroy_at <= ?1 ORDER BY destroy_at LIMIT ?2",
+                "SELECT destroy_at, name FROM keys WHERE destroy_at <= ?1 AND (destroy_at, name) > (?2, ?3) \
+                 ORDER BY destroy_at, name LIMIT ?4",
             )?
-            .query_map(params![now, limit], |r| r.get(0))?
+            .query_map(params![now, at, name, limit], |r| {
+                Ok(Due {
+                    destroy_at: r.get(0)?,
+                    name: r.get(1)?,
+                })
+            })?
             .collect()
         })
         .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Backend;
-use fipsguard_core::kms::{ConfigureKey, CreateKey, KmsConfig, SignInput};
+use fipsguard_core::kms::{ConfigureKey, CreateKey, KmsConfig, SignInput, MAX_PAGE};
 use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
 use fipsguard_crypto::mac::MacAlgorithm;
@@ -374,24 +374,32 @@ async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Back
         kms.decrypt("old", &ciphertext, &ctx).await.is_ok(),
         "still inside the window"
     );
-    // A key stored under a name keys may no longer have (made before the
-    // rule, here straight in the store), due first: its failure holds up
-    // none of the others.
-    let mut legacy = b.store.key("old").await.unwrap().unwrap();
-    legacy.name = "fgt.legacy".into();
-    legacy.destroy_at = Some(1);
+    // Keys stored under a name keys may no longer have (made before the
+    // rule, here straight in the store), due first and a whole page of
+    // them: their failures hold up none of the others.
     let first = fipsguard_core::store::NewVersion {
         created_at: 1,
         wrapped_material: vec![0; 40],
         public_key: None,
     };
-    b.store.create_key(&legacy, &first).await.unwrap();
+    let mut legacy = b.store.key("old").await.unwrap().unwrap();
+    legacy.destroy_at = Some(1);
+    for i in 0..MAX_PAGE {
+        legacy.name = format!("fgt.legacy-{i:04}");
+        b.store.create_key(&legacy, &first).await.unwrap();
+    }
     clock.0.fetch_add(2, Ordering::SeqCst);
     let sweep = kms.destroy_due_keys().await.unwrap();
-    assert_eq!(sweep.destroyed, 1);
+    assert_eq!(sweep.destroyed, 1, "{:?}", &sweep.failed[..3]);
+    assert_eq!(sweep.failed.len(), MAX_PAGE as usize);
     assert!(
-        matches!(&sweep.failed[..], [(name, KmsError::InvalidRequest(_))] if name == "fgt.legacy"),
-        "{sweep:?}"
+        sweep
+            .failed
+            .iter()
+            .all(|(name, e)| name.starts_with("fgt.legacy-")
+                && matches!(e, KmsError::InvalidRequest(_))),
+        "{:?}",
+        &sweep.failed[..3]
     );
     assert_eq!(kms.get_key("old").await.unwrap().state, KeyState::Destroyed);
     assert_eq!(

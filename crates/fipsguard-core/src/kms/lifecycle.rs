@@ -321,26 +321,24 @@ impl Kms {
     /// of due keys fails. `Err` only when the due keys cannot be listed.
     pub async fn destroy_due_keys(&self) -> Result<DestructionSweep> {
         let mut sweep = DestructionSweep::default();
-        let mut tried = std::collections::HashSet::new();
+        let mut after = None;
         loop {
-            let due = self.store.due_for_destruction(self.now(), MAX_PAGE).await?;
+            let now = self.now();
+            let due = self
+                .store
+                .due_for_destruction(now, after.as_ref(), MAX_PAGE)
+                .await?;
             let last_page = due.len() < MAX_PAGE as usize;
-            // Keys that failed stay due, at the front of every page.
-            let untried: Vec<String> = due
-                .into_iter()
-                .filter(|name| tried.insert(name.clone()))
-                .collect();
-            if untried.is_empty() {
-                return Ok(sweep);
-            }
-            for name in untried {
-                match self.destroy_if_due(&name).await {
+            for key in &due {
+                match self.destroy_if_due(&key.name).await {
                     Ok(true) => sweep.destroyed += 1,
                     Ok(false) => {}
-                    Err(e) => sweep.failed.push((name, e)),
+                    Err(e) => sweep.failed.push((key.name.clone(), e)),
                 }
             }
-            if last_page {
+            // A key that failed stays due: the next page starts after it.
+            after = due.into_iter().last();
+            if last_page || after.is_none() {
                 return Ok(sweep);
             }
         }
