@@ -93,7 +93,7 @@ impl std::fmt::Debug for VersionRecord {
 /// destroyed stays due, and must not come back at the front of every page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
-    /// When its destruction took effect, Unix seconds.
+    /// When its destruction is due, Unix seconds.
     pub destroy_at: i64,
     /// The key's name as stored.
     pub name: String,
@@ -179,8 +179,8 @@ pub trait Store: Send + Sync + 'static {
         expected_latest: Option<u32>,
     ) -> Result<AddedVersion, StoreError>;
 
-    /// Keys whose scheduled destruction is due at `now`, in the order of
-    /// [`Due`], those after `after` only, at most `limit`.
+    /// Keys whose scheduled destruction is due at `now`, by `destroy_at`
+    /// and then name (bytewise), those after `after` only, at most `limit`.
     async fn due_for_destruction(
         &self,
         now: i64,

@@ -317,8 +317,8 @@ impl Kms {
     /// Carries out every scheduled destruction whose time has come. Servers
     /// call this periodically; reads of a due key also destroy it first.
     /// A key that cannot be destroyed now is reported once and left for
-    /// the next sweep; the others are still destroyed, unless a whole page
-    /// of due keys fails. `Err` only when the due keys cannot be listed.
+    /// the next sweep; the others are still destroyed. `Err` only when the
+    /// due keys cannot be listed.
     pub async fn destroy_due_keys(&self) -> Result<DestructionSweep> {
         let mut sweep = DestructionSweep::default();
         let mut after = None;
@@ -337,10 +337,10 @@ impl Kms {
                 }
             }
             // A key that failed stays due: the next page starts after it.
-            after = due.into_iter().last();
-            if last_page || after.is_none() {
+            if last_page {
                 return Ok(sweep);
             }
+            after = due.into_iter().last();
         }
     }
 
