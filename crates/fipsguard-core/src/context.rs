@@ -71,8 +71,8 @@ impl EncryptionContext {
         // and given while the module is operational, as a hash would be.
         static EMPTY: OnceLock<[u8; 8]> = OnceLock::new();
         let empty = self.0.is_empty();
-        let operational = matches!(module::state(), module::State::Operational);
-        if let Some(fingerprint) = EMPTY.get().filter(|_| empty && operational) {
+        let operational = || matches!(module::state(), module::State::Operational);
+        if let Some(fingerprint) = EMPTY.get().filter(|_| empty && operational()) {
             return Ok(*fingerprint);
         }
         let hash = digest_parts(

@@ -323,10 +323,9 @@ impl Kms {
         let mut sweep = DestructionSweep::default();
         let mut after = None;
         loop {
-            let now = self.now();
             let due = self
                 .store
-                .due_for_destruction(now, after.as_ref(), MAX_PAGE)
+                .due_for_destruction(self.now(), after.as_ref(), MAX_PAGE)
                 .await?;
             let last_page = due.len() < MAX_PAGE as usize;
             for key in &due {
