@@ -254,7 +254,7 @@ fn describe(
         actor: None,
         role: None,
         client: peer.map(|p| p.address.to_string()),
-        client_certificate: peer.and_then(|p| p.certificate.clone()),
+        client_certificate: peer.and_then(|p| p.certificate.as_deref().map(str::to_owned)),
         status: None,
         error: None,
         micros: None,

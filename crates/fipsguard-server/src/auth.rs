@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// The authenticated caller of a request: its token's principal and, over
 /// mTLS, the SHA-256 fingerprint of its verified client certificate.
-pub struct Caller(pub Principal, pub Option<String>);
+pub struct Caller(pub Principal, pub Option<Arc<str>>);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;

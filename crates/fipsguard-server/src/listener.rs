@@ -308,8 +308,9 @@ pub struct Peer {
     /// The client's address, as text: formatted once per connection and
     /// shared by its requests' audit records.
     pub address: Arc<str>,
-    /// SHA-256 fingerprint (hex) of the verified end-entity certificate.
-    pub certificate: Option<String>,
+    /// SHA-256 fingerprint (hex) of the verified end-entity certificate,
+    /// shared like the address.
+    pub certificate: Option<Arc<str>>,
 }
 
 impl Peer {
@@ -322,7 +323,7 @@ impl Peer {
         let fingerprint = leaf.and_then(|cert| digest(HashAlgorithm::Sha256, cert).ok());
         Self {
             address: address.to_string().into(),
-            certificate: fingerprint.map(hex::encode),
+            certificate: fingerprint.map(|f| hex::encode(f).into()),
         }
     }
 }

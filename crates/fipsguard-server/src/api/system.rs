@@ -93,7 +93,7 @@ pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult
     let caller = serde_json::json!({
         "token_id": principal.token_id(),
         "role": principal.role(),
-        "client_certificate_sha256": certificate,
+        "client_certificate_sha256": certificate.as_deref(),
     });
     Ok(Json(Status {
         health,
