@@ -6,7 +6,15 @@
 //! written and synced together, no hashing, no signature): what that
 //! design of a synced answer costs on this machine, whatever the record.
 //!
-//! usage: echo LISTEN_ADDR CA_FILE [--durable FILE]
+//! With `--encrypt TOKEN`, it also answers `POST /encrypt` with only the
+//! work an authenticated encrypt cannot do without, on the same stack: the
+//! bearer token checked by HMAC-SHA-256 against its stored hash, the JSON
+//! body `{"plaintext": BASE64}` read and decoded, an AES-256-GCM seal with
+//! the module's IV, and `{"ciphertext": BASE64}` written. No key store,
+//! cache, lifecycle, ciphertext header, metrics, request log or audit: what
+//! the least an encrypt API can do costs here.
+//!
+//! usage: echo LISTEN_ADDR CA_FILE [--durable FILE | --encrypt TOKEN]
 
 use std::io::Write;
 use std::sync::mpsc;
@@ -14,10 +22,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use fipsguard_crypto::aead::Aes256GcmKey;
+use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
+use fipsguard_crypto::random;
 use fipsguard_crypto::tls::{self, ClientAuth};
+use fipsguard_server::api::body::string_field;
 use tokio::sync::oneshot;
 
 // The same allocator as `fipsguard`, so the baseline differs from the
@@ -25,7 +39,7 @@ use tokio::sync::oneshot;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: echo LISTEN_ADDR CA_FILE [--durable FILE]";
+const USAGE: &str = "usage: echo LISTEN_ADDR CA_FILE [--durable FILE | --encrypt TOKEN]";
 /// About the size of an audit record.
 const LINE: usize = 320;
 
@@ -34,16 +48,24 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args.next().expect(USAGE);
     let ca_file = args.next().expect(USAGE);
-    let durable = match (args.next().as_deref(), args.next(), args.next()) {
-        (None, _, _) => None,
-        (Some("--durable"), Some(file), None) => Some(group_commit(&file)),
+    let (durable, encrypter) = match (args.next().as_deref(), args.next(), args.next()) {
+        (None, _, _) => (None, None),
+        (Some("--durable"), Some(file), None) => (Some(group_commit(&file)), None),
+        (Some("--encrypt"), Some(token), None) => (None, Some(Arc::new(Encrypter::new(&token)))),
         _ => panic!("{USAGE}"),
     };
     let (identity, pem) =
         tls::self_signed(&["localhost".into(), "127.0.0.1".into()]).expect("certificate");
     std::fs::write(&ca_file, pem).expect("CA file written");
     let config = tls::server_config(identity, ClientAuth::None).expect("TLS config");
-    let app = Router::new().route("/echo", post(echo)).with_state(durable);
+    let mut app = Router::new().route("/echo", post(echo)).with_state(durable);
+    if let Some(encrypter) = encrypter {
+        app = app.merge(
+            Router::new()
+                .route("/encrypt", post(encrypt))
+                .with_state(encrypter),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
     println!("echo server on {listen}");
     fipsguard_server::listener::serve(
@@ -97,4 +119,63 @@ fn group_commit(path: &str) -> Commit {
         }
     });
     commit
+}
+
+/// The least an authenticated encrypt needs: a token's stored hash and the
+/// key that checks it, and one AES-256-GCM key.
+struct Encrypter {
+    token_key: MacKey,
+    token_hash: Vec<u8>,
+    key: Aes256GcmKey,
+}
+
+impl Encrypter {
+    fn new(token: &str) -> Self {
+        let token_key = MacKey::new(
+            MacAlgorithm::HmacSha256,
+            &random::bytes(32).expect("random"),
+        )
+        .expect("MAC key");
+        Self {
+            token_hash: token_key.sign(token.as_bytes()).expect("token hashed"),
+            token_key,
+            key: Aes256GcmKey::new(&random::bytes(32).expect("random")).expect("AES key"),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Plaintext<'a> {
+    plaintext: &'a str,
+}
+
+async fn encrypt(
+    State(encrypter): State<Arc<Encrypter>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, StatusCode> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(StatusCode::UNAUTHORIZED)?;
+    encrypter
+        .token_key
+        .verify(token.as_bytes(), &encrypter.token_hash)
+        .map_err(|_| StatusCode::UNAUTHORIZED)?;
+    let request: Plaintext<'_> =
+        serde_json::from_slice(&body).map_err(|_| StatusCode::BAD_REQUEST)?;
+    let mut sealed = base64_simd::STANDARD
+        .decode_to_vec(request.plaintext)
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let iv = encrypter
+        .key
+        .seal_in_place(b"", &mut sealed)
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    let mut ciphertext = iv.as_bytes().to_vec();
+    ciphertext.extend_from_slice(&sealed);
+    Ok(string_field(
+        "ciphertext",
+        &base64_simd::STANDARD.encode_to_string(&ciphertext),
+    ))
 }
