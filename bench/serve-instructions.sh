@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per request of `fipsguard serve` (encrypt of
-# 1 KiB, audit log off unless asked) and of the bare HTTPS echo server, counted by
+# 1 KiB, audit log off unless asked), of the bare HTTPS echo server and of
+# its bare encrypt (`echo --encrypt`: only the work no encrypt API can do
+# without), counted by
 # valgrind's callgrind over one keep-alive TLS connection. Unlike
 # requests/s, the count does not depend on what else the machine is doing,
 # so it shows what a change to the request path costs or saves.
@@ -21,7 +23,7 @@ case ${2:-} in
   *) echo "usage: bench/serve-instructions.sh [REQUESTS] [audited]" >&2; exit 2 ;;
 esac
 source bench/serve-common.sh
-ports_free 18521 18522
+ports_free 18521 18522 18523
 
 # Sends N POSTs of a 1 KiB body (base64 in JSON) on one connection.
 cat >"$work/load.py" <<'PY'
@@ -62,6 +64,11 @@ pids+=($!)
 wait_for "$work/echo-ca.pem"
 echo_count=$(count echo "${pids[-1]}" 18521 "$work/echo-ca.pem" /echo none)
 
+callgrind bare target/release/examples/echo 127.0.0.1:18523 "$work/bare-ca.pem" --encrypt bare-token >/dev/null 2>&1 &
+pids+=($!)
+wait_for "$work/bare-ca.pem"
+bare_count=$(count bare "${pids[-1]}" 18523 "$work/bare-ca.pem" /encrypt bare-token)
+
 callgrind serve target/release/fipsguard serve --dev "${audit[@]}" --listen 127.0.0.1:18522 \
   --dev-info "$work/dev.json" >/dev/null 2>&1 &
 pids+=($!)
@@ -71,5 +78,7 @@ encrypt_count=$(count serve "${pids[-1]}" 18522 "$(field ca_file <"$work/dev.jso
 
 printf '%-28s %12s\n' "request" "instructions"
 printf '%-28s %12s\n' "echo (baseline)" "$echo_count"
+printf '%-28s %12s\n' "bare encrypt 1 KiB" "$bare_count"
 printf '%-28s %12s\n' "encrypt 1 KiB, $label" "$encrypt_count"
-echo "encrypt costs $(awk -v e="$encrypt_count" -v b="$echo_count" 'BEGIN {printf "%.2f", e / b}')x the echo server's instructions"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+echo "encrypt costs $(ratio "$encrypt_count" "$echo_count")x the echo server's instructions and $(ratio "$encrypt_count" "$bare_count")x the bare encrypt's"
