@@ -21,10 +21,11 @@
 use std::fmt::Write;
 
 use base64_simd::STANDARD;
-use fipsguard_crypto::aead::{GcmIv, IV_LEN, TAG_LEN};
+use fipsguard_crypto::aead::{Aes256GcmKey, GcmIv, IV_LEN, TAG_LEN};
+use zeroize::Zeroize;
 
 use crate::context::EncryptionContext;
-use crate::error::DecryptError;
+use crate::error::{DecryptError, KmsError};
 use crate::name::KeyName;
 
 const PREFIX: &str = "fg:v";
@@ -121,29 +122,69 @@ impl Ciphertext {
         })
     }
 
-    /// Writes the text form.
-    pub fn encode(&self) -> String {
-        let name = self.key_name.as_bytes();
-        let mut bytes = Vec::with_capacity(2 + name.len() + 8 + 4 + IV_LEN + self.sealed.len());
-        bytes.push(FORMAT_V1);
-        bytes.push(u8::try_from(name.len()).expect("key names are at most 64 bytes"));
-        bytes.extend_from_slice(name);
-        bytes.extend_from_slice(&self.context_fingerprint);
+    /// Writes the text form of any parts, however made.
+    #[cfg(test)]
+    fn encode(&self) -> String {
         let plaintext_len = self.sealed.len() - TAG_LEN;
-        bytes.extend_from_slice(
-            &u32::try_from(plaintext_len)
-                .expect("plaintexts are far below 4 GiB")
-                .to_be_bytes(),
-        );
-        bytes.extend_from_slice(self.iv.as_bytes());
-        bytes.extend_from_slice(&self.sealed);
-        // Encoded in place: a format! would copy the base64 once more.
-        let mut text =
-            String::with_capacity(PREFIX.len() + 11 + STANDARD.encoded_length(bytes.len()));
-        write!(text, "{PREFIX}{}:", self.version).expect("a String takes any text");
-        STANDARD.encode_append(&bytes, &mut text);
-        text
+        let mut payload = header(&self.key_name, &self.context_fingerprint, plaintext_len);
+        payload.extend_from_slice(self.iv.as_bytes());
+        payload.extend_from_slice(&self.sealed);
+        text(self.version, &payload)
     }
+}
+
+/// Seals `plaintext` under `key`, version `version` of `name`, bound to
+/// `context`, and writes the text form. The payload is laid out once: the
+/// plaintext is copied to its place in it and sealed there.
+pub(crate) fn seal(
+    key: &Aes256GcmKey,
+    name: &KeyName,
+    version: u32,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+) -> Result<String, KmsError> {
+    let mut payload = header(name.as_str(), &context.fingerprint()?, plaintext.len());
+    let iv_at = payload.len();
+    payload.extend_from_slice(&[0; IV_LEN]);
+    payload.extend_from_slice(plaintext);
+    let aad = additional_data(name, version, context);
+    let (iv, tag) = match key.seal_in_place_separate_tag(&aad, &mut payload[iv_at + IV_LEN..]) {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            // What the module left in place may still be the plaintext.
+            payload.zeroize();
+            return Err(e.into());
+        }
+    };
+    payload[iv_at..iv_at + IV_LEN].copy_from_slice(iv.as_bytes());
+    payload.extend_from_slice(&tag);
+    Ok(text(version, &payload))
+}
+
+/// The payload up to the IV, with room for the rest.
+fn header(name: &str, fingerprint: &[u8; 8], plaintext_len: usize) -> Vec<u8> {
+    let name = name.as_bytes();
+    let mut payload = Vec::with_capacity(2 + name.len() + 8 + 4 + IV_LEN + plaintext_len + TAG_LEN);
+    payload.push(FORMAT_V1);
+    payload.push(u8::try_from(name.len()).expect("key names are at most 64 bytes"));
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(fingerprint);
+    payload.extend_from_slice(
+        &u32::try_from(plaintext_len)
+            .expect("plaintexts are far below 4 GiB")
+            .to_be_bytes(),
+    );
+    payload
+}
+
+/// `fg:v<version>:<base64 payload>`.
+fn text(version: u32, payload: &[u8]) -> String {
+    // Encoded in place: a format! would copy the base64 once more.
+    let mut text =
+        String::with_capacity(PREFIX.len() + 11 + STANDARD.encoded_length(payload.len()));
+    write!(text, "{PREFIX}{version}:").expect("a String takes any text");
+    STANDARD.encode_append(payload, &mut text);
+    text
 }
 
 /// What a ciphertext says about itself, before any key is involved.

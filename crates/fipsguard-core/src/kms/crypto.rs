@@ -9,7 +9,7 @@ use fipsguard_crypto::{random, SecretBytes};
 use super::lifecycle::Rotation;
 use super::{key_type_of, Kms};
 use crate::cache::{within_refresh_wait, CachedVersion};
-use crate::ciphertext::{additional_data, Ciphertext};
+use crate::ciphertext::{self, additional_data, Ciphertext};
 use crate::context::EncryptionContext;
 use crate::error::{DecryptError, KmsError, Result};
 use crate::key_type::{KeyType, UsableKey};
@@ -94,18 +94,7 @@ impl Kms {
         let UsableKey::Aes(key) = &cached.key else {
             unreachable!("checked to be AES")
         };
-        // Room for the tag, which sealing appends.
-        let mut sealed = Vec::with_capacity(plaintext.len() + fipsguard_crypto::aead::TAG_LEN);
-        sealed.extend_from_slice(plaintext);
-        let iv = key.seal_in_place(&additional_data(&name, version, context), &mut sealed)?;
-        let ciphertext = Ciphertext {
-            version,
-            key_name: name.to_string(),
-            context_fingerprint: context.fingerprint()?,
-            iv,
-            sealed,
-        };
-        Ok(ciphertext.encode())
+        ciphertext::seal(key, &name, version, context, plaintext)
     }
 
     /// Decrypts a ciphertext made by [`encrypt`](Self::encrypt) under this key and context.
