@@ -2,8 +2,8 @@
 # User-space instructions per request of `fipsguard serve` (encrypt of
 # 1 KiB, audit log off unless asked), of the bare HTTPS echo server and of
 # its bare encrypt (`echo --encrypt`: only the work no encrypt API can do
-# without), counted by
-# valgrind's callgrind over one keep-alive TLS connection. Unlike
+# without), counted by valgrind's callgrind over one keep-alive TLS
+# connection. Unlike
 # requests/s, the count does not depend on what else the machine is doing,
 # so it shows what a change to the request path costs or saves.
 #

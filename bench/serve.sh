@@ -88,9 +88,9 @@ run() {  # NAME URL SCRIPT
   [ -z "$errors" ] || echo "warning: $1: $errors" >&2
   printf '%s %s %s %s %s\n' "$1" "$rps" "$p50" "$p99" "$cpu"
 }
-# Rounds in turn (echo, durable echo, bare encrypt, encrypt, encrypt without audit, sign), so a slow
-# moment of a shared machine hits every endpoint alike; the table shows
-# each endpoint's median round.
+# Rounds in turn (echo, durable echo, bare encrypt, encrypt, encrypt
+# without audit, sign), so a slow moment of a shared machine hits every
+# endpoint alike; the table shows each endpoint's median round.
 for _ in $(seq "$rounds"); do
   run echo https://127.0.0.1:18501/echo "$work/echo.lua"
   run echo-durable https://127.0.0.1:18504/echo "$work/echo.lua"

@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use fipsguard_crypto::aead::Aes256GcmKey;
+use fipsguard_crypto::aead::{Aes256GcmKey, IV_LEN, TAG_LEN};
 use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
 use fipsguard_crypto::random;
 use fipsguard_crypto::tls::{self, ClientAuth};
@@ -165,17 +165,20 @@ async fn encrypt(
         .map_err(|_| StatusCode::UNAUTHORIZED)?;
     let request: Plaintext<'_> =
         serde_json::from_slice(&body).map_err(|_| StatusCode::BAD_REQUEST)?;
-    let mut sealed = base64_simd::STANDARD
-        .decode_to_vec(request.plaintext)
+    // IV, ciphertext and tag laid out once, as the server does.
+    let mut payload = Vec::with_capacity(IV_LEN + request.plaintext.len() * 3 / 4 + TAG_LEN);
+    payload.extend_from_slice(&[0; IV_LEN]);
+    base64_simd::STANDARD
+        .decode_append(request.plaintext, &mut payload)
         .map_err(|_| StatusCode::BAD_REQUEST)?;
-    let iv = encrypter
+    let (iv, tag) = encrypter
         .key
-        .seal_in_place(b"", &mut sealed)
+        .seal_in_place_separate_tag(b"", &mut payload[IV_LEN..])
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    let mut ciphertext = iv.as_bytes().to_vec();
-    ciphertext.extend_from_slice(&sealed);
+    payload[..IV_LEN].copy_from_slice(iv.as_bytes());
+    payload.extend_from_slice(&tag);
     Ok(string_field(
         "ciphertext",
-        &base64_simd::STANDARD.encode_to_string(&ciphertext),
+        &base64_simd::STANDARD.encode_to_string(&payload),
     ))
 }
