@@ -240,6 +240,29 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_ciphertext_reads_back_field_by_field_and_opens() {
+        let key = Aes256GcmKey::new(&[0x5A; 32]).unwrap();
+        let name = KeyName::new("payments").unwrap();
+        let context = EncryptionContext::new([("tenant".into(), "7".into())].into()).unwrap();
+        let plaintext = b"attack at dawn";
+        let text = seal(&key, &name, 3, &context, plaintext).unwrap();
+        let parsed = Ciphertext::parse(&text).unwrap();
+        assert_eq!(
+            parsed.encode(),
+            text,
+            "the layout parse reads is the one seal writes"
+        );
+        assert_eq!((parsed.version, parsed.key_name.as_str()), (3, "payments"));
+        assert_eq!(parsed.context_fingerprint, context.fingerprint().unwrap());
+        assert_eq!(parsed.sealed.len(), plaintext.len() + TAG_LEN);
+        assert_ne!(&parsed.sealed[..plaintext.len()], plaintext);
+        let mut sealed = parsed.sealed;
+        let aad = additional_data(&name, 3, &context);
+        let opened = key.open_in_place(&parsed.iv, &aad, &mut sealed).unwrap();
+        assert_eq!(opened, plaintext);
+    }
+
+    #[test]
     fn a_name_no_key_can_have_is_malformed() {
         assert_eq!(
             Ciphertext::parse(&named("payments")).unwrap().key_name,

@@ -28,6 +28,20 @@ fn gcm_draws_a_fresh_iv_for_every_seal_and_round_trips() {
     assert_eq!(plaintext, b"same plaintext");
 }
 
+#[test]
+fn gcm_with_a_separate_tag_draws_a_fresh_iv_and_opens_like_the_appended_form() {
+    let key = Aes256GcmKey::new(&KEY).unwrap();
+    let (mut a, mut b) = (*b"same plaintext", *b"same plaintext");
+    let (iv_a, tag) = key.seal_in_place_separate_tag(b"context", &mut a).unwrap();
+    let (iv_b, _) = key.seal_in_place_separate_tag(b"context", &mut b).unwrap();
+    assert_ne!(iv_a, iv_b, "each seal uses a new module-generated IV");
+    assert_ne!(a, b);
+    assert_ne!(&a, b"same plaintext", "sealed in place");
+    let mut sealed = [&a[..], &tag[..]].concat();
+    let plaintext = key.open_in_place(&iv_a, b"context", &mut sealed).unwrap();
+    assert_eq!(plaintext, b"same plaintext");
+}
+
 /// Opening must fail with `AuthenticationFailed` and leave nothing readable
 /// in the buffer (AWS-LC decrypts in place before it checks the tag).
 fn assert_rejected(key: &Aes256GcmKey, iv: &GcmIv, aad: &[u8], mut buffer: Vec<u8>) {
