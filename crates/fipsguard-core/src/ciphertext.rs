@@ -22,7 +22,6 @@ use std::fmt::Write;
 
 use base64_simd::STANDARD;
 use fipsguard_crypto::aead::{Aes256GcmKey, GcmIv, IV_LEN, TAG_LEN};
-use zeroize::Zeroize;
 
 use crate::context::EncryptionContext;
 use crate::error::{DecryptError, KmsError};
@@ -147,17 +146,11 @@ pub(crate) fn seal(
     let iv_at = payload.len();
     payload.extend_from_slice(&[0; IV_LEN]);
     payload.extend_from_slice(plaintext);
-    let aad = additional_data(name, version, context);
-    let (iv, tag) = match key.seal_in_place_separate_tag(&aad, &mut payload[iv_at + IV_LEN..]) {
-        Ok(sealed) => sealed,
-        Err(e) => {
-            // What the module left in place may still be the plaintext.
-            payload.zeroize();
-            return Err(e.into());
-        }
-    };
-    payload[iv_at..iv_at + IV_LEN].copy_from_slice(iv.as_bytes());
-    payload.extend_from_slice(&tag);
+    key.seal_in_frame(
+        &additional_data(name, version, context),
+        &mut payload,
+        iv_at,
+    )?;
     Ok(text(version, &payload))
 }
 

@@ -450,12 +450,9 @@ where
             if index >= MAX_CHUNKS {
                 return Err(FileError::TooManyChunks);
             }
-            // The record is [IV space | plaintext]: sealed in place, then
-            // the IV goes in front and the tag behind, and it is written whole.
-            let aad = chunk_aad(&header_hash, index, last);
-            let (iv, tag) = data_key.seal_in_place_separate_tag(&aad, &mut record[IV_LEN..])?;
-            record[..IV_LEN].copy_from_slice(iv.as_bytes());
-            record.extend_from_slice(&tag);
+            // The record is [IV space | plaintext]: sealed in place, and
+            // written whole.
+            data_key.seal_in_frame(&chunk_aad(&header_hash, index, last), &mut record, 0)?;
             index += 1;
             progress((record.len() - IV_LEN - TAG_LEN) as u64);
             Ok(Piece {

@@ -83,9 +83,32 @@ impl Aes256GcmKey {
         Ok(GcmIv(*nonce.as_ref()))
     }
 
-    /// Encrypts `in_out` in place; returns the IV the module chose and the
-    /// tag, for callers that lay out the IV, ciphertext and tag themselves.
-    pub fn seal_in_place_separate_tag(
+    /// Seals a record laid out as `[.. | IV's place | plaintext]`, with the
+    /// IV's place at `iv_at`: the plaintext is encrypted in place, the IV
+    /// the module chose is written into its place and the tag appended, so
+    /// the record is whole in one buffer without another copy. On failure
+    /// the plaintext is wiped, whatever the module left of it.
+    pub fn seal_in_frame(
+        &self,
+        aad: &[u8],
+        frame: &mut Vec<u8>,
+        iv_at: usize,
+    ) -> Result<(), Error> {
+        let body = iv_at + IV_LEN;
+        match self.seal_in_place_separate_tag(aad, &mut frame[body..]) {
+            Ok((iv, tag)) => {
+                frame[iv_at..body].copy_from_slice(iv.as_bytes());
+                frame.extend_from_slice(&tag);
+                Ok(())
+            }
+            Err(e) => {
+                frame[body..].zeroize();
+                Err(e)
+            }
+        }
+    }
+
+    fn seal_in_place_separate_tag(
         &self,
         aad: &[u8],
         in_out: &mut [u8],

@@ -2,7 +2,7 @@
 //! release of unauthenticated data, keys that sign and verify, secrets that
 //! never print.
 
-use fipsguard_crypto::aead::{Aes256GcmKey, GcmIv, TAG_LEN};
+use fipsguard_crypto::aead::{Aes256GcmKey, GcmIv, IV_LEN, TAG_LEN};
 use fipsguard_crypto::kem::{encapsulate, DecapsulationKey, KemAlgorithm};
 use fipsguard_crypto::keywrap::KeyEncryptionKey;
 use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
@@ -29,16 +29,25 @@ fn gcm_draws_a_fresh_iv_for_every_seal_and_round_trips() {
 }
 
 #[test]
-fn gcm_with_a_separate_tag_draws_a_fresh_iv_and_opens_like_the_appended_form() {
+fn gcm_in_a_frame_writes_a_fresh_iv_into_its_place_and_the_tag_behind() {
     let key = Aes256GcmKey::new(&KEY).unwrap();
-    let (mut a, mut b) = (*b"same plaintext", *b"same plaintext");
-    let (iv_a, tag) = key.seal_in_place_separate_tag(b"context", &mut a).unwrap();
-    let (iv_b, _) = key.seal_in_place_separate_tag(b"context", &mut b).unwrap();
+    let frame = [&b"head"[..], &[0; IV_LEN], b"same plaintext"].concat();
+    let (mut a, mut b) = (frame.clone(), frame.clone());
+    key.seal_in_frame(b"context", &mut a, 4).unwrap();
+    key.seal_in_frame(b"context", &mut b, 4).unwrap();
+    assert_eq!(a.len(), frame.len() + TAG_LEN);
+    assert_eq!(&a[..4], b"head", "what comes before the IV is left alone");
+    let (iv_a, iv_b) = (&a[4..4 + IV_LEN], &b[4..4 + IV_LEN]);
     assert_ne!(iv_a, iv_b, "each seal uses a new module-generated IV");
-    assert_ne!(a, b);
-    assert_ne!(&a, b"same plaintext", "sealed in place");
-    let mut sealed = [&a[..], &tag[..]].concat();
-    let plaintext = key.open_in_place(&iv_a, b"context", &mut sealed).unwrap();
+    assert_ne!(iv_a, [0; IV_LEN]);
+    assert_ne!(
+        &a[4 + IV_LEN..frame.len()],
+        b"same plaintext",
+        "sealed in place"
+    );
+    let iv = GcmIv::try_from(iv_a).unwrap();
+    let mut sealed = a[4 + IV_LEN..].to_vec();
+    let plaintext = key.open_in_place(&iv, b"context", &mut sealed).unwrap();
     assert_eq!(plaintext, b"same plaintext");
 }
 

@@ -171,12 +171,10 @@ async fn encrypt(
     base64_simd::STANDARD
         .decode_append(request.plaintext, &mut payload)
         .map_err(|_| StatusCode::BAD_REQUEST)?;
-    let (iv, tag) = encrypter
+    encrypter
         .key
-        .seal_in_place_separate_tag(b"", &mut payload[IV_LEN..])
+        .seal_in_frame(b"", &mut payload, 0)
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    payload[..IV_LEN].copy_from_slice(iv.as_bytes());
-    payload.extend_from_slice(&tag);
     Ok(string_field(
         "ciphertext",
         &base64_simd::STANDARD.encode_to_string(&payload),
