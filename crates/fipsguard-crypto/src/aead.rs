@@ -88,6 +88,11 @@ impl Aes256GcmKey {
     /// the module chose is written into its place and the tag appended, so
     /// the record is whole in one buffer without another copy. On failure
     /// the plaintext is wiped, whatever the module left of it.
+    ///
+    /// # Panics
+    ///
+    /// If `frame` ends before the IV's place does: the caller lays out the
+    /// frame, so that is a bug in the caller, not bad input.
     pub fn seal_in_frame(
         &self,
         aad: &[u8],
