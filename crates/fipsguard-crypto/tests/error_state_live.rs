@@ -1,7 +1,7 @@
 //! Keys made before a failure stop working the moment the module enters its
 //! error state: the check is on every operation, not only at key creation.
 
-use fipsguard_crypto::aead::Aes256GcmKey;
+use fipsguard_crypto::aead::{Aes256GcmKey, IV_LEN};
 use fipsguard_crypto::kdf::pbkdf2_hmac_sha512;
 use fipsguard_crypto::kem::{encapsulate, DecapsulationKey, KemAlgorithm};
 use fipsguard_crypto::keywrap::KeyEncryptionKey;
@@ -38,6 +38,15 @@ fn a_failure_while_running_stops_existing_keys() {
         aes.seal_in_place(b"", &mut plaintext).unwrap_err()
     ));
     assert_eq!(plaintext, b"secret", "nothing sealed in place");
+    let mut frame = [&[0; IV_LEN][..], b"secret"].concat();
+    assert!(is_refusal(
+        aes.seal_in_frame(b"", &mut frame, 0).unwrap_err()
+    ));
+    assert_eq!(
+        frame,
+        [0; IV_LEN + 6],
+        "the frame's copy of the plaintext is wiped, nothing appended"
+    );
     let mut ciphertext = sealed.clone();
     assert!(is_refusal(
         aes.open_in_place(&iv, b"", &mut ciphertext).unwrap_err()
