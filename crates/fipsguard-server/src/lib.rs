@@ -121,6 +121,7 @@ pub async fn start(
     let background = [
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),
+        metrics::spawn_upkeep(metrics::UPKEEP_EVERY),
     ];
     let app = api::router(state.clone(), options.max_body_bytes);
     let (stop, stopped) = oneshot::channel::<()>();

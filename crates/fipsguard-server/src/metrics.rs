@@ -36,6 +36,26 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// How often recorded latencies are folded into their buckets.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the latencies recorded since the last run into their histogram
+/// buckets, every `every`. The recorder keeps each sample until then (or
+/// until a scrape), so without this a server nobody scrapes would grow by
+/// every operation it serves: some 16 bytes each, over half a gigabyte
+/// an hour at 10,000 operations a second.
+pub fn spawn_upkeep(every: Duration) -> tokio::task::JoinHandle<()> {
+    let handle = handle();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
 /// Records one cryptographic operation: count by outcome, latency, and the
 /// failure families the service level indicators need. The outcome is
 /// `success`, `rejected` (the request was wrong: bad input, wrong context,
