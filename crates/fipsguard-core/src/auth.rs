@@ -14,8 +14,8 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
-use fipsguard_crypto::secret::constant_time_eq;
 use fipsguard_crypto::{random, SecretBytes};
+use fipsguard_crypto::{Error as CryptoError, Refusal};
 
 use crate::error::{KmsError, Result};
 
@@ -255,7 +255,14 @@ impl TokenHasher {
 
     /// Whether `secret` hashes to `stored`, compared in constant time.
     pub fn matches(&self, secret: &str, stored: &[u8]) -> Result<bool> {
-        Ok(constant_time_eq(&self.0.sign(secret.as_bytes())?, stored))
+        match self.0.verify(secret.as_bytes(), stored) {
+            Ok(()) => Ok(true),
+            // A stored hash too short (a damaged row) matches no token.
+            Err(
+                CryptoError::VerificationFailed | CryptoError::NotApproved(Refusal::TruncatedTag),
+            ) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

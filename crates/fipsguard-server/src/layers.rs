@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
@@ -194,7 +194,7 @@ impl Logged {
         } = self;
         let (id, route, status) = (context.id, context.route(), response.status());
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-            response.headers_mut().insert("x-request-id", value);
+            response.headers_mut().insert(REQUEST_ID, value);
         }
         let actor = context.actor.get().map_or("-", Principal::token_id);
         let micros = started.elapsed().as_micros() as u64;
@@ -213,6 +213,10 @@ impl Logged {
         response
     }
 }
+
+/// The answer's header that carries the request id; a constant, as a
+/// name given as text is copied for every answer.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Unknown routes.
 pub async fn not_found() -> ApiError {

@@ -83,12 +83,15 @@ pub fn record_operation(op: &'static str, elapsed: Duration, error: Option<&KmsE
 // cost of the count itself. The label sets are bounded, and so the maps.
 // A handle taken before `handle()` installs the recorder would count
 // nothing for the thread's life: requests reach these only through the
-// router `start` builds after installing it.
+// router `start` builds after installing it. The labels are the code's
+// own, never a caller's, so they need no hash that resists collisions.
 thread_local! {
-    static OPERATIONS: RefCell<HashMap<OperationLabels, (Counter, Histogram)>> =
+    static OPERATIONS: RefCell<LabelMap<OperationLabels, (Counter, Histogram)>> =
         RefCell::default();
-    static REQUESTS: RefCell<HashMap<Box<str>, [Option<Counter>; 3]>> = RefCell::default();
+    static REQUESTS: RefCell<LabelMap<Box<str>, [Option<Counter>; 3]>> = RefCell::default();
 }
+
+type LabelMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// An operation's name and outcome.
 type OperationLabels = (&'static str, &'static str);
