@@ -5,7 +5,10 @@
 # without), counted by valgrind's callgrind over one keep-alive TLS
 # connection. Unlike
 # requests/s, the count does not depend on what else the machine is doing,
-# so it shows what a change to the request path costs or saves.
+# so it shows what a change to the request path costs or saves. Beside it,
+# callgrind's simulated first-level cache misses per request, for code
+# and for data: code spread over more lines of cache costs more time per
+# instruction.
 #
 #   bench/serve-instructions.sh [REQUESTS] [audited]   default: 2000, audit log off
 #
@@ -45,19 +48,24 @@ for _ in range(n):
     assert response.status == 200, response.status
 PY
 
-# Counts the instructions of `requests` requests after 200 to warm up.
+# Counts the instructions, code cache misses and data cache misses of
+# `requests` requests after 200 to warm up, per request.
 count() {  # NAME PID PORT CA PATH TOKEN
-  local name=$1 pid=$2 total
+  local name=$1 pid=$2
   python3 "$work/load.py" "$3" "$4" "$5" "$6" 200
   callgrind_control -i on "$pid" >/dev/null
   python3 "$work/load.py" "$3" "$4" "$5" "$6" "$requests"
   callgrind_control -i off "$pid" >/dev/null
   callgrind_control -d "$pid" >/dev/null
-  total=$(callgrind_annotate "$(ls "$work/$name".out.* | head -n1)" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  echo $((total / requests))
+  # Totals: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw, each with a share.
+  callgrind_annotate "$(ls "$work/$name".out.* | head -n1)" | awk -v n="$requests" '
+    /PROGRAM TOTALS/ {gsub(/,|\([^)]*\)/, ""); printf "%d %d %d\n", $1 / n, $4 / n, ($5 + $6) / n}'
 }
 
-callgrind() { exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$1.out" "${@:2}"; }
+callgrind() {
+  exec valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no \
+    --callgrind-out-file="$work/$1.out" "${@:2}"
+}
 
 callgrind echo target/release/examples/echo 127.0.0.1:18521 "$work/echo-ca.pem" >/dev/null 2>&1 &
 pids+=($!)
@@ -76,9 +84,14 @@ wait_for "$work/dev.json"
 user=$(provision 18522 "$work/dev.json")
 encrypt_count=$(count serve "${pids[-1]}" 18522 "$(field ca_file <"$work/dev.json")" /v1/keys/bench/encrypt "$user")
 
-printf '%-28s %12s\n' "request" "instructions"
-printf '%-28s %12s\n' "echo (baseline)" "$echo_count"
-printf '%-28s %12s\n' "bare encrypt 1 KiB" "$bare_count"
-printf '%-28s %12s\n' "encrypt 1 KiB, $label" "$encrypt_count"
+row() { printf '%-28s %12s %12s %12s\n' "$@"; }
+row "request" "instructions" "code misses" "data misses"
+row "echo (baseline)" $echo_count
+row "bare encrypt 1 KiB" $bare_count
+row "encrypt 1 KiB, $label" $encrypt_count
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-echo "encrypt costs $(ratio "$encrypt_count" "$echo_count")x the echo server's instructions and $(ratio "$encrypt_count" "$bare_count")x the bare encrypt's"
+read -r echo_ir echo_i1 _ <<<"$echo_count"
+read -r bare_ir bare_i1 _ <<<"$bare_count"
+read -r encrypt_ir encrypt_i1 _ <<<"$encrypt_count"
+echo "encrypt costs $(ratio "$encrypt_ir" "$echo_ir")x the echo server's instructions and $(ratio "$encrypt_ir" "$bare_ir")x the bare encrypt's"
+echo "and misses the code cache $(ratio "$encrypt_i1" "$echo_i1")x as often as the echo server, $(ratio "$encrypt_i1" "$bare_i1")x as often as the bare encrypt"
