@@ -277,3 +277,29 @@ pub fn is_token_id(text: &str) -> bool {
 fn is_lower_hex(b: u8) -> bool {
     matches!(b, b'0'..=b'9' | b'a'..=b'f')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_matches_only_its_own_whole_stored_hash() {
+        let tokens = TokenHasher::new(&SecretBytes::new(vec![0x42; 32])).unwrap();
+        let (token, _, stored) = tokens.issue().unwrap();
+        let token = std::str::from_utf8(token.expose_secret()).unwrap();
+        let (_, secret) = TokenHasher::split(token).unwrap();
+        assert!(tokens.matches(secret, &stored).unwrap());
+        assert!(!tokens.matches("another-secret", &stored).unwrap());
+        // A damaged row, shorter or longer than the hash, matches nothing
+        // and is no error a caller could tell apart from a wrong secret.
+        let mut longer = stored.clone();
+        longer.push(0);
+        for damaged in [&[][..], &stored[..31], &longer[..]] {
+            assert!(
+                !tokens.matches(secret, damaged).unwrap(),
+                "{}",
+                damaged.len()
+            );
+        }
+    }
+}
