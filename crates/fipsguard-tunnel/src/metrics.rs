@@ -12,7 +12,9 @@ use fipsguard_crypto::module;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// The process's recorder, installed once.
+/// The process's recorder, installed once. Its series are counters and
+/// gauges only: a histogram's samples would be kept until a scrape unless
+/// folded on a timer, as the server does (`run_upkeep`).
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
