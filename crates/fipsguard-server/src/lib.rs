@@ -90,10 +90,11 @@ pub async fn start(
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let local_addr = listener.local_addr()?;
-    let metrics_addr = match options.metrics_listen {
+    let metrics_listener = match options.metrics_listen {
         Some(address) => Some(metrics::serve_plain(address).await?),
         None => None,
     };
+    let metrics_addr = metrics_listener.as_ref().map(|(bound, _)| *bound);
     metrics::handle(); // installs the recorder before anything records (the audit log does at once)
     metrics::init_self_test_runs();
     metrics::record_self_test_run("power-up", &fipsguard_crypto::module::latest_report());
@@ -118,11 +119,14 @@ pub async fn start(
         started: Instant::now(),
         audit,
     });
-    let background = [
+    let background: Vec<JoinHandle<()>> = [
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),
         metrics::spawn_upkeep(metrics::UPKEEP_EVERY),
-    ];
+    ]
+    .into_iter()
+    .chain(metrics_listener.map(|(_, task)| task))
+    .collect();
     let app = api::router(state.clone(), options.max_body_bytes);
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -134,7 +138,11 @@ pub async fn start(
     let serving = listener::serve(listener, Arc::new(tls), app, options.connections, shutdown);
     let task = tokio::spawn(async move {
         serving.await;
-        background.iter().for_each(JoinHandle::abort);
+        // Awaited, so that a stopped server holds no port and runs no task.
+        for task in background {
+            task.abort();
+            let _ = task.await;
+        }
         // After the drain, so every answered request's event is in the log.
         if let Some(audit) = &state.audit {
             if let Err(e) = audit.close().await {

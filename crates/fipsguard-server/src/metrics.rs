@@ -260,8 +260,11 @@ pub fn render() -> String {
 }
 
 /// Serves `GET /metrics` over plain HTTP on `address`, without a token;
-/// returns the bound address.
-pub async fn serve_plain(address: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+/// returns the bound address and the task, which stops serving when
+/// aborted.
+pub async fn serve_plain(
+    address: std::net::SocketAddr,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
     use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
@@ -277,11 +280,11 @@ pub async fn serve_plain(address: std::net::SocketAddr) -> std::io::Result<std::
             )
         }),
     );
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics listener stopped");
         }
     });
     tracing::info!(%bound, "metrics on plain HTTP, no token");
-    Ok(bound)
+    Ok((bound, task))
 }

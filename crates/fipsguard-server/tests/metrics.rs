@@ -170,3 +170,21 @@ fn shipped_alert_rules_pass_promtool() {
     .unwrap();
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_metrics_listener_stops_with_the_server() {
+    let server = TestServer::with_metrics().await;
+    let address = server.metrics_addr().unwrap();
+    let scraped = server
+        .client
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    server.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "{address} still accepts connections after the server stopped"
+    );
+}
