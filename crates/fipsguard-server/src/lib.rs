@@ -90,11 +90,16 @@ pub async fn start(
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let local_addr = listener.local_addr()?;
+    // Bound now, so a taken port stops the start; served only once nothing
+    // else can fail, so a failed start leaves no listener behind.
     let metrics_listener = match options.metrics_listen {
-        Some(address) => Some(metrics::serve_plain(address).await?),
+        Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
         None => None,
     };
-    let metrics_addr = metrics_listener.as_ref().map(|(bound, _)| *bound);
+    let metrics_addr = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
     metrics::handle(); // installs the recorder before anything records (the audit log does at once)
     metrics::init_self_test_runs();
     metrics::record_self_test_run("power-up", &fipsguard_crypto::module::latest_report());
@@ -125,7 +130,7 @@ pub async fn start(
         metrics::spawn_upkeep(metrics::UPKEEP_EVERY),
     ]
     .into_iter()
-    .chain(metrics_listener.map(|(_, task)| task))
+    .chain(metrics_listener.map(metrics::serve_plain))
     .collect();
     let app = api::router(state.clone(), options.max_body_bytes);
     let (stop, stopped) = oneshot::channel::<()>();

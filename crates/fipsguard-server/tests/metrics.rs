@@ -188,3 +188,28 @@ async fn the_plain_metrics_listener_stops_with_the_server() {
         "{address} still accepts connections after the server stopped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_leaves_no_metrics_listener() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (mut options, _) =
+        fipsguard_server::config::development(dir.path(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    options.metrics_listen = Some(free);
+    // An audit directory that is a file: the log cannot open.
+    let not_a_directory = dir.path().join("audit-file");
+    std::fs::write(&not_a_directory, b"").unwrap();
+    options.audit.as_mut().unwrap().dir = not_a_directory;
+    assert!(fipsguard_server::start(options, std::future::pending())
+        .await
+        .is_err());
+    assert!(
+        tokio::net::TcpStream::connect(free).await.is_err(),
+        "{free} accepts connections after the start failed"
+    );
+}
