@@ -32,12 +32,6 @@ fn segment(server: &TestServer) -> std::path::PathBuf {
     files.pop().unwrap()
 }
 
-async fn plain_metrics(server: &TestServer) -> String {
-    let url = format!("http://{}/metrics", server.metrics_addr().unwrap());
-    let response = server.client.get(url).send().await.unwrap();
-    response.text().await.unwrap()
-}
-
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(series))
@@ -68,7 +62,7 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
     // Refused up front from now on, for every operation, before its
     // handler runs (no encryption is counted); health says that it fails,
     // the metric why.
-    let encryptions = || async { operations(&plain_metrics(&server).await, "encrypt") };
+    let encryptions = || async { operations(&server.plain_metrics().await, "encrypt") };
     let before = encryptions().await;
     assert!(before >= 1.0, "the first encryption is counted");
     let (status, _) = encrypt(&server, &user).await;
@@ -78,7 +72,7 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
     assert_eq!(health["audit"]["writable"], false, "{health}");
     assert!(!health.to_string().contains(&dir), "{health}");
-    let metrics = plain_metrics(&server).await;
+    let metrics = server.plain_metrics().await;
     assert!(
         metric(
             &metrics,
@@ -107,7 +101,7 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
     assert!(recovered, "the log did not recover");
     assert_eq!(encrypt(&server, &user).await.0, StatusCode::OK);
     assert_eq!(
-        metric(&plain_metrics(&server).await, "fipsguard_audit_writable"),
+        metric(&server.plain_metrics().await, "fipsguard_audit_writable"),
         1.0
     );
     let text = std::fs::read_to_string(&file).unwrap();
@@ -258,7 +252,7 @@ async fn a_batchs_failed_items_are_counted_and_recorded() {
     tampered[inside] = if tampered[inside] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     let series = "fipsguard_decrypt_failures_total{reason=\"ciphertext_tampered\"}";
-    let before = metric(&plain_metrics(&server).await, series);
+    let before = metric(&server.plain_metrics().await, series);
     let items = json!({ "items": [
         { "ciphertext": good },
         { "ciphertext": tampered },
@@ -274,7 +268,7 @@ async fn a_batchs_failed_items_are_counted_and_recorded() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["results"][1]["error"]["code"], "ciphertext_tampered");
-    let after = metric(&plain_metrics(&server).await, series);
+    let after = metric(&server.plain_metrics().await, series);
     assert_eq!(after - before, 2.0, "each failed item counts");
     let records = records_of(&server, "/v1/keys/{name}/decrypt/batch");
     assert_eq!(records.len(), 1, "{records:?}");

@@ -50,16 +50,7 @@ async fn a_failed_self_test_stops_service_but_not_health_and_metrics() {
         json!({ "state": "error", "failed_test": "hmac-sha-512" })
     );
 
-    let metrics_addr = server.metrics_addr().unwrap();
-    let text = server
-        .client
-        .get(format!("http://{metrics_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.plain_metrics().await;
     assert!(text.contains("fipsguard_module_error_state 1"), "{text}");
     assert!(
         text.contains(r#"fipsguard_selftest_passed{test="hmac-sha-512"} 0"#),

@@ -175,13 +175,7 @@ fn shipped_alert_rules_pass_promtool() {
 async fn the_plain_metrics_listener_stops_with_the_server() {
     let server = TestServer::with_metrics().await;
     let address = server.metrics_addr().unwrap();
-    let scraped = server
-        .client
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(scraped.status(), StatusCode::OK);
+    server.plain_metrics().await;
     server.stop().await;
     assert!(
         tokio::net::TcpStream::connect(address).await.is_err(),

@@ -126,7 +126,7 @@ async fn a_periodic_self_test_failure_stops_service_at_once() {
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 
-    let metrics = scrape(&server).await;
+    let metrics = server.plain_metrics().await;
     for line in [
         "fipsguard_module_error_state 1".to_owned(),
         format!(r#"fipsguard_selftest_passed{{test="{FAILING_TEST}"}} 0"#),
@@ -192,18 +192,6 @@ async fn encrypt_until_refused_for_a_while(server: &TestServer, user: &str) -> V
         }
     }
     answers
-}
-
-async fn scrape(server: &TestServer) -> String {
-    let address = server.metrics_addr().unwrap();
-    let response = server
-        .client
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap()
 }
 
 /// The shipped rule `FipsguardSelfTestFailed`, evaluated by promtool on

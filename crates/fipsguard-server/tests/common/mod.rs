@@ -130,6 +130,21 @@ impl TestServer {
         self.running.as_ref().and_then(|r| r.metrics_addr)
     }
 
+    /// The exposition, scraped from the separate metrics listener.
+    pub async fn plain_metrics(&self) -> String {
+        let address = self
+            .metrics_addr()
+            .expect("a server with a metrics listener");
+        let response = self
+            .client
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
