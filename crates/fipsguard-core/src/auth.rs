@@ -257,7 +257,8 @@ impl TokenHasher {
     pub fn matches(&self, secret: &str, stored: &[u8]) -> Result<bool> {
         match self.0.verify(secret.as_bytes(), stored) {
             Ok(()) => Ok(true),
-            // A stored hash too short (a damaged row) matches no token.
+            // A wrong secret, or a stored hash too short (a damaged row),
+            // matches no token.
             Err(
                 CryptoError::VerificationFailed | CryptoError::NotApproved(Refusal::TruncatedTag),
             ) => Ok(false),

@@ -96,10 +96,10 @@ pub async fn start(
         Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
         None => None,
     };
-    let metrics_addr = match &metrics_listener {
-        Some(listener) => Some(listener.local_addr()?),
-        None => None,
-    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
     metrics::handle(); // installs the recorder before anything records (the audit log does at once)
     metrics::init_self_test_runs();
     metrics::record_self_test_run("power-up", &fipsguard_crypto::module::latest_report());

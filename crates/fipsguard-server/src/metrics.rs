@@ -263,7 +263,9 @@ pub fn render() -> String {
 /// until the returned task is aborted.
 pub fn serve_plain(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
     use axum::routing::get;
-    let bound = listener.local_addr().ok();
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(%bound, "metrics on plain HTTP, no token");
+    }
     let app = axum::Router::new().route(
         "/metrics",
         get(|| async {
@@ -276,11 +278,9 @@ pub fn serve_plain(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle
             )
         }),
     );
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics listener stopped");
         }
-    });
-    tracing::info!(?bound, "metrics on plain HTTP, no token");
-    task
+    })
 }

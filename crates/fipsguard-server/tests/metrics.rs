@@ -199,9 +199,11 @@ async fn a_start_that_fails_leaves_no_metrics_listener() {
     let not_a_directory = dir.path().join("audit-file");
     std::fs::write(&not_a_directory, b"").unwrap();
     options.audit.as_mut().unwrap().dir = not_a_directory;
-    assert!(fipsguard_server::start(options, std::future::pending())
+    let refused = fipsguard_server::start(options, std::future::pending())
         .await
-        .is_err());
+        .err()
+        .expect("a start without its audit log");
+    assert!(refused.to_string().contains("audit log"), "{refused}");
     assert!(
         tokio::net::TcpStream::connect(free).await.is_err(),
         "{free} accepts connections after the start failed"
