@@ -32,6 +32,7 @@ use std::thread;
 
 use fipsguard_crypto::aead::{Aes256GcmKey, GcmIv, IV_LEN, TAG_LEN};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
+use zeroize::Zeroize;
 
 use crate::context::EncryptionContext;
 use crate::name::KeyName;
@@ -304,14 +305,32 @@ fn chunk_aad(header_hash: &[u8], index: u64, last: bool) -> Vec<u8> {
     aad
 }
 
+/// A chunk's buffer, wiped when it is dropped while it holds plaintext:
+/// a decrypted chunk once written, or a chunk read for encryption that an
+/// error left unsealed. Without it, plaintext would linger in freed memory.
+struct Buffer {
+    bytes: Vec<u8>,
+    plaintext: bool,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if self.plaintext {
+            // The whole capacity: a chunk's IV and tag room included.
+            self.bytes.zeroize();
+        }
+    }
+}
+
 /// A block of the input with whether it is the input's last.
-type Block = io::Result<(Vec<u8>, bool)>;
+type Block = io::Result<(Buffer, bool)>;
 
 /// Reads `input` in blocks of `size` bytes on its own thread, telling
 /// which block is the last: a full block is the last only if nothing
 /// follows it, so the reader keeps one block in hand. Each block's data
 /// starts after `front` spare bytes and has `back` spare capacity behind,
-/// so that a chunk's IV and tag join it without copying it.
+/// so that a chunk's IV and tag join it without copying it. `plaintext`
+/// tells whether the input is plaintext (to be wiped unless sealed).
 ///
 /// The thread is not joined: after an error the pipeline returns at once,
 /// while the reader may wait on an input that never ends (a stalled pipe)
@@ -320,24 +339,28 @@ fn read_blocks<R: Read + Send + 'static>(
     mut input: R,
     size: usize,
     (front, back): (usize, usize),
+    plaintext: bool,
 ) -> Receiver<Block> {
     let (tx, rx) = sync_channel::<Block>(PIPELINE_DEPTH);
     thread::spawn(move || {
-        let mut read_block = || -> io::Result<Vec<u8>> {
-            let mut block = Vec::with_capacity(front + size + back);
-            block.resize(front + size, 0);
-            let n = read_full(&mut input, &mut block[front..])?;
-            block.truncate(front + n);
+        let mut read_block = || -> io::Result<Buffer> {
+            let mut block = Buffer {
+                bytes: Vec::with_capacity(front + size + back),
+                plaintext,
+            };
+            block.bytes.resize(front + size, 0);
+            let n = read_full(&mut input, &mut block.bytes[front..])?;
+            block.bytes.truncate(front + n);
             Ok(block)
         };
         let result = (|| -> io::Result<()> {
             let mut current = read_block()?;
             loop {
-                if current.len() < front + size {
+                if current.bytes.len() < front + size {
                     return send(&tx, Ok((current, true)));
                 }
                 let next = read_block()?;
-                if next.len() == front {
+                if next.bytes.len() == front {
                     return send(&tx, Ok((current, true)));
                 }
                 send(&tx, Ok((current, false)))?;
@@ -361,7 +384,7 @@ fn send<T>(tx: &SyncSender<T>, item: T) -> io::Result<()> {
 /// What the writer writes for one block: `body[range]`, so that the
 /// decryptor need not copy a chunk to drop its IV and tag.
 struct Piece {
-    body: Vec<u8>,
+    body: Buffer,
     range: Range<usize>,
 }
 
@@ -377,7 +400,7 @@ fn write_pieces<'scope, W: Write + Send + 'scope>(
     let (tx, rx) = sync_channel::<Piece>(PIPELINE_DEPTH);
     let handle = scope.spawn(move || {
         for piece in rx {
-            output.write_all(&piece.body[piece.range])?;
+            output.write_all(&piece.body.bytes[piece.range])?;
         }
         output.flush()?;
         Ok(output)
@@ -387,20 +410,21 @@ fn write_pieces<'scope, W: Write + Send + 'scope>(
 
 /// Runs `transform` on every block of `input` on this thread while other
 /// threads read and write, and returns `output` once all is written.
-/// Blocks have `spare` bytes before and capacity after (see [`read_blocks`]).
+/// Blocks have `spare` bytes before and capacity after, and hold
+/// `plaintext` or not (see [`read_blocks`]).
 fn pipeline<R, W>(
     input: R,
     output: W,
     block_size: usize,
-    spare: (usize, usize),
-    mut transform: impl FnMut(Vec<u8>, bool) -> Result<Piece, FileError>,
+    (spare, plaintext): ((usize, usize), bool),
+    mut transform: impl FnMut(Buffer, bool) -> Result<Piece, FileError>,
 ) -> Result<W, FileError>
 where
     R: Read + Send + 'static,
     W: Write + Send,
 {
     thread::scope(|scope| {
-        let blocks = read_blocks(input, block_size, spare);
+        let blocks = read_blocks(input, block_size, spare, plaintext);
         let (tx, writer) = write_pieces(scope, output);
         let transformed = (|| -> Result<(), FileError> {
             for block in blocks.iter() {
@@ -445,18 +469,20 @@ where
         input,
         output,
         header.chunk_size as usize,
-        (IV_LEN, TAG_LEN),
+        ((IV_LEN, TAG_LEN), true),
         |mut record, last| {
             if index >= MAX_CHUNKS {
                 return Err(FileError::TooManyChunks);
             }
             // The record is [IV space | plaintext]: sealed in place, and
             // written whole.
-            data_key.seal_in_frame(&chunk_aad(&header_hash, index, last), &mut record, 0)?;
+            let aad = chunk_aad(&header_hash, index, last);
+            data_key.seal_in_frame(&aad, &mut record.bytes, 0)?;
+            record.plaintext = false;
             index += 1;
-            progress((record.len() - IV_LEN - TAG_LEN) as u64);
+            progress((record.bytes.len() - IV_LEN - TAG_LEN) as u64);
             Ok(Piece {
-                range: 0..record.len(),
+                range: 0..record.bytes.len(),
                 body: record,
             })
         },
@@ -485,17 +511,20 @@ where
         input,
         output,
         header.record_len(),
-        (0, 0),
+        ((0, 0), false),
         |mut record, last| {
-            if record.len() < IV_LEN + TAG_LEN {
+            if record.bytes.len() < IV_LEN + TAG_LEN {
                 return Err(FileError::Truncated(
                     "the last chunk is shorter than an IV and a tag",
                 ));
             }
-            let iv = GcmIv::try_from(&record[..IV_LEN])?;
+            let iv = GcmIv::try_from(&record.bytes[..IV_LEN])?;
             let aad = chunk_aad(&header_hash, index, last);
+            // Opened in place, so from here on it is wiped when dropped,
+            // whether it opens or not.
+            record.plaintext = true;
             let plaintext_len = data_key
-                .open_in_place(&iv, &aad, &mut record[IV_LEN..])
+                .open_in_place(&iv, &aad, &mut record.bytes[IV_LEN..])
                 .map_err(|e| match e {
                     fipsguard_crypto::Error::AuthenticationFailed => {
                         FileError::Authentication { index, last }
@@ -515,7 +544,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{pipeline, FileError, Piece};
+    use super::{pipeline, Buffer, FileError, Piece};
     use std::io::Read;
 
     /// Gives one block's worth of bytes, then panics.
@@ -533,15 +562,16 @@ mod tests {
 
     #[test]
     fn a_reader_that_breaks_is_not_taken_for_the_end_of_the_input() {
-        let copy = |body: Vec<u8>, _last| {
+        let copy = |body: Buffer, _last| {
             Ok(Piece {
-                range: 0..body.len(),
+                range: 0..body.bytes.len(),
                 body,
             })
         };
-        let result = pipeline(Breaks(16), Vec::new(), 16, (0, 0), copy);
+        let spare = ((0, 0), false);
+        let result = pipeline(Breaks(16), Vec::new(), 16, spare, copy);
         assert!(matches!(result, Err(FileError::Truncated(_))), "{result:?}");
-        let whole = pipeline(&b"0123456789abcdef0123"[..], Vec::new(), 16, (0, 0), copy);
+        let whole = pipeline(&b"0123456789abcdef0123"[..], Vec::new(), 16, spare, copy);
         assert_eq!(whole.unwrap(), b"0123456789abcdef0123");
     }
 }

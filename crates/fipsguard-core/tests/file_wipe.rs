@@ -1,0 +1,133 @@
+//! No plaintext of a file is left in freed memory by encrypting or
+//! decrypting it, whether the file decrypts or is found tampered with:
+//! this process's writable memory is read through /proc and searched for
+//! a marker that only the plaintext contains. The plaintext is made and
+//! checked on the fly, never held by the test itself.
+
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+
+use fipsguard_core::file_format::{
+    decrypt_stream, encrypt_stream, FileError, FileHeader, MIN_CHUNK_SIZE,
+};
+use fipsguard_core::EncryptionContext;
+use fipsguard_crypto::aead::Aes256GcmKey;
+
+/// Sixteen bytes the plaintext repeats; nothing else in this process
+/// holds them in writable memory.
+const MARKER: &[u8; 16] = b"\x8fplaintext\x01mark\x02";
+
+/// How many of this process's readable, writable regions (heap, stacks,
+/// anonymous mappings) hold the marker.
+fn regions_with_plaintext() -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut mem = File::open("/proc/self/mem").unwrap();
+    let mut found = 0;
+    let mut searched = 0;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+        if !perms.starts_with("rw") || line.ends_with("[vvar]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let mut region = vec![0; (end - start) as usize];
+        // A region unmapped since the maps were read is skipped.
+        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut region).is_ok() {
+            searched += region.len();
+            found += usize::from(region.windows(MARKER.len()).any(|w| w == MARKER));
+        }
+    }
+    assert!(searched > 1 << 20, "this process's memory was read");
+    found
+}
+
+/// `len` bytes of the marker, repeated, made as they are read.
+struct Plaintext {
+    at: usize,
+    len: usize,
+}
+
+impl Read for Plaintext {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.len - self.at);
+        for (i, byte) in buf[..n].iter_mut().enumerate() {
+            *byte = MARKER[(self.at + i) % MARKER.len()];
+        }
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Checks what it is given against the repeated marker, keeping nothing.
+#[derive(Debug, Default)]
+struct Checked {
+    at: usize,
+    wrong: bool,
+}
+
+impl Write for Checked {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for (i, byte) in buf.iter().enumerate() {
+            self.wrong |= *byte != MARKER[(self.at + i) % MARKER.len()];
+        }
+        self.at += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn no_plaintext_is_left_in_freed_memory() {
+    let key = Aes256GcmKey::new(&[0x42; 32]).unwrap();
+    let header = FileHeader {
+        chunk_size: MIN_CHUNK_SIZE,
+        key_name: "files".to_owned(),
+        key_version: 1,
+        wrapped_key: "fg:v1:AAAA".to_owned(),
+        context: EncryptionContext::default(),
+    };
+    let len = 10 * MIN_CHUNK_SIZE as usize + 100;
+
+    let file = encrypt_stream(&header, &key, Plaintext { at: 0, len }, Vec::new(), &|_| {});
+    let file = file.unwrap();
+    assert_eq!(regions_with_plaintext(), 0, "encrypting left plaintext");
+    let (_, header_bytes) = FileHeader::read_from(&mut &file[..]).unwrap();
+
+    let decrypt = |file: Vec<u8>| {
+        let mut input = Cursor::new(file);
+        input.set_position(header_bytes.len() as u64);
+        decrypt_stream(
+            &header,
+            &header_bytes,
+            &key,
+            input,
+            Checked::default(),
+            &|_| {},
+        )
+    };
+    let written = decrypt(file.clone()).unwrap();
+    assert_eq!((written.at, written.wrong), (len, false));
+    assert_eq!(regions_with_plaintext(), 0, "decrypting left plaintext");
+
+    // A chunk near the end tampered with: the chunks before it were
+    // decrypted and written, and the failing one opened in place.
+    let mut tampered = file;
+    let at = tampered.len() - 200;
+    tampered[at] ^= 1;
+    let refused = decrypt(tampered);
+    assert!(
+        matches!(refused, Err(FileError::Authentication { index: 9, .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        regions_with_plaintext(),
+        0,
+        "a refused decryption left plaintext"
+    );
+}
