@@ -32,7 +32,7 @@ use std::thread;
 
 use fipsguard_crypto::aead::{Aes256GcmKey, GcmIv, IV_LEN, TAG_LEN};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
-use zeroize::Zeroize;
+use fipsguard_crypto::secret::wipe;
 
 use crate::context::EncryptionContext;
 use crate::name::KeyName;
@@ -317,7 +317,7 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         if self.plaintext {
             // The whole capacity: a chunk's IV and tag room included.
-            self.bytes.zeroize();
+            wipe(&mut self.bytes);
         }
     }
 }

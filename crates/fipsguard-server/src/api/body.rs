@@ -13,11 +13,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64_simd::{Out, STANDARD};
+use fipsguard_crypto::secret::wipe;
 use fipsguard_crypto::SecretBytes;
 use serde::de::DeserializeOwned;
 use serde::de::Visitor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::Zeroizing;
 
 use crate::error::ApiError;
 use crate::listener::BodyTimedOut;
@@ -235,8 +235,10 @@ pub struct Base64Secret(pub SecretBytes);
 
 impl Serialize for Base64Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let text = Zeroizing::new(STANDARD.encode_to_string(self.0.expose_secret()));
-        serializer.serialize_str(&text)
+        let text = STANDARD.encode_to_string(self.0.expose_secret());
+        let serialized = serializer.serialize_str(&text);
+        wipe(&mut text.into_bytes());
+        serialized
     }
 }
 
@@ -279,7 +281,13 @@ impl<T: Serialize> IntoResponse for SecretJson<T> {
 /// A growing buffer that wipes each allocation it leaves and, when
 /// dropped, the one it holds.
 #[derive(Default)]
-struct WipedBuffer(Zeroizing<Vec<u8>>);
+struct WipedBuffer(Vec<u8>);
+
+impl Drop for WipedBuffer {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
 
 impl io::Write for WipedBuffer {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
@@ -287,8 +295,8 @@ impl io::Write for WipedBuffer {
         if needed > self.0.capacity() {
             let mut grown = Vec::with_capacity(needed.max(2 * self.0.capacity()).max(256));
             grown.extend_from_slice(&self.0);
-            // The old allocation is wiped as it drops here.
-            self.0 = Zeroizing::new(grown);
+            // The old allocation is wiped before it is freed.
+            wipe(&mut std::mem::replace(&mut self.0, grown));
         }
         self.0.extend_from_slice(data);
         Ok(data.len())
