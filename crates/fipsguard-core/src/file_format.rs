@@ -308,22 +308,21 @@ fn chunk_aad(header_hash: &[u8], index: u64, last: bool) -> Vec<u8> {
 /// A chunk's buffer, wiped when it is dropped while it holds plaintext:
 /// a decrypted chunk once written, or a chunk read for encryption that an
 /// error left unsealed. Without it, plaintext would linger in freed memory.
-struct Buffer {
+struct ChunkBuffer {
     bytes: Vec<u8>,
     plaintext: bool,
 }
 
-impl Drop for Buffer {
+impl Drop for ChunkBuffer {
     fn drop(&mut self) {
         if self.plaintext {
-            // The whole capacity: a chunk's IV and tag room included.
             wipe(&mut self.bytes);
         }
     }
 }
 
 /// A block of the input with whether it is the input's last.
-type Block = io::Result<(Buffer, bool)>;
+type Block = io::Result<(ChunkBuffer, bool)>;
 
 /// Reads `input` in blocks of `size` bytes on its own thread, telling
 /// which block is the last: a full block is the last only if nothing
@@ -343,8 +342,8 @@ fn read_blocks<R: Read + Send + 'static>(
 ) -> Receiver<Block> {
     let (tx, rx) = sync_channel::<Block>(PIPELINE_DEPTH);
     thread::spawn(move || {
-        let mut read_block = || -> io::Result<Buffer> {
-            let mut block = Buffer {
+        let mut read_block = || -> io::Result<ChunkBuffer> {
+            let mut block = ChunkBuffer {
                 bytes: Vec::with_capacity(front + size + back),
                 plaintext,
             };
@@ -384,7 +383,7 @@ fn send<T>(tx: &SyncSender<T>, item: T) -> io::Result<()> {
 /// What the writer writes for one block: `body[range]`, so that the
 /// decryptor need not copy a chunk to drop its IV and tag.
 struct Piece {
-    body: Buffer,
+    body: ChunkBuffer,
     range: Range<usize>,
 }
 
@@ -416,8 +415,9 @@ fn pipeline<R, W>(
     input: R,
     output: W,
     block_size: usize,
-    (spare, plaintext): ((usize, usize), bool),
-    mut transform: impl FnMut(Buffer, bool) -> Result<Piece, FileError>,
+    spare: (usize, usize),
+    plaintext: bool,
+    mut transform: impl FnMut(ChunkBuffer, bool) -> Result<Piece, FileError>,
 ) -> Result<W, FileError>
 where
     R: Read + Send + 'static,
@@ -469,7 +469,8 @@ where
         input,
         output,
         header.chunk_size as usize,
-        ((IV_LEN, TAG_LEN), true),
+        (IV_LEN, TAG_LEN),
+        true,
         |mut record, last| {
             if index >= MAX_CHUNKS {
                 return Err(FileError::TooManyChunks);
@@ -511,7 +512,8 @@ where
         input,
         output,
         header.record_len(),
-        ((0, 0), false),
+        (0, 0),
+        false,
         |mut record, last| {
             if record.bytes.len() < IV_LEN + TAG_LEN {
                 return Err(FileError::Truncated(
@@ -544,7 +546,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{pipeline, Buffer, FileError, Piece};
+    use super::{pipeline, ChunkBuffer, FileError, Piece};
     use std::io::Read;
 
     /// Gives one block's worth of bytes, then panics.
@@ -562,16 +564,22 @@ mod tests {
 
     #[test]
     fn a_reader_that_breaks_is_not_taken_for_the_end_of_the_input() {
-        let copy = |body: Buffer, _last| {
+        let copy = |body: ChunkBuffer, _last| {
             Ok(Piece {
                 range: 0..body.bytes.len(),
                 body,
             })
         };
-        let spare = ((0, 0), false);
-        let result = pipeline(Breaks(16), Vec::new(), 16, spare, copy);
+        let result = pipeline(Breaks(16), Vec::new(), 16, (0, 0), false, copy);
         assert!(matches!(result, Err(FileError::Truncated(_))), "{result:?}");
-        let whole = pipeline(&b"0123456789abcdef0123"[..], Vec::new(), 16, spare, copy);
+        let whole = pipeline(
+            &b"0123456789abcdef0123"[..],
+            Vec::new(),
+            16,
+            (0, 0),
+            false,
+            copy,
+        );
         assert_eq!(whole.unwrap(), b"0123456789abcdef0123");
     }
 }

@@ -1,11 +1,15 @@
 //! No plaintext of a file is left in freed memory by encrypting or
-//! decrypting it, whether the file decrypts or is found tampered with:
-//! this process's writable memory is read through /proc and searched for
-//! a marker that only the plaintext contains. The plaintext is made and
-//! checked on the fly, never held by the test itself.
+//! decrypting it, whether it succeeds, is found tampered with, or stops on
+//! an error: this process's writable memory is read through /proc and
+//! searched for a marker that only the plaintext contains. The plaintext
+//! is made and checked on the fly, never held by the test itself, and
+//! this is the only test of its binary, so no other test's data is there.
+#![cfg(target_os = "linux")]
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use fipsguard_core::file_format::{
     decrypt_stream, encrypt_stream, FileError, FileHeader, MIN_CHUNK_SIZE,
@@ -44,10 +48,50 @@ fn regions_with_plaintext() -> usize {
     found
 }
 
-/// `len` bytes of the marker, repeated, made as they are read.
+/// `len` bytes of the marker, repeated, made as they are read. Its reader
+/// thread drops it last, after any block it still held.
 struct Plaintext {
     at: usize,
     len: usize,
+}
+
+static PLAINTEXT_DROPPED: AtomicBool = AtomicBool::new(false);
+
+impl Drop for Plaintext {
+    fn drop(&mut self) {
+        PLAINTEXT_DROPPED.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Waits until the reader thread of the last stream has let go of its
+/// input (it is not joined when a stream stops on an error).
+fn wait_for_the_reader() {
+    let started = Instant::now();
+    while !PLAINTEXT_DROPPED.swap(false, Ordering::SeqCst) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the reader never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An output that takes the header, then refuses every write.
+struct FullAfterHeader {
+    header_written: bool,
+}
+
+impl Write for FullAfterHeader {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if std::mem::replace(&mut self.header_written, true) {
+            return Err(io::Error::other("the disk is full"));
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Read for Plaintext {
@@ -94,9 +138,28 @@ fn no_plaintext_is_left_in_freed_memory() {
     };
     let len = 10 * MIN_CHUNK_SIZE as usize + 100;
 
-    let file = encrypt_stream(&header, &key, Plaintext { at: 0, len }, Vec::new(), &|_| {});
-    let file = file.unwrap();
+    let plaintext = || Plaintext { at: 0, len };
+    let file = encrypt_stream(&header, &key, plaintext(), Vec::new(), &|_| {}).unwrap();
+    wait_for_the_reader();
     assert_eq!(regions_with_plaintext(), 0, "encrypting left plaintext");
+
+    // An output that fails at its first chunk: the chunks read ahead are
+    // dropped unsealed, in the channel and in the reader.
+    let full = FullAfterHeader {
+        header_written: false,
+    };
+    let refused = encrypt_stream(&header, &key, plaintext(), full, &|_| {});
+    assert!(
+        matches!(refused, Err(FileError::Io(_))),
+        "{:?}",
+        refused.err()
+    );
+    wait_for_the_reader();
+    assert_eq!(
+        regions_with_plaintext(),
+        0,
+        "a failed encryption left plaintext"
+    );
     let (_, header_bytes) = FileHeader::read_from(&mut &file[..]).unwrap();
 
     let decrypt = |file: Vec<u8>| {
@@ -130,4 +193,11 @@ fn no_plaintext_is_left_in_freed_memory() {
         0,
         "a refused decryption left plaintext"
     );
+
+    // And the search finds plaintext freed unwiped (as many blocks as a
+    // file's chunks, as the search's own allocations may reuse a few):
+    // this must come last.
+    let unwiped: Vec<Vec<u8>> = (0..16).map(|_| MARKER.repeat(64)).collect();
+    drop(std::hint::black_box(unwiped));
+    assert!(regions_with_plaintext() > 0, "the search sees freed memory");
 }

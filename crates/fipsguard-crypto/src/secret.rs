@@ -56,14 +56,15 @@ impl Drop for SecretBytes {
     }
 }
 
-/// Zeroes `bytes` and the spare capacity behind them, in bulk, and empties
-/// it: for a buffer that held a secret and is about to be freed or reused.
-/// (`zeroize`'s own `Vec` impl writes the elements one volatile byte at a
-/// time: for a 64 KiB plaintext, tens of microseconds.)
+/// Empties `bytes` and zeroes its whole allocation in bulk, behind an
+/// optimization barrier (zeroize 1.9.2): for a buffer that held a secret
+/// and is about to be freed or reused. (`zeroize`'s own `Vec` impl writes
+/// the elements one volatile byte at a time: for a 64 KiB plaintext, tens
+/// of microseconds.) Copies left behind by earlier reallocations are out
+/// of its reach: a secret buffer is sized once, or wiped as it grows.
 pub fn wipe(bytes: &mut Vec<u8>) {
-    bytes.as_mut_slice().zeroize();
-    bytes.spare_capacity_mut().zeroize();
     bytes.clear();
+    bytes.spare_capacity_mut().zeroize();
 }
 
 impl fmt::Debug for SecretBytes {

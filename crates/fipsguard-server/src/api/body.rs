@@ -236,9 +236,7 @@ pub struct Base64Secret(pub SecretBytes);
 impl Serialize for Base64Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let text = STANDARD.encode_to_string(self.0.expose_secret());
-        let serialized = serializer.serialize_str(&text);
-        wipe(&mut text.into_bytes());
-        serialized
+        SecretText(SecretBytes::new(text.into_bytes())).serialize(serializer)
     }
 }
 
