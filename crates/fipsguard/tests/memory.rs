@@ -10,9 +10,6 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-
 use base64::Engine;
 use common::Setup;
 use serde_json::{json, Value};
@@ -156,30 +153,6 @@ async fn workload(setup: &Setup) -> Vec<Secret> {
     secrets
 }
 
-/// The readable, writable memory of process `pid` (heap, stacks and
-/// anonymous mappings), region by region.
-fn writable_memory(pid: u32) -> Vec<Vec<u8>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let mut mem = File::open(format!("/proc/{pid}/mem")).unwrap();
-    let mut regions = Vec::new();
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
-        if !perms.starts_with("rw") || line.ends_with("[vvar]") {
-            continue;
-        }
-        let (start, end) = range.split_once('-').unwrap();
-        let start = u64::from_str_radix(start, 16).unwrap();
-        let end = u64::from_str_radix(end, 16).unwrap();
-        let mut region = vec![0; (end - start) as usize];
-        // A region unmapped since the maps were read is skipped.
-        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut region).is_ok() {
-            regions.push(region);
-        }
-    }
-    regions
-}
-
 #[test]
 fn no_secret_stays_in_the_servers_memory_after_its_answer() {
     let setup = Setup::new();
@@ -192,7 +165,7 @@ fn no_secret_stays_in_the_servers_memory_after_its_answer() {
     let secrets = runtime.block_on(workload(&setup));
     std::thread::sleep(std::time::Duration::from_millis(500));
 
-    let regions = writable_memory(server.child.id());
+    let regions = common::writable_memory(server.child.id());
     let searched: usize = regions.iter().map(Vec::len).sum();
     assert!(searched > 1 << 20, "the server's memory was read");
     let left: Vec<&str> = secrets

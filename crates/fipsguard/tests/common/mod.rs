@@ -4,7 +4,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -213,4 +214,28 @@ pub fn make_certificate(cert: &std::path::Path, key: &std::path::Path) {
         .status()
         .unwrap();
     assert!(made.success());
+}
+
+/// The readable, writable memory of process `pid` (heap, stacks and
+/// anonymous mappings), region by region.
+pub fn writable_memory(pid: u32) -> Vec<Vec<u8>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut regions = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+        if !perms.starts_with("rw") || line.ends_with("[vvar]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let mut region = vec![0; (end - start) as usize];
+        // A region unmapped since the maps were read is skipped.
+        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut region).is_ok() {
+            regions.push(region);
+        }
+    }
+    regions
 }

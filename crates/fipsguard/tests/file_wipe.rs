@@ -6,8 +6,9 @@
 //! this is the only test of its binary, so no other test's data is there.
 #![cfg(target_os = "linux")]
 
-use std::fs::File;
-use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+mod common;
+
+use std::io::{self, Cursor, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,28 +25,11 @@ const MARKER: &[u8; 16] = b"\x8fplaintext\x01mark\x02";
 /// How many of this process's readable, writable regions (heap, stacks,
 /// anonymous mappings) hold the marker.
 fn regions_with_plaintext() -> usize {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut mem = File::open("/proc/self/mem").unwrap();
-    let mut found = 0;
-    let mut searched = 0;
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
-        if !perms.starts_with("rw") || line.ends_with("[vvar]") {
-            continue;
-        }
-        let (start, end) = range.split_once('-').unwrap();
-        let start = u64::from_str_radix(start, 16).unwrap();
-        let end = u64::from_str_radix(end, 16).unwrap();
-        let mut region = vec![0; (end - start) as usize];
-        // A region unmapped since the maps were read is skipped.
-        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut region).is_ok() {
-            searched += region.len();
-            found += usize::from(region.windows(MARKER.len()).any(|w| w == MARKER));
-        }
-    }
+    let regions = common::writable_memory(std::process::id());
+    let searched: usize = regions.iter().map(Vec::len).sum();
     assert!(searched > 1 << 20, "this process's memory was read");
-    found
+    let finder = memchr::memmem::Finder::new(MARKER);
+    regions.iter().filter(|r| finder.find(r).is_some()).count()
 }
 
 /// `len` bytes of the marker, repeated, made as they are read. Its reader
