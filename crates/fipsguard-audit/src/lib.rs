@@ -27,7 +27,7 @@ pub use chain::{CheckpointId, Hash, GENESIS};
 pub use event::{Checkpoint, Event, Link, Outcome, Record, RequestEvent};
 pub use segment::list as segments;
 pub use verify::{verify, verify_holding, Failure, Report};
-pub use writer::{AuditConfig, AuditLog, Health, Signed, Signer};
+pub use writer::{AuditConfig, AuditLog, Expected, Health, Signed, Signer};
 
 /// Why an event could not be made durable.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -121,7 +121,8 @@ enum Job {
     Close(Ack),
 }
 
-/// The audit log of a running process.
+/// The audit log of a running process; clones are handles on the same log.
+#[derive(Clone)]
 pub struct AuditLog {
     jobs: SyncSender<Job>,
     shared: Arc<Shared>,
@@ -209,9 +210,9 @@ impl AuditLog {
     /// Announces a request whose event will follow, so that the batch in
     /// the making waits for it rather than syncing without it. The event
     /// is given to [`Expected::record`]; dropping the guard withdraws it.
-    pub fn expect(&self) -> Expected<'_> {
+    pub fn expect(&self) -> Expected {
         self.shared.expected.fetch_add(1, Ordering::AcqRel);
-        Expected { log: self }
+        Expected { log: self.clone() }
     }
 
     /// Records a failed self-test run once the module is in its error state.
@@ -266,12 +267,13 @@ impl AuditLog {
     }
 }
 
-/// A request under way whose event is still to come.
-pub struct Expected<'a> {
-    log: &'a AuditLog,
+/// A request under way whose event is still to come. It holds a handle
+/// on the log, so a request's future can keep it without borrowing.
+pub struct Expected {
+    log: AuditLog,
 }
 
-impl Expected<'_> {
+impl Expected {
     /// Returns once `event` is durable.
     pub async fn record(self, event: Event) -> Result<(), AuditError> {
         let queued = self.log.enqueue(event);
@@ -290,7 +292,7 @@ async fn durable(answer: Answer) -> Result<(), AuditError> {
     answer.await.unwrap_or(Err(AuditError::Closed))
 }
 
-impl Drop for Expected<'_> {
+impl Drop for Expected {
     fn drop(&mut self) {
         let shared = &self.log.shared;
         if shared.expected.fetch_sub(1, Ordering::AcqRel) == 1 {

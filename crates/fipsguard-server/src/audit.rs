@@ -6,6 +6,7 @@
 //! audit key in the key store.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use fipsguard_audit::{
-    Anchor, AuditError, AuditLog, Event, Link, Outcome, RequestEvent, Signed, Signer,
+    Anchor, AuditError, AuditLog, Event, Expected, Link, Outcome, RequestEvent, Signed, Signer,
 };
 use fipsguard_core::auth::is_token_id;
 use fipsguard_core::kms::{CreateKey, SignInput};
@@ -275,62 +276,87 @@ fn path_parameter(path: &str, valid: fn(&str) -> bool) -> Option<String> {
 }
 
 /// A request on its way through the audit log: described before the
-/// handler runs, recorded with its outcome once answered.
-pub(crate) struct Audited {
-    state: Arc<AppState>,
-    /// `None` when the log is off or the route is not audited.
-    event: Option<RequestEvent>,
-    /// A change waits mid-way for its intent to be durable (record_intent),
-    /// and an on-demand self-test for its run's record: expecting their
-    /// final event from the start would hold that batch for the whole
-    /// linger, waiting on itself.
-    records_mid_way: bool,
-    context: Arc<RequestContext>,
+/// handler runs, recorded with its outcome once answered. `None` when the
+/// log is off or the route is not audited.
+pub(crate) struct Audited(Option<Pending>);
+
+/// An audited request's event, waiting for its outcome.
+struct Pending {
+    event: RequestEvent,
+    log: Recorder,
+    started: Instant,
+}
+
+/// How an answered request's event reaches the log.
+enum Recorder {
+    /// Announced before the handler runs, so that the batch in the making
+    /// waits for it.
+    Expected(Expected),
+    /// Not announced: a change waits mid-way for its intent to be durable
+    /// (record_intent), and an on-demand self-test for its run's record;
+    /// expecting their final event from the start would hold that batch
+    /// for the whole linger, waiting on itself.
+    Later(AuditLog),
+}
+
+/// What a request's answer needs before it is given.
+pub(crate) enum Answer {
+    /// Nothing: it is given now.
+    Now(Response),
+    /// Its event to be durable.
+    Recording(Pin<Box<dyn Future<Output = Response> + Send>>),
 }
 
 impl Audited {
     /// Describes `request` for the log if it is to be recorded; a refusal
     /// if the log cannot take it (fail closed: the handler must not run).
     pub(crate) fn begin(
-        state: &Arc<AppState>,
-        context: &Arc<RequestContext>,
+        state: &AppState,
+        context: &RequestContext,
         request: &Request,
     ) -> Result<Self, AuditError> {
         let route = context.route();
-        let audit = state.audit.as_ref().filter(|_| !UNAUDITED.contains(&route));
-        if let Some(audit) = audit {
-            audit.check()?;
-        }
+        let Some(audit) = state.audit.as_ref().filter(|_| !UNAUDITED.contains(&route)) else {
+            return Ok(Self(None));
+        };
+        audit.check()?;
         let method = request.method();
-        Ok(Self {
-            state: state.clone(),
-            event: audit.map(|_| describe(method, request.uri(), request.extensions(), context)),
-            records_mid_way: is_change(method, route) || route == "/v1/selftest",
-            context: context.clone(),
-        })
+        let log = match is_change(method, route) || route == "/v1/selftest" {
+            true => Recorder::Later(audit.clone()),
+            false => Recorder::Expected(audit.expect()),
+        };
+        Ok(Self(Some(Pending {
+            event: describe(method, request.uri(), request.extensions(), context),
+            log,
+            started: Instant::now(),
+        })))
     }
 
-    /// The answer `handler` gives, once its event is durable. If the event
+    /// The handler's `response`, once its event is durable. If the event
     /// cannot be made durable the answer is withheld and a refusal given
     /// instead (any change the handler made stands; its intent is on record).
-    pub(crate) async fn answer(self, handler: impl Future<Output = Response>) -> Response {
-        let (Some(audit), Some(mut event)) = (self.state.audit.as_ref(), self.event) else {
-            return handler.await;
+    pub(crate) fn answer(self, response: Response, context: &RequestContext) -> Answer {
+        let Some(Pending {
+            mut event,
+            log,
+            started,
+        }) = self.0
+        else {
+            return Answer::Now(response);
         };
-        let expected = (!self.records_mid_way).then(|| audit.expect());
-        let started = Instant::now();
-        let response = handler.await;
-        complete(&mut event, &response, started, self.context.actor.get());
-        let recorded = match expected {
-            Some(expected) => expected.record(Event::Request(event)).await,
-            None => audit.record(Event::Request(event)).await,
-        };
-        match recorded {
-            Ok(()) => response,
-            // The result (a ciphertext, a key change's answer) is withheld:
-            // no evidence, no answer.
-            Err(e) => refusal(e),
-        }
+        complete(&mut event, &response, started, context.actor.get());
+        Answer::Recording(Box::pin(async move {
+            let recorded = match log {
+                Recorder::Expected(expected) => expected.record(Event::Request(event)).await,
+                Recorder::Later(log) => log.record(Event::Request(event)).await,
+            };
+            match recorded {
+                Ok(()) => response,
+                // The result (a ciphertext, a key change's answer) is
+                // withheld: no evidence, no answer.
+                Err(e) => refusal(e),
+            }
+        }))
     }
 }
 

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -16,7 +16,7 @@ use axum::response::Response;
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
 
-use crate::audit::{is_change, refusal, Audited};
+use crate::audit::{is_change, refusal, Answer, Audited};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -133,11 +133,11 @@ pub struct RequestService<S> {
 impl<S> Service<Request> for RequestService<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = RequestFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -146,16 +146,61 @@ where
     fn call(&mut self, mut request: Request) -> Self::Future {
         let logged = Logged::begin(&mut request);
         // Refused before the route is called: no evidence, no handler.
-        let audited = match Audited::begin(&self.state, &logged.context, &request) {
-            Ok(audited) => audited,
-            Err(e) => return Box::pin(std::future::ready(Ok(logged.finish(refusal(e))))),
+        let stage = match Audited::begin(&self.state, &logged.context, &request) {
+            Ok(audited) => Stage::Route(self.inner.call(request), Some(audited)),
+            Err(e) => Stage::Answered(Some(refusal(e))),
         };
-        let route = self.inner.call(request);
-        Box::pin(async move {
-            let answer = async { route.await.unwrap_or_else(|never| match never {}) };
-            let response = audited.answer(answer).await;
-            Ok(logged.finish(response))
-        })
+        RequestFuture {
+            logged: Some(logged),
+            stage,
+        }
+    }
+}
+
+/// A request on its way through [`RequestService`]. Written out rather
+/// than as an `async` block, which the router would box once more and
+/// which would be copied whole at each step.
+pub struct RequestFuture<F> {
+    /// `None` once answered.
+    logged: Option<Logged>,
+    stage: Stage<F>,
+}
+
+/// Where a request is.
+enum Stage<F> {
+    /// Its route runs (the audit log's part is taken once it answers).
+    Route(F, Option<Audited>),
+    /// Its answer waits for its audit event to be durable.
+    Recording(Pin<Box<dyn Future<Output = Response> + Send>>),
+    /// Answered without its route (taken once given).
+    Answered(Option<Response>),
+}
+
+impl<F> Future for RequestFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Self { logged, stage } = self.get_mut();
+        let response = loop {
+            match stage {
+                Stage::Route(route, audited) => {
+                    let Ok(response) = ready!(Pin::new(route).poll(cx));
+                    let audited = audited.take().expect("a route answers once");
+                    let context = &logged.as_ref().expect("not yet answered").context;
+                    match audited.answer(response, context) {
+                        Answer::Now(response) => break response,
+                        Answer::Recording(recording) => *stage = Stage::Recording(recording),
+                    }
+                }
+                Stage::Recording(recording) => break ready!(recording.as_mut().poll(cx)),
+                Stage::Answered(response) => break response.take().expect("answered once"),
+            }
+        };
+        let logged = logged.take().expect("answered once");
+        Poll::Ready(Ok(logged.finish(response)))
     }
 }
 
