@@ -18,8 +18,6 @@
 //! only make the errors precise (wrong key, wrong context, truncated); the
 //! tag is what enforces them.
 
-use std::fmt::Write;
-
 use base64_simd::STANDARD;
 use fipsguard_crypto::aead::{Aes256GcmKey, GcmIv, IV_LEN, TAG_LEN};
 
@@ -175,7 +173,9 @@ fn text(version: u32, payload: &[u8]) -> String {
     // Encoded in place: a format! would copy the base64 once more.
     let mut text =
         String::with_capacity(PREFIX.len() + 11 + STANDARD.encoded_length(payload.len()));
-    write!(text, "{PREFIX}{version}:").expect("a String takes any text");
+    text.push_str(PREFIX);
+    text.push_str(itoa::Buffer::new().format(version));
+    text.push(':');
     STANDARD.encode_append(payload, &mut text);
     text
 }
