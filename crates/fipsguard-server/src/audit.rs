@@ -147,7 +147,8 @@ fn default_node(dir: &std::path::Path) -> String {
 }
 
 /// What a handler tells the audit log about the key or token it acted on,
-/// beyond what the path names: a key version, a created key or token.
+/// beyond what the path names: a key version, a created key or token
+/// (given to [`Caller::acted_on`](crate::auth::Caller::acted_on)).
 #[derive(Clone, Default)]
 pub struct Subject {
     key: Option<String>,
@@ -187,15 +188,6 @@ impl Subject {
             token: Some(id.to_owned()),
             ..Self::default()
         }
-    }
-}
-
-impl IntoResponseParts for Subject {
-    type Error = std::convert::Infallible;
-
-    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
-        res.extensions_mut().insert(self);
-        Ok(res)
     }
 }
 
@@ -344,7 +336,7 @@ impl Audited {
         else {
             return Answer::Now(response);
         };
-        complete(&mut event, &response, started, context.actor.get());
+        complete(&mut event, &response, started, context);
         Answer::Recording(Box::pin(async move {
             let recorded = match log {
                 Recorder::Expected(expected) => expected.record(Event::Request(event)).await,
@@ -366,7 +358,7 @@ fn complete(
     event: &mut RequestEvent,
     response: &Response,
     started: Instant,
-    caller: Option<&Principal>,
+    context: &RequestContext,
 ) {
     let status = response.status();
     event.outcome = match status.as_u16() {
@@ -380,12 +372,12 @@ fn complete(
         .extensions()
         .get::<ErrorCode>()
         .map(|c| c.0.to_owned());
-    if let Some(subject) = response.extensions().get::<Subject>() {
+    if let Some(subject) = context.subject.get() {
         event.key = subject.key.clone().or(event.key.take());
         event.key_version = subject.key_version;
         event.token = subject.token.clone().or(event.token.take());
     }
-    if let Some(caller) = caller {
+    if let Some(caller) = context.actor.get() {
         attribute(event, caller);
     }
 }

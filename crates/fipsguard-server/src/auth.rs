@@ -9,6 +9,7 @@ use fipsguard_core::auth::{Operation, Principal, Role};
 use fipsguard_core::name::KeyName;
 use fipsguard_core::KmsError;
 
+use crate::audit::Subject;
 use crate::error::ApiError;
 use crate::layers::RequestContext;
 use crate::listener::Peer;
@@ -16,7 +17,14 @@ use crate::state::AppState;
 
 /// The authenticated caller of a request: its token's principal and, over
 /// mTLS, the SHA-256 fingerprint of its verified client certificate.
-pub struct Caller(pub Principal, pub Option<Arc<str>>);
+pub struct Caller {
+    /// The token's principal.
+    pub principal: Principal,
+    /// The client certificate's fingerprint, over mTLS.
+    pub certificate: Option<Arc<str>>,
+    /// The request's context (absent outside the request layer).
+    context: Option<Arc<RequestContext>>,
+}
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
@@ -40,14 +48,19 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         }
         .inspect_err(|e| crate::metrics::record_access_refusal(e.code()))?;
         crate::audit::record_intent(state, parts, &principal).await?;
-        if let Some(context) = parts.extensions.get::<Arc<RequestContext>>() {
+        let context = parts.extensions.get::<Arc<RequestContext>>().cloned();
+        if let Some(context) = &context {
             let _ = context.actor.set(principal.clone());
         }
         let certificate = parts
             .extensions
             .get::<Peer>()
             .and_then(|p| p.certificate.clone());
-        Ok(Caller(principal, certificate))
+        Ok(Caller {
+            principal,
+            certificate,
+            context,
+        })
     }
 }
 
@@ -68,9 +81,17 @@ pub enum Access<'a> {
 }
 
 impl Caller {
+    /// Tells the audit log what the request acted on, beyond what its path
+    /// names (a key version, a created key or token).
+    pub fn acted_on(&self, subject: Subject) {
+        if let Some(context) = &self.context {
+            let _ = context.subject.set(subject);
+        }
+    }
+
     /// Refuses unless the caller has `access`, naming what was refused.
     pub fn require(&self, access: Access<'_>) -> Result<&Principal, ApiError> {
-        let p = &self.0;
+        let p = &self.principal;
         // What was refused is spelled out only for a refusal: most
         // requests pass, and need no strings.
         let (allowed, operation, key): (bool, &str, Option<&str>) = match access {

@@ -16,13 +16,15 @@ use axum::response::Response;
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
 
-use crate::audit::{is_change, refusal, Answer, Audited};
+use crate::audit::{is_change, refusal, Answer, Audited, Subject};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// What the layers know of a request: its id, its route, and where
-/// authentication leaves the caller for the log line and the audit record.
-/// Shared as an `Arc<RequestContext>` extension.
+/// authentication leaves the caller, and the handler what it acted on, for
+/// the log line and the audit record. Shared as an `Arc<RequestContext>`
+/// extension (an answer's own extensions would cost allocations per
+/// request).
 pub struct RequestContext {
     /// The request id.
     pub id: RequestId,
@@ -30,6 +32,8 @@ pub struct RequestContext {
     matched: Option<MatchedPath>,
     /// The authenticated caller.
     pub actor: OnceLock<Principal>,
+    /// What the handler acted on, beyond what the path names.
+    pub subject: OnceLock<Subject>,
 }
 
 impl RequestContext {
@@ -222,6 +226,7 @@ impl Logged {
             id: RequestId::next(),
             matched: request.extensions().get::<MatchedPath>().cloned(),
             actor: OnceLock::new(),
+            subject: OnceLock::new(),
         });
         request.extensions_mut().insert(context.clone());
         Self {

@@ -313,7 +313,7 @@ pub async fn encrypt(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<EncryptRequest>,
-) -> ApiResult<(Subject, CiphertextResponse)> {
+) -> ApiResult<CiphertextResponse> {
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let ciphertext = measured("encrypt", async {
         s.kms
@@ -321,10 +321,8 @@ pub async fn encrypt(
             .await
     })
     .await?;
-    Ok((
-        Subject::ciphertext(&ciphertext),
-        CiphertextResponse { ciphertext },
-    ))
+    caller.acted_on(Subject::ciphertext(&ciphertext));
+    Ok(CiphertextResponse { ciphertext })
 }
 
 /// Decrypt (users granted `decrypt`).
@@ -334,7 +332,7 @@ pub async fn decrypt(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DecryptRequest>,
-) -> ApiResult<(Subject, SecretJson<PlaintextResponse>)> {
+) -> ApiResult<SecretJson<PlaintextResponse>> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
     let subject = Subject::ciphertext(&r.ciphertext);
     let plaintext = measured("decrypt", async {
@@ -343,12 +341,10 @@ pub async fn decrypt(
             .await
     })
     .await?;
-    Ok((
-        subject,
-        SecretJson(PlaintextResponse {
-            plaintext: Base64Secret(plaintext),
-        }),
-    ))
+    caller.acted_on(subject);
+    Ok(SecretJson(PlaintextResponse {
+        plaintext: Base64Secret(plaintext),
+    }))
 }
 
 /// Re-encrypt under the newest version (users granted `rewrap`).
@@ -358,7 +354,7 @@ pub async fn rewrap(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DecryptRequest>,
-) -> ApiResult<(Subject, CiphertextResponse)> {
+) -> ApiResult<CiphertextResponse> {
     caller.require(Access::Key(Operation::Rewrap, &name))?;
     let ciphertext = measured("rewrap", async {
         s.kms
@@ -366,10 +362,8 @@ pub async fn rewrap(
             .await
     })
     .await?;
-    Ok((
-        Subject::ciphertext(&ciphertext),
-        CiphertextResponse { ciphertext },
-    ))
+    caller.acted_on(Subject::ciphertext(&ciphertext));
+    Ok(CiphertextResponse { ciphertext })
 }
 
 /// Generate a data key (users granted `datakey`).
@@ -379,7 +373,7 @@ pub async fn datakey(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<DataKeyRequest>,
-) -> ApiResult<(Subject, SecretJson<DataKeyResponse>)> {
+) -> ApiResult<SecretJson<DataKeyResponse>> {
     caller.require(Access::Key(Operation::Datakey, &name))?;
     let key = measured("datakey", async {
         s.kms
@@ -391,13 +385,11 @@ pub async fn datakey(
         .include_plaintext
         .unwrap_or(true)
         .then_some(Base64Secret(key.plaintext));
-    Ok((
-        Subject::ciphertext(&key.ciphertext),
-        SecretJson(DataKeyResponse {
-            ciphertext: key.ciphertext,
-            plaintext,
-        }),
-    ))
+    caller.acted_on(Subject::ciphertext(&key.ciphertext));
+    Ok(SecretJson(DataKeyResponse {
+        ciphertext: key.ciphertext,
+        plaintext,
+    }))
 }
 
 /// Sign (users granted `sign`).
@@ -407,21 +399,19 @@ pub async fn sign(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<SignRequest>,
-) -> ApiResult<(Subject, Json<SignatureResponse>)> {
+) -> ApiResult<Json<SignatureResponse>> {
     caller.require(Access::Key(Operation::Sign, &name))?;
     let signature = measured("sign", async {
         let input = sign_input(&r.message, &r.digest, r.hash.as_deref())?;
         s.kms.sign(&name, input, scheme(r.scheme.as_deref())?).await
     })
     .await?;
-    Ok((
-        Subject::version(signature.version),
-        Json(SignatureResponse {
-            signature: encode(&signature.bytes),
-            version: signature.version,
-            scheme: signature.scheme.name(),
-        }),
-    ))
+    caller.acted_on(Subject::version(signature.version));
+    Ok(Json(SignatureResponse {
+        signature: encode(&signature.bytes),
+        version: signature.version,
+        scheme: signature.scheme.name(),
+    }))
 }
 
 /// Verify a signature (users granted `verify`).
@@ -431,7 +421,7 @@ pub async fn verify(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<VerifyRequest>,
-) -> ApiResult<(Subject, Json<ValidResponse>)> {
+) -> ApiResult<Json<ValidResponse>> {
     caller.require(Access::Key(Operation::Verify, &name))?;
     let valid = measured("verify", async {
         let input = sign_input(&r.message, &r.digest, r.hash.as_deref())?;
@@ -446,7 +436,8 @@ pub async fn verify(
             .await
     })
     .await?;
-    Ok((Subject::version(r.version), Json(ValidResponse { valid })))
+    caller.acted_on(Subject::version(r.version));
+    Ok(Json(ValidResponse { valid }))
 }
 
 /// Compute a MAC (users granted `mac`).
@@ -456,16 +447,14 @@ pub async fn mac(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<MacRequest>,
-) -> ApiResult<(Subject, Json<MacResponse>)> {
+) -> ApiResult<Json<MacResponse>> {
     caller.require(Access::Key(Operation::Mac, &name))?;
     let tag = measured("mac", s.kms.mac(&name, &r.data)).await?;
-    Ok((
-        Subject::version(tag.version),
-        Json(MacResponse {
-            tag: encode(&tag.bytes),
-            version: tag.version,
-        }),
-    ))
+    caller.acted_on(Subject::version(tag.version));
+    Ok(Json(MacResponse {
+        tag: encode(&tag.bytes),
+        version: tag.version,
+    }))
 }
 
 /// Verify a MAC (users granted `mac-verify`).
@@ -475,14 +464,15 @@ pub async fn mac_verify(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<MacVerifyRequest>,
-) -> ApiResult<(Subject, Json<ValidResponse>)> {
+) -> ApiResult<Json<ValidResponse>> {
     caller.require(Access::Key(Operation::MacVerify, &name))?;
     let valid = measured(
         "mac_verify",
         s.kms.mac_verify(&name, r.version, &r.data, &r.tag),
     )
     .await?;
-    Ok((Subject::version(r.version), Json(ValidResponse { valid })))
+    caller.acted_on(Subject::version(r.version));
+    Ok(Json(ValidResponse { valid }))
 }
 
 /// Random bytes (users and officers).

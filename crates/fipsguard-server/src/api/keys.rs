@@ -18,8 +18,8 @@ use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// A key's metadata, and the key and version for the audit record.
-type KeyAnswer = (Subject, Json<KeyMetadata>);
+/// A key's metadata.
+type KeyAnswer = Json<KeyMetadata>;
 
 /// The audit key may be rotated, never retired: without it no request
 /// could be audited, so none could be served.
@@ -34,11 +34,10 @@ fn keep_audit_key(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn answer(metadata: KeyMetadata) -> KeyAnswer {
-    (
-        Subject::key(&metadata.name, metadata.latest_version),
-        Json(metadata),
-    )
+/// A key's metadata, its key and version told to the audit record.
+fn answer(caller: &Caller, metadata: KeyMetadata) -> KeyAnswer {
+    caller.acted_on(Subject::key(&metadata.name, metadata.latest_version));
+    Json(metadata)
 }
 
 /// Create a key.
@@ -117,7 +116,7 @@ pub async fn create(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Body(r): Body<CreateKeyRequest>,
-) -> ApiResult<(StatusCode, Subject, Json<KeyMetadata>)> {
+) -> ApiResult<(StatusCode, KeyAnswer)> {
     caller.require(Access::Officer)?;
     let key_type: KeyType = r.key_type.parse()?;
     let request = CreateKey {
@@ -127,8 +126,8 @@ pub async fn create(
         exportable: r.exportable,
         rotate_every_secs: r.rotate_every_secs,
     };
-    let (subject, body) = answer(s.kms.create_key(request).await?);
-    Ok((StatusCode::CREATED, subject, body))
+    let metadata = s.kms.create_key(request).await?;
+    Ok((StatusCode::CREATED, answer(&caller, metadata)))
 }
 
 /// List keys (officer, auditor).
@@ -154,7 +153,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Key(Operation::Read, &name))?;
-    Ok(answer(s.kms.get_key(&name).await?))
+    Ok(answer(&caller, s.kms.get_key(&name).await?))
 }
 
 /// Add a version (officer).
@@ -165,7 +164,7 @@ pub async fn rotate(
     Path(name): Path<String>,
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(answer(s.kms.rotate_key(&name).await?))
+    Ok(answer(&caller, s.kms.rotate_key(&name).await?))
 }
 
 /// Change minimum decryption version or cryptoperiod (officer).
@@ -181,7 +180,7 @@ pub async fn configure(
         min_decryption_version: r.min_decryption_version,
         rotate_every_secs: r.rotate_every_secs.map(|secs| (secs != 0).then_some(secs)),
     };
-    Ok(answer(s.kms.configure_key(&name, change).await?))
+    Ok(answer(&caller, s.kms.configure_key(&name, change).await?))
 }
 
 /// Pre-active to active (officer).
@@ -192,7 +191,7 @@ pub async fn activate(
     Path(name): Path<String>,
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(answer(s.kms.activate_key(&name).await?))
+    Ok(answer(&caller, s.kms.activate_key(&name).await?))
 }
 
 /// Active to deactivated (officer).
@@ -204,7 +203,7 @@ pub async fn deactivate(
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
-    Ok(answer(s.kms.deactivate_key(&name).await?))
+    Ok(answer(&caller, s.kms.deactivate_key(&name).await?))
 }
 
 /// Mark compromised (officer).
@@ -216,7 +215,7 @@ pub async fn compromise(
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
-    Ok(answer(s.kms.compromise_key(&name).await?))
+    Ok(answer(&caller, s.kms.compromise_key(&name).await?))
 }
 
 /// Schedule destruction (officer).
@@ -229,7 +228,10 @@ pub async fn schedule_destroy(
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
-    Ok(answer(s.kms.schedule_destroy(&name, r.days).await?))
+    Ok(answer(
+        &caller,
+        s.kms.schedule_destroy(&name, r.days).await?,
+    ))
 }
 
 /// Cancel a scheduled destruction (officer).
@@ -240,7 +242,7 @@ pub async fn cancel_destroy(
     Path(name): Path<String>,
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
-    Ok(answer(s.kms.cancel_destroy(&name).await?))
+    Ok(answer(&caller, s.kms.cancel_destroy(&name).await?))
 }
 
 /// Destroy now (officer).
@@ -252,7 +254,7 @@ pub async fn destroy_now(
 ) -> ApiResult<KeyAnswer> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
-    Ok(answer(s.kms.destroy_key_now(&name).await?))
+    Ok(answer(&caller, s.kms.destroy_key_now(&name).await?))
 }
 
 /// Public key of a signing key (officer, auditor, users granted `verify`).

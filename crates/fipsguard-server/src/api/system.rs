@@ -89,7 +89,7 @@ pub struct Status {
 pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Status>> {
     caller.require(Access::Oversight)?;
     let health = current_health(&s).await;
-    let (principal, certificate) = (&caller.0, &caller.1);
+    let (principal, certificate) = (&caller.principal, &caller.certificate);
     let caller = serde_json::json!({
         "token_id": principal.token_id(),
         "role": principal.role(),

@@ -52,7 +52,7 @@ pub async fn create(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Body(r): Body<CreateTokenRequest>,
-) -> ApiResult<(StatusCode, Subject, SecretJson<CreatedToken>)> {
+) -> ApiResult<(StatusCode, SecretJson<CreatedToken>)> {
     caller.require(Access::Officer)?;
     let role: Role = r.role.parse()?;
     let new = s
@@ -64,9 +64,9 @@ pub async fn create(
             description: r.description,
         })
         .await?;
+    caller.acted_on(Subject::token(&new.info.id));
     Ok((
         StatusCode::CREATED,
-        Subject::token(&new.info.id),
         SecretJson(CreatedToken {
             token: SecretText(new.token),
             info: new.info,
