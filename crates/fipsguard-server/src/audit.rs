@@ -296,8 +296,11 @@ pub(crate) enum Answer {
     /// Nothing: it is given now.
     Now(Response),
     /// Its event to be durable.
-    Recording(Pin<Box<dyn Future<Output = Response> + Send>>),
+    Recording(Recording),
 }
+
+/// An answer waiting for its event to be durable (or refused if it cannot be).
+pub(crate) type Recording = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 impl Audited {
     /// Describes `request` for the log if it is to be recorded; a refusal
@@ -313,9 +316,10 @@ impl Audited {
         };
         audit.check()?;
         let method = request.method();
-        let log = match is_change(method, route) || route == "/v1/selftest" {
-            true => Recorder::Later(audit.clone()),
-            false => Recorder::Expected(audit.expect()),
+        let log = if is_change(method, route) || route == "/v1/selftest" {
+            Recorder::Later(audit.clone())
+        } else {
+            Recorder::Expected(audit.expect())
         };
         Ok(Self(Some(Pending {
             event: describe(method, request.uri(), request.extensions(), context),

@@ -16,15 +16,15 @@ use axum::response::Response;
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
 
-use crate::audit::{is_change, refusal, Answer, Audited, Subject};
+use crate::audit::{is_change, refusal, Answer, Audited, Recording, Subject};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// What the layers know of a request: its id, its route, and where
 /// authentication leaves the caller, and the handler what it acted on, for
 /// the log line and the audit record. Shared as an `Arc<RequestContext>`
-/// extension (an answer's own extensions would cost allocations per
-/// request).
+/// extension (an answer's own extensions would cost allocations for every
+/// answer; only refusals carry one, their error code).
 pub struct RequestContext {
     /// The request id.
     pub id: RequestId,
@@ -163,7 +163,8 @@ where
 
 /// A request on its way through [`RequestService`]. Written out rather
 /// than as an `async` block, which the router would box once more and
-/// which would be copied whole at each step.
+/// which would be copied whole at each step; only an audited answer's
+/// wait for its event is boxed.
 pub struct RequestFuture<F> {
     /// `None` once answered.
     logged: Option<Logged>,
@@ -175,7 +176,7 @@ enum Stage<F> {
     /// Its route runs (the audit log's part is taken once it answers).
     Route(F, Option<Audited>),
     /// Its answer waits for its audit event to be durable.
-    Recording(Pin<Box<dyn Future<Output = Response> + Send>>),
+    Recording(Recording),
     /// Answered without its route (taken once given).
     Answered(Option<Response>),
 }
@@ -188,6 +189,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Self { logged, stage } = self.get_mut();
+        assert!(
+            logged.is_some(),
+            "a request's future polled after its answer"
+        );
         let response = loop {
             match stage {
                 Stage::Route(route, audited) => {

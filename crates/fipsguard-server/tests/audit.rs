@@ -189,6 +189,12 @@ async fn the_log_names_the_key_a_path_reaches_and_nothing_a_path_smuggles() {
         [&json!("payments"), &Value::Null, &Value::Null, &Value::Null],
         "{encrypts:?}"
     );
+    let versions: Vec<&Value> = encrypts.iter().map(|r| &r["key_version"]).collect();
+    assert_eq!(
+        versions,
+        [&json!(1), &Value::Null, &Value::Null, &Value::Null],
+        "the version that sealed, and none for a refusal: {encrypts:?}"
+    );
     let reads = records_of(&server, "/v1/keys/{name}");
     assert!(
         reads.iter().any(|r| r["status"] == 400) && reads.iter().all(|r| r["key"].is_null()),

@@ -18,9 +18,6 @@ use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// A key's metadata.
-type KeyAnswer = Json<KeyMetadata>;
-
 /// The audit key may be rotated, never retired: without it no request
 /// could be audited, so none could be served.
 fn keep_audit_key(name: &str) -> ApiResult<()> {
@@ -34,8 +31,9 @@ fn keep_audit_key(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// A key's metadata, its key and version told to the audit record.
-fn answer(caller: &Caller, metadata: KeyMetadata) -> KeyAnswer {
+/// A key's metadata as the answer, its key and version told to the audit
+/// record.
+fn answer(caller: &Caller, metadata: KeyMetadata) -> Json<KeyMetadata> {
     caller.acted_on(Subject::key(&metadata.name, metadata.latest_version));
     Json(metadata)
 }
@@ -116,7 +114,7 @@ pub async fn create(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Body(r): Body<CreateKeyRequest>,
-) -> ApiResult<(StatusCode, KeyAnswer)> {
+) -> ApiResult<(StatusCode, Json<KeyMetadata>)> {
     caller.require(Access::Officer)?;
     let key_type: KeyType = r.key_type.parse()?;
     let request = CreateKey {
@@ -151,7 +149,7 @@ pub async fn get(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Key(Operation::Read, &name))?;
     Ok(answer(&caller, s.kms.get_key(&name).await?))
 }
@@ -162,7 +160,7 @@ pub async fn rotate(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     Ok(answer(&caller, s.kms.rotate_key(&name).await?))
 }
@@ -174,7 +172,7 @@ pub async fn configure(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<ConfigureKeyRequest>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     let change = ConfigureKey {
         min_decryption_version: r.min_decryption_version,
@@ -189,7 +187,7 @@ pub async fn activate(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     Ok(answer(&caller, s.kms.activate_key(&name).await?))
 }
@@ -200,7 +198,7 @@ pub async fn deactivate(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
     Ok(answer(&caller, s.kms.deactivate_key(&name).await?))
@@ -212,7 +210,7 @@ pub async fn compromise(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
     Ok(answer(&caller, s.kms.compromise_key(&name).await?))
@@ -225,7 +223,7 @@ pub async fn schedule_destroy(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<ScheduleDestroyRequest>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
     Ok(answer(
@@ -240,7 +238,7 @@ pub async fn cancel_destroy(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     Ok(answer(&caller, s.kms.cancel_destroy(&name).await?))
 }
@@ -251,7 +249,7 @@ pub async fn destroy_now(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<KeyAnswer> {
+) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
     Ok(answer(&caller, s.kms.destroy_key_now(&name).await?))
