@@ -65,14 +65,11 @@ fn s_server(pki: &Pki, cert: &str, extra: &[&str]) -> OpensslServer {
 }
 
 fn wait_for_port(port: u16) {
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "port {port} never opened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        &format!("port {port} never opened"),
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
 }
 
 /// The weak servers, each with one fault, and the findings it must fail.

@@ -10,7 +10,7 @@ mod common;
 
 use std::io::{self, Cursor, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fipsguard_core::file_format::{
     decrypt_stream, encrypt_stream, FileError, FileHeader, MIN_CHUNK_SIZE,
@@ -50,14 +50,9 @@ impl Drop for Plaintext {
 /// Waits until the reader thread of the last stream has let go of its
 /// input (it is not joined when a stream stops on an error).
 fn wait_for_the_reader() {
-    let started = Instant::now();
-    while !PLAINTEXT_DROPPED.swap(false, Ordering::SeqCst) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the reader never stopped"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_until(Duration::from_secs(10), "the reader never stopped", || {
+        PLAINTEXT_DROPPED.swap(false, Ordering::SeqCst)
+    });
 }
 
 /// An output that takes the header, then refuses every write.

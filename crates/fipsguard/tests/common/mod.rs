@@ -216,6 +216,15 @@ pub fn make_certificate(cert: &std::path::Path, key: &std::path::Path) {
     assert!(made.success());
 }
 
+/// Polls `done` until it holds, failing with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The readable, writable memory of process `pid` (heap, stacks and
 /// anonymous mappings), region by region.
 pub fn writable_memory(pid: u32) -> Vec<Vec<u8>> {
