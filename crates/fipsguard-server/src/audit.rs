@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{Method, StatusCode, Uri};
@@ -276,7 +275,6 @@ pub(crate) struct Audited(Option<Pending>);
 struct Pending {
     event: RequestEvent,
     log: Recorder,
-    started: Instant,
 }
 
 /// How an answered request's event reaches the log.
@@ -324,7 +322,6 @@ impl Audited {
         Ok(Self(Some(Pending {
             event: describe(method, request.uri(), request.extensions(), context),
             log,
-            started: Instant::now(),
         })))
     }
 
@@ -332,15 +329,10 @@ impl Audited {
     /// cannot be made durable the answer is withheld and a refusal given
     /// instead (any change the handler made stands; its intent is on record).
     pub(crate) fn answer(self, response: Response, context: &RequestContext) -> Answer {
-        let Some(Pending {
-            mut event,
-            log,
-            started,
-        }) = self.0
-        else {
+        let Some(Pending { mut event, log }) = self.0 else {
             return Answer::Now(response);
         };
-        complete(&mut event, &response, started, context);
+        complete(&mut event, &response, context);
         Answer::Recording(Box::pin(async move {
             let recorded = match log {
                 Recorder::Expected(expected) => expected.record(Event::Request(event)).await,
@@ -358,12 +350,7 @@ impl Audited {
 
 /// Fills in what a request's answer tells the log: outcome, status, time,
 /// error code, what the handler acted on, and who called.
-fn complete(
-    event: &mut RequestEvent,
-    response: &Response,
-    started: Instant,
-    context: &RequestContext,
-) {
+fn complete(event: &mut RequestEvent, response: &Response, context: &RequestContext) {
     let status = response.status();
     event.outcome = match status.as_u16() {
         200..=399 => Outcome::Success,
@@ -371,7 +358,7 @@ fn complete(
         _ => Outcome::Failure,
     };
     event.status = Some(status.as_u16());
-    event.micros = Some(started.elapsed().as_micros() as u64);
+    event.micros = Some(context.started.elapsed().as_micros() as u64);
     event.error = response
         .extensions()
         .get::<ErrorCode>()

@@ -20,7 +20,7 @@ use crate::audit::{is_change, refusal, Answer, Audited, Recording, Subject};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// What the layers know of a request: its id, its route, and where
+/// What the layers know of a request: its id, its route, when it came, and where
 /// authentication leaves the caller, and the handler what it acted on, for
 /// the log line and the audit record. Shared as an `Arc<RequestContext>`
 /// extension (an answer's own extensions would cost allocations for every
@@ -30,6 +30,9 @@ pub struct RequestContext {
     pub id: RequestId,
     /// The matched route template, if a route matched.
     matched: Option<MatchedPath>,
+    /// When the request reached the layers (its time in the log line and
+    /// the audit record).
+    pub started: Instant,
     /// The authenticated caller.
     pub actor: OnceLock<Principal>,
     /// What the handler acted on, beyond what the path names.
@@ -222,7 +225,6 @@ where
 struct Logged {
     context: Arc<RequestContext>,
     method: Method,
-    started: Instant,
 }
 
 impl Logged {
@@ -230,6 +232,7 @@ impl Logged {
         let context = Arc::new(RequestContext {
             id: RequestId::next(),
             matched: request.extensions().get::<MatchedPath>().cloned(),
+            started: Instant::now(),
             actor: OnceLock::new(),
             subject: OnceLock::new(),
         });
@@ -237,22 +240,17 @@ impl Logged {
         Self {
             context,
             method: request.method().clone(),
-            started: Instant::now(),
         }
     }
 
     fn finish(self, mut response: Response) -> Response {
-        let Self {
-            context,
-            method,
-            started,
-        } = self;
+        let Self { context, method } = self;
         let (id, route, status) = (context.id, context.route(), response.status());
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
         let actor = context.actor.get().map_or("-", Principal::token_id);
-        let micros = started.elapsed().as_micros() as u64;
+        let micros = context.started.elapsed().as_micros() as u64;
         match status.as_u16() {
             200..=299 if is_change(&method, route) => {
                 tracing::info!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
