@@ -708,14 +708,9 @@ fn an_interrupted_encryption_leaves_no_output() {
             .unwrap();
         let mut input = child.stdin.take().unwrap();
         input.write_all(&vec![7u8; 3 * CHUNK]).unwrap();
-        let started = Instant::now();
-        while leftovers().is_empty() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "no output file appeared"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_until(Duration::from_secs(20), "no output file appeared", || {
+            !leftovers().is_empty()
+        });
         let pid = child.id().to_string();
         assert!(Command::new("kill")
             .args([sig, &pid])

@@ -132,15 +132,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(
+        Duration::from_secs(20),
+        &format!("timed out waiting until {what}"),
+        done,
+    );
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -1230,18 +1227,12 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
         "it waits for the open connections"
     );
     drop(open);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = drained.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no exit after the drain"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
+    let mut status = None;
+    wait_until("it exits after the drain", || {
+        status = drained.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.unwrap().success());
 }
 
 /// Two hosts on one machine: this one, and a network namespace joined to

@@ -160,19 +160,16 @@ impl Server {
             .status()
             .unwrap()
             .success());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "SIGTERM drains and exits cleanly");
-                self.reader.join().unwrap();
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the server did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut status = None;
+        wait_until(Duration::from_secs(30), "the server did not stop", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(
+            status.unwrap().success(),
+            "SIGTERM drains and exits cleanly"
+        );
+        self.reader.join().unwrap();
     }
 
     /// SIGKILL: no drain, no shutdown record.
