@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -160,15 +160,12 @@ impl Server {
             .status()
             .unwrap()
             .success());
-        let mut status = None;
-        wait_until(Duration::from_secs(30), "the server did not stop", || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(
-            status.unwrap().success(),
-            "SIGTERM drains and exits cleanly"
+        let status = exit_within(
+            &mut self.child,
+            Duration::from_secs(30),
+            "the server did not stop",
         );
+        assert!(status.success(), "SIGTERM drains and exits cleanly");
         self.reader.join().unwrap();
     }
 
@@ -220,6 +217,16 @@ pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
         assert!(started.elapsed() < limit, "{what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits for `child` to exit, failing with `what` after `limit`.
+pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let mut status = None;
+    wait_until(limit, what, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.expect("exited")
 }
 
 /// The readable, writable memory of process `pid` (heap, stacks and
