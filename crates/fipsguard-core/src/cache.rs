@@ -6,6 +6,7 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use crate::key_type::UsableKey;
 /// A key version ready for use, with its share of reserved encryptions.
 pub(crate) struct CachedVersion {
     pub key: UsableKey,
-    pub encryptions: Mutex<Allowance>,
+    pub encryptions: Allowance,
     /// Held while a new block of encryptions is reserved, so that the
     /// requests that find the allowance empty together make one store
     /// write between them, not one each (while the store answers within
@@ -26,10 +27,27 @@ pub(crate) struct CachedVersion {
 
 /// Encryptions this process may still perform under a version: counts
 /// reserved durably in the store but not yet used. Lost on restart, which
-/// only ever under-uses the limit.
+/// only ever under-uses the limit. Taken without a lock: every encryption
+/// takes one, on whichever worker serves it.
 #[derive(Default)]
 pub(crate) struct Allowance {
-    pub remaining: u64,
+    remaining: AtomicU64,
+}
+
+impl Allowance {
+    /// Takes one encryption, returning how many are left after it; `None`
+    /// when none was left to take.
+    pub fn take_one(&self) -> Option<u64> {
+        self.remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .ok()
+            .map(|before| before - 1)
+    }
+
+    /// Adds encryptions newly reserved in the store.
+    pub fn add(&self, count: u64) {
+        self.remaining.fetch_add(count, Ordering::AcqRel);
+    }
 }
 
 /// An LRU cache whose entries may also age out, and in which a change made

@@ -47,6 +47,7 @@ on_both_stores!(
     batches_carry_per_item_results,
     encryption_counts_force_rotation_and_survive_restarts,
     requests_that_find_the_allowance_empty_together_reserve_one_block,
+    the_next_block_is_reserved_before_the_allowance_runs_out,
     two_nodes_rotating_one_key_lose_no_version,
     a_key_destroyed_through_another_node_leaves_this_nodes_memory,
     a_node_with_a_stale_record_gives_a_deactivated_key_no_version,
@@ -844,6 +845,35 @@ async fn requests_that_find_the_allowance_empty_together_reserve_one_block(b: Ba
     assert_within_reservations(&b, "busy", &ciphertexts, 1000).await;
 }
 
+async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
+    let config = KmsConfig {
+        reservation_block: 8,
+        ..KmsConfig::default()
+    };
+    let kms = b.kms(config).await;
+    kms.create_key(CreateKey::new("steady", AES)).await.unwrap();
+    let reserved = || async {
+        let version = b.store.version("steady", 1).await.unwrap().unwrap();
+        version.encryptions_reserved
+    };
+    let mut ciphertexts = Vec::new();
+    for (encryptions, expected) in [(5, 8), (1, 16), (7, 16), (1, 24)] {
+        for _ in 0..encryptions {
+            let ctx = EncryptionContext::empty();
+            ciphertexts.push(kms.encrypt("steady", b"x", &ctx).await.unwrap());
+        }
+        // The encryption that leaves a quarter of a block (two) reserves
+        // the next block: the sixth, then the fourteenth.
+        assert_eq!(
+            reserved().await,
+            expected,
+            "after {} encryptions",
+            ciphertexts.len()
+        );
+    }
+    assert_within_reservations(&b, "steady", &ciphertexts, 24).await;
+}
+
 /// Every version encrypted no more than it reserved, and reserved no more
 /// than the limit.
 async fn assert_within_reservations(b: &Backend, name: &str, ciphertexts: &[String], limit: u64) {
@@ -932,14 +962,17 @@ async fn a_node_with_a_stale_record_gives_a_deactivated_key_no_version(b: Backen
         .create_key(CreateKey::new("retired", AES))
         .await
         .unwrap();
-    for _ in 0..5 {
+    // Three of the first block of five: the next reaches the mark (a
+    // quarter left) at which the block that brings the version to its
+    // limit is reserved.
+    for _ in 0..3 {
         stale.encrypt("retired", b"x", &ctx).await.unwrap();
     }
     first.deactivate_key("retired").await.unwrap();
     // Within its metadata TTL the node still encrypts under the version it
     // holds (docs/keys.md), up to the limit: the rotation the limit asks
     // for is not made, nor the hand-over at the limit.
-    for _ in 0..5 {
+    for _ in 0..7 {
         stale.encrypt("retired", b"x", &ctx).await.unwrap();
     }
     let err = stale.encrypt("retired", b"x", &ctx).await.unwrap_err();

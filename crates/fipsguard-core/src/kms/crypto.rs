@@ -431,41 +431,21 @@ impl Kms {
         let mut version = record.latest_version;
         for _ in 0..2 {
             let cached = self.usable(name, KeyType::Aes256Gcm, version).await?;
-            if take_one(&cached) {
+            if let Some(left) = cached.encryptions.take_one() {
+                if left == self.config.reservation_block / 4 {
+                    self.reserve_ahead(name, version, &cached).await;
+                }
                 return Ok((version, cached));
             }
-            let reservation = {
+            let granted = {
                 let _reserving = within_refresh_wait(cached.reserving.lock()).await;
-                if take_one(&cached) {
-                    None // another request reserved a block meanwhile
-                } else {
-                    let reservation = self
-                        .store
-                        .reserve_encryptions(
-                            name.as_str(),
-                            version,
-                            self.config.reservation_block,
-                            self.config.encryption_limit,
-                        )
-                        .await?;
+                match cached.encryptions.take_one() {
+                    Some(_) => None, // another request reserved a block meanwhile
                     // One encryption of the block is this request's; the rest wait for later ones.
-                    cached
-                        .encryptions
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remaining += reservation.granted.saturating_sub(1);
-                    Some(reservation)
+                    None => Some(self.reserve_block(name, version, &cached, 1).await?),
                 }
             };
-            let Some(reservation) = reservation else {
-                return Ok((version, cached));
-            };
-            if reservation.granted > 0 {
-                if reservation.total >= self.config.rotate_at {
-                    // Best effort: if it fails, the next reservation tries again
-                    // and the hard limit still holds.
-                    let _ = self.rotate(name, Rotation::AtLimit(version)).await;
-                }
+            if granted != Some(0) {
                 return Ok((version, cached));
             }
             version = self.rotate(name, Rotation::AtLimit(version)).await?;
@@ -475,6 +455,53 @@ impl Kms {
             version,
             limit: self.config.encryption_limit,
         })
+    }
+
+    /// Reserves the next block while a quarter of this one is left, so that
+    /// requests under a busy key do not all stop for a store write when it
+    /// runs out: the one request that reaches the mark waits for it
+    /// instead. Best effort: while another request reserves, or if the
+    /// store fails, the request that empties the allowance reserves.
+    async fn reserve_ahead(&self, name: &KeyName, version: u32, cached: &CachedVersion) {
+        let Ok(_reserving) = cached.reserving.try_lock() else {
+            return;
+        };
+        if let Ok(0) = self.reserve_block(name, version, cached, 0).await {
+            // The version reached its limit: its last encryptions are in
+            // the allowance, and the next version can take over now.
+            let _ = self.rotate(name, Rotation::AtLimit(version)).await;
+        }
+    }
+
+    /// Reserves the next block of encryptions under `version` in the store
+    /// and adds it to the allowance, less the `taken` the caller uses at
+    /// once; returns how many were granted (0 once the version reached the
+    /// hard limit). A reservation that brings the version's total to
+    /// `rotate_at` rotates the key: best effort, as the next reservation
+    /// tries again and the hard limit holds either way.
+    async fn reserve_block(
+        &self,
+        name: &KeyName,
+        version: u32,
+        cached: &CachedVersion,
+        taken: u64,
+    ) -> Result<u64> {
+        let reservation = self
+            .store
+            .reserve_encryptions(
+                name.as_str(),
+                version,
+                self.config.reservation_block,
+                self.config.encryption_limit,
+            )
+            .await?;
+        cached
+            .encryptions
+            .add(reservation.granted.saturating_sub(taken));
+        if reservation.granted > 0 && reservation.total >= self.config.rotate_at {
+            let _ = self.rotate(name, Rotation::AtLimit(version)).await;
+        }
+        Ok(reservation.granted)
     }
 }
 
@@ -489,17 +516,6 @@ fn digest_scheme(scheme: SignatureScheme, hash: HashAlgorithm) -> Result<Signatu
             expected.name()
         ))),
         None => Ok(scheme), // the boundary refuses it, naming its rule
-    }
-}
-
-fn take_one(cached: &CachedVersion) -> bool {
-    let mut allowance = cached.encryptions.lock().unwrap_or_else(|e| e.into_inner());
-    match allowance.remaining {
-        0 => false,
-        _ => {
-            allowance.remaining -= 1;
-            true
-        }
     }
 }
 

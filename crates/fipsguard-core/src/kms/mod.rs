@@ -256,7 +256,7 @@ impl Kms {
         let key = key_type.load(&self.root.unwrap(&wrapped)?)?;
         let cached = Arc::new(CachedVersion {
             key,
-            encryptions: std::sync::Mutex::new(Allowance::default()),
+            encryptions: Allowance::default(),
             reserving: tokio::sync::Mutex::new(()),
         });
         // Not kept if the key was destroyed meanwhile: its material must
