@@ -50,7 +50,8 @@ impl Allowance {
     }
 }
 
-/// An LRU cache whose entries may also age out, and in which a change made
+/// An LRU cache whose entries may also age out (then ordered by when they
+/// were last read from the store, not last used), and in which a change made
 /// on this node wins over every store read that began before it: a read
 /// takes a [`Ticket`] first, and its result is kept only if nothing was
 /// forgotten since. Without that, a read racing a revocation or a
@@ -103,7 +104,14 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let mut entries = self.entries();
-        match entries.lru.get(key) {
+        // An entry that ages out is put again by the read that follows,
+        // which makes it the most recent: a hit need not reorder the list
+        // (a write to memory every worker shares) to keep the ones in use.
+        let found = match self.ttl {
+            Some(_) => entries.lru.peek(key),
+            None => entries.lru.get(key),
+        };
+        match found {
             Some((value, at)) if self.ttl.is_none_or(|ttl| at.elapsed() < ttl) => {
                 Lookup::Fresh(value.clone())
             }
@@ -314,6 +322,24 @@ mod tests {
         cache.put(cache.ticket(), "key".to_owned(), 1);
         assert!(matches!(cache.get("key"), Lookup::Stale(1)));
         assert!(matches!(cache.get("other"), Lookup::Absent));
+    }
+
+    #[test]
+    fn a_full_cache_evicts_by_last_use_or_for_ageing_entries_by_last_read() {
+        let fill = |cache: &Cache<String, u32>| {
+            for (key, value) in [("a", 1), ("b", 2)] {
+                cache.put(cache.ticket(), key.to_owned(), value);
+            }
+            assert_eq!(cache.fresh("a"), Some(1));
+            cache.put(cache.ticket(), "c".to_owned(), 3);
+            cache.keys()
+        };
+        let mut kept = fill(&Cache::new(2, None));
+        kept.sort();
+        assert_eq!(kept, ["a", "c"], "used since, so kept");
+        let mut kept = fill(&Cache::new(2, Some(Duration::from_secs(60))));
+        kept.sort();
+        assert_eq!(kept, ["b", "c"], "read from the store first, so evicted");
     }
 
     #[test]
