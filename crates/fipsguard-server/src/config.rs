@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fipsguard_core::kms::TOKEN_TTL_SECS;
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
 use fipsguard_crypto::tls::{self, ClientAuth, Identity};
 use fipsguard_crypto::SecretBytes;
@@ -32,6 +33,10 @@ pub struct Config {
     /// seconds (`FIPSGUARD_IDLE_TIMEOUT_SECS`).
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// Longest lifetime of a new token, in seconds; tokens asked for without
+    /// one get it (`FIPSGUARD_MAX_TOKEN_TTL_SECS`). Unset: tokens may never
+    /// expire.
+    pub max_token_ttl_secs: Option<i64>,
     /// A plain-HTTP listener for `/metrics` without a token (`FIPSGUARD_METRICS_LISTEN`).
     pub metrics_listen: Option<SocketAddr>,
     /// `text` or `json` logs (`FIPSGUARD_LOG_FORMAT`).
@@ -271,6 +276,12 @@ impl Config {
                 .parse()
                 .map_err(|e| format!("FIPSGUARD_IDLE_TIMEOUT_SECS: {e}"))?;
         }
+        if let Some(secs) = var("FIPSGUARD_MAX_TOKEN_TTL_SECS") {
+            self.max_token_ttl_secs = Some(
+                secs.parse()
+                    .map_err(|e| format!("FIPSGUARD_MAX_TOKEN_TTL_SECS: {e}"))?,
+            );
+        }
         if let Some(secs) = var("FIPSGUARD_SELF_TEST_INTERVAL_SECS") {
             self.self_test.interval_secs = secs
                 .parse()
@@ -281,6 +292,7 @@ impl Config {
 
     /// Opens the store and the key management service.
     pub async fn open_kms(&self) -> Result<(Kms, &'static str), String> {
+        let kms_config = self.kms_config()?;
         let (store, kind): (Arc<dyn Store>, _) =
             match (&self.store.sqlite, &self.store.postgres) {
                 (Some(path), None) => (
@@ -308,10 +320,26 @@ impl Config {
             }
             _ => return Err("configure exactly one root key: [root_key] file = \"PATH\" or passphrase_env = \"VAR\"".into()),
         };
-        let kms = Kms::open(store, &root, KmsConfig::default())
+        let kms = Kms::open(store, &root, kms_config)
             .await
             .map_err(|e| e.to_string())?;
         Ok((kms, kind))
+    }
+
+    /// The service's settings, checked before anything is opened.
+    fn kms_config(&self) -> Result<KmsConfig, String> {
+        let ttl = self.max_token_ttl_secs;
+        if ttl.is_some_and(|secs| !TOKEN_TTL_SECS.contains(&secs)) {
+            return Err(format!(
+                "max_token_ttl_secs must be {} to {} (366 days)",
+                TOKEN_TTL_SECS.start(),
+                TOKEN_TTL_SECS.end()
+            ));
+        }
+        Ok(KmsConfig {
+            max_token_ttl_secs: ttl,
+            ..KmsConfig::default()
+        })
     }
 
     /// Everything the server needs.

@@ -16,7 +16,8 @@ fn text(token: &fipsguard_crypto::SecretBytes) -> String {
 
 on_both_stores!(
     tokens_authenticate_until_revoked_or_expired,
-    grants_decide_what_users_may_do
+    grants_decide_what_users_may_do,
+    a_lifetime_policy_bounds_every_token_but_the_first
 );
 
 async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
@@ -152,4 +153,50 @@ async fn grants_decide_what_users_may_do(b: Backend) {
         description: String::new(),
     };
     assert!(kms.create_token(too_long).await.is_err());
+}
+
+async fn a_lifetime_policy_bounds_every_token_but_the_first(b: Backend) {
+    let now = 1_900_000_000;
+    let policy = |max| KmsConfig {
+        max_token_ttl_secs: Some(max),
+        ..KmsConfig::default()
+    };
+    let clock = Arc::new(common::ManualClock(AtomicI64::new(now)));
+    let kms = Kms::open_with_clock(b.store.clone(), &b.key_file(), policy(3600), clock)
+        .await
+        .unwrap();
+    let first = kms.create_first_officer_token().await.unwrap();
+    assert_eq!(
+        first.info.expires_at, None,
+        "the first officer token is exempt"
+    );
+    let auditor = |ttl_secs| CreateToken {
+        role: Role::Auditor,
+        grants: vec![],
+        ttl_secs,
+        description: String::new(),
+    };
+    for (asked, expires_at) in [
+        (None, now + 3600),
+        (Some(600), now + 600),
+        (Some(3600), now + 3600),
+    ] {
+        let created = kms.create_token(auditor(asked)).await.unwrap();
+        assert_eq!(
+            created.info.expires_at,
+            Some(expires_at),
+            "asked for {asked:?}"
+        );
+    }
+    let refused = kms.create_token(auditor(Some(3601))).await.unwrap_err();
+    assert!(
+        matches!(&refused, KmsError::InvalidRequest(m) if m.contains("max_token_ttl_secs")),
+        "{refused}"
+    );
+    assert_eq!(kms.list_tokens().await.unwrap().len(), 4, "nothing stored");
+
+    for max in [59, 366 * 86_400 + 1] {
+        let opened = Kms::open(b.store.clone(), &b.key_file(), policy(max)).await;
+        assert!(matches!(opened, Err(KmsError::InvalidRequest(_))), "{max}");
+    }
 }

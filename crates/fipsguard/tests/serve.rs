@@ -19,20 +19,7 @@ fn init_then_serve_from_a_configuration_file() {
     assert_eq!(again.status.code(), Some(1), "a second init is refused");
 
     let server = setup.serve();
-    let curl = |path_and_auth: &[&str]| {
-        Command::new("curl")
-            .args([
-                "-sS",
-                "--fail-with-body",
-                "--resolve",
-                &format!("localhost:{port}:127.0.0.1"),
-                "--cacert",
-            ])
-            .arg(setup.path("server.pem"))
-            .args(path_and_auth)
-            .output()
-            .unwrap()
-    };
+    let curl = |path_and_auth: &[&str]| curl(&setup, path_and_auth);
     let status = curl(&[
         "-H",
         &format!("Authorization: Bearer {token}"),
@@ -119,8 +106,57 @@ fn init_then_serve_from_a_configuration_file() {
     assert!(!events.contains(&token[21..]) && !events.contains(&new_token[21..]));
 }
 
+/// curl against the setup's server, trusting its certificate.
+fn curl(setup: &common::Setup, path_and_auth: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", setup.port),
+            "--cacert",
+        ])
+        .arg(setup.path("server.pem"))
+        .args(path_and_auth)
+        .output()
+        .unwrap()
+}
+
 #[test]
-fn connection_settings_that_would_hold_slots_for_ever_are_refused() {
+fn the_token_lifetime_policy_bounds_every_new_token() {
+    let setup = common::Setup::new();
+    let server = setup.serve_with(&[("FIPSGUARD_MAX_TOKEN_TTL_SECS", "3600")]);
+    let create = |body: &str| {
+        let output = curl(
+            &setup,
+            &[
+                "-H",
+                &format!("Authorization: Bearer {}", setup.officer),
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                &format!("{}/v1/tokens", setup.url()),
+            ],
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (output.status.success(), answer)
+    };
+    let (created, answer) = create(r#"{"role": "auditor"}"#);
+    assert!(created, "{answer}");
+    let info = &answer["info"];
+    let lifetime = info["expires_at"].as_i64().unwrap() - info["created_at"].as_i64().unwrap();
+    assert_eq!(lifetime, 3600, "asked for none, given the longest: {info}");
+    let (created, answer) = create(r#"{"role": "auditor", "ttl_secs": 3601}"#);
+    assert!(!created, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("max_token_ttl_secs"), "{message}");
+    server.stop();
+}
+
+#[test]
+fn settings_out_of_range_are_refused_before_the_store_is_opened() {
     let dir = tempfile::TempDir::new().unwrap();
     let config = dir.path().join("fipsguard.toml");
     let store = dir.path().join("fipsguard.db");
@@ -132,35 +168,44 @@ fn connection_settings_that_would_hold_slots_for_ever_are_refused() {
         ),
     )
     .unwrap();
-    let serve = |idle_override: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fipsguard"));
-        command.args(["serve", "--config"]).arg(&config);
-        if let Some(secs) = idle_override {
-            command.env("FIPSGUARD_IDLE_TIMEOUT_SECS", secs);
-        }
-        let output = command.output().unwrap();
+    let serve = |env: &[(&str, &str)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
-    for (idle_override, refusal) in [
-        (None, "idle_timeout_secs must be 1 to 86400"),
-        (Some("soon"), "FIPSGUARD_IDLE_TIMEOUT_SECS"),
+    let idle = |secs| ("FIPSGUARD_IDLE_TIMEOUT_SECS", secs);
+    let max_token_ttl = |secs| ("FIPSGUARD_MAX_TOKEN_TTL_SECS", secs);
+    let idle_range = "idle_timeout_secs must be 1 to 86400";
+    let ttl_range = "max_token_ttl_secs must be 60 to 31622400";
+    for (env, refusal) in [
+        (&[][..], idle_range),
+        (&[idle("soon")], "FIPSGUARD_IDLE_TIMEOUT_SECS"),
+        (&[idle("18446744073709551615")], idle_range),
+        (&[idle("30"), max_token_ttl("59")], ttl_range),
+        (&[idle("30"), max_token_ttl("31622401")], ttl_range),
         (
-            Some("18446744073709551615"),
-            "idle_timeout_secs must be 1 to 86400",
+            &[idle("30"), max_token_ttl("90d")],
+            "FIPSGUARD_MAX_TOKEN_TTL_SECS",
         ),
     ] {
-        let (code, stderr) = serve(idle_override);
+        let (code, stderr) = serve(env);
         assert_eq!(code, Some(1), "{stderr}");
-        assert!(stderr.contains(refusal), "{idle_override:?}: {stderr}");
+        assert!(stderr.contains(refusal), "{env:?}: {stderr}");
         assert!(!store.exists(), "refused before the store is opened");
     }
-    let (code, stderr) = serve(Some("30"));
+    let (code, stderr) = serve(&[idle("30"), max_token_ttl("3600")]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        !stderr.contains("idle_timeout") && stderr.contains("root.key"),
-        "the override replaces the file's 0; the next refusal is the missing root key: {stderr}"
+        !stderr.contains("idle_timeout")
+            && !stderr.contains("max_token")
+            && stderr.contains("root.key"),
+        "the overrides replace the file's 0; the next refusal is the missing root key: {stderr}"
     );
 }

@@ -57,6 +57,11 @@ pub struct KmsConfig {
     /// How long metadata is trusted before it is read again: the time
     /// another node may take to see a state change.
     pub metadata_ttl: Duration,
+    /// Longest lifetime a new token may have, in seconds; tokens asked for
+    /// without one get it. `None` allows tokens that never expire. The
+    /// first officer token is exempt (it is revoked once named officers
+    /// exist).
+    pub max_token_ttl_secs: Option<i64>,
 }
 
 impl Default for KmsConfig {
@@ -68,6 +73,7 @@ impl Default for KmsConfig {
             reservation_block: 4096,
             cache_capacity: 10_000,
             metadata_ttl: Duration::from_secs(1),
+            max_token_ttl_secs: None,
         }
     }
 }
@@ -141,6 +147,14 @@ impl Kms {
                 "encryption_limit may not exceed 2^32 (SP 800-38D, 8.3), rotate_at may not exceed \
                  encryption_limit, and reservation_block must be positive"
                     .into(),
+            ));
+        }
+        if config
+            .max_token_ttl_secs
+            .is_some_and(|max| !TOKEN_TTL_SECS.contains(&max))
+        {
+            return Err(KmsError::InvalidRequest(
+                "the longest token lifetime must be 60 seconds to 366 days".into(),
             ));
         }
         store.ping().await?;

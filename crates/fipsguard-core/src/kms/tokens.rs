@@ -25,7 +25,9 @@ pub struct CreateToken {
     pub role: Role,
     /// Grants (users only; officers and auditors take none).
     pub grants: Vec<Grant>,
-    /// Lifetime in seconds; `None` never expires.
+    /// Lifetime in seconds; `None` takes the service's longest
+    /// ([`KmsConfig::max_token_ttl_secs`](super::KmsConfig)), or never
+    /// expires where it sets none.
     pub ttl_secs: Option<i64>,
     /// What the token is for (shown in listings and audit).
     pub description: String,
@@ -43,8 +45,29 @@ impl Kms {
         TokenHasher::new(&root.unwrap(&wrapped)?)
     }
 
-    /// Creates a token; its text is returned once and never stored.
+    /// Creates a token; its text is returned once and never stored. Its
+    /// lifetime is held to the service's longest, which a token asked for
+    /// without one gets.
     pub async fn create_token(&self, request: CreateToken) -> Result<NewToken> {
+        let ttl_secs = match (request.ttl_secs, self.config.max_token_ttl_secs) {
+            (Some(ttl), Some(max)) if ttl > max => {
+                return Err(KmsError::InvalidRequest(format!(
+                    "this service's token policy allows lifetimes of at most {max} seconds \
+                     (max_token_ttl_secs)"
+                )))
+            }
+            (None, max) => max,
+            (ttl, _) => ttl,
+        };
+        self.issue_token(CreateToken {
+            ttl_secs,
+            ..request
+        })
+        .await
+    }
+
+    /// Creates a token as asked, under no lifetime policy.
+    async fn issue_token(&self, request: CreateToken) -> Result<NewToken> {
         if request.role != Role::User && !request.grants.is_empty() {
             return Err(KmsError::InvalidRequest(
                 "only user tokens carry grants".into(),
@@ -114,7 +137,9 @@ impl Kms {
             ttl_secs: None,
             description: "first officer (fipsguard init)".into(),
         };
-        self.create_token(request).await
+        // Exempt from the lifetime policy: a key ceremony revokes it once
+        // named officers exist, and until then it is the only way in.
+        self.issue_token(request).await
     }
 
     /// Every token's description.

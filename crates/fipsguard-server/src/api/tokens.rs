@@ -28,7 +28,9 @@ pub struct CreateTokenRequest {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub grants: Vec<Grant>,
-    /// Lifetime in seconds (60 s to 366 days); absent never expires.
+    /// Lifetime in seconds (60 s to 366 days, and at most the server's
+    /// `max_token_ttl_secs`); absent, that maximum, or never expires if the
+    /// server sets none.
     pub ttl_secs: Option<i64>,
     /// What the token is for.
     #[serde(default)]
