@@ -18,10 +18,11 @@ use crate::key_type::UsableKey;
 pub(crate) struct CachedVersion {
     pub key: UsableKey,
     pub encryptions: Allowance,
-    /// Held while a new block of encryptions is reserved, so that the
-    /// requests that find the allowance empty together make one store
+    /// Held while a new block of encryptions is reserved (ahead, or by
+    /// requests that find the allowance empty), so that they make one store
     /// write between them, not one each (while the store answers within
     /// the refresh wait; a request that waits longer reserves its own).
+    /// Never held across a rotation.
     pub reserving: tokio::sync::Mutex<()>,
 }
 
@@ -42,6 +43,11 @@ impl Allowance {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .ok()
             .map(|before| before - 1)
+    }
+
+    /// How many are left now.
+    pub fn left(&self) -> u64 {
+        self.remaining.load(Ordering::Acquire)
     }
 
     /// Adds encryptions newly reserved in the store.
@@ -105,8 +111,9 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     {
         let mut entries = self.entries();
         // An entry that ages out is put again by the read that follows,
-        // which makes it the most recent: a hit need not reorder the list
-        // (a write to memory every worker shares) to keep the ones in use.
+        // which makes it the most recent: a hit need not relink the list
+        // (writes to the entry's and its neighbours' lines, which the
+        // workers then pass back and forth) to keep the ones in use.
         let found = match self.ttl {
             Some(_) => entries.lru.peek(key),
             None => entries.lru.get(key),
@@ -269,6 +276,28 @@ impl Refreshes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_allowance_gives_each_encryption_once_across_threads() {
+        let allowance = Allowance::default();
+        assert_eq!(allowance.take_one(), None);
+        allowance.add(4000);
+        let mut lefts: Vec<u64> = std::thread::scope(|scope| {
+            let takers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| std::iter::from_fn(|| allowance.take_one()).collect::<Vec<_>>())
+                })
+                .collect();
+            takers.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        lefts.sort_unstable();
+        assert_eq!(
+            lefts,
+            (0..4000).collect::<Vec<u64>>(),
+            "each count taken once"
+        );
+        assert_eq!((allowance.left(), allowance.take_one()), (0, None));
+    }
 
     #[test]
     fn a_read_begun_before_a_forget_does_not_put_the_old_state_back() {

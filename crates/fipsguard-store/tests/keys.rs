@@ -850,12 +850,12 @@ async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
         reservation_block: 8,
         ..KmsConfig::default()
     };
-    let kms = b.kms(config).await;
-    kms.create_key(CreateKey::new("steady", AES)).await.unwrap();
-    let reserved = || async {
-        let version = b.store.version("steady", 1).await.unwrap().unwrap();
+    let kms = Arc::new(b.kms(config).await);
+    let reserved = |name: &'static str| async {
+        let version = b.store.version(name, 1).await.unwrap().unwrap();
         version.encryptions_reserved
     };
+    kms.create_key(CreateKey::new("steady", AES)).await.unwrap();
     let mut ciphertexts = Vec::new();
     for (encryptions, expected) in [(5, 8), (1, 16), (7, 16), (1, 24)] {
         for _ in 0..encryptions {
@@ -865,13 +865,37 @@ async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
         // The encryption that leaves a quarter of a block (two) reserves
         // the next block: the sixth, then the fourteenth.
         assert_eq!(
-            reserved().await,
+            reserved("steady").await,
             expected,
             "after {} encryptions",
             ciphertexts.len()
         );
     }
     assert_within_reservations(&b, "steady", &ciphertexts, 24).await;
+
+    // Many at once: reservations ahead and by requests that find the
+    // allowance empty never overlap, so what is reserved and unused is
+    // at most a block and the quarter left when it was reserved.
+    kms.create_key(CreateKey::new("crowded", AES))
+        .await
+        .unwrap();
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..400u32 {
+        let kms = kms.clone();
+        requests.spawn(async move {
+            let ctx = EncryptionContext::empty();
+            kms.encrypt("crowded", &i.to_be_bytes(), &ctx)
+                .await
+                .unwrap()
+        });
+    }
+    let ciphertexts = requests.join_all().await;
+    let reserved = reserved("crowded").await;
+    assert!(
+        (400..=400 + 8 + 2).contains(&reserved),
+        "reserved {reserved}"
+    );
+    assert_within_reservations(&b, "crowded", &ciphertexts, 410).await;
 }
 
 /// Every version encrypted no more than it reserved, and reserved no more

@@ -16,6 +16,7 @@ use crate::key_type::{KeyType, UsableKey};
 use crate::lifecycle::KeyState;
 use crate::name::KeyName;
 use crate::store::KeyRecord;
+use crate::store::Reservation;
 
 /// Most items a batch request may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -418,11 +419,13 @@ impl Kms {
         }
     }
 
-    /// Takes one encryption from the newest version's allowance, reserving a
-    /// new block in the store when it runs out. A version whose reserved
-    /// total crosses `rotate_at` rotates the key; one that reached the hard
-    /// limit hands over to the next version. Reservations are durable before
-    /// use, so no restart or crash can let a version pass the limit.
+    /// Takes one encryption from the newest version's allowance. The next
+    /// block is reserved in the store while a quarter of this one is left,
+    /// or else by the request that finds the allowance empty. A version
+    /// whose reserved total crosses `rotate_at` rotates the key; one that
+    /// reached the hard limit hands over to the next version. Reservations
+    /// are durable before use, so no restart or crash can let a version
+    /// pass the limit.
     async fn take_encryption(
         &self,
         name: &KeyName,
@@ -432,20 +435,30 @@ impl Kms {
         for _ in 0..2 {
             let cached = self.usable(name, KeyType::Aes256Gcm, version).await?;
             if let Some(left) = cached.encryptions.take_one() {
-                if left == self.config.reservation_block / 4 {
+                // Exactly one take leaves the mark, so one request reserves.
+                if left == self.reserve_ahead_at() {
                     self.reserve_ahead(name, version, &cached).await;
                 }
                 return Ok((version, cached));
             }
-            let granted = {
+            let reservation = {
                 let _reserving = within_refresh_wait(cached.reserving.lock()).await;
                 match cached.encryptions.take_one() {
-                    Some(_) => None, // another request reserved a block meanwhile
+                    // Another request reserved a block meanwhile. A take
+                    // here that leaves the mark (possible only with blocks
+                    // of a few encryptions) reserves nothing ahead: that
+                    // block ends as every block did before, with a request
+                    // that finds it empty.
+                    Some(_) => None,
                     // One encryption of the block is this request's; the rest wait for later ones.
                     None => Some(self.reserve_block(name, version, &cached, 1).await?),
                 }
             };
-            if granted != Some(0) {
+            let Some(reservation) = reservation else {
+                return Ok((version, cached));
+            };
+            if reservation.granted > 0 {
+                self.rotate_if_due(name, version, &reservation).await;
                 return Ok((version, cached));
             }
             version = self.rotate(name, Rotation::AtLimit(version)).await?;
@@ -457,35 +470,44 @@ impl Kms {
         })
     }
 
+    /// What is left of a version's allowance when the next block is
+    /// reserved: a quarter of a block.
+    fn reserve_ahead_at(&self) -> u64 {
+        self.config.reservation_block / 4
+    }
+
     /// Reserves the next block while a quarter of this one is left, so that
-    /// requests under a busy key do not all stop for a store write when it
-    /// runs out: the one request that reaches the mark waits for it
-    /// instead. Best effort: while another request reserves, or if the
-    /// store fails, the request that empties the allowance reserves.
+    /// requests under a busy key do not all wait for a store write when it
+    /// runs out: one request per block waits for it instead. Best effort:
+    /// while another request reserves, or if the store fails, the request
+    /// that empties the allowance reserves.
     async fn reserve_ahead(&self, name: &KeyName, version: u32, cached: &CachedVersion) {
-        let Ok(_reserving) = cached.reserving.try_lock() else {
-            return;
+        let reservation = {
+            let Ok(_reserving) = cached.reserving.try_lock() else {
+                return;
+            };
+            // Another request may have reserved between the take and the lock.
+            if cached.encryptions.left() > self.reserve_ahead_at() {
+                return;
+            }
+            match self.reserve_block(name, version, cached, 0).await {
+                Ok(reservation) => reservation,
+                Err(_) => return,
+            }
         };
-        if let Ok(0) = self.reserve_block(name, version, cached, 0).await {
-            // The version reached its limit: its last encryptions are in
-            // the allowance, and the next version can take over now.
-            let _ = self.rotate(name, Rotation::AtLimit(version)).await;
-        }
+        self.rotate_if_due(name, version, &reservation).await;
     }
 
     /// Reserves the next block of encryptions under `version` in the store
     /// and adds it to the allowance, less the `taken` the caller uses at
-    /// once; returns how many were granted (0 once the version reached the
-    /// hard limit). A reservation that brings the version's total to
-    /// `rotate_at` rotates the key: best effort, as the next reservation
-    /// tries again and the hard limit holds either way.
+    /// once.
     async fn reserve_block(
         &self,
         name: &KeyName,
         version: u32,
         cached: &CachedVersion,
         taken: u64,
-    ) -> Result<u64> {
+    ) -> Result<Reservation> {
         let reservation = self
             .store
             .reserve_encryptions(
@@ -498,10 +520,18 @@ impl Kms {
         cached
             .encryptions
             .add(reservation.granted.saturating_sub(taken));
-        if reservation.granted > 0 && reservation.total >= self.config.rotate_at {
+        Ok(reservation)
+    }
+
+    /// Rotates the key once a reservation brought the version's total to
+    /// `rotate_at`, or found it at the hard limit (its last encryptions are
+    /// in the allowance, and the next version can take over now). Best
+    /// effort, and never under the version's reservation lock: the next
+    /// reservation tries again, and the hard limit holds either way.
+    async fn rotate_if_due(&self, name: &KeyName, version: u32, reservation: &Reservation) {
+        if reservation.granted == 0 || reservation.total >= self.config.rotate_at {
             let _ = self.rotate(name, Rotation::AtLimit(version)).await;
         }
-        Ok(reservation.granted)
     }
 }
 
