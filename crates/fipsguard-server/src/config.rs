@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fipsguard_core::kms::TOKEN_TTL_SECS;
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
 use fipsguard_crypto::tls::{self, ClientAuth, Identity};
 use fipsguard_crypto::SecretBytes;
@@ -230,6 +229,9 @@ impl Config {
         let mut config: Config =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config.apply_env(|name| std::env::var(name).ok())?;
+        // Checked here too, so that `init` creates nothing (a root key
+        // file) for a configuration the server would refuse.
+        config.kms_config()?;
         let digest = fipsguard_crypto::digest::digest(
             fipsguard_crypto::digest::HashAlgorithm::Sha256,
             text.as_bytes(),
@@ -326,20 +328,14 @@ impl Config {
         Ok((kms, kind))
     }
 
-    /// The service's settings, checked before anything is opened.
+    /// The service's settings, checked.
     fn kms_config(&self) -> Result<KmsConfig, String> {
-        let ttl = self.max_token_ttl_secs;
-        if ttl.is_some_and(|secs| !TOKEN_TTL_SECS.contains(&secs)) {
-            return Err(format!(
-                "max_token_ttl_secs must be {} to {} (366 days)",
-                TOKEN_TTL_SECS.start(),
-                TOKEN_TTL_SECS.end()
-            ));
-        }
-        Ok(KmsConfig {
-            max_token_ttl_secs: ttl,
+        let config = KmsConfig {
+            max_token_ttl_secs: self.max_token_ttl_secs,
             ..KmsConfig::default()
-        })
+        };
+        config.check().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 
     /// Everything the server needs.

@@ -208,4 +208,19 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
             && stderr.contains("root.key"),
         "the overrides replace the file's 0; the next refusal is the missing root key: {stderr}"
     );
+
+    // `init` refuses the same settings before it creates the root key file.
+    let root_key = dir.path().join("root.key");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("absent/", "")).unwrap();
+    let init = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
+        .args(["init", "--config"])
+        .arg(&config)
+        .env("FIPSGUARD_MAX_TOKEN_TTL_SECS", "59")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&init.stderr);
+    assert_eq!(init.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(ttl_range), "{stderr}");
+    assert!(!root_key.exists(), "init created no root key file");
 }

@@ -78,6 +78,33 @@ impl Default for KmsConfig {
     }
 }
 
+impl KmsConfig {
+    /// Refuses settings the service cannot honour, naming the setting.
+    pub fn check(&self) -> Result<()> {
+        if self.encryption_limit > GCM_RANDOM_IV_LIMIT
+            || self.rotate_at > self.encryption_limit
+            || self.reservation_block == 0
+        {
+            return Err(KmsError::InvalidRequest(
+                "encryption_limit may not exceed 2^32 (SP 800-38D, 8.3), rotate_at may not exceed \
+                 encryption_limit, and reservation_block must be positive"
+                    .into(),
+            ));
+        }
+        if self
+            .max_token_ttl_secs
+            .is_some_and(|max| !TOKEN_TTL_SECS.contains(&max))
+        {
+            return Err(KmsError::InvalidRequest(format!(
+                "max_token_ttl_secs must be {} to {} (366 days)",
+                TOKEN_TTL_SECS.start(),
+                TOKEN_TTL_SECS.end()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The time, as Unix seconds. Injected so tests can move it.
 pub trait Clock: Send + Sync {
     /// Now, in Unix seconds.
@@ -139,24 +166,7 @@ impl Kms {
         config: KmsConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        if config.encryption_limit > GCM_RANDOM_IV_LIMIT
-            || config.rotate_at > config.encryption_limit
-            || config.reservation_block == 0
-        {
-            return Err(KmsError::InvalidRequest(
-                "encryption_limit may not exceed 2^32 (SP 800-38D, 8.3), rotate_at may not exceed \
-                 encryption_limit, and reservation_block must be positive"
-                    .into(),
-            ));
-        }
-        if config
-            .max_token_ttl_secs
-            .is_some_and(|max| !TOKEN_TTL_SECS.contains(&max))
-        {
-            return Err(KmsError::InvalidRequest(
-                "the longest token lifetime must be 60 seconds to 366 days".into(),
-            ));
-        }
+        config.check()?;
         store.ping().await?;
         let root = RootKek::open(root, store.as_ref()).await?;
         let tokens = Self::token_hasher(store.as_ref(), &root).await?;

@@ -30,7 +30,8 @@ enum TokenCommand {
         /// (e.g. payments:encrypt,decrypt). Repeat for several.
         #[arg(long = "grant", value_parser = parse_grant)]
         grants: Vec<Value>,
-        /// Lifetime, e.g. 30d or 12h [default: never expires].
+        /// Lifetime, e.g. 30d or 12h [default: the server's
+        /// max_token_ttl_secs, or never expires if it sets none].
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
         /// What the token is for.
