@@ -158,6 +158,11 @@ impl Principal {
         self.0.info.role
     }
 
+    /// The token's description: role, grants, lifetime.
+    pub fn info(&self) -> &TokenInfo {
+        &self.0.info
+    }
+
     /// Whether this principal may perform `operation` on `key`: users by
     /// grant; officers and auditors may read metadata; nobody else uses keys.
     pub fn may(&self, operation: Operation, key: &str) -> bool {

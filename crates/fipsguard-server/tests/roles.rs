@@ -130,6 +130,7 @@ async fn every_endpoint_admits_exactly_its_roles() {
     let oversight: &[Who] = &[Officer, Auditor];
     let users: &[Who] = &[User];
     let public: &[Who] = EVERYONE;
+    let any_token: &[Who] = &[Officer, Auditor, User, OtherKeysUser, EncryptOnlyUser];
     let cases: Vec<(Method, String, Option<Value>, &[Who])> = vec![
         (
             Method::POST,
@@ -267,6 +268,7 @@ async fn every_endpoint_admits_exactly_its_roles() {
             officer,
         ),
         (Method::GET, "/v1/tokens".into(), None, officer),
+        (Method::GET, "/v1/tokens/self".into(), None, any_token),
         (
             Method::DELETE,
             format!("/v1/tokens/{revocable}"),

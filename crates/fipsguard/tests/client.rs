@@ -250,6 +250,11 @@ fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
         "a listing shows no secret"
     );
     assert_ok(&f.run(&token, &["sign", "--key", "later"], b"release"));
+    // The holder sees its own token (never the secret), whatever its role.
+    let own = f.run(&token, &["token", "self", "--json"], b"");
+    assert_ok(&own);
+    let own: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap();
+    assert_eq!(own, created["info"], "the caller's own description");
     // A whole token given as the id is refused without being repeated.
     let pasted = f.run(&f.setup.officer, &["token", "revoke", &token], b"");
     assert!(!pasted.status.success());

@@ -86,6 +86,13 @@ pub async fn list(
     Ok(Json(s.kms.list_tokens().await?))
 }
 
+/// The caller's own token (any role): its role, grants and expiry, so
+/// that a service can see when to ask for a new one.
+#[utoipa::path(get, path = "/v1/tokens/self", responses((status = 200, description = "the caller's token's description")), tag = "tokens")]
+pub async fn lookup_self(caller: Caller) -> Json<TokenInfo> {
+    Json(caller.principal.info().clone())
+}
+
 /// Revoke a token (officer).
 #[utoipa::path(delete, path = "/v1/tokens/{id}", responses((status = 200, description = "revoked")), tag = "tokens")]
 pub async fn revoke(

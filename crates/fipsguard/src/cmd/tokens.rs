@@ -1,4 +1,5 @@
-//! `fipsguard token …`: bearer tokens and their grants (officer).
+//! `fipsguard token …`: bearer tokens and their grants (officer), and the
+//! caller's own token (anyone).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -45,6 +46,9 @@ enum TokenCommand {
         /// The token's id (from `token list`).
         id: String,
     },
+    /// Show the token in use (any role): its id, role, grants and expiry.
+    #[command(name = "self")]
+    Own,
 }
 
 /// Runs a `token` subcommand.
@@ -66,6 +70,7 @@ pub fn run(args: &Args) -> ExitCode {
             })),
         ),
         TokenCommand::List => (HttpMethod::GET, "/v1/tokens".to_owned(), None),
+        TokenCommand::Own => (HttpMethod::GET, "/v1/tokens/self".to_owned(), None),
         TokenCommand::Revoke { id } => {
             if !fipsguard_core::auth::is_token_id(id) {
                 // Not repeated: it may be a whole token, pasted by mistake.
