@@ -6,7 +6,7 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,9 @@ pub(crate) struct CachedVersion {
     pub encryptions: Allowance,
     /// Held while a new block of encryptions is reserved (ahead, or by
     /// requests that find the allowance empty), so that they make one store
-    /// write between them, not one each (while the store answers within
-    /// the refresh wait; a request that waits longer reserves its own).
-    /// Never held across a rotation.
+    /// write between them, not one each. A request that waits longer than
+    /// the refresh wait reserves only its own encryption. Never held
+    /// across a rotation.
     pub reserving: tokio::sync::Mutex<()>,
 }
 
@@ -33,6 +33,9 @@ pub(crate) struct CachedVersion {
 #[derive(Default)]
 pub(crate) struct Allowance {
     remaining: AtomicU64,
+    /// Set once the store granted less than asked: the version reached its
+    /// limit, and nothing more will be granted.
+    at_limit: AtomicBool,
 }
 
 impl Allowance {
@@ -53,6 +56,16 @@ impl Allowance {
     /// Adds encryptions newly reserved in the store.
     pub fn add(&self, count: u64) {
         self.remaining.fetch_add(count, Ordering::AcqRel);
+    }
+
+    /// Records that the store will grant no more.
+    pub fn reached_limit(&self) {
+        self.at_limit.store(true, Ordering::Release);
+    }
+
+    /// Whether the store will grant no more.
+    pub fn at_limit(&self) -> bool {
+        self.at_limit.load(Ordering::Acquire)
     }
 }
 
@@ -279,21 +292,23 @@ mod tests {
 
     #[test]
     fn an_allowance_gives_each_encryption_once_across_threads() {
+        const COUNT: u64 = 200_000;
         let allowance = Allowance::default();
         assert_eq!(allowance.take_one(), None);
-        allowance.add(4000);
+        allowance.add(COUNT);
+        let start = std::sync::Barrier::new(4);
         let mut lefts: Vec<u64> = std::thread::scope(|scope| {
-            let takers: Vec<_> = (0..4)
-                .map(|_| {
-                    scope.spawn(|| std::iter::from_fn(|| allowance.take_one()).collect::<Vec<_>>())
-                })
-                .collect();
+            let take_all = || {
+                start.wait();
+                std::iter::from_fn(|| allowance.take_one()).collect::<Vec<_>>()
+            };
+            let takers: Vec<_> = (0..4).map(|_| scope.spawn(take_all)).collect();
             takers.into_iter().flat_map(|t| t.join().unwrap()).collect()
         });
         lefts.sort_unstable();
         assert_eq!(
             lefts,
-            (0..4000).collect::<Vec<u64>>(),
+            (0..COUNT).collect::<Vec<u64>>(),
             "each count taken once"
         );
         assert_eq!((allowance.left(), allowance.take_one()), (0, None));

@@ -48,6 +48,8 @@ on_both_stores!(
     encryption_counts_force_rotation_and_survive_restarts,
     requests_that_find_the_allowance_empty_together_reserve_one_block,
     the_next_block_is_reserved_before_the_allowance_runs_out,
+    requests_that_stop_waiting_for_a_slow_store_reserve_only_their_own,
+    requests_queued_for_a_reservation_reserve_the_next_block_ahead,
     two_nodes_rotating_one_key_lose_no_version,
     a_key_destroyed_through_another_node_leaves_this_nodes_memory,
     a_node_with_a_stale_record_gives_a_deactivated_key_no_version,
@@ -896,6 +898,120 @@ async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
         "reserved {reserved}"
     );
     assert_within_reservations(&b, "crowded", &ciphertexts, 410).await;
+}
+
+async fn requests_that_stop_waiting_for_a_slow_store_reserve_only_their_own(b: Backend) {
+    let config = KmsConfig {
+        reservation_block: 1000,
+        ..KmsConfig::default()
+    };
+    b.kms(config.clone())
+        .await
+        .create_key(CreateKey::new("slow", AES))
+        .await
+        .unwrap();
+    // Another node, whose allowance for the version is empty.
+    let node = Arc::new(
+        Kms::open(b.reopen().await, &b.key_file(), config)
+            .await
+            .unwrap(),
+    );
+    node.get_key("slow").await.unwrap();
+    // The version's row held by another writer for longer than requests
+    // wait for each other's reservation (200 ms).
+    let hold = Duration::from_millis(700);
+    let held = hold_the_store(&b, hold).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..20u32 {
+        let node = node.clone();
+        requests.spawn(async move {
+            let ctx = EncryptionContext::empty();
+            node.encrypt("slow", &i.to_be_bytes(), &ctx).await.unwrap()
+        });
+    }
+    let ciphertexts = requests.join_all().await;
+    held.await.unwrap();
+    let version = b.store.version("slow", 1).await.unwrap().unwrap();
+    // One block for the request that held the lock, one each for those
+    // that stopped waiting (up to 19; not a block each, up to 20,000).
+    let reserved = version.encryptions_reserved;
+    assert!((1001..=1019).contains(&reserved), "reserved {reserved}");
+    assert_within_reservations(&b, "slow", &ciphertexts, 1019).await;
+}
+
+async fn requests_queued_for_a_reservation_reserve_the_next_block_ahead(b: Backend) {
+    let config = KmsConfig {
+        reservation_block: 8,
+        ..KmsConfig::default()
+    };
+    b.kms(config.clone())
+        .await
+        .create_key(CreateKey::new("queued", AES))
+        .await
+        .unwrap();
+    let node = Arc::new(
+        Kms::open(b.reopen().await, &b.key_file(), config)
+            .await
+            .unwrap(),
+    );
+    node.get_key("queued").await.unwrap();
+    // Fifteen requests find the allowance empty and queue for the lock
+    // (the store answers within the 200 ms they wait). The first reserves
+    // a block of 8 and the rest take from it one by one, under the lock:
+    // the sixth leaves a quarter (2) and reserves the next block, and so
+    // does the fourteenth. Reserving only once a block is empty would have
+    // made it 16.
+    let held = hold_the_store(&b, Duration::from_millis(100)).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..15u32 {
+        let node = node.clone();
+        requests.spawn(async move {
+            let ctx = EncryptionContext::empty();
+            node.encrypt("queued", &i.to_be_bytes(), &ctx)
+                .await
+                .unwrap()
+        });
+    }
+    let ciphertexts = requests.join_all().await;
+    held.await.unwrap();
+    let version = b.store.version("queued", 1).await.unwrap().unwrap();
+    assert_eq!(version.encryptions_reserved, 24);
+    assert_within_reservations(&b, "queued", &ciphertexts, 24).await;
+}
+
+/// Holds the store's write lock on the key versions (SQLite: the database;
+/// PostgreSQL: the rows) from another connection for `hold`, once taken.
+async fn hold_the_store(b: &Backend, hold: Duration) -> tokio::task::JoinHandle<()> {
+    let (taken, is_taken) = tokio::sync::oneshot::channel();
+    let held = match (b.sqlite_path(), b.postgres_url()) {
+        (Some(path), _) => {
+            let connection = rusqlite::Connection::open(path).unwrap();
+            tokio::task::spawn_blocking(move || {
+                connection.execute_batch("BEGIN IMMEDIATE").unwrap();
+                taken.send(()).unwrap();
+                std::thread::sleep(hold);
+                connection.execute_batch("COMMIT").unwrap();
+            })
+        }
+        (None, Some(url)) => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            tokio::spawn(async move {
+                client
+                    .batch_execute("BEGIN; SELECT 1 FROM key_versions FOR UPDATE")
+                    .await
+                    .unwrap();
+                taken.send(()).unwrap();
+                tokio::time::sleep(hold).await;
+                client.batch_execute("COMMIT").await.unwrap();
+            })
+        }
+        (None, None) => unreachable!("a backend is SQLite or PostgreSQL"),
+    };
+    is_taken.await.unwrap();
+    held
 }
 
 /// Every version encrypted no more than it reserved, and reserved no more

@@ -441,24 +441,7 @@ impl Kms {
                 }
                 return Ok((version, cached));
             }
-            let reservation = {
-                let _reserving = within_refresh_wait(cached.reserving.lock()).await;
-                match cached.encryptions.take_one() {
-                    // Another request reserved a block meanwhile. A take
-                    // here that leaves the mark (possible only with blocks
-                    // of a few encryptions) reserves nothing ahead: that
-                    // block ends as every block did before, with a request
-                    // that finds it empty.
-                    Some(_) => None,
-                    // One encryption of the block is this request's; the rest wait for later ones.
-                    None => Some(self.reserve_block(name, version, &cached, 1).await?),
-                }
-            };
-            let Some(reservation) = reservation else {
-                return Ok((version, cached));
-            };
-            if reservation.granted > 0 {
-                self.rotate_if_due(name, version, &reservation).await;
+            if !cached.encryptions.at_limit() && self.refill(name, version, &cached).await? {
                 return Ok((version, cached));
             }
             version = self.rotate(name, Rotation::AtLimit(version)).await?;
@@ -480,17 +463,19 @@ impl Kms {
     /// requests under a busy key do not all wait for a store write when it
     /// runs out: one request per block waits for it instead. Best effort:
     /// while another request reserves, or if the store fails, the request
-    /// that empties the allowance reserves.
+    /// that empties the allowance reserves (and reports the failure).
     async fn reserve_ahead(&self, name: &KeyName, version: u32, cached: &CachedVersion) {
         let reservation = {
             let Ok(_reserving) = cached.reserving.try_lock() else {
                 return;
             };
             // Another request may have reserved between the take and the lock.
-            if cached.encryptions.left() > self.reserve_ahead_at() {
+            if cached.encryptions.left() > self.reserve_ahead_at() || cached.encryptions.at_limit()
+            {
                 return;
             }
-            match self.reserve_block(name, version, cached, 0).await {
+            let block = self.config.reservation_block;
+            match self.reserve_block(name, version, cached, block, 0).await {
                 Ok(reservation) => reservation,
                 Err(_) => return,
             }
@@ -498,25 +483,65 @@ impl Kms {
         self.rotate_if_due(name, version, &reservation).await;
     }
 
-    /// Reserves the next block of encryptions under `version` in the store
-    /// and adds it to the allowance, less the `taken` the caller uses at
-    /// once.
+    /// For a request that found the allowance empty: takes one encryption
+    /// once it holds the version's reservation lock, from what the request
+    /// before it reserved, or from a block it reserves itself. Requests
+    /// queued for the lock take from a new block one by one, under the
+    /// lock, where the fast path's mark is not seen: the one that leaves a
+    /// quarter of it reserves the next block here. Without the lock (the
+    /// store answers slower than the refresh wait) a request reserves only
+    /// its own encryption, so that requests that stop waiting together do
+    /// not each take a block of the version's budget. `false` once the
+    /// version reached its hard limit.
+    async fn refill(&self, name: &KeyName, version: u32, cached: &CachedVersion) -> Result<bool> {
+        let reserving = within_refresh_wait(cached.reserving.lock()).await;
+        let block = self.config.reservation_block;
+        let reservation = match cached.encryptions.take_one() {
+            Some(left)
+                if left <= self.reserve_ahead_at()
+                    && reserving.is_some()
+                    && !cached.encryptions.at_limit() =>
+            {
+                // Best effort, as ahead of the fast path.
+                self.reserve_block(name, version, cached, block, 0)
+                    .await
+                    .ok()
+            }
+            Some(_) => None,
+            None => {
+                let count = if reserving.is_some() { block } else { 1 };
+                let reservation = self.reserve_block(name, version, cached, count, 1).await?;
+                if reservation.granted == 0 {
+                    return Ok(false);
+                }
+                Some(reservation)
+            }
+        };
+        drop(reserving);
+        if let Some(reservation) = reservation {
+            self.rotate_if_due(name, version, &reservation).await;
+        }
+        Ok(true)
+    }
+
+    /// Reserves `count` more encryptions under `version` in the store and
+    /// adds them to the allowance, less the `taken` the caller uses at
+    /// once. A grant short of `count` means the version reached its limit.
     async fn reserve_block(
         &self,
         name: &KeyName,
         version: u32,
         cached: &CachedVersion,
+        count: u64,
         taken: u64,
     ) -> Result<Reservation> {
         let reservation = self
             .store
-            .reserve_encryptions(
-                name.as_str(),
-                version,
-                self.config.reservation_block,
-                self.config.encryption_limit,
-            )
+            .reserve_encryptions(name.as_str(), version, count, self.config.encryption_limit)
             .await?;
+        if reservation.granted < count {
+            cached.encryptions.reached_limit();
+        }
         cached
             .encryptions
             .add(reservation.granted.saturating_sub(taken));
