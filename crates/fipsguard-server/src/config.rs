@@ -229,9 +229,7 @@ impl Config {
         let mut config: Config =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config.apply_env(|name| std::env::var(name).ok())?;
-        // Checked here too, so that `init` creates nothing (a root key
-        // file) for a configuration the server would refuse.
-        config.kms_config()?;
+        config.check()?;
         let digest = fipsguard_crypto::digest::digest(
             fipsguard_crypto::digest::HashAlgorithm::Sha256,
             text.as_bytes(),
@@ -290,6 +288,16 @@ impl Config {
                 .map_err(|e| format!("FIPSGUARD_SELF_TEST_INTERVAL_SECS: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Refuses settings out of range, before anything is opened or created
+    /// (`init` would otherwise make a root key file and a store for a
+    /// configuration the server then refuses).
+    fn check(&self) -> Result<(), String> {
+        connection_limits(self.max_connections, self.idle_timeout_secs)?;
+        self.self_test.interval()?;
+        self.audit.resolve()?;
+        self.kms_config().map(drop)
     }
 
     /// Opens the store and the key management service.

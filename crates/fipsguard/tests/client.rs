@@ -250,7 +250,8 @@ fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
         "a listing shows no secret"
     );
     assert_ok(&f.run(&token, &["sign", "--key", "later"], b"release"));
-    // The holder sees its own token (never the secret), whatever its role.
+    // The holder sees its own token's description, never the secret (the
+    // role matrix covers the other roles).
     let own = f.run(&token, &["token", "self", "--json"], b"");
     assert_ok(&own);
     let own: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap();

@@ -161,10 +161,11 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
     let config = dir.path().join("fipsguard.toml");
     let store = dir.path().join("fipsguard.db");
     let root_key = dir.path().join("absent").join("root.key");
+    let audit = dir.path().join("audit");
     std::fs::write(
         &config,
         format!(
-            "idle_timeout_secs = 0\n[tls]\ncert = {root_key:?}\nkey = {root_key:?}\n[store]\nsqlite = {store:?}\n[root_key]\nfile = {root_key:?}\n"
+            "idle_timeout_secs = 0\n[tls]\ncert = {root_key:?}\nkey = {root_key:?}\n[store]\nsqlite = {store:?}\n[root_key]\nfile = {root_key:?}\n[audit]\ndir = {audit:?}\n"
         ),
     )
     .unwrap();
@@ -213,14 +214,19 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
     let root_key = dir.path().join("root.key");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("absent/", "")).unwrap();
-    let init = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
-        .args(["init", "--config"])
-        .arg(&config)
-        .env("FIPSGUARD_MAX_TOKEN_TTL_SECS", "59")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&init.stderr);
-    assert_eq!(init.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(ttl_range), "{stderr}");
-    assert!(!root_key.exists(), "init created no root key file");
+    for (env, refusal) in [
+        (&[][..], idle_range),
+        (&[idle("30"), max_token_ttl("59")], ttl_range),
+    ] {
+        let init = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
+            .args(["init", "--config"])
+            .arg(&config)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&init.stderr);
+        assert_eq!(init.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(refusal), "{env:?}: {stderr}");
+        assert!(!root_key.exists(), "init created no root key file");
+    }
 }

@@ -53,7 +53,7 @@ use crate::state::AppState;
         tokens::create,
         tokens::list,
         tokens::revoke,
-        tokens::lookup_self,
+        tokens::own,
         system::health,
         system::status,
         system::selftest,
@@ -93,7 +93,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/keys/{name}/sign/batch", post(crypto::sign_batch))
         .route("/v1/random", post(crypto::random))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
-        .route("/v1/tokens/self", get(tokens::lookup_self))
+        .route("/v1/tokens/self", get(tokens::own))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/health", get(system::health))
         .route("/v1/status", get(system::status))

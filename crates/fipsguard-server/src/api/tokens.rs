@@ -1,4 +1,4 @@
-//! Token management (officers).
+//! Token management (officers), and each caller's own token (anyone).
 
 use std::sync::Arc;
 
@@ -89,7 +89,7 @@ pub async fn list(
 /// The caller's own token (any role): its role, grants and expiry, so
 /// that a service can see when to ask for a new one.
 #[utoipa::path(get, path = "/v1/tokens/self", responses((status = 200, description = "the caller's token's description")), tag = "tokens")]
-pub async fn lookup_self(caller: Caller) -> Json<TokenInfo> {
+pub async fn own(caller: Caller) -> Json<TokenInfo> {
     Json(caller.principal.info().clone())
 }
 
