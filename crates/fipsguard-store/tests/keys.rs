@@ -816,21 +816,9 @@ async fn requests_that_find_the_allowance_empty_together_reserve_one_block(b: Ba
         reservation_block: 1000,
         ..KmsConfig::default()
     };
-    let kms = std::sync::Arc::new(b.kms(config).await);
+    let kms = Arc::new(b.kms(config).await);
     kms.create_key(CreateKey::new("busy", AES)).await.unwrap();
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..64u32 {
-        let kms = kms.clone();
-        requests.spawn(async move {
-            kms.encrypt("busy", &i.to_be_bytes(), &EncryptionContext::empty())
-                .await
-                .unwrap()
-        });
-    }
-    let mut ciphertexts = Vec::new();
-    while let Some(sealed) = requests.join_next().await {
-        ciphertexts.push(sealed.unwrap());
-    }
+    let ciphertexts = encrypt_at_once(&kms, "busy", 64).await;
     // One store write between them, not one each: a block per request
     // would spend the version's SP 800-38D budget 1000 times too fast.
     let reserved = b
@@ -881,17 +869,7 @@ async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
     kms.create_key(CreateKey::new("crowded", AES))
         .await
         .unwrap();
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..400u32 {
-        let kms = kms.clone();
-        requests.spawn(async move {
-            let ctx = EncryptionContext::empty();
-            kms.encrypt("crowded", &i.to_be_bytes(), &ctx)
-                .await
-                .unwrap()
-        });
-    }
-    let ciphertexts = requests.join_all().await;
+    let ciphertexts = encrypt_at_once(&kms, "crowded", 400).await;
     let reserved = reserved("crowded").await;
     assert!(
         (400..=400 + 8 + 2).contains(&reserved),
@@ -905,32 +883,10 @@ async fn requests_that_stop_waiting_for_a_slow_store_reserve_only_their_own(b: B
         reservation_block: 1000,
         ..KmsConfig::default()
     };
-    b.kms(config.clone())
-        .await
-        .create_key(CreateKey::new("slow", AES))
-        .await
-        .unwrap();
-    // Another node, whose allowance for the version is empty.
-    let node = Arc::new(
-        Kms::open(b.reopen().await, &b.key_file(), config)
-            .await
-            .unwrap(),
-    );
-    node.get_key("slow").await.unwrap();
-    // The version's row held by another writer for longer than requests
-    // wait for each other's reservation (200 ms).
+    // Held for longer than requests wait for each other's reservation
+    // (200 ms).
     let hold = Duration::from_millis(700);
-    let held = hold_the_store(&b, hold).await;
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..20u32 {
-        let node = node.clone();
-        requests.spawn(async move {
-            let ctx = EncryptionContext::empty();
-            node.encrypt("slow", &i.to_be_bytes(), &ctx).await.unwrap()
-        });
-    }
-    let ciphertexts = requests.join_all().await;
-    held.await.unwrap();
+    let ciphertexts = encrypt_on_a_new_node_while_held(&b, config, "slow", 20, hold).await;
     let version = b.store.version("slow", 1).await.unwrap().unwrap();
     // One block for the request that held the lock, one each for those
     // that stopped waiting (up to 19; not a block each, up to 20,000).
@@ -944,39 +900,51 @@ async fn requests_queued_for_a_reservation_reserve_the_next_block_ahead(b: Backe
         reservation_block: 8,
         ..KmsConfig::default()
     };
-    b.kms(config.clone())
-        .await
-        .create_key(CreateKey::new("queued", AES))
-        .await
-        .unwrap();
-    let node = Arc::new(
-        Kms::open(b.reopen().await, &b.key_file(), config)
-            .await
-            .unwrap(),
-    );
-    node.get_key("queued").await.unwrap();
     // Fifteen requests find the allowance empty and queue for the lock
     // (the store answers within the 200 ms they wait). The first reserves
     // a block of 8 and the rest take from it one by one, under the lock:
     // the sixth leaves a quarter (2) and reserves the next block, and so
     // does the fourteenth. Reserving only once a block is empty would have
     // made it 16.
-    let held = hold_the_store(&b, Duration::from_millis(100)).await;
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..15u32 {
-        let node = node.clone();
-        requests.spawn(async move {
-            let ctx = EncryptionContext::empty();
-            node.encrypt("queued", &i.to_be_bytes(), &ctx)
-                .await
-                .unwrap()
-        });
-    }
-    let ciphertexts = requests.join_all().await;
-    held.await.unwrap();
+    let hold = Duration::from_millis(30);
+    let ciphertexts = encrypt_on_a_new_node_while_held(&b, config, "queued", 15, hold).await;
     let version = b.store.version("queued", 1).await.unwrap().unwrap();
     assert_eq!(version.encryptions_reserved, 24);
     assert_within_reservations(&b, "queued", &ciphertexts, 24).await;
+}
+
+/// `count` encryptions under `name`, all at once.
+async fn encrypt_at_once(kms: &Arc<Kms>, name: &'static str, count: u32) -> Vec<String> {
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let kms = kms.clone();
+        requests.spawn(async move {
+            let ctx = EncryptionContext::empty();
+            kms.encrypt(name, &i.to_be_bytes(), &ctx).await.unwrap()
+        });
+    }
+    requests.join_all().await
+}
+
+/// Creates `name`, then makes `count` encryptions under it at once on
+/// another node (whose allowance for the version is empty) while another
+/// writer holds the store for `hold`.
+async fn encrypt_on_a_new_node_while_held(
+    b: &Backend,
+    config: KmsConfig,
+    name: &'static str,
+    count: u32,
+    hold: Duration,
+) -> Vec<String> {
+    let first = b.kms(config.clone()).await;
+    first.create_key(CreateKey::new(name, AES)).await.unwrap();
+    let opened = Kms::open(b.reopen().await, &b.key_file(), config).await;
+    let node = Arc::new(opened.unwrap());
+    node.get_key(name).await.unwrap();
+    let held = hold_the_store(b, hold).await;
+    let ciphertexts = encrypt_at_once(&node, name, count).await;
+    held.await.unwrap();
+    ciphertexts
 }
 
 /// Holds the store's write lock on the key versions (SQLite: the database;
@@ -1098,37 +1066,42 @@ async fn a_node_with_a_stale_record_gives_a_deactivated_key_no_version(b: Backen
         .await
         .unwrap();
     let ctx = EncryptionContext::empty();
-    first
-        .create_key(CreateKey::new("retired", AES))
-        .await
-        .unwrap();
-    // Three of the first block of five: the next reaches the mark (a
-    // quarter left) at which the block that brings the version to its
-    // limit is reserved.
-    for _ in 0..3 {
-        stale.encrypt("retired", b"x", &ctx).await.unwrap();
+    // The second key is also rotated elsewhere before its deactivation:
+    // the node's rotation at the limit finds a newer version, which a
+    // deactivated key must not hand over to either.
+    for (name, rotated_elsewhere) in [("retired", false), ("retired-rotated", true)] {
+        first.create_key(CreateKey::new(name, AES)).await.unwrap();
+        // Three of the first block of five: the next reaches the mark (a
+        // quarter left) at which the block that brings the version to its
+        // limit is reserved.
+        for _ in 0..3 {
+            stale.encrypt(name, b"x", &ctx).await.unwrap();
+        }
+        if rotated_elsewhere {
+            first.rotate_key(name).await.unwrap();
+        }
+        first.deactivate_key(name).await.unwrap();
+        // Within its metadata TTL the node still encrypts under the version
+        // it holds (docs/keys.md), up to the limit: the rotation the limit
+        // asks for is not made, nor the hand-over at the limit.
+        for _ in 0..7 {
+            stale.encrypt(name, b"x", &ctx).await.unwrap();
+        }
+        let err = stale.encrypt(name, b"x", &ctx).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KmsError::StateForbids {
+                    state: KeyState::Deactivated,
+                    operation: "encrypt",
+                    ..
+                }
+            ),
+            "{name}: {err}"
+        );
+        let stored = b.store.key(name).await.unwrap().unwrap();
+        assert_eq!(stored.latest_version, 1 + u32::from(rotated_elsewhere));
     }
-    first.deactivate_key("retired").await.unwrap();
-    // Within its metadata TTL the node still encrypts under the version it
-    // holds (docs/keys.md), up to the limit: the rotation the limit asks
-    // for is not made, nor the hand-over at the limit.
-    for _ in 0..7 {
-        stale.encrypt("retired", b"x", &ctx).await.unwrap();
-    }
-    let err = stale.encrypt("retired", b"x", &ctx).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            KmsError::StateForbids {
-                state: KeyState::Deactivated,
-                operation: "encrypt",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let stored = b.store.key("retired").await.unwrap().unwrap();
-    assert_eq!(stored.latest_version, 1);
 }
 
 async fn a_wrong_root_key_is_refused_before_anything_changes(b: Backend) {

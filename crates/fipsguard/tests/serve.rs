@@ -169,9 +169,9 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
         ),
     )
     .unwrap();
-    let serve = |env: &[(&str, &str)]| {
+    let run = |command: &str, env: &[(&str, &str)]| {
         let output = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
-            .args(["serve", "--config"])
+            .args([command, "--config"])
             .arg(&config)
             .envs(env.iter().copied())
             .output()
@@ -181,6 +181,7 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    let serve = |env: &[(&str, &str)]| run("serve", env);
     let idle = |secs| ("FIPSGUARD_IDLE_TIMEOUT_SECS", secs);
     let max_token_ttl = |secs| ("FIPSGUARD_MAX_TOKEN_TTL_SECS", secs);
     let idle_range = "idle_timeout_secs must be 1 to 86400";
@@ -218,14 +219,8 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
         (&[][..], idle_range),
         (&[idle("30"), max_token_ttl("59")], ttl_range),
     ] {
-        let init = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
-            .args(["init", "--config"])
-            .arg(&config)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&init.stderr);
-        assert_eq!(init.status.code(), Some(1), "{stderr}");
+        let (code, stderr) = run("init", env);
+        assert_eq!(code, Some(1), "{stderr}");
         assert!(stderr.contains(refusal), "{env:?}: {stderr}");
         assert!(!root_key.exists(), "init created no root key file");
     }

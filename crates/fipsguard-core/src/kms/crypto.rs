@@ -508,6 +508,8 @@ impl Kms {
                     .ok()
             }
             Some(_) => None,
+            // The holder before found the limit: nothing more to ask for.
+            None if cached.encryptions.at_limit() => return Ok(false),
             None => {
                 let count = if reserving.is_some() { block } else { 1 };
                 let reservation = self.reserve_block(name, version, cached, count, 1).await?;
@@ -539,12 +541,14 @@ impl Kms {
             .store
             .reserve_encryptions(name.as_str(), version, count, self.config.encryption_limit)
             .await?;
-        if reservation.granted < count {
-            cached.encryptions.reached_limit();
-        }
         cached
             .encryptions
             .add(reservation.granted.saturating_sub(taken));
+        // After the last grant is in the allowance: a request that sees the
+        // flag and an empty allowance hands over to the next version.
+        if reservation.granted < count {
+            cached.encryptions.reached_limit();
+        }
         Ok(reservation)
     }
 
