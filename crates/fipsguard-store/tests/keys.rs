@@ -821,13 +821,7 @@ async fn requests_that_find_the_allowance_empty_together_reserve_one_block(b: Ba
     let ciphertexts = encrypt_at_once(&kms, "busy", 64).await;
     // One store write between them, not one each: a block per request
     // would spend the version's SP 800-38D budget 1000 times too fast.
-    let reserved = b
-        .store
-        .version("busy", 1)
-        .await
-        .unwrap()
-        .unwrap()
-        .encryptions_reserved;
+    let reserved = reserved(&b, "busy", 1).await;
     assert_eq!(
         reserved, 1000,
         "64 concurrent encryptions reserved {reserved}"
@@ -841,10 +835,6 @@ async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
         ..KmsConfig::default()
     };
     let kms = Arc::new(b.kms(config).await);
-    let reserved = |name: &'static str| async {
-        let version = b.store.version(name, 1).await.unwrap().unwrap();
-        version.encryptions_reserved
-    };
     kms.create_key(CreateKey::new("steady", AES)).await.unwrap();
     let mut ciphertexts = Vec::new();
     for (encryptions, expected) in [(5, 8), (1, 16), (7, 16), (1, 24)] {
@@ -855,7 +845,7 @@ async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
         // The encryption that leaves a quarter of a block (two) reserves
         // the next block: the sixth, then the fourteenth.
         assert_eq!(
-            reserved("steady").await,
+            reserved(&b, "steady", 1).await,
             expected,
             "after {} encryptions",
             ciphertexts.len()
@@ -870,7 +860,7 @@ async fn the_next_block_is_reserved_before_the_allowance_runs_out(b: Backend) {
         .await
         .unwrap();
     let ciphertexts = encrypt_at_once(&kms, "crowded", 400).await;
-    let reserved = reserved("crowded").await;
+    let reserved = reserved(&b, "crowded", 1).await;
     assert!(
         (400..=400 + 8 + 2).contains(&reserved),
         "reserved {reserved}"
@@ -887,10 +877,9 @@ async fn requests_that_stop_waiting_for_a_slow_store_reserve_only_their_own(b: B
     // (200 ms).
     let hold = Duration::from_millis(700);
     let ciphertexts = encrypt_on_a_new_node_while_held(&b, config, "slow", 20, hold).await;
-    let version = b.store.version("slow", 1).await.unwrap().unwrap();
     // One block for the request that held the lock, one each for those
     // that stopped waiting (up to 19; not a block each, up to 20,000).
-    let reserved = version.encryptions_reserved;
+    let reserved = reserved(&b, "slow", 1).await;
     assert!((1001..=1019).contains(&reserved), "reserved {reserved}");
     assert_within_reservations(&b, "slow", &ciphertexts, 1019).await;
 }
@@ -908,9 +897,14 @@ async fn requests_queued_for_a_reservation_reserve_the_next_block_ahead(b: Backe
     // made it 16.
     let hold = Duration::from_millis(30);
     let ciphertexts = encrypt_on_a_new_node_while_held(&b, config, "queued", 15, hold).await;
-    let version = b.store.version("queued", 1).await.unwrap().unwrap();
-    assert_eq!(version.encryptions_reserved, 24);
+    assert_eq!(reserved(&b, "queued", 1).await, 24);
     assert_within_reservations(&b, "queued", &ciphertexts, 24).await;
+}
+
+/// The encryptions reserved in the store under a version of `name`.
+async fn reserved(b: &Backend, name: &str, version: u32) -> u64 {
+    let stored = b.store.version(name, version).await.unwrap().unwrap();
+    stored.encryptions_reserved
 }
 
 /// `count` encryptions under `name`, all at once.
@@ -992,13 +986,7 @@ async fn assert_within_reservations(b: &Backend, name: &str, ciphertexts: &[Stri
             .or_default() += 1;
     }
     for (version, count) in used {
-        let reserved = b
-            .store
-            .version(name, version)
-            .await
-            .unwrap()
-            .unwrap()
-            .encryptions_reserved;
+        let reserved = reserved(b, name, version).await;
         assert!(
             count <= reserved && reserved <= limit,
             "version {version}: used {count}, reserved {reserved}, limit {limit}"

@@ -15,8 +15,7 @@ use crate::error::{DecryptError, KmsError, Result};
 use crate::key_type::{KeyType, UsableKey};
 use crate::lifecycle::KeyState;
 use crate::name::KeyName;
-use crate::store::KeyRecord;
-use crate::store::Reservation;
+use crate::store::{KeyRecord, Reservation};
 
 /// Most items a batch request may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -459,28 +458,45 @@ impl Kms {
         self.config.reservation_block / 4
     }
 
+    /// Whether a version with `left` encryptions should have its next block
+    /// reserved now: a quarter or less left, and the store has more.
+    fn next_block_due(&self, cached: &CachedVersion, left: u64) -> bool {
+        left <= self.reserve_ahead_at() && !cached.encryptions.at_limit()
+    }
+
+    /// Reserves the next block for the allowance; best effort, as the
+    /// request that empties the allowance reserves (and reports a failing
+    /// store) anyway.
+    async fn reserve_next_block(
+        &self,
+        name: &KeyName,
+        version: u32,
+        cached: &CachedVersion,
+    ) -> Option<Reservation> {
+        let block = self.config.reservation_block;
+        self.reserve_block(name, version, cached, block, 0)
+            .await
+            .ok()
+    }
+
     /// Reserves the next block while a quarter of this one is left, so that
     /// requests under a busy key do not all wait for a store write when it
-    /// runs out: one request per block waits for it instead. Best effort:
-    /// while another request reserves, or if the store fails, the request
-    /// that empties the allowance reserves (and reports the failure).
+    /// runs out: one request per block waits for it instead. Skipped while
+    /// another request reserves.
     async fn reserve_ahead(&self, name: &KeyName, version: u32, cached: &CachedVersion) {
         let reservation = {
             let Ok(_reserving) = cached.reserving.try_lock() else {
                 return;
             };
             // Another request may have reserved between the take and the lock.
-            if cached.encryptions.left() > self.reserve_ahead_at() || cached.encryptions.at_limit()
-            {
+            if !self.next_block_due(cached, cached.encryptions.left()) {
                 return;
             }
-            let block = self.config.reservation_block;
-            match self.reserve_block(name, version, cached, block, 0).await {
-                Ok(reservation) => reservation,
-                Err(_) => return,
-            }
+            self.reserve_next_block(name, version, cached).await
         };
-        self.rotate_if_due(name, version, &reservation).await;
+        if let Some(reservation) = reservation {
+            self.rotate_if_due(name, version, &reservation).await;
+        }
     }
 
     /// For a request that found the allowance empty: takes one encryption
@@ -495,22 +511,15 @@ impl Kms {
     /// version reached its hard limit.
     async fn refill(&self, name: &KeyName, version: u32, cached: &CachedVersion) -> Result<bool> {
         let reserving = within_refresh_wait(cached.reserving.lock()).await;
-        let block = self.config.reservation_block;
         let reservation = match cached.encryptions.take_one() {
-            Some(left)
-                if left <= self.reserve_ahead_at()
-                    && reserving.is_some()
-                    && !cached.encryptions.at_limit() =>
-            {
-                // Best effort, as ahead of the fast path.
-                self.reserve_block(name, version, cached, block, 0)
-                    .await
-                    .ok()
+            Some(left) if reserving.is_some() && self.next_block_due(cached, left) => {
+                self.reserve_next_block(name, version, cached).await
             }
             Some(_) => None,
             // The holder before found the limit: nothing more to ask for.
             None if cached.encryptions.at_limit() => return Ok(false),
             None => {
+                let block = self.config.reservation_block;
                 let count = if reserving.is_some() { block } else { 1 };
                 let reservation = self.reserve_block(name, version, cached, count, 1).await?;
                 if reservation.granted == 0 {
