@@ -10,7 +10,7 @@ use fipsguard_core::KmsError;
 use fipsguard_crypto::module::{self, State as ModuleState};
 use fipsguard_crypto::selftest::SelfTestReport;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::{Access, Caller};
 use crate::error::ApiResult;
@@ -154,6 +154,6 @@ pub async fn metrics(caller: Caller) -> ApiResult<impl IntoResponse> {
 /// The OpenAPI document (no token).
 pub async fn openapi() -> impl IntoResponse {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let json = DOCUMENT.get_or_init(|| super::ApiDoc::openapi().to_json().unwrap_or_default());
+    let json = DOCUMENT.get_or_init(|| super::document().to_json().unwrap_or_default());
     ([(header::CONTENT_TYPE, "application/json")], json.as_str())
 }
