@@ -208,6 +208,14 @@ pub struct TokenInfo {
     pub revoked_at: Option<i64>,
 }
 
+impl TokenInfo {
+    /// Whether the token works at `now` (Unix seconds): neither revoked
+    /// nor expired.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 /// A new token: the secret text, shown once, and its description.
 pub struct NewToken {
     /// `fgt.<id>.<secret>`: give it to its holder; it is not stored.

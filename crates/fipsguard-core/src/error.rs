@@ -17,6 +17,9 @@ pub enum KmsError {
     /// A key with this name exists already.
     #[error("key {0:?} already exists")]
     KeyExists(String),
+    /// Revoking this token would leave no live officer token.
+    #[error("this is the last live officer token: create another officer token before revoking it, as no officer token could be made again")]
+    LastOfficerToken,
     /// The key exists but has no such version.
     #[error("key {name:?} has no version {version}")]
     VersionNotFound {
@@ -141,6 +144,7 @@ impl KmsError {
             Self::KeyNotFound(_) => "key_not_found",
             Self::TokenNotFound(_) => "token_not_found",
             Self::KeyExists(_) => "key_exists",
+            Self::LastOfficerToken => "last_officer_token",
             Self::VersionNotFound { .. } => "version_not_found",
             Self::InvalidRequest(_) => "invalid_request",
             Self::IllegalTransition { .. } => "illegal_transition",

@@ -43,6 +43,7 @@ impl From<KmsError> for ApiError {
             | KmsError::VersionNotFound { .. }
             | KmsError::TokenNotFound(_) => StatusCode::NOT_FOUND,
             KmsError::KeyExists(_)
+            | KmsError::LastOfficerToken
             | KmsError::IllegalTransition { .. }
             | KmsError::StateForbids { .. }
             | KmsError::EncryptionLimit { .. }

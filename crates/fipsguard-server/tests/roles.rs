@@ -280,6 +280,8 @@ async fn every_endpoint_admits_exactly_its_roles() {
         (Method::GET, "/metrics".into(), None, oversight),
         (Method::GET, "/v1/health".into(), None, public),
         (Method::GET, "/v1/openapi.json".into(), None, public),
+        // Last: every caller that passes ends its own token.
+        (Method::DELETE, "/v1/tokens/self".into(), None, any_token),
     ];
 
     assert_every_route_is_a_case(&server, &cases).await;

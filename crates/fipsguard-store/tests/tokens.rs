@@ -86,6 +86,20 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
         "expired"
     );
 
+    // The last live officer token stays (the auditor's has expired).
+    assert!(matches!(
+        kms.revoke_token(&first.info.id).await,
+        Err(KmsError::LastOfficerToken)
+    ));
+    let second = kms
+        .create_token(CreateToken {
+            role: Role::Officer,
+            grants: vec![],
+            ttl_secs: Some(3600),
+            description: "named officer".into(),
+        })
+        .await
+        .unwrap();
     kms.revoke_token(&first.info.id).await.unwrap();
     assert!(
         matches!(
@@ -98,8 +112,15 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
         kms.revoke_token(&first.info.id).await.is_err(),
         "already revoked"
     );
+    assert!(matches!(
+        kms.revoke_token(&second.info.id).await,
+        Err(KmsError::LastOfficerToken)
+    ));
+    // Once it has expired it is no longer the way in, and may be revoked.
+    clock.0.fetch_add(3600, Ordering::SeqCst);
+    kms.revoke_token(&second.info.id).await.unwrap();
     let listed = kms.list_tokens().await.unwrap();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
     let revoked = listed.iter().find(|t| t.id == first.info.id).unwrap();
     assert!(revoked.revoked_at.is_some());
 }

@@ -269,6 +269,18 @@ fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
         "the token is never echoed"
     );
 
+    // Any holder may end its own token; it stops working at once.
+    let job = f.user("later", "sign");
+    let ended = f.run(&job, &["token", "revoke", "--self", "--json"], b"");
+    assert_ok(&ended);
+    let ended: serde_json::Value = serde_json::from_slice(&ended.stdout).unwrap();
+    assert!(ended["revoked_at"].is_number(), "{ended}");
+    assert_refused(&f.run(&job, &["token", "self"], b""), "unauthenticated");
+    // The only officer token does not end itself: no other could be made.
+    let last = f.run(&f.setup.officer, &["token", "revoke", "--self"], b"");
+    assert_refused(&last, "last_officer_token");
+    assert_ok(&f.run(&f.setup.officer, &["token", "self"], b""));
+
     // Usage errors are exit 2, before anything is sent.
     let usage = f.run(&f.setup.officer, &["key", "create"], b"");
     assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
@@ -278,6 +290,8 @@ fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
         b"",
     );
     assert_eq!(grant.status.code(), Some(2), "{}", stderr(&grant));
+    let neither = f.run(&f.setup.officer, &["token", "revoke"], b"");
+    assert_eq!(neither.status.code(), Some(2), "{}", stderr(&neither));
 }
 
 #[test]

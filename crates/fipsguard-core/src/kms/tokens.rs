@@ -154,13 +154,18 @@ impl Kms {
     }
 
     /// Revokes a token; it stops working at once on this node and within
-    /// the metadata TTL on others.
+    /// the metadata TTL on others. The last live officer token is kept:
+    /// without one no key or token could be managed again, as `init`
+    /// refuses a store that has tokens.
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
         if !crate::auth::is_token_id(id) {
             // Not repeated: it may be a whole token, pasted by mistake.
             return Err(KmsError::InvalidRequest(
                 format!("a token id is the 16 hex characters after \"{TOKEN_PREFIX}\" (not the whole token)"),
             ));
+        }
+        if self.is_last_officer_token(id).await? {
+            return Err(KmsError::LastOfficerToken);
         }
         if !self.store.revoke_token(id, self.now()).await? {
             return Err(KmsError::TokenNotFound(id.to_owned()));
@@ -174,6 +179,17 @@ impl Kms {
         Ok(record.info)
     }
 
+    /// Whether `id` is a live officer token and no other officer token is.
+    /// Two officers revoking each other's tokens on two nodes at once can
+    /// both pass; the store has no such constraint.
+    async fn is_last_officer_token(&self, id: &str) -> Result<bool> {
+        let now = self.now();
+        let live_officer = |t: &TokenInfo| t.role == Role::Officer && t.is_live(now);
+        let tokens = self.list_tokens().await?;
+        Ok(tokens.iter().any(|t| t.id == id && live_officer(t))
+            && !tokens.iter().any(|t| t.id != id && live_officer(t)))
+    }
+
     /// Who presents `token`: an unexpired, unrevoked token whose secret
     /// matches. Every failure is the same `Unauthenticated`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
@@ -182,8 +198,7 @@ impl Kms {
             .token_record(id)
             .await?
             .ok_or(KmsError::Unauthenticated)?;
-        let info = &record.info;
-        let live = info.revoked_at.is_none() && info.expires_at.is_none_or(|at| at > self.now());
+        let live = record.info.is_live(self.now());
         if !(self.tokens.matches(secret, &record.hash)? && live) {
             return Err(KmsError::Unauthenticated);
         }

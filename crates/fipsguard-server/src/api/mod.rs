@@ -57,7 +57,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crypto::sign_batch))
         .routes(routes!(crypto::random))
         .routes(routes!(tokens::create, tokens::list))
-        .routes(routes!(tokens::own))
+        .routes(routes!(tokens::own, tokens::revoke_own))
         .routes(routes!(tokens::revoke))
         .routes(routes!(system::health))
         .routes(routes!(system::status))

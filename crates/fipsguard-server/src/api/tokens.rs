@@ -93,6 +93,19 @@ pub async fn own(caller: Caller) -> Json<TokenInfo> {
     Json(caller.principal.info().clone())
 }
 
+/// Revoke the caller's own token (any role): a job done with its token
+/// ends it rather than leave it live until it expires.
+#[utoipa::path(delete, path = "/v1/tokens/self", responses((status = 200, description = "revoked: the token's description")), tag = "tokens")]
+pub async fn revoke_own(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<TokenInfo>> {
+    let id = caller.principal.token_id();
+    let revoked = s.kms.revoke_token(id).await?;
+    caller.acted_on(Subject::token(id));
+    Ok(Json(revoked))
+}
+
 /// Revoke a token (officer).
 #[utoipa::path(delete, path = "/v1/tokens/{id}", responses((status = 200, description = "revoked")), tag = "tokens")]
 pub async fn revoke(

@@ -41,10 +41,14 @@ enum TokenCommand {
     },
     /// List tokens (never their secrets).
     List,
-    /// Revoke a token by its id.
+    /// Revoke a token by its id (officer), or the token in use (any role).
     Revoke {
         /// The token's id (from `token list`).
-        id: String,
+        #[arg(required_unless_present = "own")]
+        id: Option<String>,
+        /// Revoke the token in use, e.g. at the end of the job it was made for.
+        #[arg(long = "self", conflicts_with = "id")]
+        own: bool,
     },
     /// Show the token in use (any role): its id, role, grants and expiry.
     #[command(name = "self")]
@@ -71,7 +75,10 @@ pub fn run(args: &Args) -> ExitCode {
         ),
         TokenCommand::List => (HttpMethod::GET, "/v1/tokens".to_owned(), None),
         TokenCommand::Own => (HttpMethod::GET, "/v1/tokens/self".to_owned(), None),
-        TokenCommand::Revoke { id } => {
+        TokenCommand::Revoke { id: None, .. } => {
+            (HttpMethod::DELETE, "/v1/tokens/self".to_owned(), None)
+        }
+        TokenCommand::Revoke { id: Some(id), .. } => {
             if !fipsguard_core::auth::is_token_id(id) {
                 // Not repeated: it may be a whole token, pasted by mistake.
                 return super::fail(format!(
