@@ -238,7 +238,8 @@ async fn the_log_names_the_key_a_path_reaches_and_nothing_a_path_smuggles() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let id = json!(&user[4..20]);
-    let ended = records_of(&server, "/v1/tokens/self");
+    let mut ended = records_of(&server, "/v1/tokens/self");
+    ended.retain(|r| r["method"] == "DELETE");
     assert_eq!(
         ended
             .iter()

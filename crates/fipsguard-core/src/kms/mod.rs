@@ -146,6 +146,10 @@ pub struct Kms {
     key_refreshes: Refreshes,
     version_refreshes: Refreshes,
     token_refreshes: Refreshes,
+    /// Held from the last-officer check to the revocation, so that two
+    /// revocations on this node cannot each leave the other's token as the
+    /// last one.
+    revoking: tokio::sync::Mutex<()>,
 }
 
 impl Kms {
@@ -185,6 +189,7 @@ impl Kms {
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
+            revoking: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -164,11 +164,14 @@ impl Kms {
                 format!("a token id is the 16 hex characters after \"{TOKEN_PREFIX}\" (not the whole token)"),
             ));
         }
-        if self.is_last_officer_token(id).await? {
-            return Err(KmsError::LastOfficerToken);
-        }
-        if !self.store.revoke_token(id, self.now()).await? {
-            return Err(KmsError::TokenNotFound(id.to_owned()));
+        {
+            let _revoking = self.revoking.lock().await;
+            if self.is_last_officer_token(id).await? {
+                return Err(KmsError::LastOfficerToken);
+            }
+            if !self.store.revoke_token(id, self.now()).await? {
+                return Err(KmsError::TokenNotFound(id.to_owned()));
+            }
         }
         self.token_records.forget(id);
         let record = self
@@ -179,15 +182,21 @@ impl Kms {
         Ok(record.info)
     }
 
-    /// Whether `id` is a live officer token and no other officer token is.
-    /// Two officers revoking each other's tokens on two nodes at once can
-    /// both pass; the store has no such constraint.
+    /// Whether `id` is a live officer token and no other officer token is
+    /// (only then are all tokens read). Revocations on one node take turns;
+    /// two on two nodes at once, of each other's tokens, can both pass, as
+    /// the store has no such constraint.
     async fn is_last_officer_token(&self, id: &str) -> Result<bool> {
         let now = self.now();
         let live_officer = |t: &TokenInfo| t.role == Role::Officer && t.is_live(now);
+        let Some(target) = self.store.token(id).await? else {
+            return Ok(false);
+        };
+        if !live_officer(&target.info) {
+            return Ok(false);
+        }
         let tokens = self.list_tokens().await?;
-        Ok(tokens.iter().any(|t| t.id == id && live_officer(t))
-            && !tokens.iter().any(|t| t.id != id && live_officer(t)))
+        Ok(!tokens.iter().any(|t| t.id != id && live_officer(t)))
     }
 
     /// Who presents `token`: an unexpired, unrevoked token whose secret

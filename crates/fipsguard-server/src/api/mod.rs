@@ -9,6 +9,7 @@ pub mod tokens;
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
@@ -32,7 +33,7 @@ struct ApiInfo;
 /// `#[utoipa::path]`: the router and the OpenAPI document are made from
 /// this one list, so no route goes undescribed. Every route is spelled out
 /// in full: a nested router would rewrite each request's URI on its way in.
-fn routes() -> OpenApiRouter<Arc<AppState>> {
+fn described_routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiInfo::openapi())
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::get))
@@ -65,16 +66,15 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(system::metrics))
 }
 
-/// The OpenAPI 3 description of the API.
-pub fn document() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
-}
-
 /// The application: routes and the layers every request passes.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    let (routes, _) = routes().split_for_parts();
+    let (routes, document) = described_routes().split_for_parts();
+    let document = Bytes::from(document.to_json().expect("the OpenAPI document serializes"));
     routes
-        .route("/v1/openapi.json", get(system::openapi))
+        .route(
+            "/v1/openapi.json",
+            get(move || std::future::ready(system::openapi(document.clone()))),
+        )
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
         // The two as one layer, outermost first: axum boxes each layer
@@ -93,7 +93,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn document() -> Value {
-        serde_json::to_value(super::document()).unwrap()
+        serde_json::to_value(super::described_routes().into_openapi()).unwrap()
     }
 
     fn schema<'a>(document: &'a Value, reference: &Value) -> &'a Value {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -151,9 +152,7 @@ pub async fn metrics(caller: Caller) -> ApiResult<impl IntoResponse> {
     ))
 }
 
-/// The OpenAPI document (no token).
-pub async fn openapi() -> impl IntoResponse {
-    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let json = DOCUMENT.get_or_init(|| super::document().to_json().unwrap_or_default());
-    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
+/// The OpenAPI document (no token), as JSON made once when the router is.
+pub fn openapi(document: Bytes) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document)
 }

@@ -95,7 +95,7 @@ pub async fn own(caller: Caller) -> Json<TokenInfo> {
 
 /// Revoke the caller's own token (any role): a job done with its token
 /// ends it rather than leave it live until it expires.
-#[utoipa::path(delete, path = "/v1/tokens/self", responses((status = 200, description = "revoked: the token's description")), tag = "tokens")]
+#[utoipa::path(delete, path = "/v1/tokens/self", responses((status = 200, description = "revoked: the token's description"), (status = 409, description = "last_officer_token: the last live officer token is kept")), tag = "tokens")]
 pub async fn revoke_own(
     State(s): State<Arc<AppState>>,
     caller: Caller,
@@ -107,7 +107,7 @@ pub async fn revoke_own(
 }
 
 /// Revoke a token (officer).
-#[utoipa::path(delete, path = "/v1/tokens/{id}", responses((status = 200, description = "revoked")), tag = "tokens")]
+#[utoipa::path(delete, path = "/v1/tokens/{id}", responses((status = 200, description = "revoked"), (status = 404, description = "token_not_found: no active token has this id"), (status = 409, description = "last_officer_token: the last live officer token is kept")), tag = "tokens")]
 pub async fn revoke(
     State(s): State<Arc<AppState>>,
     caller: Caller,
