@@ -27,7 +27,8 @@ pub use kms::{
 pub use lifecycle::KeyState;
 pub use root::RootKekSource;
 pub use store::{
-    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Store, StoreError,
+    VersionRecord,
 };
 
 /// Lower-case hex, for ids.

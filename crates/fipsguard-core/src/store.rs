@@ -136,6 +136,17 @@ pub struct Reservation {
     pub total: u64,
 }
 
+/// What [`Store::revoke_token`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// The token is revoked.
+    Revoked,
+    /// No unrevoked token has the id.
+    NotFound,
+    /// Kept: it is the only officer token live at the time.
+    LastOfficer,
+}
+
 /// Durable storage of keys and their versions.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -205,8 +216,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every token, revoked ones included, oldest first.
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
 
-    /// Marks a token revoked at `at`; `false` if no such unrevoked token.
-    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError>;
+    /// Marks a token revoked at `at`, unless it is the only officer token
+    /// live at `at` (unrevoked and unexpired): checked and written at once,
+    /// so that revocations on several nodes together never leave none.
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError>;
 
     /// Durably reserves up to `count` more encryptions under a version,
     /// never letting its total pass `limit`.

@@ -7,9 +7,10 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use fipsguard_core::auth::{TokenInfo, TokenRecord};
+use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
-    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Store, StoreError,
+    VersionRecord,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -451,17 +452,39 @@ impl Store for PostgresStore {
         rows.iter().map(token_row).collect()
     }
 
-    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        let changed = self
-            .client()
-            .await?
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error)?;
+        // Every live officer token's row, locked in one order: revocations
+        // of officer tokens on any node take turns here, and each sees the
+        // one before it once that commits.
+        let officers: Vec<String> = tx
+            .query(
+                "SELECT id FROM tokens WHERE role = $1 AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id FOR UPDATE",
+                &[&Role::Officer.as_str(), &at],
+            )
+            .await
+            .map_err(error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if officers == [id] {
+            return Ok(Revocation::LastOfficer);
+        }
+        let changed = tx
             .execute(
                 "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
                 &[&at, &id],
             )
             .await
             .map_err(error)?;
-        Ok(changed == 1)
+        tx.commit().await.map_err(error)?;
+        Ok(if changed == 1 {
+            Revocation::Revoked
+        } else {
+            Revocation::NotFound
+        })
     }
 
     async fn reserve_encryptions(

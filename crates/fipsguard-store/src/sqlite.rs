@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use fipsguard_core::auth::{TokenInfo, TokenRecord};
+use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
-    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Store, StoreError, VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Store, StoreError,
+    VersionRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -491,14 +492,38 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError> {
         let id = id.to_owned();
         self.run(move |c| {
-            c.execute(
-                "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+            // Immediate: the check and the write see no other writer between.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let target: Option<(String, Option<i64>)> = tx
+                .query_row(
+                    "SELECT role, expires_at FROM tokens WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((role, expires_at)) = target else {
+                return Ok(Revocation::NotFound);
+            };
+            if role == Role::Officer.as_str() && expires_at.is_none_or(|e| e > at) {
+                let others: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM tokens WHERE role = ?1 AND id <> ?2 \
+                     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)",
+                    params![Role::Officer.as_str(), id, at],
+                    |row| row.get(0),
+                )?;
+                if others == 0 {
+                    return Ok(Revocation::LastOfficer);
+                }
+            }
+            tx.execute(
+                "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2",
                 params![at, id],
-            )
-            .map(|changed| changed == 1)
+            )?;
+            tx.commit()?;
+            Ok(Revocation::Revoked)
         })
         .await
     }

@@ -146,10 +146,6 @@ pub struct Kms {
     key_refreshes: Refreshes,
     version_refreshes: Refreshes,
     token_refreshes: Refreshes,
-    /// Held from the last-officer check to the revocation, so that two
-    /// revocations on this node cannot each leave the other's token as the
-    /// last one.
-    revoking: tokio::sync::Mutex<()>,
 }
 
 impl Kms {
@@ -189,7 +185,6 @@ impl Kms {
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
-            revoking: tokio::sync::Mutex::new(()),
         })
     }
 

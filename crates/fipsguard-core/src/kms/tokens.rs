@@ -11,7 +11,7 @@ use crate::auth::{
 use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
 use crate::name::KeyName;
-use crate::store::StoreError;
+use crate::store::{Revocation, StoreError};
 
 /// Shortest and longest token lifetimes, in seconds.
 pub const TOKEN_TTL_SECS: std::ops::RangeInclusive<i64> = 60..=366 * 86_400;
@@ -154,9 +154,9 @@ impl Kms {
     }
 
     /// Revokes a token; it stops working at once on this node and within
-    /// the metadata TTL on others. The last live officer token is kept:
-    /// without one no key or token could be managed again, as `init`
-    /// refuses a store that has tokens.
+    /// the metadata TTL on others. The only officer token live at the time
+    /// is kept: without one no key or token could be managed again, as
+    /// `init` refuses a store that has tokens.
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
         if !crate::auth::is_token_id(id) {
             // Not repeated: it may be a whole token, pasted by mistake.
@@ -164,14 +164,10 @@ impl Kms {
                 format!("a token id is the 16 hex characters after \"{TOKEN_PREFIX}\" (not the whole token)"),
             ));
         }
-        {
-            let _revoking = self.revoking.lock().await;
-            if self.is_last_officer_token(id).await? {
-                return Err(KmsError::LastOfficerToken);
-            }
-            if !self.store.revoke_token(id, self.now()).await? {
-                return Err(KmsError::TokenNotFound(id.to_owned()));
-            }
+        match self.store.revoke_token(id, self.now()).await? {
+            Revocation::Revoked => {}
+            Revocation::NotFound => return Err(KmsError::TokenNotFound(id.to_owned())),
+            Revocation::LastOfficer => return Err(KmsError::LastOfficerToken),
         }
         self.token_records.forget(id);
         let record = self
@@ -180,23 +176,6 @@ impl Kms {
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))?;
         Ok(record.info)
-    }
-
-    /// Whether `id` is a live officer token and no other officer token is
-    /// (only then are all tokens read). Revocations on one node take turns;
-    /// two on two nodes at once, of each other's tokens, can both pass, as
-    /// the store has no such constraint.
-    async fn is_last_officer_token(&self, id: &str) -> Result<bool> {
-        let now = self.now();
-        let live_officer = |t: &TokenInfo| t.role == Role::Officer && t.is_live(now);
-        let Some(target) = self.store.token(id).await? else {
-            return Ok(false);
-        };
-        if !live_officer(&target.info) {
-            return Ok(false);
-        }
-        let tokens = self.list_tokens().await?;
-        Ok(!tokens.iter().any(|t| t.id != id && live_officer(t)))
     }
 
     /// Who presents `token`: an unexpired, unrevoked token whose secret
