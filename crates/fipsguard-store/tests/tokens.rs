@@ -119,10 +119,18 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
         ),
         "revoked"
     );
-    assert!(
-        kms.revoke_token(&first.info.id).await.is_err(),
-        "already revoked"
-    );
+    for (gone, why) in [
+        (first.info.id.as_str(), "already revoked"),
+        ("0123456789abcdef", "unknown"),
+    ] {
+        assert!(
+            matches!(
+                kms.revoke_token(gone).await,
+                Err(KmsError::TokenNotFound(_))
+            ),
+            "{why}"
+        );
+    }
     assert!(matches!(
         kms.revoke_token(&second.info.id).await,
         Err(KmsError::LastOfficerToken)
@@ -133,6 +141,8 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
     let listed = kms.list_tokens().await.unwrap();
     assert_eq!(listed.len(), 4);
     assert!(listed.iter().any(|t| t.id == brief.info.id));
+    let revoked = listed.iter().find(|t| t.id == first.info.id).unwrap();
+    assert!(revoked.revoked_at.is_some());
 
     // Two officers revoking each other's tokens at once, on two nodes (the
     // store's own connections each): one token stays.
@@ -150,23 +160,32 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
         ttl_secs: None,
         description: "named officer".into(),
     };
-    let (a, b) = (
-        kms.create_token(officer()).await.unwrap(),
-        kms.create_token(officer()).await.unwrap(),
-    );
-    let (a, b) = tokio::join!(
-        kms.revoke_token(&a.info.id),
-        other_node.revoke_token(&b.info.id)
-    );
-    assert!(
-        matches!(
-            (&a, &b),
-            (Ok(_), Err(KmsError::LastOfficerToken)) | (Err(KmsError::LastOfficerToken), Ok(_))
-        ),
-        "{a:?} {b:?}"
-    );
-    let revoked = listed.iter().find(|t| t.id == first.info.id).unwrap();
-    assert!(revoked.revoked_at.is_some());
+    let mut kept = kms.create_token(officer()).await.unwrap().info.id;
+    for _ in 0..10 {
+        let other = kms.create_token(officer()).await.unwrap().info.id;
+        let (a, b) = tokio::join!(kms.revoke_token(&kept), other_node.revoke_token(&other));
+        kept = match (&a, &b) {
+            (Ok(_), Err(KmsError::LastOfficerToken)) => other,
+            (Err(KmsError::LastOfficerToken), Ok(_)) => kept,
+            _ => panic!("{a:?} {b:?}"),
+        };
+        let live: Vec<_> = (kms.list_tokens().await.unwrap().into_iter())
+            .filter(|t| t.role == Role::Officer && t.is_live(clock.0.load(Ordering::SeqCst)))
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(live, [kept.clone()]);
+    }
+    // Revoking a user's token takes the same turn, and is not refused.
+    let user = kms
+        .create_token(CreateToken {
+            role: Role::User,
+            grants: vec![],
+            ttl_secs: None,
+            description: "service".into(),
+        })
+        .await
+        .unwrap();
+    kms.revoke_token(&user.info.id).await.unwrap();
 }
 
 async fn grants_decide_what_users_may_do(b: Backend) {
