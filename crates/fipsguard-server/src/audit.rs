@@ -373,6 +373,9 @@ fn complete(event: &mut RequestEvent, response: &Response, context: &RequestCont
     }
 }
 
+/// The route of the caller's own token.
+const OWN_TOKEN: &str = "/v1/tokens/self";
+
 /// Records the intent of a change by an authenticated caller, before the
 /// handler makes it; refuses the change if that cannot be made durable.
 pub async fn record_intent(
@@ -391,6 +394,11 @@ pub async fn record_intent(
     }
     let mut event = describe(&parts.method, &parts.uri, &parts.extensions, context);
     attribute(&mut event, caller);
+    if context.route() == OWN_TOKEN {
+        // The token a self-revocation ends, named from its intent on, as
+        // the path names the one revoked by id.
+        event.token = Some(caller.token_id().to_owned());
+    }
     audit
         .record(Event::Request(event))
         .await
