@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::auth::TokenRecord;
+use crate::auth::{Role, TokenInfo, TokenRecord};
 use crate::lifecycle::KeyState;
 
 /// A failure of the store itself (not of a request).
@@ -145,6 +145,25 @@ pub enum Revocation {
     NotFound,
     /// Kept: it is the only officer token live at the time.
     LastOfficer,
+}
+
+impl Revocation {
+    /// What revoking `id` at `at` does, given the unrevoked tokens that are
+    /// `id` or an officer's, as read under the store's lock (a `Revoked`
+    /// answer is for the store to carry out).
+    pub fn of(id: &str, at: i64, unrevoked: &[TokenInfo]) -> Self {
+        let live_officer = |t: &TokenInfo| t.role == Role::Officer && t.is_live(at);
+        match unrevoked.iter().find(|t| t.id == id) {
+            None => Self::NotFound,
+            Some(target)
+                if live_officer(target)
+                    && !unrevoked.iter().any(|t| t.id != id && live_officer(t)) =>
+            {
+                Self::LastOfficer
+            }
+            Some(_) => Self::Revoked,
+        }
+    }
 }
 
 /// Durable storage of keys and their versions.

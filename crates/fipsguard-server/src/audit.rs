@@ -394,21 +394,21 @@ pub async fn record_intent(
     }
     let mut event = describe(&parts.method, &parts.uri, &parts.extensions, context);
     attribute(&mut event, caller);
-    if context.route() == OWN_TOKEN {
-        // The token a self-revocation ends, named from its intent on, as
-        // the path names the one revoked by id.
-        event.token = Some(caller.token_id().to_owned());
-    }
     audit
         .record(Event::Request(event))
         .await
         .map_err(ApiError::from)
 }
 
-/// Names the caller (its token id, never the token) in `event`.
+/// Names the caller (its token id, never the token) in `event`, and as
+/// the token a request on the caller's own token concerns, as a path names
+/// the one revoked by id.
 fn attribute(event: &mut RequestEvent, caller: &Principal) {
     event.actor = Some(caller.token_id().to_owned());
     event.role = Some(caller.role().as_str().to_owned());
+    if event.route == OWN_TOKEN {
+        event.token = event.actor.clone();
+    }
 }
 
 /// The answer to a request the audit log cannot take.

@@ -1,6 +1,6 @@
 //! PostgreSQL: for many stateless nodes sharing one database. Rotation and
 //! reservations lock the row they change (`SELECT … FOR UPDATE`), a token
-//! revocation also the live officer tokens' rows, lifecycle
+//! revocation also the unrevoked officer tokens' rows, lifecycle
 //! updates are conditional on the key's revision, so concurrent nodes never
 //! lose an update.
 
@@ -456,32 +456,26 @@ impl Store for PostgresStore {
     async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error)?;
-        // The target's row and every live officer token's, locked in one
-        // pass in id order (no two revocations wait on each other in turn):
-        // revocations on any node take turns here, and each sees the one
-        // before it once that commits.
-        let rows = tx
+        // The target's row and every unrevoked officer token's, locked in
+        // one pass in id order (no two revocations wait on each other in
+        // turn): revocations on any node take turns here, and each sees the
+        // one before it once that commits.
+        let unrevoked = tx
             .query(
-                "SELECT id, role, expires_at FROM tokens WHERE revoked_at IS NULL \
-                 AND (id = $3 OR (role = $1 AND (expires_at IS NULL OR expires_at > $2))) \
-                 ORDER BY id FOR UPDATE",
-                &[&Role::Officer.as_str(), &at, &id],
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL \
+                     AND (id = $1 OR role = $2) ORDER BY id FOR UPDATE"
+                ),
+                &[&id, &Role::Officer.as_str()],
             )
             .await
-            .map_err(error)?;
-        let live_officer = |row: &Row| {
-            row.get::<_, &str>(1) == Role::Officer.as_str()
-                && row.get::<_, Option<i64>>(2).is_none_or(|e| e > at)
-        };
-        let Some(target) = rows.iter().find(|row| row.get::<_, &str>(0) == id) else {
-            return Ok(Revocation::NotFound);
-        };
-        if live_officer(target)
-            && !rows
-                .iter()
-                .any(|row| row.get::<_, &str>(0) != id && live_officer(row))
-        {
-            return Ok(Revocation::LastOfficer);
+            .map_err(error)?
+            .iter()
+            .map(|row| token_row(row).map(|t| t.info))
+            .collect::<Result<Vec<_>, _>>()?;
+        let revocation = Revocation::of(id, at, &unrevoked);
+        if revocation != Revocation::Revoked {
+            return Ok(revocation);
         }
         tx.execute(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2",

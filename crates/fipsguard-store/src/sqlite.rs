@@ -497,26 +497,18 @@ impl Store for SqliteStore {
         self.run(move |c| {
             // Immediate: the check and the write see no other writer between.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let target: Option<(String, Option<i64>)> = tx
-                .query_row(
-                    "SELECT role, expires_at FROM tokens WHERE id = ?1 AND revoked_at IS NULL",
-                    params![id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let Some((role, expires_at)) = target else {
-                return Ok(Revocation::NotFound);
-            };
-            if role == Role::Officer.as_str() && expires_at.is_none_or(|e| e > at) {
-                let others: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM tokens WHERE role = ?1 AND id <> ?2 \
-                     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)",
-                    params![Role::Officer.as_str(), id, at],
-                    |row| row.get(0),
-                )?;
-                if others == 0 {
-                    return Ok(Revocation::LastOfficer);
-                }
+            let unrevoked = tx
+                .prepare(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL \
+                     AND (id = ?1 OR role = ?2)"
+                ))?
+                .query_map(params![id, Role::Officer.as_str()], |row| {
+                    token_row(row).map(|t| t.info)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let revocation = Revocation::of(&id, at, &unrevoked);
+            if revocation != Revocation::Revoked {
+                return Ok(revocation);
             }
             tx.execute(
                 "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2",

@@ -100,10 +100,7 @@ pub async fn revoke_own(
     State(s): State<Arc<AppState>>,
     caller: Caller,
 ) -> ApiResult<Json<TokenInfo>> {
-    let id = caller.principal.token_id();
-    let revoked = s.kms.revoke_token(id).await?;
-    caller.acted_on(Subject::token(id));
-    Ok(Json(revoked))
+    Ok(Json(s.kms.revoke_token(caller.principal.token_id()).await?))
 }
 
 /// Revoke a token (officer).
