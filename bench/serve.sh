@@ -100,11 +100,17 @@ for _ in $(seq "$rounds"); do
   run sign https://127.0.0.1:18502/v1/keys/bench-signer/sign "$work/audited-sign.lua"
 done | awk '
   { order[$1] = order[$1] ? order[$1] : ++names; n[$1]++; rps[$1, n[$1]] = $2; p50[$1, n[$1]] = $3; p99[$1, n[$1]] = $4; cpu[$1, n[$1]] = $5 }
+  # Fills idx[1..k] with the rounds 1..k in the order of their v (an
+  # insertion sort of the few rounds).
+  function by_value(v, k, idx,    i, j, t) {
+    for (i = 1; i <= k; i++) idx[i] = i
+    for (i = 2; i <= k; i++) for (j = i; j > 1 && v[idx[j]] < v[idx[j - 1]]; j--) { t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t }
+  }
   END {
     for (name in n) {
-      # The median round by requests/s (insertion sort of the few rounds).
-      for (i = 1; i <= n[name]; i++) idx[i] = i
-      for (i = 2; i <= n[name]; i++) for (j = i; j > 1 && rps[name, idx[j]] < rps[name, idx[j - 1]]; j--) { t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t }
+      # The median round by requests/s.
+      for (i = 1; i <= n[name]; i++) v[i] = rps[name, i]
+      by_value(v, n[name], idx)
       m = idx[int((n[name] + 1) / 2)]
       med[name] = rps[name, m]; mp50[name] = p50[name, m]; mp99[name] = p99[name, m]; mcpu[name] = cpu[name, m]; label[order[name]] = name
     }
@@ -114,8 +120,8 @@ done | awk '
     # The encrypt of each round against the echo of the same round: how far a
     # shared machine moves the ratio from round to round.
     for (i = 1; i <= n["echo"]; i++) ratio[i] = 100 * rps["encrypt-no-audit", i] / rps["echo", i]
-    for (i = 2; i <= n["echo"]; i++) for (j = i; j > 1 && ratio[j] < ratio[j - 1]; j--) { t = ratio[j]; ratio[j] = ratio[j - 1]; ratio[j - 1] = t }
-    printf "encrypt without the audit log vs echo, round by round: median %.0f%%, from %.0f%% to %.0f%%\n", ratio[int((n["echo"] + 1) / 2)], ratio[1], ratio[n["echo"]]
+    by_value(ratio, n["echo"], idx)
+    printf "encrypt without the audit log vs echo, round by round: median %.0f%%, from %.0f%% to %.0f%%\n", ratio[idx[int((n["echo"] + 1) / 2)]], ratio[idx[1]], ratio[idx[n["echo"]]]
     printf "encrypt with the audit log on (durable) vs off: %.0f%% (medians of %d rounds)\n", 100 * med["encrypt"] / med["encrypt-no-audit"], n["encrypt"]
     printf "echo with the plainest durable group commit vs without: %.0f%%\n", 100 * med["echo-durable"] / med["echo"]
     printf "machine CPU added per request: %.1f us by the audit log, %.1f us by the plainest durable commit;\n", mcpu["encrypt"] - mcpu["encrypt-no-audit"], mcpu["echo-durable"] - mcpu["echo"]
