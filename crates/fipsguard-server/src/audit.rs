@@ -217,7 +217,8 @@ pub fn is_change(method: &Method, route: &str) -> bool {
         "/destroy-now",
         "/v1/keys",
     ];
-    method != Method::GET
+    // HEAD is answered by the GET routes, and changes nothing either.
+    !matches!(*method, Method::GET | Method::HEAD)
         && (route.starts_with("/v1/tokens") || CHANGES.iter().any(|c| route.ends_with(c)))
 }
 

@@ -337,6 +337,29 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
     server.stop().await;
 }
 
+/// HEAD is answered by the GET routes: a read, recorded once with its
+/// outcome, with no intent record before it.
+#[tokio::test]
+async fn a_head_request_is_recorded_as_a_read() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start().await;
+    for path in ["/v1/keys", "/v1/tokens", "/v1/tokens/self"] {
+        let (status, _) = server
+            .call(Method::HEAD, path, Some(&server.officer), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let records: Vec<Value> = std::fs::read_to_string(segment(&server))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
+        .filter(|r| r["method"] == "HEAD")
+        .collect();
+    let outcomes: Vec<_> = records.iter().map(|r| &r["outcome"]).collect();
+    assert_eq!(outcomes, ["success"; 3], "{records:?}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn nobody_signs_with_the_audit_key_or_retires_it() {
     let _alone = ONE_AT_A_TIME.lock().await;
