@@ -56,9 +56,10 @@ impl FromStr for Role {
             "officer" => Ok(Self::Officer),
             "user" => Ok(Self::User),
             "auditor" => Ok(Self::Auditor),
-            _ => Err(KmsError::InvalidRequest(format!(
-                "unknown role {s:?}; roles are officer, user, auditor"
-            ))),
+            // What was sent is not repeated: it may be a pasted token.
+            _ => Err(KmsError::InvalidRequest(
+                "unknown role; roles are officer, user, auditor".into(),
+            )),
         }
     }
 }
@@ -260,10 +261,9 @@ impl TokenHasher {
     /// Splits a presented token into its id and secret; `None` if it is not
     /// shaped like one.
     pub fn split(presented: &str) -> Option<(&str, &str)> {
-        let rest = presented.strip_prefix(TOKEN_PREFIX)?;
-        let (id, secret) = rest.split_once('.')?;
-        let well_formed = is_token_id(id) && secret.len() == 43;
-        well_formed.then_some((id, secret))
+        presented
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(split_unprefixed)
     }
 
     /// Whether `secret` hashes to `stored`, compared in constant time.
@@ -278,6 +278,25 @@ impl TokenHasher {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A token without its `fgt.` (`ID.SECRET`), as its id and secret; `None`
+/// if `text` is not shaped like one.
+pub(crate) fn split_unprefixed(text: &str) -> Option<(&str, &str)> {
+    let (id, secret) = text.split_once('.')?;
+    let well_formed = is_token_id(id) && secret.len() == 43;
+    well_formed.then_some((id, secret))
+}
+
+/// Whether `text` holds a token, or a token's text after its `fgt.`,
+/// anywhere in it: text written where a description belongs that must
+/// never be stored, listed or repeated.
+pub fn holds_token(text: &str) -> bool {
+    let token_text = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    text.contains(TOKEN_PREFIX)
+        || text
+            .split(|c| !token_text(c))
+            .any(|word| split_unprefixed(word).is_some())
 }
 
 /// Whether `text` is shaped like a token id (the public part of a token,

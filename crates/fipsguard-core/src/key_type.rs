@@ -127,8 +127,9 @@ impl FromStr for KeyType {
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
                 let known: Vec<_> = Self::ALL.iter().map(|t| t.as_str()).collect();
+                // What was sent is not repeated: it may be a pasted token.
                 KmsError::InvalidRequest(format!(
-                    "unknown key type {s:?}; known types: {}",
+                    "unknown key type; known types: {}",
                     known.join(", ")
                 ))
             })

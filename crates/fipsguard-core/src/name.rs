@@ -1,10 +1,10 @@
 //! Key names: 1-64 characters of `[A-Za-z0-9_.-]` other than `.` and
 //! `..`, so they are safe in URLs, file names, logs and SQL without
-//! escaping; none starts as a token does.
+//! escaping; none is shaped as a token, with or without its `fgt.`.
 
 use std::fmt;
 
-use crate::auth::TOKEN_PREFIX;
+use crate::auth::{split_unprefixed, TOKEN_PREFIX};
 use crate::error::{KmsError, Result};
 
 /// A validated key name.
@@ -19,7 +19,7 @@ impl KeyName {
     pub fn new(name: &str) -> Result<Self> {
         if !Self::is_valid(name) {
             return Err(KmsError::InvalidRequest(format!(
-                "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . -, not . or .., and do not start with {TOKEN_PREFIX} (got {} characters)",
+                "key names are 1-{MAX_LEN} characters of A-Z a-z 0-9 _ . -, not . or .., and are not a token, with or without its {TOKEN_PREFIX} (got {} characters)",
                 name.chars().count()
             )));
         }
@@ -40,8 +40,9 @@ impl KeyName {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         // A whole token fits the other rules: one pasted in place of a key
         // name must be refused before it reaches an error, a log or the
-        // audit log, which records the names requests ask for.
-        let token = prefix.starts_with(TOKEN_PREFIX);
+        // audit log, which records the names requests ask for. So does one
+        // pasted without its prefix.
+        let token = prefix.starts_with(TOKEN_PREFIX) || split_unprefixed(prefix).is_some();
         !prefix.is_empty() && prefix.len() <= MAX_LEN && prefix.chars().all(allowed) && !token
     }
 

@@ -315,33 +315,55 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
     server.stop().await;
 }
 
-/// A token fits a key name's length and characters: pasted as a key name
-/// or a grant's pattern, it is refused (so never stored or listed) and not
+/// A token fits a key name's length and characters, with or without its
+/// `fgt.`: pasted as a key name, a grant's pattern, a role, a key type or
+/// in a description, it is refused (so never stored or listed) and not
 /// repeated in the answer. The audit side: tests/audit.rs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_and_grant_patterns_out_of_rule_are_refused() {
     let server = TestServer::start().await;
     let token = server.token("auditor", &[]).await;
-    let secret = &token[21..];
-    let create_key = json!({ "name": token, "type": "aes256-gcm" });
-    let (status, answer) = server
-        .call(
-            Method::POST,
-            "/v1/keys",
-            Some(&server.officer),
-            Some(create_key),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("fgt."),
-        "{answer}"
-    );
-    assert!(!answer.to_string().contains(secret), "{answer}");
-    let refused = [token.as_str(), "fgt.*", "pay ments*", "**", "", "a/b"];
+    let (secret, unprefixed) = (&token[21..], &token[4..]);
+    let officer = |path: &'static str, body: serde_json::Value| {
+        server.call(Method::POST, path, Some(&server.officer), Some(body))
+    };
+    for name in [token.as_str(), unprefixed] {
+        let create_key = json!({ "name": name, "type": "aes256-gcm" });
+        let (status, answer) = officer("/v1/keys", create_key).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("not a token"), "{answer}");
+        assert!(!answer.to_string().contains(secret), "{answer}");
+    }
+    let misplaced = [
+        ("/v1/keys", json!({ "name": "k", "type": token })),
+        ("/v1/tokens", json!({ "role": token })),
+        (
+            "/v1/tokens",
+            json!({ "role": "auditor", "description": format!("ci job {unprefixed} (rotate)") }),
+        ),
+        (
+            "/v1/tokens",
+            json!({ "role": "auditor", "description": "ci job \u{1b}[2J" }),
+        ),
+    ];
+    for (path, body) in misplaced {
+        let (status, answer) = officer(path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(!answer.to_string().contains(secret), "{answer}");
+    }
+    let described = json!({ "role": "auditor", "description": "ci job (rotate), fgt-less" });
+    let (status, answer) = officer("/v1/tokens", described).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let refused = [
+        token.as_str(),
+        unprefixed,
+        "fgt.*",
+        "pay ments*",
+        "**",
+        "",
+        "a/b",
+    ];
     let taken = ["*", "pay*", ".a*", "payments"];
     let cases = refused
         .map(|p| (p, StatusCode::BAD_REQUEST))

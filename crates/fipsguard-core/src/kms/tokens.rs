@@ -103,6 +103,15 @@ impl Kms {
                 "token descriptions are at most 200 bytes".into(),
             ));
         }
+        // Every officer lists descriptions: a pasted token would be shown
+        // to all of them, and control characters would drive their terminals.
+        if crate::auth::holds_token(&request.description)
+            || request.description.chars().any(char::is_control)
+        {
+            return Err(KmsError::InvalidRequest(
+                "a token description holds no token and no control characters".into(),
+            ));
+        }
         let (token, id, hash) = self.tokens.issue()?;
         let now = self.now();
         let info = TokenInfo {
