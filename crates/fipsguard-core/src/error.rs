@@ -55,6 +55,10 @@ pub enum KmsError {
     /// revoked: the caller is not told which).
     #[error("authentication required: present a valid bearer token")]
     Unauthenticated,
+    /// Too many tokens this node has not seen are being looked up at once
+    /// (a flood of guesses, most likely): refused without a store read.
+    #[error("too many tokens new to this node are being checked at once; try again shortly")]
+    TokenLookupsBusy,
     /// The caller's role or grants do not allow this.
     #[error("the {role} role may not {operation}{}", key.as_ref().map(|k| format!(" on key {k:?}")).unwrap_or_default())]
     Forbidden {
@@ -151,6 +155,7 @@ impl KmsError {
             Self::StateForbids { .. } => "key_state",
             Self::WrongKeyType { .. } => "wrong_key_type",
             Self::Unauthenticated => "unauthenticated",
+            Self::TokenLookupsBusy => "token_lookups_busy",
             Self::Forbidden { .. } => "forbidden",
             Self::Decrypt(e) => e.code(),
             Self::EncryptionLimit { .. } => "encryption_limit",

@@ -56,6 +56,7 @@ impl From<KmsError> for ApiError {
             ) => StatusCode::BAD_REQUEST,
             KmsError::Crypto(Crypto::VerificationFailed) => StatusCode::BAD_REQUEST,
             KmsError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            KmsError::TokenLookupsBusy => StatusCode::TOO_MANY_REQUESTS,
             KmsError::Forbidden { .. } => StatusCode::FORBIDDEN,
             KmsError::Crypto(Crypto::ErrorState { .. })
             | KmsError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,

@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::Backend;
 use fipsguard_core::auth::{Grant, Operation, Role};
@@ -283,4 +284,67 @@ async fn a_lifetime_policy_bounds_every_token_but_the_first(b: Backend) {
         let opened = Kms::open(b.store.clone(), &b.key_file(), policy(max)).await;
         assert!(matches!(opened, Err(KmsError::InvalidRequest(_))), "{max}");
     }
+}
+
+/// Lookups of token ids this node has never seen take a few store reads
+/// at a time; while those are slow, the rest are refused after the short
+/// wait for a turn, never read (the limit holds under a flood of guesses).
+/// On PostgreSQL only, where another connection can keep the readers of a
+/// table out (SQLite in WAL mode lets none do that); the rule is the
+/// core's, whatever the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
+    let Some(b) = common::postgres().await else {
+        return;
+    };
+    let kms = Arc::new(b.kms(KmsConfig::default()).await);
+    let guesses = |n| {
+        (0..n)
+            .map(|_| {
+                let id = common::hex(&fipsguard_crypto::random::bytes(8).unwrap());
+                format!("fgt.{id}.{}", "A".repeat(43))
+            })
+            .collect::<Vec<_>>()
+    };
+    let check_all = |tokens: Vec<String>| {
+        let kms = kms.clone();
+        async move {
+            let checks = tokens.into_iter().map(|token| {
+                let kms = kms.clone();
+                tokio::spawn(async move { kms.authenticate(&token).await.unwrap_err() })
+            });
+            let mut codes = Vec::new();
+            for check in checks.collect::<Vec<_>>() {
+                codes.push(check.await.unwrap().code());
+            }
+            codes.sort_unstable();
+            codes
+        }
+    };
+    let held = lock_the_tokens(b.postgres_url().unwrap(), Duration::from_millis(1500)).await;
+    let codes = check_all(guesses(40)).await;
+    held.await.unwrap();
+    let count = |code| codes.iter().filter(|c| **c == code).count();
+    assert_eq!(count("unauthenticated"), 16, "one read per turn: {codes:?}");
+    assert_eq!(count("token_lookups_busy"), 24, "{codes:?}");
+    // Once the store answers again, so does every lookup.
+    let codes = check_all(guesses(40)).await;
+    assert_eq!(codes, ["unauthenticated"; 40]);
+}
+
+/// Keeps every other connection from reading the tokens table for `hold`,
+/// once taken.
+async fn lock_the_tokens(url: &str, hold: Duration) -> tokio::task::JoinHandle<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        client.batch_execute("COMMIT").await.unwrap();
+    })
 }

@@ -33,7 +33,8 @@ use crate::store::{KeyRecord, Store};
 pub const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 
 /// Store reads of never-seen token ids that may run at once: a flood of
-/// guesses costs the store this many reads at a time, no more.
+/// guesses costs the store this many reads at a time, no more (a lookup
+/// that cannot have a turn within the refresh wait is refused).
 const UNKNOWN_TOKEN_READS: usize = 16;
 
 /// The largest plaintext `encrypt` accepts by default; larger data goes

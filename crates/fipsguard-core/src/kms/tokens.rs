@@ -213,15 +213,16 @@ impl Kms {
             Lookup::Absent => false,
         };
         // Real tokens seen before wait for each other's reads; ids never
-        // seen (most of them guesses) take a few reads at a time apart (for
-        // a while: a real token new to this node is among them), and so
-        // never queue in front of a known token.
+        // seen (most of them guesses) take a few reads at a time apart, and
+        // so never queue in front of a known token. One that gets no turn
+        // in time is refused, not read: a real token new to this node may
+        // be among them, and is told to try again.
         let (_refresh, _read) = match known {
             true => (self.token_refreshes.lock(id).await, None),
-            false => {
-                let permit = within_refresh_wait(self.unknown_token_reads.acquire()).await;
-                (None, permit.and_then(Result::ok))
-            }
+            false => match within_refresh_wait(self.unknown_token_reads.acquire()).await {
+                Some(Ok(permit)) => (None, Some(permit)),
+                _ => return Err(KmsError::TokenLookupsBusy),
+            },
         };
         // Another request may have read it meanwhile.
         if let Some(record) = self.token_records.fresh(id) {
