@@ -82,15 +82,28 @@ impl Default for KmsConfig {
 impl KmsConfig {
     /// Refuses settings the service cannot honour, naming the setting.
     pub fn check(&self) -> Result<()> {
-        if self.encryption_limit > GCM_RANDOM_IV_LIMIT
-            || self.rotate_at > self.encryption_limit
-            || self.reservation_block == 0
-        {
-            return Err(KmsError::InvalidRequest(
-                "encryption_limit may not exceed 2^32 (SP 800-38D, 8.3), rotate_at may not exceed \
-                 encryption_limit, and reservation_block must be positive"
-                    .into(),
-            ));
+        let refused = [
+            (
+                !(1..=GCM_RANDOM_IV_LIMIT).contains(&self.encryption_limit),
+                "encryption_limit must be 1 to 2^32 (SP 800-38D, 8.3)",
+            ),
+            (
+                !(1..=self.encryption_limit).contains(&self.rotate_at),
+                "rotate_at must be 1 to encryption_limit",
+            ),
+            // A block past rotate_at would rotate the key at every reservation.
+            (
+                !(1..=self.rotate_at).contains(&self.reservation_block),
+                "reservation_block must be 1 to rotate_at",
+            ),
+            // A ciphertext records its plaintext's length in 32 bits.
+            (
+                u32::try_from(self.max_plaintext).is_err(),
+                "max_plaintext must be below 4 GiB",
+            ),
+        ];
+        if let Some((_, rule)) = refused.into_iter().find(|(bad, _)| *bad) {
+            return Err(KmsError::InvalidRequest(rule.into()));
         }
         if self
             .max_token_ttl_secs
@@ -357,4 +370,35 @@ pub struct MaterialSweep {
 
 fn key_type_of(record: &KeyRecord) -> Result<KeyType> {
     record.key_type.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_setting_out_of_range_is_refused_by_name() {
+        assert!(KmsConfig::default().check().is_ok());
+        type Case = (fn(&mut KmsConfig), &'static str);
+        let cases: [Case; 7] = [
+            (|c| c.encryption_limit = 0, "encryption_limit"),
+            (|c| c.encryption_limit = (1 << 32) + 1, "encryption_limit"),
+            (|c| c.rotate_at = 0, "rotate_at"),
+            (|c| c.rotate_at = GCM_RANDOM_IV_LIMIT + 1, "rotate_at"),
+            (|c| c.reservation_block = 0, "reservation_block"),
+            (
+                |c| c.reservation_block = c.rotate_at + 1,
+                "reservation_block",
+            ),
+            (|c| c.max_plaintext = 1 << 32, "max_plaintext"),
+        ];
+        for (change, setting) in cases {
+            let mut config = KmsConfig::default();
+            change(&mut config);
+            match config.check() {
+                Err(KmsError::InvalidRequest(m)) => assert!(m.starts_with(setting), "{m}"),
+                other => panic!("{setting}: {other:?}"),
+            }
+        }
+    }
 }
