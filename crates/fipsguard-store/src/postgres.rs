@@ -310,7 +310,7 @@ impl Store for PostgresStore {
         if let Some(refused) = records::refuse_new_version(state, latest, expected_latest) {
             return Ok(refused);
         }
-        let number = i64::from(latest) + 1;
+        let number = i64::from(records::next_version(name, latest)?);
         tx.execute(
             INSERT_VERSION,
             &[

@@ -27,6 +27,16 @@ pub fn refuse_new_version(
     refused.then_some(AddedVersion::Refused { state, latest })
 }
 
+/// The number a key's next version gets after `latest`; a key has at most
+/// 2^32 - 1 versions.
+pub fn next_version(name: &str, latest: u32) -> Result<u32, StoreError> {
+    latest.checked_add(1).ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "key {name:?} has {latest} versions, the most a key can have"
+        ))
+    })
+}
+
 /// Columns of `tokens`, in the order both backends read them.
 pub const TOKEN_COLUMNS: &str =
     "id, hash, role, grants, description, created_at, expires_at, revoked_at";

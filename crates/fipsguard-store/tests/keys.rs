@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use common::Backend;
 use fipsguard_core::kms::{ConfigureKey, CreateKey, KmsConfig, SignInput, MAX_PAGE};
-use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError};
+use fipsguard_core::{
+    DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError, StoreError,
+};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
 use fipsguard_crypto::mac::MacAlgorithm;
 use fipsguard_crypto::sign::{SignatureScheme, SigningKeyType};
@@ -58,6 +60,7 @@ on_both_stores!(
     a_refused_passphrase_leaves_a_new_store_as_it_was,
     no_secret_appears_in_errors_or_debug_output,
     destroyed_and_compromised_keys_get_no_new_versions,
+    a_key_at_the_last_version_number_gets_no_more,
     a_key_with_a_destruction_pending_cannot_be_activated,
     root_key_sources_refuse_the_wrong_store,
     audit_anchors_are_kept_per_node_and_replaced,
@@ -1233,6 +1236,26 @@ async fn no_secret_appears_in_errors_or_debug_output(b: Backend) {
         );
     }
     assert!(texts[2].contains("redacted"));
+}
+
+/// Version numbers are 32 bits: a key at the last one is refused another,
+/// and nothing is added (no version 0, no version past the range).
+async fn a_key_at_the_last_version_number_gets_no_more(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_key(CreateKey::new("top", AES)).await.unwrap();
+    b.execute("UPDATE keys SET latest_version = 4294967295 WHERE name = 'top'")
+        .await;
+    let refused = kms.rotate_key("top").await.unwrap_err();
+    assert!(
+        matches!(&refused, KmsError::Store(StoreError::Conflict(m)) if m.contains("the most a key can have")),
+        "{refused}"
+    );
+    let key = b.store.key("top").await.unwrap().unwrap();
+    assert_eq!(key.latest_version, u32::MAX);
+    for (version, stored) in [(0, false), (1, true), (2, false), (u32::MAX, false)] {
+        let found = b.store.version("top", version).await.unwrap();
+        assert_eq!(found.is_some(), stored, "version {version}");
+    }
 }
 
 async fn destroyed_and_compromised_keys_get_no_new_versions(b: Backend) {

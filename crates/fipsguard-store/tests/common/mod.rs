@@ -54,6 +54,26 @@ impl Backend {
             .unwrap()
     }
 
+    /// Runs `sql` on the data from a connection of its own: a change made
+    /// outside fipsguard, as a database administrator could.
+    pub async fn execute(&self, sql: &str) {
+        match &self.location {
+            Location::Sqlite(path) => {
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch(sql)
+                    .unwrap();
+            }
+            Location::Postgres(url) => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+
     /// The SQLite database file, for tests that run other processes on it.
     pub fn sqlite_path(&self) -> Option<&Path> {
         match &self.location {
