@@ -38,32 +38,7 @@ impl ApiError {
 impl From<KmsError> for ApiError {
     fn from(error: KmsError) -> Self {
         use fipsguard_crypto::Error as Crypto;
-        let status = match &error {
-            KmsError::KeyNotFound(_)
-            | KmsError::VersionNotFound { .. }
-            | KmsError::TokenNotFound(_) => StatusCode::NOT_FOUND,
-            KmsError::KeyExists(_)
-            | KmsError::LastOfficerToken
-            | KmsError::IllegalTransition { .. }
-            | KmsError::StateForbids { .. }
-            | KmsError::EncryptionLimit { .. }
-            | KmsError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
-            KmsError::InvalidRequest(_) | KmsError::WrongKeyType { .. } | KmsError::Decrypt(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            KmsError::Crypto(
-                Crypto::NotApproved(_) | Crypto::InvalidInput(_) | Crypto::InvalidKey(_),
-            ) => StatusCode::BAD_REQUEST,
-            KmsError::Crypto(Crypto::VerificationFailed) => StatusCode::BAD_REQUEST,
-            KmsError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            KmsError::TokenLookupsBusy => StatusCode::TOO_MANY_REQUESTS,
-            KmsError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            KmsError::Crypto(Crypto::ErrorState { .. })
-            | KmsError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            KmsError::RootKek(_)
-            | KmsError::Crypto(_)
-            | KmsError::Store(StoreError::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = status_of(&error);
         let message = match status {
             // Store and module internals go to the log, not to callers.
             StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => {
@@ -121,3 +96,34 @@ impl IntoResponse for ApiError {
 
 /// The result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The status that answers `error`: 5xx only where the service failed.
+pub(crate) fn status_of(error: &KmsError) -> StatusCode {
+    use fipsguard_crypto::Error as Crypto;
+    match error {
+        KmsError::KeyNotFound(_)
+        | KmsError::VersionNotFound { .. }
+        | KmsError::TokenNotFound(_) => StatusCode::NOT_FOUND,
+        KmsError::KeyExists(_)
+        | KmsError::LastOfficerToken
+        | KmsError::IllegalTransition { .. }
+        | KmsError::StateForbids { .. }
+        | KmsError::EncryptionLimit { .. }
+        | KmsError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+        KmsError::InvalidRequest(_) | KmsError::WrongKeyType { .. } | KmsError::Decrypt(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        KmsError::Crypto(
+            Crypto::NotApproved(_) | Crypto::InvalidInput(_) | Crypto::InvalidKey(_),
+        ) => StatusCode::BAD_REQUEST,
+        KmsError::Crypto(Crypto::VerificationFailed) => StatusCode::BAD_REQUEST,
+        KmsError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        KmsError::TokenLookupsBusy => StatusCode::TOO_MANY_REQUESTS,
+        KmsError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        KmsError::Crypto(Crypto::ErrorState { .. })
+        | KmsError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        KmsError::RootKek(_) | KmsError::Crypto(_) | KmsError::Store(StoreError::Corrupt(_)) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}

@@ -23,7 +23,7 @@ use super::body::{
 use super::extract::Path;
 use crate::audit::{ErrorCode, Subject};
 use crate::auth::{Access, Caller};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{status_of, ApiError, ApiResult, ErrorBody};
 use crate::metrics::{record_failure, record_operation};
 use crate::state::AppState;
 
@@ -42,6 +42,26 @@ async fn measured<T>(
     let result = work.await;
     record_operation(op, started.elapsed(), result.as_ref().err());
     result.map_err(ApiError::from)
+}
+
+/// A batch, measured as one operation. One whose item the service failed
+/// (its store, its root key, the module's state) fails whole with that
+/// item's error, counted and logged once: it is to be tried again, and its
+/// other items' answers are as good made again then.
+async fn measured_batch<R>(
+    op: &'static str,
+    work: impl Future<Output = Result<Vec<Result<R, KmsError>>, KmsError>>,
+) -> ApiResult<Vec<Result<R, KmsError>>> {
+    measured(op, async {
+        let mut results = work.await?;
+        let service_failed =
+            |r: &Result<R, KmsError>| r.as_ref().is_err_and(|e| status_of(e).is_server_error());
+        match results.iter().position(service_failed) {
+            Some(item) => Err(results.swap_remove(item).err().expect("a failed item")),
+            None => Ok(results),
+        }
+    })
+    .await
 }
 
 /// Encrypt up to 64 KiB.
@@ -503,7 +523,7 @@ pub async fn encrypt_batch(
         .into_iter()
         .map(|i| Ok((i.plaintext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
-    let results = measured("encrypt_batch", s.kms.encrypt_batch(&name, &items)).await?;
+    let results = measured_batch("encrypt_batch", s.kms.encrypt_batch(&name, &items)).await?;
     let (error, answer) =
         BatchResponse::new(results, |ciphertext| CiphertextResponse { ciphertext });
     Ok((error, Json(answer)))
@@ -526,7 +546,7 @@ pub async fn decrypt_batch(
         .into_iter()
         .map(|i| Ok((i.ciphertext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
-    let results = measured("decrypt_batch", s.kms.decrypt_batch(&name, &items)).await?;
+    let results = measured_batch("decrypt_batch", s.kms.decrypt_batch(&name, &items)).await?;
     let (error, answer) = BatchResponse::new(results, |plaintext| PlaintextResponse {
         plaintext: Base64Secret(plaintext),
     });
@@ -554,11 +574,34 @@ pub async fn sign_batch(
         ));
     }
     let scheme = scheme(first)?;
-    let results = measured("sign_batch", s.kms.sign_batch(&name, &inputs, scheme)).await?;
+    let results = measured_batch("sign_batch", s.kms.sign_batch(&name, &inputs, scheme)).await?;
     let (error, answer) = BatchResponse::new(results, |sig| SignatureResponse {
         signature: encode(&sig.bytes),
         version: sig.version,
         scheme: sig.scheme.name(),
     });
     Ok((error, Json(answer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use fipsguard_core::{DecryptError, KmsError, StoreError};
+
+    use super::measured_batch;
+
+    #[tokio::test]
+    async fn a_batch_with_an_item_the_service_failed_fails_whole() {
+        let rejected = || Err(KmsError::Decrypt(DecryptError::Tampered));
+        let failed = || Err(KmsError::Store(StoreError::Unavailable("down".into())));
+        let batch = vec![Ok(1), rejected(), failed(), rejected()];
+        let answer = measured_batch("decrypt_batch", async { Ok(batch) }).await;
+        let error = answer.unwrap_err();
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "store_unavailable");
+        // Items refused for the request's own reasons are answered one by one.
+        let batch = vec![Ok(1), rejected()];
+        let answer = measured_batch("decrypt_batch", async { Ok(batch) }).await;
+        assert_eq!(answer.unwrap().len(), 2);
+    }
 }
