@@ -181,6 +181,15 @@ impl Subject {
         }
     }
 
+    /// A key named in a request's body (one it asked to create), if the
+    /// name is a key name: anything else stays out of the log.
+    pub fn named(name: &str) -> Self {
+        Self {
+            key: KeyName::is_valid(name).then(|| name.to_owned()),
+            ..Self::default()
+        }
+    }
+
     /// A token (by id).
     pub fn token(id: &str) -> Self {
         Self {

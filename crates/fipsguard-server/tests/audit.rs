@@ -337,6 +337,47 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
     server.stop().await;
 }
 
+/// A refused creation names the key it asked for, when that is a key name.
+#[tokio::test]
+async fn a_refused_key_creation_names_the_key() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start().await;
+    server.create_key("taken", "aes256-gcm").await;
+    for (body, status) in [
+        (
+            json!({ "name": "taken", "type": "aes256-gcm" }),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({ "name": "odd", "type": "des" }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({ "name": "a/b", "type": "aes256-gcm" }),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (answered, _) = server
+            .call(Method::POST, "/v1/keys", Some(&server.officer), Some(body))
+            .await;
+        assert_eq!(answered, status);
+    }
+    let refusals: Vec<_> = records_of(&server, "/v1/keys")
+        .into_iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .map(|r| (r["key"].clone(), r["error"].clone()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            (json!("taken"), json!("key_exists")),
+            (json!("odd"), json!("invalid_request")),
+            (Value::Null, json!("invalid_request")),
+        ]
+    );
+    server.stop().await;
+}
+
 /// HEAD is answered by the GET routes: a read, recorded once with its
 /// outcome, with no intent record before it.
 #[tokio::test]

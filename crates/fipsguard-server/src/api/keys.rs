@@ -116,15 +116,20 @@ pub async fn create(
     Body(r): Body<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<KeyMetadata>)> {
     caller.require(Access::Officer)?;
-    let key_type: KeyType = r.key_type.parse()?;
+    // A refused creation names, in its audit record, the key it asked for.
+    let refused = |e| {
+        caller.acted_on(Subject::named(&r.name));
+        ApiError::from(e)
+    };
+    let key_type: KeyType = r.key_type.parse().map_err(refused)?;
     let request = CreateKey {
-        name: r.name,
+        name: r.name.clone(),
         key_type,
         active: r.active,
         exportable: r.exportable,
         rotate_every_secs: r.rotate_every_secs,
     };
-    let metadata = s.kms.create_key(request).await?;
+    let metadata = s.kms.create_key(request).await.map_err(refused)?;
     Ok((StatusCode::CREATED, answer(&caller, metadata)))
 }
 
