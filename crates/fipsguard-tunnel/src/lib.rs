@@ -27,6 +27,9 @@ pub use proxy::Tunnel;
 
 /// How often the certificate, key, CA and CRL files are checked for change.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the metrics listener may finish a scrape once the tunnels have
+/// drained; a client that stalls its request is cut then.
+const METRICS_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs every tunnel of `config` until `shutdown` resolves, then drains.
 /// SIGHUP, or a change to one of its files, makes a tunnel read its
@@ -87,8 +90,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for tunnel in running {
         tunnel.finished().await;
     }
-    if let Some(server) = metrics_server {
-        let _ = server.await;
+    if let Some(mut server) = metrics_server {
+        if tokio::time::timeout(METRICS_GRACE, &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
     }
     Ok(())
 }
