@@ -761,6 +761,7 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
         0x07,
         "SSL, with a verified client certificate"
     );
+    assert_eq!(&ssl.value[1..5], &[0; 4], "verify: 0, verified");
     assert!(ssl.value.windows(7).any(|w| w == b"allowed"), "the CN");
 
     // A new CRL is picked up without a restart: the same client is refused.
@@ -1200,7 +1201,8 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
     );
 
     // SIGTERM: open connections, on both workers' event loops, finish; a
-    // new one is refused; exit 0.
+    // new one is refused; exit 0, even with a request to the metrics
+    // listener stalled half-way.
     let echo = echo_target();
     let drain_port = free_port();
     let drain_listen = format!("127.0.0.1:{drain_port}");
@@ -1211,6 +1213,8 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
     for session in &mut open {
         assert_eq!(session.echo("one"), "one");
     }
+    let mut stalled = TcpStream::connect(("127.0.0.1", drained.metrics)).unwrap();
+    stalled.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
     drained.signal("-TERM");
     wait_until("the listener closes", || {
         TcpStream::connect(&drain_listen).is_err()
