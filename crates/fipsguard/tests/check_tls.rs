@@ -612,6 +612,45 @@ fn a_limiter_closing_connections_does_not_pass_old_protocols() {
     assert_eq!(failed_ids(&json["reports"][0]), expected, "{json}");
 }
 
+/// A limiter that lets through every version's probe and then cuts every
+/// connection without a word: the probes after (suites, groups, signature
+/// hashes) cannot be read as refusals, as a cut suite list passed the
+/// suites with what it had seen; the scan is incomplete (exit 2) and passes
+/// nothing.
+#[test]
+fn a_limiter_cutting_the_later_probes_leaves_the_scan_incomplete() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pki = Pki::new();
+    pki.leaf_with("rsa", "DNS:localhost", &["rsa:2048"], "sha256");
+    let server = s_server(
+        &pki,
+        "rsa",
+        &["-cipher", TLS12_APPROVED, "-ciphersuites", TLS13_APPROVED],
+    );
+    let backend = server.target.clone();
+    // The TLS 1.3 version probe is the last of them; the one after it (its
+    // first suite) goes through too, so a suite list is under way when
+    // the cuts start.
+    let since_tls13 = AtomicUsize::new(0);
+    let front = proxy(move |_, hello| {
+        let seen = since_tls13.load(Ordering::Relaxed);
+        if seen > 0 || offers_tls13(hello) {
+            since_tls13.store(seen + 1, Ordering::Relaxed);
+        }
+        (seen < 2).then(|| backend.clone())
+    });
+    let (code, json) = check_json(&[front.as_str()]);
+    assert_eq!(code, 2, "{json}");
+    let findings = json["reports"][0]["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["id"] == "tls.reachable" && f["status"] == "error"),
+        "{json}"
+    );
+    assert!(!findings.iter().any(|f| f["status"] == "pass"), "{json}");
+}
+
 /// A TCP proxy to `backend` that closes its 1st, 3rd, 5th … connection.
 fn cutting_every_other_connection(backend: &str) -> String {
     let backend = backend.to_owned();

@@ -102,6 +102,12 @@ pub fn observe(endpoint: &Endpoint) -> io::Result<Observations> {
         if let Ok(hello) = answer.as_ref() {
             seen.keep_chain(&hello.certificates);
             let suites = accepted_suites(endpoint, protocol, &mut seen)?;
+            if suites.is_empty() {
+                return Err(io::Error::other(format!(
+                    "the server took {} with every suite offered, then none: its answers cannot be judged",
+                    protocol.name()
+                )));
+            }
             seen.suites.push((protocol, suites));
         }
         seen.protocols.push((protocol, answer.map(drop)));
@@ -126,13 +132,23 @@ fn check_refusals_were_answers(endpoint: &Endpoint, seen: &Observations) -> io::
     let Some(&accepted) = Protocol::ALL.iter().find(|&&p| seen.accepts(p)) else {
         return Ok(());
     };
-    if cut_off && accepted_hello(endpoint, accepted)?.is_err() {
-        return Err(io::Error::other(format!(
-            "the server cut off probes without an alert, then one for {} it had taken: a limit on connections, not refusals",
-            accepted.name()
-        )));
+    if cut_off {
+        still_takes(endpoint, accepted)?;
     }
     Ok(())
+}
+
+/// After a probe was cut off without an alert: `Err` unless the server
+/// still takes `protocol` (it did before), as it then was limiting the
+/// scanner, and the cut proves nothing.
+fn still_takes(endpoint: &Endpoint, protocol: Protocol) -> io::Result<()> {
+    match accepted_hello(endpoint, protocol)? {
+        Ok(_) => Ok(()),
+        Err(_) => Err(io::Error::other(format!(
+            "the server cut off probes without an alert, then one for {} it had taken: a limit on connections, not refusals",
+            protocol.name()
+        ))),
+    }
 }
 
 /// The server's hello when it accepts the offer's version, else why not.
@@ -170,8 +186,20 @@ fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHel
     })
 }
 
-fn send(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Option<ServerHello>> {
-    Ok(answer(endpoint, offer)?.ok())
+/// The server's hello when it takes `offer`, `None` when it refuses it. A
+/// probe cut off without an alert counts as refused only once the server
+/// has shown it still takes `known` (a version it took before): a limit
+/// on connections in front of it would otherwise hide what it accepts.
+fn send(
+    endpoint: &Endpoint,
+    offer: &Offer<'_>,
+    known: Protocol,
+) -> io::Result<Option<ServerHello>> {
+    match answer(endpoint, offer)? {
+        Ok(hello) => Ok(Some(hello)),
+        Err(NotTaken::Refused(_)) => Ok(None),
+        Err(NotTaken::CutOff(_)) => still_takes(endpoint, known).map(|()| None),
+    }
 }
 
 /// The server's hello when it accepts `protocol` with everything offered.
@@ -200,7 +228,7 @@ fn accepted_suites(
     while !remaining.is_empty() {
         let mut offer = Offer::new(protocol, &remaining, &groups);
         offer.through_key_exchange = protocol != Protocol::Tls13;
-        let Some(hello) = send(endpoint, &offer)? else {
+        let Some(hello) = send(endpoint, &offer, protocol)? else {
             break;
         };
         seen.keep_chain(&hello.certificates);
@@ -235,8 +263,8 @@ fn accepted_groups(endpoint: &Endpoint, seen: &Observations) -> io::Result<Vec<G
         for group in probed {
             let mut offer = Offer::new(protocol, &suites, std::slice::from_ref(&group.id));
             offer.through_key_exchange = true;
-            let chosen =
-                send(endpoint, &offer)?.and_then(|hello| hello.group.or(hello.key_exchange_group));
+            let chosen = send(endpoint, &offer, protocol)?
+                .and_then(|hello| hello.group.or(hello.key_exchange_group));
             answers.push((group.id, chosen == Some(group.id)));
         }
         all.push((protocol, answers));
@@ -262,7 +290,7 @@ fn dh_prime_bits(endpoint: &Endpoint) -> io::Result<Option<usize>> {
     let groups = all_groups();
     let mut offer = Offer::new(Protocol::Tls12, &suites, &groups);
     offer.through_key_exchange = true;
-    Ok(send(endpoint, &offer)?.and_then(|hello| hello.dh_bits))
+    Ok(send(endpoint, &offer, Protocol::Tls12)?.and_then(|hello| hello.dh_bits))
 }
 
 /// Offers only SHA-1 (then only MD5) signature schemes and reads which
@@ -275,7 +303,7 @@ fn weak_hash_signatures(endpoint: &Endpoint) -> io::Result<Vec<(&'static str, Op
         let mut offer = Offer::new(Protocol::Tls12, &suites, &groups);
         offer.signature_schemes = schemes;
         offer.through_key_exchange = true;
-        let used = send(endpoint, &offer)?
+        let used = send(endpoint, &offer, Protocol::Tls12)?
             .and_then(|hello| hello.key_exchange_signature)
             .filter(|scheme| schemes.contains(scheme));
         answers.push((hash, used));
