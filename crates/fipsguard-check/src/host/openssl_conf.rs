@@ -119,11 +119,16 @@ impl Reader<'_> {
         }
     }
 
-    /// A directory include reads its `.cnf` and `.conf` files in name order.
+    /// A directory include reads its `.cnf` and `.conf` files in name order,
+    /// each once: files that include their own directory would otherwise be
+    /// read again at every level, their number to the power of the depth.
     fn include_dir(&mut self, dir: &str, depth: usize) -> Result<(), Unreadable> {
         for name in self.root.list(dir) {
             if name.ends_with(".cnf") || name.ends_with(".conf") {
                 let path = format!("{dir}/{name}");
+                if self.config.files.contains(&path) {
+                    continue;
+                }
                 if let Some(text) = self.root.read(&path)? {
                     self.file(&path, &text, depth + 1)?;
                 }
@@ -283,5 +288,23 @@ mod tests {
             config.get(DEFAULT_SECTION, "openssl_conf").unwrap().value,
             "init"
         );
+    }
+
+    #[test]
+    fn files_that_include_their_own_directory_are_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssl = dir.path().join("etc/ssl");
+        fs::create_dir_all(ssl.join("conf.d")).unwrap();
+        fs::write(ssl.join("openssl.cnf"), ".include conf.d\n").unwrap();
+        for n in 0..3 {
+            let file = ssl.join(format!("conf.d/{n}.cnf"));
+            fs::write(file, format!(".include /etc/ssl/conf.d\nkey{n} = {n}\n")).unwrap();
+        }
+        let root = Root::new(dir.path());
+        let config = Config::load(&root, "/etc/ssl/openssl.cnf")
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.files.len(), 4, "{:?}", config.files);
+        assert_eq!(config.entries.len(), 3);
     }
 }
