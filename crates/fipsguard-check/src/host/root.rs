@@ -13,6 +13,10 @@ use std::path::{Component, Path, PathBuf};
 /// How many symbolic links one lookup may follow, as the kernel's own limit.
 const MAX_LINKS: usize = 40;
 
+/// The largest file read as configuration: real ones are a few KiB, and a
+/// scanned tree may hold anything.
+const MAX_FILE: u64 = 1 << 20;
+
 /// Library directories, relative to the root, where a distribution puts
 /// shared libraries; multiarch directories (`usr/lib/x86_64-linux-gnu`) are
 /// found under the first two.
@@ -77,7 +81,16 @@ impl Root {
             Ok(meta) if !meta.is_file() => return Err(unreadable(not_a_file(&meta))),
             Ok(_) => {}
         }
-        fs::read_to_string(&real).map(Some).map_err(unreadable)
+        let mut text = String::new();
+        let file = fs::File::open(&real).map_err(unreadable)?;
+        io::Read::read_to_string(&mut io::Read::take(file, MAX_FILE + 1), &mut text)
+            .map_err(unreadable)?;
+        if text.len() as u64 > MAX_FILE {
+            return Err(unreadable(io::Error::other(
+                "over 1 MiB: too large for a configuration file",
+            )));
+        }
+        Ok(Some(text))
     }
 
     /// Whether anything exists at `path` (absolute, as seen inside the root).
@@ -265,6 +278,25 @@ mod tests {
         let error = root.read("/etc/ssl").unwrap_err();
         assert_eq!(error.path, "/etc/ssl");
         assert_eq!(error.error.kind(), io::ErrorKind::IsADirectory);
+    }
+
+    #[test]
+    fn files_over_a_mebibyte_are_unreadable_not_read_whole() {
+        let dir = tree();
+        let file = fs::File::create(dir.path().join("etc/huge.cnf")).unwrap();
+        file.set_len(MAX_FILE + 1).unwrap();
+        fs::write(
+            dir.path().join("etc/fits.cnf"),
+            vec![b'#'; MAX_FILE as usize],
+        )
+        .unwrap();
+        let root = Root::new(dir.path());
+        let error = root.read("/etc/huge.cnf").unwrap_err();
+        assert!(error.error.to_string().contains("over 1 MiB"), "{error}");
+        assert_eq!(
+            root.read("/etc/fits.cnf").unwrap().unwrap().len(),
+            MAX_FILE as usize
+        );
     }
 
     #[test]
