@@ -692,6 +692,36 @@ fn a_group_accepted_under_tls_1_2_only_fails() {
     );
 }
 
+/// A TLS 1.2 server that also takes P-192 (secp192r1, weaker than any
+/// policy allows) after P-256: every registered curve is probed alone, the
+/// legacy ones too (a catalog without them passed this server).
+#[test]
+fn a_legacy_curve_beside_an_approved_one_fails() {
+    let pki = Pki::new();
+    pki.leaf_with("rsa", "DNS:localhost", &["rsa:2048"], "sha256");
+    let cipher = format!("{TLS12_APPROVED}:@SECLEVEL=0");
+    let server = s_server(
+        &pki,
+        "rsa",
+        &[
+            "-cipher",
+            &cipher,
+            "-ciphersuites",
+            TLS13_APPROVED,
+            "-sigalgs",
+            SHA256_ONLY,
+            "-groups",
+            "P-256:P-192",
+        ],
+    );
+    let report = &fails_only(&[server.target.as_str()], "tls.groups");
+    let evidence = finding(report, "tls.groups")["evidence"].to_string();
+    assert!(
+        evidence.contains("secp192r1 under TLS1.2: not allowed"),
+        "{evidence}"
+    );
+}
+
 /// A server holding an ECDSA certificate and a weak RSA one: an approved
 /// client gets the ECDSA one, a client that verifies only RSA the other.
 /// Judged on the first chain alone, it passed.

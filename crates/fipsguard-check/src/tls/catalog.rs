@@ -113,6 +113,104 @@ pub const GROUPS: &[Group] = &[
         id: 0x0104,
         name: "ffdhe8192",
     },
+    // The registry's other curves, legacy and national: each one a server
+    // takes is reported, whatever the policy allows.
+    Group {
+        id: 0x0001,
+        name: "sect163k1",
+    },
+    Group {
+        id: 0x0002,
+        name: "sect163r1",
+    },
+    Group {
+        id: 0x0003,
+        name: "sect163r2",
+    },
+    Group {
+        id: 0x0004,
+        name: "sect193r1",
+    },
+    Group {
+        id: 0x0005,
+        name: "sect193r2",
+    },
+    Group {
+        id: 0x0006,
+        name: "sect233k1",
+    },
+    Group {
+        id: 0x0007,
+        name: "sect233r1",
+    },
+    Group {
+        id: 0x0008,
+        name: "sect239k1",
+    },
+    Group {
+        id: 0x0009,
+        name: "sect283k1",
+    },
+    Group {
+        id: 0x000a,
+        name: "sect283r1",
+    },
+    Group {
+        id: 0x000b,
+        name: "sect409k1",
+    },
+    Group {
+        id: 0x000c,
+        name: "sect409r1",
+    },
+    Group {
+        id: 0x000d,
+        name: "sect571k1",
+    },
+    Group {
+        id: 0x000e,
+        name: "sect571r1",
+    },
+    Group {
+        id: 0x000f,
+        name: "secp160k1",
+    },
+    Group {
+        id: 0x0010,
+        name: "secp160r1",
+    },
+    Group {
+        id: 0x0011,
+        name: "secp160r2",
+    },
+    Group {
+        id: 0x0012,
+        name: "secp192k1",
+    },
+    Group {
+        id: 0x0013,
+        name: "secp192r1",
+    },
+    Group {
+        id: 0x0014,
+        name: "secp224k1",
+    },
+    Group {
+        id: 0x001f,
+        name: "brainpoolP256r1tls13",
+    },
+    Group {
+        id: 0x0020,
+        name: "brainpoolP384r1tls13",
+    },
+    Group {
+        id: 0x0021,
+        name: "brainpoolP512r1tls13",
+    },
+    Group {
+        id: 0x0029,
+        name: "curveSM2",
+    },
     Group {
         id: 0x0015,
         name: "secp224r1",
