@@ -597,6 +597,32 @@ fn endpoints_that_never_answer_cannot_hold_or_pass_a_scan() {
     }
 }
 
+/// A server that answers every probe, each a little late: the scan of one
+/// endpoint ends at its deadline (here 2 s, for some 200 probes that would
+/// take a minute) as incomplete, so a slow endpoint cannot hold a gate
+/// for hours.
+#[test]
+fn a_slow_endpoint_is_cut_at_the_scans_deadline() {
+    let pki = Pki::new();
+    pki.leaf_with("rsa", "DNS:localhost", &["rsa:2048"], "sha256");
+    let server = s_server(&pki, "rsa", &["-cipher", TLS12_APPROVED]);
+    let backend = server.target.clone();
+    let front = proxy(move |_, _| {
+        std::thread::sleep(Duration::from_millis(300));
+        Some(backend.clone())
+    });
+    let started = Instant::now();
+    let output = check(&[&front, "--deadline", "2s", "--format", "json"]);
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("within its deadline of 2s"), "{text}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the scan took {elapsed:?}"
+    );
+}
+
 /// A connection limiter in front of a server that takes TLS 1.1: every
 /// other connection is closed at once, without a TLS alert. Such a close
 /// is asked again, so the scan finds what the server itself accepts (a

@@ -168,7 +168,10 @@ fn handshake(endpoint: &Endpoint, recorder: Arc<ChainRecorder>) -> Result<Negoti
     let name = server_name(endpoint).map_err(Failure::Undecided)?;
     let mut connection = ClientConnection::new(Arc::new(config), name)
         .map_err(|e| Failure::Undecided(e.to_string()))?;
-    let mut socket = Deadline::connect(endpoint.address, endpoint.timeout)
+    let timeout = endpoint
+        .connection_timeout()
+        .map_err(|e| Failure::Undecided(e.to_string()))?;
+    let mut socket = Deadline::connect(endpoint.address, timeout)
         .map_err(|e| Failure::Undecided(format!("connect: {e}")))?;
     while connection.is_handshaking() {
         connection

@@ -29,6 +29,8 @@ pub struct Options {
     pub timeout: Duration,
     /// SNI to send instead of the target's host name.
     pub server_name: Option<String>,
+    /// Longest time the whole scan of one endpoint may take.
+    pub deadline: Duration,
 }
 
 /// Endpoints probed at once; each one's probes run one after another
@@ -111,6 +113,10 @@ fn endpoint(target: &str, options: &Options) -> Result<(Endpoint, usize), String
         address,
         server_name,
         timeout: options.timeout,
+        ends: (
+            std::time::Instant::now() + options.deadline,
+            options.deadline,
+        ),
     };
     Ok((endpoint, addresses.len()))
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tls_parser::{TlsCipherAu, TlsCipherKx, TlsCipherSuite};
 
@@ -20,6 +20,28 @@ pub struct Endpoint {
     pub server_name: Option<String>,
     /// Connect and read timeout of each probe.
     pub timeout: Duration,
+    /// When the whole scan of the endpoint must be over, and how long it
+    /// was given (for the message).
+    pub ends: (Instant, Duration),
+}
+
+impl Endpoint {
+    /// The timeout of the next connection: the probe's own, or what is
+    /// left of the scan's; `Err` once the scan's time is up, as a server
+    /// that answers every probe just in time could hold a gate for hours.
+    pub fn connection_timeout(&self) -> io::Result<Duration> {
+        let (ends, given) = self.ends;
+        match ends.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(self.timeout.min(left)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the scan did not finish within its deadline of {} (--deadline): the endpoint answers too slowly",
+                    humantime::format_duration(given)
+                ),
+            )),
+        }
+    }
 }
 
 /// Each group probed under a version: whether the server took it.
@@ -160,7 +182,7 @@ fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHel
             endpoint.address,
             endpoint.server_name.as_deref(),
             offer,
-            endpoint.timeout,
+            endpoint.connection_timeout()?,
         )
     };
     // A close or reset without an alert may be a limit on connections,

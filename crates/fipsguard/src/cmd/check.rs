@@ -44,6 +44,9 @@ enum Target {
         /// Timeout of each probe connection.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Longest time the scan of one endpoint may take; past it the endpoint is reported as not scanned (exit 2).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        deadline: Duration,
         /// SNI to send [default: the target's host name, none for an address].
         #[arg(long)]
         server_name: Option<String>,
@@ -59,6 +62,7 @@ pub fn run(args: &Args) -> ExitCode {
             targets,
             policy,
             timeout,
+            deadline,
             server_name,
         } => {
             let policy = match policy.as_deref().map(Policy::from_file).transpose() {
@@ -70,6 +74,7 @@ pub fn run(args: &Args) -> ExitCode {
             };
             let options = tls::Options {
                 timeout: *timeout,
+                deadline: *deadline,
                 server_name: server_name.clone(),
             };
             tls::scan(targets, &policy, &options)
