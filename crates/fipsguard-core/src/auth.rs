@@ -261,9 +261,10 @@ impl TokenHasher {
     /// Splits a presented token into its id and secret; `None` if it is not
     /// shaped like one.
     pub fn split(presented: &str) -> Option<(&str, &str)> {
-        presented
-            .strip_prefix(TOKEN_PREFIX)
-            .and_then(split_unprefixed)
+        let rest = presented.strip_prefix(TOKEN_PREFIX)?;
+        let (id, secret) = rest.split_once('.')?;
+        let well_formed = is_token_id(id) && secret.len() == 43;
+        well_formed.then_some((id, secret))
     }
 
     /// Whether `secret` hashes to `stored`, compared in constant time.
@@ -280,23 +281,22 @@ impl TokenHasher {
     }
 }
 
-/// A token without its `fgt.` (`ID.SECRET`), as its id and secret; `None`
-/// if `text` is not shaped like one.
-pub(crate) fn split_unprefixed(text: &str) -> Option<(&str, &str)> {
-    let (id, secret) = text.split_once('.')?;
-    let well_formed = is_token_id(id) && secret.len() == 43;
-    well_formed.then_some((id, secret))
-}
-
-/// Whether `text` holds a token, or a token's text after its `fgt.`,
-/// anywhere in it: text written where a description belongs that must
-/// never be stored, listed or repeated.
+/// Whether `text` holds a token, with or without its `fgt.`, anywhere in
+/// it, whatever stands before or after (a sentence's full stop, a prefix):
+/// text written where a name or description belongs that must never be
+/// stored, listed or repeated.
 pub fn holds_token(text: &str) -> bool {
-    let token_text = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    text.contains(TOKEN_PREFIX)
-        || text
-            .split(|c| !token_text(c))
-            .any(|word| split_unprefixed(word).is_some())
+    const ID: usize = 16;
+    const SECRET: usize = 43;
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(ID + SECRET)).any(|at| {
+        let (id, rest) = bytes[at..].split_at(ID);
+        id.iter().copied().all(is_lower_hex)
+            && rest[0] == b'.'
+            && rest[1..=SECRET]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    })
 }
 
 /// Whether `text` is shaped like a token id (the public part of a token,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::auth::{split_unprefixed, TOKEN_PREFIX};
+use crate::auth::{holds_token, TOKEN_PREFIX};
 use crate::error::{KmsError, Result};
 
 /// A validated key name.
@@ -41,8 +41,8 @@ impl KeyName {
         // A whole token fits the other rules: one pasted in place of a key
         // name must be refused before it reaches an error, a log or the
         // audit log, which records the names requests ask for. So does one
-        // pasted without its prefix.
-        let token = prefix.starts_with(TOKEN_PREFIX) || split_unprefixed(prefix).is_some();
+        // pasted without its prefix, or with text around it.
+        let token = prefix.starts_with(TOKEN_PREFIX) || holds_token(prefix);
         !prefix.is_empty() && prefix.len() <= MAX_LEN && prefix.chars().all(allowed) && !token
     }
 

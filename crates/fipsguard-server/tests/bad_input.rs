@@ -320,14 +320,15 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
 /// in a description, it is refused (so never stored or listed) and not
 /// repeated in the answer. The audit side: tests/audit.rs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_and_grant_patterns_out_of_rule_are_refused() {
+async fn tokens_pasted_where_text_belongs_are_refused_and_not_repeated() {
     let server = TestServer::start().await;
     let token = server.token("auditor", &[]).await;
     let (secret, unprefixed) = (&token[21..], &token[4..]);
     let officer = |path: &'static str, body: serde_json::Value| {
         server.call(Method::POST, path, Some(&server.officer), Some(body))
     };
-    for name in [token.as_str(), unprefixed] {
+    let padded = format!("x-{unprefixed}x");
+    for name in [token.as_str(), unprefixed, padded.as_str()] {
         let create_key = json!({ "name": name, "type": "aes256-gcm" });
         let (status, answer) = officer("/v1/keys", create_key).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
@@ -344,6 +345,10 @@ async fn names_and_grant_patterns_out_of_rule_are_refused() {
         ),
         (
             "/v1/tokens",
+            json!({ "role": "auditor", "description": format!("old token {unprefixed}.") }),
+        ),
+        (
+            "/v1/tokens",
             json!({ "role": "auditor", "description": "ci job \u{1b}[2J" }),
         ),
     ];
@@ -352,12 +357,14 @@ async fn names_and_grant_patterns_out_of_rule_are_refused() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert!(!answer.to_string().contains(secret), "{answer}");
     }
-    let described = json!({ "role": "auditor", "description": "ci job (rotate), fgt-less" });
+    let described =
+        json!({ "role": "auditor", "description": "ci job (rotate) on fgt.example.com" });
     let (status, answer) = officer("/v1/tokens", described).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let refused = [
         token.as_str(),
         unprefixed,
+        padded.as_str(),
         "fgt.*",
         "pay ments*",
         "**",
