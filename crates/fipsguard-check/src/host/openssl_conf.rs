@@ -3,6 +3,9 @@
 //! continuations and `.include` of files and directories. Variable expansion
 //! (`$var`) is not needed for the provider keys and is left as written.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
 use super::root::{Root, Unreadable};
 
 /// How deep `.include`s may nest; OpenSSL itself refuses loops, this stops them.
@@ -46,6 +49,7 @@ impl Config {
             root,
             config: Config::default(),
             section: DEFAULT_SECTION.to_string(),
+            read: HashSet::new(),
         };
         reader.file(path, &text, 0)?;
         Ok(Some(reader.config))
@@ -73,11 +77,16 @@ struct Reader<'a> {
     root: &'a Root,
     config: Config,
     section: String,
+    /// The files read, as the root resolves them: however an include
+    /// spells a path (`conf.d/`, `./conf.d`, a link), a file is read once.
+    read: HashSet<PathBuf>,
 }
 
 impl Reader<'_> {
     fn file(&mut self, path: &str, text: &str, depth: usize) -> Result<(), Unreadable> {
         self.config.files.push(path.to_string());
+        self.read
+            .insert(self.root.resolve(path).unwrap_or_else(|_| path.into()));
         for line in logical_lines(text) {
             match parse_line(&line) {
                 Line::Blank => {}
@@ -104,7 +113,7 @@ impl Reader<'_> {
             let dir = from.rsplit_once('/').map_or("", |(dir, _)| dir);
             format!("{dir}/{target}")
         };
-        if depth >= MAX_INCLUDE_DEPTH || self.config.files.contains(&path) {
+        if depth >= MAX_INCLUDE_DEPTH || self.read_before(&path) {
             return Ok(());
         }
         if self.root.is_dir(&path) {
@@ -119,6 +128,11 @@ impl Reader<'_> {
         }
     }
 
+    fn read_before(&self, path: &str) -> bool {
+        let real = self.root.resolve(path).unwrap_or_else(|_| path.into());
+        self.read.contains(&real)
+    }
+
     /// A directory include reads its `.cnf` and `.conf` files in name order,
     /// each once: files that include their own directory would otherwise be
     /// read again at every level, their number to the power of the depth.
@@ -126,7 +140,7 @@ impl Reader<'_> {
         for name in self.root.list(dir) {
             if name.ends_with(".cnf") || name.ends_with(".conf") {
                 let path = format!("{dir}/{name}");
-                if self.config.files.contains(&path) {
+                if self.read_before(&path) {
                     continue;
                 }
                 if let Some(text) = self.root.read(&path)? {
@@ -291,20 +305,26 @@ mod tests {
     }
 
     #[test]
-    fn files_that_include_their_own_directory_are_read_once() {
+    fn files_that_include_their_own_directory_are_read_once_however_it_is_spelled() {
         let dir = tempfile::tempdir().unwrap();
         let ssl = dir.path().join("etc/ssl");
         fs::create_dir_all(ssl.join("conf.d")).unwrap();
         fs::write(ssl.join("openssl.cnf"), ".include conf.d\n").unwrap();
-        for n in 0..3 {
+        let spellings = [
+            "/etc/ssl/conf.d",
+            "/etc/ssl/conf.d/",
+            "/etc/ssl/./conf.d",
+            "/etc/ssl/../ssl/conf.d",
+        ];
+        for (n, spelling) in spellings.iter().enumerate() {
             let file = ssl.join(format!("conf.d/{n}.cnf"));
-            fs::write(file, format!(".include /etc/ssl/conf.d\nkey{n} = {n}\n")).unwrap();
+            fs::write(file, format!(".include {spelling}\nkey{n} = {n}\n")).unwrap();
         }
         let root = Root::new(dir.path());
         let config = Config::load(&root, "/etc/ssl/openssl.cnf")
             .unwrap()
             .unwrap();
-        assert_eq!(config.files.len(), 4, "{:?}", config.files);
-        assert_eq!(config.entries.len(), 3);
+        assert_eq!(config.files.len(), 5, "{:?}", config.files);
+        assert_eq!(config.entries.len(), 4);
     }
 }

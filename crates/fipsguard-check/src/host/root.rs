@@ -158,7 +158,7 @@ impl Root {
     /// every symbolic link resolved inside the root. Past a component that
     /// does not exist the rest is joined by name, so opening the result
     /// fails as the lookup would have, still inside the root.
-    fn resolve(&self, path: &str) -> io::Result<PathBuf> {
+    pub(super) fn resolve(&self, path: &str) -> io::Result<PathBuf> {
         let mut pending: Vec<OsString> = components(Path::new(path));
         pending.reverse();
         let mut inside: Vec<OsString> = Vec::new();
