@@ -90,6 +90,13 @@ impl IntoResponse for ApiError {
         response
             .extensions_mut()
             .insert(crate::audit::ErrorCode(code));
+        // Busy is for a moment: when to try again (RFC 9110, 10.2.3).
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         response
     }
 }
@@ -125,5 +132,23 @@ pub(crate) fn status_of(error: &KmsError) -> StatusCode {
         KmsError::RootKek(_) | KmsError::Crypto(_) | KmsError::Store(StoreError::Corrupt(_)) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::RETRY_AFTER;
+    use axum::response::IntoResponse;
+    use fipsguard_core::KmsError;
+
+    use super::ApiError;
+
+    #[test]
+    fn a_busy_refusal_says_when_to_try_again() {
+        let busy = ApiError::from(KmsError::TokenLookupsBusy).into_response();
+        assert_eq!(busy.status(), 429);
+        assert_eq!(busy.headers()[RETRY_AFTER], "1");
+        let refused = ApiError::from(KmsError::Unauthenticated).into_response();
+        assert!(refused.headers().get(RETRY_AFTER).is_none());
     }
 }
