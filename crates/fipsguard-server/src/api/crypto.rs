@@ -47,7 +47,8 @@ async fn measured<T>(
 /// A batch, measured as one operation. One whose item the service failed
 /// (its store, its root key, the module's state) fails whole with that
 /// item's error, counted and logged once: it is to be tried again, and its
-/// other items' answers are as good made again then.
+/// other items' answers are as good made again then. Its other failed
+/// items are counted in their families all the same.
 async fn measured_batch<R>(
     op: &'static str,
     work: impl Future<Output = Result<Vec<Result<R, KmsError>>, KmsError>>,
@@ -56,10 +57,15 @@ async fn measured_batch<R>(
         let mut results = work.await?;
         let service_failed =
             |r: &Result<R, KmsError>| r.as_ref().is_err_and(|e| status_of(e).is_server_error());
-        match results.iter().position(service_failed) {
-            Some(item) => Err(results.swap_remove(item).err().expect("a failed item")),
-            None => Ok(results),
-        }
+        let Some(item) = results.iter().position(service_failed) else {
+            return Ok(results);
+        };
+        let failure = results.swap_remove(item).err().expect("a failed item");
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .for_each(record_failure);
+        Err(failure)
     })
     .await
 }
@@ -587,21 +593,38 @@ pub async fn sign_batch(
 mod tests {
     use axum::http::StatusCode;
     use fipsguard_core::{DecryptError, KmsError, StoreError};
+    use metrics_exporter_prometheus::PrometheusBuilder;
 
     use super::measured_batch;
 
-    #[tokio::test]
-    async fn a_batch_with_an_item_the_service_failed_fails_whole() {
+    #[test]
+    fn a_batch_with_an_item_the_service_failed_fails_whole() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let rejected = || Err(KmsError::Decrypt(DecryptError::Tampered));
         let failed = || Err(KmsError::Store(StoreError::Unavailable("down".into())));
         let batch = vec![Ok(1), rejected(), failed(), rejected()];
-        let answer = measured_batch("decrypt_batch", async { Ok(batch) }).await;
+        let answer = metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(measured_batch("decrypt_batch", async { Ok(batch) }))
+        });
         let error = answer.unwrap_err();
         assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(error.code, "store_unavailable");
+        // Counted once as a failed operation, and each item refused for its
+        // own reason in its family.
+        let text = metrics.render();
+        for series in [
+            "fipsguard_crypto_operations_total{op=\"decrypt_batch\",outcome=\"failure\"} 1",
+            "fipsguard_decrypt_failures_total{reason=\"ciphertext_tampered\"} 2",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
         // Items refused for the request's own reasons are answered one by one.
         let batch = vec![Ok(1), rejected()];
-        let answer = measured_batch("decrypt_batch", async { Ok(batch) }).await;
+        let answer = runtime.block_on(measured_batch("decrypt_batch", async { Ok(batch) }));
         assert_eq!(answer.unwrap().len(), 2);
     }
 }
