@@ -81,16 +81,18 @@ impl Root {
             Ok(meta) if !meta.is_file() => return Err(unreadable(not_a_file(&meta))),
             Ok(_) => {}
         }
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         let file = fs::File::open(&real).map_err(unreadable)?;
-        io::Read::read_to_string(&mut io::Read::take(file, MAX_FILE + 1), &mut text)
+        io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE + 1), &mut bytes)
             .map_err(unreadable)?;
-        if text.len() as u64 > MAX_FILE {
+        if bytes.len() as u64 > MAX_FILE {
             return Err(unreadable(io::Error::other(
                 "over 1 MiB: too large for a configuration file",
             )));
         }
-        Ok(Some(text))
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| unreadable(io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
     /// Whether anything exists at `path` (absolute, as seen inside the root).
@@ -290,9 +292,15 @@ mod tests {
             vec![b'#'; MAX_FILE as usize],
         )
         .unwrap();
+        // A character split at the limit is still a file too large.
+        let mut split = vec![b'#'; MAX_FILE as usize];
+        split.extend_from_slice("é".as_bytes());
+        fs::write(dir.path().join("etc/split.cnf"), split).unwrap();
         let root = Root::new(dir.path());
-        let error = root.read("/etc/huge.cnf").unwrap_err();
-        assert!(error.error.to_string().contains("over 1 MiB"), "{error}");
+        for name in ["/etc/huge.cnf", "/etc/split.cnf"] {
+            let error = root.read(name).unwrap_err();
+            assert!(error.error.to_string().contains("over 1 MiB"), "{error}");
+        }
         assert_eq!(
             root.read("/etc/fits.cnf").unwrap().unwrap().len(),
             MAX_FILE as usize

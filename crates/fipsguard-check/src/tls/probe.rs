@@ -126,7 +126,7 @@ pub fn observe(endpoint: &Endpoint) -> io::Result<Observations> {
             let suites = accepted_suites(endpoint, protocol, &mut seen)?;
             if suites.is_empty() {
                 return Err(io::Error::other(format!(
-                    "the server took {} with every suite offered, then none: its answers cannot be judged",
+                    "the server took {} with every suite offered, then refused them all: its answers cannot be judged",
                     protocol.name()
                 )));
             }
@@ -255,8 +255,12 @@ fn accepted_suites(
         };
         seen.keep_chain(&hello.certificates);
         let Some(index) = remaining.iter().position(|&s| s == hello.suite) else {
-            // A suite it was not offered: a broken server, not a new finding.
-            break;
+            // A broken server: what else it takes cannot be told.
+            return Err(io::Error::other(format!(
+                "under {} the server picked suite 0x{:04x}, which it was not offered",
+                protocol.name(),
+                hello.suite
+            )));
         };
         accepted.push(remaining.remove(index));
     }
