@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::Backend;
 use fipsguard_core::auth::{Grant, Operation, Role};
-use fipsguard_core::kms::{CreateToken, KmsConfig};
+use fipsguard_core::kms::{CreateToken, KmsConfig, MAX_GRANTS};
 use fipsguard_core::{Kms, KmsError};
 
 fn text(token: &fipsguard_crypto::SecretBytes) -> String {
@@ -238,6 +238,24 @@ async fn grants_decide_what_users_may_do(b: Backend) {
         description: String::new(),
     };
     assert!(kms.create_token(too_long).await.is_err());
+    // At most MAX_GRANTS grants: each request is checked against them all.
+    let many = |n| CreateToken {
+        role: Role::User,
+        grants: (0..n)
+            .map(|i| Grant {
+                keys: format!("key-{i}"),
+                operations: vec![Operation::Encrypt],
+            })
+            .collect(),
+        ttl_secs: None,
+        description: String::new(),
+    };
+    assert!(kms.create_token(many(MAX_GRANTS)).await.is_ok());
+    let refused = kms.create_token(many(MAX_GRANTS + 1)).await.unwrap_err();
+    assert!(
+        matches!(&refused, KmsError::InvalidRequest(m) if m.contains("at most 100 grants")),
+        "{refused}"
+    );
 }
 
 async fn a_lifetime_policy_bounds_every_token_but_the_first(b: Backend) {

@@ -15,7 +15,7 @@ pub use lifecycle::{
     ConfigureKey, CreateKey, KeyMetadata, Page, PublicKey, DEFAULT_DESTROY_DAYS, DESTROY_DAYS,
     MAX_PAGE,
 };
-pub use tokens::{CreateToken, TOKEN_TTL_SECS};
+pub use tokens::{CreateToken, MAX_GRANTS, TOKEN_TTL_SECS};
 
 use lifecycle::Destruction;
 

@@ -33,6 +33,9 @@ pub struct CreateToken {
     pub description: String,
 }
 
+/// Most grants one token carries.
+pub const MAX_GRANTS: usize = 100;
+
 impl Kms {
     /// Loads (creating on first use) the key that hashes token secrets.
     pub(super) async fn token_hasher(
@@ -72,6 +75,12 @@ impl Kms {
             return Err(KmsError::InvalidRequest(
                 "only user tokens carry grants".into(),
             ));
+        }
+        // Every request the token makes is checked against all of them.
+        if request.grants.len() > MAX_GRANTS {
+            return Err(KmsError::InvalidRequest(format!(
+                "a token carries at most {MAX_GRANTS} grants (a key-name prefix ending in * covers many keys)"
+            )));
         }
         // A pattern is held to a key name's rules (a prefix too): it is
         // stored, listed and recorded, so it must not carry a pasted token.
