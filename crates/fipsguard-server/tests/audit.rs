@@ -122,13 +122,19 @@ fn operations(text: &str, op: &str) -> f64 {
 }
 
 /// The records of `route` in the current file.
-fn records_of(server: &TestServer, route: &str) -> Vec<Value> {
+/// Every record in the log so far.
+fn records(server: &TestServer) -> Vec<Value> {
     std::fs::read_to_string(segment(server))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
-        .filter(|r| r["route"] == route)
         .collect()
+}
+
+fn records_of(server: &TestServer, route: &str) -> Vec<Value> {
+    let mut records = records(server);
+    records.retain(|r| r["route"] == route);
+    records
 }
 
 #[tokio::test]
@@ -315,12 +321,7 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let officer_id = &server.officer[4..20];
-    let records: Vec<Value> = std::fs::read_to_string(segment(&server))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
-        .filter(|r| r["route"] == "/v1/keys/{name}/rotate")
-        .collect();
+    let records = records_of(&server, "/v1/keys/{name}/rotate");
     let outcomes: Vec<_> = records
         .iter()
         .map(|r| r["outcome"].as_str().unwrap())
@@ -390,12 +391,8 @@ async fn a_head_request_is_recorded_as_a_read() {
             .await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
-    let records: Vec<Value> = std::fs::read_to_string(segment(&server))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
-        .filter(|r| r["method"] == "HEAD")
-        .collect();
+    let mut records = records(&server);
+    records.retain(|r| r["method"] == "HEAD");
     let outcomes: Vec<_> = records.iter().map(|r| &r["outcome"]).collect();
     assert_eq!(outcomes, ["success"; 3], "{records:?}");
     server.stop().await;
