@@ -610,10 +610,17 @@ fn a_slow_endpoint_is_cut_at_the_scans_deadline() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("within its deadline of 2s"), "{text}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_not_scanned(&report["reports"][0]);
     assert!(
         elapsed < Duration::from_secs(10),
         "the scan took {elapsed:?}"
     );
+    // A deadline of nothing would scan nothing.
+    let zero = check(&[&front, "--deadline", "0s"]);
+    assert_eq!(zero.status.code(), Some(2));
+    let refused = String::from_utf8_lossy(&zero.stderr);
+    assert!(refused.contains("must be above zero"), "{refused}");
 }
 
 /// A connection limiter in front of a server that takes TLS 1.1: every

@@ -72,6 +72,14 @@ fn scan_one(target: &str, policy: &Policy, options: &Options) -> Report {
         }
     };
     let attempt = handshake::handshakes(&endpoint);
+    // Past the deadline the handshakes were cut short: not a result either.
+    if let Err(e) = endpoint.connection_timeout() {
+        return unreachable(
+            target,
+            "tls.reachable",
+            format!("{}: {e}", endpoint.address),
+        );
+    }
     let findings = assess::findings(&seen, &attempt, policy);
     // A name may stand for several servers: say which one answered for it.
     let scanned = match addresses {
@@ -113,10 +121,8 @@ fn endpoint(target: &str, options: &Options) -> Result<(Endpoint, usize), String
         address,
         server_name,
         timeout: options.timeout,
-        ends: (
-            std::time::Instant::now() + options.deadline,
-            options.deadline,
-        ),
+        deadline: options.deadline,
+        deadline_at: std::time::Instant::now().checked_add(options.deadline),
     };
     Ok((endpoint, addresses.len()))
 }

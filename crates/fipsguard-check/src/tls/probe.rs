@@ -20,9 +20,10 @@ pub struct Endpoint {
     pub server_name: Option<String>,
     /// Connect and read timeout of each probe.
     pub timeout: Duration,
-    /// When the whole scan of the endpoint must be over, and how long it
-    /// was given (for the message).
-    pub ends: (Instant, Duration),
+    /// How long the whole scan of the endpoint may take.
+    pub deadline: Duration,
+    /// When that is over (`None`: later than this clock can say).
+    pub deadline_at: Option<Instant>,
 }
 
 impl Endpoint {
@@ -30,14 +31,16 @@ impl Endpoint {
     /// left of the scan's; `Err` once the scan's time is up, as a server
     /// that answers every probe just in time could hold a gate for hours.
     pub fn connection_timeout(&self) -> io::Result<Duration> {
-        let (ends, given) = self.ends;
-        match ends.checked_duration_since(Instant::now()) {
+        let Some(deadline_at) = self.deadline_at else {
+            return Ok(self.timeout);
+        };
+        match deadline_at.checked_duration_since(Instant::now()) {
             Some(left) if !left.is_zero() => Ok(self.timeout.min(left)),
             _ => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
                     "the scan did not finish within its deadline of {} (--deadline): the endpoint answers too slowly",
-                    humantime::format_duration(given)
+                    humantime::format_duration(self.deadline)
                 ),
             )),
         }
@@ -177,6 +180,7 @@ fn still_takes(endpoint: &Endpoint, protocol: Protocol) -> io::Result<()> {
 /// A probe without a verdict is tried once more, then fails the scan: a
 /// partial scan is not a result.
 fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHello, NotTaken>> {
+    // A connection cut short by the deadline fails as the deadline.
     let attempt = || {
         probe(
             endpoint.address,
@@ -184,6 +188,7 @@ fn answer(endpoint: &Endpoint, offer: &Offer<'_>) -> io::Result<Result<ServerHel
             offer,
             endpoint.connection_timeout()?,
         )
+        .map_err(|e| endpoint.connection_timeout().err().unwrap_or(e))
     };
     // A close or reset without an alert may be a limit on connections,
     // not an answer: asked once more too.

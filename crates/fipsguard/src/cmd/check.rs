@@ -45,12 +45,21 @@ enum Target {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
         /// Longest time the scan of one endpoint may take; past it the endpoint is reported as not scanned (exit 2).
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "10m", value_parser = above_zero)]
         deadline: Duration,
         /// SNI to send [default: the target's host name, none for an address].
         #[arg(long)]
         server_name: Option<String>,
     },
+}
+
+/// A duration that is not zero (a zero deadline would scan nothing).
+fn above_zero(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be above zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Runs the scan and prints the reports.
