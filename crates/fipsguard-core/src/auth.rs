@@ -233,6 +233,10 @@ impl fmt::Debug for NewToken {
 
 /// What every token starts with: `fgt.<id>.<secret>`.
 pub const TOKEN_PREFIX: &str = "fgt.";
+/// A token id's length: 8 random bytes in hex.
+const ID_LEN: usize = 16;
+/// A token secret's length: 32 random bytes in unpadded base64url.
+const SECRET_LEN: usize = 43;
 
 /// The key that hashes token secrets.
 pub(crate) struct TokenHasher(MacKey);
@@ -263,7 +267,7 @@ impl TokenHasher {
     pub fn split(presented: &str) -> Option<(&str, &str)> {
         let rest = presented.strip_prefix(TOKEN_PREFIX)?;
         let (id, secret) = rest.split_once('.')?;
-        let well_formed = is_token_id(id) && secret.len() == 43;
+        let well_formed = is_token_id(id) && secret.len() == SECRET_LEN;
         well_formed.then_some((id, secret))
     }
 
@@ -286,23 +290,22 @@ impl TokenHasher {
 /// text written where a name or description belongs that must never be
 /// stored, listed or repeated.
 pub fn holds_token(text: &str) -> bool {
-    const ID: usize = 16;
-    const SECRET: usize = 43;
-    let bytes = text.as_bytes();
-    (0..bytes.len().saturating_sub(ID + SECRET)).any(|at| {
-        let (id, rest) = bytes[at..].split_at(ID);
-        id.iter().copied().all(is_lower_hex)
-            && rest[0] == b'.'
-            && rest[1..=SECRET]
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-    })
+    text.as_bytes()
+        .windows(ID_LEN + 1 + SECRET_LEN)
+        .any(|window| {
+            let (id, rest) = window.split_at(ID_LEN);
+            id.iter().copied().all(is_lower_hex)
+                && rest[0] == b'.'
+                && rest[1..]
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        })
 }
 
 /// Whether `text` is shaped like a token id (the public part of a token,
 /// between `fgt.` and the secret).
 pub fn is_token_id(text: &str) -> bool {
-    text.len() == 16 && text.bytes().all(is_lower_hex)
+    text.len() == ID_LEN && text.bytes().all(is_lower_hex)
 }
 
 /// Ids are issued in lower-case hex; accepting upper case too would give

@@ -1,6 +1,6 @@
 //! Key names: 1-64 characters of `[A-Za-z0-9_.-]` other than `.` and
 //! `..`, so they are safe in URLs, file names, logs and SQL without
-//! escaping; none is shaped as a token, with or without its `fgt.`.
+//! escaping; none starts with `fgt.` or holds a token's text after it.
 
 use std::fmt;
 

@@ -121,8 +121,7 @@ fn operations(text: &str, op: &str) -> f64 {
         .sum()
 }
 
-/// The records of `route` in the current file.
-/// Every record in the log so far.
+/// Every record in the current file.
 fn records(server: &TestServer) -> Vec<Value> {
     std::fs::read_to_string(segment(server))
         .unwrap()
@@ -131,6 +130,7 @@ fn records(server: &TestServer) -> Vec<Value> {
         .collect()
 }
 
+/// The records of `route` in the current file.
 fn records_of(server: &TestServer, route: &str) -> Vec<Value> {
     let mut records = records(server);
     records.retain(|r| r["route"] == route);

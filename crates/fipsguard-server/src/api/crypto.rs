@@ -47,8 +47,8 @@ async fn measured<T>(
 /// A batch, measured as one operation. One whose item the service failed
 /// (its store, its root key, the module's state) fails whole with that
 /// item's error, counted and logged once: it is to be tried again, and its
-/// other items' answers are as good made again then. Its other failed
-/// items are counted in their families all the same.
+/// other items' answers are as good made again then. Its items refused for
+/// their own reasons are counted in their families all the same.
 async fn measured_batch<R>(
     op: &'static str,
     work: impl Future<Output = Result<Vec<Result<R, KmsError>>, KmsError>>,
@@ -63,6 +63,7 @@ async fn measured_batch<R>(
         let failure = results.swap_remove(item).err().expect("a failed item");
         results
             .iter()
+            .filter(|r| !service_failed(r))
             .filter_map(|r| r.as_ref().err())
             .for_each(record_failure);
         Err(failure)
@@ -606,18 +607,19 @@ mod tests {
             .unwrap();
         let rejected = || Err(KmsError::Decrypt(DecryptError::Tampered));
         let failed = || Err(KmsError::Store(StoreError::Unavailable("down".into())));
-        let batch = vec![Ok(1), rejected(), failed(), rejected()];
+        let batch = vec![Ok(1), rejected(), failed(), rejected(), failed()];
         let answer = metrics::with_local_recorder(&recorder, || {
             runtime.block_on(measured_batch("decrypt_batch", async { Ok(batch) }))
         });
         let error = answer.unwrap_err();
         assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(error.code, "store_unavailable");
-        // Counted once as a failed operation, and each item refused for its
-        // own reason in its family.
+        // Counted once as a failed operation (its store failure once), and
+        // each item refused for its own reason in its family.
         let text = metrics.render();
         for series in [
             "fipsguard_crypto_operations_total{op=\"decrypt_batch\",outcome=\"failure\"} 1",
+            "fipsguard_key_access_errors_total{reason=\"store_unavailable\"} 1",
             "fipsguard_decrypt_failures_total{reason=\"ciphertext_tampered\"} 2",
         ] {
             assert!(text.contains(series), "{series} in {text}");
