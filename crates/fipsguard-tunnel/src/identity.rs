@@ -12,8 +12,8 @@ use crate::config::TunnelConfig;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerIdentity {
     /// Subject, as `CN=…, O=…`, with `,` `+` `=` and `\` in values escaped
-    /// by a backslash (RFC 4514), so that a value cannot pose as more
-    /// attributes.
+    /// by a backslash and control characters as hex (RFC 4514), so that a
+    /// value cannot pose as more attributes or break a log line.
     pub subject: String,
     /// The subject's attributes in order: short name (or dotted OID) and value.
     pub subject_attributes: Vec<(String, String)>,
@@ -100,7 +100,8 @@ impl PeerIdentity {
 /// A name's attributes in their order in the certificate: short name (or
 /// dotted OID) and value. A value that is not a plain string (a BMPString,
 /// say) is `#`, its ASN.1 tag and the hex of its bytes, and a string that
-/// starts with `#` keeps a `\` before it, so that no two values read alike.
+/// starts with `#` or `\` keeps a `\` before it, so that no two values read
+/// alike (`#x` is `\#x`, `\#x` is `\\#x`).
 fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
     name.iter_attributes()
         .map(|attribute| {
@@ -110,7 +111,7 @@ fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
                 .unwrap_or_else(|_| oid.to_id_string());
             let raw = attribute.attr_value();
             let value = match attribute.as_str() {
-                Ok(text) if text.starts_with('#') => format!("\\{text}"),
+                Ok(text) if text.starts_with(['#', '\\']) => format!("\\{text}"),
                 Ok(text) => text.to_owned(),
                 Err(_) => format!("#{:02x}{}", raw.tag().0, hex::encode(raw.data)),
             };
@@ -126,10 +127,19 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
         .map(|(_, cert)| cert.validity().not_after.timestamp())
 }
 
-/// A value with RFC 4514's special characters escaped.
+/// A value with RFC 4514's special characters escaped, and control
+/// characters as `\` and the hex of their bytes (RFC 4514's hexpair), so
+/// that a value cannot break a log line or pose as more of it.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
+        if c.is_control() {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("\\{byte:02x}"));
+            }
+            continue;
+        }
         if matches!(c, ',' | '+' | '=' | '\\' | '"' | ';' | '<' | '>') {
             out.push('\\');
         }
@@ -271,5 +281,34 @@ mod tests {
         der.extend_from_slice(text);
         let spelled = attributes(&X509Name::from_der(&der).unwrap().1);
         assert_eq!(spelled, [("CN".to_owned(), "\\#1e00610062".to_owned())]);
+    }
+
+    /// A Name with one common name, a UTF8String of `text` (under 100 bytes).
+    fn common_name(text: &str) -> Vec<(String, String)> {
+        let len = u8::try_from(text.len()).unwrap();
+        let mut der = vec![0x30, len + 11, 0x31, len + 9, 0x30, len + 7];
+        der.extend_from_slice(&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, len]);
+        der.extend_from_slice(text.as_bytes());
+        attributes(&X509Name::from_der(&der).unwrap().1)
+    }
+
+    #[test]
+    fn values_that_start_with_an_escape_are_told_apart() {
+        let (hash, escaped) = (common_name("#x"), common_name("\\#x"));
+        assert_ne!(hash, escaped);
+        // Each allowed by its subject as the log shows it, and only it.
+        let logged = |cn: &[(String, String)]| format!("CN={}", escape(&cn[0].1));
+        let allows = |entry: &str, cn: &[(String, String)]| {
+            same_attributes(&parse_subject(entry).unwrap(), cn)
+        };
+        assert!(allows(&logged(&hash), &hash) && !allows(&logged(&hash), &escaped));
+        assert!(allows(&logged(&escaped), &escaped) && !allows(&logged(&escaped), &hash));
+    }
+
+    #[test]
+    fn control_characters_cannot_break_the_subjects_line() {
+        let attributes = common_name("ops\nCN=admin");
+        let subject = format!("CN={}", escape(&attributes[0].1));
+        assert_eq!(subject, "CN=ops\\0aCN\\=admin");
     }
 }
