@@ -2,6 +2,8 @@
 //! it in. The certificate was verified by the handshake already (chain,
 //! validity, revocation); this only reads its names.
 
+use std::fmt::Write;
+
 use x509_parser::extensions::GeneralName;
 use x509_parser::objects::{oid2abbrev, oid_registry};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
@@ -136,7 +138,7 @@ fn escape(value: &str) -> String {
         if c.is_control() {
             let mut bytes = [0; 4];
             for byte in c.encode_utf8(&mut bytes).bytes() {
-                out.push_str(&format!("\\{byte:02x}"));
+                let _ = write!(out, "\\{byte:02x}");
             }
             continue;
         }

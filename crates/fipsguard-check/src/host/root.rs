@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 /// How many symbolic links one lookup may follow, as the kernel's own limit.
@@ -83,7 +83,8 @@ impl Root {
         }
         let mut bytes = Vec::new();
         let file = fs::File::open(&real).map_err(unreadable)?;
-        io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE + 1), &mut bytes)
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
             .map_err(unreadable)?;
         if bytes.len() as u64 > MAX_FILE {
             return Err(unreadable(io::Error::other(
