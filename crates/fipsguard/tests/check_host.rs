@@ -1,6 +1,7 @@
 //! `fipsguard check host` through the real binary: fixture trees stand in
-//! for a RHEL host in FIPS mode, a stock Debian host, a half-configured host
-//! and one whose kernel flag cannot be read; each gives a known status per
+//! for a RHEL host in FIPS mode (configured by hand, and as RHEL 9 ships),
+//! a stock Debian host, a half-configured host and one whose kernel flag
+//! cannot be read; each gives a known status per
 //! finding id and the exit code a CI gate keys on. The scan of this machine
 //! must agree with what its own `/proc/sys/crypto/fips_enabled` says.
 
@@ -164,6 +165,68 @@ fn an_installed_but_unloaded_provider_passes_installed_and_fails_active() {
     );
 }
 
+/// RHEL 9 as `fips-mode-setup --enable` leaves it: Red Hat's OpenSSL 3
+/// loads and requires its fips provider on the kernel flag, with no line
+/// for it in openssl.cnf. The same tree with the flag at 0, or another
+/// distribution's OpenSSL with the flag at 1, is not in FIPS mode.
+#[test]
+fn red_hats_openssl_follows_the_kernel_flag_without_a_line_in_its_configuration() {
+    let (code, report) = check_host(Some(&fixture("rhel9-kernel")));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        statuses(&report),
+        expected([
+            ("host.kernel-fips", "pass"),
+            ("host.crypto-policy", "pass"),
+            // The module's checksum is built in: no fipsmodule.cnf.
+            ("host.openssl-fips-provider", "warn"),
+            ("host.openssl-fips-active", "pass"),
+            ("host.gnutls-fips", "not-applicable"),
+            ("host.nss-fips", "not-applicable"),
+            ("host.libgcrypt-fips", "not-applicable"),
+        ])
+    );
+    let active = evidence(&report, "host.openssl-fips-active");
+    assert!(
+        active.contains("/etc/os-release: ID=rhel, with the kernel flag at 1"),
+        "{active}"
+    );
+    assert!(
+        active.contains("no fips provider under [provider_sect]"),
+        "{active}"
+    );
+
+    let tree = |name: &str, flag: &str, os_release: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(fixture(name).join("."))
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        std::fs::write(dir.path().join("proc/sys/crypto/fips_enabled"), flag).unwrap();
+        if let Some(text) = os_release {
+            std::fs::write(dir.path().join("etc/os-release"), text).unwrap();
+        }
+        dir
+    };
+    let off = tree("rhel9-kernel", "0\n", None);
+    let debian = tree(
+        "debian-default",
+        "1\n",
+        Some("ID=debian\nNAME=\"Debian GNU/Linux\"\n"),
+    );
+    for dir in [off, debian] {
+        let (code, report) = check_host(Some(dir.path()));
+        assert_eq!(code, 1, "{report:#}");
+        let active = finding(&report, "host.openssl-fips-active");
+        assert_eq!(active["status"], "fail", "{active:#}");
+        let evidence = evidence(&report, "host.openssl-fips-active");
+        assert!(!evidence.contains("/etc/os-release"), "{evidence}");
+    }
+}
+
 #[test]
 fn an_unreadable_kernel_flag_is_an_error_not_a_guess() {
     let (code, report) = check_host(Some(&fixture("unreadable")));
@@ -216,8 +279,17 @@ fn this_machine_is_judged_by_its_own_kernel_flag() {
         };
         assert_eq!(code, expected_code, "{report:#}");
         if openssl_installed() {
+            // openssl itself has the last word on a live system: no
+            // provider here makes this machine's default fetch FIPS-only.
             let active = evidence(&report, "host.openssl-fips-active");
             assert!(active.contains("openssl list -providers: "), "{active}");
+            assert!(
+                active.contains(
+                    "openssl dgst (the default fetch): serves MD5: applications may fetch \
+                     non-FIPS algorithms"
+                ),
+                "{active}"
+            );
         }
     }
 }

@@ -9,7 +9,7 @@
 //! | `host.kernel-fips` | `/proc/sys/crypto/fips_enabled` is `1` |
 //! | `host.crypto-policy` | `/etc/crypto-policies/config` is `FIPS` or `FIPS:<subpolicy>` (not applicable without one) |
 //! | `host.openssl-fips-provider` | OpenSSL 3's `fips.so` is installed, with its module configuration (`fipsmodule.cnf`) |
-//! | `host.openssl-fips-active` | the OpenSSL configuration activates the fips provider and requires `fips=yes`; on the live system `openssl list -providers` shows it active |
+//! | `host.openssl-fips-active` | the OpenSSL configuration activates the fips provider and requires `fips=yes` (or Red Hat's OpenSSL 3 does both on the kernel flag); on the live system `openssl` shows it active and refuses MD5 by default |
 //! | `host.gnutls-fips` | GnuTLS, when present, is switched to FIPS 140 mode |
 //! | `host.nss-fips` | NSS, when present, has its system database in FIPS mode |
 //! | `host.libgcrypt-fips` | libgcrypt, when present, is switched to FIPS mode |

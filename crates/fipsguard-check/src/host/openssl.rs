@@ -80,38 +80,51 @@ pub(super) fn provider_installed(rule: &Rule, host: &Host) -> Result<Finding, Un
 }
 
 /// `host.openssl-fips-active`: pass when the configuration activates the
-/// fips provider and sets `default_properties = fips=yes`; on the live
-/// system `openssl list -providers` has the last word on "active". Fail
+/// fips provider and sets `default_properties = fips=yes`, or when Red
+/// Hat's OpenSSL 3 does both by itself on the kernel flag. On the live
+/// system `openssl` itself has the last word: `list -providers` on
+/// "active", and what `dgst` fetches by default on "required". Fail
 /// otherwise; not applicable without OpenSSL 3.
 pub(super) fn provider_active(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
     let Some(openssl) = OpenSsl::inspect(&host.root)? else {
         return Ok(absent(rule));
     };
-    let Some(config) = &openssl.config else {
-        return Ok(rule
-            .finding(Status::Fail)
-            .evidence(format!(
-                "no OpenSSL configuration ({}): only the default provider loads",
-                CONFIGS.join(", ")
-            ))
-            .remediation(ACTIVATE));
+    let forced = forced_by_kernel(host)?;
+    let settings = match (&openssl.config, &forced) {
+        (Some(config), _) => Settings::of(config),
+        (None, Some(_)) => Settings::default(),
+        (None, None) => {
+            return Ok(rule
+                .finding(Status::Fail)
+                .evidence(format!(
+                    "no OpenSSL configuration ({}): only the default provider loads",
+                    CONFIGS.join(", ")
+                ))
+                .remediation(ACTIVATE))
+        }
     };
-    let settings = Settings::of(config);
     let (activated, required) = (settings.activated(), settings.fips_required());
     let mut evidence = settings.evidence;
+    let missing = openssl.config.iter().flat_map(|c| &c.missing_includes);
     evidence.extend(
-        config.missing_includes.iter().map(|path| {
+        missing.map(|path| {
             format!("{path}: included but missing (OpenSSL refuses the configuration)")
         }),
     );
-    let running = host.root.is_live().then(running_providers).flatten();
-    let active = match running {
-        Some((active, line)) => {
+    let (activated, required) = match forced {
+        Some(line) => {
             evidence.push(line);
-            active
+            (true, true)
         }
-        None => activated,
+        None => (activated, required),
     };
+    let live = host.root.is_live();
+    let active = last_word(
+        &mut evidence,
+        live.then(running_providers).flatten(),
+        activated,
+    );
+    let required = last_word(&mut evidence, live.then(default_fetch).flatten(), required);
     let status = if active && required {
         Status::Pass
     } else {
@@ -129,6 +142,58 @@ const ACTIVATE: &str = "load the provider from openssl.cnf: [provider_sect] fips
 
 const REQUIRE: &str = "set default_properties = fips=yes in the alg_section of the \
      openssl_conf section, so applications fetch only FIPS algorithms";
+
+/// What a live `openssl` answered, where it could be asked, over what the
+/// configuration says.
+fn last_word(evidence: &mut Vec<String>, asked: Option<(bool, String)>, configured: bool) -> bool {
+    match asked {
+        Some((answer, line)) => {
+            evidence.push(line);
+            answer
+        }
+        None => configured,
+    }
+}
+
+/// The distributions whose OpenSSL 3 carries Red Hat's kernel FIPS patch:
+/// with the kernel flag at 1 the library loads its fips provider and makes
+/// `fips=yes` the default property query, whatever `openssl.cnf` says
+/// (RHEL 9 ships it with the fips provider commented out). Named by
+/// `/etc/os-release`'s `ID` or `ID_LIKE` (RHEL, Fedora, CentOS Stream,
+/// Rocky, Alma, Oracle, Amazon Linux 2023).
+const KERNEL_FORCED: [&str; 2] = ["rhel", "fedora"];
+
+/// The line of evidence when this tree's OpenSSL 3 turns FIPS on from the
+/// kernel flag by itself: the flag is 1, `libcrypto.so.3` is there, and the
+/// distribution is one of [`KERNEL_FORCED`].
+fn forced_by_kernel(host: &Host) -> Result<Option<String>, Unreadable> {
+    if !host.kernel_on()?
+        || host
+            .root
+            .find_library(|n| n.starts_with("libcrypto.so.3"))
+            .is_none()
+    {
+        return Ok(None);
+    }
+    let Some(os_release) = host.root.read("/etc/os-release")? else {
+        return Ok(None);
+    };
+    let family = os_release.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        let value = value.trim().trim_matches(['"', '\'']);
+        let named = matches!(key.trim(), "ID" | "ID_LIKE")
+            && value
+                .split_whitespace()
+                .any(|id| KERNEL_FORCED.contains(&id));
+        named.then(|| format!("{key}={value}"))
+    });
+    Ok(family.map(|family| {
+        format!(
+            "/etc/os-release: {family}, with the kernel flag at 1: Red Hat's OpenSSL 3 loads \
+             its fips provider and requires fips=yes by itself"
+        )
+    }))
+}
 
 fn absent(rule: &Rule) -> Finding {
     rule.finding(Status::NotApplicable)
@@ -324,30 +389,10 @@ const OPENSSL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether `openssl list -providers` shows the fips provider active, with
 /// the line of evidence; `None` when there is no `openssl` command to ask.
-/// The system configuration is what it must read, whatever this process's
-/// environment says.
 fn running_providers() -> Option<(bool, String)> {
-    let mut command = Command::new("openssl");
-    command
-        .args(["list", "-providers"])
-        .env_remove("OPENSSL_CONF")
-        .env_remove("OPENSSL_MODULES");
-    let output = match output_within(&mut command, OPENSSL_TIMEOUT) {
-        Ok(Some(output)) => output,
-        Ok(None) => {
-            let seconds = OPENSSL_TIMEOUT.as_secs();
-            return Some((
-                false,
-                format!("openssl list -providers did not answer within {seconds} s (stopped)"),
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            return Some((
-                false,
-                format!("openssl list -providers could not be run: {e}"),
-            ))
-        }
+    let output = match ask_openssl(&["list", "-providers"])? {
+        Ok(output) => output,
+        Err(line) => return Some((false, line)),
     };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -366,6 +411,67 @@ fn running_providers() -> Option<(bool, String)> {
         active,
         format!("openssl list -providers: {}", listed.join(", ")),
     ))
+}
+
+/// Whether the library's default fetch takes only FIPS algorithms, asked of
+/// `openssl dgst` itself: SHA-256 is served and MD5 refused as unsupported.
+/// (With `fips=yes` and no provider to serve it, both are refused.) `None`
+/// when there is no `openssl` command to ask.
+fn default_fetch() -> Option<(bool, String)> {
+    // (served, refused as unsupported)
+    let outcome = |output: &Output| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), stderr.contains(":unsupported:"))
+    };
+    let digest = |name| ask_openssl(&["dgst", name]).map(|asked| asked.map(|o| outcome(&o)));
+    let md5 = match digest("-md5")? {
+        Ok(md5) => md5,
+        Err(line) => return Some((false, line)),
+    };
+    let sha256 = match digest("-sha256")? {
+        Ok(sha256) => sha256,
+        Err(line) => return Some((false, line)),
+    };
+    let (fips_only, what) = match (md5, sha256) {
+        ((false, true), (true, _)) => (true, "refuses MD5 (unsupported) and serves SHA-256"),
+        ((true, _), _) => (
+            false,
+            "serves MD5: applications may fetch non-FIPS algorithms",
+        ),
+        (_, (false, _)) => (
+            false,
+            "refuses SHA-256 too: no provider serves the default fetch",
+        ),
+        _ => (false, "refuses MD5, but not as an unsupported algorithm"),
+    };
+    Some((
+        fips_only,
+        format!("openssl dgst (the default fetch): {what}"),
+    ))
+}
+
+/// `openssl ARGS`'s output once it succeeded or failed on its own terms;
+/// `Err` with the line of evidence when it hung or could not be run;
+/// `None` when there is no `openssl` command. It reads the system
+/// configuration, whatever this process's environment says.
+fn ask_openssl(args: &[&str]) -> Option<Result<Output, String>> {
+    let shown = args.join(" ");
+    let mut command = Command::new("openssl");
+    command
+        .args(args)
+        .env_remove("OPENSSL_CONF")
+        .env_remove("OPENSSL_MODULES");
+    Some(match output_within(&mut command, OPENSSL_TIMEOUT) {
+        Ok(Some(output)) => Ok(output),
+        Ok(None) => {
+            let seconds = OPENSSL_TIMEOUT.as_secs();
+            Err(format!(
+                "openssl {shown} did not answer within {seconds} s (stopped)"
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => Err(format!("openssl {shown} could not be run: {e}")),
+    })
 }
 
 /// The output of `command`, or `None` if it did not finish within
