@@ -93,6 +93,10 @@ pub enum KmsError {
         /// The limit.
         limit: u64,
     },
+    /// The key has as many versions as a key can have: it cannot be
+    /// rotated, nor encrypt past its newest version's limit.
+    #[error("key {0:?} has 4294967295 versions, the most a key can have; create a new key")]
+    VersionsExhausted(String),
     /// The root key-encryption key is missing, wrong or unusable.
     #[error("root key-encryption key: {0}")]
     RootKek(String),
@@ -159,6 +163,7 @@ impl KmsError {
             Self::Forbidden { .. } => "forbidden",
             Self::Decrypt(e) => e.code(),
             Self::EncryptionLimit { .. } => "encryption_limit",
+            Self::VersionsExhausted(_) => "versions_exhausted",
             Self::RootKek(_) => "root_kek",
             Self::Crypto(fipsguard_crypto::Error::NotApproved(_)) => "not_approved",
             Self::Crypto(fipsguard_crypto::Error::ErrorState { .. }) => "module_error_state",

@@ -117,6 +117,9 @@ pub enum AddedVersion {
     Added(u32),
     /// No key has this name.
     NoSuchKey,
+    /// Nothing was added: the key has 2^32 - 1 versions, the most one can
+    /// have (its version numbers are 32 bits).
+    NoneLeft,
     /// Nothing was added: the key's state forbids new versions (destroyed or
     /// compromised), or its latest version is no longer the one expected.
     Refused {

@@ -116,6 +116,7 @@ pub(crate) fn status_of(error: &KmsError) -> StatusCode {
         | KmsError::IllegalTransition { .. }
         | KmsError::StateForbids { .. }
         | KmsError::EncryptionLimit { .. }
+        | KmsError::VersionsExhausted(_)
         | KmsError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
         KmsError::InvalidRequest(_) | KmsError::WrongKeyType { .. } | KmsError::Decrypt(_) => {
             StatusCode::BAD_REQUEST

@@ -310,7 +310,10 @@ impl Store for PostgresStore {
         if let Some(refused) = records::refuse_new_version(state, latest, expected_latest) {
             return Ok(refused);
         }
-        let number = i64::from(records::next_version(name, latest)?);
+        let number = match records::next_version(latest) {
+            Ok(number) => i64::from(number),
+            Err(none_left) => return Ok(none_left),
+        };
         tx.execute(
             INSERT_VERSION,
             &[

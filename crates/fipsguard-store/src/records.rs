@@ -27,14 +27,10 @@ pub fn refuse_new_version(
     refused.then_some(AddedVersion::Refused { state, latest })
 }
 
-/// The number a key's next version gets after `latest`; a key has at most
-/// 2^32 - 1 versions.
-pub fn next_version(name: &str, latest: u32) -> Result<u32, StoreError> {
-    latest.checked_add(1).ok_or_else(|| {
-        StoreError::Conflict(format!(
-            "key {name:?} has {latest} versions, the most a key can have"
-        ))
-    })
+/// The number a key's next version gets after `latest`, or why it gets
+/// none: a key has at most 2^32 - 1 versions.
+pub fn next_version(latest: u32) -> Result<u32, AddedVersion> {
+    latest.checked_add(1).ok_or(AddedVersion::NoneLeft)
 }
 
 /// Columns of `tokens`, in the order both backends read them.

@@ -365,7 +365,10 @@ impl Store for SqliteStore {
             if let Some(refused) = records::refuse_new_version(state, latest, expected_latest) {
                 return Ok(refused);
             }
-            let number = convert(records::next_version(&name, latest))?;
+            let number = match records::next_version(latest) {
+                Ok(number) => number,
+                Err(none_left) => return Ok(none_left),
+            };
             insert_version(&tx, &name, number, &version)?;
             tx.execute(
                 "UPDATE keys SET latest_version = ?1, rotated_at = ?2, revision = revision + 1 WHERE name = ?3",

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use common::Backend;
 use fipsguard_core::kms::{ConfigureKey, CreateKey, KmsConfig, SignInput, MAX_PAGE};
-use fipsguard_core::{
-    DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError, StoreError,
-};
+use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
 use fipsguard_crypto::mac::MacAlgorithm;
 use fipsguard_crypto::sign::{SignatureScheme, SigningKeyType};
@@ -1246,8 +1244,14 @@ async fn a_key_at_the_last_version_number_gets_no_more(b: Backend) {
     b.execute("UPDATE keys SET latest_version = 4294967295 WHERE name = 'top'")
         .await;
     let refused = kms.rotate_key("top").await.unwrap_err();
+    // Not a conflict to try again: this key will never take another.
     assert!(
-        matches!(&refused, KmsError::Store(StoreError::Conflict(m)) if m.contains("the most a key can have")),
+        matches!(&refused, KmsError::VersionsExhausted(name) if name == "top"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), "versions_exhausted");
+    assert!(
+        refused.to_string().contains("create a new key"),
         "{refused}"
     );
     let key = b.store.key("top").await.unwrap().unwrap();

@@ -193,6 +193,7 @@ impl Kms {
                 Ok(number)
             }
             AddedVersion::NoSuchKey => Err(KmsError::KeyNotFound(name.to_string())),
+            AddedVersion::NoneLeft => Err(KmsError::VersionsExhausted(name.to_string())),
             // An encryption's rotation, on a node whose cached record still
             // said active: the key gets no version to encrypt under (the
             // store checks the state in the same transaction).
