@@ -14,6 +14,7 @@
 //! - [`secret`]: secret bytes that zeroize and never print.
 
 pub mod aead;
+pub mod certificate;
 pub mod digest;
 pub mod error;
 pub mod fault;

@@ -20,6 +20,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
+use crate::certificate;
 use crate::digest::{digest, HashAlgorithm};
 use crate::error::Refusal;
 use crate::module::ensure_operational;
@@ -46,6 +47,18 @@ pub enum TlsError {
     /// The certificate's key is not one the policy allows.
     #[error("{0}")]
     NotApproved(Refusal),
+    /// A certificate of the chain is one no client under the policy
+    /// would accept (out of its validity period, signed over a broken
+    /// hash, unreadable).
+    #[error("certificate {position} of the chain ({subject}): {reason}")]
+    Certificate {
+        /// Its place in the chain, 1 for the server's own.
+        position: usize,
+        /// Its subject.
+        subject: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The module is not operational.
     #[error(transparent)]
     Module(#[from] crate::Error),
@@ -143,7 +156,7 @@ impl Identity {
         Self::new(certs, key)
     }
 
-    /// Checks the key against the policy.
+    /// Checks the key and the chain against the policy.
     pub fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
@@ -152,6 +165,7 @@ impl Identity {
         if chain.is_empty() {
             return Err(TlsError::Rustls("the certificate chain is empty".into()));
         }
+        check_chain(&chain)?;
         let key_description = describe_key(&key)?;
         Ok(Self {
             chain,
@@ -200,6 +214,21 @@ pub fn server_config(
     identity: Identity,
     client_auth: ClientAuth,
 ) -> Result<ServerConfig, TlsError> {
+    server_config_and_verifier(identity, client_auth).map(|(config, _)| config)
+}
+
+/// Checks a client's certificate chain as a server configuration's
+/// handshakes do: its roots, validity and revocation lists.
+pub type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// A server configuration under the policy, and the verifier its
+/// handshakes check client certificates with (`None` without client
+/// certificates), so that a connection opened under an older one can be
+/// checked again under the current trust.
+pub fn server_config_and_verifier(
+    identity: Identity,
+    client_auth: ClientAuth,
+) -> Result<(ServerConfig, Option<ClientVerifier>), TlsError> {
     ensure_operational()?;
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -210,9 +239,8 @@ pub fn server_config(
         ClientAuth::Optional(trust) => (Some(trust), true),
         ClientAuth::Required(trust) => (Some(trust), false),
     };
-    let verifies_clients = trust.is_some();
-    let builder = match trust {
-        None => builder.with_no_client_auth(),
+    let verifier: Option<ClientVerifier> = match trust {
+        None => None,
         Some(trust) if trust.roots.is_empty() => {
             return Err(TlsError::Rustls(
                 "the client CA bundle holds no certificates".into(),
@@ -227,20 +255,27 @@ pub fn server_config(
                 true => verifier.allow_unauthenticated(),
                 false => verifier,
             };
-            builder.with_client_cert_verifier(verifier.build().map_err(rustls_error)?)
+            Some(verifier.build().map_err(rustls_error)?)
         }
+    };
+    let builder = match &verifier {
+        None => builder.with_no_client_auth(),
+        Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
     };
     let mut config = builder
         .with_single_cert(identity.chain, identity.key)
         .map_err(rustls_error)?;
-    if verifies_clients {
+    if verifier.is_some() {
         // A resumed session skips the client certificate's checks (rustls
         // keeps sessions for a day): every connection verifies its chain,
         // validity and revocation afresh.
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
     }
-    config.fips().then_some(config).ok_or(TlsError::NotFips)
+    match config.fips() {
+        true => Ok((config, verifier)),
+        false => Err(TlsError::NotFips),
+    }
 }
 
 /// A client configuration under the policy, trusting `trust` (roots, and
@@ -328,6 +363,45 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
     }
 }
 
+/// Refuses a chain that clients under the policy would refuse, at start
+/// rather than at every handshake: a certificate outside its validity
+/// period, or one signed over SHA-1 or MD5 (SP 800-131A Rev. 2, section
+/// 9; SP 800-52 Rev. 2, section 3.2). A self-signed certificate's own
+/// signature is not judged: no client checks a trust anchor's.
+fn check_chain(chain: &[CertificateDer<'_>]) -> Result<(), TlsError> {
+    for (index, der) in chain.iter().enumerate() {
+        let refused = |subject: &str, reason: String| TlsError::Certificate {
+            position: index + 1,
+            subject: subject.to_owned(),
+            reason,
+        };
+        let facts = certificate::inspect(der).map_err(|e| refused("unreadable", e))?;
+        let broken = facts.signature_hash.and_then(|hash| match hash {
+            "SHA-1" => Some(Refusal::Sha1Signatures),
+            "MD2" | "MD4" | "MD5" => Some(Refusal::Md5),
+            _ => None,
+        });
+        let reason = if facts.seconds_left < 0 {
+            format!("expired on {}; renew it", facts.not_after)
+        } else if facts.seconds_until_valid > 0 {
+            format!(
+                "not valid yet (the clock, or the certificate, is wrong); valid in {} s",
+                facts.seconds_until_valid
+            )
+        } else if let Some(rule) = broken.filter(|_| !facts.is_self_signed()) {
+            format!(
+                "signed over {}: {rule} [{}]",
+                facts.signature,
+                rule.rule_id()
+            )
+        } else {
+            continue;
+        };
+        return Err(refused(&facts.subject, reason));
+    }
+    Ok(())
+}
+
 /// Names the key and checks it: RSA of 2048 bits or more, or ECDSA on P-256
 /// or P-384 (SP 800-52 Rev. 2, section 3.3.2).
 fn describe_key(key: &PrivateKeyDer<'_>) -> Result<String, TlsError> {
@@ -366,13 +440,24 @@ fn describe_key(key: &PrivateKeyDer<'_>) -> Result<String, TlsError> {
 /// development servers. Returns the identity and the certificate as PEM (to
 /// give clients as their CA).
 pub fn self_signed(names: &[String]) -> Result<(Identity, String), TlsError> {
+    let now = time::OffsetDateTime::now_utc();
+    let valid = (
+        now - time::Duration::days(1),
+        now + time::Duration::days(90),
+    );
+    self_signed_between(names, valid)
+}
+
+/// A self-signed certificate for `names`, valid from `valid.0` to `valid.1`.
+fn self_signed_between(
+    names: &[String],
+    valid: (time::OffsetDateTime, time::OffsetDateTime),
+) -> Result<(Identity, String), TlsError> {
     let key = SigningKey::generate(SigningKeyType::EcdsaP256)?;
     let pkcs8 = key.to_pkcs8()?;
     let public = key.public_key_der()?;
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(rustls_error)?;
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(90);
+    (params.not_before, params.not_after) = valid;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "fipsguard development server");
@@ -418,4 +503,57 @@ fn file_error(path: &Path, error: impl fmt::Display) -> TlsError {
 
 fn rustls_error(error: impl fmt::Display) -> TlsError {
     TlsError::Rustls(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p256_key() -> PrivateKeyDer<'static> {
+        let key = SigningKey::generate(SigningKeyType::EcdsaP256).unwrap();
+        PrivateKeyDer::Pkcs8(key.to_pkcs8().unwrap().expose_secret().to_vec().into())
+    }
+
+    fn testdata(file: &str) -> CertificateDer<'static> {
+        let path = format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).unwrap().into()
+    }
+
+    fn refusal(error: TlsError) -> (usize, String) {
+        match error {
+            TlsError::Certificate {
+                position, reason, ..
+            } => (position, reason),
+            other => panic!("not a certificate refusal: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_certificate_outside_its_validity_period_is_refused_at_start() {
+        let names = ["localhost".to_string()];
+        let now = time::OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let expired = self_signed_between(&names, (now - 3 * day, now - day)).unwrap_err();
+        let (position, reason) = refusal(expired);
+        assert_eq!(position, 1);
+        assert!(reason.starts_with("expired on "), "{reason}");
+        let early = self_signed_between(&names, (now + day, now + 3 * day)).unwrap_err();
+        assert!(refusal(early).1.starts_with("not valid yet"));
+        assert!(self_signed_between(&names, (now - day, now + day)).is_ok());
+    }
+
+    #[test]
+    fn an_issued_certificate_signed_over_sha1_is_refused_but_a_root_is_not_judged() {
+        // A leaf issued with RSASSA-PSS over SHA-1, second in a chain.
+        let leaf = testdata("pss-sha256.der");
+        let chain = vec![leaf, testdata("pss-sha1.der")];
+        let error = Identity::new(chain, p256_key()).unwrap_err();
+        let text = error.to_string();
+        let (position, reason) = refusal(error);
+        assert_eq!(position, 2);
+        assert!(reason.contains("[sha1-signatures]"), "{reason}");
+        assert!(text.contains("leaf signed with RSASSA-PSS sha1"), "{text}");
+        // A self-signed SHA-1 root's own signature is checked by no one.
+        assert!(check_chain(&[testdata("self-signed-sha1.der")]).is_ok());
+    }
 }

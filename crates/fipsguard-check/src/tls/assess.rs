@@ -1,11 +1,11 @@
 //! What was observed, judged against a policy: one finding per rule.
 
 use super::catalog::{group_name, scheme_hash, suite_name, Protocol};
-use super::certificate::{doubt_namesakes, inspect, Facts, Key, UNKNOWN};
 use super::handshake::{Attempt, Failure};
 use super::policy::Policy;
 use super::probe::{Observations, MAX_CERTIFICATES};
 use crate::{Finding, Status};
+use fipsguard_crypto::certificate::{doubt_namesakes, inspect, Facts, Key, UNKNOWN};
 
 /// Every finding for one endpoint, in a stable order.
 pub fn findings(seen: &Observations, attempt: &Attempt, policy: &Policy) -> Vec<Finding> {
@@ -358,8 +358,8 @@ fn with_evidence(finding: Finding, lines: Vec<String>) -> Finding {
 
 #[cfg(test)]
 mod tests {
-    use super::super::certificate::SelfSigned;
     use super::*;
+    use fipsguard_crypto::certificate::SelfSigned;
 
     fn signed_with(signature: &str, hash: Option<&'static str>) -> Facts {
         Facts {
@@ -481,7 +481,7 @@ mod tests {
     fn certificates_of_an_unanswered_key_type_leave_the_findings_undecided() {
         let der = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/testdata/pss-sha256.der"
+            "/../fipsguard-crypto/testdata/pss-sha256.der"
         ))
         .unwrap();
         let mut attempt = Attempt {

@@ -17,9 +17,9 @@ use fipsguard_crypto::tls::rustls::{
 };
 use fipsguard_crypto::tls::{provider, PROTOCOL_VERSIONS};
 
-use super::certificate::{inspect, Key};
 use super::probe::Endpoint;
 use super::wire::Deadline;
+use fipsguard_crypto::certificate::{inspect, Key};
 
 /// What the approved handshake negotiated.
 #[derive(Debug)]

@@ -10,7 +10,6 @@ use crate::{Finding, Kind, Report, Status};
 
 mod assess;
 mod catalog;
-mod certificate;
 mod handshake;
 mod policy;
 mod probe;

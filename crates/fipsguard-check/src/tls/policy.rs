@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::catalog::{Protocol, GROUPS};
-use super::certificate::{CURVES, HASHES};
+use fipsguard_crypto::certificate::{CURVES, HASHES};
 
 /// A TLS policy.
 #[derive(Debug, Clone, Deserialize)]
