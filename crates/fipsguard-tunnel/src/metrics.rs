@@ -57,6 +57,11 @@ pub fn idle_closed(tunnel: &str) {
     counter!("fipsguard_tunnel_idle_closed_total", "tunnel" => tunnel.to_owned()).increment(1);
 }
 
+/// An open connection cut because a reload's trust refuses its client.
+pub fn client_cut(tunnel: &str) {
+    counter!("fipsguard_tunnel_clients_cut_total", "tunnel" => tunnel.to_owned()).increment(1);
+}
+
 /// A reload of certificates, keys, CAs and CRLs.
 pub fn reload(tunnel: &str, outcome: &'static str) {
     counter!("fipsguard_tunnel_reloads_total", "tunnel" => tunnel.to_owned(), "outcome" => outcome)

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
+use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::rustls::CommonState;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
@@ -228,6 +229,7 @@ impl Worker {
             let connection = Connection {
                 config: self.config.clone(),
                 side: self.tls.current(),
+                changes: self.tls.changes(),
                 peer,
                 cut: self.cut.subscribe(),
                 _slot: slot,
@@ -274,6 +276,8 @@ fn listen(address: SocketAddr, max_connections: usize) -> io::Result<TcpListener
 struct Connection {
     config: Arc<TunnelConfig>,
     side: Arc<Side>,
+    /// The configurations reloads put in place after this one.
+    changes: watch::Receiver<Arc<Side>>,
     peer: SocketAddr,
     cut: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
@@ -294,7 +298,7 @@ impl Connection {
         metrics::open_connections(&name, 1.0);
         let local = stream.local_addr().ok();
         let result = match &*self.side {
-            Side::Server(acceptor) => self.accept_tls(acceptor, stream, local).await,
+            Side::Server { acceptor, .. } => self.accept_tls(acceptor, stream, local).await,
             Side::Client { connector, name } => {
                 self.originate_tls(connector, name.clone(), stream).await
             }
@@ -349,7 +353,8 @@ impl Connection {
         metrics::handshake(&config.name, "ok", "none");
         metrics::session(&config.name, version, suite);
         tracing::debug!(tunnel = %config.name, peer = %self.peer, identity = admitted_as, version, suite, "forwarding");
-        self.forward(tls, target).await;
+        let chain = session.peer_certificates().map(<[_]>::to_vec);
+        self.forward(tls, target, chain.as_deref()).await;
         Ok(())
     }
 
@@ -378,7 +383,7 @@ impl Connection {
         let (version, suite) = negotiated(session);
         metrics::handshake(&config.name, "ok", "none");
         metrics::session(&config.name, version, suite);
-        self.forward(stream, tls).await;
+        self.forward(stream, tls, None).await;
         Ok(())
     }
 
@@ -391,8 +396,15 @@ impl Connection {
     /// tunnel's idle timeout is closed in order on both sides, as nothing
     /// is in flight; but one whose data waits all that time for a
     /// receiver that does not take it is reset, since closing it in order
-    /// would pass off what was held back as the end of the stream.
-    async fn forward(&self, outside: impl Stream, inside: impl Stream) {
+    /// would pass off what was held back as the end of the stream. A
+    /// client (`client`: its certificates) that a reload's trust refuses
+    /// is cut the same way.
+    async fn forward(
+        &self,
+        outside: impl Stream,
+        inside: impl Stream,
+        client: Option<&[CertificateDer<'static>]>,
+    ) {
         let name = &self.config.name;
         let activity = Activity::new();
         let mut outside = Counted::new(outside, name, "to_target", &activity);
@@ -406,6 +418,11 @@ impl Connection {
                 COPY_BUFFER,
             ) => copied.map_err(|e| e.to_string()).map(|_| Ended::Closed),
             Ok(_) = cut.wait_for(|cut| *cut) => Err("cut at the drain timeout".to_owned()),
+            why = refused_after_reload(self.changes.clone(), client) => {
+                metrics::client_cut(name);
+                tracing::warn!(tunnel = %name, peer = %self.peer, reason = %why, "connection cut: its client certificate is refused since a reload");
+                Err(why)
+            }
             limit = activity.idle_for(self.config.idle_timeout()) => Ok(Ended::Idle(limit)),
         };
         let abrupt = match ended {
@@ -432,6 +449,27 @@ impl Connection {
             tracing::debug!(tunnel = %name, peer = %self.peer, error = %why, "connection ended abruptly: resetting both sides");
             outside.inner.reset_on_close();
             inside.inner.reset_on_close();
+        }
+    }
+}
+
+/// Waits for a reload whose trust refuses the client with certificates
+/// `client` (a new revocation list names it, or it has expired since), and
+/// says why; never, for a connection without a client certificate.
+async fn refused_after_reload(
+    mut changes: watch::Receiver<Arc<Side>>,
+    client: Option<&[CertificateDer<'static>]>,
+) -> String {
+    let Some(chain) = client else {
+        return std::future::pending().await;
+    };
+    loop {
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let side = changes.borrow_and_update().clone();
+        if let Some(why) = side.refuses_client(chain) {
+            return why;
         }
     }
 }

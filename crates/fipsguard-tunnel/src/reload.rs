@@ -1,15 +1,18 @@
 //! A tunnel's TLS side, rebuilt from its files on SIGHUP or when they
 //! change. New connections take the current configuration; connections
-//! already open keep the one they started with, so a reload drops nothing.
+//! already open keep the one they started with, so a reload drops nothing,
+//! except a client the new trust refuses (a certificate on a new
+//! revocation list, or one that has since expired): its connection is cut.
 //! A reload that fails (a bad certificate, a key that does not match)
 //! keeps the previous configuration and says so.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use fipsguard_crypto::tls::rustls::pki_types::ServerName;
-use fipsguard_crypto::tls::{self, ClientAuth, Identity, PeerTrust};
+use fipsguard_crypto::tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use fipsguard_crypto::tls::{self, ClientAuth, ClientVerifier, Identity, PeerTrust};
+use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::{Mode, TunnelConfig};
@@ -19,7 +22,13 @@ use crate::metrics;
 /// The TLS end of a tunnel.
 pub enum Side {
     /// Server mode: accepts TLS.
-    Server(TlsAcceptor),
+    Server {
+        /// The configured acceptor.
+        acceptor: TlsAcceptor,
+        /// What its handshakes check client certificates with (with a
+        /// client CA).
+        clients: Option<ClientVerifier>,
+    },
     /// Client mode: originates TLS to a server that must carry `name`.
     Client {
         /// The configured connector.
@@ -29,10 +38,30 @@ pub enum Side {
     },
 }
 
+impl Side {
+    /// Why a client whose handshake passed under an earlier side is not
+    /// accepted under this one (`chain`: its certificates, its own first),
+    /// or `None` while it is.
+    pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
+        let Side::Server {
+            clients: Some(verifier),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let (end_entity, intermediates) = chain.split_first()?;
+        verifier
+            .verify_client_cert(end_entity, intermediates, UnixTime::now())
+            .err()
+            .map(|e| e.to_string())
+    }
+}
+
 /// The current TLS side of a tunnel, and what it was built from.
 pub struct TlsState {
     tunnel: Arc<TunnelConfig>,
-    current: RwLock<Arc<Side>>,
+    current: watch::Sender<Arc<Side>>,
     stamps: Mutex<Vec<Option<FileStamp>>>,
 }
 
@@ -43,14 +72,19 @@ impl TlsState {
         let side = build(&tunnel)?;
         Ok(Self {
             tunnel,
-            current: RwLock::new(Arc::new(side)),
+            current: watch::Sender::new(Arc::new(side)),
             stamps: Mutex::new(stamps),
         })
     }
 
     /// The configuration new connections use.
     pub fn current(&self) -> Arc<Side> {
-        self.current.read().expect("not poisoned").clone()
+        self.current.borrow().clone()
+    }
+
+    /// Hears of each configuration a reload puts in place.
+    pub fn changes(&self) -> watch::Receiver<Arc<Side>> {
+        self.current.subscribe()
     }
 
     /// Rebuilds from the files; on failure the current side stays.
@@ -59,7 +93,7 @@ impl TlsState {
         *self.stamps.lock().expect("not poisoned") = file_stamps(&self.tunnel);
         match build(&self.tunnel) {
             Ok(side) => {
-                *self.current.write().expect("not poisoned") = Arc::new(side);
+                self.current.send_replace(Arc::new(side));
                 metrics::reload(name, "ok");
                 tracing::info!(tunnel = %name, why, "TLS configuration reloaded");
             }
@@ -141,8 +175,10 @@ fn build_side(tunnel: &TunnelConfig) -> Result<(Side, Option<i64>), String> {
                 Some(ca) => ClientAuth::Required(trust(ca)?),
                 None => ClientAuth::None,
             };
-            let config = tls::server_config(identity, client_auth).map_err(fail)?;
-            Ok((Side::Server(TlsAcceptor::from(Arc::new(config))), expiry))
+            let (config, clients) =
+                tls::server_config_and_verifier(identity, client_auth).map_err(fail)?;
+            let acceptor = TlsAcceptor::from(Arc::new(config));
+            Ok((Side::Server { acceptor, clients }, expiry))
         }
         Mode::Client => {
             let ca = tunnel

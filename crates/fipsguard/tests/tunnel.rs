@@ -228,6 +228,11 @@ struct Session {
 
 impl Session {
     fn open(listen: &str, pki: &Pki) -> Self {
+        Self::open_with(listen, pki, &[])
+    }
+
+    /// With more `s_client` arguments (a client certificate, say).
+    fn open_with(listen: &str, pki: &Pki, extra: &[&str]) -> Self {
         let mut child = Command::new("openssl")
             .args([
                 "s_client",
@@ -238,6 +243,7 @@ impl Session {
                 "localhost",
             ])
             .args(["-CAfile", &pki.path_str("ca.pem")])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -949,6 +955,57 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     assert!(!serial().is_empty(), "still serving");
     echo_line("still open");
     drop(open);
+}
+
+/// A reload whose new CRL names a client that is connected cuts that
+/// client's connection (its openssl sees the connection end; the cut is
+/// counted and logged); a client the CRL does not name keeps its own.
+#[test]
+fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
+    let pki = Pki::new();
+    pki.leaf("alice", "DNS:alice.fipsguard.test");
+    pki.leaf("bob", "DNS:bob.fipsguard.test");
+    let echo = echo_target();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{echo}"));
+    args.extend(
+        [
+            "--client-ca",
+            &pki.path_str("ca.pem"),
+            "--crl",
+            &pki.path_str("crl.pem"),
+        ]
+        .map(String::from),
+    );
+    let tunnel = Tunnel::start(&strs(&args));
+    let client = |name: &str| {
+        let (cert, key) = (
+            pki.path_str(&format!("{name}.pem")),
+            pki.path_str(&format!("{name}.key")),
+        );
+        Session::open_with(&listen, &pki, &["-cert", &cert, "-key", &key])
+    };
+    let (mut alice, mut bob) = (client("alice"), client("bob"));
+    assert_eq!(alice.echo("hello"), "hello");
+    assert_eq!(bob.echo("hello"), "hello");
+    let cut = "fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\"}";
+    assert_eq!(tunnel.series(cut), 0.0);
+
+    pki.revoke("alice");
+    wait_until("the new CRL is loaded", || {
+        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 1.0
+    });
+    wait_until("alice's openssl sees its connection end", || {
+        alice.child.try_wait().unwrap().is_some()
+    });
+    assert_eq!(tunnel.series(cut), 1.0);
+    assert_eq!(bob.echo("still here"), "still here");
+    let log = tunnel.log();
+    assert!(
+        log.contains("connection cut: its client certificate is refused since a reload"),
+        "{log}"
+    );
+    assert!(log.contains("Revoked"), "{log}");
 }
 
 /// A connection idle both ways for the idle timeout is closed in order
