@@ -365,42 +365,65 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
 
 /// Refuses a chain that clients under the policy would refuse, at start
 /// rather than at every handshake: a certificate outside its validity
-/// period, or one signed over SHA-1 or MD5 (SP 800-131A Rev. 2, section
-/// 9; SP 800-52 Rev. 2, section 3.2). A self-signed certificate's own
-/// signature is not judged: no client checks a trust anchor's.
+/// period (RFC 5280, section 4.1.2.5), or one signed over SHA-1 or MD5 (SP
+/// 800-131A Rev. 2, section 9; SP 800-52 Rev. 2, section 3.2). A
+/// self-signed certificate sent after the server's own is the trust
+/// anchor, which clients take from their own store: neither its signature
+/// nor its dates are judged. A notBefore up to [`CLOCK_SKEW`] ahead is
+/// taken as the issuer's clock running ahead of this one.
 fn check_chain(chain: &[CertificateDer<'_>]) -> Result<(), TlsError> {
+    let mut facts = Vec::with_capacity(chain.len());
     for (index, der) in chain.iter().enumerate() {
-        let refused = |subject: &str, reason: String| TlsError::Certificate {
+        let unreadable = |reason| TlsError::Certificate {
             position: index + 1,
-            subject: subject.to_owned(),
+            subject: "unreadable".into(),
             reason,
         };
-        let facts = certificate::inspect(der).map_err(|e| refused("unreadable", e))?;
+        facts.push(certificate::inspect(der).map_err(unreadable)?);
+    }
+    // One that names itself its issuer, sent beside another of that name,
+    // may have been issued by it (as `check tls` judges it).
+    certificate::doubt_namesakes(&mut facts);
+    for (index, facts) in facts.iter().enumerate() {
+        if index > 0 && facts.is_self_signed() {
+            continue;
+        }
         let broken = facts.signature_hash.and_then(|hash| match hash {
             "SHA-1" => Some(Refusal::Sha1Signatures),
             "MD2" | "MD4" | "MD5" => Some(Refusal::Md5),
             _ => None,
         });
         let reason = if facts.seconds_left < 0 {
-            format!("expired on {}; renew it", facts.not_after)
-        } else if facts.seconds_until_valid > 0 {
             format!(
-                "not valid yet (the clock, or the certificate, is wrong); valid in {} s",
+                "expired on {}; renew it (RFC 5280, section 4.1.2.5)",
+                facts.not_after
+            )
+        } else if facts.seconds_until_valid > CLOCK_SKEW.as_secs() as i64 {
+            format!(
+                "not valid for another {} s (RFC 5280, section 4.1.2.5): this host's clock, or the certificate, is wrong",
                 facts.seconds_until_valid
             )
         } else if let Some(rule) = broken.filter(|_| !facts.is_self_signed()) {
             format!(
-                "signed over {}: {rule} [{}]",
+                "signed with {}: {rule} [{}]",
                 facts.signature,
                 rule.rule_id()
             )
         } else {
             continue;
         };
-        return Err(refused(&facts.subject, reason));
+        return Err(TlsError::Certificate {
+            position: index + 1,
+            subject: facts.subject.clone(),
+            reason,
+        });
     }
     Ok(())
 }
+
+/// How far ahead of this host's clock a certificate's notBefore may be:
+/// an issuer that dates a new certificate "now" by a clock running ahead.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Names the key and checks it: RSA of 2048 bits or more, or ECDSA on P-256
 /// or P-384 (SP 800-52 Rev. 2, section 3.3.2).
@@ -445,14 +468,17 @@ pub fn self_signed(names: &[String]) -> Result<(Identity, String), TlsError> {
         now - time::Duration::days(1),
         now + time::Duration::days(90),
     );
-    self_signed_between(names, valid)
+    let (certificate, key) = self_signed_between(names, valid)?;
+    let pem = certificate.pem();
+    Ok((Identity::new(vec![certificate.der().clone()], key)?, pem))
 }
 
-/// A self-signed certificate for `names`, valid from `valid.0` to `valid.1`.
+/// A self-signed certificate for `names`, valid from `valid.0` to
+/// `valid.1`, and its key.
 fn self_signed_between(
     names: &[String],
     valid: (time::OffsetDateTime, time::OffsetDateTime),
-) -> Result<(Identity, String), TlsError> {
+) -> Result<(rcgen::Certificate, PrivateKeyDer<'static>), TlsError> {
     let key = SigningKey::generate(SigningKeyType::EcdsaP256)?;
     let pkcs8 = key.to_pkcs8()?;
     let public = key.public_key_der()?;
@@ -468,10 +494,7 @@ fn self_signed_between(
     let signer = rcgen::KeyPair::from_remote(Box::new(ModuleSigner(key))).map_err(rustls_error)?;
     let certificate = params.self_signed(&signer).map_err(rustls_error)?;
     let key = PrivateKeyDer::Pkcs8(pkcs8.expose_secret().to_vec().into());
-    Ok((
-        Identity::new(vec![certificate.der().clone()], key)?,
-        certificate.pem(),
-    ))
+    Ok((certificate, key))
 }
 
 /// Lets the certificate builder sign through the module.
@@ -528,18 +551,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_certificate_outside_its_validity_period_is_refused_at_start() {
-        let names = ["localhost".to_string()];
+    /// A self-signed certificate valid from `from` to `to` days from now.
+    fn valid_for(from: i32, to: i32) -> CertificateDer<'static> {
         let now = time::OffsetDateTime::now_utc();
         let day = time::Duration::days(1);
-        let expired = self_signed_between(&names, (now - 3 * day, now - day)).unwrap_err();
-        let (position, reason) = refusal(expired);
+        let names = ["localhost".to_string()];
+        let (certificate, _) =
+            self_signed_between(&names, (now + day * from, now + day * to)).unwrap();
+        certificate.der().clone()
+    }
+
+    #[test]
+    fn a_certificate_outside_its_validity_period_is_refused_at_start() {
+        let (position, reason) = refusal(check_chain(&[valid_for(-3, -1)]).unwrap_err());
         assert_eq!(position, 1);
         assert!(reason.starts_with("expired on "), "{reason}");
-        let early = self_signed_between(&names, (now + day, now + 3 * day)).unwrap_err();
-        assert!(refusal(early).1.starts_with("not valid yet"));
-        assert!(self_signed_between(&names, (now - day, now + day)).is_ok());
+        let early = check_chain(&[valid_for(1, 3)]).unwrap_err();
+        assert!(refusal(early).1.starts_with("not valid for another "));
+        assert!(check_chain(&[valid_for(-1, 1)]).is_ok());
+        // An issuer's clock a minute ahead of this one's.
+        let now = time::OffsetDateTime::now_utc();
+        let names = ["localhost".to_string()];
+        let minute = time::Duration::minutes(1);
+        let (ahead, _) = self_signed_between(&names, (now + minute, now + minute * 90)).unwrap();
+        assert!(check_chain(&[ahead.der().clone()]).is_ok());
+        // An expired root sent after the server's own certificate is not
+        // judged: clients take the anchor from their own store.
+        assert!(check_chain(&[valid_for(-1, 1), expired_root()]).is_ok());
+    }
+
+    /// A self-signed CA certificate of its own name, expired yesterday.
+    fn expired_root() -> CertificateDer<'static> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut params = rcgen::CertificateParams::default();
+        params.not_before = now - time::Duration::days(3);
+        params.not_after = now - time::Duration::days(1);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[1]));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "an old root");
+        let key = SigningKey::generate(SigningKeyType::EcdsaP256).unwrap();
+        let signer = rcgen::KeyPair::from_remote(Box::new(ModuleSigner(key))).unwrap();
+        params.self_signed(&signer).unwrap().der().clone()
     }
 
     #[test]
@@ -547,6 +601,7 @@ mod tests {
         // A leaf issued with RSASSA-PSS over SHA-1, second in a chain.
         let leaf = testdata("pss-sha256.der");
         let chain = vec![leaf, testdata("pss-sha1.der")];
+        // Identity::new judges the chain before the key.
         let error = Identity::new(chain, p256_key()).unwrap_err();
         let text = error.to_string();
         let (position, reason) = refusal(error);
