@@ -226,10 +226,13 @@ impl Worker {
                 tracing::warn!(tunnel = %name, %peer, "connection refused: at the connection limit");
                 continue;
             };
+            // Subscribed first: a reload between the two is then heard.
+            let mut changes = self.tls.changes();
+            let side = changes.borrow_and_update().clone();
             let connection = Connection {
                 config: self.config.clone(),
-                side: self.tls.current(),
-                changes: self.tls.changes(),
+                side,
+                changes,
                 peer,
                 cut: self.cut.subscribe(),
                 _slot: slot,

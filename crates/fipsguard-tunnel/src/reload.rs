@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use fipsguard_crypto::tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use fipsguard_crypto::tls::rustls::{CertificateError, Error};
 use fipsguard_crypto::tls::{self, ClientAuth, ClientVerifier, Identity, PeerTrust};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -39,9 +40,13 @@ pub enum Side {
 }
 
 impl Side {
-    /// Why a client whose handshake passed under an earlier side is not
-    /// accepted under this one (`chain`: its certificates, its own first),
-    /// or `None` while it is.
+    /// Why a client whose handshake passed under an earlier side is
+    /// refused under this one (`chain`: its certificates, its own first):
+    /// its certificate is revoked, expired, or no longer from a trusted CA.
+    /// `None` while it is accepted, or when what the new trust lacks says
+    /// nothing of this client (a revocation list past its nextUpdate, or
+    /// silent on its issuer: new handshakes are refused for that, but an
+    /// unrelated reload must not cut every client).
     pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
         let Side::Server {
             clients: Some(verifier),
@@ -51,10 +56,15 @@ impl Side {
             return None;
         };
         let (end_entity, intermediates) = chain.split_first()?;
-        verifier
-            .verify_client_cert(end_entity, intermediates, UnixTime::now())
-            .err()
-            .map(|e| e.to_string())
+        match verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
+            Err(Error::InvalidCertificate(
+                e @ (CertificateError::Revoked
+                | CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::UnknownIssuer),
+            )) => Some(e.to_string()),
+            _ => None,
+        }
     }
 }
 
@@ -77,12 +87,8 @@ impl TlsState {
         })
     }
 
-    /// The configuration new connections use.
-    pub fn current(&self) -> Arc<Side> {
-        self.current.borrow().clone()
-    }
-
-    /// Hears of each configuration a reload puts in place.
+    /// The configuration in use, for a new connection to take, and then
+    /// each one a reload puts in place.
     pub fn changes(&self) -> watch::Receiver<Arc<Side>> {
         self.current.subscribe()
     }

@@ -1006,6 +1006,15 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
         "{log}"
     );
     assert!(log.contains("Revoked"), "{log}");
+
+    // A list past its nextUpdate says nothing new of bob: new handshakes
+    // are refused for it, but his open connection is not cut.
+    pki.der_crl("crl.pem", true);
+    wait_until("the stale CRL is loaded", || {
+        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 2.0
+    });
+    assert_eq!(bob.echo("after the stale list"), "after the stale list");
+    assert_eq!(tunnel.series(cut), 1.0);
 }
 
 /// A connection idle both ways for the idle timeout is closed in order
