@@ -89,20 +89,17 @@ pub(super) fn provider_active(rule: &Rule, host: &Host) -> Result<Finding, Unrea
     let Some(openssl) = OpenSsl::inspect(&host.root)? else {
         return Ok(absent(rule));
     };
-    let forced = forced_by_kernel(host)?;
-    let settings = match (&openssl.config, &forced) {
-        (Some(config), _) => Settings::of(config),
-        (None, Some(_)) => Settings::default(),
-        (None, None) => {
-            return Ok(rule
-                .finding(Status::Fail)
-                .evidence(format!(
-                    "no OpenSSL configuration ({}): only the default provider loads",
-                    CONFIGS.join(", ")
-                ))
-                .remediation(ACTIVATE))
-        }
-    };
+    let settings = openssl.settings();
+    let forced = forced_by_kernel(host, &settings)?;
+    if openssl.config.is_none() && forced.is_none() {
+        return Ok(rule
+            .finding(Status::Fail)
+            .evidence(format!(
+                "no OpenSSL configuration ({}): only the default provider loads",
+                CONFIGS.join(", ")
+            ))
+            .remediation(ACTIVATE));
+    }
     let (activated, required) = (settings.activated(), settings.fips_required());
     let mut evidence = settings.evidence;
     let missing = openssl.config.iter().flat_map(|c| &c.missing_includes);
@@ -164,17 +161,11 @@ fn last_word(evidence: &mut Vec<String>, asked: Option<(bool, String)>, configur
 const KERNEL_FORCED: [&str; 2] = ["rhel", "fedora"];
 
 /// The line of evidence when this tree's OpenSSL 3 turns FIPS on from the
-/// kernel flag by itself: the flag is 1, `libcrypto.so.3` is there, and the
-/// distribution is one of [`KERNEL_FORCED`].
-fn forced_by_kernel(host: &Host) -> Result<Option<String>, Unreadable> {
-    if !host.kernel_on()?
-        || host
-            .root
-            .find_library(|n| n.starts_with("libcrypto.so.3"))
-            .is_none()
-    {
-        return Ok(None);
-    }
+/// kernel flag by itself: the distribution is one of [`KERNEL_FORCED`]
+/// (its `libcrypto.so.3` taken to be the distribution's own), the kernel
+/// flag is 1, `fips.so` is installed, and the configuration does not set
+/// default properties that leave FIPS out.
+fn forced_by_kernel(host: &Host, settings: &Settings<'_>) -> Result<Option<String>, Unreadable> {
     let Some(os_release) = host.root.read("/etc/os-release")? else {
         return Ok(None);
     };
@@ -187,12 +178,19 @@ fn forced_by_kernel(host: &Host) -> Result<Option<String>, Unreadable> {
                 .any(|id| KERNEL_FORCED.contains(&id));
         named.then(|| format!("{key}={value}"))
     });
-    Ok(family.map(|family| {
-        format!(
-            "/etc/os-release: {family}, with the kernel flag at 1: Red Hat's OpenSSL 3 loads \
-             its fips provider and requires fips=yes by itself"
-        )
-    }))
+    let Some(family) = family else {
+        return Ok(None);
+    };
+    let library = host.root.find_library(|n| n.starts_with("libcrypto.so.3"));
+    let contradicted = settings.properties.is_some() && !settings.fips_required();
+    let module = find_module(&host.root, settings);
+    if library.is_none() || contradicted || module.is_err() || !host.kernel_on()? {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "/etc/os-release: {family}, with the kernel flag at 1 and fips.so installed: \
+         Red Hat's OpenSSL 3 loads its fips provider and requires fips=yes by itself"
+    )))
 }
 
 fn absent(rule: &Rule) -> Finding {
