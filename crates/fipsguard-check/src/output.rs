@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
 use serde_sarif::sarif;
@@ -227,12 +228,41 @@ fn sarif_results(report: &Report) -> Vec<sarif::Result> {
         .collect()
 }
 
-/// A URI reference for the subject: file paths as they are, endpoints as
-/// `tls://host:port` (a bare `host:port` would read as a URI scheme).
+/// A URI reference for the subject: endpoints as `tls://host:port` (a
+/// bare `host:port` would read as a URI scheme), file paths with what a URI
+/// path cannot hold percent-encoded (a space, `#`, `%`, `?`, anything not
+/// ASCII), and `./` before a relative one whose first segment has a `:`.
 fn subject_uri(report: &Report) -> String {
     match report.kind {
         crate::Kind::Tls => format!("tls://{}", report.subject),
-        crate::Kind::Host | crate::Kind::Binary => report.subject.clone(),
+        crate::Kind::Host | crate::Kind::Binary => path_uri(&report.subject),
+    }
+}
+
+/// What RFC 3986 does not allow as it is in a path.
+const NOT_IN_PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+fn path_uri(path: &str) -> String {
+    let encoded = utf8_percent_encode(path, NOT_IN_PATH).to_string();
+    let first_segment = encoded.split('/').next().unwrap_or_default();
+    match first_segment.contains(':') {
+        true => format!("./{encoded}"),
+        false => encoded,
     }
 }
 
@@ -301,4 +331,27 @@ fn junit_case(report: &Report, finding: &Finding) -> TestCase {
         case.set_system_out(finding_message(report, finding));
     }
     case
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_uri;
+
+    #[test]
+    fn a_path_becomes_a_uri_reference_that_reads_back_as_that_path() {
+        for (path, uri) in [
+            ("/usr/bin/openssl", "/usr/bin/openssl"),
+            ("/srv/my app/bin #2", "/srv/my%20app/bin%20%232"),
+            ("/tmp/100%?.so", "/tmp/100%25%3F.so"),
+            ("/opt/café/ü", "/opt/caf%C3%A9/%C3%BC"),
+            ("c:tool/x", "./c:tool/x"),
+            ("bin/a:b", "bin/a:b"),
+        ] {
+            assert_eq!(path_uri(path), uri, "{path}");
+            let back = percent_encoding::percent_decode_str(uri.trim_start_matches("./"))
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(back, path);
+        }
+    }
 }
