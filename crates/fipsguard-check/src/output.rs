@@ -258,6 +258,11 @@ const NOT_IN_PATH: &AsciiSet = &CONTROLS
     .add(b'}');
 
 fn path_uri(path: &str) -> String {
+    // `//x` would read as a host name: an absolute path has one `/`.
+    let path = match path.trim_start_matches('/') {
+        rest if rest.len() < path.len() => &path[path.len() - rest.len() - 1..],
+        _ => path,
+    };
     let encoded = utf8_percent_encode(path, NOT_IN_PATH).to_string();
     let first_segment = encoded.split('/').next().unwrap_or_default();
     match first_segment.contains(':') {
@@ -348,6 +353,10 @@ mod tests {
             ("bin/a:b", "bin/a:b"),
         ] {
             assert_eq!(path_uri(path), uri, "{path}");
+            assert_eq!(
+                path_uri(&format!("//{path}")),
+                path_uri(&format!("/{path}"))
+            );
             let back = percent_encoding::percent_decode_str(uri.trim_start_matches("./"))
                 .decode_utf8()
                 .unwrap();

@@ -366,11 +366,13 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
 /// Refuses a chain that clients under the policy would refuse, at start
 /// rather than at every handshake: a certificate outside its validity
 /// period (RFC 5280, section 4.1.2.5), or one signed over SHA-1 or MD5 (SP
-/// 800-131A Rev. 2, section 9; SP 800-52 Rev. 2, section 3.2). A
-/// self-signed certificate sent after the server's own is the trust
-/// anchor, which clients take from their own store: neither its signature
-/// nor its dates are judged. A notBefore up to [`CLOCK_SKEW`] ahead is
-/// taken as the issuer's clock running ahead of this one.
+/// 800-131A Rev. 2, section 9; SP 800-52 Rev. 2, section 3.2), the
+/// server's own too when it signed itself (a client that pins it checks
+/// that signature). A self-signed certificate at the end of a longer chain
+/// is the trust anchor, which clients take from their own store: neither
+/// its signature nor its dates are judged. A notBefore up to
+/// [`CLOCK_SKEW`] ahead is taken as the issuer's clock running ahead of
+/// this one.
 fn check_chain(chain: &[CertificateDer<'_>]) -> Result<(), TlsError> {
     let mut facts = Vec::with_capacity(chain.len());
     for (index, der) in chain.iter().enumerate() {
@@ -384,8 +386,9 @@ fn check_chain(chain: &[CertificateDer<'_>]) -> Result<(), TlsError> {
     // One that names itself its issuer, sent beside another of that name,
     // may have been issued by it (as `check tls` judges it).
     certificate::doubt_namesakes(&mut facts);
+    let anchor = facts.len().saturating_sub(1);
     for (index, facts) in facts.iter().enumerate() {
-        if index > 0 && facts.is_self_signed() {
+        if index > 0 && index == anchor && facts.is_self_signed() {
             continue;
         }
         let broken = facts.signature_hash.and_then(|hash| match hash {
@@ -403,7 +406,7 @@ fn check_chain(chain: &[CertificateDer<'_>]) -> Result<(), TlsError> {
                 "not valid for another {} s (RFC 5280, section 4.1.2.5): this host's clock, or the certificate, is wrong",
                 facts.seconds_until_valid
             )
-        } else if let Some(rule) = broken.filter(|_| !facts.is_self_signed()) {
+        } else if let Some(rule) = broken {
             format!(
                 "signed with {}: {rule} [{}]",
                 facts.signature,
@@ -608,7 +611,11 @@ mod tests {
         assert_eq!(position, 2);
         assert!(reason.contains("[sha1-signatures]"), "{reason}");
         assert!(text.contains("leaf signed with RSASSA-PSS sha1"), "{text}");
-        // A self-signed SHA-1 root's own signature is checked by no one.
-        assert!(check_chain(&[testdata("self-signed-sha1.der")]).is_ok());
+        // A self-signed SHA-1 root's own signature is checked by no one;
+        // a server's own self-signed certificate's is, by clients that pin it.
+        let root = testdata("self-signed-sha1.der");
+        assert!(check_chain(&[testdata("pss-sha256.der"), root.clone()]).is_ok());
+        let (_, reason) = refusal(check_chain(&[root]).unwrap_err());
+        assert!(reason.contains("[sha1-signatures]"), "{reason}");
     }
 }

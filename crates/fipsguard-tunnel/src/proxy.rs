@@ -457,8 +457,9 @@ impl Connection {
 }
 
 /// Waits for a reload whose trust refuses the client with certificates
-/// `client` (a new revocation list names it, or it has expired since), and
-/// says why; never, for a connection without a client certificate.
+/// `client` (a new revocation list names it, the client CA changed, or it
+/// has expired since), and says why; never, for a connection without a
+/// client certificate.
 async fn refused_after_reload(
     mut changes: watch::Receiver<Arc<Side>>,
     client: Option<&[CertificateDer<'static>]>,

@@ -42,11 +42,12 @@ pub enum Side {
 impl Side {
     /// Why a client whose handshake passed under an earlier side is
     /// refused under this one (`chain`: its certificates, its own first):
-    /// its certificate is revoked, expired, or no longer from a trusted CA.
-    /// `None` while it is accepted, or when what the new trust lacks says
-    /// nothing of this client (a revocation list past its nextUpdate, or
-    /// silent on its issuer: new handshakes are refused for that, but an
-    /// unrelated reload must not cut every client).
+    /// whatever its certificate now fails (revoked, expired, no longer from
+    /// a trusted CA or within its constraints). `None` while it is
+    /// accepted, or when what fails says nothing of this client (a
+    /// revocation list past its nextUpdate, or silent on its issuer; a
+    /// certificate not yet valid, which passed before): new handshakes are
+    /// refused for those, but an unrelated reload must not cut every client.
     pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
         let Side::Server {
             clients: Some(verifier),
@@ -58,11 +59,13 @@ impl Side {
         let (end_entity, intermediates) = chain.split_first()?;
         match verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
             Err(Error::InvalidCertificate(
-                e @ (CertificateError::Revoked
-                | CertificateError::Expired
-                | CertificateError::ExpiredContext { .. }
-                | CertificateError::UnknownIssuer),
-            )) => Some(e.to_string()),
+                CertificateError::UnknownRevocationStatus
+                | CertificateError::ExpiredRevocationList
+                | CertificateError::ExpiredRevocationListContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. },
+            )) => None,
+            Err(Error::InvalidCertificate(e)) => Some(e.to_string()),
             _ => None,
         }
     }

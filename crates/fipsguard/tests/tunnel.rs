@@ -1015,6 +1015,17 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
     });
     assert_eq!(bob.echo("after the stale list"), "after the stale list");
     assert_eq!(tunnel.series(cut), 1.0);
+
+    // Another client CA (of the same name, with another key: bob's
+    // certificate's signature no longer verifies).
+    let other = Pki::new();
+    std::fs::copy(other.path("ca.pem"), pki.path("ca.pem.new")).unwrap();
+    std::fs::rename(pki.path("ca.pem.new"), pki.path("ca.pem")).unwrap();
+    wait_until("bob's openssl sees its connection end", || {
+        bob.child.try_wait().unwrap().is_some()
+    });
+    assert_eq!(tunnel.series(cut), 2.0);
+    assert!(tunnel.log().contains("BadSignature"), "{}", tunnel.log());
 }
 
 /// A connection idle both ways for the idle timeout is closed in order
