@@ -57,7 +57,8 @@ pub fn idle_closed(tunnel: &str) {
     counter!("fipsguard_tunnel_idle_closed_total", "tunnel" => tunnel.to_owned()).increment(1);
 }
 
-/// An open connection cut because a reload's trust refuses its client.
+/// An open connection cut because its client is no longer accepted: its
+/// certificate expired, or a reload's trust refuses it.
 pub fn client_cut(tunnel: &str) {
     counter!("fipsguard_tunnel_clients_cut_total", "tunnel" => tunnel.to_owned()).increment(1);
 }

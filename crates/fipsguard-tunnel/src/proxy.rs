@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, Instant};
 
 use crate::config::{Target, TunnelConfig};
-use crate::identity::PeerIdentity;
+use crate::identity::{not_after, PeerIdentity};
 use crate::metrics;
 use crate::proxy_protocol;
 use crate::reload::{Side, TlsState};
@@ -400,8 +400,8 @@ impl Connection {
     /// is in flight; but one whose data waits all that time for a
     /// receiver that does not take it is reset, since closing it in order
     /// would pass off what was held back as the end of the stream. A
-    /// client (`client`: its certificates) that a reload's trust refuses
-    /// is cut the same way.
+    /// client (`client`: its certificates) whose certificate expires, or
+    /// that a reload's trust refuses, is cut the same way.
     async fn forward(
         &self,
         outside: impl Stream,
@@ -421,9 +421,9 @@ impl Connection {
                 COPY_BUFFER,
             ) => copied.map_err(|e| e.to_string()).map(|_| Ended::Closed),
             Ok(_) = cut.wait_for(|cut| *cut) => Err("cut at the drain timeout".to_owned()),
-            why = refused_after_reload(self.changes.clone(), client) => {
+            why = client_refused(self.changes.clone(), client) => {
                 metrics::client_cut(name);
-                tracing::warn!(tunnel = %name, peer = %self.peer, reason = %why, "connection cut: its client certificate is refused since a reload");
+                tracing::warn!(tunnel = %name, peer = %self.peer, reason = %why, "connection cut: its client certificate is no longer accepted");
                 Err(why)
             }
             limit = activity.idle_for(self.config.idle_timeout()) => Ok(Ended::Idle(limit)),
@@ -456,25 +456,56 @@ impl Connection {
     }
 }
 
-/// Waits for a reload whose trust refuses the client with certificates
-/// `client` (a new revocation list names it, the client CA changed, or it
-/// has expired since), and says why; never, for a connection without a
-/// client certificate.
-async fn refused_after_reload(
+/// Waits until the client with certificates `client` is no longer
+/// accepted, and says why: its certificate expires, or a reload's trust
+/// refuses it (a new revocation list names it, the client CA changed).
+/// Never, for a connection without a client certificate.
+async fn client_refused(
     mut changes: watch::Receiver<Arc<Side>>,
     client: Option<&[CertificateDer<'static>]>,
 ) -> String {
     let Some(chain) = client else {
         return std::future::pending().await;
     };
+    let expired = expiry(&chain[0]);
+    tokio::pin!(expired);
+    let mut watching = true;
     loop {
-        if changes.changed().await.is_err() {
-            return std::future::pending().await;
+        tokio::select! {
+            why = &mut expired => return why,
+            changed = changes.changed(), if watching => match changed {
+                Ok(()) => {
+                    let side = changes.borrow_and_update().clone();
+                    if let Some(why) = side.refuses_client(chain) {
+                        return why;
+                    }
+                }
+                // The tunnel is going away: only the expiry is left.
+                Err(_) => watching = false,
+            },
         }
-        let side = changes.borrow_and_update().clone();
-        if let Some(why) = side.refuses_client(chain) {
-            return why;
+    }
+}
+
+/// Resolves once the certificate `der` has expired, saying so; never for
+/// one whose notAfter cannot be read (the handshake read it).
+async fn expiry(der: &[u8]) -> String {
+    let Some(not_after) = not_after(der) else {
+        return std::future::pending().await;
+    };
+    loop {
+        let now = std::time::UNIX_EPOCH
+            .elapsed()
+            .unwrap_or_default()
+            .as_secs();
+        let left = u64::try_from(not_after).map_or(0, |end| end.saturating_sub(now));
+        if left == 0 {
+            // RFC 5280: valid through the notAfter second itself.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return "the client certificate has expired (its notAfter has passed)".to_owned();
         }
+        // In steps of a day at most: a timer years ahead is not needed.
+        tokio::time::sleep(Duration::from_secs(left.min(86_400))).await;
     }
 }
 

@@ -1002,7 +1002,7 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
     assert_eq!(bob.echo("still here"), "still here");
     let log = tunnel.log();
     assert!(
-        log.contains("connection cut: its client certificate is refused since a reload"),
+        log.contains("connection cut: its client certificate is no longer accepted"),
         "{log}"
     );
     assert!(log.contains("Revoked"), "{log}");
@@ -1026,6 +1026,38 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
     });
     assert_eq!(tunnel.series(cut), 2.0);
     assert!(tunnel.log().contains("BadSignature"), "{}", tunnel.log());
+}
+
+/// A client whose certificate expires while it is connected is cut then,
+/// with no reload to prompt it.
+#[test]
+fn a_client_is_cut_when_its_certificate_expires() {
+    let pki = Pki::new();
+    pki.short_lived_leaf("brief", 6);
+    let echo = echo_target();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let tunnel = Tunnel::start(&strs(&mtls_server_args(
+        &pki,
+        &listen,
+        &format!("127.0.0.1:{echo}"),
+    )));
+    let (cert, key) = (pki.path_str("brief.pem"), pki.path_str("brief.key"));
+    let mut brief = Session::open_with(&listen, &pki, &["-cert", &cert, "-key", &key]);
+    assert_eq!(brief.echo("hello"), "hello");
+    wait_until(
+        "the expired client's openssl sees its connection end",
+        || brief.child.try_wait().unwrap().is_some(),
+    );
+    assert_eq!(
+        tunnel.series("fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\"}"),
+        1.0
+    );
+    let log = tunnel.log();
+    assert!(log.contains("the client certificate has expired"), "{log}");
+    assert_eq!(
+        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}"),
+        0.0
+    );
 }
 
 /// A connection idle both ways for the idle timeout is closed in order

@@ -160,21 +160,71 @@ impl Pki {
         std::fs::rename(self.path("crl.pem.new"), self.path("crl.pem")).unwrap();
     }
 
+    /// `NAME.pem` and `NAME.key`: a P-256 client certificate signed by the
+    /// CA, valid from a minute ago until `seconds` from now (`openssl ca`
+    /// sets the dates to the second).
+    pub fn short_lived_leaf(&self, name: &str, seconds: u64) {
+        std::fs::write(
+            self.path("issue.cnf"),
+            "[ca]\ndefault_ca = local\n[local]\ndatabase = index.txt\nnew_certs_dir = .\n\
+             serial = issued.srl\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
+             [any]\ncommonName = supplied\n[client]\nbasicConstraints = CA:FALSE\n\
+             extendedKeyUsage = clientAuth\n",
+        )
+        .unwrap();
+        let (csr, key, pem) = (
+            format!("{name}.csr"),
+            format!("{name}.key"),
+            format!("{name}.pem"),
+        );
+        let subject = format!("/CN={name}/O=fipsguard tests");
+        self.openssl(&[
+            "req",
+            "-new",
+            "-nodes",
+            "-subj",
+            &subject,
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        let now = unix_now();
+        let (start, end) = (openssl_time(now - 60), openssl_time(now + seconds));
+        self.openssl(&[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            "issue.cnf",
+            "-create_serial",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-extensions",
+            "client",
+            "-extfile",
+            "issue.cnf",
+            "-startdate",
+            &start,
+            "-enddate",
+            &end,
+            "-in",
+            &csr,
+            "-out",
+            &pem,
+        ]);
+    }
+
     /// The CA's CRL as DER at `file` (renamed into place), current or one
     /// whose nextUpdate passed a day ago.
     pub fn der_crl(&self, file: &str, expired: bool) {
-        let day = |days_ago: u64| {
-            let at = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                - days_ago * 86_400;
-            let output = Command::new("date")
-                .args(["-u", "-d", &format!("@{at}"), "+%Y%m%d%H%M%SZ"])
-                .output()
-                .unwrap();
-            String::from_utf8(output.stdout).unwrap().trim().to_owned()
-        };
+        let day = |days_ago: u64| openssl_time(unix_now() - days_ago * 86_400);
         let (last, next) = (day(2), day(1));
         let dates = ["-crl_lastupdate", &last, "-crl_nextupdate", &next];
         self.gencrl("crl.der.pem", if expired { &dates } else { &[] });
@@ -212,4 +262,17 @@ impl Pki {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::UNIX_EPOCH.elapsed().unwrap().as_secs()
+}
+
+/// A time as `openssl ca` takes it: `YYYYMMDDHHMMSSZ`, UTC.
+fn openssl_time(unix: u64) -> String {
+    let output = Command::new("date")
+        .args(["-u", "-d", &format!("@{unix}"), "+%Y%m%d%H%M%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
