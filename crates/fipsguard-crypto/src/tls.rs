@@ -190,6 +190,20 @@ pub struct PeerTrust {
     pub crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
+impl PeerTrust {
+    /// The CAs in the PEM bundle `ca`, and the revocation lists (PEM or
+    /// DER) in `crl`.
+    pub fn read(ca: &Path, crl: Option<&Path>) -> Result<Self, TlsError> {
+        Ok(Self {
+            roots: read_roots(ca)?,
+            crls: match crl {
+                Some(crl) => read_crls(crl)?,
+                None => Vec::new(),
+            },
+        })
+    }
+}
+
 impl From<RootCertStore> for PeerTrust {
     fn from(roots: RootCertStore) -> Self {
         Self {

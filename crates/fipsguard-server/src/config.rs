@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
-use fipsguard_crypto::tls::{self, ClientAuth, Identity};
+use fipsguard_crypto::tls::{self, ClientAuth, Identity, PeerTrust};
 use fipsguard_crypto::SecretBytes;
 use fipsguard_store::{PostgresStore, SqliteStore};
 use serde::Deserialize;
@@ -166,6 +166,9 @@ pub struct TlsConfig {
     /// Refuse clients without a certificate (with `client_ca`).
     #[serde(default)]
     pub require_client_cert: bool,
+    /// Certificate revocation lists (PEM or DER) client certificates are
+    /// checked against, with `client_ca` (`FIPSGUARD_TLS_CRL`).
+    pub crl: Option<PathBuf>,
 }
 
 /// Where keys live: exactly one of `sqlite` and `postgres`.
@@ -266,6 +269,7 @@ impl Config {
         self.tls.cert = path("FIPSGUARD_TLS_CERT").unwrap_or(self.tls.cert.clone());
         self.tls.key = path("FIPSGUARD_TLS_KEY").unwrap_or(self.tls.key.clone());
         self.tls.client_ca = path("FIPSGUARD_TLS_CLIENT_CA").or(self.tls.client_ca.take());
+        self.tls.crl = path("FIPSGUARD_TLS_CRL").or(self.tls.crl.take());
         self.store.sqlite = path("FIPSGUARD_STORE_SQLITE").or(self.store.sqlite.take());
         self.store.postgres = var("FIPSGUARD_STORE_POSTGRES").or(self.store.postgres.take());
         self.root_key.file = path("FIPSGUARD_ROOT_KEY_FILE").or(self.root_key.file.take());
@@ -295,6 +299,11 @@ impl Config {
     /// configuration the server then refuses).
     fn check(&self) -> Result<(), String> {
         connection_limits(self.max_connections, self.idle_timeout_secs)?;
+        if self.tls.crl.is_some() && self.tls.client_ca.is_none() {
+            // A list with nothing to check against would pass for
+            // revocation checking that does not happen.
+            return Err("[tls] crl needs [tls] client_ca: the lists are checked only for client certificates".into());
+        }
         self.self_test.interval()?;
         self.audit.resolve()?;
         self.kms_config().map(drop)
@@ -354,12 +363,13 @@ impl Config {
             Identity::from_pem_files(&self.tls.cert, &self.tls.key).map_err(|e| e.to_string())?;
         let client_auth = match &self.tls.client_ca {
             None => ClientAuth::None,
-            Some(path) => {
-                let roots = tls::read_roots(path).map_err(|e| e.to_string())?;
+            Some(ca) => {
+                let trust =
+                    PeerTrust::read(ca, self.tls.crl.as_deref()).map_err(|e| e.to_string())?;
                 if self.tls.require_client_cert {
-                    ClientAuth::Required(roots.into())
+                    ClientAuth::Required(trust)
                 } else {
-                    ClientAuth::Optional(roots.into())
+                    ClientAuth::Optional(trust)
                 }
             }
         };

@@ -168,15 +168,7 @@ fn build_side(tunnel: &TunnelConfig) -> Result<(Side, Option<i64>), String> {
     let expiry = identity
         .as_ref()
         .and_then(|identity| not_after(identity.chain()[0].as_ref()));
-    let trust = |ca: &Path| -> Result<PeerTrust, String> {
-        Ok(PeerTrust {
-            roots: tls::read_roots(ca).map_err(fail)?,
-            crls: match &tunnel.crl {
-                Some(crl) => tls::read_crls(crl).map_err(fail)?,
-                None => Vec::new(),
-            },
-        })
-    };
+    let trust = |ca: &Path| PeerTrust::read(ca, tunnel.crl.as_deref()).map_err(fail);
     match tunnel.mode {
         Mode::Server => {
             let identity = identity.ok_or("a server tunnel needs cert and key")?;
