@@ -457,9 +457,9 @@ impl Connection {
 }
 
 /// Waits until the client with certificates `client` is no longer
-/// accepted, and says why: its certificate expires, or a reload's trust
-/// refuses it (a new revocation list names it, the client CA changed).
-/// Never, for a connection without a client certificate.
+/// accepted, and says why: a certificate of its chain expires, or a
+/// reload's trust refuses it (a new revocation list names it, the client CA
+/// changed). Never, for a connection without a client certificate.
 async fn client_refused(
     mut changes: watch::Receiver<Arc<Side>>,
     client: Option<&[CertificateDer<'static>]>,
@@ -467,12 +467,19 @@ async fn client_refused(
     let Some(chain) = client else {
         return std::future::pending().await;
     };
-    let expired = expiry(&chain[0]);
+    let expired = next_expiry(chain);
     tokio::pin!(expired);
     let mut watching = true;
     loop {
         tokio::select! {
-            why = &mut expired => return why,
+            // The chain is verified again, under the configuration in use:
+            // a certificate it sent beside its path may have expired.
+            () = &mut expired => {
+                if let Some(why) = changes.borrow().refuses_client(chain) {
+                    return why;
+                }
+                expired.set(next_expiry(chain));
+            }
             changed = changes.changed(), if watching => match changed {
                 Ok(()) => {
                     let side = changes.borrow_and_update().clone();
@@ -487,25 +494,30 @@ async fn client_refused(
     }
 }
 
-/// Resolves once the certificate `der` has expired, saying so; never for
-/// one whose notAfter cannot be read (the handshake read it).
-async fn expiry(der: &[u8]) -> String {
-    let Some(not_after) = not_after(der) else {
-        return std::future::pending().await;
-    };
-    loop {
-        let now = std::time::UNIX_EPOCH
+/// Resolves once the next of the chain's certificates to expire has
+/// expired (RFC 5280: a certificate is valid through its notAfter second);
+/// never when none is left to expire. Sleeps an hour at most at a time,
+/// so a wall clock set forward, or a suspended host, is caught up with.
+async fn next_expiry(chain: &[CertificateDer<'static>]) {
+    let now = || {
+        std::time::UNIX_EPOCH
             .elapsed()
             .unwrap_or_default()
-            .as_secs();
-        let left = u64::try_from(not_after).map_or(0, |end| end.saturating_sub(now));
-        if left == 0 {
-            // RFC 5280: valid through the notAfter second itself.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return "the client certificate has expired (its notAfter has passed)".to_owned();
-        }
-        // In steps of a day at most: a timer years ahead is not needed.
-        tokio::time::sleep(Duration::from_secs(left.min(86_400))).await;
+            .as_secs()
+    };
+    let not_after = |der: &CertificateDer<'_>| not_after(der).and_then(|t| u64::try_from(t).ok());
+    let start = now();
+    let Some(end) = chain
+        .iter()
+        .filter_map(not_after)
+        .filter(|&t| t >= start)
+        .min()
+    else {
+        return std::future::pending().await;
+    };
+    while now() <= end {
+        let left = (end + 1).saturating_sub(now());
+        tokio::time::sleep(Duration::from_secs(left.clamp(1, 3600))).await;
     }
 }
 
