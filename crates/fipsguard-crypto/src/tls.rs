@@ -191,6 +191,21 @@ pub struct PeerTrust {
 }
 
 impl PeerTrust {
+    /// When the first of its revocation lists passes its nextUpdate, in
+    /// Unix seconds: from then on every certificate the list covers is
+    /// refused, until a newer list is loaded. `None` without lists that
+    /// name one.
+    pub fn crls_next_update(&self) -> Option<i64> {
+        use x509_parser::prelude::FromDer;
+        use x509_parser::revocation_list::CertificateRevocationList;
+        self.crls
+            .iter()
+            .filter_map(|der| CertificateRevocationList::from_der(der).ok())
+            .filter_map(|(_, crl)| crl.next_update())
+            .map(|next| next.timestamp())
+            .min()
+    }
+
     /// The CAs in the PEM bundle `ca`, and the revocation lists (PEM or
     /// DER) in `crl`.
     pub fn read(ca: &Path, crl: Option<&Path>) -> Result<Self, TlsError> {

@@ -85,6 +85,10 @@ pub async fn start(
     shutdown_signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Running> {
     let first = startup_events(&options);
+    let crls_next_update = match &options.client_auth {
+        ClientAuth::Optional(trust) | ClientAuth::Required(trust) => trust.crls_next_update(),
+        ClientAuth::None => None,
+    };
     let mut tls =
         tls::server_config(options.identity, options.client_auth).map_err(std::io::Error::other)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -103,6 +107,9 @@ pub async fn start(
     metrics::handle(); // installs the recorder before anything records (the audit log does at once)
     metrics::init_self_test_runs();
     metrics::record_self_test_run("power-up", &fipsguard_crypto::module::latest_report());
+    if let Some(next_update) = crls_next_update {
+        metrics::record_client_crl_next_update(next_update);
+    }
     let kms = Arc::new(options.kms);
     let audit = match options.audit {
         Some(config) => {

@@ -167,6 +167,13 @@ pub fn count_audit_refusals(code: &'static str, n: u64) {
     counter!("fipsguard_audit_refused_requests_total", "reason" => code).increment(n);
 }
 
+/// When the client certificates' revocation list passes its nextUpdate:
+/// every client certificate is refused from then until a restart with a
+/// newer list.
+pub fn record_client_crl_next_update(unix_seconds: i64) {
+    gauge!("fipsguard_tls_client_crl_next_update_timestamp_seconds").set(unix_seconds as f64);
+}
+
 /// Records a failed TLS handshake.
 pub fn record_tls_failure(reason: &'static str) {
     counter!("fipsguard_tls_handshake_failures_total", "reason" => reason).increment(1);

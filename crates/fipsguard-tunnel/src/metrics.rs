@@ -75,6 +75,13 @@ pub fn certificate_expiry(tunnel: &str, unix_seconds: i64) {
         .set(unix_seconds as f64);
 }
 
+/// When the first of the tunnel's revocation lists passes its nextUpdate:
+/// from then on every peer certificate it covers is refused.
+pub fn crl_next_update(tunnel: &str, unix_seconds: i64) {
+    gauge!("fipsguard_tunnel_crl_next_update_timestamp_seconds", "tunnel" => tunnel.to_owned())
+        .set(unix_seconds as f64);
+}
+
 /// Serves `/metrics` and `/health` on `addr` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -150,16 +150,29 @@ fn file_stamps(tunnel: &TunnelConfig) -> Vec<Option<FileStamp>> {
         .collect()
 }
 
-/// Builds the TLS side and, once it is built, reports its certificate's expiry.
-fn build(tunnel: &TunnelConfig) -> Result<Side, String> {
-    let (side, expiry) = build_side(tunnel)?;
-    if let Some(expiry) = expiry {
-        metrics::certificate_expiry(&tunnel.name, expiry);
-    }
-    Ok(side)
+/// A TLS side, and the dates its files run out at (Unix seconds).
+struct Built {
+    side: Side,
+    /// The tunnel's own certificate's notAfter.
+    expiry: Option<i64>,
+    /// The first nextUpdate of its revocation lists.
+    crls_next_update: Option<i64>,
 }
 
-fn build_side(tunnel: &TunnelConfig) -> Result<(Side, Option<i64>), String> {
+/// Builds the TLS side and, once it is built, reports when its certificate
+/// expires and its revocation lists pass their nextUpdate.
+fn build(tunnel: &TunnelConfig) -> Result<Side, String> {
+    let built = build_side(tunnel)?;
+    if let Some(expiry) = built.expiry {
+        metrics::certificate_expiry(&tunnel.name, expiry);
+    }
+    if let Some(next_update) = built.crls_next_update {
+        metrics::crl_next_update(&tunnel.name, next_update);
+    }
+    Ok(built.side)
+}
+
+fn build_side(tunnel: &TunnelConfig) -> Result<Built, String> {
     let fail = |e: tls::TlsError| format!("tunnel {:?}: {e}", tunnel.name);
     let identity = match (&tunnel.cert, &tunnel.key) {
         (Some(cert), Some(key)) => Some(Identity::from_pem_files(cert, key).map_err(fail)?),
@@ -168,8 +181,13 @@ fn build_side(tunnel: &TunnelConfig) -> Result<(Side, Option<i64>), String> {
     let expiry = identity
         .as_ref()
         .and_then(|identity| not_after(identity.chain()[0].as_ref()));
-    let trust = |ca: &Path| PeerTrust::read(ca, tunnel.crl.as_deref()).map_err(fail);
-    match tunnel.mode {
+    let mut crls_next_update = None;
+    let mut trust = |ca: &Path| {
+        let trust = PeerTrust::read(ca, tunnel.crl.as_deref()).map_err(fail)?;
+        crls_next_update = trust.crls_next_update();
+        Ok::<_, String>(trust)
+    };
+    let side = match tunnel.mode {
         Mode::Server => {
             let identity = identity.ok_or("a server tunnel needs cert and key")?;
             let client_auth = match &tunnel.client_ca {
@@ -179,7 +197,7 @@ fn build_side(tunnel: &TunnelConfig) -> Result<(Side, Option<i64>), String> {
             let (config, clients) =
                 tls::server_config_and_verifier(identity, client_auth).map_err(fail)?;
             let acceptor = TlsAcceptor::from(Arc::new(config));
-            Ok((Side::Server { acceptor, clients }, expiry))
+            Side::Server { acceptor, clients }
         }
         Mode::Client => {
             let ca = tunnel
@@ -190,7 +208,12 @@ fn build_side(tunnel: &TunnelConfig) -> Result<(Side, Option<i64>), String> {
             let name = ServerName::try_from(tunnel.expected_server_name())
                 .map_err(|e| format!("tunnel {:?}: server name: {e}", tunnel.name))?;
             let connector = TlsConnector::from(Arc::new(config));
-            Ok((Side::Client { connector, name }, expiry))
+            Side::Client { connector, name }
         }
-    }
+    };
+    Ok(Built {
+        side,
+        expiry,
+        crls_next_update,
+    })
 }

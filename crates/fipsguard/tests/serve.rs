@@ -137,6 +137,24 @@ fn client_certificates_are_checked_against_the_configured_crl() {
         String::from_utf8_lossy(&good.stderr)
     );
     assert!(!health("revoked").status.success());
+    // When the list passes its nextUpdate (in two days), for an alert.
+    let metrics = curl(
+        &setup,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {}", setup.officer),
+            &format!("https://localhost:{}/metrics", setup.port),
+        ],
+    );
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let next_update: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fipsguard_tls_client_crl_next_update_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("no next update in {metrics}"))
+        .parse()
+        .unwrap();
+    let ahead = next_update - std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+    assert!((171_000.0..173_000.0).contains(&ahead), "{ahead}");
     // What curl says depends on when the alert overtakes its request; the
     // server's own log names the reason.
     common::wait_until(

@@ -836,6 +836,13 @@ fn crl_files_are_read_as_pem_or_der_and_one_without_a_list_is_refused() {
     wait_until("the revoked client is counted", || {
         refused("revoked_certificate") == 1.0
     });
+    // When the list passes its nextUpdate (in two days), for an alert.
+    let next_update = || {
+        let series = "fipsguard_tunnel_crl_next_update_timestamp_seconds{tunnel=\"tunnel\"}";
+        tunnel.series(series) - std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64()
+    };
+    let ahead = next_update();
+    assert!((171_000.0..173_000.0).contains(&ahead), "{ahead}");
 
     // A list past its nextUpdate refuses everyone it covers, by name.
     pki.der_crl("crl.der", true);
@@ -844,6 +851,28 @@ fn crl_files_are_read_as_pem_or_der_and_one_without_a_list_is_refused() {
     });
     assert!(!String::from_utf8_lossy(&with_cert("good").stdout).contains("checked"));
     wait_until("the refusal is counted", || refused("crl_expired") == 1.0);
+    let ahead = next_update();
+    assert!(
+        (-87_000.0..-86_000.0).contains(&ahead),
+        "passed a day ago: {ahead}"
+    );
+
+    // Every metric the shipped tunnel alerts use is one the tunnel exports.
+    let metrics = tunnel.metrics();
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/prometheus/tunnel-alerts.yml"
+    );
+    let rules = std::fs::read_to_string(rules).unwrap();
+    for used in rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("fipsguard_"))
+    {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!("{used}{{"))),
+            "tunnel-alerts.yml uses {used}, which the tunnel does not export:\n{metrics}"
+        );
+    }
 }
 
 #[test]
