@@ -95,7 +95,7 @@ pub enum KmsError {
     },
     /// The key has as many versions as a key can have: it cannot be
     /// rotated, nor encrypt past its newest version's limit.
-    #[error("key {0:?} has 4294967295 versions, the most a key can have; create a new key")]
+    #[error("key {0:?} has {max} versions, the most a key can have; create a new key", max = u32::MAX)]
     VersionsExhausted(String),
     /// The root key-encryption key is missing, wrong or unusable.
     #[error("root key-encryption key: {0}")]

@@ -475,7 +475,8 @@ async fn client_refused(
             // The chain is verified again, under the configuration in use:
             // a certificate it sent beside its path may have expired.
             () = &mut expired => {
-                if let Some(why) = changes.borrow().refuses_client(chain) {
+                let side = changes.borrow().clone();
+                if let Some(why) = side.refuses_client(chain) {
                     return why;
                 }
                 expired.set(next_expiry(chain));

@@ -108,20 +108,19 @@ pub(super) fn provider_active(rule: &Rule, host: &Host) -> Result<Finding, Unrea
             format!("{path}: included but missing (OpenSSL refuses the configuration)")
         }),
     );
-    let (activated, required) = match forced {
-        Some(line) => {
-            evidence.push(line);
-            (true, true)
-        }
-        None => (activated, required),
-    };
+    let forced_on = forced.is_some();
+    evidence.extend(forced);
     let live = host.root.is_live();
     let active = last_word(
         &mut evidence,
         live.then(running_providers).flatten(),
-        activated,
+        activated || forced_on,
     );
-    let required = last_word(&mut evidence, live.then(default_fetch).flatten(), required);
+    let required = last_word(
+        &mut evidence,
+        live.then(default_fetch).flatten(),
+        required || forced_on,
+    );
     let status = if active && required {
         Status::Pass
     } else {
