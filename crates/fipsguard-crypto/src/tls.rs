@@ -16,7 +16,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider, kx_group};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
@@ -249,6 +249,33 @@ pub fn server_config(
 /// Checks a client's certificate chain as a server configuration's
 /// handshakes do: its roots, validity and revocation lists.
 pub type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// Why a client whose handshake passed under an earlier trust is refused
+/// under `verifier` (`chain`: its certificates, its own first): whatever
+/// its certificate now fails (revoked, expired, no longer from a trusted CA
+/// or within its constraints). `None` while it is accepted, or when what
+/// fails says nothing of this client (a revocation list past its
+/// nextUpdate, or silent on its issuer; a certificate not yet valid, which
+/// passed before): new handshakes are refused for those, but an unrelated
+/// change must not cut every client.
+pub fn refuses_established_client(
+    verifier: &ClientVerifier,
+    chain: &[CertificateDer<'static>],
+) -> Option<String> {
+    use rustls::CertificateError;
+    let (end_entity, intermediates) = chain.split_first()?;
+    match verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownRevocationStatus
+            | CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        )) => None,
+        Err(rustls::Error::InvalidCertificate(e)) => Some(e.to_string()),
+        _ => None,
+    }
+}
 
 /// A server configuration under the policy, and the verifier its
 /// handshakes check client certificates with (`None` without client

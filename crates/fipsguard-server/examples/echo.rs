@@ -32,7 +32,8 @@ use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
 use fipsguard_crypto::random;
 use fipsguard_crypto::tls::{self, ClientAuth};
 use fipsguard_server::api::body::string_field;
-use tokio::sync::oneshot;
+use fipsguard_server::tls::ServerTls;
+use tokio::sync::{oneshot, watch};
 
 // The same allocator as `fipsguard`, so the baseline differs from the
 // server only in what the server does.
@@ -57,7 +58,7 @@ async fn main() {
     let (identity, pem) =
         tls::self_signed(&["localhost".into(), "127.0.0.1".into()]).expect("certificate");
     std::fs::write(&ca_file, pem).expect("CA file written");
-    let config = tls::server_config(identity, ClientAuth::None).expect("TLS config");
+    let tls = ServerTls::new(identity, ClientAuth::None).expect("TLS config");
     let mut app = Router::new().route("/echo", post(echo)).with_state(durable);
     if let Some(encrypter) = encrypter {
         app = app.merge(
@@ -70,7 +71,7 @@ async fn main() {
     println!("echo server on {listen}");
     fipsguard_server::listener::serve(
         listener,
-        Arc::new(config),
+        watch::channel(Arc::new(tls)).1,
         app,
         fipsguard_server::listener::ConnectionLimits {
             max_connections: 4096,

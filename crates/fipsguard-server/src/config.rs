@@ -154,7 +154,7 @@ pub enum LogFormat {
 }
 
 /// TLS files.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain (`FIPSGUARD_TLS_CERT`).
@@ -169,6 +169,27 @@ pub struct TlsConfig {
     /// Certificate revocation lists (PEM or DER) client certificates are
     /// checked against, with `client_ca` (`FIPSGUARD_TLS_CRL`).
     pub crl: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key, and whom the server asks for a client
+    /// certificate, read from the files and checked against the policy.
+    pub fn read(&self) -> Result<(Identity, ClientAuth), String> {
+        let identity =
+            Identity::from_pem_files(&self.cert, &self.key).map_err(|e| e.to_string())?;
+        let client_auth = match &self.client_ca {
+            None => ClientAuth::None,
+            Some(ca) => {
+                let trust = PeerTrust::read(ca, self.crl.as_deref()).map_err(|e| e.to_string())?;
+                if self.require_client_cert {
+                    ClientAuth::Required(trust)
+                } else {
+                    ClientAuth::Optional(trust)
+                }
+            }
+        };
+        Ok((identity, client_auth))
+    }
 }
 
 /// Where keys live: exactly one of `sqlite` and `postgres`.
@@ -359,26 +380,14 @@ impl Config {
     pub async fn server_options(&self) -> Result<ServerOptions, String> {
         let connections = connection_limits(self.max_connections, self.idle_timeout_secs)?;
         let (kms, store_kind) = self.open_kms().await?;
-        let identity =
-            Identity::from_pem_files(&self.tls.cert, &self.tls.key).map_err(|e| e.to_string())?;
-        let client_auth = match &self.tls.client_ca {
-            None => ClientAuth::None,
-            Some(ca) => {
-                let trust =
-                    PeerTrust::read(ca, self.tls.crl.as_deref()).map_err(|e| e.to_string())?;
-                if self.tls.require_client_cert {
-                    ClientAuth::Required(trust)
-                } else {
-                    ClientAuth::Optional(trust)
-                }
-            }
-        };
+        let (identity, client_auth) = self.tls.read()?;
         Ok(ServerOptions {
             kms,
             store_kind,
             listen: self.listen,
             identity,
             client_auth,
+            tls_files: Some(self.tls.clone()),
             max_body_bytes: self.max_body_bytes,
             connections,
             metrics_listen: self.metrics_listen,
@@ -430,6 +439,7 @@ pub async fn development(
         listen,
         identity,
         client_auth: ClientAuth::None,
+        tls_files: None,
         max_body_bytes: default_max_body(),
         connections: connection_limits(default_max_connections(), default_idle_timeout_secs())?,
         metrics_listen: None,

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod metrics;
 pub mod selftest;
 pub mod state;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use fipsguard_core::name::KeyName;
 use fipsguard_core::Kms;
-use fipsguard_crypto::tls::{self, ClientAuth, Identity};
-use tokio::sync::oneshot;
+use fipsguard_crypto::tls::{ClientAuth, Identity};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::state::AppState;
+use crate::tls::ServerTls;
 
 /// Everything a server needs, resolved.
 pub struct ServerOptions {
@@ -36,6 +38,9 @@ pub struct ServerOptions {
     pub identity: Identity,
     /// Client certificates (mTLS).
     pub client_auth: ClientAuth,
+    /// The files `identity` and `client_auth` were read from, read again
+    /// on SIGHUP; `None` when they live only in memory (development).
+    pub tls_files: Option<config::TlsConfig>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
     /// What clients' connections may hold.
@@ -85,13 +90,13 @@ pub async fn start(
     shutdown_signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Running> {
     let first = startup_events(&options);
-    let crls_next_update = match &options.client_auth {
-        ClientAuth::Optional(trust) | ClientAuth::Required(trust) => trust.crls_next_update(),
-        ClientAuth::None => None,
-    };
-    let mut tls =
-        tls::server_config(options.identity, options.client_auth).map_err(std::io::Error::other)?;
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let server_tls =
+        ServerTls::new(options.identity, options.client_auth).map_err(std::io::Error::other)?;
+    let (reloaded, in_force) = watch::channel(Arc::new(server_tls));
+    let reloader = options
+        .tls_files
+        .map(|files| tls::Reloader::new(files, reloaded))
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let local_addr = listener.local_addr()?;
     // Bound now, so a taken port stops the start; served only once nothing
@@ -107,9 +112,8 @@ pub async fn start(
     metrics::handle(); // installs the recorder before anything records (the audit log does at once)
     metrics::init_self_test_runs();
     metrics::record_self_test_run("power-up", &fipsguard_crypto::module::latest_report());
-    if let Some(next_update) = crls_next_update {
-        metrics::record_client_crl_next_update(next_update);
-    }
+    in_force.borrow().record_crls_next_update();
+    metrics::init_tls_reloads();
     let kms = Arc::new(options.kms);
     let audit = match options.audit {
         Some(config) => {
@@ -138,6 +142,7 @@ pub async fn start(
     ]
     .into_iter()
     .chain(metrics_listener.map(metrics::serve_plain))
+    .chain(reloader.map(tls::Reloader::spawn))
     .collect();
     let app = api::router(state.clone(), options.max_body_bytes);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -147,7 +152,7 @@ pub async fn start(
             () = shutdown_signal => {}
         }
     };
-    let serving = listener::serve(listener, Arc::new(tls), app, options.connections, shutdown);
+    let serving = listener::serve(listener, in_force, app, options.connections, shutdown);
     let task = tokio::spawn(async move {
         serving.await;
         // Awaited, so that a stopped server holds no port and runs no task.

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::metrics::record_tls_failure;
+use crate::metrics::{record_tls_client_cut, record_tls_failure};
+use crate::tls::ServerTls;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,15 +54,15 @@ pub struct ConnectionLimits {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then
-/// drains in-flight requests.
+/// drains in-flight requests. Each connection takes the TLS configuration
+/// in force when it is accepted.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<fipsguard_crypto::tls::rustls::ServerConfig>,
+    tls: watch::Receiver<Arc<ServerTls>>,
     app: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // Every connection holds a receiver: a send starts their graceful
     // close, and `closed()` tells when the last one has ended.
@@ -83,10 +85,14 @@ pub async fn serve(
             tracing::warn!(%peer, max_connections, "connection refused: at the connection limit");
             continue;
         };
-        let (acceptor, app, closing) = (acceptor.clone(), app.clone(), closing.subscribe());
+        // Marked seen as it is taken: only a later configuration is news
+        // to this connection.
+        let mut tls = tls.clone();
+        let acceptor = TlsAcceptor::from(tls.borrow_and_update().config.clone());
+        let (app, closing) = (app.clone(), closing.subscribe());
         tokio::spawn(async move {
             let _slot = slot;
-            serve_connection(stream, peer, acceptor, app, limits, closing).await;
+            serve_connection(stream, peer, acceptor, app, limits, closing, tls).await;
         });
     }
     drop(listener);
@@ -112,6 +118,7 @@ async fn serve_connection(
     app: Router,
     limits: ConnectionLimits,
     mut closing: watch::Receiver<()>,
+    in_force: watch::Receiver<Arc<ServerTls>>,
 ) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
@@ -129,6 +136,7 @@ async fn serve_connection(
     // The peer and its verified client certificate (mTLS), for
     // authorization, logs and the audit record.
     let client = Peer::of(peer, tls.get_ref().1.peer_certificates());
+    let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
     let app = TowerToHyperService::new(app);
     // A request is in flight until its answer's headers are ready, not
     // until its body is sent: every answer here is small and whole, and
@@ -161,6 +169,11 @@ async fn serve_connection(
             tracing::debug!(%peer, "closing an idle connection");
             None
         }
+        reason = refused_client(in_force, chain) => {
+            record_tls_client_cut();
+            tracing::warn!(%peer, %reason, "connection cut: the TLS configuration in force refuses its client certificate");
+            return;
+        }
     };
     let ended = match ended {
         Some(ended) => ended,
@@ -176,6 +189,25 @@ async fn serve_connection(
     if let Err(e) = ended {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Resolves, with the reason, once a TLS configuration put in force after
+/// this connection's handshake refuses its client certificate (`chain`);
+/// never for a connection without one.
+async fn refused_client(
+    mut in_force: watch::Receiver<Arc<ServerTls>>,
+    chain: Option<Vec<CertificateDer<'static>>>,
+) -> String {
+    if let Some(chain) = chain {
+        // Ends when the server stops reloading: nothing can refuse it then.
+        while in_force.changed().await.is_ok() {
+            let tls = in_force.borrow_and_update().clone();
+            if let Some(reason) = tls.refuses_client(&chain) {
+                return reason;
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// Whether a connection has a request in flight, and since when it has

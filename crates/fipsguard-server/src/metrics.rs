@@ -168,10 +168,30 @@ pub fn count_audit_refusals(code: &'static str, n: u64) {
 }
 
 /// When the client certificates' revocation list passes its nextUpdate:
-/// every client certificate is refused from then until a restart with a
-/// newer list.
+/// every client certificate is refused from then until a newer list is
+/// loaded (SIGHUP).
 pub fn record_client_crl_next_update(unix_seconds: i64) {
     gauge!("fipsguard_tls_client_crl_next_update_timestamp_seconds").set(unix_seconds as f64);
+}
+
+/// Creates the series of TLS reloads and of the connections they cut at
+/// zero, so that an alert sees the first one.
+pub fn init_tls_reloads() {
+    for outcome in ["ok", "failed"] {
+        counter!("fipsguard_tls_reloads_total", "outcome" => outcome).increment(0);
+    }
+    counter!("fipsguard_tls_clients_cut_total").increment(0);
+}
+
+/// Records a reload of the TLS files (`ok` or `failed`).
+pub fn record_tls_reload(outcome: &'static str) {
+    counter!("fipsguard_tls_reloads_total", "outcome" => outcome).increment(1);
+}
+
+/// Records an open connection cut because the TLS configuration in force
+/// refuses its client certificate.
+pub fn record_tls_client_cut() {
+    counter!("fipsguard_tls_clients_cut_total").increment(1);
 }
 
 /// Records a failed TLS handshake.

@@ -10,8 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use fipsguard_crypto::tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use fipsguard_crypto::tls::rustls::{CertificateError, Error};
+use fipsguard_crypto::tls::rustls::pki_types::{CertificateDer, ServerName};
 use fipsguard_crypto::tls::{self, ClientAuth, ClientVerifier, Identity, PeerTrust};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -41,31 +40,13 @@ pub enum Side {
 
 impl Side {
     /// Why a client whose handshake passed under an earlier side is
-    /// refused under this one (`chain`: its certificates, its own first):
-    /// whatever its certificate now fails (revoked, expired, no longer from
-    /// a trusted CA or within its constraints). `None` while it is
-    /// accepted, or when what fails says nothing of this client (a
-    /// revocation list past its nextUpdate, or silent on its issuer; a
-    /// certificate not yet valid, which passed before): new handshakes are
-    /// refused for those, but an unrelated reload must not cut every client.
+    /// refused under this one: see [`tls::refuses_established_client`].
     pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
-        let Side::Server {
-            clients: Some(verifier),
-            ..
-        } = self
-        else {
-            return None;
-        };
-        let (end_entity, intermediates) = chain.split_first()?;
-        match verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
-            Err(Error::InvalidCertificate(
-                CertificateError::UnknownRevocationStatus
-                | CertificateError::ExpiredRevocationList
-                | CertificateError::ExpiredRevocationListContext { .. }
-                | CertificateError::NotValidYet
-                | CertificateError::NotValidYetContext { .. },
-            )) => None,
-            Err(Error::InvalidCertificate(e)) => Some(e.to_string()),
+        match self {
+            Side::Server {
+                clients: Some(verifier),
+                ..
+            } => tls::refuses_established_client(verifier, chain),
             _ => None,
         }
     }

@@ -179,6 +179,211 @@ fn client_certificates_are_checked_against_the_configured_crl() {
 }
 
 /// curl against the setup's server, trusting its certificate.
+/// SIGHUP reads the TLS files again: a newer CRL refuses its client's new
+/// handshakes and cuts its open connection while another client's goes
+/// on; a renewed server certificate is served from then on; a broken file
+/// is refused, and the configuration in force stays.
+#[test]
+fn sighup_reloads_the_tls_files() {
+    let setup = common::Setup::new();
+    let pki = pki::Pki::new();
+    pki.leaf("good", "DNS:good.fipsguard.test");
+    pki.leaf("doomed", "DNS:doomed.fipsguard.test");
+    let (ca, crl) = (pki.path_str("ca.pem"), pki.path_str("crl.pem"));
+    let server = setup.serve_with(&[
+        ("FIPSGUARD_TLS_CLIENT_CA", ca.as_str()),
+        ("FIPSGUARD_TLS_CRL", crl.as_str()),
+    ]);
+    let mut good = HttpSession::open(&setup, &pki, "good");
+    let mut doomed = HttpSession::open(&setup, &pki, "doomed");
+    assert_eq!(good.get("/v1/health"), "HTTP/1.1 200 OK");
+    assert_eq!(doomed.get("/v1/health"), "HTTP/1.1 200 OK");
+    let series = |name: &str| -> f64 {
+        let metrics = curl(
+            &setup,
+            &[
+                "-H",
+                &format!("Authorization: Bearer {}", setup.officer),
+                &format!("https://localhost:{}/metrics", setup.port),
+            ],
+        );
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let (reloaded, failed) = (
+        "fipsguard_tls_reloads_total{outcome=\"ok\"}",
+        "fipsguard_tls_reloads_total{outcome=\"failed\"}",
+    );
+    assert_eq!(series(failed), 0.0, "the series is there before a failure");
+    assert_eq!(series("fipsguard_tls_clients_cut_total"), 0.0);
+
+    pki.revoke("doomed");
+    server.hangup();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the reload is counted",
+        || series(reloaded) == 1.0,
+    );
+    // Well within the 10 s an idle HTTP/1.1 connection is given.
+    let cut = common::exit_within(
+        &mut doomed.child,
+        std::time::Duration::from_secs(5),
+        "the revoked client's open connection is cut",
+    );
+    assert!(!cut.success());
+    assert_eq!(series("fipsguard_tls_clients_cut_total"), 1.0);
+    assert!(server
+        .log()
+        .contains("connection cut: the TLS configuration in force refuses its client certificate"));
+    assert_eq!(
+        good.get("/v1/health"),
+        "HTTP/1.1 200 OK",
+        "the other client stays"
+    );
+    assert!(HttpSession::handshake_fails(&setup, &pki, "doomed"));
+
+    // A renewed certificate: served once the server has read it.
+    let renewed = setup.path("renewed");
+    std::fs::create_dir(&renewed).unwrap();
+    common::make_certificate(&renewed.join("server.pem"), &renewed.join("server.key"));
+    std::fs::copy(renewed.join("server.pem"), renewed.join("ca.pem")).unwrap();
+    let trusting_renewed = |path: &str| {
+        Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--resolve"])
+            .arg(format!("localhost:{}:127.0.0.1", setup.port))
+            .arg("--cacert")
+            .arg(renewed.join("ca.pem"))
+            .arg(format!("https://localhost:{}{path}", setup.port))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!trusting_renewed("/v1/health"));
+    for file in ["server.pem", "server.key"] {
+        std::fs::rename(renewed.join(file), setup.path(file)).unwrap();
+    }
+    server.hangup();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the renewed certificate is served",
+        || trusting_renewed("/v1/health"),
+    );
+    assert_eq!(series(reloaded), 2.0);
+
+    // A key that is not a key: refused, and the renewed certificate stays.
+    std::fs::write(setup.path("server.key"), "not a key").unwrap();
+    server.hangup();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the failed reload is counted",
+        || series(failed) == 1.0,
+    );
+    assert!(trusting_renewed("/v1/health"));
+    assert!(server
+        .log()
+        .contains("TLS reload failed: the configuration in force stays"));
+    assert_eq!(good.get("/v1/health"), "HTTP/1.1 200 OK");
+    server.stop();
+}
+
+/// An HTTP/1.1 connection over `openssl s_client` with a client
+/// certificate from the PKI, held open between requests.
+struct HttpSession {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl HttpSession {
+    fn open(setup: &common::Setup, pki: &pki::Pki, client: &str) -> Self {
+        let mut child = Self::s_client(setup, pki, client)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Whether `client`'s handshake is refused.
+    fn handshake_fails(setup: &common::Setup, pki: &pki::Pki, client: &str) -> bool {
+        let mut child = Self::s_client(setup, pki, client)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        let _ = input
+            .write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        drop(input);
+        !common::exit_within(
+            &mut child,
+            std::time::Duration::from_secs(10),
+            "s_client ends",
+        )
+        .success()
+    }
+
+    fn s_client(setup: &common::Setup, pki: &pki::Pki, client: &str) -> Command {
+        let mut command = Command::new("openssl");
+        command
+            .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+            .arg(format!("127.0.0.1:{}", setup.port))
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(setup.path("server.pem"))
+            .args(["-cert", &pki.path_str(&format!("{client}.pem"))])
+            .args(["-key", &pki.path_str(&format!("{client}.key"))])
+            .stderr(std::process::Stdio::null());
+        command
+    }
+
+    /// Sends a GET and returns the answer's status line, reading the
+    /// whole answer.
+    fn get(&mut self, path: &str) -> String {
+        use std::io::{BufRead, Read, Write};
+        write!(self.input, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        self.input.flush().unwrap();
+        let mut status = String::new();
+        self.output.read_line(&mut status).unwrap();
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            self.output.read_line(&mut header).unwrap();
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.output.read_exact(&mut body).unwrap();
+        status.trim_end().to_owned()
+    }
+}
+
+impl Drop for HttpSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn curl(setup: &common::Setup, path_and_auth: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args([

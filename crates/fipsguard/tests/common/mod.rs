@@ -169,6 +169,16 @@ impl Server {
         self.reader.join().unwrap();
     }
 
+    /// SIGHUP: the TLS files are read again.
+    pub fn hangup(&self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
     /// SIGKILL: no drain, no shutdown record.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

@@ -1,0 +1,110 @@
+//! The server's TLS configuration in force. Built at start and, when it
+//! was read from files (not in development, whose certificate lives only
+//! in memory), built again from them on SIGHUP: a renewed certificate, a
+//! new client CA or a newer revocation list is put in place without a
+//! restart. New connections take the configuration in force; an open
+//! connection whose client certificate it refuses (revoked, or no longer
+//! from a trusted CA) is cut, and every other one keeps going. A reload
+//! that fails keeps the configuration in force and says why.
+
+use std::sync::Arc;
+
+use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
+use fipsguard_crypto::tls::rustls::ServerConfig;
+use fipsguard_crypto::tls::{self, ClientAuth, ClientVerifier, Identity, TlsError};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::TlsConfig;
+use crate::metrics;
+
+/// A TLS configuration for new connections, and what it checks client
+/// certificates with.
+pub struct ServerTls {
+    /// Under the shared policy, offering HTTP/2 and HTTP/1.1.
+    pub config: Arc<ServerConfig>,
+    clients: Option<ClientVerifier>,
+    /// When the first client revocation list passes its nextUpdate.
+    crls_next_update: Option<i64>,
+}
+
+impl ServerTls {
+    /// Checks `identity` and the client trust against the policy.
+    pub fn new(identity: Identity, client_auth: ClientAuth) -> Result<Self, TlsError> {
+        let crls_next_update = match &client_auth {
+            ClientAuth::Optional(trust) | ClientAuth::Required(trust) => trust.crls_next_update(),
+            ClientAuth::None => None,
+        };
+        let (mut config, clients) = tls::server_config_and_verifier(identity, client_auth)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            clients,
+            crls_next_update,
+        })
+    }
+
+    /// Why a client whose certificate chain (`chain`, its own first) was
+    /// accepted under an earlier configuration is refused under this one;
+    /// `None` while it is accepted. Without a client CA no certificate is
+    /// trusted any more.
+    pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
+        match &self.clients {
+            Some(verifier) => tls::refuses_established_client(verifier, chain),
+            None => Some("client certificates are no longer checked ([tls] client_ca)".into()),
+        }
+    }
+
+    /// Publishes when the client revocation lists pass their nextUpdate.
+    pub fn record_crls_next_update(&self) {
+        if let Some(next_update) = self.crls_next_update {
+            metrics::record_client_crl_next_update(next_update);
+        }
+    }
+}
+
+/// Reads the TLS files again on each SIGHUP.
+pub struct Reloader {
+    files: TlsConfig,
+    in_force: watch::Sender<Arc<ServerTls>>,
+    hangups: Signal,
+}
+
+impl Reloader {
+    /// Takes SIGHUP from now on (its default would stop the server).
+    pub fn new(files: TlsConfig, in_force: watch::Sender<Arc<ServerTls>>) -> std::io::Result<Self> {
+        Ok(Self {
+            files,
+            in_force,
+            hangups: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Reloads on each SIGHUP until aborted.
+    pub fn spawn(mut self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            while self.hangups.recv().await.is_some() {
+                self.reload();
+            }
+        })
+    }
+
+    fn reload(&self) {
+        let read = self.files.read().and_then(|(identity, client_auth)| {
+            ServerTls::new(identity, client_auth).map_err(|e| e.to_string())
+        });
+        match read {
+            Ok(tls) => {
+                tls.record_crls_next_update();
+                self.in_force.send_replace(Arc::new(tls));
+                metrics::record_tls_reload("ok");
+                tracing::info!("TLS configuration reloaded (SIGHUP)");
+            }
+            Err(e) => {
+                metrics::record_tls_reload("failed");
+                tracing::error!(error = %e, "TLS reload failed: the configuration in force stays");
+            }
+        }
+    }
+}
