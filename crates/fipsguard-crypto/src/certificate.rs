@@ -77,6 +77,14 @@ pub struct Facts {
     pub seconds_until_valid: i64,
 }
 
+/// When a DER certificate stops being valid, in Unix seconds; `None` when
+/// it does not parse.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    X509Certificate::from_der(der)
+        .ok()
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+}
+
 /// Reads the facts of a DER certificate.
 pub fn inspect(der: &[u8]) -> Result<Facts, String> {
     let (_, cert) =

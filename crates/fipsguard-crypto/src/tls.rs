@@ -277,6 +277,27 @@ pub fn refuses_established_client(
     }
 }
 
+/// How long an established client's chain (`chain`) may go before it is
+/// checked again: until just past the first notAfter still ahead (RFC 5280:
+/// a certificate is valid through its notAfter second), an hour at most, so
+/// that a wall clock set forward, or a suspended host, is caught up with.
+pub fn recheck_within(chain: &[CertificateDer<'_>]) -> std::time::Duration {
+    const AT_MOST: u64 = 3600;
+    let now = std::time::UNIX_EPOCH
+        .elapsed()
+        .unwrap_or_default()
+        .as_secs();
+    let left = chain
+        .iter()
+        .filter_map(|der| certificate::not_after(der))
+        .filter_map(|t| u64::try_from(t).ok())
+        .filter(|&t| t >= now)
+        .map(|t| t + 1 - now)
+        .min()
+        .unwrap_or(AT_MOST);
+    std::time::Duration::from_secs(left.clamp(1, AT_MOST))
+}
+
 /// A server configuration under the policy, and the verifier its
 /// handshakes check client certificates with (`None` without client
 /// certificates), so that a connection opened under an older one can be

@@ -33,6 +33,7 @@ use fipsguard_crypto::random;
 use fipsguard_crypto::tls::{self, ClientAuth};
 use fipsguard_server::api::body::string_field;
 use fipsguard_server::tls::ServerTls;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{oneshot, watch};
 
 // The same allocator as `fipsguard`, so the baseline differs from the
@@ -57,7 +58,6 @@ async fn main() {
     };
     let (identity, pem) =
         tls::self_signed(&["localhost".into(), "127.0.0.1".into()]).expect("certificate");
-    std::fs::write(&ca_file, pem).expect("CA file written");
     let tls = ServerTls::new(identity, ClientAuth::None).expect("TLS config");
     let mut app = Router::new().route("/echo", post(echo)).with_state(durable);
     if let Some(encrypter) = encrypter {
@@ -68,6 +68,11 @@ async fn main() {
         );
     }
     let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+    // Ends on SIGTERM as the server does, so that a build for profile-guided
+    // optimization (bench/pgo.sh) writes its profile on the way out.
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    // Last: the benchmarks take the CA file as the sign that it serves.
+    std::fs::write(&ca_file, pem).expect("CA file written");
     println!("echo server on {listen}");
     fipsguard_server::listener::serve(
         listener,
@@ -78,7 +83,9 @@ async fn main() {
             idle_timeout: std::time::Duration::from_secs(75),
             body_timeout: fipsguard_server::listener::BODY_TIMEOUT,
         },
-        std::future::pending(),
+        async move {
+            terminate.recv().await;
+        },
     )
     .await;
 }

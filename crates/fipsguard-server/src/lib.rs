@@ -41,6 +41,9 @@ pub struct ServerOptions {
     /// The files `identity` and `client_auth` were read from, read again
     /// on SIGHUP; `None` when they live only in memory (development).
     pub tls_files: Option<config::TlsConfig>,
+    /// SIGHUP, taken by the caller as early as it can (until a handler
+    /// exists, the signal ends the process); `None`: not handled here.
+    pub hangups: Option<tokio::signal::unix::Signal>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
     /// What clients' connections may hold.
@@ -92,11 +95,11 @@ pub async fn start(
     let first = startup_events(&options);
     let server_tls =
         ServerTls::new(options.identity, options.client_auth).map_err(std::io::Error::other)?;
-    let (reloaded, in_force) = watch::channel(Arc::new(server_tls));
+    let (publish, in_force) = watch::channel(Arc::new(server_tls));
+    let tls_files = options.tls_files;
     let reloader = options
-        .tls_files
-        .map(|files| tls::Reloader::new(files, reloaded))
-        .transpose()?;
+        .hangups
+        .map(|hangups| tls::Reloader::new(tls_files, publish, hangups));
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let local_addr = listener.local_addr()?;
     // Bound now, so a taken port stops the start; served only once nothing

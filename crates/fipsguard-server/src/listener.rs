@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use fipsguard_crypto::tls::recheck_within;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::service::Service;
@@ -35,6 +36,10 @@ const MAX_STREAMS: u32 = 128;
 /// How long a closing connection's requests in flight may take (at
 /// shutdown, or when it is closed for being idle) before it is dropped.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same for a connection whose client certificate is no longer
+/// accepted: it takes no new request, and what it started before is
+/// answered (or dropped) within this.
+const REFUSED_GRACE: Duration = Duration::from_secs(5);
 /// How long a client has, from its request's headers, to send the body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,7 +63,7 @@ pub struct ConnectionLimits {
 /// in force when it is accepted.
 pub async fn serve(
     listener: TcpListener,
-    tls: watch::Receiver<Arc<ServerTls>>,
+    in_force: watch::Receiver<Arc<ServerTls>>,
     app: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
@@ -87,7 +92,7 @@ pub async fn serve(
         };
         // Marked seen as it is taken: only a later configuration is news
         // to this connection.
-        let mut tls = tls.clone();
+        let mut tls = in_force.clone();
         let acceptor = TlsAcceptor::from(tls.borrow_and_update().config.clone());
         let (app, closing) = (app.clone(), closing.subscribe());
         tokio::spawn(async move {
@@ -136,7 +141,10 @@ async fn serve_connection(
     // The peer and its verified client certificate (mTLS), for
     // authorization, logs and the audit record.
     let client = Peer::of(peer, tls.get_ref().1.peer_certificates());
-    let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+    let (chain, certificate) = (
+        tls.get_ref().1.peer_certificates().map(<[_]>::to_vec),
+        client.certificate.clone(),
+    );
     let app = TowerToHyperService::new(app);
     // A request is in flight until its answer's headers are ready, not
     // until its body is sent: every answer here is small and whole, and
@@ -162,26 +170,28 @@ async fn serve_connection(
     let builder = http_builder();
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(connection);
-    let ended = tokio::select! {
-        ended = connection.as_mut() => Some(ended),
-        _ = closing.changed() => None,
+    // How long requests in flight get once the connection is closing.
+    let grace = tokio::select! {
+        ended = connection.as_mut() => Err(ended),
+        _ = closing.changed() => Ok(DRAIN_TIMEOUT),
         () = activity.idle_for(limits.idle_timeout) => {
             tracing::debug!(%peer, "closing an idle connection");
-            None
+            Ok(DRAIN_TIMEOUT)
         }
         reason = refused_client(in_force, chain) => {
             record_tls_client_cut();
-            tracing::warn!(%peer, %reason, "connection cut: the TLS configuration in force refuses its client certificate");
-            return;
+            let certificate = certificate.as_deref().unwrap_or("-");
+            tracing::warn!(%peer, certificate, %reason, "connection closed: the TLS configuration in force refuses its client certificate");
+            Ok(REFUSED_GRACE)
         }
     };
-    let ended = match ended {
-        Some(ended) => ended,
-        None => {
+    let ended = match grace {
+        Err(ended) => ended,
+        Ok(grace) => {
             connection.as_mut().graceful_shutdown();
             // A client that stops reading its answers must not hold the
             // connection open for ever.
-            tokio::time::timeout(DRAIN_TIMEOUT, connection)
+            tokio::time::timeout(grace, connection)
                 .await
                 .unwrap_or(Ok(()))
         }
@@ -191,23 +201,30 @@ async fn serve_connection(
     }
 }
 
-/// Resolves, with the reason, once a TLS configuration put in force after
-/// this connection's handshake refuses its client certificate (`chain`);
-/// never for a connection without one.
+/// Resolves, with the reason, once the TLS configuration in force refuses
+/// the client certificate (`chain`) this connection was accepted with: a
+/// reload's new trust (a revocation list that names it, another client CA)
+/// or the expiry of a certificate of its chain (checked just past each
+/// notAfter, and at least hourly). Never for a connection without one.
 async fn refused_client(
     mut in_force: watch::Receiver<Arc<ServerTls>>,
     chain: Option<Vec<CertificateDer<'static>>>,
 ) -> String {
-    if let Some(chain) = chain {
-        // Ends when the server stops reloading: nothing can refuse it then.
-        while in_force.changed().await.is_ok() {
-            let tls = in_force.borrow_and_update().clone();
-            if let Some(reason) = tls.refuses_client(&chain) {
-                return reason;
-            }
+    let Some(chain) = chain else {
+        return std::future::pending().await;
+    };
+    // Cleared when the server no longer reloads (it is stopping).
+    let mut reloads = true;
+    loop {
+        tokio::select! {
+            changed = in_force.changed(), if reloads => reloads = changed.is_ok(),
+            () = tokio::time::sleep(recheck_within(&chain)) => {}
+        }
+        let tls = in_force.borrow_and_update().clone();
+        if let Some(reason) = tls.refuses_client(&chain) {
+            return reason;
         }
     }
-    std::future::pending().await
 }
 
 /// Whether a connection has a request in flight, and since when it has

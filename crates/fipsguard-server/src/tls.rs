@@ -3,16 +3,16 @@
 //! in memory), built again from them on SIGHUP: a renewed certificate, a
 //! new client CA or a newer revocation list is put in place without a
 //! restart. New connections take the configuration in force; an open
-//! connection whose client certificate it refuses (revoked, or no longer
-//! from a trusted CA) is cut, and every other one keeps going. A reload
-//! that fails keeps the configuration in force and says why.
+//! connection whose client certificate it refuses (revoked, expired, or no
+//! longer from a trusted CA) is closed, and every other one keeps going. A
+//! reload that fails keeps the configuration in force and says why.
 
 use std::sync::Arc;
 
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::rustls::ServerConfig;
 use fipsguard_crypto::tls::{self, ClientAuth, ClientVerifier, Identity, TlsError};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::Signal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -46,14 +46,12 @@ impl ServerTls {
     }
 
     /// Why a client whose certificate chain (`chain`, its own first) was
-    /// accepted under an earlier configuration is refused under this one;
-    /// `None` while it is accepted. Without a client CA no certificate is
-    /// trusted any more.
+    /// accepted under an earlier configuration, or earlier, is refused by
+    /// this one now (revoked, expired, no longer from a trusted CA); `None`
+    /// while it is accepted.
     pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
-        match &self.clients {
-            Some(verifier) => tls::refuses_established_client(verifier, chain),
-            None => Some("client certificates are no longer checked ([tls] client_ca)".into()),
-        }
+        let verifier = self.clients.as_ref()?;
+        tls::refuses_established_client(verifier, chain)
     }
 
     /// Publishes when the client revocation lists pass their nextUpdate.
@@ -66,38 +64,52 @@ impl ServerTls {
 
 /// Reads the TLS files again on each SIGHUP.
 pub struct Reloader {
-    files: TlsConfig,
-    in_force: watch::Sender<Arc<ServerTls>>,
+    /// `None` in development, whose certificate lives only in memory.
+    files: Option<TlsConfig>,
+    publish: watch::Sender<Arc<ServerTls>>,
     hangups: Signal,
 }
 
 impl Reloader {
-    /// Takes SIGHUP from now on (its default would stop the server).
-    pub fn new(files: TlsConfig, in_force: watch::Sender<Arc<ServerTls>>) -> std::io::Result<Self> {
-        Ok(Self {
+    /// Reloads from `files` on each of `hangups`, publishing to `publish`.
+    pub fn new(
+        files: Option<TlsConfig>,
+        publish: watch::Sender<Arc<ServerTls>>,
+        hangups: Signal,
+    ) -> Self {
+        Self {
             files,
-            in_force,
-            hangups: signal(SignalKind::hangup())?,
-        })
+            publish,
+            hangups,
+        }
     }
 
     /// Reloads on each SIGHUP until aborted.
     pub fn spawn(mut self) -> JoinHandle<()> {
         tokio::spawn(async move {
             while self.hangups.recv().await.is_some() {
-                self.reload();
+                match &self.files {
+                    Some(files) => self.reload(files.clone()).await,
+                    None => tracing::info!(
+                        "SIGHUP: nothing to reload: a development server's certificate lives only in memory"
+                    ),
+                }
             }
         })
     }
 
-    fn reload(&self) {
-        let read = self.files.read().and_then(|(identity, client_auth)| {
+    async fn reload(&self, files: TlsConfig) {
+        // Files and certificate checks: off the workers that serve.
+        let read = tokio::task::spawn_blocking(move || {
+            let (identity, client_auth) = files.read()?;
             ServerTls::new(identity, client_auth).map_err(|e| e.to_string())
-        });
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the reload stopped: {e}")));
         match read {
             Ok(tls) => {
                 tls.record_crls_next_update();
-                self.in_force.send_replace(Arc::new(tls));
+                self.publish.send_replace(Arc::new(tls));
                 metrics::record_tls_reload("ok");
                 tracing::info!("TLS configuration reloaded (SIGHUP)");
             }

@@ -122,13 +122,6 @@ fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// When a certificate stops being valid, in Unix seconds.
-pub fn not_after(der: &[u8]) -> Option<i64> {
-    X509Certificate::from_der(der)
-        .ok()
-        .map(|(_, cert)| cert.validity().not_after.timestamp())
-}
-
 /// A value with RFC 4514's special characters escaped, and control
 /// characters as `\` and the hex of their bytes (RFC 4514's hexpair), so
 /// that a value cannot break a log line or pose as more of it.

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
+use fipsguard_crypto::tls::recheck_within;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::rustls::CommonState;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -19,7 +20,7 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, Instant};
 
 use crate::config::{Target, TunnelConfig};
-use crate::identity::{not_after, PeerIdentity};
+use crate::identity::PeerIdentity;
 use crate::metrics;
 use crate::proxy_protocol;
 use crate::reload::{Side, TlsState};
@@ -457,9 +458,10 @@ impl Connection {
 }
 
 /// Waits until the client with certificates `client` is no longer
-/// accepted, and says why: a certificate of its chain expires, or a
-/// reload's trust refuses it (a new revocation list names it, the client CA
-/// changed). Never, for a connection without a client certificate.
+/// accepted, and says why: a certificate of its chain expires (checked
+/// just past each notAfter, and at least hourly), or a reload's trust
+/// refuses it (a new revocation list names it, the client CA changed).
+/// Never, for a connection without a client certificate.
 async fn client_refused(
     mut changes: watch::Receiver<Arc<Side>>,
     client: Option<&[CertificateDer<'static>]>,
@@ -467,19 +469,19 @@ async fn client_refused(
     let Some(chain) = client else {
         return std::future::pending().await;
     };
-    let expired = next_expiry(chain);
-    tokio::pin!(expired);
+    let recheck = tokio::time::sleep(recheck_within(chain));
+    tokio::pin!(recheck);
     let mut watching = true;
     loop {
         tokio::select! {
             // The chain is verified again, under the configuration in use:
             // a certificate it sent beside its path may have expired.
-            () = &mut expired => {
+            () = &mut recheck => {
                 let side = changes.borrow().clone();
                 if let Some(why) = side.refuses_client(chain) {
                     return why;
                 }
-                expired.set(next_expiry(chain));
+                recheck.as_mut().reset(Instant::now() + recheck_within(chain));
             }
             changed = changes.changed(), if watching => match changed {
                 Ok(()) => {
@@ -492,33 +494,6 @@ async fn client_refused(
                 Err(_) => watching = false,
             },
         }
-    }
-}
-
-/// Resolves once the next of the chain's certificates to expire has
-/// expired (RFC 5280: a certificate is valid through its notAfter second);
-/// never when none is left to expire. Sleeps an hour at most at a time,
-/// so a wall clock set forward, or a suspended host, is caught up with.
-async fn next_expiry(chain: &[CertificateDer<'static>]) {
-    let now = || {
-        std::time::UNIX_EPOCH
-            .elapsed()
-            .unwrap_or_default()
-            .as_secs()
-    };
-    let not_after = |der: &CertificateDer<'_>| not_after(der).and_then(|t| u64::try_from(t).ok());
-    let start = now();
-    let Some(end) = chain
-        .iter()
-        .filter_map(not_after)
-        .filter(|&t| t >= start)
-        .min()
-    else {
-        return std::future::pending().await;
-    };
-    while now() <= end {
-        let left = (end + 1).saturating_sub(now());
-        tokio::time::sleep(Duration::from_secs(left.clamp(1, 3600))).await;
     }
 }
 

@@ -10,13 +10,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use fipsguard_crypto::certificate::not_after;
 use fipsguard_crypto::tls::rustls::pki_types::{CertificateDer, ServerName};
 use fipsguard_crypto::tls::{self, ClientAuth, ClientVerifier, Identity, PeerTrust};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::{Mode, TunnelConfig};
-use crate::identity::not_after;
 use crate::metrics;
 
 /// The TLS end of a tunnel.

@@ -178,7 +178,6 @@ fn client_certificates_are_checked_against_the_configured_crl() {
     );
 }
 
-/// curl against the setup's server, trusting its certificate.
 /// SIGHUP reads the TLS files again: a newer CRL refuses its client's new
 /// handshakes and cuts its open connection while another client's goes
 /// on; a renewed server certificate is served from then on; a broken file
@@ -229,23 +228,32 @@ fn sighup_reloads_the_tls_files() {
         "the reload is counted",
         || series(reloaded) == 1.0,
     );
-    // Well within the 10 s an idle HTTP/1.1 connection is given.
-    let cut = common::exit_within(
+    // Well within the 10 s an idle HTTP/1.1 connection is given; closed
+    // in order (close_notify), as it had no request in flight.
+    common::exit_within(
         &mut doomed.child,
         std::time::Duration::from_secs(5),
-        "the revoked client's open connection is cut",
+        "the revoked client's open connection is closed",
     );
-    assert!(!cut.success());
     assert_eq!(series("fipsguard_tls_clients_cut_total"), 1.0);
-    assert!(server
-        .log()
-        .contains("connection cut: the TLS configuration in force refuses its client certificate"));
+    let log = server.log();
+    let closed = log
+        .lines()
+        .find(|l| {
+            l.contains(
+                "connection closed: the TLS configuration in force refuses its client certificate",
+            )
+        })
+        .unwrap_or_else(|| panic!("no closing in {log}"));
+    assert!(closed.to_lowercase().contains("revoked"), "{closed}");
     assert_eq!(
         good.get("/v1/health"),
         "HTTP/1.1 200 OK",
         "the other client stays"
     );
+    drop(good);
     assert!(HttpSession::handshake_fails(&setup, &pki, "doomed"));
+    assert!(!HttpSession::handshake_fails(&setup, &pki, "good"));
 
     // A renewed certificate: served once the server has read it.
     let renewed = setup.path("renewed");
@@ -288,8 +296,118 @@ fn sighup_reloads_the_tls_files() {
     assert!(server
         .log()
         .contains("TLS reload failed: the configuration in force stays"));
-    assert_eq!(good.get("/v1/health"), "HTTP/1.1 200 OK");
+    assert_eq!(series(reloaded), 2.0);
     server.stop();
+}
+
+/// A client whose certificate expires while it is connected is closed
+/// then, with no reload to prompt it.
+#[test]
+fn a_client_is_closed_when_its_certificate_expires() {
+    let setup = common::Setup::new();
+    let pki = pki::Pki::new();
+    let server = setup.serve_with(&[("FIPSGUARD_TLS_CLIENT_CA", &pki.path_str("ca.pem"))]);
+    // Issued once the server runs, so a slow start does not eat into its
+    // few seconds, and short enough to expire well before the 10 s an
+    // idle HTTP/1.1 connection is given after its request.
+    pki.short_lived_leaf("brief", 5);
+    let mut brief = HttpSession::open(&setup, &pki, "brief");
+    assert_eq!(brief.get("/v1/health"), "HTTP/1.1 200 OK");
+    common::exit_within(
+        &mut brief.child,
+        std::time::Duration::from_secs(20),
+        "the expired client's connection is closed",
+    );
+    let log = server.log();
+    let closed = log
+        .lines()
+        .find(|l| {
+            l.contains(
+                "connection closed: the TLS configuration in force refuses its client certificate",
+            )
+        })
+        .unwrap_or_else(|| panic!("no closing in {log}"));
+    assert!(closed.to_lowercase().contains("expired"), "{closed}");
+    server.stop();
+}
+
+/// A development server has no TLS files to read again: SIGHUP says so
+/// and the server goes on (the signal's default would end it).
+#[test]
+fn a_development_server_answers_sighup_and_goes_on() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let info = dir.path().join("dev.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(common::FIPSGUARD)
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--dev-info")
+        .arg(&info)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        use std::io::BufRead;
+        let (log, stderr) = (log.clone(), server.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    common::wait_until(
+        std::time::Duration::from_secs(30),
+        "the server starts",
+        || std::fs::metadata(&info).is_ok_and(|m| m.len() > 0),
+    );
+    let pid = server.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "SIGHUP is answered",
+        || log.lock().unwrap().contains("SIGHUP: nothing to reload"),
+    );
+    let dev: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    let health = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "--cacert",
+            dev["ca_file"].as_str().unwrap(),
+        ])
+        .arg(format!("https://127.0.0.1:{port}/v1/health"))
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = common::exit_within(
+        &mut server,
+        std::time::Duration::from_secs(30),
+        "the server stops",
+    );
+    assert!(status.success());
+    reader.join().unwrap();
 }
 
 /// An HTTP/1.1 connection over `openssl s_client` with a client
@@ -384,6 +502,7 @@ impl Drop for HttpSession {
     }
 }
 
+/// curl against the setup's server, trusting its certificate.
 fn curl(setup: &common::Setup, path_and_auth: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args([

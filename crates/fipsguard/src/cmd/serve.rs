@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use fipsguard_server::config::{development, Config, LogFormat};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Flags of `fipsguard serve`.
 #[derive(clap::Args)]
@@ -45,13 +46,17 @@ pub struct Args {
 
 /// Starts the server and runs until SIGINT or SIGTERM, then drains.
 pub async fn run(args: &Args) -> ExitCode {
+    // Taken before anything else: until a handler exists, SIGHUP (a
+    // `systemctl reload` just after a start) would end the process. One
+    // that comes before the server serves is answered once it does.
+    let hangups = signal(SignalKind::hangup()).expect("SIGHUP handler");
     match &args.config {
-        Some(path) => production(path, args.audit_accept_gap).await,
-        None => dev(args).await,
+        Some(path) => production(path, args.audit_accept_gap, hangups).await,
+        None => dev(args, hangups).await,
     }
 }
 
-async fn production(path: &std::path::Path, accept_audit_gap: bool) -> ExitCode {
+async fn production(path: &std::path::Path, accept_audit_gap: bool, hangups: Signal) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => return super::fail(e),
@@ -64,10 +69,11 @@ async fn production(path: &std::path::Path, accept_audit_gap: bool) -> ExitCode 
     if let Some(audit) = options.audit.as_mut() {
         audit.accept_gap = accept_audit_gap;
     }
+    options.hangups = Some(hangups);
     serve_until_signal(options).await
 }
 
-async fn dev(args: &Args) -> ExitCode {
+async fn dev(args: &Args, hangups: Signal) -> ExitCode {
     super::init_logging(LogFormat::Text);
     let dir = match tempfile::Builder::new().prefix("fipsguard-dev-").tempdir() {
         Ok(dir) => dir,
@@ -84,6 +90,7 @@ async fn dev(args: &Args) -> ExitCode {
         options.self_test_interval = std::time::Duration::from_secs(secs);
     }
     options.metrics_listen = args.metrics_listen;
+    options.hangups = Some(hangups);
     super::raise_open_file_limit(options.connections.max_connections);
     let running = match fipsguard_server::start(options, super::shutdown_signal()).await {
         Ok(running) => running,
