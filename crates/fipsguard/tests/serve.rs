@@ -138,21 +138,10 @@ fn client_certificates_are_checked_against_the_configured_crl() {
     );
     assert!(!health("revoked").status.success());
     // When the list passes its nextUpdate (in two days), for an alert.
-    let metrics = curl(
+    let next_update = series(
         &setup,
-        &[
-            "-H",
-            &format!("Authorization: Bearer {}", setup.officer),
-            &format!("https://localhost:{}/metrics", setup.port),
-        ],
+        "fipsguard_tls_client_crl_next_update_timestamp_seconds",
     );
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
-    let next_update: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("fipsguard_tls_client_crl_next_update_timestamp_seconds "))
-        .unwrap_or_else(|| panic!("no next update in {metrics}"))
-        .parse()
-        .unwrap();
     let ahead = next_update - std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
     assert!((171_000.0..173_000.0).contains(&ahead), "{ahead}");
     // What curl says depends on when the alert overtakes its request; the
@@ -197,23 +186,7 @@ fn sighup_reloads_the_tls_files() {
     let mut doomed = HttpSession::open(&setup, &pki, "doomed");
     assert_eq!(good.get("/v1/health"), "HTTP/1.1 200 OK");
     assert_eq!(doomed.get("/v1/health"), "HTTP/1.1 200 OK");
-    let series = |name: &str| -> f64 {
-        let metrics = curl(
-            &setup,
-            &[
-                "-H",
-                &format!("Authorization: Bearer {}", setup.officer),
-                &format!("https://localhost:{}/metrics", setup.port),
-            ],
-        );
-        let metrics = String::from_utf8_lossy(&metrics.stdout);
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-            .parse()
-            .unwrap()
-    };
+    let series = |name: &str| series(&setup, name);
     let (reloaded, failed) = (
         "fipsguard_tls_reloads_total{outcome=\"ok\"}",
         "fipsguard_tls_reloads_total{outcome=\"failed\"}",
@@ -236,16 +209,8 @@ fn sighup_reloads_the_tls_files() {
         "the revoked client's open connection is closed",
     );
     assert_eq!(series("fipsguard_tls_clients_cut_total"), 1.0);
-    let log = server.log();
-    let closed = log
-        .lines()
-        .find(|l| {
-            l.contains(
-                "connection closed: the TLS configuration in force refuses its client certificate",
-            )
-        })
-        .unwrap_or_else(|| panic!("no closing in {log}"));
-    assert!(closed.to_lowercase().contains("revoked"), "{closed}");
+    let closed = closing_logged(&server);
+    assert!(closed.contains("revoked"), "{closed}");
     assert_eq!(
         good.get("/v1/health"),
         "HTTP/1.1 200 OK",
@@ -318,17 +283,23 @@ fn a_client_is_closed_when_its_certificate_expires() {
         std::time::Duration::from_secs(20),
         "the expired client's connection is closed",
     );
+    let closed = closing_logged(&server);
+    assert!(closed.contains("expired"), "{closed}");
+    server.stop();
+}
+
+/// The server's log line for a connection closed because its client
+/// certificate is refused, in lower case.
+fn closing_logged(server: &common::Server) -> String {
     let log = server.log();
-    let closed = log
-        .lines()
+    log.lines()
         .find(|l| {
             l.contains(
                 "connection closed: the TLS configuration in force refuses its client certificate",
             )
         })
-        .unwrap_or_else(|| panic!("no closing in {log}"));
-    assert!(closed.to_lowercase().contains("expired"), "{closed}");
-    server.stop();
+        .unwrap_or_else(|| panic!("no closing in {log}"))
+        .to_lowercase()
 }
 
 /// A development server has no TLS files to read again: SIGHUP says so
@@ -368,12 +339,7 @@ fn a_development_server_answers_sighup_and_goes_on() {
         "the server starts",
         || std::fs::metadata(&info).is_ok_and(|m| m.len() > 0),
     );
-    let pid = server.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::signal(&server, "HUP");
     common::wait_until(
         std::time::Duration::from_secs(10),
         "SIGHUP is answered",
@@ -396,11 +362,7 @@ fn a_development_server_answers_sighup_and_goes_on() {
         "{}",
         String::from_utf8_lossy(&health.stderr)
     );
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::signal(&server, "TERM");
     let status = common::exit_within(
         &mut server,
         std::time::Duration::from_secs(30),
@@ -500,6 +462,26 @@ impl Drop for HttpSession {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of the series `name` (with its labels) on the setup's
+/// server's `/metrics`.
+fn series(setup: &common::Setup, name: &str) -> f64 {
+    let metrics = curl(
+        setup,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {}", setup.officer),
+            &format!("https://localhost:{}/metrics", setup.port),
+        ],
+    );
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .parse()
+        .unwrap()
 }
 
 /// curl against the setup's server, trusting its certificate.

@@ -154,12 +154,7 @@ impl Setup {
 impl Server {
     /// SIGTERM, and waits for a clean exit and the last line of its log.
     pub fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        signal(&self.child, "TERM");
         let status = exit_within(
             &mut self.child,
             Duration::from_secs(30),
@@ -171,12 +166,7 @@ impl Server {
 
     /// SIGHUP: the TLS files are read again.
     pub fn hangup(&self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success());
+        signal(&self.child, "HUP");
     }
 
     /// SIGKILL: no drain, no shutdown record.
@@ -218,6 +208,16 @@ pub fn make_certificate(cert: &std::path::Path, key: &std::path::Path) {
         .status()
         .unwrap();
     assert!(made.success());
+}
+
+/// Sends `child` the signal named `name` (`TERM`, `HUP`).
+pub fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 /// Polls `done` until it holds, failing with `what` after `limit`.
