@@ -282,11 +282,16 @@ pub fn refuses_established_client(
 /// a certificate is valid through its notAfter second), an hour at most, so
 /// that a wall clock set forward, or a suspended host, is caught up with.
 pub fn recheck_within(chain: &[CertificateDer<'_>]) -> std::time::Duration {
-    const AT_MOST: u64 = 3600;
     let now = std::time::UNIX_EPOCH
         .elapsed()
         .unwrap_or_default()
         .as_secs();
+    recheck_within_at(chain, now)
+}
+
+/// [`recheck_within`] at `now` (Unix seconds).
+fn recheck_within_at(chain: &[CertificateDer<'_>], now: u64) -> std::time::Duration {
+    const AT_MOST: u64 = 3600;
     let left = chain
         .iter()
         .filter_map(|der| certificate::not_after(der))
@@ -658,6 +663,28 @@ mod tests {
         // An expired root sent after the server's own certificate is not
         // judged: clients take the anchor from their own store.
         assert!(check_chain(&[valid_for(-1, 1), expired_root()]).is_ok());
+    }
+
+    #[test]
+    fn an_established_client_is_checked_again_just_past_its_first_expiry() {
+        let hour = std::time::Duration::from_secs(3600);
+        let chain = [valid_for(-1, 2), valid_for(-1, 1)];
+        let not_after = |der| u64::try_from(certificate::not_after(der).unwrap()).unwrap();
+        let (first, last) = (not_after(&chain[1]), not_after(&chain[0]));
+        let at = |now: u64| recheck_within_at(&chain, now);
+        assert_eq!(
+            at(first - 10).as_secs(),
+            11,
+            "the first notAfter of the chain, plus a second"
+        );
+        assert_eq!(at(first).as_secs(), 1, "valid through its notAfter second");
+        // Past the first, the last is about a day away: an hour at most.
+        assert_eq!(at(first + 1), hour);
+        assert_eq!(at(last - 5).as_secs(), 6);
+        assert_eq!(at(last + 1), hour, "all expired");
+        let unparsable = [CertificateDer::from(vec![0x30, 0x00])];
+        assert_eq!(recheck_within_at(&unparsable, first), hour);
+        assert_eq!(recheck_within_at(&[], first), hour);
     }
 
     /// A self-signed CA certificate of its own name, expired yesterday.

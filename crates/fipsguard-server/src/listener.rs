@@ -213,7 +213,8 @@ async fn refused_client(
     let Some(chain) = chain else {
         return std::future::pending().await;
     };
-    // Cleared when the server no longer reloads (it is stopping).
+    // Cleared once nothing can reload any more (the server is stopping,
+    // or it takes no SIGHUP): expiry is then all that is left.
     let mut reloads = true;
     loop {
         tokio::select! {
