@@ -1,10 +1,18 @@
 # Sourced by the `fipsguard serve` benchmarks (serve.sh,
-# serve-instructions.sh): the release build of both servers, a work
-# directory whose servers stop on exit, and a development server set up
-# with keys and a user token.
+# serve-instructions.sh, pgo.sh): the release build of both servers (in
+# $bin: target/release, or BENCH_BIN for a build made elsewhere, which is
+# taken as it is), a work directory whose servers stop on exit, and a
+# development server set up with keys and a user token.
 
-cargo build --release --locked -q --bin fipsguard -p fipsguard
-cargo build --release --locked -q -p fipsguard-server --example echo
+bin=${BENCH_BIN:-target/release}
+if [ -z "${BENCH_BIN:-}" ]; then
+  cargo build --release --locked -q --bin fipsguard -p fipsguard
+  cargo build --release --locked -q -p fipsguard-server --example echo
+elif ! [ -x "$bin/fipsguard" ] || ! [ -x "$bin/examples/echo" ]; then
+  echo "BENCH_BIN=$bin (from the repository's root) holds no fipsguard and examples/echo" >&2
+  exit 2
+fi
+echo "binaries measured: $bin" >&2
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait; rm -rf "$work"' EXIT

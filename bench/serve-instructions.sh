@@ -12,6 +12,9 @@
 #
 #   bench/serve-instructions.sh [REQUESTS] [audited]   default: 2000, audit log off
 #
+# BENCH_BIN=DIR measures the binaries in DIR (fipsguard, examples/echo)
+# as they are, instead of building target/release (bench/pgo.sh does).
+#
 # With `audited`, the server keeps its audit log: over one connection each
 # request is then a flush of its own (event, checkpoint signature, sync),
 # the audit log's fixed cost per flush at its largest.
@@ -67,17 +70,17 @@ callgrind() {
     --callgrind-out-file="$work/$1.out" "${@:2}"
 }
 
-callgrind echo target/release/examples/echo 127.0.0.1:18521 "$work/echo-ca.pem" >/dev/null 2>&1 &
+callgrind echo "$bin/examples/echo" 127.0.0.1:18521 "$work/echo-ca.pem" >/dev/null 2>&1 &
 pids+=($!)
 wait_for "$work/echo-ca.pem"
 echo_count=$(count echo "${pids[-1]}" 18521 "$work/echo-ca.pem" /echo none)
 
-callgrind bare target/release/examples/echo 127.0.0.1:18523 "$work/bare-ca.pem" --encrypt bare-token >/dev/null 2>&1 &
+callgrind bare "$bin/examples/echo" 127.0.0.1:18523 "$work/bare-ca.pem" --encrypt bare-token >/dev/null 2>&1 &
 pids+=($!)
 wait_for "$work/bare-ca.pem"
 bare_count=$(count bare "${pids[-1]}" 18523 "$work/bare-ca.pem" /encrypt bare-token)
 
-callgrind serve target/release/fipsguard serve --dev "${audit[@]}" --listen 127.0.0.1:18522 \
+callgrind serve "$bin/fipsguard" serve --dev "${audit[@]}" --listen 127.0.0.1:18522 \
   --dev-info "$work/dev.json" >/dev/null 2>&1 &
 pids+=($!)
 wait_for "$work/dev.json"

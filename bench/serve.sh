@@ -14,6 +14,9 @@
 # Load generator: wrk (Debian package).
 #
 #   bench/serve.sh [SECONDS] [CONNECTIONS] [ROUNDS]   default: 10 s, 256 connections, 3 rounds
+#
+# BENCH_BIN=DIR measures the binaries in DIR (fipsguard, examples/echo)
+# as they are, instead of building target/release (bench/pgo.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 2; }
@@ -28,14 +31,14 @@ if [ "$(stat -f -c %T "$work")" = tmpfs ]; then
   exit 1
 fi
 
-target/release/examples/echo 127.0.0.1:18501 "$work/echo-ca.pem" >/dev/null &
+"$bin/examples/echo" 127.0.0.1:18501 "$work/echo-ca.pem" >/dev/null &
 pids+=($!)
 wait_for "$work/echo-ca.pem"
-target/release/examples/echo 127.0.0.1:18504 "$work/durable-ca.pem" --durable "$work/durable.log" >/dev/null &
+"$bin/examples/echo" 127.0.0.1:18504 "$work/durable-ca.pem" --durable "$work/durable.log" >/dev/null &
 pids+=($!)
 wait_for "$work/durable-ca.pem"
 bare_token=$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d =)
-target/release/examples/echo 127.0.0.1:18505 "$work/bare-ca.pem" --encrypt "$bare_token" >/dev/null &
+"$bin/examples/echo" 127.0.0.1:18505 "$work/bare-ca.pem" --encrypt "$bare_token" >/dev/null &
 pids+=($!)
 wait_for "$work/bare-ca.pem"
 
@@ -56,7 +59,7 @@ lua "$work/bare.lua" "$bare_token" "{\"plaintext\": \"$kib\"}"
 start_server() {  # NAME PORT [FLAGS]
   local name=$1 port=$2 user
   shift 2
-  FIPSGUARD_LOG=${FIPSGUARD_LOG:-info} target/release/fipsguard serve --dev --listen "127.0.0.1:$port" \
+  FIPSGUARD_LOG=${FIPSGUARD_LOG:-info} "$bin/fipsguard" serve --dev --listen "127.0.0.1:$port" \
     --dev-info "$work/$name.json" "$@" >/dev/null 2>&1 &
   pids+=($!)
   wait_for "$work/$name.json"
