@@ -181,11 +181,14 @@ pub fn init_tls_reloads() {
         counter!("fipsguard_tls_reloads_total", "outcome" => outcome).increment(0);
     }
     counter!("fipsguard_tls_clients_cut_total").increment(0);
+    gauge!("fipsguard_tls_last_reload_failed").set(0.0);
 }
 
-/// Records a reload of the TLS files (`ok` or `failed`).
+/// Records a reload of the TLS files (`ok` or `failed`); a failure is
+/// also held (`fipsguard_tls_last_reload_failed` 1) until one succeeds.
 pub fn record_tls_reload(outcome: &'static str) {
     counter!("fipsguard_tls_reloads_total", "outcome" => outcome).increment(1);
+    gauge!("fipsguard_tls_last_reload_failed").set(f64::from(u8::from(outcome == "failed")));
 }
 
 /// Records an open connection cut because the TLS configuration in force

@@ -67,6 +67,14 @@ pub fn client_cut(tunnel: &str) {
 pub fn reload(tunnel: &str, outcome: &'static str) {
     counter!("fipsguard_tunnel_reloads_total", "tunnel" => tunnel.to_owned(), "outcome" => outcome)
         .increment(1);
+    last_reload_failed(tunnel, outcome == "failed");
+}
+
+/// Whether the tunnel's last reload failed (so the files in use are older
+/// than those on disk): 0 from its start, 1 until a reload succeeds.
+pub fn last_reload_failed(tunnel: &str, failed: bool) {
+    gauge!("fipsguard_tunnel_last_reload_failed", "tunnel" => tunnel.to_owned())
+        .set(f64::from(u8::from(failed)));
 }
 
 /// When the tunnel's own certificate expires.

@@ -192,6 +192,7 @@ fn sighup_reloads_the_tls_files() {
         "fipsguard_tls_reloads_total{outcome=\"failed\"}",
     );
     assert_eq!(series(failed), 0.0, "the series is there before a failure");
+    assert_eq!(series("fipsguard_tls_last_reload_failed"), 0.0);
     assert_eq!(series("fipsguard_tls_clients_cut_total"), 0.0);
 
     pki.revoke("doomed");
@@ -257,6 +258,11 @@ fn sighup_reloads_the_tls_files() {
         std::time::Duration::from_secs(10),
         "the failed reload is counted",
         || series(failed) == 1.0,
+    );
+    assert_eq!(
+        series("fipsguard_tls_last_reload_failed"),
+        1.0,
+        "held until a reload succeeds"
     );
     assert!(trusting_renewed("/v1/health"));
     assert!(server

@@ -986,10 +986,13 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
     echo_line("after the files changed");
 
     // A broken file keeps the working configuration.
+    let failing = "fipsguard_tunnel_last_reload_failed{tunnel=\"tunnel\"}";
+    assert_eq!(tunnel.series(failing), 0.0);
     std::fs::write(pki.path("server.key"), "not a key").unwrap();
     wait_until("the failed reload is counted", || {
         tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"failed\"}") >= 1.0
     });
+    assert_eq!(tunnel.series(failing), 1.0, "held until a reload succeeds");
     assert!(!serial().is_empty(), "still serving");
     echo_line("still open");
     drop(open);
