@@ -49,6 +49,18 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config_sha256: Option<String>,
     },
+    /// The server read its TLS files again (SIGHUP).
+    TlsReload {
+        /// The files passed their checks and their configuration is in
+        /// force; otherwise the previous one stays.
+        loaded: bool,
+        /// SHA-256 (hex) of the server certificate served from now on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<String>,
+        /// Why the files were refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// `fipsguard init` created the first officer token.
     Init {
         /// `sqlite` or `postgres`.

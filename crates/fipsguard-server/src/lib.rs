@@ -145,7 +145,7 @@ pub async fn start(
     ]
     .into_iter()
     .chain(metrics_listener.map(metrics::serve_plain))
-    .chain(reloader.map(tls::Reloader::spawn))
+    .chain(reloader.map(|reloader| reloader.spawn(state.audit.clone())))
     .collect();
     let app = api::router(state.clone(), options.max_body_bytes);
     let (stop, stopped) = oneshot::channel::<()>();

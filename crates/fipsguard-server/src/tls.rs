@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use fipsguard_audit::{AuditLog, Event};
+use fipsguard_crypto::digest::{digest, HashAlgorithm};
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::rustls::ServerConfig;
 use fipsguard_crypto::tls::{self, ClientAuth, ClientVerifier, Identity, TlsError};
@@ -24,6 +26,8 @@ use crate::metrics;
 pub struct ServerTls {
     /// Under the shared policy, offering HTTP/2 and HTTP/1.1.
     pub config: Arc<ServerConfig>,
+    /// SHA-256 (hex) of the server's own certificate.
+    certificate: String,
     clients: Option<ClientVerifier>,
     /// When the first client revocation list passes its nextUpdate.
     crls_next_update: Option<i64>,
@@ -36,10 +40,12 @@ impl ServerTls {
             ClientAuth::Optional(trust) | ClientAuth::Required(trust) => trust.crls_next_update(),
             ClientAuth::None => None,
         };
+        let certificate = hex::encode(digest(HashAlgorithm::Sha256, &identity.chain()[0])?);
         let (mut config, clients) = tls::server_config_and_verifier(identity, client_auth)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             config: Arc::new(config),
+            certificate,
             clients,
             crls_next_update,
         })
@@ -84,21 +90,29 @@ impl Reloader {
         }
     }
 
-    /// Reloads on each SIGHUP until aborted.
-    pub fn spawn(mut self) -> JoinHandle<()> {
+    /// Reloads on each SIGHUP until aborted, recording each in `audit`.
+    pub fn spawn(mut self, audit: Option<AuditLog>) -> JoinHandle<()> {
         tokio::spawn(async move {
             while self.hangups.recv().await.is_some() {
-                match &self.files {
-                    Some(files) => self.reload(files.clone()).await,
-                    None => tracing::info!(
+                let Some(files) = &self.files else {
+                    tracing::info!(
                         "SIGHUP: nothing to reload: a development server's certificate lives only in memory"
-                    ),
+                    );
+                    continue;
+                };
+                let event = self.reload(files.clone()).await;
+                if let Some(audit) = &audit {
+                    if let Err(e) = audit.record(event).await {
+                        tracing::error!(error = %e, "the TLS reload could not be recorded in the audit log");
+                    }
                 }
             }
         })
     }
 
-    async fn reload(&self, files: TlsConfig) {
+    /// Puts the files' configuration in force if they pass; says what
+    /// happened, for the audit log.
+    async fn reload(&self, files: TlsConfig) -> Event {
         // Files and certificate checks: off the workers that serve.
         let read = tokio::task::spawn_blocking(move || {
             let (identity, client_auth) = files.read()?;
@@ -109,13 +123,24 @@ impl Reloader {
         match read {
             Ok(tls) => {
                 tls.record_crls_next_update();
+                let certificate = tls.certificate.clone();
                 self.publish.send_replace(Arc::new(tls));
                 metrics::record_tls_reload("ok");
-                tracing::info!("TLS configuration reloaded (SIGHUP)");
+                tracing::info!(%certificate, "TLS configuration reloaded (SIGHUP)");
+                Event::TlsReload {
+                    loaded: true,
+                    certificate: Some(certificate),
+                    error: None,
+                }
             }
             Err(e) => {
                 metrics::record_tls_reload("failed");
                 tracing::error!(error = %e, "TLS reload failed: the configuration in force stays");
+                Event::TlsReload {
+                    loaded: false,
+                    certificate: None,
+                    error: Some(e),
+                }
             }
         }
     }

@@ -270,6 +270,32 @@ fn sighup_reloads_the_tls_files() {
         .contains("TLS reload failed: the configuration in force stays"));
     assert_eq!(series(reloaded), 2.0);
     server.stop();
+
+    // Each reload is in the audit log: the certificate served from then
+    // on, or why the files were refused.
+    let reloads: Vec<serde_json::Value> = setup
+        .audit_text()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["record"].take())
+        .filter(|record| record["kind"] == "tls_reload")
+        .collect();
+    let fingerprint = |pem: &std::path::Path| {
+        use fipsguard_crypto::tls::rustls::pki_types::{pem::PemObject, CertificateDer};
+        let der = CertificateDer::from_pem_file(pem).unwrap();
+        let sha256 =
+            fipsguard_crypto::digest::digest(fipsguard_crypto::digest::HashAlgorithm::Sha256, &der);
+        let hex: String = sha256.unwrap().iter().map(|b| format!("{b:02x}")).collect();
+        serde_json::Value::from(hex)
+    };
+    assert_eq!(reloads.len(), 3, "{reloads:?}");
+    assert_eq!(reloads[0]["loaded"], true);
+    assert_eq!(
+        reloads[1]["certificate"],
+        fingerprint(&renewed.join("ca.pem"))
+    );
+    assert_eq!(reloads[2]["loaded"], false);
+    let error = reloads[2]["error"].as_str().unwrap();
+    assert!(error.contains("server.key"), "{error}");
 }
 
 /// A client whose certificate expires while it is connected is closed
