@@ -151,8 +151,8 @@ impl Identity {
     pub fn from_pem_files(chain: &Path, key: &Path) -> Result<Self, TlsError> {
         let certs = CertificateDer::pem_file_iter(chain)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| file_error(chain, e))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
+            .map_err(|e| pem_error(chain, e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
         Self::new(certs, key)
     }
 
@@ -391,9 +391,9 @@ pub fn client_config(
 /// Reads a PEM bundle of CA certificates into a root store.
 pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, e))? {
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, e))? {
         roots
-            .add(cert.map_err(|e| file_error(path, e))?)
+            .add(cert.map_err(|e| pem_error(path, e))?)
             .map_err(rustls_error)?;
     }
     Ok(roots)
@@ -407,7 +407,7 @@ pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     let pem = CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(path, e))?;
+        .map_err(|e| pem_error(path, e))?;
     const DER_SEQUENCE: u8 = 0x30;
     match (pem.is_empty(), bytes.first()) {
         (false, _) => Ok(pem),
@@ -602,6 +602,29 @@ impl rcgen::RemoteKeyPair for ModuleSigner {
     }
 }
 
+/// A PEM file that does not parse, said without its contents: the
+/// parser's own text quotes the offending line, which in a key file (one
+/// written on a single line, say) is the key itself.
+fn pem_error(path: &Path, error: rustls::pki_types::pem::Error) -> TlsError {
+    use rustls::pki_types::pem::Error;
+    let reason = match error {
+        Error::Io(e) => e.to_string(),
+        Error::NoItemsFound => "no PEM section of the expected kind in it".into(),
+        Error::MissingSectionEnd { .. } => {
+            "a PEM section has no END line (contents not shown)".into()
+        }
+        Error::IllegalSectionStart { .. } => {
+            "a malformed PEM BEGIN line (contents not shown)".into()
+        }
+        Error::Base64Decode(_) => {
+            "a PEM section's base64 does not decode (contents not shown)".into()
+        }
+        Error::SectionTooLarge => "a PEM section is larger than 256 MB".into(),
+        _ => "not well-formed PEM (contents not shown)".into(),
+    };
+    file_error(path, reason)
+}
+
 fn file_error(path: &Path, error: impl fmt::Display) -> TlsError {
     TlsError::File {
         path: path.display().to_string(),
@@ -663,6 +686,43 @@ mod tests {
         // An expired root sent after the server's own certificate is not
         // judged: clients take the anchor from their own store.
         assert!(check_chain(&[valid_for(-1, 1), expired_root()]).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_key_file_is_refused_without_its_contents() {
+        let dir = std::env::temp_dir().join(format!("fipsguard-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (chain, key) = (dir.join("chain.pem"), dir.join("key.pem"));
+        let (certificate, _) = self_signed_between(
+            &["localhost".to_string()],
+            (
+                time::OffsetDateTime::now_utc() - time::Duration::days(1),
+                time::OffsetDateTime::now_utc() + time::Duration::days(1),
+            ),
+        )
+        .unwrap();
+        std::fs::write(&chain, certificate.pem()).unwrap();
+        // A key on one line, or with its line breaks lost: the parser's
+        // own text would quote the whole line back.
+        let secret = "c2VjcmV0LWtleS1tYXRlcmlhbA";
+        for text in [
+            format!("-----BEGIN PRIVATE KEY-----{secret}-----END PRIVATE KEY-----\n"),
+            format!("-----BEGIN PRIVATE KEY-----\n{secret}\n"),
+            format!("-----BEGIN PRIVATE KEY-----\n{secret}!!\n-----END PRIVATE KEY-----\n"),
+        ] {
+            std::fs::write(&key, &text).unwrap();
+            let refused = Identity::from_pem_files(&chain, &key)
+                .unwrap_err()
+                .to_string();
+            let quoted = format!("{:?}", secret.as_bytes());
+            let quoted = &quoted[1..20];
+            assert!(
+                !refused.contains(secret) && !refused.contains(quoted),
+                "{refused}"
+            );
+            assert!(refused.contains("key.pem"), "{refused}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
