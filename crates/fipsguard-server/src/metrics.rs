@@ -187,8 +187,9 @@ pub fn init_tls_reloads() {
 /// Records a reload of the TLS files (`ok` or `failed`); a failure is
 /// also held (`fipsguard_tls_last_reload_failed` 1) until one succeeds.
 pub fn record_tls_reload(outcome: &'static str) {
-    counter!("fipsguard_tls_reloads_total", "outcome" => outcome).increment(1);
+    // The gauge first: whoever sees the count sees the state it left.
     gauge!("fipsguard_tls_last_reload_failed").set(f64::from(u8::from(outcome == "failed")));
+    counter!("fipsguard_tls_reloads_total", "outcome" => outcome).increment(1);
 }
 
 /// Records an open connection cut because the TLS configuration in force

@@ -100,19 +100,14 @@ impl Reloader {
                     );
                     continue;
                 };
-                let event = self.reload(files.clone()).await;
-                if let Some(audit) = &audit {
-                    if let Err(e) = audit.record(event).await {
-                        tracing::error!(error = %e, "the TLS reload could not be recorded in the audit log");
-                    }
-                }
+                self.reload(files.clone(), audit.as_ref()).await;
             }
         })
     }
 
-    /// Puts the files' configuration in force if they pass; says what
-    /// happened, for the audit log.
-    async fn reload(&self, files: TlsConfig) -> Event {
+    /// Puts the files' configuration in force if they pass and the audit
+    /// log has recorded it: no trust changes without evidence.
+    async fn reload(&self, files: TlsConfig, audit: Option<&AuditLog>) {
         // Files and certificate checks: off the workers that serve.
         let read = tokio::task::spawn_blocking(move || {
             let (identity, client_auth) = files.read()?;
@@ -120,26 +115,31 @@ impl Reloader {
         })
         .await
         .unwrap_or_else(|e| Err(format!("the reload stopped: {e}")));
-        match read {
-            Ok(tls) => {
+        let event = Event::TlsReload {
+            loaded: read.is_ok(),
+            certificate: read.as_ref().ok().map(|tls| tls.certificate.clone()),
+            error: read.as_ref().err().cloned(),
+        };
+        let recorded = match audit {
+            Some(audit) => audit.record(event).await,
+            None => Ok(()),
+        };
+        match (read, recorded) {
+            (Ok(tls), Ok(())) => {
                 tls.record_crls_next_update();
-                let certificate = tls.certificate.clone();
+                tracing::info!(certificate = %tls.certificate, "TLS configuration reloaded (SIGHUP)");
                 self.publish.send_replace(Arc::new(tls));
                 metrics::record_tls_reload("ok");
-                tracing::info!(%certificate, "TLS configuration reloaded (SIGHUP)");
-                Event::TlsReload {
-                    loaded: true,
-                    certificate: Some(certificate),
-                    error: None,
-                }
             }
-            Err(e) => {
+            (Ok(_), Err(e)) => {
+                metrics::record_tls_reload("failed");
+                tracing::error!(error = %e, "TLS reload refused: it could not be recorded in the audit log; the configuration in force stays");
+            }
+            (Err(e), recorded) => {
                 metrics::record_tls_reload("failed");
                 tracing::error!(error = %e, "TLS reload failed: the configuration in force stays");
-                Event::TlsReload {
-                    loaded: false,
-                    certificate: None,
-                    error: Some(e),
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "the failed TLS reload could not be recorded in the audit log");
                 }
             }
         }

@@ -65,9 +65,10 @@ pub fn client_cut(tunnel: &str) {
 
 /// A reload of certificates, keys, CAs and CRLs.
 pub fn reload(tunnel: &str, outcome: &'static str) {
+    // The gauge first: whoever sees the count sees the state it left.
+    last_reload_failed(tunnel, outcome == "failed");
     counter!("fipsguard_tunnel_reloads_total", "tunnel" => tunnel.to_owned(), "outcome" => outcome)
         .increment(1);
-    last_reload_failed(tunnel, outcome == "failed");
 }
 
 /// Whether the tunnel's last reload failed (so the files in use are older

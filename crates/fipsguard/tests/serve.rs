@@ -193,6 +193,20 @@ fn sighup_reloads_the_tls_files() {
     );
     assert_eq!(series(failed), 0.0, "the series is there before a failure");
     assert_eq!(series("fipsguard_tls_last_reload_failed"), 0.0);
+    let public_key = curl(
+        &setup,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {}", setup.officer),
+            &format!(
+                "https://localhost:{}/v1/keys/fipsguard-audit/public-key",
+                setup.port
+            ),
+        ],
+    );
+    let public_key: serde_json::Value = serde_json::from_slice(&public_key.stdout).unwrap();
+    std::fs::write(setup.path("audit.pem"), public_key["pem"].as_str().unwrap()).unwrap();
+    let original = fingerprint(&setup.path("server.pem"));
     assert_eq!(series("fipsguard_tls_clients_cut_total"), 0.0);
 
     pki.revoke("doomed");
@@ -227,18 +241,24 @@ fn sighup_reloads_the_tls_files() {
     std::fs::create_dir(&renewed).unwrap();
     common::make_certificate(&renewed.join("server.pem"), &renewed.join("server.key"));
     std::fs::copy(renewed.join("server.pem"), renewed.join("ca.pem")).unwrap();
-    let trusting_renewed = |path: &str| {
+    let renewal = fingerprint(&renewed.join("ca.pem"));
+    // Whether the server's certificate is the one in `ca`, and (if
+    // `healthy`) whether its health is good.
+    let health_with = |ca: &std::path::Path, healthy: bool| {
         Command::new("curl")
-            .args(["-sS", "--fail-with-body", "--resolve"])
+            .args(["-sS", "-o", "/dev/null", "--resolve"])
+            .args(healthy.then_some("--fail"))
             .arg(format!("localhost:{}:127.0.0.1", setup.port))
             .arg("--cacert")
-            .arg(renewed.join("ca.pem"))
-            .arg(format!("https://localhost:{}{path}", setup.port))
+            .arg(ca)
+            .arg(format!("https://localhost:{}/v1/health", setup.port))
             .output()
             .unwrap()
             .status
             .success()
     };
+    let serves = |ca: &std::path::Path| health_with(ca, false);
+    let trusting_renewed = |_: &str| serves(&renewed.join("ca.pem"));
     assert!(!trusting_renewed("/v1/health"));
     for file in ["server.pem", "server.key"] {
         std::fs::rename(renewed.join(file), setup.path(file)).unwrap();
@@ -251,24 +271,87 @@ fn sighup_reloads_the_tls_files() {
     );
     assert_eq!(series(reloaded), 2.0);
 
-    // A key that is not a key: refused, and the renewed certificate stays.
+    // While the audit log cannot be written, good files are refused too:
+    // the trust in force changes only with evidence.
+    let unrecorded = setup.path("unrecorded");
+    std::fs::create_dir(&unrecorded).unwrap();
+    common::make_certificate(
+        &unrecorded.join("server.pem"),
+        &unrecorded.join("server.key"),
+    );
+    std::fs::copy(unrecorded.join("server.pem"), unrecorded.join("ca.pem")).unwrap();
+    let segment = std::fs::read_dir(setup.path("audit"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .max()
+        .unwrap();
+    let mode = |mode| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&segment, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(0o400);
+    for file in ["server.pem", "server.key"] {
+        std::fs::copy(unrecorded.join(file), setup.path(file)).unwrap();
+    }
+    server.hangup();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the unrecorded reload is refused",
+        || {
+            server
+                .log()
+                .contains("TLS reload refused: it could not be recorded in the audit log")
+        },
+    );
+    assert!(trusting_renewed("/v1/health") && !serves(&unrecorded.join("ca.pem")));
+    mode(0o600);
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the audit log is writable again",
+        || server.log().contains("audit log writable again"),
+    );
+    // Once it is, the same files load.
+    server.hangup();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the files refused for want of a record load",
+        || serves(&unrecorded.join("ca.pem")),
+    );
+    assert_eq!((series(reloaded), series(failed)), (3.0, 1.0));
+    let unrecorded = fingerprint(&unrecorded.join("ca.pem"));
+
+    // A key that is not a key: refused, and the certificate in force stays.
     std::fs::write(setup.path("server.key"), "not a key").unwrap();
     server.hangup();
     common::wait_until(
         std::time::Duration::from_secs(10),
         "the failed reload is counted",
-        || series(failed) == 1.0,
+        || series(failed) == 2.0,
     );
     assert_eq!(
         series("fipsguard_tls_last_reload_failed"),
         1.0,
         "held until a reload succeeds"
     );
-    assert!(trusting_renewed("/v1/health"));
+    assert!(health_with(&setup.path("server.pem"), true));
     assert!(server
         .log()
         .contains("TLS reload failed: the configuration in force stays"));
-    assert_eq!(series(reloaded), 2.0);
+    assert_eq!(series(reloaded), 3.0);
+
+    // Good files again: the failure is cleared.
+    common::make_certificate(&setup.path("server.pem"), &setup.path("server.key"));
+    let restored = fingerprint(&setup.path("server.pem"));
+    server.hangup();
+    // Its certificate is served once they are (metrics are read over a
+    // connection that trusts it).
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the restored files are loaded",
+        || serves(&setup.path("server.pem")),
+    );
+    assert_eq!(series(reloaded), 4.0);
+    assert_eq!(series("fipsguard_tls_last_reload_failed"), 0.0);
     server.stop();
 
     // Each reload is in the audit log: the certificate served from then
@@ -279,23 +362,36 @@ fn sighup_reloads_the_tls_files() {
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["record"].take())
         .filter(|record| record["kind"] == "tls_reload")
         .collect();
-    let fingerprint = |pem: &std::path::Path| {
-        use fipsguard_crypto::tls::rustls::pki_types::{pem::PemObject, CertificateDer};
-        let der = CertificateDer::from_pem_file(pem).unwrap();
-        let sha256 =
-            fipsguard_crypto::digest::digest(fipsguard_crypto::digest::HashAlgorithm::Sha256, &der);
-        let hex: String = sha256.unwrap().iter().map(|b| format!("{b:02x}")).collect();
-        serde_json::Value::from(hex)
+    let served = |reload: &serde_json::Value, certificate: &str| {
+        assert_eq!(reload["loaded"], true, "{reload}");
+        assert_eq!(reload["certificate"], certificate, "{reload}");
+        assert!(reload.get("error").is_none(), "{reload}");
     };
-    assert_eq!(reloads.len(), 3, "{reloads:?}");
-    assert_eq!(reloads[0]["loaded"], true);
-    assert_eq!(
-        reloads[1]["certificate"],
-        fingerprint(&renewed.join("ca.pem"))
-    );
-    assert_eq!(reloads[2]["loaded"], false);
-    let error = reloads[2]["error"].as_str().unwrap();
+    // The reload refused for want of a record left none.
+    assert_eq!(reloads.len(), 5, "{reloads:?}");
+    served(&reloads[0], &original);
+    served(&reloads[1], &renewal);
+    served(&reloads[2], &unrecorded);
+    assert_eq!(reloads[3]["loaded"], false);
+    assert!(reloads[3].get("certificate").is_none());
+    let error = reloads[3]["error"].as_str().unwrap();
     assert!(error.contains("server.key"), "{error}");
+    served(&reloads[4], &restored);
+    let verify = setup.verify_audit();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// SHA-256 (hex) of the certificate in the PEM file `pem`.
+fn fingerprint(pem: &std::path::Path) -> String {
+    use fipsguard_crypto::digest::{digest, HashAlgorithm};
+    use fipsguard_crypto::tls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let der = CertificateDer::from_pem_file(pem).unwrap();
+    let sha256 = digest(HashAlgorithm::Sha256, &der).unwrap();
+    sha256.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A client whose certificate expires while it is connected is closed
@@ -526,11 +622,14 @@ fn series(setup: &common::Setup, name: &str) -> f64 {
             &format!("https://localhost:{}/metrics", setup.port),
         ],
     );
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let (metrics, stderr) = (
+        String::from_utf8_lossy(&metrics.stdout),
+        String::from_utf8_lossy(&metrics.stderr),
+    );
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}{stderr}"))
         .parse()
         .unwrap()
 }
