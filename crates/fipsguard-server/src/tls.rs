@@ -5,7 +5,8 @@
 //! restart. New connections take the configuration in force; an open
 //! connection whose client certificate it refuses (revoked, expired, or no
 //! longer from a trusted CA) is closed, and every other one keeps going. A
-//! reload that fails keeps the configuration in force and says why.
+//! reload that fails, or that the audit log cannot record, keeps the
+//! configuration in force and says why.
 
 use std::sync::Arc;
 
