@@ -48,6 +48,10 @@ pub enum Event {
         /// SHA-256 of the configuration file, so a change between runs shows.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config_sha256: Option<String>,
+        /// SHA-256 (hex) of the server certificate served (until a
+        /// `tls_reload` says otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<String>,
     },
     /// The server read its TLS files again (SIGHUP).
     TlsReload {

@@ -120,7 +120,7 @@ pub async fn start(
     let kms = Arc::new(options.kms);
     let audit = match options.audit {
         Some(config) => {
-            let first = first(local_addr);
+            let first = first(local_addr, &in_force.borrow());
             Some(
                 audit::open(&kms, config, options.audit_node, first)
                     .await
@@ -180,13 +180,14 @@ pub async fn start(
 }
 
 /// What the log records when a server starts: the power-up self-tests and
-/// the configuration it runs with, on the address it is bound to.
+/// the configuration it runs with, on the address it is bound to, with
+/// the certificate it serves.
 fn startup_events(
     options: &ServerOptions,
-) -> impl FnOnce(SocketAddr) -> Vec<fipsguard_audit::Event> {
+) -> impl FnOnce(SocketAddr, &ServerTls) -> Vec<fipsguard_audit::Event> {
     use fipsguard_audit::Event;
     let (store, config_sha256) = (options.store_kind, options.config_sha256.clone());
-    move |listen| {
+    move |listen, tls| {
         let report = fipsguard_crypto::module::latest_report();
         let module = &report.module;
         vec![
@@ -206,6 +207,7 @@ fn startup_events(
                 store: store.into(),
                 listen: listen.to_string(),
                 config_sha256,
+                certificate: Some(tls.certificate().to_owned()),
             },
         ]
     }

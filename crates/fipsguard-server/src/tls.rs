@@ -61,6 +61,11 @@ impl ServerTls {
         tls::refuses_established_client(verifier, chain)
     }
 
+    /// SHA-256 (hex) of the server's own certificate.
+    pub fn certificate(&self) -> &str {
+        &self.certificate
+    }
+
     /// Publishes when the client revocation lists pass their nextUpdate.
     pub fn record_crls_next_update(&self) {
         if let Some(next_update) = self.crls_next_update {

@@ -105,6 +105,16 @@ fn init_then_serve_from_a_configuration_file() {
         "the new token's id is recorded"
     );
     assert!(!events.contains(&token[21..]) && !events.contains(&new_token[21..]));
+    // The startup names the certificate served.
+    let certificate = format!(
+        "\"certificate\":\"{}\"",
+        fingerprint(&setup.path("server.pem"))
+    );
+    let startup = events
+        .lines()
+        .find(|l| l.contains("\"kind\":\"startup\""))
+        .unwrap();
+    assert!(startup.contains(&certificate), "{startup}");
 }
 
 /// With a client CA and a CRL, a client whose certificate the list revokes
