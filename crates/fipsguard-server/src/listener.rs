@@ -22,7 +22,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::{record_tls_client_cut, record_tls_failure};
-use crate::tls::ServerTls;
+use crate::tls::{fingerprint, ServerTls};
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -368,12 +368,10 @@ impl Peer {
         address: std::net::SocketAddr,
         chain: Option<&[fipsguard_crypto::tls::rustls::pki_types::CertificateDer<'_>]>,
     ) -> Self {
-        use fipsguard_crypto::digest::{digest, HashAlgorithm};
         let leaf = chain.and_then(|c| c.first());
-        let fingerprint = leaf.and_then(|cert| digest(HashAlgorithm::Sha256, cert).ok());
         Self {
             address: address.to_string().into(),
-            certificate: fingerprint.map(|f| hex::encode(f).into()),
+            certificate: leaf.and_then(|cert| fingerprint(cert).ok()).map(Arc::from),
         }
     }
 }

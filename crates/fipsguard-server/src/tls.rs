@@ -41,7 +41,7 @@ impl ServerTls {
             ClientAuth::Optional(trust) | ClientAuth::Required(trust) => trust.crls_next_update(),
             ClientAuth::None => None,
         };
-        let certificate = hex::encode(digest(HashAlgorithm::Sha256, &identity.chain()[0])?);
+        let certificate = fingerprint(&identity.chain()[0])?;
         let (mut config, clients) = tls::server_config_and_verifier(identity, client_auth)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
@@ -72,6 +72,11 @@ impl ServerTls {
             metrics::record_client_crl_next_update(next_update);
         }
     }
+}
+
+/// A certificate's SHA-256 in hex: how logs and the audit log name one.
+pub fn fingerprint(der: &[u8]) -> Result<String, fipsguard_crypto::Error> {
+    digest(HashAlgorithm::Sha256, der).map(hex::encode)
 }
 
 /// Reads the TLS files again on each SIGHUP.

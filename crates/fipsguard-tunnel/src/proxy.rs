@@ -469,30 +469,18 @@ async fn client_refused(
     let Some(chain) = client else {
         return std::future::pending().await;
     };
-    let recheck = tokio::time::sleep(recheck_within(chain));
-    tokio::pin!(recheck);
+    // Cleared when the tunnel is going away: only the expiry is left.
     let mut watching = true;
     loop {
         tokio::select! {
-            // The chain is verified again, under the configuration in use:
-            // a certificate it sent beside its path may have expired.
-            () = &mut recheck => {
-                let side = changes.borrow().clone();
-                if let Some(why) = side.refuses_client(chain) {
-                    return why;
-                }
-                recheck.as_mut().reset(Instant::now() + recheck_within(chain));
-            }
-            changed = changes.changed(), if watching => match changed {
-                Ok(()) => {
-                    let side = changes.borrow_and_update().clone();
-                    if let Some(why) = side.refuses_client(chain) {
-                        return why;
-                    }
-                }
-                // The tunnel is going away: only the expiry is left.
-                Err(_) => watching = false,
-            },
+            changed = changes.changed(), if watching => watching = changed.is_ok(),
+            () = tokio::time::sleep(recheck_within(chain)) => {}
+        }
+        // The chain is verified again, under the configuration in use: a
+        // certificate it sent beside its path may have expired.
+        let side = changes.borrow_and_update().clone();
+        if let Some(why) = side.refuses_client(chain) {
+            return why;
         }
     }
 }
