@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -150,17 +150,27 @@ async fn serve_connection(
     // until its body is sent: every answer here is small and whole, and
     // one a client stops reading is cut by the close grace below.
     let activity = Arc::new(Activity::new());
+    // Set once the TLS configuration in force refuses the client
+    // certificate: requests under way may finish, new ones are refused.
+    // HTTP/2 needs it, as a client may open streams until it answers the
+    // ping that follows the server's first GOAWAY.
+    let refused = Arc::new(AtomicBool::new(false));
     let service = {
-        let activity = activity.clone();
+        let (activity, refused) = (activity.clone(), refused.clone());
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             // Inserted here, not by a layer on the router: `Router::layer`
             // would box every route again for each connection, and a
             // request passing it would clone the boxes.
             request.extensions_mut().insert(client.clone());
-            let in_flight = activity.begin();
-            let response =
-                app.call(request.map(|body| BodyDeadline::new(body, limits.body_timeout)));
+            let served = (!refused.load(Ordering::Acquire)).then(|| {
+                let in_flight = activity.begin();
+                let request = request.map(|body| BodyDeadline::new(body, limits.body_timeout));
+                (in_flight, app.call(request))
+            });
             async move {
+                let Some((in_flight, response)) = served else {
+                    return Ok(client_refused_answer());
+                };
                 let response = response.await;
                 drop(in_flight);
                 response
@@ -179,6 +189,7 @@ async fn serve_connection(
             Ok(DRAIN_TIMEOUT)
         }
         reason = refused_client(in_force, chain) => {
+            refused.store(true, Ordering::Release);
             record_tls_client_cut();
             let certificate = certificate.as_deref().unwrap_or("-");
             tracing::warn!(%peer, certificate, %reason, "connection closed: the TLS configuration in force refuses its client certificate");
@@ -226,6 +237,19 @@ async fn refused_client(
             return reason;
         }
     }
+}
+
+/// The answer to a request that arrives on a connection after the TLS
+/// configuration in force has refused its client certificate.
+fn client_refused_answer() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    crate::error::ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "client_certificate_refused",
+        "the TLS configuration in force refuses this connection's client certificate \
+         (revoked, expired or no longer trusted); the connection is closing",
+    )
+    .into_response()
 }
 
 /// Whether a connection has a request in flight, and since when it has

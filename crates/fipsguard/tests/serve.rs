@@ -2,6 +2,7 @@
 //! them: a configuration file, a certificate from openssl, SIGTERM to stop.
 
 mod common;
+mod http2;
 mod pki;
 
 use std::process::Command;
@@ -436,6 +437,51 @@ fn a_client_is_closed_when_its_certificate_expires() {
     server.stop();
 }
 
+/// An HTTP/2 client may open streams until it answers the ping that
+/// follows the server's first GOAWAY: once its certificate is refused,
+/// what it asks for is refused too, and the connection is dropped after
+/// the grace although the client never answers.
+#[test]
+fn a_refused_http2_client_is_served_nothing_more() {
+    let setup = common::Setup::new();
+    let pki = pki::Pki::new();
+    pki.leaf("doomed", "DNS:doomed.fipsguard.test");
+    let (ca, crl) = (pki.path_str("ca.pem"), pki.path_str("crl.pem"));
+    let server = setup.serve_with(&[
+        ("FIPSGUARD_TLS_CLIENT_CA", ca.as_str()),
+        ("FIPSGUARD_TLS_CRL", crl.as_str()),
+    ]);
+    let mut doomed = http2::Http2::open(
+        setup.port,
+        &setup.path("server.pem"),
+        &pki.path("doomed.pem"),
+        &pki.path("doomed.key"),
+    );
+    let health = doomed.get("/v1/health").expect("answered");
+    assert!(health.contains("\"fips_mode\":true"), "{health}");
+
+    pki.revoke("doomed");
+    server.hangup();
+    let told = std::time::Instant::now();
+    while !doomed.told_to_go {
+        doomed
+            .frame()
+            .expect("told to go away before the connection ends");
+    }
+    let refused = doomed.get("/v1/health").expect("answered within the grace");
+    assert!(
+        refused.contains("\"code\":\"client_certificate_refused\""),
+        "{refused}"
+    );
+    while doomed.frame().is_some() {}
+    // The 5 s grace, not the client's 10 s read timeout.
+    assert!(
+        told.elapsed() < std::time::Duration::from_secs(9),
+        "dropped after the grace, ping unanswered"
+    );
+    server.stop();
+}
+
 /// The server's log line for a connection closed because its client
 /// certificate is refused, in lower case.
 fn closing_logged(server: &common::Server) -> String {
@@ -585,7 +631,7 @@ impl HttpSession {
     }
 
     /// Sends a GET and returns the answer's status line, reading the
-    /// whole answer;     /// `None` once the connection is closed.
+    /// whole answer; `None` once the connection is closed.
     fn get(&mut self, path: &str) -> Option<String> {
         use std::io::{BufRead, Read, Write};
         write!(self.input, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
