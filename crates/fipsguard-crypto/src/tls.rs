@@ -207,15 +207,18 @@ impl PeerTrust {
     }
 
     /// The CAs in the PEM bundle `ca`, and the revocation lists (PEM or
-    /// DER) in `crl`.
+    /// DER) in `crl`, each signed by its CA where that CA is in `ca`.
     pub fn read(ca: &Path, crl: Option<&Path>) -> Result<Self, TlsError> {
-        Ok(Self {
-            roots: read_roots(ca)?,
-            crls: match crl {
-                Some(crl) => read_crls(crl)?,
-                None => Vec::new(),
-            },
-        })
+        let roots = read_roots(ca)?;
+        let crls = match crl {
+            Some(crl) => {
+                let crls = read_crls(crl)?;
+                check_crl_signatures(&roots, &crls).map_err(|reason| file_error(crl, reason))?;
+                crls
+            }
+            None => Vec::new(),
+        };
+        Ok(Self { roots, crls })
     }
 }
 
@@ -417,6 +420,101 @@ pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
             "no certificate revocation list in it (PEM X509 CRL blocks, or one DER list); \
              refusing to run without the revocation checks it was given for",
         )),
+    }
+}
+
+/// Refuses a revocation list issued by a CA of `roots` whose signature
+/// does not verify under that CA's key with an algorithm the policy takes.
+/// Handshakes would find the same and refuse every certificate the CA
+/// issued; refused where it is read, a list from another CA of the same
+/// name (or a damaged one) stops a start, and a reload keeps the lists in
+/// force. A list from an intermediate CA, whose certificate only peers
+/// send, is checked at each handshake alone.
+fn check_crl_signatures(
+    roots: &RootCertStore,
+    crls: &[CertificateRevocationListDer<'_>],
+) -> Result<(), String> {
+    for der in crls {
+        let list = SignedList::parse(der).ok_or("a revocation list that is not DER")?;
+        let mut issuers = roots
+            .roots
+            .iter()
+            .filter(|anchor| anchor.subject.as_ref() == list.issuer)
+            .peekable();
+        if issuers.peek().is_some()
+            && !issuers.any(|anchor| list.signed_by(&anchor.subject_public_key_info))
+        {
+            return Err(format!(
+                "the revocation list of {} does not verify under the key of that CA in the \
+                 CA bundle with an approved signature algorithm; refusing it, as it would \
+                 refuse every certificate the CA issued",
+                list.issuer_name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a revocation list's signature is checked with (RFC 5280, 5.1):
+/// DER as signed, each field the contents of its element, as rustls's
+/// trust anchors and webpki's signature algorithms hold theirs.
+struct SignedList<'a> {
+    /// `tbsCertList`, whole.
+    signed: &'a [u8],
+    algorithm: &'a [u8],
+    signature: &'a [u8],
+    issuer: &'a [u8],
+    issuer_name: String,
+}
+
+impl<'a> SignedList<'a> {
+    fn parse(der: &'a [u8]) -> Option<Self> {
+        use x509_parser::der_parser::asn1_rs::{Any, FromDer};
+        use x509_parser::revocation_list::CertificateRevocationList;
+        let (_, list) = Any::from_der(der).ok()?;
+        let (rest, _) = Any::from_der(list.data).ok()?;
+        let signed = &list.data[..list.data.len() - rest.len()];
+        let (rest, algorithm) = Any::from_der(rest).ok()?;
+        let (_, signature) = Any::from_der(rest).ok()?;
+        let (_, parsed) = CertificateRevocationList::from_der(der).ok()?;
+        let (_, issuer) = Any::from_der(parsed.tbs_cert_list.issuer.as_raw()).ok()?;
+        Some(Self {
+            signed,
+            algorithm: algorithm.data,
+            signature: without_unused_bits(signature.data)?,
+            issuer: issuer.data,
+            issuer_name: parsed.issuer().to_string(),
+        })
+    }
+
+    /// Whether the key in `spki` (the contents of a subjectPublicKeyInfo)
+    /// signed the list, by an algorithm of the policy for that key.
+    fn signed_by(&self, spki: &[u8]) -> bool {
+        use x509_parser::der_parser::asn1_rs::{Any, FromDer};
+        let Ok((rest, key_algorithm)) = Any::from_der(spki) else {
+            return false;
+        };
+        let Some(key) = Any::from_der(rest)
+            .ok()
+            .and_then(|(_, key)| without_unused_bits(key.data))
+        else {
+            return false;
+        };
+        verification_algorithms()
+            .all
+            .iter()
+            .filter(|a| a.public_key_alg_id().as_ref() == key_algorithm.data)
+            .filter(|a| a.signature_alg_id().as_ref() == self.algorithm)
+            .any(|a| a.verify_signature(key, self.signed, self.signature).is_ok())
+    }
+}
+
+/// A BIT STRING's contents as bytes: only whole bytes are a key or a
+/// signature.
+fn without_unused_bits(bit_string: &[u8]) -> Option<&[u8]> {
+    match bit_string.split_first()? {
+        (0, bytes) => Some(bytes),
+        _ => None,
     }
 }
 

@@ -114,7 +114,8 @@ fn init_then_serve_from_a_configuration_file() {
 
 /// With a client CA and a CRL, a client whose certificate the list revokes
 /// fails the handshake and one it does not name is served; a list with no
-/// client CA to check it for is refused at start.
+/// client CA to check it for, or one its CA did not sign, is refused at
+/// start.
 #[test]
 fn client_certificates_are_checked_against_the_configured_crl() {
     let setup = common::Setup::new();
@@ -168,6 +169,29 @@ fn client_certificates_are_checked_against_the_configured_crl() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("[tls] crl needs [tls] client_ca"),
+        "{stderr}"
+    );
+
+    pki.forged_crl("forged.pem");
+    let mut forged = Command::new(common::FIPSGUARD)
+        .args(["serve", "--config"])
+        .arg(setup.path("fipsguard.toml"))
+        .env("FIPSGUARD_TLS_CLIENT_CA", &ca)
+        .env("FIPSGUARD_TLS_CRL", pki.path("forged.pem"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = common::exit_within(
+        &mut forged,
+        std::time::Duration::from_secs(10),
+        "a server given a forged list ends",
+    );
+    assert_eq!(exited.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut forged.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("forged.pem")
+            && stderr.contains("the revocation list of CN=fipsguard test CA does not verify"),
         "{stderr}"
     );
 }
@@ -345,6 +369,17 @@ fn sighup_reloads_the_tls_files() {
     );
     assert_eq!(series(reloaded), 4.0);
     assert_eq!(series("fipsguard_tls_last_reload_failed"), 0.0);
+
+    // A revocation list its CA did not sign is refused: in force, it
+    // would refuse every client of that CA.
+    pki.forged_crl("crl.pem");
+    server.hangup();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the forged list's reload fails",
+        || series(failed) == 3.0,
+    );
+    assert!(!HttpSession::handshake_fails(&setup, &pki, "good"));
     server.stop();
 
     // Each reload is in the audit log: the certificate served from then
@@ -361,7 +396,7 @@ fn sighup_reloads_the_tls_files() {
         assert!(reload.get("error").is_none(), "{reload}");
     };
     // The reload refused for want of a record left none.
-    assert_eq!(reloads.len(), 5, "{reloads:?}");
+    assert_eq!(reloads.len(), 6, "{reloads:?}");
     served(&reloads[0], &original);
     served(&reloads[1], &renewal);
     served(&reloads[2], &unrecorded);
@@ -370,6 +405,11 @@ fn sighup_reloads_the_tls_files() {
     let error = reloads[3]["error"].as_str().unwrap();
     assert!(error.contains("server.key"), "{error}");
     served(&reloads[4], &restored);
+    let error = reloads[5]["error"].as_str().unwrap();
+    assert!(
+        error.contains("crl.pem") && error.contains("does not verify"),
+        "{error}"
+    );
     let verify = setup.verify_audit();
     assert!(
         verify.status.success(),

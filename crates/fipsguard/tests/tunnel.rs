@@ -1049,10 +1049,14 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
     assert_eq!(tunnel.series(cut), 1.0);
 
     // Another client CA (of the same name, with another key: bob's
-    // certificate's signature no longer verifies).
+    // certificate's signature no longer verifies), with its own list (a
+    // list that does not verify under the CA of its name is refused).
     let other = Pki::new();
-    std::fs::copy(other.path("ca.pem"), pki.path("ca.pem.new")).unwrap();
-    std::fs::rename(pki.path("ca.pem.new"), pki.path("ca.pem")).unwrap();
+    for file in ["crl.pem", "ca.pem"] {
+        let new = pki.path(&format!("{file}.new"));
+        std::fs::copy(other.path(file), &new).unwrap();
+        std::fs::rename(&new, pki.path(file)).unwrap();
+    }
     wait_until("bob's openssl sees its connection end", || {
         bob.child.try_wait().unwrap().is_some()
     });

@@ -27,8 +27,18 @@ pub struct Setup {
 pub struct Server {
     pub child: Child,
     pub log: Arc<Mutex<String>>,
-    /// Collects stderr until the server closes it.
-    reader: std::thread::JoinHandle<()>,
+    /// Collects stderr until the server closes it (taken by `stop`).
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A test that fails before it stops its server does not leave it running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Setup {
@@ -116,7 +126,11 @@ impl Setup {
             let _ = child.kill();
             panic!("the server did not start: {}", log.lock().unwrap());
         }
-        Server { child, log, reader }
+        Server {
+            child,
+            log,
+            reader: Some(reader),
+        }
     }
 
     /// An HTTPS client that trusts the server's certificate (FIPS TLS policy).
@@ -161,7 +175,7 @@ impl Server {
             "the server did not stop",
         );
         assert!(status.success(), "SIGTERM drains and exits cleanly");
-        self.reader.join().unwrap();
+        self.reader.take().expect("stopped once").join().unwrap();
     }
 
     /// SIGHUP: the TLS files are read again.
@@ -229,14 +243,22 @@ pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Waits for `child` to exit, failing with `what` after `limit`.
+/// Waits for `child` to exit, failing with `what` after `limit`; a child
+/// still running then is killed, so that it holds no port or pipe the
+/// test's runner waits on.
 pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let mut status = None;
-    wait_until(limit, what, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status.expect("exited")
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The readable, writable memory of process `pid` (heap, stacks and

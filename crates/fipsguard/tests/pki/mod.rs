@@ -241,6 +241,33 @@ impl Pki {
         std::fs::rename(self.path("crl.der.new"), self.path(file)).unwrap();
     }
 
+    /// A CRL at `file` (renamed into place) in the CA's name but signed by
+    /// another key: a list from another CA of that name, or a forgery.
+    pub fn forged_crl(&self, file: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=fipsguard test CA",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            "forger.key",
+            "-out",
+            "forger.pem",
+        ]);
+        let forger = ["-keyfile", "forger.key", "-cert", "forger.pem"];
+        let gencrl = ["ca", "-config", "ca.cnf", "-gencrl", "-out", "forged.new"];
+        self.openssl(&[&gencrl[..], &forger].concat());
+        std::fs::rename(self.path("forged.new"), self.path(file)).unwrap();
+    }
+
     /// The CA's CRL (PEM) at `out`, made with `extra` arguments.
     fn gencrl(&self, out: &str, extra: &[&str]) {
         let ca = [
