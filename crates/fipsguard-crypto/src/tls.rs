@@ -448,7 +448,7 @@ fn check_crl_signatures(
                 "the revocation list of {} does not verify under the key of that CA in the \
                  CA bundle with an approved signature algorithm; refusing it, as it would \
                  refuse every certificate the CA issued",
-                list.issuer_name
+                list.issuer_name()
             ));
         }
     }
@@ -464,27 +464,44 @@ struct SignedList<'a> {
     algorithm: &'a [u8],
     signature: &'a [u8],
     issuer: &'a [u8],
-    issuer_name: String,
+    /// The issuer's Name, whole.
+    issuer_der: &'a [u8],
 }
 
 impl<'a> SignedList<'a> {
+    /// Walks the DER only as far as webpki reads it for these fields, so
+    /// that a list handshakes take is never refused as unreadable here.
     fn parse(der: &'a [u8]) -> Option<Self> {
         use x509_parser::der_parser::asn1_rs::{Any, FromDer};
-        use x509_parser::revocation_list::CertificateRevocationList;
+        const INTEGER: u32 = 2;
         let (_, list) = Any::from_der(der).ok()?;
-        let (rest, _) = Any::from_der(list.data).ok()?;
+        let (rest, tbs) = Any::from_der(list.data).ok()?;
         let signed = &list.data[..list.data.len() - rest.len()];
         let (rest, algorithm) = Any::from_der(rest).ok()?;
         let (_, signature) = Any::from_der(rest).ok()?;
-        let (_, parsed) = CertificateRevocationList::from_der(der).ok()?;
-        let (_, issuer) = Any::from_der(parsed.tbs_cert_list.issuer.as_raw()).ok()?;
+        // tbsCertList: an optional version, the signature's algorithm, then
+        // the issuer.
+        let (mut fields, first) = Any::from_der(tbs.data).ok()?;
+        if first.tag().0 == INTEGER {
+            fields = Any::from_der(fields).ok()?.0;
+        }
+        let (after, issuer) = Any::from_der(fields).ok()?;
         Some(Self {
             signed,
             algorithm: algorithm.data,
             signature: without_unused_bits(signature.data)?,
             issuer: issuer.data,
-            issuer_name: parsed.issuer().to_string(),
+            issuer_der: &fields[..fields.len() - after.len()],
         })
+    }
+
+    /// The issuer as text (`CN=…`), for a refusal.
+    fn issuer_name(&self) -> String {
+        use x509_parser::prelude::{FromDer, X509Name};
+        X509Name::from_der(self.issuer_der).map_or_else(
+            |_| "an issuer whose name does not parse".into(),
+            |(_, name)| name.to_string(),
+        )
     }
 
     /// Whether the key in `spki` (the contents of a subjectPublicKeyInfo)

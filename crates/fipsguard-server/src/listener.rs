@@ -180,32 +180,36 @@ async fn serve_connection(
     let builder = http_builder();
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(connection);
-    // How long requests in flight get once the connection is closing.
-    let grace = tokio::select! {
-        ended = connection.as_mut() => Err(ended),
-        _ = closing.changed() => Ok(DRAIN_TIMEOUT),
-        () = activity.idle_for(limits.idle_timeout) => {
-            tracing::debug!(%peer, "closing an idle connection");
-            Ok(DRAIN_TIMEOUT)
-        }
-        reason = refused_client(in_force, chain) => {
-            refused.store(true, Ordering::Release);
-            record_tls_client_cut();
-            let certificate = certificate.as_deref().unwrap_or("-");
-            tracing::warn!(%peer, certificate, %reason, "connection closed: the TLS configuration in force refuses its client certificate");
-            Ok(REFUSED_GRACE)
-        }
-    };
-    let ended = match grace {
-        Err(ended) => ended,
-        Ok(grace) => {
+    // Watched while the connection closes too: a client can be refused
+    // during the 30 s an idle or shutting-down connection is given.
+    let refusal = refused_client(in_force, chain);
+    tokio::pin!(refusal);
+    // Once closing: when the connection is dropped, requests in flight or
+    // not (a client that stops reading its answers must not hold it open).
+    let mut drop_at: Option<tokio::time::Instant> = None;
+    let ended = loop {
+        let open = drop_at.is_none();
+        let grace = tokio::select! {
+            ended = connection.as_mut() => break ended,
+            () = tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)), if !open => break Ok(()),
+            _ = closing.changed(), if open => DRAIN_TIMEOUT,
+            () = activity.idle_for(limits.idle_timeout), if open => {
+                tracing::debug!(%peer, "closing an idle connection");
+                DRAIN_TIMEOUT
+            }
+            reason = &mut refusal, if !refused.load(Ordering::Acquire) => {
+                refused.store(true, Ordering::Release);
+                record_tls_client_cut();
+                let certificate = certificate.as_deref().unwrap_or("-");
+                tracing::warn!(%peer, certificate, %reason, "connection closed: the TLS configuration in force refuses its client certificate");
+                REFUSED_GRACE
+            }
+        };
+        if open {
             connection.as_mut().graceful_shutdown();
-            // A client that stops reading its answers must not hold the
-            // connection open for ever.
-            tokio::time::timeout(grace, connection)
-                .await
-                .unwrap_or(Ok(()))
         }
+        let until = tokio::time::Instant::now() + grace;
+        drop_at = Some(drop_at.map_or(until, |at| at.min(until)));
     };
     if let Err(e) = ended {
         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -379,7 +379,9 @@ fn sighup_reloads_the_tls_files() {
         "the forged list's reload fails",
         || series(failed) == 3.0,
     );
+    // The lists in force stay: one, not none.
     assert!(!HttpSession::handshake_fails(&setup, &pki, "good"));
+    assert!(HttpSession::handshake_fails(&setup, &pki, "doomed"));
     server.stop();
 
     // Each reload is in the audit log: the certificate served from then
@@ -478,9 +480,10 @@ fn a_client_is_closed_when_its_certificate_expires() {
 }
 
 /// An HTTP/2 client may open streams until it answers the ping that
-/// follows the server's first GOAWAY: once its certificate is refused,
-/// what it asks for is refused too, and the connection is dropped after
-/// the grace although the client never answers.
+/// follows the server's first GOAWAY. One told to go for being idle, whose
+/// certificate is then revoked, gets no more answers, and its connection
+/// is dropped after the refused client's grace although the client never
+/// answers, not after the idle connection's 30 s.
 #[test]
 fn a_refused_http2_client_is_served_nothing_more() {
     let setup = common::Setup::new();
@@ -490,6 +493,7 @@ fn a_refused_http2_client_is_served_nothing_more() {
     let server = setup.serve_with(&[
         ("FIPSGUARD_TLS_CLIENT_CA", ca.as_str()),
         ("FIPSGUARD_TLS_CRL", crl.as_str()),
+        ("FIPSGUARD_IDLE_TIMEOUT_SECS", "2"),
     ]);
     let mut doomed = http2::Http2::open(
         setup.port,
@@ -499,15 +503,18 @@ fn a_refused_http2_client_is_served_nothing_more() {
     );
     let health = doomed.get("/v1/health").expect("answered");
     assert!(health.contains("\"fips_mode\":true"), "{health}");
+    while !doomed.told_to_go {
+        doomed.frame().expect("told to go away once idle");
+    }
 
     pki.revoke("doomed");
     server.hangup();
-    let told = std::time::Instant::now();
-    while !doomed.told_to_go {
-        doomed
-            .frame()
-            .expect("told to go away before the connection ends");
-    }
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the closing connection's client is cut",
+        || series(&setup, "fipsguard_tls_clients_cut_total") == 1.0,
+    );
+    let cut = std::time::Instant::now();
     let refused = doomed.get("/v1/health").expect("answered within the grace");
     assert!(
         refused.contains("\"code\":\"client_certificate_refused\""),
@@ -516,7 +523,7 @@ fn a_refused_http2_client_is_served_nothing_more() {
     while doomed.frame().is_some() {}
     // The 5 s grace, not the client's 10 s read timeout.
     assert!(
-        told.elapsed() < std::time::Duration::from_secs(9),
+        cut.elapsed() < std::time::Duration::from_secs(9),
         "dropped after the grace, ping unanswered"
     );
     server.stop();
