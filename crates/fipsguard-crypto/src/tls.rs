@@ -264,7 +264,7 @@ pub type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 pub fn refuses_established_client(
     verifier: &ClientVerifier,
     chain: &[CertificateDer<'static>],
-) -> Option<String> {
+) -> Option<ClientRefused> {
     use rustls::CertificateError;
     let (end_entity, intermediates) = chain.split_first()?;
     match verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
@@ -275,8 +275,36 @@ pub fn refuses_established_client(
             | CertificateError::NotValidYet
             | CertificateError::NotValidYetContext { .. },
         )) => None,
-        Err(rustls::Error::InvalidCertificate(e)) => Some(e.to_string()),
+        Err(rustls::Error::InvalidCertificate(e)) => Some(ClientRefused {
+            reason: match e {
+                CertificateError::Revoked => "revoked",
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+                _ => "untrusted",
+            },
+            detail: e.to_string(),
+        }),
         _ => None,
+    }
+}
+
+/// Why a client accepted earlier is refused now.
+#[derive(Debug)]
+pub struct ClientRefused {
+    /// As a metric label: `revoked`, `expired`, or `untrusted` (its CA is
+    /// no longer trusted, or its chain no longer verifies).
+    pub reason: &'static str,
+    /// What the verifier says of its certificate.
+    pub detail: String,
+}
+
+impl ClientRefused {
+    /// Every `reason`, for series created at zero.
+    pub const REASONS: [&'static str; 3] = ["revoked", "expired", "untrusted"];
+}
+
+impl fmt::Display for ClientRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
     }
 }
 

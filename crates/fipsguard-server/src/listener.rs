@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use fipsguard_crypto::tls::recheck_within;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
+use fipsguard_crypto::tls::{recheck_within, ClientRefused};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -199,7 +199,7 @@ async fn serve_connection(
             }
             reason = &mut refusal, if !refused.load(Ordering::Acquire) => {
                 refused.store(true, Ordering::Release);
-                record_tls_client_cut();
+                record_tls_client_cut(reason.reason);
                 let certificate = certificate.as_deref().unwrap_or("-");
                 tracing::warn!(%peer, certificate, %reason, "connection closed: the TLS configuration in force refuses its client certificate");
                 REFUSED_GRACE
@@ -224,7 +224,7 @@ async fn serve_connection(
 async fn refused_client(
     mut in_force: watch::Receiver<Arc<ServerTls>>,
     chain: Option<Vec<CertificateDer<'static>>>,
-) -> String {
+) -> ClientRefused {
     let Some(chain) = chain else {
         return std::future::pending().await;
     };

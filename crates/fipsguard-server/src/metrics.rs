@@ -180,7 +180,9 @@ pub fn init_tls_reloads() {
     for outcome in ["ok", "failed"] {
         counter!("fipsguard_tls_reloads_total", "outcome" => outcome).increment(0);
     }
-    counter!("fipsguard_tls_clients_cut_total").increment(0);
+    for reason in fipsguard_crypto::tls::ClientRefused::REASONS {
+        counter!("fipsguard_tls_clients_cut_total", "reason" => reason).increment(0);
+    }
     gauge!("fipsguard_tls_last_reload_failed").set(0.0);
 }
 
@@ -193,9 +195,9 @@ pub fn record_tls_reload(outcome: &'static str) {
 }
 
 /// Records an open connection cut because the TLS configuration in force
-/// refuses its client certificate.
-pub fn record_tls_client_cut() {
-    counter!("fipsguard_tls_clients_cut_total").increment(1);
+/// refuses its client certificate, by `reason` (`ClientRefused::reason`).
+pub fn record_tls_client_cut(reason: &'static str) {
+    counter!("fipsguard_tls_clients_cut_total", "reason" => reason).increment(1);
 }
 
 /// Records a failed TLS handshake.

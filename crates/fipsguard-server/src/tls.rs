@@ -56,7 +56,7 @@ impl ServerTls {
     /// accepted under an earlier configuration, or earlier, is refused by
     /// this one now (revoked, expired, no longer from a trusted CA); `None`
     /// while it is accepted.
-    pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
+    pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<tls::ClientRefused> {
         let verifier = self.clients.as_ref()?;
         tls::refuses_established_client(verifier, chain)
     }

@@ -58,9 +58,11 @@ pub fn idle_closed(tunnel: &str) {
 }
 
 /// An open connection cut because its client is no longer accepted: its
-/// certificate expired, or a reload's trust refuses it.
-pub fn client_cut(tunnel: &str) {
-    counter!("fipsguard_tunnel_clients_cut_total", "tunnel" => tunnel.to_owned()).increment(1);
+/// certificate expired, or a reload's trust refuses it (`reason`, from
+/// `ClientRefused::reason`).
+pub fn client_cut(tunnel: &str, reason: &'static str) {
+    counter!("fipsguard_tunnel_clients_cut_total", "tunnel" => tunnel.to_owned(), "reason" => reason)
+        .increment(1);
 }
 
 /// A reload of certificates, keys, CAs and CRLs.

@@ -423,9 +423,9 @@ impl Connection {
             ) => copied.map_err(|e| e.to_string()).map(|_| Ended::Closed),
             Ok(_) = cut.wait_for(|cut| *cut) => Err("cut at the drain timeout".to_owned()),
             why = client_refused(self.changes.clone(), client) => {
-                metrics::client_cut(name);
+                metrics::client_cut(name, why.reason);
                 tracing::warn!(tunnel = %name, peer = %self.peer, reason = %why, "connection cut: its client certificate is no longer accepted");
-                Err(why)
+                Err(why.to_string())
             }
             limit = activity.idle_for(self.config.idle_timeout()) => Ok(Ended::Idle(limit)),
         };
@@ -465,7 +465,7 @@ impl Connection {
 async fn client_refused(
     mut changes: watch::Receiver<Arc<Side>>,
     client: Option<&[CertificateDer<'static>]>,
-) -> String {
+) -> fipsguard_crypto::tls::ClientRefused {
     let Some(chain) = client else {
         return std::future::pending().await;
     };

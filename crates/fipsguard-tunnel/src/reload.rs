@@ -41,7 +41,7 @@ pub enum Side {
 impl Side {
     /// Why a client whose handshake passed under an earlier side is
     /// refused under this one: see [`tls::refuses_established_client`].
-    pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<String> {
+    pub fn refuses_client(&self, chain: &[CertificateDer<'static>]) -> Option<tls::ClientRefused> {
         match self {
             Side::Server {
                 clients: Some(verifier),

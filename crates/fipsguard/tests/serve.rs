@@ -224,7 +224,8 @@ fn sighup_reloads_the_tls_files() {
     assert_eq!(series("fipsguard_tls_last_reload_failed"), 0.0);
     save_audit_key(&setup);
     let original = fingerprint(&setup.path("server.pem"));
-    assert_eq!(series("fipsguard_tls_clients_cut_total"), 0.0);
+    let revoked_cut = "fipsguard_tls_clients_cut_total{reason=\"revoked\"}";
+    assert_eq!(series(revoked_cut), 0.0);
 
     pki.revoke("doomed");
     // Just before: its 10 s HTTP/1.1 idle deadline starts again.
@@ -241,7 +242,7 @@ fn sighup_reloads_the_tls_files() {
         std::time::Duration::from_secs(5),
         "the revoked client's open connection is closed",
     );
-    assert_eq!(series("fipsguard_tls_clients_cut_total"), 1.0);
+    assert_eq!(series(revoked_cut), 1.0);
     let closed = closing_logged(&server);
     assert!(closed.contains("revoked"), "{closed}");
     assert_eq!(
@@ -476,6 +477,13 @@ fn a_client_is_closed_when_its_certificate_expires() {
     assert!(now() > not_after, "closed before its certificate expired");
     let closed = closing_logged(&server);
     assert!(closed.contains("expired"), "{closed}");
+    let cut = |reason: &str| {
+        series(
+            &setup,
+            &format!("fipsguard_tls_clients_cut_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!((cut("expired"), cut("revoked")), (1.0, 0.0));
     server.stop();
 }
 
@@ -512,7 +520,12 @@ fn a_refused_http2_client_is_served_nothing_more() {
     common::wait_until(
         std::time::Duration::from_secs(10),
         "the closing connection's client is cut",
-        || series(&setup, "fipsguard_tls_clients_cut_total") == 1.0,
+        || {
+            series(
+                &setup,
+                "fipsguard_tls_clients_cut_total{reason=\"revoked\"}",
+            ) == 1.0
+        },
     );
     let cut = std::time::Instant::now();
     let refused = doomed.get("/v1/health").expect("answered within the grace");

@@ -1020,8 +1020,11 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
     let (mut alice, mut bob) = (client("alice"), client("bob"));
     assert_eq!(alice.echo("hello"), "hello");
     assert_eq!(bob.echo("hello"), "hello");
-    let cut = "fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\"}";
-    assert_eq!(tunnel.series(cut), 0.0);
+    let cut = |reason: &str| {
+        tunnel.series(&format!(
+            "fipsguard_tunnel_clients_cut_total{{tunnel=\"tunnel\",reason=\"{reason}\"}}"
+        ))
+    };
 
     pki.revoke("alice");
     wait_until("the new CRL is loaded", || {
@@ -1030,7 +1033,7 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
     wait_until("alice's openssl sees its connection end", || {
         alice.child.try_wait().unwrap().is_some()
     });
-    assert_eq!(tunnel.series(cut), 1.0);
+    assert_eq!(cut("revoked"), 1.0);
     assert_eq!(bob.echo("still here"), "still here");
     let log = tunnel.log();
     assert!(
@@ -1046,7 +1049,7 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
         tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 2.0
     });
     assert_eq!(bob.echo("after the stale list"), "after the stale list");
-    assert_eq!(tunnel.series(cut), 1.0);
+    assert_eq!(cut("revoked"), 1.0);
 
     // Another client CA (of the same name, with another key: bob's
     // certificate's signature no longer verifies), with its own list (a
@@ -1060,7 +1063,7 @@ fn a_connected_client_on_a_reloaded_crl_is_cut_and_the_others_stay() {
     wait_until("bob's openssl sees its connection end", || {
         bob.child.try_wait().unwrap().is_some()
     });
-    assert_eq!(tunnel.series(cut), 2.0);
+    assert_eq!((cut("revoked"), cut("untrusted")), (1.0, 1.0));
     assert!(tunnel.log().contains("BadSignature"), "{}", tunnel.log());
 }
 
@@ -1088,7 +1091,7 @@ fn a_client_is_cut_when_its_certificate_expires() {
         || brief.child.try_wait().unwrap().is_some(),
     );
     assert_eq!(
-        tunnel.series("fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\"}"),
+        tunnel.series("fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\",reason=\"expired\"}"),
         1.0
     );
     let log = tunnel.log();
