@@ -308,6 +308,76 @@ impl fmt::Display for ClientRefused {
     }
 }
 
+/// A client verifier that holds the client's own key to the policy (RSA of
+/// 2048 bits or more, ECDSA on P-256 or P-384) before webpki verifies its
+/// chain, so that such a client is refused by the rule it breaks, not as a
+/// signature that does not verify.
+#[derive(Debug)]
+struct ClientKeyPolicy(ClientVerifier);
+
+impl rustls::server::danger::ClientCertVerifier for ClientKeyPolicy {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if let Some(refusal) = peer_key_refusal(end_entity) {
+            let refusal = Arc::new(crate::Error::NotApproved(refusal));
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(refusal)),
+            ));
+        }
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The rule a peer's own certificate key breaks, if any; `None` too for a
+/// certificate that does not parse, which webpki refuses as such.
+fn peer_key_refusal(end_entity: &CertificateDer<'_>) -> Option<Refusal> {
+    use certificate::Key;
+    match certificate::inspect(end_entity).ok()?.key {
+        Key::Rsa(bits) if bits >= 2048 => None,
+        Key::Rsa(_) => Some(Refusal::RsaKeyTooSmall),
+        Key::Ec(curve) if curve == "P-256" || curve == "P-384" => None,
+        Key::Ec(_) | Key::Other(_) => Some(Refusal::TlsKeyNotOffered),
+    }
+}
+
 /// How long an established client's chain (`chain`) may go before it is
 /// checked again: until just past the first notAfter still ahead (RFC 5280:
 /// a certificate is valid through its notAfter second), an hour at most, so
@@ -368,7 +438,8 @@ pub fn server_config_and_verifier(
                 true => verifier.allow_unauthenticated(),
                 false => verifier,
             };
-            Some(verifier.build().map_err(rustls_error)?)
+            let webpki = verifier.build().map_err(rustls_error)?;
+            Some(Arc::new(ClientKeyPolicy(webpki)) as ClientVerifier)
         }
     };
     let builder = match &verifier {
@@ -571,6 +642,11 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
         Some(E::PeerIncompatible(_)) => "incompatible_peer",
         Some(E::NoCertificatesPresented) => "no_certificate",
         Some(E::InvalidCertificate(rustls::CertificateError::Revoked)) => "revoked_certificate",
+        Some(E::InvalidCertificate(rustls::CertificateError::Other(other)))
+            if other.0.downcast_ref::<crate::Error>().is_some() =>
+        {
+            "key_not_approved"
+        }
         Some(E::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus)) => {
             "revocation_unknown"
         }

@@ -284,6 +284,7 @@ async fn client_certificates_identify_callers_and_can_be_required() {
         let roots =
             fipsguard_crypto::tls::read_roots(std::path::Path::new(&file("ca.pem"))).unwrap();
         let server = TestServer::start_with(|options| {
+            options.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
             options.client_auth = if required {
                 ClientAuth::Required(roots.into())
             } else {
@@ -321,6 +322,15 @@ async fn client_certificates_identify_callers_and_can_be_required() {
         assert!(
             !status(Some("p521")).status.success(),
             "a P-521 client key is refused"
+        );
+        // By its rule, not as a signature that does not verify.
+        let refused_by_rule = "fipsguard_tls_handshake_failures_total{reason=\"key_not_approved\"}";
+        let refusals = server.plain_metrics().await;
+        assert!(
+            refusals
+                .lines()
+                .any(|line| line.starts_with(refused_by_rule)),
+            "{refusals}"
         );
         let with = status(Some("client"));
         assert!(
