@@ -335,9 +335,10 @@ impl rustls::server::danger::ClientCertVerifier for ClientKeyPolicy {
         now: UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
         if let Some(refusal) = peer_key_refusal(end_entity) {
-            let refusal = Arc::new(crate::Error::NotApproved(refusal));
             return Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Other(rustls::OtherError(refusal)),
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(PeerKeyRefused(
+                    refusal,
+                )))),
             ));
         }
         self.0.verify_client_cert(end_entity, intermediates, now)
@@ -365,6 +366,24 @@ impl rustls::server::danger::ClientCertVerifier for ClientKeyPolicy {
         self.0.supported_verify_schemes()
     }
 }
+
+/// A peer's key refused by the policy. rustls shows the error it is
+/// carried in with `Debug`, so that is the rule's text too.
+struct PeerKeyRefused(Refusal);
+
+impl fmt::Debug for PeerKeyRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for PeerKeyRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for PeerKeyRefused {}
 
 /// The rule a peer's own certificate key breaks, if any; `None` too for a
 /// certificate that does not parse, which webpki refuses as such.
@@ -643,7 +662,7 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
         Some(E::NoCertificatesPresented) => "no_certificate",
         Some(E::InvalidCertificate(rustls::CertificateError::Revoked)) => "revoked_certificate",
         Some(E::InvalidCertificate(rustls::CertificateError::Other(other)))
-            if other.0.downcast_ref::<crate::Error>().is_some() =>
+            if other.0.downcast_ref::<PeerKeyRefused>().is_some() =>
         {
             "key_not_approved"
         }

@@ -157,6 +157,20 @@ fn client_certificates_are_checked_against_the_configured_crl() {
         "the refusal is logged",
         || server.log().contains("revoked_certificate"),
     );
+    // A client key outside the policy is refused by the rule it breaks.
+    let p521 = ["ec", "-pkeyopt", "ec_paramgen_curve:P-521"];
+    pki.leaf_with("p521", "DNS:p521.fipsguard.test", &p521, "sha256");
+    assert!(!health("p521").status.success());
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the key's rule is logged",
+        || {
+            server.log().lines().any(|line| {
+                line.contains("key_not_approved")
+                    && line.contains("TLS certificate keys must be RSA of 2048 bits or more")
+            })
+        },
+    );
     server.stop();
 
     let refused = Command::new(common::FIPSGUARD)
