@@ -277,9 +277,11 @@ pub fn refuses_established_client(
         )) => None,
         Err(rustls::Error::InvalidCertificate(e)) => Some(ClientRefused {
             reason: match e {
-                CertificateError::Revoked => "revoked",
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-                _ => "untrusted",
+                CertificateError::Revoked => ClientRefused::REASONS[0],
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    ClientRefused::REASONS[1]
+                }
+                _ => ClientRefused::REASONS[2],
             },
             detail: e.to_string(),
         }),
@@ -364,6 +366,10 @@ impl rustls::server::danger::ClientCertVerifier for ClientKeyPolicy {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.0.requires_raw_public_keys()
     }
 }
 

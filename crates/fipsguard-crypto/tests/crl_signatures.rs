@@ -48,6 +48,11 @@ impl Workshop {
     /// `CA.pem` and `CA.key`: a self-signed CA named `NAME`, with a key
     /// made by `newkey` (e.g. `rsa:3072`) and its options.
     fn ca(&self, ca: &str, newkey: &[&str]) {
+        self.ca_named(ca, NAME, newkey);
+    }
+
+    /// The same, named `subject`.
+    fn ca_named(&self, ca: &str, subject: &str, newkey: &[&str]) {
         let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
         let request = [
             "req",
@@ -57,7 +62,7 @@ impl Workshop {
             "-days",
             "2",
             "-subj",
-            NAME,
+            subject,
             "-keyout",
             &key,
             "-out",
@@ -108,18 +113,26 @@ fn a_list_must_verify_under_the_key_of_its_ca() {
         "-sigopt",
         "rsa_pss_saltlen:digest",
     ];
-    for (kind, newkey, options) in [
+    // Each with the signature algorithm openssl must have used.
+    for (kind, newkey, options, algorithm) in [
         (
             "RSA, PKCS #1 v1.5 over SHA-256",
             rsa,
             &["-md", "sha256"][..],
+            "sha256WithRSAEncryption",
         ),
         (
             "RSA-PSS over SHA-256",
             rsa,
             &[&["-md", "sha256"][..], &pss].concat()[..],
+            "rsassaPss",
         ),
-        ("ECDSA P-384 over SHA-384", p384, &["-md", "sha384"][..]),
+        (
+            "ECDSA P-384 over SHA-384",
+            p384,
+            &["-md", "sha384"][..],
+            "ecdsa-with-SHA384",
+        ),
     ] {
         let shop = Workshop::new();
         shop.ca("ca", newkey);
@@ -127,6 +140,16 @@ fn a_list_must_verify_under_the_key_of_its_ca() {
         shop.bundle("bundle.pem", &["ca"]);
         shop.crl("ca", "genuine.pem", options);
         shop.crl("forger", "forged.pem", options);
+        let text = Command::new("openssl")
+            .args(["crl", "-noout", "-text", "-in"])
+            .arg(shop.path("genuine.pem"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains(&format!("Signature Algorithm: {algorithm}")),
+            "{kind}: {text}"
+        );
         let genuine = shop.read("bundle.pem", "genuine.pem");
         assert!(genuine.is_ok(), "{kind}: {:?}", genuine.err());
         let forged = shop.read("bundle.pem", "forged.pem").err();
@@ -162,22 +185,7 @@ fn a_rolled_over_ca_and_an_intermediate_keep_their_lists() {
     assert_eq!(both.unwrap().crls.len(), 2);
 
     let other = Workshop::new();
-    let request = [
-        "req",
-        "-x509",
-        "-new",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=another CA",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.pem",
-        "-newkey",
-    ];
-    other.openssl(&[&request[..], p256].concat());
+    other.ca_named("other", "/CN=another CA", p256);
     std::fs::copy(shop.path("new-crl.pem"), other.path("elsewhere.pem")).unwrap();
     let elsewhere = other.read("other.pem", "elsewhere.pem");
     assert!(elsewhere.is_ok(), "{:?}", elsewhere.err());

@@ -17,28 +17,7 @@ impl Pki {
         let pki = Self {
             dir: tempfile::TempDir::new().unwrap(),
         };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-new",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=fipsguard test CA",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
+        pki.ca("ca");
         std::fs::write(pki.path("index.txt"), "").unwrap();
         std::fs::write(pki.path("crlnumber"), "01\n").unwrap();
         std::fs::write(
@@ -244,6 +223,17 @@ impl Pki {
     /// A CRL at `file` (renamed into place) in the CA's name but signed by
     /// another key: a list from another CA of that name, or a forgery.
     pub fn forged_crl(&self, file: &str) {
+        self.ca("forger");
+        let forger = ["-keyfile", "forger.key", "-cert", "forger.pem"];
+        let gencrl = ["ca", "-config", "ca.cnf", "-gencrl", "-out", "forged.new"];
+        self.openssl(&[&gencrl[..], &forger].concat());
+        std::fs::rename(self.path("forged.new"), self.path(file)).unwrap();
+    }
+
+    /// `NAME.pem` and `NAME.key`: a self-signed P-256 CA named as the
+    /// test CA.
+    fn ca(&self, name: &str) {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
         self.openssl(&[
             "req",
             "-x509",
@@ -257,15 +247,15 @@ impl Pki {
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
             "-keyout",
-            "forger.key",
+            &key,
             "-out",
-            "forger.pem",
+            &pem,
         ]);
-        let forger = ["-keyfile", "forger.key", "-cert", "forger.pem"];
-        let gencrl = ["ca", "-config", "ca.cnf", "-gencrl", "-out", "forged.new"];
-        self.openssl(&[&gencrl[..], &forger].concat());
-        std::fs::rename(self.path("forged.new"), self.path(file)).unwrap();
     }
 
     /// The CA's CRL (PEM) at `out`, made with `extra` arguments.
