@@ -277,11 +277,11 @@ pub fn refuses_established_client(
         )) => None,
         Err(rustls::Error::InvalidCertificate(e)) => Some(ClientRefused {
             reason: match e {
-                CertificateError::Revoked => ClientRefused::REASONS[0],
+                CertificateError::Revoked => ClientRefused::REVOKED,
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    ClientRefused::REASONS[1]
+                    ClientRefused::EXPIRED
                 }
-                _ => ClientRefused::REASONS[2],
+                _ => ClientRefused::UNTRUSTED,
             },
             detail: e.to_string(),
         }),
@@ -300,8 +300,14 @@ pub struct ClientRefused {
 }
 
 impl ClientRefused {
+    /// A revocation list names its certificate.
+    pub const REVOKED: &'static str = "revoked";
+    /// A certificate of its chain is past its notAfter.
+    pub const EXPIRED: &'static str = "expired";
+    /// Anything else: its CA is no longer trusted, its chain no longer verifies.
+    pub const UNTRUSTED: &'static str = "untrusted";
     /// Every `reason`, for series created at zero.
-    pub const REASONS: [&'static str; 3] = ["revoked", "expired", "untrusted"];
+    pub const REASONS: [&'static str; 3] = [Self::REVOKED, Self::EXPIRED, Self::UNTRUSTED];
 }
 
 impl fmt::Display for ClientRefused {

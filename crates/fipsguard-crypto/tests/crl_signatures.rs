@@ -4,7 +4,6 @@
 //! left to the handshakes. The CAs and lists are made by openssl, as an
 //! operator's would be.
 
-use std::path::Path;
 use std::process::Command;
 
 use fipsguard_crypto::tls::PeerTrust;
@@ -96,8 +95,7 @@ impl Workshop {
     }
 
     fn read(&self, bundle: &str, crl: &str) -> Result<PeerTrust, String> {
-        PeerTrust::read(&self.path(bundle), Some(Path::new(&self.path(crl))))
-            .map_err(|e| e.to_string())
+        PeerTrust::read(&self.path(bundle), Some(&self.path(crl))).map_err(|e| e.to_string())
     }
 }
 

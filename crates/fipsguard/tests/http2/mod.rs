@@ -79,7 +79,8 @@ impl Http2 {
             // (RFC 7541, 6.2.2): lengths under 127 fit in the prefix.
             block.push(0);
             for part in [name, value] {
-                block.push(u8::try_from(part.len()).ok().filter(|l| *l < 127)?);
+                let length = u8::try_from(part.len()).ok().filter(|l| *l < 127);
+                block.push(length.expect("header parts under 127 bytes"));
                 block.extend_from_slice(part.as_bytes());
             }
         }
