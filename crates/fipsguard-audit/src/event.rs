@@ -72,6 +72,22 @@ pub enum Event {
         /// The first officer token's id (never the token).
         token_id: String,
     },
+    /// `fipsguard rekey` changed the store's root key: recorded with
+    /// outcome `intent` before the change, and again with how it ended.
+    RootKeyChange {
+        /// `sqlite` or `postgres`.
+        store: String,
+        /// Where the new root key comes from: `key_file` or `passphrase`.
+        source: String,
+        /// `intent`, `success` or `failure`.
+        outcome: Outcome,
+        /// How many key versions were wrapped again (on success).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        versions: Option<u64>,
+        /// Why the change was not made (on failure).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The server stopped in order.
     Shutdown {},
     /// The log could not be written for a while; requests were refused.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::chain::{self, Hash};
-use crate::event::{Event, Record};
+use crate::event::{Event, Outcome, Record};
 use crate::Failure;
 
 /// The file a segment starting at `first_seq` lives in: names sort in chain order.
@@ -214,10 +214,22 @@ fn outside_chain(record: &Record) -> Result<String, String> {
     }
 }
 
-/// What an auditor should see in the report: outages and files started
-/// for a reason other than startup or rotation.
+/// What an auditor should see in the report: outages, changes of the
+/// root key, and files started for a reason other than startup or
+/// rotation.
 fn remark(record: &Record) -> Option<String> {
     match &record.event {
+        Event::RootKeyChange {
+            outcome: Outcome::Success,
+            versions,
+            source,
+            ..
+        } => Some(format!(
+            "record {}: the root key was changed to a {} ({} key version(s) wrapped again)",
+            record.seq,
+            source.replace('_', " "),
+            versions.unwrap_or(0)
+        )),
         Event::Outage { error, since, refused } => Some(format!(
             "record {}: the log could not be written from {since} to {} ({error}); {refused} request(s) were refused meanwhile",
             record.seq, record.time

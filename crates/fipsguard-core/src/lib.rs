@@ -27,8 +27,8 @@ pub use kms::{
 pub use lifecycle::KeyState;
 pub use root::RootKekSource;
 pub use store::{
-    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Store, StoreError,
-    VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Rewrap, RootKeyChange,
+    Store, StoreError, VersionRecord,
 };
 
 /// Lower-case hex, for ids.

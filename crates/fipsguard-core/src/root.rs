@@ -5,13 +5,14 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fipsguard_crypto::kdf::{pbkdf2_hmac_sha512, PBKDF2_MIN_PASSWORD_LEN};
 use fipsguard_crypto::keywrap::KeyEncryptionKey;
 use fipsguard_crypto::{random, SecretBytes};
 
 use crate::error::{KmsError, Result};
-use crate::store::Store;
+use crate::store::{RootKeyChange, Store};
 
 /// PBKDF2 iterations for a passphrase-derived root KEK (OWASP 2023 guidance
 /// for PBKDF2-HMAC-SHA-512 is 210,000; fipsguard asks for more).
@@ -19,6 +20,11 @@ pub const PASSPHRASE_ITERATIONS: u32 = 600_000;
 
 const SALT_SETTING: &str = "root_kek_passphrase_salt";
 const CHECK_SETTING: &str = "root_kek_check";
+/// The key that hashes token secrets, wrapped under the root KEK.
+pub(crate) const TOKEN_KEY_SETTING: &str = "token_hmac_key";
+/// Every setting whose value is wrapped under the root KEK: a change of
+/// root key wraps them again.
+const WRAPPED_SETTINGS: &[&str] = &[CHECK_SETTING, TOKEN_KEY_SETTING];
 
 /// Where the root KEK comes from.
 pub enum RootKekSource {
@@ -32,7 +38,7 @@ pub enum RootKekSource {
 
 /// The root key-encryption key, checked against the store it protects.
 pub struct RootKek {
-    kek: KeyEncryptionKey,
+    kek: Arc<KeyEncryptionKey>,
 }
 
 impl RootKek {
@@ -46,11 +52,7 @@ impl RootKek {
             RootKekSource::Passphrase(passphrase) => {
                 // Refused before a new store gets its salt: a store that
                 // holds one would take a key file as a wrong passphrase.
-                if passphrase.len() < PBKDF2_MIN_PASSWORD_LEN {
-                    return Err(KmsError::RootKek(format!(
-                        "a passphrase must be at least {PBKDF2_MIN_PASSWORD_LEN} bytes (FIPS 140-3 IG D.N); nothing was changed"
-                    )));
-                }
+                check_passphrase(passphrase)?;
                 let salt = match existing {
                     Some(_) => store.setting(SALT_SETTING).await?.ok_or_else(|| {
                         KmsError::RootKek(
@@ -64,7 +66,7 @@ impl RootKek {
                             .await?
                     }
                 };
-                pbkdf2_hmac_sha512(passphrase.expose_secret(), &salt, PASSPHRASE_ITERATIONS, 32)?
+                stretch(passphrase, &salt)?
             }
             RootKekSource::Ephemeral if existing.is_some() => {
                 return Err(KmsError::RootKek(
@@ -74,7 +76,7 @@ impl RootKek {
             RootKekSource::Ephemeral => random::secret(32)?,
         };
         let root = Self {
-            kek: KeyEncryptionKey::new(material.expose_secret())?,
+            kek: Arc::new(KeyEncryptionKey::new(material.expose_secret())?),
         };
         let check = match existing {
             Some(check) => check,
@@ -93,6 +95,52 @@ impl RootKek {
         Ok(root)
     }
 
+    /// Changes the store's root key from this one to the key `new` names,
+    /// in one transaction: every version's material, the check value and
+    /// the token key are unwrapped and wrapped again under the new key, and
+    /// a passphrase gets a new salt (a key file, none). Nothing changes if
+    /// any of them does not unwrap under this key. Returns how many
+    /// versions were wrapped again.
+    pub(crate) async fn change(&self, store: &dyn Store, new: &RootKekSource) -> Result<u64> {
+        let (material, salt) = match new {
+            RootKekSource::KeyFile(path) => (read_key_file(path)?, None),
+            RootKekSource::Passphrase(passphrase) => {
+                check_passphrase(passphrase)?;
+                let salt = random::bytes(32)?;
+                (stretch(passphrase, &salt)?, Some(salt))
+            }
+            RootKekSource::Ephemeral => {
+                return Err(KmsError::RootKek(
+                    "an ephemeral root key would lose every key when the process ends; nothing was changed".into(),
+                ))
+            }
+        };
+        let new = KeyEncryptionKey::new(material.expose_secret())?;
+        let check = store.setting(CHECK_SETTING).await?.unwrap_or_default();
+        if new.unwrap(&check).is_ok() {
+            return Err(KmsError::RootKek(
+                "the new root key is the one in use; nothing was changed".into(),
+            ));
+        }
+        let old = self.kek.clone();
+        let rewrap = move |wrapped: &[u8]| {
+            let material = old
+                .unwrap(wrapped)
+                .map_err(|_| "does not unwrap under the root key in use".to_owned())?;
+            new.wrap(material.expose_secret())
+                .map_err(|e| format!("cannot be wrapped under the new root key: {e}"))
+        };
+        let change = RootKeyChange {
+            rewrap: Arc::new(rewrap),
+            wrapped_settings: WRAPPED_SETTINGS,
+            settings: vec![(SALT_SETTING, salt)],
+        };
+        store
+            .change_root_key(change)
+            .await
+            .map_err(|e| KmsError::RootKek(format!("{e}; the root key was not changed")))
+    }
+
     /// Wraps key material for storage.
     pub(crate) fn wrap(&self, material: &SecretBytes) -> Result<Vec<u8>> {
         Ok(self.kek.wrap(material.expose_secret())?)
@@ -106,6 +154,26 @@ impl RootKek {
             )
         })
     }
+}
+
+/// Refuses a passphrase too short to stretch into a root key.
+fn check_passphrase(passphrase: &SecretBytes) -> Result<()> {
+    if passphrase.len() < PBKDF2_MIN_PASSWORD_LEN {
+        return Err(KmsError::RootKek(format!(
+            "a passphrase must be at least {PBKDF2_MIN_PASSWORD_LEN} bytes (FIPS 140-3 IG D.N); nothing was changed"
+        )));
+    }
+    Ok(())
+}
+
+/// The root key a passphrase and the store's salt make.
+fn stretch(passphrase: &SecretBytes, salt: &[u8]) -> Result<SecretBytes> {
+    Ok(pbkdf2_hmac_sha512(
+        passphrase.expose_secret(),
+        salt,
+        PASSPHRASE_ITERATIONS,
+        32,
+    )?)
 }
 
 /// Creates a new key file with 32 random bytes, mode 0600. Refuses to

@@ -3,6 +3,8 @@
 //! method is one atomic transaction, and updates are conditional on the
 //! key's revision so concurrent writers never lose an update.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::auth::{Role, TokenInfo, TokenRecord};
@@ -169,6 +171,20 @@ impl Revocation {
     }
 }
 
+/// Turns material wrapped under the root key in use into the same material
+/// wrapped under its successor; `Err` says why it cannot, without secrets.
+pub type Rewrap = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// A change of root key, carried out by [`Store::change_root_key`].
+pub struct RootKeyChange {
+    /// Applied to every version's material and to each wrapped setting.
+    pub rewrap: Rewrap,
+    /// The settings whose values are wrapped under the root key.
+    pub wrapped_settings: &'static [&'static str],
+    /// Settings written as given, `None` deleting one (the passphrase salt).
+    pub settings: Vec<(&'static str, Option<Vec<u8>>)>,
+}
+
 /// Durable storage of keys and their versions.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -242,6 +258,14 @@ pub trait Store: Send + Sync + 'static {
     /// live at `at` (unrevoked and unexpired): checked and written at once,
     /// so that revocations on several nodes together never leave none.
     async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError>;
+
+    /// Carries out `change` in one transaction that keeps other writers
+    /// out: every version's material that is not destroyed and each wrapped
+    /// setting that exists are replaced by what `rewrap` makes of them.
+    /// Nothing is written if `rewrap` fails for any of them (`Corrupt`,
+    /// naming the key and version or the setting). Returns how many
+    /// versions were rewrapped.
+    async fn change_root_key(&self, change: RootKeyChange) -> Result<u64, StoreError>;
 
     /// Durably reserves up to `count` more encryptions under a version,
     /// never letting its total pass `limit`.

@@ -215,6 +215,20 @@ pub struct RootKeyConfig {
     pub passphrase_env: Option<String>,
 }
 
+impl RootKeyConfig {
+    /// The root key this names; a passphrase is read from its variable.
+    pub fn source(&self) -> Result<RootKekSource, String> {
+        match (&self.file, &self.passphrase_env) {
+            (Some(file), None) => Ok(RootKekSource::KeyFile(file.clone())),
+            (None, Some(var)) => {
+                let passphrase = std::env::var(var).map_err(|_| format!("the root key passphrase variable {var} is not set"))?;
+                Ok(RootKekSource::Passphrase(SecretBytes::new(passphrase.into_bytes())))
+            }
+            _ => Err("configure exactly one root key: [root_key] file = \"PATH\" or passphrase_env = \"VAR\"".into()),
+        }
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8443))
 }
@@ -352,15 +366,7 @@ impl Config {
                         .into(),
                 ),
             };
-        let root = match (&self.root_key.file, &self.root_key.passphrase_env) {
-            (Some(file), None) => RootKekSource::KeyFile(file.clone()),
-            (None, Some(var)) => {
-                let passphrase = std::env::var(var).map_err(|_| format!("the root key passphrase variable {var} is not set"))?;
-                RootKekSource::Passphrase(SecretBytes::new(passphrase.into_bytes()))
-            }
-            _ => return Err("configure exactly one root key: [root_key] file = \"PATH\" or passphrase_env = \"VAR\"".into()),
-        };
-        let kms = Kms::open(store, &root, kms_config)
+        let kms = Kms::open(store, &self.root_key.source()?, kms_config)
             .await
             .map_err(|e| e.to_string())?;
         Ok((kms, kind))

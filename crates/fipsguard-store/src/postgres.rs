@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
-    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Store, StoreError,
-    VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, RootKeyChange, Store,
+    StoreError, VersionRecord,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -488,6 +488,65 @@ impl Store for PostgresStore {
         .map_err(error)?;
         tx.commit().await.map_err(error)?;
         Ok(Revocation::Revoked)
+    }
+
+    async fn change_root_key(&self, change: RootKeyChange) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error)?;
+        // Other nodes' writes wait until the change is committed or undone.
+        tx.batch_execute("LOCK TABLE settings, key_versions IN EXCLUSIVE MODE")
+            .await
+            .map_err(error)?;
+        let rewrap = |what: String, wrapped: &[u8]| {
+            (change.rewrap)(wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}")))
+        };
+        let versions = tx
+            .query(
+                "SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        for row in &versions {
+            let (name, version): (&str, i64) = (row.get(0), row.get(1));
+            let rewrapped = rewrap(
+                format!("the material of {name} version {version}"),
+                row.get(2),
+            )?;
+            tx.execute(
+                "UPDATE key_versions SET wrapped_material = $3 WHERE key_name = $1 AND version = $2",
+                &[&name, &version, &rewrapped],
+            )
+            .await
+            .map_err(error)?;
+        }
+        for &name in change.wrapped_settings {
+            let value = tx
+                .query_opt("SELECT value FROM settings WHERE name = $1", &[&name])
+                .await
+                .map_err(error)?;
+            if let Some(value) = value {
+                let rewrapped = rewrap(format!("the setting {name}"), value.get(0))?;
+                tx.execute(
+                    "UPDATE settings SET value = $2 WHERE name = $1",
+                    &[&name, &rewrapped],
+                )
+                .await
+                .map_err(error)?;
+            }
+        }
+        for (name, value) in &change.settings {
+            match value {
+                Some(value) => tx.execute(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                    &[name, value],
+                ).await,
+                None => tx.execute("DELETE FROM settings WHERE name = $1", &[name]).await,
+            }
+            .map_err(error)?;
+        }
+        tx.commit().await.map_err(error)?;
+        Ok(versions.len() as u64)
     }
 
     async fn reserve_encryptions(

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
-    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Store, StoreError,
-    VersionRecord,
+    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, RootKeyChange, Store,
+    StoreError, VersionRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -519,6 +519,48 @@ impl Store for SqliteStore {
             )?;
             tx.commit()?;
             Ok(Revocation::Revoked)
+        })
+        .await
+    }
+
+    async fn change_root_key(&self, change: RootKeyChange) -> Result<u64, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rewrap = |what: String, wrapped: &[u8]| {
+                convert((change.rewrap)(wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}"))))
+            };
+            let versions = tx
+                .prepare("SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL")?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for (name, version, wrapped) in &versions {
+                tx.execute(
+                    "UPDATE key_versions SET wrapped_material = ?3 WHERE key_name = ?1 AND version = ?2",
+                    params![name, version, rewrap(format!("the material of {name} version {version}"), wrapped)?],
+                )?;
+            }
+            for name in change.wrapped_settings {
+                let value: Option<Vec<u8>> = tx
+                    .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| r.get(0))
+                    .optional()?;
+                if let Some(value) = value {
+                    tx.execute(
+                        "UPDATE settings SET value = ?2 WHERE name = ?1",
+                        params![name, rewrap(format!("the setting {name}"), &value)?],
+                    )?;
+                }
+            }
+            for (name, value) in &change.settings {
+                match value {
+                    Some(value) => tx.execute(
+                        "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        params![name, value],
+                    )?,
+                    None => tx.execute("DELETE FROM settings WHERE name = ?1", [name])?,
+                };
+            }
+            tx.commit()?;
+            Ok(versions.len() as u64)
         })
         .await
     }

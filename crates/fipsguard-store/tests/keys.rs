@@ -62,6 +62,8 @@ on_both_stores!(
     a_key_with_a_destruction_pending_cannot_be_activated,
     root_key_sources_refuse_the_wrong_store,
     audit_anchors_are_kept_per_node_and_replaced,
+    the_root_key_changes_and_every_key_and_token_follows,
+    a_root_key_change_that_meets_damaged_material_changes_nothing,
 );
 
 async fn encrypt_decrypt_round_trip_binds_key_and_context(b: Backend) {
@@ -1466,4 +1468,152 @@ async fn audit_anchors_are_kept_per_node_and_replaced(b: Backend) {
         restarted.audit_anchor("node-b").await.unwrap().as_deref(),
         Some(&b"other"[..])
     );
+}
+
+/// What a store holds under its root key: two versions of an AES key with
+/// a ciphertext under each, a signing key, a destroyed key and a token.
+struct Holdings {
+    ciphertexts: Vec<String>,
+    officer: String,
+}
+
+async fn hold_keys_and_a_token(kms: &Kms) -> Holdings {
+    let officer = kms.create_first_officer_token().await.unwrap();
+    kms.create_key(CreateKey::new("kept", AES)).await.unwrap();
+    let mut ciphertexts = vec![];
+    for rotate in [false, true] {
+        if rotate {
+            kms.rotate_key("kept").await.unwrap();
+        }
+        let ciphertext = kms
+            .encrypt("kept", b"kept secret", &EncryptionContext::empty())
+            .await
+            .unwrap();
+        ciphertexts.push(ciphertext);
+    }
+    let signer = KeyType::Signing(SigningKeyType::EcdsaP256);
+    kms.create_key(CreateKey::new("signer", signer))
+        .await
+        .unwrap();
+    kms.create_key(CreateKey::new("gone", AES)).await.unwrap();
+    kms.destroy_key_now("gone").await.unwrap();
+    Holdings {
+        ciphertexts,
+        officer: String::from_utf8(officer.token.expose_secret().to_vec()).unwrap(),
+    }
+}
+
+/// Opens the store with `root` (nothing cached) and uses everything in
+/// `held`: both ciphertexts decrypt, the signing key signs, the token
+/// authenticates.
+async fn assert_holdings_open(b: &Backend, root: &fipsguard_core::RootKekSource, held: &Holdings) {
+    let kms = Kms::open(b.reopen().await, root, KmsConfig::default())
+        .await
+        .unwrap();
+    for ciphertext in &held.ciphertexts {
+        let plaintext = kms
+            .decrypt("kept", ciphertext, &EncryptionContext::empty())
+            .await
+            .unwrap();
+        assert_eq!(plaintext.expose_secret(), b"kept secret");
+    }
+    let signature = kms
+        .sign("signer", SignInput::Message(b"m"), None)
+        .await
+        .unwrap();
+    assert!(kms
+        .verify(
+            "signer",
+            1,
+            SignInput::Message(b"m"),
+            None,
+            &signature.bytes
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        kms.authenticate(&held.officer).await.unwrap().role(),
+        fipsguard_core::Role::Officer
+    );
+}
+
+async fn the_root_key_changes_and_every_key_and_token_follows(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let held = hold_keys_and_a_token(&kms).await;
+    let old = b.key_file();
+    let err = kms.change_root_key(&old).await.unwrap_err().to_string();
+    assert!(err.contains("the one in use; nothing was changed"), "{err}");
+
+    let new_file = b.dir.path().join("new.key");
+    fipsguard_core::root::create_key_file(&new_file).unwrap();
+    let new = fipsguard_core::RootKekSource::KeyFile(new_file);
+    // Versions of "kept" and "signer"; the destroyed key has no material.
+    assert_eq!(kms.change_root_key(&new).await.unwrap(), 3);
+    drop(kms);
+    let err = refusal(b.reopen().await, &old).await;
+    assert!(
+        err.contains("not the one the store was created with"),
+        "{err}"
+    );
+    assert_holdings_open(&b, &new, &held).await;
+
+    // To a passphrase: a salt of its own, and the key file no longer opens.
+    let passphrase = passphrase_of(b"correct horse battery staple");
+    let kms = Kms::open(b.reopen().await, &new, KmsConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(kms.change_root_key(&passphrase).await.unwrap(), 3);
+    assert!(refusal(b.reopen().await, &new)
+        .await
+        .contains("not the one"));
+    assert_holdings_open(&b, &passphrase, &held).await;
+
+    // Back to a key file: the salt goes, so the passphrase is not taken
+    // for a wrong one.
+    let kms = Kms::open(b.reopen().await, &passphrase, KmsConfig::default())
+        .await
+        .unwrap();
+    let short = passphrase_of(b"short");
+    let err = kms.change_root_key(&short).await.unwrap_err().to_string();
+    assert!(err.contains("14 bytes") && !err.contains("short"), "{err}");
+    let err = kms
+        .change_root_key(&fipsguard_core::RootKekSource::Ephemeral)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ephemeral"), "{err}");
+    assert_eq!(kms.change_root_key(&old).await.unwrap(), 3);
+    let err = refusal(b.reopen().await, &passphrase).await;
+    assert!(err.contains("not created with a passphrase"), "{err}");
+    assert_holdings_open(&b, &old, &held).await;
+}
+
+async fn a_root_key_change_that_meets_damaged_material_changes_nothing(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let held = hold_keys_and_a_token(&kms).await;
+    let signer = KeyType::Signing(SigningKeyType::EcdsaP256);
+    kms.create_key(CreateKey::new("zz-damaged", signer))
+        .await
+        .unwrap();
+    // A public key where the wrapped material belongs: it does not unwrap.
+    b.execute(
+        "UPDATE key_versions SET wrapped_material = public_key WHERE key_name = 'zz-damaged'",
+    )
+    .await;
+    let new_file = b.dir.path().join("new.key");
+    fipsguard_core::root::create_key_file(&new_file).unwrap();
+    let new = fipsguard_core::RootKekSource::KeyFile(new_file);
+    let err = kms.change_root_key(&new).await.unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "the material of zz-damaged version 1 does not unwrap under the root key in use"
+        ) && err.contains("the root key was not changed"),
+        "{err}"
+    );
+    drop(kms);
+    // The versions met before the damaged one are as they were.
+    assert!(refusal(b.reopen().await, &new)
+        .await
+        .contains("not the one"));
+    assert_holdings_open(&b, &b.key_file(), &held).await;
 }

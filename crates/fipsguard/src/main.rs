@@ -28,6 +28,8 @@ enum Command {
     Algorithms(cmd::algorithms::Args),
     /// Create the store (and root key file) of a configuration and print the first officer token.
     Init(cmd::init::Args),
+    /// Change the root key of a configuration's store (every node stopped first).
+    Rekey(cmd::rekey::Args),
     /// Run the key management service (HTTPS API).
     Serve(cmd::serve::Args),
     /// Check the audit log: `fipsguard audit verify --log DIR --public-key PEM`.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Selftest(args) => cmd::selftest::run(&args),
         Command::Algorithms(args) => cmd::algorithms::run(&args),
         Command::Init(args) => cmd::runtime().block_on(cmd::init::run(&args)),
+        Command::Rekey(args) => cmd::runtime().block_on(cmd::rekey::run(&args)),
         Command::Serve(args) => cmd::runtime().block_on(cmd::serve::run(&args)),
         Command::Audit(args) => cmd::audit::run(&args),
         Command::Key(args) => cmd::keys::run(&args),

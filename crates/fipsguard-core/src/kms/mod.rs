@@ -173,6 +173,13 @@ impl Kms {
         Self::open_with_clock(store, root, config, Arc::new(SystemClock)).await
     }
 
+    /// Changes the store's root key to the one `new` names, in one
+    /// transaction (docs/key-ceremony.md). This service, and any other node
+    /// still running, go on with the old key: stop them all first.
+    pub async fn change_root_key(&self, new: &RootKekSource) -> Result<u64> {
+        self.root.change(self.store.as_ref(), new).await
+    }
+
     /// [`open`](Self::open) with a clock of the caller's choice.
     pub async fn open_with_clock(
         store: Arc<dyn Store>,

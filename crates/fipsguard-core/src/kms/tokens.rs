@@ -11,12 +11,11 @@ use crate::auth::{
 use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
 use crate::name::KeyName;
+use crate::root::TOKEN_KEY_SETTING;
 use crate::store::{Revocation, StoreError};
 
 /// Shortest and longest token lifetimes, in seconds.
 pub const TOKEN_TTL_SECS: std::ops::RangeInclusive<i64> = 60..=366 * 86_400;
-
-const TOKEN_KEY_SETTING: &str = "token_hmac_key";
 
 /// What `create_token` needs.
 #[derive(Debug, Clone)]

@@ -36,15 +36,8 @@ pub async fn run(args: &Args) -> ExitCode {
         Err(e) => return super::fail(e),
     };
     // The log opens first, so a token is never made where it cannot be audited.
-    let audit = match config.audit.resolve() {
-        Ok(Some(audit)) => {
-            let node = config.audit.node.clone();
-            match fipsguard_server::audit::open(&kms, audit, node, vec![]).await {
-                Ok(log) => Some(log),
-                Err(e) => return super::fail(e),
-            }
-        }
-        Ok(None) => None,
+    let audit = match super::open_audit(&config, &kms).await {
+        Ok(audit) => audit,
         Err(e) => return super::fail(e),
     };
     let token = match kms.create_first_officer_token().await {

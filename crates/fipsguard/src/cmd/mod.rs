@@ -3,7 +3,10 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use fipsguard_server::config::LogFormat;
+use std::sync::Arc;
+
+use fipsguard_core::Kms;
+use fipsguard_server::config::{Config, LogFormat};
 
 pub mod algorithms;
 pub mod audit;
@@ -13,6 +16,7 @@ pub mod data;
 pub mod files;
 pub mod init;
 pub mod keys;
+pub mod rekey;
 pub mod selftest;
 pub mod serve;
 pub mod tokens;
@@ -34,6 +38,23 @@ pub fn control_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("the runtime starts")
+}
+
+/// Opens the configuration's audit log, if it keeps one, for a command
+/// that changes the store beside the servers (`init`, `rekey`).
+pub async fn open_audit(
+    config: &Config,
+    kms: &Arc<Kms>,
+) -> Result<Option<fipsguard_audit::AuditLog>, String> {
+    match config.audit.resolve()? {
+        Some(audit) => {
+            let node = config.audit.node.clone();
+            fipsguard_server::audit::open(kms, audit, node, vec![])
+                .await
+                .map(Some)
+        }
+        None => Ok(None),
+    }
 }
 
 /// Reports a failed command on stderr: exit 1.

@@ -1,0 +1,105 @@
+//! `fipsguard rekey`: change the root key of a configuration's store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fipsguard_audit::{AuditLog, Event, Outcome};
+use fipsguard_server::config::{Config, RootKeyConfig};
+
+/// Flags of `fipsguard rekey`.
+#[derive(clap::Args)]
+#[group(id = "new", required = true, multiple = false, args = ["new_key_file", "new_passphrase_env"])]
+pub struct Args {
+    /// The server's configuration file (TOML), naming the root key in use.
+    #[arg(long, env = "FIPSGUARD_CONFIG")]
+    config: PathBuf,
+    /// The new root key: a key file, created (mode 0600) if it does not exist.
+    #[arg(long)]
+    new_key_file: Option<PathBuf>,
+    /// The new root key: a passphrase, read from this environment variable.
+    #[arg(long)]
+    new_passphrase_env: Option<String>,
+}
+
+/// Wraps every key of the store again under the new root key, in one
+/// transaction, with an `intent` audit record before and its outcome
+/// after. Every node must be stopped first (docs/key-ceremony.md).
+pub async fn run(args: &Args) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => return super::fail(e),
+    };
+    let new = RootKeyConfig {
+        file: args.new_key_file.clone(),
+        passphrase_env: args.new_passphrase_env.clone(),
+    };
+    let (kms, store) = match config.open_kms().await {
+        Ok((kms, store)) => (Arc::new(kms), store),
+        Err(e) => return super::fail(e),
+    };
+    let audit = match super::open_audit(&config, &kms).await {
+        Ok(audit) => audit,
+        Err(e) => return super::fail(e),
+    };
+    if let Some(file) = new.file.as_ref().filter(|f| !f.exists()) {
+        if let Err(e) = fipsguard_core::root::create_key_file(file) {
+            return super::fail(e);
+        }
+        eprintln!(
+            "created root key file {} (mode 0600): back it up; without it the keys are lost",
+            file.display()
+        );
+    }
+    let source = if new.file.is_some() {
+        "key_file"
+    } else {
+        "passphrase"
+    };
+    let event = |outcome, versions, error| Event::RootKeyChange {
+        store: store.to_owned(),
+        source: source.to_owned(),
+        outcome,
+        versions,
+        error,
+    };
+    // Durable before the change, so that no change goes unrecorded.
+    if let Err(e) = record(audit.as_ref(), event(Outcome::Intent, None, None)).await {
+        return super::fail(format!("{e}: the root key was not changed"));
+    }
+    let changed = match new.source() {
+        Ok(new) => kms.change_root_key(&new).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let outcome = match &changed {
+        Ok(versions) => event(Outcome::Success, Some(*versions), None),
+        Err(e) => event(Outcome::Failure, None, Some(e.clone())),
+    };
+    let recorded = record(audit.as_ref(), outcome).await;
+    let closed = match &audit {
+        Some(log) => log.close().await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
+    match (changed, recorded.and(closed)) {
+        (Err(e), _) => super::fail(e),
+        (Ok(_), Err(e)) => super::fail(format!(
+            "{e}: the root key WAS changed, but its outcome is not in the audit log (its intent is)"
+        )),
+        (Ok(versions), Ok(())) => {
+            eprintln!(
+                "root key changed: {versions} key version(s) wrapped again under the new key. \
+                 Point [root_key] at the new key before starting any node; keep the old key \
+                 as long as backups made under it are kept"
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Records `event` durably in the log, if there is one.
+async fn record(audit: Option<&AuditLog>, event: Event) -> Result<(), String> {
+    match audit {
+        Some(log) => log.record(event).await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
