@@ -12,7 +12,7 @@ use fipsguard_crypto::keywrap::KeyEncryptionKey;
 use fipsguard_crypto::{random, SecretBytes};
 
 use crate::error::{KmsError, Result};
-use crate::store::{RootKeyChange, Store};
+use crate::store::{RootKeyChange, Store, StoreError};
 
 /// PBKDF2 iterations for a passphrase-derived root KEK (OWASP 2023 guidance
 /// for PBKDF2-HMAC-SHA-512 is 210,000; fipsguard asks for more).
@@ -39,6 +39,8 @@ pub enum RootKekSource {
 /// The root key-encryption key, checked against the store it protects.
 pub struct RootKek {
     kek: Arc<KeyEncryptionKey>,
+    /// The store's check value this key was verified against.
+    check: Vec<u8>,
 }
 
 impl RootKek {
@@ -75,24 +77,36 @@ impl RootKek {
             }
             RootKekSource::Ephemeral => random::secret(32)?,
         };
-        let root = Self {
-            kek: Arc::new(KeyEncryptionKey::new(material.expose_secret())?),
-        };
+        let kek = KeyEncryptionKey::new(material.expose_secret())?;
         let check = match existing {
             Some(check) => check,
             None => {
-                store
-                    .init_setting(CHECK_SETTING, &root.wrap(&random::secret(32)?)?)
-                    .await?
+                let check = kek.wrap(random::secret(32)?.expose_secret())?;
+                store.init_setting(CHECK_SETTING, &check).await?
             }
         };
-        root.kek.unwrap(&check).map_err(|_| {
+        kek.unwrap(&check).map_err(|_| {
             KmsError::RootKek(
                 "this root key is not the one the store was created with (its check value does not unwrap); nothing was changed"
                     .into(),
             )
         })?;
-        Ok(root)
+        Ok(Self {
+            kek: Arc::new(kek),
+            check,
+        })
+    }
+
+    /// Refuses to go on once the store's root key has been changed
+    /// (`fipsguard rekey`) since this key was opened: a change gives the
+    /// store a new check value.
+    pub(crate) async fn ensure_current(&self, store: &dyn Store) -> Result<()> {
+        match store.setting(CHECK_SETTING).await? {
+            Some(check) if check == self.check => Ok(()),
+            _ => Err(KmsError::RootKek(
+                "the store's root key was changed (fipsguard rekey) after this node started: restart it with the new root key; nothing was written".into(),
+            )),
+        }
     }
 
     /// Changes the store's root key from this one to the key `new` names,
@@ -138,7 +152,15 @@ impl RootKek {
         store
             .change_root_key(change)
             .await
-            .map_err(|e| KmsError::RootKek(format!("{e}; the root key was not changed")))
+            .map_err(|e| match e {
+                StoreError::Corrupt(_) => {
+                    KmsError::RootKek(format!("{e}; the root key was not changed"))
+                }
+                // The transaction may have committed before its answer was lost.
+                _ => KmsError::RootKek(format!(
+                    "{e}; if the store failed while committing, the change may have been made: whichever key opens the store tells"
+                )),
+            })
     }
 
     /// Wraps key material for storage.

@@ -64,6 +64,7 @@ on_both_stores!(
     audit_anchors_are_kept_per_node_and_replaced,
     the_root_key_changes_and_every_key_and_token_follows,
     a_root_key_change_that_meets_damaged_material_changes_nothing,
+    a_node_left_running_after_a_root_key_change_writes_nothing,
 );
 
 async fn encrypt_decrypt_round_trip_binds_key_and_context(b: Backend) {
@@ -1616,4 +1617,57 @@ async fn a_root_key_change_that_meets_damaged_material_changes_nothing(b: Backen
         .await
         .contains("not the one"));
     assert_holdings_open(&b, &b.key_file(), &held).await;
+}
+
+async fn a_node_left_running_after_a_root_key_change_writes_nothing(b: Backend) {
+    let stale = b.kms(KmsConfig::default()).await;
+    stale
+        .create_key(CreateKey::new("cached", AES))
+        .await
+        .unwrap();
+    stale
+        .encrypt("cached", b"v", &EncryptionContext::empty())
+        .await
+        .unwrap();
+    let rekeying = b.kms(KmsConfig::default()).await;
+    rekeying
+        .create_key(CreateKey::new("elsewhere", AES))
+        .await
+        .unwrap();
+    let ciphertext = rekeying
+        .encrypt("elsewhere", b"v", &EncryptionContext::empty())
+        .await
+        .unwrap();
+    let new_file = b.dir.path().join("new.key");
+    fipsguard_core::root::create_key_file(&new_file).unwrap();
+    let new = fipsguard_core::RootKekSource::KeyFile(new_file);
+    rekeying.change_root_key(&new).await.unwrap();
+
+    let changed = "root key was changed (fipsguard rekey) after this node started";
+    let err = stale
+        .create_key(CreateKey::new("late", AES))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(changed), "{err}");
+    let err = stale.rotate_key("cached").await.unwrap_err();
+    assert!(err.to_string().contains(changed), "{err}");
+    let err = stale
+        .decrypt("elsewhere", &ciphertext, &EncryptionContext::empty())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(changed), "{err}");
+    // What it holds in memory it still uses: the material is the same.
+    stale
+        .encrypt("cached", b"v", &EncryptionContext::empty())
+        .await
+        .unwrap();
+
+    let kms = Kms::open(b.reopen().await, &new, KmsConfig::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        kms.get_key("late").await,
+        Err(KmsError::KeyNotFound(_))
+    ));
+    assert_eq!(kms.get_key("cached").await.unwrap().latest_version, 1);
 }

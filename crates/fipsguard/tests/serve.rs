@@ -435,6 +435,131 @@ fn sighup_reloads_the_tls_files() {
     );
 }
 
+/// `fipsguard rekey` with the server stopped: the old root key no longer
+/// opens the store, the new one opens every key and token, and the audit
+/// log records the intent and the outcome of each attempt, refusals
+/// included.
+#[test]
+fn rekey_moves_the_store_to_a_new_root_key() {
+    let setup = common::Setup::new();
+    let officer = format!("Authorization: Bearer {}", setup.officer);
+    let api = |path: &str| format!("https://localhost:{}/v1/{path}", setup.port);
+    let post = |auth: &str, path: &str, body: &str| {
+        let out = curl(
+            &setup,
+            &[
+                "-H",
+                auth,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                &api(path),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let server = setup.serve();
+    post(
+        &officer,
+        "keys",
+        r#"{"name": "payments", "type": "aes256-gcm"}"#,
+    );
+    let user = post(
+        &officer,
+        "tokens",
+        r#"{"role": "user", "grants": [{"keys": "payments", "operations": ["encrypt", "decrypt"]}]}"#,
+    );
+    let user = format!("Authorization: Bearer {}", user["token"].as_str().unwrap());
+    let sealed = post(
+        &user,
+        "keys/payments/encrypt",
+        r#"{"plaintext": "aGVsbG8="}"#,
+    );
+    save_audit_key(&setup);
+    server.stop();
+
+    let rekey = |new: &[&str]| {
+        Command::new(common::FIPSGUARD)
+            .args(["rekey", "--config"])
+            .arg(setup.path("fipsguard.toml"))
+            .args(new)
+            .output()
+            .unwrap()
+    };
+    let new_key = setup.path("new-root.key");
+    let new_key = new_key.to_str().unwrap();
+    let same = rekey(&["--new-key-file", setup.path("root.key").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&same.stderr);
+    assert_eq!(same.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the new root key is the one in use"),
+        "{stderr}"
+    );
+    let changed = rekey(&["--new-key-file", new_key]);
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert!(changed.status.success(), "{stderr}");
+    // The audit key and the payments key.
+    assert!(
+        stderr.contains("created root key file")
+            && stderr.contains("root key changed: 2 key version(s)"),
+        "{stderr}"
+    );
+
+    let mut old = Command::new(common::FIPSGUARD)
+        .args(["serve", "--config"])
+        .arg(setup.path("fipsguard.toml"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::exit_within(
+        &mut old,
+        std::time::Duration::from_secs(30),
+        "a start with the old root key",
+    );
+    let mut refused = String::new();
+    std::io::Read::read_to_string(&mut old.stderr.take().unwrap(), &mut refused).unwrap();
+    assert!(
+        !status.success() && refused.contains("not the one the store was created with"),
+        "{refused}"
+    );
+
+    let server = setup.serve_with(&[("FIPSGUARD_ROOT_KEY_FILE", new_key)]);
+    let body = format!(r#"{{"ciphertext": {}}}"#, sealed["ciphertext"]);
+    let opened = post(&user, "keys/payments/decrypt", &body);
+    assert_eq!(opened["plaintext"], "aGVsbG8=");
+    server.stop();
+
+    let verify = setup.verify_audit();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{report}");
+    assert!(
+        report.contains("the root key was changed to a key file (2 key version(s) wrapped again)"),
+        "{report}"
+    );
+    let changes: Vec<_> = setup
+        .audit_text()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"root_key_change\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["record"].clone())
+        .collect();
+    let outcomes: Vec<_> = changes
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["intent", "failure", "intent", "success"]);
+    assert!(changes[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("the one in use"));
+    assert_eq!(changes[3]["versions"], 2);
+}
+
 /// Saves the audit log's public key to `audit.pem`, for `verify_audit`.
 fn save_audit_key(setup: &common::Setup) {
     let public_key = curl(

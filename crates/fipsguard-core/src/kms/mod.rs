@@ -298,7 +298,15 @@ impl Kms {
         let wrapped = record.wrapped_material.ok_or(KmsError::Decrypt(
             crate::error::DecryptError::VersionDestroyed(version),
         ))?;
-        let key = key_type.load(&self.root.unwrap(&wrapped)?)?;
+        let material = match self.root.unwrap(&wrapped) {
+            Ok(material) => material,
+            Err(e) => {
+                // A changed root key explains it better than corruption.
+                self.root.ensure_current(self.store.as_ref()).await?;
+                return Err(e);
+            }
+        };
+        let key = key_type.load(&material)?;
         let cached = Arc::new(CachedVersion {
             key,
             encryptions: Allowance::default(),

@@ -9,7 +9,7 @@ use fipsguard_server::config::{Config, RootKeyConfig};
 
 /// Flags of `fipsguard rekey`.
 #[derive(clap::Args)]
-#[group(id = "new", required = true, multiple = false, args = ["new_key_file", "new_passphrase_env"])]
+#[command(group(clap::ArgGroup::new("new").required(true).args(["new_key_file", "new_passphrase_env"])))]
 pub struct Args {
     /// The server's configuration file (TOML), naming the root key in use.
     #[arg(long, env = "FIPSGUARD_CONFIG")]
