@@ -333,6 +333,8 @@ struct Writer {
     buffer: Vec<u8>,
     /// Where the latest checkpoint is saved outside the log.
     anchoring: Option<Anchoring>,
+    /// The directory, locked for this writer alone until it closes.
+    holding: Option<File>,
 }
 
 impl Writer {
@@ -342,6 +344,7 @@ impl Writer {
         anchor: Option<Box<dyn Anchor>>,
     ) -> Result<Self, String> {
         create_dir(&config.dir)?;
+        let holding = hold(&config.dir)?;
         let (checkpoint, seq) = resume(&config.dir)?;
         let (anchoring, reason) = match anchor {
             Some(anchor) => {
@@ -372,6 +375,7 @@ impl Writer {
             file_closed: false,
             buffer: Vec::new(),
             anchoring,
+            holding: Some(holding),
         };
         writer.begin_segment(&reason);
         Ok(writer)
@@ -534,6 +538,8 @@ impl Writer {
         }
         match close {
             Some(ack) => {
+                // Let go first: whoever waits on the close may open it next.
+                self.holding = None;
                 let _ = ack.send(result);
                 true
             }
@@ -754,6 +760,26 @@ fn create_dir(dir: &Path) -> Result<(), String> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("cannot create the audit directory {}: {e}", dir.display()))
+}
+
+/// Locks `dir` for one writer: a second process on the same log (`init`
+/// or `rekey` beside a server still running, two servers given one
+/// directory) would fork its chain. The lock goes with the process, however
+/// it ends.
+fn hold(dir: &Path) -> Result<File, String> {
+    let handle = File::open(dir)
+        .map_err(|e| format!("cannot open the audit directory {}: {e}", dir.display()))?;
+    match handle.try_lock() {
+        Ok(()) => Ok(handle),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the audit directory {} is being written by another process (a server still running?): stop it first",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!(
+            "cannot lock the audit directory {}: {e}",
+            dir.display()
+        )),
+    }
 }
 
 /// Where the chain in `dir` stands: its last checkpoint and the highest

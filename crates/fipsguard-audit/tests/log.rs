@@ -767,3 +767,29 @@ fn noted(dir: &Path, public: &[u8], parts: &[&str]) -> fipsguard_audit::Report {
 fn open_log(dir: &Path, signer: Box<dyn Signer>) -> AuditLog {
     AuditLog::open(AuditConfig::new(dir.to_owned()), signer, None, vec![]).unwrap()
 }
+
+#[test]
+fn one_writer_at_a_time_holds_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public, pkcs8) = audit_key_material();
+    let config = || AuditConfig::new(dir.path().to_owned());
+    runtime().block_on(async {
+        let first = AuditLog::open(config(), signer, None, vec![]).unwrap();
+        first.record(request(1)).await.unwrap();
+        let error = AuditLog::open(config(), signer_from(&pkcs8), None, vec![])
+            .err()
+            .expect("a second writer is refused");
+        assert!(
+            error.contains("being written by another process"),
+            "{error}"
+        );
+        first.record(request(2)).await.unwrap();
+        first.close().await.unwrap();
+        // Closed, it lets the next writer in at once.
+        let next = AuditLog::open(config(), signer_from(&pkcs8), None, vec![]).unwrap();
+        next.record(request(3)).await.unwrap();
+        next.close().await.unwrap();
+    });
+    let report = verify(dir.path(), &[public]).unwrap();
+    assert_eq!(report.notes, Vec::<String>::new(), "{report:?}");
+}

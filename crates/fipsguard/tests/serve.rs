@@ -482,7 +482,6 @@ fn rekey_moves_the_store_to_a_new_root_key() {
         r#"{"plaintext": "aGVsbG8="}"#,
     );
     save_audit_key(&setup);
-    server.stop();
 
     let rekey = |new: &[&str]| {
         Command::new(common::FIPSGUARD)
@@ -494,6 +493,14 @@ fn rekey_moves_the_store_to_a_new_root_key() {
     };
     let new_key = setup.path("new-root.key");
     let new_key = new_key.to_str().unwrap();
+    // Beside the running server, which holds the audit directory: refused
+    // before anything is written.
+    let beside = rekey(&["--new-key-file", new_key]);
+    let stderr = String::from_utf8_lossy(&beside.stderr);
+    assert_eq!(beside.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a server still running?"), "{stderr}");
+    assert!(!setup.path("new-root.key").exists());
+    server.stop();
     let same = rekey(&["--new-key-file", setup.path("root.key").to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&same.stderr);
     assert_eq!(same.status.code(), Some(1), "{stderr}");
