@@ -769,13 +769,14 @@ fn create_dir(dir: &Path) -> Result<(), String> {
 fn hold(dir: &Path) -> Result<File, String> {
     let handle = File::open(dir)
         .map_err(|e| format!("cannot open the audit directory {}: {e}", dir.display()))?;
-    match handle.try_lock() {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(&handle, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(handle),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(format!(
             "the audit directory {} is being written by another process (a server still running?): stop it first",
             dir.display()
         )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!(
+        Err(e) => Err(format!(
             "cannot lock the audit directory {}: {e}",
             dir.display()
         )),
