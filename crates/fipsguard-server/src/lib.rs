@@ -23,7 +23,7 @@ use fipsguard_crypto::tls::{ClientAuth, Identity};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::state::AppState;
+use crate::state::{AppState, StoreProbe};
 use crate::tls::ServerTls;
 
 /// Everything a server needs, resolved.
@@ -137,6 +137,7 @@ pub async fn start(
         store_kind: options.store_kind,
         started: Instant::now(),
         audit,
+        store_probe: StoreProbe::default(),
     });
     let background: Vec<JoinHandle<()>> = [
         spawn_housekeeping(state.clone()),
@@ -254,7 +255,7 @@ fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
                 tracing::warn!(error = %e, "key inventory for metrics failed");
             }
             metrics::record_module();
-            metrics::record_availability(&state.kms).await;
+            metrics::record_availability(&state).await;
         }
     })
 }

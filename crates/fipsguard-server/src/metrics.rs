@@ -14,6 +14,8 @@ use fipsguard_crypto::selftest::SelfTestReport;
 use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::state::AppState;
+
 /// The process-wide recorder (one per process, shared by every server in it).
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -248,8 +250,8 @@ pub fn init_self_test_runs() {
 /// Publishes whether the root of trust and the store answer (SLI M5): the
 /// root key is checked by unwrapping the store's check value at start, so
 /// a running service holds it; the store is probed now.
-pub async fn record_availability(kms: &Kms) {
-    let reachable = kms.store_reachable().await;
+pub async fn record_availability(state: &AppState) {
+    let reachable = state.store_probe.reachable(&state.kms).await;
     gauge!("fipsguard_store_reachable").set(f64::from(u8::from(reachable)));
     gauge!("fipsguard_root_key_available").set(1.0);
 }

@@ -108,7 +108,7 @@ pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult
 async fn current_health(s: &Arc<AppState>) -> Health {
     let report = module::latest_report();
     let module_state = module::state();
-    let store_reachable = s.kms.store_reachable().await;
+    let store_reachable = s.store_probe.reachable(&s.kms).await;
     let audit = s.audit.as_ref().map(fipsguard_audit::AuditLog::health);
     let audit_writable = audit.as_ref().is_none_or(|a| a.writable);
     let healthy = module_state == ModuleState::Operational && store_reachable && audit_writable;
