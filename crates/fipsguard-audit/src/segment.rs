@@ -220,16 +220,30 @@ fn outside_chain(record: &Record) -> Result<String, String> {
 fn remark(record: &Record) -> Option<String> {
     match &record.event {
         Event::RootKeyChange {
-            outcome: Outcome::Success,
+            outcome,
             versions,
             source,
+            error,
             ..
-        } => Some(format!(
-            "record {}: the root key was changed to a {} ({} key version(s) wrapped again)",
-            record.seq,
-            source.replace('_', " "),
-            versions.unwrap_or(0)
-        )),
+        } => {
+            let to = format!("to a {}", source.replace('_', " "));
+            Some(match outcome {
+                Outcome::Success => format!(
+                    "record {}: the root key was changed {to} ({} key version(s) wrapped again)",
+                    record.seq,
+                    versions.unwrap_or(0)
+                ),
+                Outcome::Intent => format!(
+                    "record {}: a change of the root key {to} began (its outcome follows, unless the process ended first)",
+                    record.seq
+                ),
+                _ => format!(
+                    "record {}: a change of the root key {to} failed: {}",
+                    record.seq,
+                    error.as_deref().unwrap_or("no reason recorded")
+                ),
+            })
+        }
         Event::Outage { error, since, refused } => Some(format!(
             "record {}: the log could not be written from {since} to {} ({error}); {refused} request(s) were refused meanwhile",
             record.seq, record.time

@@ -41,6 +41,9 @@ const FAILURE_REASONS: [&str; 7] = [
 ];
 /// How often a failing log is retried.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a new writer waits for the one before it to let go of the
+/// directory.
+const HOLD_WAIT: Duration = Duration::from_secs(2);
 
 /// Where and how the log is written.
 #[derive(Debug, Clone)]
@@ -765,21 +768,30 @@ fn create_dir(dir: &Path) -> Result<(), String> {
 /// Locks `dir` for one writer: a second process on the same log (`init`
 /// or `rekey` beside a server still running, two servers given one
 /// directory) would fork its chain. The lock goes with the process, however
-/// it ends.
+/// it ends. A writer that is ending (a server stopping, a log dropped
+/// without a close) is given [`HOLD_WAIT`] to let go.
 fn hold(dir: &Path) -> Result<File, String> {
+    use rustix::fs::{flock, FlockOperation};
     let handle = File::open(dir)
         .map_err(|e| format!("cannot open the audit directory {}: {e}", dir.display()))?;
-    use rustix::fs::{flock, FlockOperation};
-    match flock(&handle, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(handle),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(format!(
-            "the audit directory {} is being written by another process (a server still running?): stop it first",
-            dir.display()
-        )),
-        Err(e) => Err(format!(
-            "cannot lock the audit directory {}: {e}",
-            dir.display()
-        )),
+    let deadline = Instant::now() + HOLD_WAIT;
+    loop {
+        match flock(&handle, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(handle),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Err(format!(
+                "the audit directory {} is being written by another process (a server still running?): stop it first",
+                dir.display()
+            )),
+            Err(e) => {
+                return Err(format!(
+                    "cannot lock the audit directory {}: {e} (it must be on a file system with flock: local, or NFS with locking)",
+                    dir.display()
+                ))
+            }
+        }
     }
 }
 

@@ -172,6 +172,8 @@ impl KmsError {
             Self::Store(StoreError::Unavailable(_)) => "store_unavailable",
             Self::Store(StoreError::Conflict(_)) => "store_conflict",
             Self::Store(StoreError::Corrupt(_)) => "store_corrupt",
+            Self::Store(StoreError::RootKeyChanged) => "root_key_changed",
+            Self::Store(StoreError::CommitUnknown(_)) => "store_unavailable",
         }
     }
 }

@@ -28,7 +28,7 @@ pub use lifecycle::KeyState;
 pub use root::RootKekSource;
 pub use store::{
     AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Rewrap, RootKeyChange,
-    Store, StoreError, VersionRecord,
+    Store, StoreError, VersionRecord, ROOT_KEY_CHECK_SETTING,
 };
 
 /// Lower-case hex, for ids.

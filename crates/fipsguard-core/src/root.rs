@@ -12,14 +12,14 @@ use fipsguard_crypto::keywrap::KeyEncryptionKey;
 use fipsguard_crypto::{random, SecretBytes};
 
 use crate::error::{KmsError, Result};
-use crate::store::{RootKeyChange, Store, StoreError};
+use crate::store::{RootKeyChange, Store, StoreError, ROOT_KEY_CHECK_SETTING};
 
 /// PBKDF2 iterations for a passphrase-derived root KEK (OWASP 2023 guidance
 /// for PBKDF2-HMAC-SHA-512 is 210,000; fipsguard asks for more).
 pub const PASSPHRASE_ITERATIONS: u32 = 600_000;
 
 const SALT_SETTING: &str = "root_kek_passphrase_salt";
-const CHECK_SETTING: &str = "root_kek_check";
+const CHECK_SETTING: &str = ROOT_KEY_CHECK_SETTING;
 /// The key that hashes token secrets, wrapped under the root KEK.
 pub(crate) const TOKEN_KEY_SETTING: &str = "token_hmac_key";
 /// Every setting whose value is wrapped under the root KEK: a change of
@@ -103,10 +103,14 @@ impl RootKek {
     pub(crate) async fn ensure_current(&self, store: &dyn Store) -> Result<()> {
         match store.setting(CHECK_SETTING).await? {
             Some(check) if check == self.check => Ok(()),
-            _ => Err(KmsError::RootKek(
-                "the store's root key was changed (fipsguard rekey) after this node started: restart it with the new root key; nothing was written".into(),
-            )),
+            _ => Err(StoreError::RootKeyChanged.into()),
         }
+    }
+
+    /// The check value this key was verified against, which new versions
+    /// carry so that the store refuses them once the root key has changed.
+    pub(crate) fn check(&self) -> &[u8] {
+        &self.check
     }
 
     /// Changes the store's root key from this one to the key `new` names,
@@ -129,19 +133,20 @@ impl RootKek {
                 ))
             }
         };
-        let new = KeyEncryptionKey::new(material.expose_secret())?;
+        let new = Arc::new(KeyEncryptionKey::new(material.expose_secret())?);
         let check = store.setting(CHECK_SETTING).await?.unwrap_or_default();
         if new.unwrap(&check).is_ok() {
             return Err(KmsError::RootKek(
                 "the new root key is the one in use; nothing was changed".into(),
             ));
         }
-        let old = self.kek.clone();
+        let (old, successor) = (self.kek.clone(), new.clone());
         let rewrap = move |wrapped: &[u8]| {
             let material = old
                 .unwrap(wrapped)
                 .map_err(|_| "does not unwrap under the root key in use".to_owned())?;
-            new.wrap(material.expose_secret())
+            successor
+                .wrap(material.expose_secret())
                 .map_err(|e| format!("cannot be wrapped under the new root key: {e}"))
         };
         let change = RootKeyChange {
@@ -149,18 +154,20 @@ impl RootKek {
             wrapped_settings: WRAPPED_SETTINGS,
             settings: vec![(SALT_SETTING, salt)],
         };
-        store
-            .change_root_key(change)
-            .await
-            .map_err(|e| match e {
-                StoreError::Corrupt(_) => {
-                    KmsError::RootKek(format!("{e}; the root key was not changed"))
-                }
-                // The transaction may have committed before its answer was lost.
-                _ => KmsError::RootKek(format!(
-                    "{e}; if the store failed while committing, the change may have been made: whichever key opens the store tells"
-                )),
-            })
+        let versions = store.change_root_key(change).await.map_err(|e| match e {
+            StoreError::CommitUnknown(_) => {
+                KmsError::RootKek(format!("{e}: whichever key opens the store tells"))
+            }
+            _ => KmsError::RootKek(format!("{e}; the root key was not changed")),
+        })?;
+        // Read back: the store now answers to the new key.
+        let check = store.setting(CHECK_SETTING).await?.unwrap_or_default();
+        new.unwrap(&check).map_err(|_| {
+            KmsError::RootKek(
+                "the change was committed, but the store's check value does not unwrap under the new key: keep both keys and do not start a node".into(),
+            )
+        })?;
+        Ok(versions)
     }
 
     /// Wraps key material for storage.
@@ -210,8 +217,12 @@ pub fn create_key_file(path: &Path) -> Result<()> {
         .map_err(|e| {
             KmsError::RootKek(format!("cannot create key file {}: {e}", path.display()))
         })?;
+    // The directory too: a crash must not lose the name of a key that
+    // the store may already be wrapped under.
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty());
     file.write_all(material.expose_secret())
         .and_then(|()| file.sync_all())
+        .and_then(|()| fs::File::open(directory.unwrap_or(Path::new(".")))?.sync_all())
         .map_err(|e| KmsError::RootKek(format!("cannot write key file {}: {e}", path.display())))
 }
 

@@ -22,7 +22,19 @@ pub enum StoreError {
     /// The store holds data fipsguard cannot read (wrong schema, corruption).
     #[error("store data is not readable: {0}")]
     Corrupt(String),
+    /// Nothing was written: the store's root key was changed since this
+    /// node opened it, so what it wrapped no one could unwrap.
+    #[error("the store's root key was changed (fipsguard rekey) after this node started: restart it with the new root key; nothing was written")]
+    RootKeyChanged,
+    /// The store failed while committing: whether the change was made is
+    /// not known.
+    #[error("the store failed while committing, so whether the change was made is not known: {0}")]
+    CommitUnknown(String),
 }
+
+/// The setting that holds the root key's check value (a random key
+/// wrapped under it), which a change of root key replaces.
+pub const ROOT_KEY_CHECK_SETTING: &str = "root_kek_check";
 
 /// A key's metadata as stored. Material lives in its versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +122,10 @@ pub struct NewVersion {
     pub wrapped_material: Vec<u8>,
     /// Public key of asymmetric keys.
     pub public_key: Option<Vec<u8>>,
+    /// The check value of the root key the material is wrapped under: the
+    /// store writes the version only while [`ROOT_KEY_CHECK_SETTING`]
+    /// holds it, in the same transaction (else `RootKeyChanged`).
+    pub wrapped_under: Vec<u8>,
 }
 
 /// What [`Store::add_version`] did.
@@ -201,7 +217,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a setting, replacing any value it had.
     async fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
 
-    /// Creates a key with its first version. `Conflict` if the name is taken.
+    /// Creates a key with its first version. `Conflict` if the name is
+    /// taken, `RootKeyChanged` if the version is wrapped under another root
+    /// key than the store's.
     async fn create_key(&self, key: &KeyRecord, first: &NewVersion) -> Result<(), StoreError>;
 
     /// Reads a key's metadata.
@@ -220,7 +238,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends version `latest + 1` and makes it the latest, atomically,
     /// unless the key is destroyed or compromised, or (with
     /// `expected_latest`, a rotation at the encryption limit) it is not
-    /// active or its latest version has moved on.
+    /// active or its latest version has moved on. `RootKeyChanged` as for
+    /// [`create_key`](Self::create_key).
     async fn add_version(
         &self,
         name: &str,
@@ -263,8 +282,8 @@ pub trait Store: Send + Sync + 'static {
     /// out: every version's material that is not destroyed and each wrapped
     /// setting that exists are replaced by what `rewrap` makes of them.
     /// Nothing is written if `rewrap` fails for any of them (`Corrupt`,
-    /// naming the key and version or the setting). Returns how many
-    /// versions were rewrapped.
+    /// naming the key and version or the setting); a failed commit is
+    /// `CommitUnknown`. Returns how many versions were rewrapped.
     async fn change_root_key(&self, change: RootKeyChange) -> Result<u64, StoreError>;
 
     /// Durably reserves up to `count` more encryptions under a version,

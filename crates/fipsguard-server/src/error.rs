@@ -129,7 +129,9 @@ pub(crate) fn status_of(error: &KmsError) -> StatusCode {
         KmsError::TokenLookupsBusy => StatusCode::TOO_MANY_REQUESTS,
         KmsError::Forbidden { .. } => StatusCode::FORBIDDEN,
         KmsError::Crypto(Crypto::ErrorState { .. })
-        | KmsError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        | KmsError::Store(
+            StoreError::Unavailable(_) | StoreError::CommitUnknown(_) | StoreError::RootKeyChanged,
+        ) => StatusCode::SERVICE_UNAVAILABLE,
         KmsError::RootKek(_) | KmsError::Crypto(_) | KmsError::Store(StoreError::Corrupt(_)) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

@@ -11,7 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
     AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, RootKeyChange, Store,
-    StoreError, VersionRecord,
+    StoreError, VersionRecord, ROOT_KEY_CHECK_SETTING,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -151,8 +151,33 @@ fn token_row(row: &Row) -> Result<TokenRecord, StoreError> {
     })
 }
 
-const INSERT_VERSION: &str =
-    "INSERT INTO key_versions (key_name, version, created_at, wrapped_material, public_key) VALUES ($1, $2, $3, $4, $5)";
+/// Inserts a version, if the store's root key is still the one its
+/// material is wrapped under: the check value is read under a share lock,
+/// which waits for a root key change under way to end.
+async fn insert_version(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    number: i64,
+    version: &NewVersion,
+) -> Result<(), StoreError> {
+    let check = tx
+        .query_opt(
+            "SELECT value FROM settings WHERE name = $1 FOR SHARE",
+            &[&ROOT_KEY_CHECK_SETTING],
+        )
+        .await
+        .map_err(error)?;
+    if check.as_ref().map(|row| row.get::<_, &[u8]>(0)) != Some(version.wrapped_under.as_slice()) {
+        return Err(StoreError::RootKeyChanged);
+    }
+    tx.execute(
+        "INSERT INTO key_versions (key_name, version, created_at, wrapped_material, public_key) VALUES ($1, $2, $3, $4, $5)",
+        &[&name, &number, &version.created_at, &version.wrapped_material, &version.public_key],
+    )
+    .await
+    .map_err(error)?;
+    Ok(())
+}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -224,18 +249,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(error)?;
-        tx.execute(
-            INSERT_VERSION,
-            &[
-                &key.name,
-                &1i64,
-                &first.created_at,
-                &first.wrapped_material,
-                &first.public_key,
-            ],
-        )
-        .await
-        .map_err(error)?;
+        insert_version(&tx, &key.name, 1, first).await?;
         tx.commit().await.map_err(error)
     }
 
@@ -314,18 +328,7 @@ impl Store for PostgresStore {
             Ok(number) => i64::from(number),
             Err(none_left) => return Ok(none_left),
         };
-        tx.execute(
-            INSERT_VERSION,
-            &[
-                &name,
-                &number,
-                &version.created_at,
-                &version.wrapped_material,
-                &version.public_key,
-            ],
-        )
-        .await
-        .map_err(error)?;
+        insert_version(&tx, name, number, version).await?;
         tx.execute(
             "UPDATE keys SET latest_version = $1, rotated_at = $2, revision = revision + 1 WHERE name = $3",
             &[&number, &version.created_at, &name],
@@ -493,16 +496,19 @@ impl Store for PostgresStore {
     async fn change_root_key(&self, change: RootKeyChange) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error)?;
-        // Other nodes' writes wait until the change is committed or undone.
-        tx.batch_execute("LOCK TABLE settings, key_versions IN EXCLUSIVE MODE")
-            .await
-            .map_err(error)?;
+        // Other nodes' writes wait until the change is committed or undone;
+        // a node holding a lock for long makes the change fail, not hang.
+        tx.batch_execute(
+            "SET LOCAL lock_timeout = '30s'; LOCK TABLE settings, key_versions IN EXCLUSIVE MODE",
+        )
+        .await
+        .map_err(error)?;
         let rewrap = |what: String, wrapped: &[u8]| {
             (change.rewrap)(wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}")))
         };
         let versions = tx
             .query(
-                "SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL",
+                "SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL ORDER BY key_name, version",
                 &[],
             )
             .await
@@ -545,7 +551,9 @@ impl Store for PostgresStore {
             }
             .map_err(error)?;
         }
-        tx.commit().await.map_err(error)?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::CommitUnknown(e.to_string()))?;
         Ok(versions.len() as u64)
     }
 

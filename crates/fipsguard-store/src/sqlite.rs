@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
     AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, RootKeyChange, Store,
-    StoreError, VersionRecord,
+    StoreError, VersionRecord, ROOT_KEY_CHECK_SETTING,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -223,12 +223,25 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
+/// Inserts a version, if the store's root key is still the one its
+/// material is wrapped under (the caller's write transaction keeps a root
+/// key change out meanwhile).
 fn insert_version(
     tx: &rusqlite::Transaction<'_>,
     name: &str,
     number: u32,
     version: &NewVersion,
 ) -> rusqlite::Result<usize> {
+    let check: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT value FROM settings WHERE name = ?1",
+            [ROOT_KEY_CHECK_SETTING],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if check.as_ref() != Some(&version.wrapped_under) {
+        return convert(Err(StoreError::RootKeyChanged));
+    }
     tx.execute(
         "INSERT INTO key_versions (key_name, version, created_at, wrapped_material, public_key) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![name, number, version.created_at, version.wrapped_material, version.public_key],
@@ -530,7 +543,7 @@ impl Store for SqliteStore {
                 convert((change.rewrap)(wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}"))))
             };
             let versions = tx
-                .prepare("SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL")?
+                .prepare("SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL ORDER BY key_name, version")?
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             for (name, version, wrapped) in &versions {

@@ -389,6 +389,7 @@ async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Back
         created_at: 1,
         wrapped_material: vec![0; 40],
         public_key: None,
+        wrapped_under: b.root_check().await,
     };
     let mut legacy = b.store.key("old").await.unwrap().unwrap();
     for i in 0..MAX_PAGE {
@@ -1274,6 +1275,7 @@ async fn destroyed_and_compromised_keys_get_no_new_versions(b: Backend) {
         created_at: 0,
         wrapped_material: vec![1; 40],
         public_key: None,
+        wrapped_under: b.root_check().await,
     };
     // Even a writer that skipped every check above the store is refused.
     let added = b.store.add_version("gone", &version, None).await.unwrap();

@@ -546,7 +546,9 @@ fn rekey_moves_the_store_to_a_new_root_key() {
     let report = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{report}");
     assert!(
-        report.contains("the root key was changed to a key file (2 key version(s) wrapped again)"),
+        report.contains("the root key was changed to a key file (2 key version(s) wrapped again)")
+            && report.contains("a change of the root key to a key file failed: root key-encryption key: the new root key is the one in use")
+            && report.matches("a change of the root key to a key file began").count() == 2,
         "{report}"
     );
     let changes: Vec<_> = setup
@@ -565,6 +567,47 @@ fn rekey_moves_the_store_to_a_new_root_key() {
         .unwrap()
         .contains("the one in use"));
     assert_eq!(changes[3]["versions"], 2);
+}
+
+/// `/v1/health` is open to anyone: however many call it, and however
+/// close together, the store is probed at most once a second.
+#[test]
+fn health_checks_probe_the_store_at_most_once_a_second() {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    let (client, url) = (setup.client(), format!("{}/v1/health", setup.url()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let health = |client: reqwest::Client, url: String| async move {
+        let answer = client.get(url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["store_reachable"], true, "{body}");
+    };
+    runtime.block_on(health(client.clone(), url.clone()));
+    let probes = || series(&setup, "fipsguard_store_probe_duration_seconds_count");
+    let before = probes();
+    let started = std::time::Instant::now();
+    runtime.block_on(async {
+        let mut callers = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let (client, url) = (client.clone(), url.clone());
+            callers.spawn(async move {
+                for _ in 0..4 {
+                    health(client.clone(), url.clone()).await;
+                }
+            });
+        }
+        while let Some(done) = callers.join_next().await {
+            done.unwrap();
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let probed = probes() - before;
+    assert!(
+        probed <= seconds.ceil() + 1.0,
+        "{probed} probes for 200 health checks in {seconds:.1} s"
+    );
+    server.stop();
 }
 
 /// Saves the audit log's public key to `audit.pem`, for `verify_audit`.

@@ -109,7 +109,7 @@ impl Kms {
         let name = KeyName::new(&request.name)?;
         check_cryptoperiod(request.rotate_every_secs)?;
         let now = self.now();
-        let first = self.new_version(request.key_type, now).await?;
+        let first = self.new_version(request.key_type, now)?;
         let record = KeyRecord {
             name: name.to_string(),
             key_type: request.key_type.as_str().to_owned(),
@@ -182,7 +182,7 @@ impl Kms {
             self.records.evict(name.as_str());
             return Ok(record.latest_version);
         }
-        let version = self.new_version(key_type_of(&record)?, self.now()).await?;
+        let version = self.new_version(key_type_of(&record)?, self.now())?;
         let added = self
             .store
             .add_version(name.as_str(), &version, expected_latest)
@@ -416,16 +416,16 @@ impl Kms {
         }
     }
 
-    /// New material, wrapped under the root key, which must still be the
-    /// store's: after a `rekey` a node still running would write material
-    /// that no one holding the new key can read.
-    async fn new_version(&self, key_type: KeyType, now: i64) -> Result<NewVersion> {
-        self.root.ensure_current(self.store.as_ref()).await?;
+    /// New material, wrapped under the root key, marked with it: after a
+    /// `rekey` the store refuses what a node still running with the old
+    /// key would write, which no one holding the new key could read.
+    fn new_version(&self, key_type: KeyType, now: i64) -> Result<NewVersion> {
         let material = key_type.generate()?;
         Ok(NewVersion {
             created_at: now,
             wrapped_material: self.root.wrap(&material.secret)?,
             public_key: material.public_key,
+            wrapped_under: self.root.check().to_vec(),
         })
     }
 

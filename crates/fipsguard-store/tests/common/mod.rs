@@ -54,6 +54,13 @@ impl Backend {
             .unwrap()
     }
 
+    /// The store's root key check value, which versions written straight
+    /// to the store must carry.
+    pub async fn root_check(&self) -> Vec<u8> {
+        let check = self.store.setting(fipsguard_core::ROOT_KEY_CHECK_SETTING);
+        check.await.unwrap().expect("a service opened the store")
+    }
+
     /// Runs `sql` on the data from a connection of its own: a change made
     /// outside fipsguard, as a database administrator could.
     pub async fn execute(&self, sql: &str) {

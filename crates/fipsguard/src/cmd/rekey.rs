@@ -39,18 +39,13 @@ pub async fn run(args: &Args) -> ExitCode {
         Err(e) => return super::fail(e),
     };
     let audit = match super::open_audit(&config, &kms).await {
-        Ok(audit) => audit,
+        Ok(Some(audit)) => Some(audit),
+        Ok(None) => {
+            eprintln!("the audit log is off in this configuration: the change is not recorded");
+            None
+        }
         Err(e) => return super::fail(e),
     };
-    if let Some(file) = new.file.as_ref().filter(|f| !f.exists()) {
-        if let Err(e) = fipsguard_core::root::create_key_file(file) {
-            return super::fail(e);
-        }
-        eprintln!(
-            "created root key file {} (mode 0600): back it up; without it the keys are lost",
-            file.display()
-        );
-    }
     let source = if new.file.is_some() {
         "key_file"
     } else {
@@ -67,6 +62,15 @@ pub async fn run(args: &Args) -> ExitCode {
     if let Err(e) = record(audit.as_ref(), event(Outcome::Intent, None, None)).await {
         return super::fail(format!("{e}: the root key was not changed"));
     }
+    if let Some(file) = new.file.as_ref().filter(|f| !f.exists()) {
+        if let Err(e) = fipsguard_core::root::create_key_file(file) {
+            return super::fail(e);
+        }
+        eprintln!(
+            "created root key file {} (mode 0600): back it up; without it the keys are lost",
+            file.display()
+        );
+    }
     let changed = match new.source() {
         Ok(new) => kms.change_root_key(&new).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
@@ -81,7 +85,10 @@ pub async fn run(args: &Args) -> ExitCode {
         None => Ok(()),
     };
     match (changed, recorded.and(closed)) {
-        (Err(e), _) => super::fail(e),
+        (Err(e), Ok(())) => super::fail(e),
+        (Err(e), Err(unrecorded)) => super::fail(format!(
+            "{e} (and its outcome is not in the audit log: {unrecorded})"
+        )),
         (Ok(_), Err(e)) => super::fail(format!(
             "{e}: the root key WAS changed, but its outcome is not in the audit log (its intent is)"
         )),
