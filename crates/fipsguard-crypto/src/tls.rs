@@ -9,9 +9,6 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_lc_rs::signature::{
-    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
-};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider, kx_group};
 use rustls::crypto::CryptoProvider;
@@ -131,7 +128,7 @@ fn verification_algorithms() -> &'static rustls::crypto::WebPkiSupportedAlgorith
 pub struct Identity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    /// What kind of key it is, e.g. `ECDSA P-256` or `RSA 3072`.
+    /// What kind of key it is, e.g. `EC P-256` or `RSA 3072 bits`.
     pub key_description: String,
 }
 
@@ -156,7 +153,9 @@ impl Identity {
         Self::new(certs, key)
     }
 
-    /// Checks the key and the chain against the policy.
+    /// Checks the chain and its key against the policy. The key is judged
+    /// by the certificate's: rustls refuses a private key that is not the
+    /// certificate's own when the configuration is built.
     pub fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
@@ -165,8 +164,11 @@ impl Identity {
         if chain.is_empty() {
             return Err(TlsError::Rustls("the certificate chain is empty".into()));
         }
-        check_chain(&chain)?;
-        let key_description = describe_key(&key)?;
+        let leaf_key = check_chain(&chain)?;
+        if let Some(refusal) = key_refusal(&leaf_key) {
+            return Err(TlsError::NotApproved(refusal));
+        }
+        let key_description = leaf_key.to_string();
         Ok(Self {
             chain,
             key,
@@ -400,9 +402,16 @@ impl std::error::Error for PeerKeyRefused {}
 /// The rule a peer's own certificate key breaks, if any; `None` too for a
 /// certificate that does not parse, which webpki refuses as such.
 fn peer_key_refusal(end_entity: &CertificateDer<'_>) -> Option<Refusal> {
+    key_refusal(&certificate::inspect(end_entity).ok()?.key)
+}
+
+/// The rule a certificate's key breaks, if any, this server's own or a
+/// peer's: RSA of 2048 bits or more, or ECDSA on P-256 or P-384
+/// (SP 800-52 Rev. 2, section 3.3.2).
+fn key_refusal(key: &certificate::Key) -> Option<Refusal> {
     use certificate::Key;
-    match certificate::inspect(end_entity).ok()?.key {
-        Key::Rsa(bits) if bits >= 2048 => None,
+    match key {
+        Key::Rsa(bits) if *bits >= 2048 => None,
         Key::Rsa(_) => Some(Refusal::RsaKeyTooSmall),
         Key::Ec(curve) if curve == "P-256" || curve == "P-384" => None,
         Key::Ec(_) | Key::Other(_) => Some(Refusal::TlsKeyNotOffered),
@@ -704,8 +713,8 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
 /// is the trust anchor, which clients take from their own store: neither
 /// its signature nor its dates are judged. A notBefore up to
 /// [`CLOCK_SKEW`] ahead is taken as the issuer's clock running ahead of
-/// this one.
-fn check_chain(chain: &[CertificateDer<'_>]) -> Result<(), TlsError> {
+/// this one. Returns the first certificate's key, for the key rule.
+fn check_chain(chain: &[CertificateDer<'_>]) -> Result<certificate::Key, TlsError> {
     let mut facts = Vec::with_capacity(chain.len());
     for (index, der) in chain.iter().enumerate() {
         let unreadable = |reason| TlsError::Certificate {
@@ -753,45 +762,12 @@ fn check_chain(chain: &[CertificateDer<'_>]) -> Result<(), TlsError> {
             reason,
         });
     }
-    Ok(())
+    Ok(facts.swap_remove(0).key)
 }
 
 /// How far ahead of this host's clock a certificate's notBefore may be:
 /// an issuer that dates a new certificate "now" by a clock running ahead.
 const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Names the key and checks it: RSA of 2048 bits or more, or ECDSA on P-256
-/// or P-384 (SP 800-52 Rev. 2, section 3.3.2).
-fn describe_key(key: &PrivateKeyDer<'_>) -> Result<String, TlsError> {
-    let refused = |refusal| Err(TlsError::NotApproved(refusal));
-    let der = key.secret_der();
-    let rsa = match key {
-        PrivateKeyDer::Pkcs1(_) => Some(RsaKeyPair::from_der(der)),
-        PrivateKeyDer::Pkcs8(_) => Some(RsaKeyPair::from_pkcs8(der)),
-        _ => None,
-    };
-    match rsa {
-        Some(Ok(rsa)) => return Ok(format!("RSA {}", rsa.public_modulus_len() * 8)),
-        Some(Err(rejected)) if rejected.description_() == "TooSmall" => {
-            return refused(Refusal::RsaKeyTooSmall)
-        }
-        _ => {}
-    }
-    for (curve, algorithm) in [
-        ("P-256", &ECDSA_P256_SHA256_ASN1_SIGNING),
-        ("P-384", &ECDSA_P384_SHA384_ASN1_SIGNING),
-    ] {
-        let parsed = match key {
-            PrivateKeyDer::Pkcs8(_) => EcdsaKeyPair::from_pkcs8(algorithm, der),
-            PrivateKeyDer::Sec1(_) => EcdsaKeyPair::from_private_key_der(algorithm, der),
-            _ => continue,
-        };
-        if parsed.is_ok() {
-            return Ok(format!("ECDSA {curve}"));
-        }
-    }
-    refused(Refusal::TlsKeyNotOffered)
-}
 
 /// A self-signed ECDSA P-256 certificate for `names` (DNS names or IP
 /// addresses), valid for 90 days, made and signed inside the module: for

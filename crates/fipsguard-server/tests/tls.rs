@@ -136,6 +136,19 @@ fn weak_or_unapproved_server_keys_are_refused_at_startup() {
         Identity::from_pem_files(&cert, &key),
         Err(TlsError::NotApproved(Refusal::RsaKeyTooSmall))
     ));
+    // The key is judged by the certificate's: a private key beside an
+    // approved certificate that is not its own, weak or not, is refused
+    // when the configuration is built.
+    let (p256, _) = make(
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "p256",
+    );
+    let (_, rsa2048) = make(&["-newkey", "rsa:2048"], "other");
+    for other in [&key, &rsa2048] {
+        let mismatched = Identity::from_pem_files(&p256, other).unwrap();
+        let refused = fipsguard_crypto::tls::server_config(mismatched, ClientAuth::None);
+        assert!(refused.is_err(), "{}", other.display());
+    }
     let (cert, key) = make(
         &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
         "k256",
@@ -148,7 +161,7 @@ fn weak_or_unapproved_server_keys_are_refused_at_startup() {
     assert!(err.to_string().contains("P-256 or P-384"));
     let (cert, key) = make(&["-newkey", "rsa:2048"], "rsa2048");
     let identity = Identity::from_pem_files(&cert, &key).unwrap();
-    assert_eq!(identity.key_description, "RSA 2048");
+    assert_eq!(identity.key_description, "RSA 2048 bits");
     let config = fipsguard_crypto::tls::server_config(identity, ClientAuth::None).unwrap();
     assert!(config.fips());
 }
