@@ -22,7 +22,7 @@ pub use error::{DecryptError, KmsError};
 pub use key_type::KeyType;
 pub use kms::{
     Clock, ConfigureKey, CreateKey, DataKey, DestructionSweep, KeyMetadata, Kms, KmsConfig, MacTag,
-    MaterialSweep, Page, SignInput, Signature, SystemClock,
+    MaterialSweep, Page, SignInput, Signature, StoreAnswer, SystemClock,
 };
 pub use lifecycle::KeyState;
 pub use root::RootKekSource;

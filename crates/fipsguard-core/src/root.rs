@@ -161,11 +161,18 @@ impl RootKek {
             _ => KmsError::RootKek(format!("{e}; the root key was not changed")),
         })?;
         // Read back: the store now answers to the new key.
-        let check = store.setting(CHECK_SETTING).await?.unwrap_or_default();
+        let unconfirmed = |why: String| {
+            KmsError::RootKek(format!(
+                "the change was committed, but {why}: keep both keys, and confirm with the new one (start a node with it) before anything else"
+            ))
+        };
+        let check = store
+            .setting(CHECK_SETTING)
+            .await
+            .map_err(|e| unconfirmed(format!("reading it back failed ({e})")))?
+            .unwrap_or_default();
         new.unwrap(&check).map_err(|_| {
-            KmsError::RootKek(
-                "the change was committed, but the store's check value does not unwrap under the new key: keep both keys and do not start a node".into(),
-            )
+            unconfirmed("the store's check value does not unwrap under the new key".into())
         })?;
         Ok(versions)
     }

@@ -153,21 +153,25 @@ impl Identity {
         Self::new(certs, key)
     }
 
-    /// Checks the chain and its key against the policy. The key is judged
-    /// by the certificate's: rustls refuses a private key that is not the
-    /// certificate's own when the configuration is built.
+    /// Checks the chain and its key against the policy: the certificate's
+    /// key is judged, and the private key must be that key's own, as the
+    /// module loads it.
     pub fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self, TlsError> {
         ensure_operational()?;
-        if chain.is_empty() {
-            return Err(TlsError::Rustls("the certificate chain is empty".into()));
-        }
         let leaf_key = check_chain(&chain)?;
         if let Some(refusal) = key_refusal(&leaf_key) {
             return Err(TlsError::NotApproved(refusal));
         }
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider())
+            .and_then(|certified| certified.keys_match())
+            .map_err(|e| {
+                TlsError::Rustls(format!(
+                    "the private key is not the first certificate's own: {e}"
+                ))
+            })?;
         let key_description = leaf_key.to_string();
         Ok(Self {
             chain,
@@ -762,7 +766,11 @@ fn check_chain(chain: &[CertificateDer<'_>]) -> Result<certificate::Key, TlsErro
             reason,
         });
     }
-    Ok(facts.swap_remove(0).key)
+    facts
+        .into_iter()
+        .next()
+        .map(|leaf| leaf.key)
+        .ok_or_else(|| TlsError::Rustls("the certificate chain is empty".into()))
 }
 
 /// How far ahead of this host's clock a certificate's notBefore may be:

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use fipsguard_core::{Kms, KmsError};
+use fipsguard_core::{Kms, KmsError, StoreAnswer};
 use fipsguard_crypto::module::{self, State};
 use fipsguard_crypto::selftest::SelfTestReport;
 use metrics::{counter, gauge, histogram, Counter, Histogram};
@@ -249,11 +249,13 @@ pub fn init_self_test_runs() {
 
 /// Publishes whether the root of trust and the store answer (SLI M5): the
 /// root key is checked by unwrapping the store's check value at start, so
-/// a running service holds it; the store is probed now.
+/// a running service holds it until a `rekey` replaces the store's; both
+/// as the latest store probe (at most a second old) found them.
 pub async fn record_availability(state: &AppState) {
-    let reachable = state.store_probe.reachable(&state.kms).await;
-    gauge!("fipsguard_store_reachable").set(f64::from(u8::from(reachable)));
-    gauge!("fipsguard_root_key_available").set(1.0);
+    let answer = state.store_probe.answer(&state.kms).await;
+    let as_gauge = |yes: bool| f64::from(u8::from(yes));
+    gauge!("fipsguard_store_reachable").set(as_gauge(answer != StoreAnswer::Unreachable));
+    gauge!("fipsguard_root_key_available").set(as_gauge(answer != StoreAnswer::RootKeyChanged));
 }
 
 /// Publishes key counts by state and overdue rotations, refreshed by the

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fipsguard_core::Kms;
+use fipsguard_core::{Kms, StoreAnswer};
 use metrics::histogram;
 
 /// Shared state of a running server.
@@ -16,37 +16,46 @@ pub struct AppState {
     pub started: Instant,
     /// The audit log; `None` only when configured off.
     pub audit: Option<fipsguard_audit::AuditLog>,
-    /// Whether the store answers, as health and metrics report it.
+    /// What the store answers, as health and metrics report it.
     pub store_probe: StoreProbe,
 }
 
-/// Whether the store answers, probed at most once per [`StoreProbe::FRESH_FOR`]
+/// What the store answers, probed at most once per [`StoreProbe::FRESH_FOR`]
 /// however many ask: `/v1/health` is open to anyone, and each probe takes
 /// SQLite's one connection or one of the PostgreSQL pool's from the
-/// requests. Callers that come during a probe wait for its answer.
+/// requests. A probe runs on a task of its own, so a caller that goes away
+/// does not cut it short; those that come meanwhile wait for its answer.
 #[derive(Default)]
 pub struct StoreProbe {
-    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    last: Arc<tokio::sync::Mutex<Option<(Instant, StoreAnswer)>>>,
 }
 
 impl StoreProbe {
     /// How long a probe's answer stands.
     pub const FRESH_FOR: Duration = Duration::from_secs(1);
+    /// How long a probe may take before the store counts as unreachable.
+    pub const TIMEOUT: Duration = Duration::from_secs(2);
 
     /// The latest answer, or a new probe's once it is older than
     /// [`FRESH_FOR`](Self::FRESH_FOR); each probe's time is recorded.
-    pub async fn reachable(&self, kms: &Kms) -> bool {
-        let mut last = self.last.lock().await;
-        if let Some((at, reachable)) = *last {
-            if at.elapsed() < Self::FRESH_FOR {
-                return reachable;
+    pub async fn answer(&self, kms: &Arc<Kms>) -> StoreAnswer {
+        let (last, kms) = (self.last.clone(), kms.clone());
+        let probe = tokio::spawn(async move {
+            let mut last = last.lock().await;
+            if let Some((at, answer)) = *last {
+                if at.elapsed() < Self::FRESH_FOR {
+                    return answer;
+                }
             }
-        }
-        let started = Instant::now();
-        let reachable = kms.store_reachable().await;
-        histogram!("fipsguard_store_probe_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        *last = Some((Instant::now(), reachable));
-        reachable
+            let started = Instant::now();
+            let answer = tokio::time::timeout(Self::TIMEOUT, kms.probe_store())
+                .await
+                .unwrap_or(StoreAnswer::Unreachable);
+            histogram!("fipsguard_store_probe_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            *last = Some((Instant::now(), answer));
+            answer
+        });
+        probe.await.unwrap_or(StoreAnswer::Unreachable)
     }
 }

@@ -572,7 +572,8 @@ impl Store for SqliteStore {
                     None => tx.execute("DELETE FROM settings WHERE name = ?1", [name])?,
                 };
             }
-            tx.commit()?;
+            // A commit that fails once its frames are written may stand.
+            convert(tx.commit().map_err(|e| StoreError::CommitUnknown(e.to_string())))?;
             Ok(versions.len() as u64)
         })
         .await

@@ -508,6 +508,10 @@ fn rekey_moves_the_store_to_a_new_root_key() {
         stderr.contains("the new root key is the one in use"),
         "{stderr}"
     );
+    // A node left running (its own audit directory, so the change is not
+    // refused for it) is taken out of service by the change.
+    let stale_audit = setup.path("stale-audit");
+    let stale = setup.serve_with(&[("FIPSGUARD_AUDIT_DIR", stale_audit.to_str().unwrap())]);
     let changed = rekey(&["--new-key-file", new_key]);
     let stderr = String::from_utf8_lossy(&changed.stderr);
     assert!(changed.status.success(), "{stderr}");
@@ -517,6 +521,30 @@ fn rekey_moves_the_store_to_a_new_root_key() {
             && stderr.contains("root key changed: 2 key version(s)"),
         "{stderr}"
     );
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the node left running reports the change",
+        || {
+            let health = curl(&setup, &[&api("health")]);
+            String::from_utf8_lossy(&health.stdout).contains("\"root_key_current\":false")
+                && health.status.code() == Some(22)
+        },
+    );
+    let refused = curl(
+        &setup,
+        &[
+            "-H",
+            &officer,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"name": "late", "type": "aes256-gcm"}"#,
+            &api("keys"),
+        ],
+    );
+    let body = String::from_utf8_lossy(&refused.stdout);
+    assert!(body.contains("\"code\":\"root_key_changed\""), "{body}");
+    stale.stop();
 
     let mut old = Command::new(common::FIPSGUARD)
         .args(["serve", "--config"])
@@ -607,6 +635,11 @@ fn health_checks_probe_the_store_at_most_once_a_second() {
         probed <= seconds.ceil() + 1.0,
         "{probed} probes for 200 health checks in {seconds:.1} s"
     );
+    // Once the answer is older than a second, the next check probes again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = probes();
+    runtime.block_on(health(client.clone(), url.clone()));
+    assert_eq!(probes() - before, 1.0);
     server.stop();
 }
 

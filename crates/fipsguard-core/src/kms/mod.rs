@@ -136,6 +136,17 @@ impl Clock for SystemClock {
     }
 }
 
+/// What the store answers to [`Kms::probe_store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAnswer {
+    /// It answers, under the root key this service holds.
+    Current,
+    /// It answers, but its root key was changed since this service opened it.
+    RootKeyChanged,
+    /// It does not answer.
+    Unreachable,
+}
+
 /// The key management service over one store.
 pub struct Kms {
     store: Arc<dyn Store>,
@@ -209,9 +220,17 @@ impl Kms {
         })
     }
 
-    /// Whether the store answers.
-    pub async fn store_reachable(&self) -> bool {
-        self.store.ping().await.is_ok()
+    /// What the store answers now: whether it does, and whether its root
+    /// key is still the one this service opened it with (a `rekey` since
+    /// leaves this node unable to write keys until restarted).
+    pub async fn probe_store(&self) -> StoreAnswer {
+        match self.root.ensure_current(self.store.as_ref()).await {
+            Ok(()) => StoreAnswer::Current,
+            Err(KmsError::Store(crate::store::StoreError::RootKeyChanged)) => {
+                StoreAnswer::RootKeyChanged
+            }
+            Err(_) => StoreAnswer::Unreachable,
+        }
     }
 
     fn now(&self) -> i64 {

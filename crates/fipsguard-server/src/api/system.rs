@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use fipsguard_core::KmsError;
+use fipsguard_core::{KmsError, StoreAnswer};
 use fipsguard_crypto::module::{self, State as ModuleState};
 use fipsguard_crypto::selftest::SelfTestReport;
 use serde::Serialize;
@@ -22,7 +22,8 @@ use crate::state::AppState;
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     /// `ok`, or `error` when the module is in its error state, the store is
-    /// unreachable or the audit log cannot be written.
+    /// unreachable or under another root key, or the audit log cannot be
+    /// written.
     pub status: &'static str,
     /// The process runs AWS-LC in FIPS mode.
     pub fips_mode: bool,
@@ -37,6 +38,10 @@ pub struct Health {
     pub self_tests: Vec<fipsguard_crypto::selftest::SelfTestResult>,
     /// The store answers.
     pub store_reachable: bool,
+    /// The store's root key is the one this node holds: `false` once
+    /// `fipsguard rekey` changed it since this node started (restart it
+    /// with the new root key).
+    pub root_key_current: bool,
     /// The audit log: `null` when turned off.
     #[schema(value_type = Option<Object>)]
     pub audit: Option<fipsguard_audit::Health>,
@@ -108,10 +113,17 @@ pub async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> ApiResult
 async fn current_health(s: &Arc<AppState>) -> Health {
     let report = module::latest_report();
     let module_state = module::state();
-    let store_reachable = s.store_probe.reachable(&s.kms).await;
+    let store = s.store_probe.answer(&s.kms).await;
+    let (store_reachable, root_key_current) = (
+        store != StoreAnswer::Unreachable,
+        store != StoreAnswer::RootKeyChanged,
+    );
     let audit = s.audit.as_ref().map(fipsguard_audit::AuditLog::health);
     let audit_writable = audit.as_ref().is_none_or(|a| a.writable);
-    let healthy = module_state == ModuleState::Operational && store_reachable && audit_writable;
+    let healthy = module_state == ModuleState::Operational
+        && store_reachable
+        && root_key_current
+        && audit_writable;
     Health {
         status: if healthy { "ok" } else { "error" },
         fips_mode: report.fips_mode(),
@@ -119,6 +131,7 @@ async fn current_health(s: &Arc<AppState>) -> Health {
         module: report.module.clone(),
         self_tests: report.results.clone(),
         store_reachable,
+        root_key_current,
         audit,
     }
 }
