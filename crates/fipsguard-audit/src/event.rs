@@ -111,6 +111,24 @@ pub enum Event {
     Checkpoint(Checkpoint),
 }
 
+impl Event {
+    /// The `kind` of every event this version knows. A verifier meets
+    /// other kinds in logs a newer version wrote: it checks their place
+    /// and hash like any record's, without reading them.
+    pub const KINDS: &'static [&'static str] = &[
+        "request",
+        "self_test",
+        "startup",
+        "tls_reload",
+        "init",
+        "root_key_change",
+        "shutdown",
+        "outage",
+        "segment",
+        "checkpoint",
+    ];
+}
+
 /// Where a segment continues the chain from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Link {
@@ -210,4 +228,35 @@ pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    /// Each listed kind is an event's: a record of it with no fields is
+    /// refused for a missing field, not as an unknown kind.
+    #[test]
+    fn the_known_kinds_are_the_events() {
+        for kind in Event::KINDS {
+            let refused = serde_json::from_str::<Event>(&format!(r#"{{"kind":"{kind}"}}"#));
+            let why = refused.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(!why.contains("unknown variant"), "{kind}: {why}");
+        }
+        // And every event is listed: serde names them all when it meets
+        // one it does not know.
+        let why = serde_json::from_str::<Event>(r#"{"kind":"from_the_future"}"#)
+            .unwrap_err()
+            .to_string();
+        let expected = why.split("expected one of ").nth(1).unwrap_or_default();
+        let mut named: Vec<_> = expected
+            .split(", ")
+            .map(|name| name.trim_matches(|c: char| c == '`' || !c.is_ascii() || c.is_whitespace()))
+            .map(|name| name.split('`').next().unwrap_or_default())
+            .collect();
+        let mut known = Event::KINDS.to_vec();
+        named.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(named, known, "{why}");
+    }
 }

@@ -130,25 +130,29 @@ pub(crate) fn scan_with(
         }
         let parsed: Line<'_> = serde_json::from_slice(line)
             .map_err(|e| fail(None, format!("not a valid record line ({e}): damaged")))?;
-        let record: Record = serde_json::from_str(parsed.record.get())
+        let record = read_record(parsed.record.get())
             .map_err(|e| fail(None, format!("not a valid record ({e}): damaged")))?;
-        let seq = Some(record.seq);
+        let (seq, event) = match &record {
+            Read::Known(record) => (Some(record.seq), Some(&record.event)),
+            Read::Unknown(placed) => (Some(placed.seq), None),
+        };
+        let record_seq = seq.unwrap_or_default();
         if index == 0 {
-            let Event::Segment { continues, .. } = &record.event else {
+            let Some(Event::Segment { continues, .. }) = event else {
                 return Err(fail(
                     seq,
                     "the first record of a file must start a segment".into(),
                 ));
             };
             previous = match continues {
-                None if record.seq == 1 => chain::GENESIS,
+                None if record_seq == 1 => chain::GENESIS,
                 None => return Err(fail(seq, "a new chain must start at record 1".into())),
                 Some(link) => chain::from_hex(&link.hash)
                     .ok_or_else(|| fail(seq, "the segment's link is not a hash".into()))?,
             };
             scan.continues = continues.clone();
-            scan.first_seq = record.seq;
-        } else if Some(record.seq) != scan.last_seq.checked_add(1) {
+            scan.first_seq = record_seq;
+        } else if Some(record_seq) != scan.last_seq.checked_add(1) {
             let expected = match scan.last_seq.checked_add(1) {
                 Some(next) => format!("record {next}"),
                 None => format!("nothing after record {}", scan.last_seq),
@@ -156,8 +160,7 @@ pub(crate) fn scan_with(
             return Err(fail(
                 seq,
                 format!(
-                    "expected {expected} here, found {}: records were removed, inserted or reordered",
-                    record.seq
+                    "expected {expected} here, found {record_seq}: records were removed, inserted or reordered"
                 ),
             ));
         }
@@ -165,9 +168,9 @@ pub(crate) fn scan_with(
             let remark = outside_chain(&record).map_err(|reason| fail(seq, reason))?;
             scan.remarks
                 .push(format!("{}:{number}: {remark}", path.display()));
-            scan.outside_chain = Some(record.seq);
+            scan.outside_chain = Some(record_seq);
             scan.records += 1;
-            scan.last_seq = record.seq;
+            scan.last_seq = record_seq;
             continue;
         }
         let hash = chain::next(&previous, parsed.record.get().as_bytes())
@@ -178,11 +181,11 @@ pub(crate) fn scan_with(
                 "the record does not match its hash: altered or forged".into(),
             ));
         }
-        if let Event::Checkpoint(checkpoint) = &record.event {
+        if let Some(Event::Checkpoint(checkpoint)) = event {
             check_checkpoint(checkpoint, scan.last_seq, &previous, public_keys)
                 .map_err(|reason| fail(seq, reason))?;
-            scan.checkpoint = Some((record.seq, hash));
-            each_checkpoint(record.seq, &hash);
+            scan.checkpoint = Some((record_seq, hash));
+            each_checkpoint(record_seq, &hash);
             scan.checkpoints += 1;
             scan.unsigned_tail = 0;
             scan.line_after_checkpoint = number + 1;
@@ -194,15 +197,49 @@ pub(crate) fn scan_with(
                 .push(format!("{}:{number}: {remark}", path.display()));
         }
         scan.records += 1;
-        scan.last_seq = record.seq;
+        scan.last_seq = record_seq;
         previous = hash;
     }
     Ok(scan)
 }
 
+/// A record as this version reads it.
+enum Read {
+    /// Of a kind it knows.
+    Known(Box<Record>),
+    /// Of a kind a newer version wrote: placed and hashed, not read.
+    Unknown(Placed),
+}
+
+/// What every record has, whatever its kind.
+#[derive(Deserialize)]
+struct Placed {
+    seq: u64,
+    kind: String,
+}
+
+/// Reads a record; one of a kind this version does not know is taken by
+/// its place alone, while a known kind must read in full.
+fn read_record(raw: &str) -> Result<Read, serde_json::Error> {
+    serde_json::from_str(raw)
+        .map(|r| Read::Known(Box::new(r)))
+        .or_else(|e| match serde_json::from_str::<Placed>(raw) {
+            Ok(placed) if !Event::KINDS.contains(&placed.kind.as_str()) => {
+                Ok(Read::Unknown(placed))
+            }
+            _ => Err(e),
+        })
+}
+
 /// Accepts a record outside the chain only for what the module's error
 /// state leaves no other way to record, a failed self-test; describes it.
-fn outside_chain(record: &Record) -> Result<String, String> {
+fn outside_chain(record: &Read) -> Result<String, String> {
+    let Read::Known(record) = record else {
+        return Err(
+            "only a failed self-test may be recorded outside the chain: this record was forged"
+                .into(),
+        );
+    };
     match &record.event {
         Event::SelfTest { trigger, passed: false, failed, .. } => Ok(format!(
             "record {}: a {trigger} self-test run failed ({}) at {} and the module entered its error state; the record is outside the chain (not tamper-evident), and nothing was served after it",
@@ -215,9 +252,17 @@ fn outside_chain(record: &Record) -> Result<String, String> {
 }
 
 /// What an auditor should see in the report: outages, changes of the
-/// root key, and files started for a reason other than startup or
-/// rotation.
-fn remark(record: &Record) -> Option<String> {
+/// root key, files started for a reason other than startup or rotation,
+/// and records of kinds this version does not know.
+fn remark(record: &Read) -> Option<String> {
+    let record = match record {
+        Read::Known(record) => record,
+        Read::Unknown(Placed { seq, kind }) => {
+            return Some(format!(
+                "record {seq}: of a kind this fipsguard does not know ({kind:?}, written by a newer version?): its place and hash were verified, its content was not read"
+            ))
+        }
+    };
     match &record.event {
         Event::RootKeyChange {
             outcome,

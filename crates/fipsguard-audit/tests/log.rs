@@ -793,3 +793,73 @@ fn one_writer_at_a_time_holds_a_directory() {
     let report = verify(dir.path(), &[public]).unwrap();
     assert_eq!(report.notes, Vec::<String>::new(), "{report:?}");
 }
+
+/// A record of a kind a newer version writes, and the checkpoint that
+/// signs it, appended as such a writer would: an older verifier checks its
+/// place and hash and says it did not read it; altered, it is refused.
+#[test]
+fn records_of_unknown_kinds_are_verified_by_place_and_hash() {
+    use base64::Engine;
+    use fipsguard_crypto::digest::{digest, HashAlgorithm};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public, pkcs8) = audit_key_material();
+    write_log(
+        AuditConfig::new(dir.path().to_owned()),
+        signer_from(&pkcs8),
+        3,
+    );
+    let file = single_file(dir.path());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let seq = last["record"]["seq"].as_u64().unwrap();
+    let chained = |previous: &[u8], record: &str| {
+        let input = [b"fipsguard-audit-v1\0", previous, record.as_bytes()].concat();
+        digest(HashAlgorithm::Sha256, &input).unwrap()
+    };
+    let line = |record: &str, hash: &[u8]| {
+        format!(
+            "{{\"record\":{record},\"hash\":\"{}\"}}\n",
+            hex::encode(hash)
+        )
+    };
+    let previous = hex::decode(last["hash"].as_str().unwrap()).unwrap();
+    let future = format!(
+        r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"from_the_future","detail":"kept"}}"#,
+        seq + 1
+    );
+    let future_hash = chained(&previous, &future);
+    let message = [
+        &b"fipsguard-audit-checkpoint-v1\0"[..],
+        &(seq + 1).to_be_bytes(),
+        &future_hash,
+    ]
+    .concat();
+    let signed = signer_from(&pkcs8).sign(&message).unwrap();
+    let checkpoint = format!(
+        r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"checkpoint","covers":{},"chain":"{}","key":"audit","key_version":1,"signature":"{}"}}"#,
+        seq + 2,
+        seq + 1,
+        hex::encode(&future_hash),
+        base64::engine::general_purpose::STANDARD.encode(&signed.signature)
+    );
+    let appended =
+        line(&future, &future_hash) + &line(&checkpoint, &chained(&future_hash, &checkpoint));
+    std::fs::write(&file, text.clone() + &appended).unwrap();
+    noted(
+        dir.path(),
+        &public,
+        &[
+            &format!("record {}", seq + 1),
+            "\"from_the_future\"",
+            "its place and hash were verified",
+        ],
+    );
+
+    std::fs::write(&file, text + &appended.replacen("kept", "lost", 1)).unwrap();
+    let refused = failure(dir.path(), &public);
+    assert!(
+        refused.reason.contains("altered or forged"),
+        "{}",
+        refused.reason
+    );
+}
