@@ -96,6 +96,9 @@ pub(crate) struct Scan {
     /// The record written outside the chain when the module entered its
     /// error state: always the file's last.
     pub outside_chain: Option<u64>,
+    /// Every `root_key_change` record: its number and outcome, in order,
+    /// so that an intent with no outcome after it shows across files.
+    pub root_key_changes: Vec<(u64, Outcome)>,
     /// Outages and unusual new files, for the report.
     pub remarks: Vec<String>,
 }
@@ -191,6 +194,11 @@ pub(crate) fn scan_with(
             scan.line_after_checkpoint = number + 1;
         } else {
             scan.unsigned_tail += 1;
+        }
+        if let Read::Known(known) = &record {
+            if let Event::RootKeyChange { outcome, .. } = known.event {
+                scan.root_key_changes.push((record_seq, outcome));
+            }
         }
         if let Some(remark) = remark(&record) {
             scan.remarks

@@ -110,6 +110,7 @@ fn verify_each_checkpoint(
         notes: Vec::new(),
     };
     let mut previous: Option<(&Path, Scan)> = None;
+    let mut unfinished_change = None;
     for (index, file) in files.iter().enumerate() {
         let scan = segment::scan_with(file, Some(public_keys), each)?;
         // A file created but never written (a rotation that failed, or a
@@ -131,10 +132,20 @@ fn verify_each_checkpoint(
             Some((before, earlier)) => link(before, earlier, file, &scan, &mut report.notes)?,
         }
         report.notes.extend(scan.remarks.iter().cloned());
+        for &(seq, outcome) in &scan.root_key_changes {
+            if outcome != crate::Outcome::Intent {
+                unfinished_change = None;
+            } else if let Some(begun) = unfinished_change.replace(seq) {
+                report.notes.push(unfinished_root_key_change(begun));
+            }
+        }
         report.records += scan.records;
         report.checkpoints += scan.checkpoints;
         report.last_seq = scan.last_seq;
         previous = Some((file, scan));
+    }
+    if let Some(begun) = unfinished_change {
+        report.notes.push(unfinished_root_key_change(begun));
     }
     if log.is_dir() {
         note_set_aside(log, &mut report.notes);
@@ -286,4 +297,11 @@ fn link(
         ));
     }
     Ok(())
+}
+
+/// The note for a root key change whose outcome was never recorded.
+fn unfinished_root_key_change(begun: u64) -> String {
+    format!(
+        "record {begun}: a change of the root key began and no outcome follows it: the process ended mid-change, and whichever root key opens the store tells whether it was made"
+    )
 }

@@ -863,3 +863,49 @@ fn records_of_unknown_kinds_are_verified_by_place_and_hash() {
         refused.reason
     );
 }
+
+/// A root key change whose outcome was never recorded (the process ended
+/// mid-change) is called out; one with its outcome is not.
+#[test]
+fn a_root_key_change_without_an_outcome_is_called_out() {
+    let change = |outcome| Event::RootKeyChange {
+        store: "sqlite".into(),
+        source: "key_file".into(),
+        outcome,
+        versions: (outcome == Outcome::Success).then_some(2),
+        error: None,
+    };
+    let unfinished = "no outcome follows it";
+    for (events, called_out) in [
+        (
+            vec![change(Outcome::Intent), change(Outcome::Success)],
+            false,
+        ),
+        (vec![change(Outcome::Intent)], true),
+        (
+            vec![
+                change(Outcome::Intent),
+                change(Outcome::Intent),
+                change(Outcome::Failure),
+            ],
+            true,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (signer, public) = audit_key();
+        runtime().block_on(async {
+            let log = open_log(dir.path(), signer);
+            for event in events {
+                log.record(event).await.unwrap();
+            }
+            log.close().await.unwrap();
+        });
+        let report = verify(dir.path(), &[public]).unwrap();
+        let noted = report
+            .notes
+            .iter()
+            .filter(|n| n.contains(unfinished))
+            .count();
+        assert_eq!(noted, usize::from(called_out), "{:?}", report.notes);
+    }
+}
