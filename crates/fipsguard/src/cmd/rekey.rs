@@ -75,7 +75,13 @@ pub async fn run(args: &Args) -> ExitCode {
         Some(log) => log.close().await.map_err(|e| e.to_string()),
         None => Ok(()),
     };
-    match (changed, recorded.and(closed)) {
+    conclude(changed, recorded.and(closed))
+}
+
+/// What the operator is told, by whether the key changed and whether its
+/// outcome reached the audit log.
+fn conclude(changed: Result<u64, String>, recorded: Result<(), String>) -> ExitCode {
+    match (changed, recorded) {
         (Err(e), Ok(())) => super::fail(e),
         (Err(e), Err(unrecorded)) => super::fail(format!(
             "{e} (and its outcome is not in the audit log: {unrecorded})"
@@ -87,7 +93,7 @@ pub async fn run(args: &Args) -> ExitCode {
             eprintln!(
                 "root key changed: {versions} key version(s) wrapped again under the new key. \
                  Point [root_key] at the new key before starting any node; keep the old key \
-                 as long as backups made under it are kept"
+                 as long as copies of the store made under it are kept"
             );
             ExitCode::SUCCESS
         }
