@@ -96,10 +96,12 @@ pub(crate) struct Scan {
     /// The record written outside the chain when the module entered its
     /// error state: always the file's last.
     pub outside_chain: Option<u64>,
-    /// Every `root_key_change` record: its number and outcome, in order,
-    /// so that an intent with no outcome after it shows across files.
+    /// Every `root_key_change` record a checkpoint signs: its number and
+    /// outcome, in order, so that an intent with no outcome after it shows
+    /// across files.
     pub root_key_changes: Vec<(u64, Outcome)>,
-    /// Outages and unusual new files, for the report.
+    /// Outages and unusual new files, for the report; those after the
+    /// file's last checkpoint say that nothing signs them.
     pub remarks: Vec<String>,
 }
 
@@ -119,6 +121,9 @@ pub(crate) fn scan_with(
     let bytes =
         std::fs::read(path).map_err(|e| Failure::at(path, 0, None, format!("cannot read: {e}")))?;
     let mut scan = Scan::default();
+    // What records say before a checkpoint signs them: anyone may have
+    // written a tail that none does.
+    let (mut unsigned_remarks, mut unsigned_changes) = (Vec::new(), Vec::new());
     let mut previous = chain::GENESIS;
     let lines = bytes.split_inclusive(|b| *b == b'\n').enumerate();
     for (index, line) in lines {
@@ -192,22 +197,27 @@ pub(crate) fn scan_with(
             scan.checkpoints += 1;
             scan.unsigned_tail = 0;
             scan.line_after_checkpoint = number + 1;
+            scan.remarks.append(&mut unsigned_remarks);
+            scan.root_key_changes.append(&mut unsigned_changes);
         } else {
             scan.unsigned_tail += 1;
         }
         if let Read::Known(known) = &record {
             if let Event::RootKeyChange { outcome, .. } = known.event {
-                scan.root_key_changes.push((record_seq, outcome));
+                unsigned_changes.push((record_seq, outcome));
             }
         }
         if let Some(remark) = remark(&record) {
-            scan.remarks
-                .push(format!("{}:{number}: {remark}", path.display()));
+            unsigned_remarks.push(format!("{}:{number}: {remark}", path.display()));
         }
         scan.records += 1;
         scan.last_seq = record_seq;
         previous = hash;
     }
+    scan.remarks
+        .extend(unsigned_remarks.into_iter().map(|remark| {
+            format!("{remark} (after the file's last checkpoint: nothing signs it, not evidence)")
+        }));
     Ok(scan)
 }
 

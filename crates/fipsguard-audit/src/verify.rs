@@ -302,6 +302,6 @@ fn link(
 /// The note for a root key change whose outcome was never recorded.
 fn unfinished_root_key_change(begun: u64) -> String {
     format!(
-        "record {begun}: a change of the root key began and no outcome follows it: the process ended mid-change, and whichever root key opens the store tells whether it was made"
+        "record {begun}: a change of the root key began, and no outcome follows it in the files verified: unless it is in a file not given, the process ended mid-change, and whichever root key opens the store tells whether it was made"
     )
 }

@@ -794,13 +794,58 @@ fn one_writer_at_a_time_holds_a_directory() {
     assert_eq!(report.notes, Vec::<String>::new(), "{report:?}");
 }
 
-/// A record of a kind a newer version writes, and the checkpoint that
-/// signs it, appended as such a writer would: an older verifier checks its
-/// place and hash and says it did not read it; altered, it is refused.
-#[test]
-fn records_of_unknown_kinds_are_verified_by_place_and_hash() {
+/// Lines for `records` (record JSON texts, numbered on from `seq`), each
+/// chained to the one before from `previous` as the writer chains them,
+/// and a checkpoint over the last, signed with `pkcs8`: what a writer
+/// holding the key appends.
+fn chained_lines(
+    records: &[String],
+    previous: &[u8],
+    seq: u64,
+    pkcs8: &fipsguard_crypto::SecretBytes,
+) -> String {
     use base64::Engine;
     use fipsguard_crypto::digest::{digest, HashAlgorithm};
+    let chained = |previous: &[u8], record: &str| {
+        let input = [b"fipsguard-audit-v1\0", previous, record.as_bytes()].concat();
+        digest(HashAlgorithm::Sha256, &input).unwrap()
+    };
+    let (mut lines, mut previous) = (String::new(), previous.to_vec());
+    let mut push = |record: &str, previous: &mut Vec<u8>| {
+        let hash = chained(previous, record);
+        lines += &format!(
+            "{{\"record\":{record},\"hash\":\"{}\"}}\n",
+            hex::encode(&hash)
+        );
+        *previous = hash;
+    };
+    for record in records {
+        push(record, &mut previous);
+    }
+    let covers = seq + records.len() as u64;
+    let message = [
+        &b"fipsguard-audit-checkpoint-v1\0"[..],
+        &covers.to_be_bytes(),
+        &previous,
+    ]
+    .concat();
+    let signed = signer_from(pkcs8).sign(&message).unwrap();
+    let checkpoint = format!(
+        r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"checkpoint","covers":{covers},"chain":"{}","key":"audit","key_version":1,"signature":"{}"}}"#,
+        covers + 1,
+        hex::encode(&previous),
+        base64::engine::general_purpose::STANDARD.encode(&signed.signature)
+    );
+    push(&checkpoint, &mut previous);
+    lines
+}
+
+/// Records of a kind a newer version writes, and the checkpoint that signs
+/// them, appended as such a writer would: an older verifier checks their
+/// place and hash and says it did not read them. Altered (with the hash
+/// made again, or not), or a known kind that does not read, is refused.
+#[test]
+fn records_of_unknown_kinds_are_verified_by_place_and_hash() {
     let dir = tempfile::tempdir().unwrap();
     let (_, public, pkcs8) = audit_key_material();
     write_log(
@@ -812,38 +857,14 @@ fn records_of_unknown_kinds_are_verified_by_place_and_hash() {
     let text = std::fs::read_to_string(&file).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     let seq = last["record"]["seq"].as_u64().unwrap();
-    let chained = |previous: &[u8], record: &str| {
-        let input = [b"fipsguard-audit-v1\0", previous, record.as_bytes()].concat();
-        digest(HashAlgorithm::Sha256, &input).unwrap()
-    };
-    let line = |record: &str, hash: &[u8]| {
+    let previous = hex::decode(last["hash"].as_str().unwrap()).unwrap();
+    let record = |kind: &str, detail: &str| {
         format!(
-            "{{\"record\":{record},\"hash\":\"{}\"}}\n",
-            hex::encode(hash)
+            r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"{kind}","detail":"{detail}"}}"#,
+            seq + 1
         )
     };
-    let previous = hex::decode(last["hash"].as_str().unwrap()).unwrap();
-    let future = format!(
-        r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"from_the_future","detail":"kept"}}"#,
-        seq + 1
-    );
-    let future_hash = chained(&previous, &future);
-    let message = [
-        &b"fipsguard-audit-checkpoint-v1\0"[..],
-        &(seq + 1).to_be_bytes(),
-        &future_hash,
-    ]
-    .concat();
-    let signed = signer_from(&pkcs8).sign(&message).unwrap();
-    let checkpoint = format!(
-        r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"checkpoint","covers":{},"chain":"{}","key":"audit","key_version":1,"signature":"{}"}}"#,
-        seq + 2,
-        seq + 1,
-        hex::encode(&future_hash),
-        base64::engine::general_purpose::STANDARD.encode(&signed.signature)
-    );
-    let appended =
-        line(&future, &future_hash) + &line(&checkpoint, &chained(&future_hash, &checkpoint));
+    let appended = chained_lines(&[record("from_the_future", "kept")], &previous, seq, &pkcs8);
     std::fs::write(&file, text.clone() + &appended).unwrap();
     noted(
         dir.path(),
@@ -855,13 +876,30 @@ fn records_of_unknown_kinds_are_verified_by_place_and_hash() {
         ],
     );
 
-    std::fs::write(&file, text + &appended.replacen("kept", "lost", 1)).unwrap();
-    let refused = failure(dir.path(), &public);
-    assert!(
-        refused.reason.contains("altered or forged"),
-        "{}",
-        refused.reason
-    );
+    let altered = appended.replacen("kept", "lost", 1);
+    for (tampered, why) in [
+        (altered, "altered or forged"),
+        (
+            // Chained again without the key: the old checkpoint no longer matches.
+            chained_lines(&[record("from_the_future", "lost")], &previous, seq, &pkcs8)
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+                + "\n"
+                + appended.lines().nth(1).unwrap()
+                + "\n",
+            "altered or forged",
+        ),
+        (
+            chained_lines(&[record("request", "kept")], &previous, seq, &pkcs8),
+            "damaged",
+        ),
+    ] {
+        std::fs::write(&file, text.clone() + &tampered).unwrap();
+        let refused = failure(dir.path(), &public);
+        assert!(refused.reason.contains(why), "{why}: {}", refused.reason);
+    }
 }
 
 /// A root key change whose outcome was never recorded (the process ended
@@ -908,4 +946,48 @@ fn a_root_key_change_without_an_outcome_is_called_out() {
             .count();
         assert_eq!(noted, usize::from(called_out), "{:?}", report.notes);
     }
+}
+
+/// What records after a file's last checkpoint say (a writer killed
+/// mid-flush, or anyone who can write the file) is noted as signed by
+/// nothing, and a root key change there is not taken as begun.
+#[test]
+fn what_records_after_a_files_last_checkpoint_say_is_not_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public, pkcs8) = audit_key_material();
+    let config = || AuditConfig::new(dir.path().to_owned());
+    write_log(config(), signer_from(&pkcs8), 2);
+    let file = single_file(dir.path());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let seq = last["record"]["seq"].as_u64().unwrap();
+    let previous = hex::decode(last["hash"].as_str().unwrap()).unwrap();
+    let records = [
+        format!(
+            r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"root_key_change","store":"sqlite","source":"key_file","outcome":"intent"}}"#,
+            seq + 1
+        ),
+        format!(
+            r#"{{"seq":{},"time":"2027-01-01T00:00:00Z","kind":"from_the_future"}}"#,
+            seq + 2
+        ),
+    ];
+    let signed = chained_lines(&records, &previous, seq, &pkcs8);
+    // Without the checkpoint that would sign them.
+    let unsigned: String = signed.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text + &unsigned).unwrap();
+    write_log(config(), signer_from(&pkcs8), 1);
+    let report = noted(
+        dir.path(),
+        &public,
+        &["from_the_future", "nothing signs it, not evidence"],
+    );
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|n| n.contains("no outcome follows it")),
+        "{:?}",
+        report.notes
+    );
 }

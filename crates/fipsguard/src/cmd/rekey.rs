@@ -75,7 +75,12 @@ pub async fn run(args: &Args) -> ExitCode {
         Some(log) => log.close().await.map_err(|e| e.to_string()),
         None => Ok(()),
     };
-    conclude(changed, recorded.and(closed))
+    if let (Ok(()), Err(e)) = (&recorded, &closed) {
+        eprintln!(
+            "fipsguard: the outcome is in the audit log, but the log did not close cleanly: {e}"
+        );
+    }
+    conclude(changed, recorded)
 }
 
 /// What the operator is told, by whether the key changed and whether its
