@@ -80,6 +80,7 @@ async fn main() {
         app,
         fipsguard_server::listener::ConnectionLimits {
             max_connections: 4096,
+            per_client: None,
             idle_timeout: std::time::Duration::from_secs(75),
             body_timeout: fipsguard_server::listener::BODY_TIMEOUT,
         },

@@ -28,6 +28,11 @@ pub struct Config {
     /// Most concurrent connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most concurrent connections from one client (an IPv4 address, an
+    /// IPv6 /64), so that one client cannot take every slot
+    /// (`FIPSGUARD_MAX_CONNECTIONS_PER_CLIENT`). Unset: no such cap, as
+    /// behind a load balancer, whose few addresses every connection has.
+    pub max_connections_per_client: Option<usize>,
     /// Close a connection with no request in flight after this many
     /// seconds (`FIPSGUARD_IDLE_TIMEOUT_SECS`).
     #[serde(default = "default_idle_timeout_secs")]
@@ -244,13 +249,18 @@ fn default_idle_timeout_secs() -> u64 {
 }
 fn connection_limits(
     max_connections: usize,
+    per_client: Option<usize>,
     idle_timeout_secs: u64,
 ) -> Result<ConnectionLimits, String> {
     if !(1..=MAX_IDLE_TIMEOUT_SECS).contains(&idle_timeout_secs) {
         return Err(format!("idle_timeout_secs must be 1 to {MAX_IDLE_TIMEOUT_SECS} (a day): idle connections would otherwise hold their slots for ever"));
     }
+    if per_client.is_some_and(|cap| !(1..=max_connections).contains(&cap)) {
+        return Err("max_connections_per_client must be 1 to max_connections".into());
+    }
     Ok(ConnectionLimits {
         max_connections,
+        per_client,
         idle_timeout: Duration::from_secs(idle_timeout_secs),
         body_timeout: crate::listener::BODY_TIMEOUT,
     })
@@ -310,6 +320,12 @@ impl Config {
         self.root_key.file = path("FIPSGUARD_ROOT_KEY_FILE").or(self.root_key.file.take());
         self.audit.dir = path("FIPSGUARD_AUDIT_DIR").or(self.audit.dir.take());
         self.audit.node = var("FIPSGUARD_AUDIT_NODE").or(self.audit.node.take());
+        if let Some(max) = var("FIPSGUARD_MAX_CONNECTIONS_PER_CLIENT") {
+            self.max_connections_per_client = Some(
+                max.parse()
+                    .map_err(|e| format!("FIPSGUARD_MAX_CONNECTIONS_PER_CLIENT: {e}"))?,
+            );
+        }
         if let Some(secs) = var("FIPSGUARD_IDLE_TIMEOUT_SECS") {
             self.idle_timeout_secs = secs
                 .parse()
@@ -333,7 +349,7 @@ impl Config {
     /// (`init` would otherwise make a root key file and a store for a
     /// configuration the server then refuses).
     fn check(&self) -> Result<(), String> {
-        connection_limits(self.max_connections, self.idle_timeout_secs)?;
+        self.connection_limits()?;
         if self.tls.crl.is_some() && self.tls.client_ca.is_none() {
             // A list with nothing to check against would pass for
             // revocation checking that does not happen.
@@ -372,6 +388,15 @@ impl Config {
         Ok((kms, kind))
     }
 
+    /// The limits on clients' connections, checked.
+    fn connection_limits(&self) -> Result<ConnectionLimits, String> {
+        connection_limits(
+            self.max_connections,
+            self.max_connections_per_client,
+            self.idle_timeout_secs,
+        )
+    }
+
     /// The service's settings, checked.
     fn kms_config(&self) -> Result<KmsConfig, String> {
         let config = KmsConfig {
@@ -384,7 +409,7 @@ impl Config {
 
     /// Everything the server needs.
     pub async fn server_options(&self) -> Result<ServerOptions, String> {
-        let connections = connection_limits(self.max_connections, self.idle_timeout_secs)?;
+        let connections = self.connection_limits()?;
         let (kms, store_kind) = self.open_kms().await?;
         let (identity, client_auth) = self.tls.read()?;
         Ok(ServerOptions {
@@ -449,7 +474,11 @@ pub async fn development(
         tls_files: None,
         hangups: None,
         max_body_bytes: default_max_body(),
-        connections: connection_limits(default_max_connections(), default_idle_timeout_secs())?,
+        connections: connection_limits(
+            default_max_connections(),
+            None,
+            default_idle_timeout_secs(),
+        )?,
         metrics_listen: None,
         audit: Some(fipsguard_audit::AuditConfig::new(audit_dir.clone())),
         audit_node: None,

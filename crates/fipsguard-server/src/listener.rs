@@ -2,7 +2,9 @@
 //! a cap on connections, deadlines for handshakes, headers and idle
 //! connections, graceful shutdown.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -48,6 +50,9 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ConnectionLimits {
     /// Most concurrent connections; more are closed at once.
     pub max_connections: usize,
+    /// Most concurrent connections from one client (an IPv4 address, an
+    /// IPv6 /64); `None`: no such cap.
+    pub per_client: Option<usize>,
     /// A connection with no request in flight for this long is closed
     /// gracefully. HTTP/2 needs it: its clients keep idle connections
     /// alive with pings, which would otherwise hold a slot for ever.
@@ -69,6 +74,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Clients::default();
     // Every connection holds a receiver: a send starts their graceful
     // close, and `closed()` tells when the last one has ended.
     let (closing, _) = watch::channel(());
@@ -90,13 +96,24 @@ pub async fn serve(
             tracing::warn!(%peer, max_connections, "connection refused: at the connection limit");
             continue;
         };
+        let client_slot = match limits.per_client {
+            None => None,
+            Some(cap) => match clients.take(peer.ip(), cap) {
+                Some(client_slot) => Some(client_slot),
+                None => {
+                    record_tls_failure("client_connection_limit");
+                    tracing::warn!(%peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
+                    continue;
+                }
+            },
+        };
         // Marked seen as it is taken: only a later configuration is news
         // to this connection.
         let mut tls = in_force.clone();
         let acceptor = TlsAcceptor::from(tls.borrow_and_update().config.clone());
         let (app, closing) = (app.clone(), closing.subscribe());
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, client_slot);
             serve_connection(stream, peer, acceptor, app, limits, closing, tls).await;
         });
     }
@@ -110,6 +127,57 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown: connections still open after the drain timeout");
+    }
+}
+
+/// The connections open from each client, for [`ConnectionLimits::per_client`].
+#[derive(Clone, Default)]
+struct Clients(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>);
+
+/// A connection counted against its client's cap until it is dropped.
+struct ClientSlot {
+    clients: Clients,
+    client: IpAddr,
+}
+
+impl Clients {
+    /// Counts a connection from `peer`, unless its client has `cap` open.
+    fn take(&self, peer: IpAddr, cap: usize) -> Option<ClientSlot> {
+        let client = client_of(peer);
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(client).or_default();
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Entry::Occupied(mut count) = open.entry(self.client) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+    }
+}
+
+/// The client an address belongs to: an IPv4 address (IPv4-mapped IPv6
+/// included), or an IPv6 /64, which one host commonly holds whole.
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
     }
 }
 
@@ -401,5 +469,35 @@ impl Peer {
             address: address.to_string().into(),
             certificate: leaf.and_then(|cert| fingerprint(cert).ok()).map(Arc::from),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{client_of, Clients};
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(client_of(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            client_of(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            client_of(ip("2001:db8:1:3::1")),
+            client_of(ip("2001:db8:1:2::1"))
+        );
+
+        // One /64 shares its cap; a slot given back is taken again.
+        let clients = Clients::default();
+        let first = clients.take(ip("2001:db8:1:2::1"), 2).unwrap();
+        let _second = clients.take(ip("2001:db8:1:2::2"), 2).unwrap();
+        assert!(clients.take(ip("2001:db8:1:2::3"), 2).is_none());
+        assert!(clients.take(ip("2001:db8:1:3::1"), 2).is_some());
+        drop(first);
+        assert!(clients.take(ip("2001:db8:1:2::3"), 2).is_some());
     }
 }

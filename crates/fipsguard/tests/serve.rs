@@ -643,6 +643,46 @@ fn health_checks_probe_the_store_at_most_once_a_second() {
     server.stop();
 }
 
+/// With `max_connections_per_client`, a client's connections beyond its
+/// cap are closed as they are accepted, and counted; one it closes frees
+/// its place.
+#[test]
+fn a_client_holds_at_most_its_cap_of_connections() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let setup = common::Setup::new();
+    let server = setup.serve_with(&[("FIPSGUARD_MAX_CONNECTIONS_PER_CLIENT", "2")]);
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", setup.port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .unwrap();
+        stream
+    };
+    // Closed by the server: end of stream (or a reset), not a timeout.
+    let closed = |mut stream: TcpStream| match stream.read(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    let held = [connect(), connect()];
+    assert!(!closed(held[0].try_clone().unwrap()) && !closed(held[1].try_clone().unwrap()));
+    assert!(closed(connect()), "a third connection from one client");
+    drop(held);
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the refusal is counted",
+        || {
+            series(
+                &setup,
+                "fipsguard_tls_handshake_failures_total{reason=\"client_connection_limit\"}",
+            ) == 1.0
+        },
+    );
+    assert!(!closed(connect()), "a place freed is taken again");
+    server.stop();
+}
+
 /// Saves the audit log's public key to `audit.pem`, for `verify_audit`.
 fn save_audit_key(setup: &common::Setup) {
     let public_key = curl(
