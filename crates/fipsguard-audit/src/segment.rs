@@ -140,11 +140,11 @@ pub(crate) fn scan_with(
             .map_err(|e| fail(None, format!("not a valid record line ({e}): damaged")))?;
         let record = read_record(parsed.record.get())
             .map_err(|e| fail(None, format!("not a valid record ({e}): damaged")))?;
-        let (seq, event) = match &record {
-            Read::Known(record) => (Some(record.seq), Some(&record.event)),
-            Read::Unknown(placed) => (Some(placed.seq), None),
+        let (record_seq, event) = match &record {
+            Read::Known(record) => (record.seq, Some(&record.event)),
+            Read::Unknown(placed) => (placed.seq, None),
         };
-        let record_seq = seq.unwrap_or_default();
+        let seq = Some(record_seq);
         if index == 0 {
             let Some(Event::Segment { continues, .. }) = event else {
                 return Err(fail(
@@ -202,10 +202,8 @@ pub(crate) fn scan_with(
         } else {
             scan.unsigned_tail += 1;
         }
-        if let Read::Known(known) = &record {
-            if let Event::RootKeyChange { outcome, .. } = known.event {
-                unsigned_changes.push((record_seq, outcome));
-            }
+        if let Some(Event::RootKeyChange { outcome, .. }) = event {
+            unsigned_changes.push((record_seq, *outcome));
         }
         if let Some(remark) = remark(&record) {
             unsigned_remarks.push(format!("{}:{number}: {remark}", path.display()));

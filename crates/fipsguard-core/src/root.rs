@@ -134,8 +134,7 @@ impl RootKek {
             }
         };
         let new = Arc::new(KeyEncryptionKey::new(material.expose_secret())?);
-        let check = store.setting(CHECK_SETTING).await?.unwrap_or_default();
-        if new.unwrap(&check).is_ok() {
+        if new.unwrap(&self.check).is_ok() {
             return Err(KmsError::RootKek(
                 "the new root key is the one in use; nothing was changed".into(),
             ));

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use fipsguard_core::{Kms, KmsError, StoreAnswer};
+use fipsguard_core::{Kms, KmsError};
 use fipsguard_crypto::module::{self, State};
 use fipsguard_crypto::selftest::SelfTestReport;
 use metrics::{counter, gauge, histogram, Counter, Histogram};
@@ -254,8 +254,8 @@ pub fn init_self_test_runs() {
 pub async fn record_availability(state: &AppState) {
     let answer = state.store_probe.answer(&state.kms).await;
     let as_gauge = |yes: bool| f64::from(u8::from(yes));
-    gauge!("fipsguard_store_reachable").set(as_gauge(answer != StoreAnswer::Unreachable));
-    gauge!("fipsguard_root_key_available").set(as_gauge(answer != StoreAnswer::RootKeyChanged));
+    gauge!("fipsguard_store_reachable").set(as_gauge(answer.reachable()));
+    gauge!("fipsguard_root_key_available").set(as_gauge(answer.root_key_current()));
 }
 
 /// Publishes key counts by state and overdue rotations, refreshed by the

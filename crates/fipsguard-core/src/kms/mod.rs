@@ -147,6 +147,19 @@ pub enum StoreAnswer {
     Unreachable,
 }
 
+impl StoreAnswer {
+    /// The store answers.
+    pub fn reachable(self) -> bool {
+        self != Self::Unreachable
+    }
+
+    /// The root key is not known to have changed (unknown while the
+    /// store does not answer).
+    pub fn root_key_current(self) -> bool {
+        self != Self::RootKeyChanged
+    }
+}
+
 /// The key management service over one store.
 pub struct Kms {
     store: Arc<dyn Store>,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use fipsguard_core::{KmsError, StoreAnswer};
+use fipsguard_core::KmsError;
 use fipsguard_crypto::module::{self, State as ModuleState};
 use fipsguard_crypto::selftest::SelfTestReport;
 use serde::Serialize;
@@ -114,10 +114,7 @@ async fn current_health(s: &Arc<AppState>) -> Health {
     let report = module::latest_report();
     let module_state = module::state();
     let store = s.store_probe.answer(&s.kms).await;
-    let (store_reachable, root_key_current) = (
-        store != StoreAnswer::Unreachable,
-        store != StoreAnswer::RootKeyChanged,
-    );
+    let (store_reachable, root_key_current) = (store.reachable(), store.root_key_current());
     let audit = s.audit.as_ref().map(fipsguard_audit::AuditLog::health);
     let audit_writable = audit.as_ref().is_none_or(|a| a.writable);
     let healthy = module_state == ModuleState::Operational

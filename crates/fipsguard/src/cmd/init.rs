@@ -22,14 +22,8 @@ pub async fn run(args: &Args) -> ExitCode {
         Ok(config) => config,
         Err(e) => return super::fail(e),
     };
-    if let Some(file) = config.root_key.file.as_ref().filter(|f| !f.exists()) {
-        if let Err(e) = fipsguard_core::root::create_key_file(file) {
-            return super::fail(e);
-        }
-        eprintln!(
-            "created root key file {} (mode 0600): back it up; without it the keys are lost",
-            file.display()
-        );
+    if let Err(e) = super::create_root_key_file(&config.root_key) {
+        return super::fail(e);
     }
     let (kms, store) = match config.open_kms().await {
         Ok((kms, store)) => (Arc::new(kms), store),

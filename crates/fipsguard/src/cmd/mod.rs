@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fipsguard_core::Kms;
-use fipsguard_server::config::{Config, LogFormat};
+use fipsguard_server::config::{Config, LogFormat, RootKeyConfig};
 
 pub mod algorithms;
 pub mod audit;
@@ -38,6 +38,20 @@ pub fn control_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("the runtime starts")
+}
+
+/// Creates the root key file `root` names if it does not exist yet (`init`,
+/// `rekey`), and says so.
+pub fn create_root_key_file(root: &RootKeyConfig) -> Result<(), String> {
+    let Some(file) = root.file.as_ref().filter(|f| !f.exists()) else {
+        return Ok(());
+    };
+    fipsguard_core::root::create_key_file(file).map_err(|e| e.to_string())?;
+    eprintln!(
+        "created root key file {} (mode 0600): back it up; without it the keys are lost",
+        file.display()
+    );
+    Ok(())
 }
 
 /// Opens the configuration's audit log, if it keeps one, for a command

@@ -62,7 +62,7 @@ pub async fn run(args: &Args) -> ExitCode {
     if let Err(e) = record(audit.as_ref(), event(Outcome::Intent, None, None)).await {
         return super::fail(format!("{e}: the root key was not changed"));
     }
-    let changed = match create_key_file(&new).and_then(|()| new.source()) {
+    let changed = match super::create_root_key_file(&new).and_then(|()| new.source()) {
         Ok(new) => kms.change_root_key(&new).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
@@ -103,19 +103,6 @@ fn conclude(changed: Result<u64, String>, recorded: Result<(), String>) -> ExitC
             ExitCode::SUCCESS
         }
     }
-}
-
-/// Creates the new key file if it names one that does not exist yet.
-fn create_key_file(new: &RootKeyConfig) -> Result<(), String> {
-    let Some(file) = new.file.as_ref().filter(|f| !f.exists()) else {
-        return Ok(());
-    };
-    fipsguard_core::root::create_key_file(file).map_err(|e| e.to_string())?;
-    eprintln!(
-        "created root key file {} (mode 0600): back it up; without it the keys are lost",
-        file.display()
-    );
-    Ok(())
 }
 
 /// Records `event` durably in the log, if there is one.
