@@ -2,10 +2,12 @@
 //! role), per-key grants for users, and bearer tokens.
 //!
 //! A token is `fgt.<id>.<secret>`: the id is public (it names the token in
-//! listings and audit records), the secret is 256 random bits. Only
-//! HMAC-SHA-256(token key, secret) is stored; the token key is random, kept
-//! wrapped under the root KEK, and the stored hash is compared in constant
-//! time. A token is shown once, when it is created.
+//! listings and audit records), the secret is 256 random bits. Only an
+//! HMAC-SHA-256 under the token key of the secret with everything the token
+//! is (id, role, grants, description, creation, expiry) is stored, so a row
+//! changed in the database authenticates no one; the token key is random,
+//! kept wrapped under the root KEK, and the stored hash is compared in
+//! constant time. A token is shown once, when it is created.
 
 use std::fmt;
 use std::str::FromStr;
@@ -180,7 +182,8 @@ impl Principal {
 pub struct TokenRecord {
     /// What the token is.
     pub info: TokenInfo,
-    /// HMAC-SHA-256 of the secret under the token key.
+    /// The bound hash of the secret and `info` (see `TokenHasher::bind`);
+    /// empty once revoked.
     pub hash: Vec<u8>,
 }
 
@@ -241,6 +244,13 @@ const SECRET_LEN: usize = 43;
 /// The key that hashes token secrets.
 pub(crate) struct TokenHasher(MacKey);
 
+/// A stored hash that binds what the token authorizes starts with this
+/// byte; an earlier release stored the bare tag of the secret.
+const BOUND_HASH: u8 = 1;
+
+/// An HMAC-SHA-256 tag's length.
+const TAG_LEN: usize = 32;
+
 impl TokenHasher {
     pub fn new(key: &SecretBytes) -> Result<Self> {
         Ok(Self(MacKey::new(
@@ -249,17 +259,65 @@ impl TokenHasher {
         )?))
     }
 
-    /// Makes a new token: its text and the record to store.
-    pub fn issue(&self) -> Result<(SecretBytes, String, Vec<u8>)> {
+    /// Makes a new token: its text, and the record to store, which
+    /// `describe` fills in given the token's id.
+    pub fn issue(
+        &self,
+        describe: impl FnOnce(String) -> TokenInfo,
+    ) -> Result<(SecretBytes, TokenRecord)> {
         let id = crate::hex(&random::bytes(8)?);
         let secret = random::secret(32)?;
         let encoded = SecretBytes::new(URL_SAFE_NO_PAD.encode(secret.expose_secret()).into_bytes());
-        let hash = self.0.sign(encoded.expose_secret())?;
         let mut token = Vec::with_capacity(TOKEN_PREFIX.len() + id.len() + 1 + encoded.len());
         token.extend_from_slice(format!("{TOKEN_PREFIX}{id}.").as_bytes());
         token.extend_from_slice(encoded.expose_secret());
         let token = SecretBytes::new(token);
-        Ok((token, id, hash))
+        let info = describe(id);
+        let hash = self.bind(&self.0.sign(encoded.expose_secret())?, &info)?;
+        Ok((token, TokenRecord { info, hash }))
+    }
+
+    /// The hash to store for a token whose secret's tag is `secret_tag`:
+    /// the tag of everything the token is and may do (but its revocation)
+    /// with that tag, so that whoever can write to the database, without
+    /// the token key, cannot widen a token's role, grants or lifetime, or
+    /// give its secret another id.
+    fn bind(&self, secret_tag: &[u8], info: &TokenInfo) -> Result<Vec<u8>> {
+        let tag = self.0.sign(&bound_fields(info, secret_tag))?;
+        let mut hash = Vec::with_capacity(1 + TAG_LEN);
+        hash.push(BOUND_HASH);
+        hash.extend_from_slice(&tag);
+        Ok(hash)
+    }
+
+    /// What `rekey` stores for `record`, if anything. In a store an earlier
+    /// release wrote (`earlier_release`), a hash of the secret alone
+    /// becomes the bound hash (cleared for a token revoked, which such a
+    /// release left as it was), and a bound hash cannot be there. In a
+    /// store whose values are bound, a hash of the secret alone was put
+    /// there by someone else.
+    /// `Err` says why not, to follow the token's id.
+    pub fn rebind(
+        &self,
+        record: &TokenRecord,
+        earlier_release: bool,
+    ) -> std::result::Result<Option<Vec<u8>>, String> {
+        let refused = |why: &str| Err(why.to_owned());
+        match (record.hash.len(), earlier_release) {
+            (0, _) => Ok(None),
+            (TAG_LEN, true) if record.info.revoked_at.is_some() => Ok(Some(Vec::new())),
+            (TAG_LEN, true) => match self.bind(&record.hash, &record.info) {
+                Ok(hash) => Ok(Some(hash)),
+                Err(e) => Err(format!("cannot be bound: {e}")),
+            },
+            (TAG_LEN, false) => refused(
+                "has a hash of its secret alone in a store whose values are bound, so the store was changed outside fipsguard",
+            ),
+            (_, true) => refused(
+                "has a bound hash in a store an earlier release wrote, so the store was changed outside fipsguard",
+            ),
+            (_, false) => Ok(None),
+        }
     }
 
     /// Splits a presented token into its id and secret; `None` if it is not
@@ -271,18 +329,52 @@ impl TokenHasher {
         well_formed.then_some((id, secret))
     }
 
-    /// Whether `secret` hashes to `stored`, compared in constant time.
-    pub fn matches(&self, secret: &str, stored: &[u8]) -> Result<bool> {
-        match self.0.verify(secret.as_bytes(), stored) {
+    /// Whether `secret` is the secret of `record`, as it is stored, compared
+    /// in constant time.
+    pub fn matches(&self, secret: &str, record: &TokenRecord) -> Result<bool> {
+        // A damaged row, an earlier release's hash or a revoked token's
+        // cleared one matches no token.
+        let Some((&BOUND_HASH, tag)) = record.hash.split_first() else {
+            return Ok(false);
+        };
+        let fields = bound_fields(&record.info, &self.0.sign(secret.as_bytes())?);
+        match self.0.verify(&fields, tag) {
             Ok(()) => Ok(true),
-            // A wrong secret, or a stored hash too short (a damaged row),
-            // matches no token.
             Err(
                 CryptoError::VerificationFailed | CryptoError::NotApproved(Refusal::TruncatedTag),
             ) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// What a bound hash is the tag of: each field preceded by its length, so
+/// that no two tokens encode alike, the secret's tag last.
+fn bound_fields(info: &TokenInfo, secret_tag: &[u8]) -> Vec<u8> {
+    let mut fields = Vec::with_capacity(256);
+    let mut field = |bytes: &[u8]| {
+        fields.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        fields.extend_from_slice(bytes);
+    };
+    field(b"fipsguard token hash v1");
+    field(info.id.as_bytes());
+    field(info.role.as_str().as_bytes());
+    field(&(info.grants.len() as u64).to_be_bytes());
+    for grant in &info.grants {
+        field(grant.keys.as_bytes());
+        field(&(grant.operations.len() as u64).to_be_bytes());
+        for operation in &grant.operations {
+            field(operation.as_str().as_bytes());
+        }
+    }
+    field(info.description.as_bytes());
+    field(&info.created_at.to_be_bytes());
+    match info.expires_at {
+        Some(at) => field(&at.to_be_bytes()),
+        None => field(&[]),
+    }
+    field(secret_tag);
+    fields
 }
 
 /// Whether `text` holds a token, with or without its `fgt.`, anywhere in
@@ -318,24 +410,107 @@ fn is_lower_hex(b: u8) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_secret_matches_only_its_own_whole_stored_hash() {
-        let tokens = TokenHasher::new(&SecretBytes::new(vec![0x42; 32])).unwrap();
-        let (token, _, stored) = tokens.issue().unwrap();
+    fn hasher() -> TokenHasher {
+        TokenHasher::new(&SecretBytes::new(vec![0x42; 32])).unwrap()
+    }
+
+    fn user_token(tokens: &TokenHasher) -> (String, TokenRecord) {
+        let (token, record) = tokens
+            .issue(|id| TokenInfo {
+                id,
+                role: Role::User,
+                grants: vec![Grant {
+                    keys: "app-*".into(),
+                    operations: vec![Operation::Encrypt, Operation::Decrypt],
+                }],
+                description: "app".into(),
+                created_at: 1_000,
+                expires_at: Some(2_000),
+                revoked_at: None,
+            })
+            .unwrap();
         let token = std::str::from_utf8(token.expose_secret()).unwrap();
         let (_, secret) = TokenHasher::split(token).unwrap();
-        assert!(tokens.matches(secret, &stored).unwrap());
-        assert!(!tokens.matches("another-secret", &stored).unwrap());
+        (secret.to_owned(), record)
+    }
+
+    #[test]
+    fn a_secret_matches_only_its_own_whole_stored_hash() {
+        let tokens = hasher();
+        let (secret, record) = user_token(&tokens);
+        assert!(tokens.matches(&secret, &record).unwrap());
+        let (other, _) = user_token(&tokens);
+        assert!(!tokens.matches(&other, &record).unwrap());
         // A damaged row, shorter or longer than the hash, matches nothing
         // and is no error a caller could tell apart from a wrong secret.
-        let mut longer = stored.clone();
+        let mut longer = record.hash.clone();
         longer.push(0);
-        for damaged in [&[][..], &stored[..31], &longer[..]] {
-            assert!(
-                !tokens.matches(secret, damaged).unwrap(),
-                "{}",
-                damaged.len()
-            );
+        for damaged in [&[][..], &record.hash[..1], &record.hash[..32], &longer[..]] {
+            let damaged = TokenRecord {
+                hash: damaged.to_vec(),
+                ..record.clone()
+            };
+            let matched = tokens.matches(&secret, &damaged).unwrap();
+            assert!(!matched, "{}", damaged.hash.len());
         }
+    }
+
+    #[test]
+    fn a_bound_hash_matches_no_other_authority() {
+        let tokens = hasher();
+        let (secret, record) = user_token(&tokens);
+        type Change = fn(&mut TokenInfo);
+        let changes: [(&str, Change); 8] = [
+            ("id", |i| i.id = "0123456789abcdef".into()),
+            ("role", |i| i.role = Role::Officer),
+            ("grant keys", |i| i.grants[0].keys = "*".into()),
+            ("operations", |i| {
+                i.grants[0].operations.push(Operation::Sign)
+            }),
+            ("another grant", |i| i.grants.push(i.grants[0].clone())),
+            ("description", |i| i.description = "ops".into()),
+            ("created", |i| i.created_at += 1),
+            ("expiry", |i| i.expires_at = None),
+        ];
+        for (what, change) in changes {
+            let mut changed = record.clone();
+            change(&mut changed.info);
+            let matched = tokens.matches(&secret, &changed).unwrap();
+            assert!(!matched, "{what}");
+        }
+        // Revocation is not bound: revoking clears the hash.
+        let mut revoked = record.clone();
+        revoked.info.revoked_at = Some(1_500);
+        assert!(tokens.matches(&secret, &revoked).unwrap());
+    }
+
+    #[test]
+    fn an_earlier_releases_hash_matches_only_once_rebound() {
+        let tokens = hasher();
+        let (secret, record) = user_token(&tokens);
+        let older = TokenRecord {
+            hash: tokens.0.sign(secret.as_bytes()).unwrap(),
+            ..record.clone()
+        };
+        assert!(!tokens.matches(&secret, &older).unwrap());
+        let rebound = TokenRecord {
+            hash: tokens.rebind(&older, true).unwrap().expect("rebound"),
+            ..older.clone()
+        };
+        assert_eq!(rebound.hash, record.hash);
+        assert!(tokens.matches(&secret, &rebound).unwrap());
+        // Only in a store an earlier release wrote, and only that form.
+        assert!(tokens.rebind(&older, false).is_err());
+        assert!(tokens.rebind(&rebound, true).is_err());
+        assert_eq!(tokens.rebind(&rebound, false).unwrap(), None);
+        // Such a release kept a revoked token's hash: it is cleared.
+        let revoked = TokenRecord {
+            info: TokenInfo {
+                revoked_at: Some(1_500),
+                ..older.info.clone()
+            },
+            ..older
+        };
+        assert_eq!(tokens.rebind(&revoked, true).unwrap(), Some(vec![]));
     }
 }

@@ -17,6 +17,9 @@ use crate::key_type::UsableKey;
 /// A key version ready for use, with its share of reserved encryptions.
 pub(crate) struct CachedVersion {
     pub key: UsableKey,
+    /// The public key its private key makes (asymmetric keys): what
+    /// verification and export use, never the stored copy.
+    pub public_key: Option<Vec<u8>>,
     pub encryptions: Allowance,
     /// Held while a new block of encryptions is reserved (ahead, or by
     /// requests that find the allowance empty), so that they make one store

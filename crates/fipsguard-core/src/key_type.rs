@@ -149,3 +149,14 @@ pub(crate) enum UsableKey {
     Mac(Box<MacKey>),
     Sign(SigningKey),
 }
+
+impl UsableKey {
+    /// The public key (SubjectPublicKeyInfo DER) of an asymmetric key, as
+    /// its private key makes it.
+    pub(crate) fn public_key(&self) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Sign(key) => Ok(Some(key.public_key_der()?)),
+            Self::Aes(_) | Self::Mac(_) => Ok(None),
+        }
+    }
+}

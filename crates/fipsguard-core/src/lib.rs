@@ -27,8 +27,8 @@ pub use kms::{
 pub use lifecycle::KeyState;
 pub use root::RootKekSource;
 pub use store::{
-    AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, Rewrap, RootKeyChange,
-    Store, StoreError, VersionRecord, ROOT_KEY_CHECK_SETTING,
+    AddedVersion, Due, KeyRecord, NewVersion, RebindToken, Reservation, Revocation, Rewrap,
+    RootKeyChange, Store, StoreError, VersionRecord, Wrapped, ROOT_KEY_CHECK_SETTING,
 };
 
 /// Lower-case hex, for ids.

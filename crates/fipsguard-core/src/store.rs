@@ -189,12 +189,48 @@ impl Revocation {
 
 /// Turns material wrapped under the root key in use into the same material
 /// wrapped under its successor; `Err` says why it cannot, without secrets.
-pub type Rewrap = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+pub type Rewrap = Arc<dyn Fn(Wrapped<'_>, &[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// What a [`Rewrap`] is given.
+#[derive(Debug, Clone, Copy)]
+pub enum Wrapped<'a> {
+    /// A key version's material, bound to its key's name and type.
+    Material {
+        /// The key's name.
+        key: &'a str,
+        /// The key's type (`KeyType::as_str`).
+        key_type: &'a str,
+        /// The version's number (not bound; `None` before the store
+        /// numbers a new version).
+        version: Option<u32>,
+    },
+    /// A setting's value.
+    Setting(&'a str),
+}
+
+impl std::fmt::Display for Wrapped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Material { key, version, .. } => {
+                write!(f, "the material of {key}")?;
+                version.map_or(Ok(()), |version| write!(f, " version {version}"))
+            }
+            Self::Setting(name) => write!(f, "the setting {name}"),
+        }
+    }
+}
+
+/// Gives a token whose stored hash an earlier release made (of its secret
+/// alone) the hash that binds what it authorizes; `None` for a token whose
+/// hash is bound (or cleared by its revocation) already.
+pub type RebindToken = Arc<dyn Fn(&TokenRecord) -> Result<Option<Vec<u8>>, String> + Send + Sync>;
 
 /// A change of root key, carried out by [`Store::change_root_key`].
 pub struct RootKeyChange {
     /// Applied to every version's material and to each wrapped setting.
     pub rewrap: Rewrap,
+    /// Applied to every token.
+    pub rebind_token: RebindToken,
     /// The settings whose values are wrapped under the root key.
     pub wrapped_settings: &'static [&'static str],
     /// Settings written as given, `None` deleting one (the passphrase salt).
@@ -273,14 +309,17 @@ pub trait Store: Send + Sync + 'static {
     /// Every token, revoked ones included, oldest first.
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
 
-    /// Marks a token revoked at `at`, unless it is the only officer token
-    /// live at `at` (unrevoked and unexpired): checked and written at once,
-    /// so that revocations on several nodes together never leave none.
+    /// Marks a token revoked at `at` and clears its hash (so that a
+    /// revocation lifted in the database leaves a token that matches
+    /// nothing), unless it is the only officer token live at `at`
+    /// (unrevoked and unexpired): checked and written at once, so that
+    /// revocations on several nodes together never leave none.
     async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError>;
 
     /// Carries out `change` in one transaction that keeps other writers
     /// out: every version's material that is not destroyed and each wrapped
-    /// setting that exists are replaced by what `rewrap` makes of them.
+    /// setting that exists are replaced by what `rewrap` makes of them, and
+    /// every token's hash by what `rebind_token` makes of it, if anything.
     /// Nothing is written if `rewrap` fails for any of them (`Corrupt`,
     /// naming the key and version or the setting); a failed commit is
     /// `CommitUnknown`. Returns how many versions were rewrapped.

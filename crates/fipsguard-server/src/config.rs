@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fipsguard_core::root::UnboundValues;
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
 use fipsguard_crypto::tls::{self, ClientAuth, Identity, PeerTrust};
 use fipsguard_crypto::SecretBytes;
@@ -362,30 +363,45 @@ impl Config {
 
     /// Opens the store and the key management service.
     pub async fn open_kms(&self) -> Result<(Kms, &'static str), String> {
-        let kms_config = self.kms_config()?;
-        let (store, kind): (Arc<dyn Store>, _) =
-            match (&self.store.sqlite, &self.store.postgres) {
-                (Some(path), None) => (
-                    Arc::new(SqliteStore::open(path).await.map_err(|e| e.to_string())?),
-                    "sqlite",
+        let (store, kind) = self.open_store().await?;
+        let root = self.root_key.source()?;
+        let kms = Kms::open(store, &root, self.kms_config()?).await;
+        Ok((kms.map_err(|e| e.to_string())?, kind))
+    }
+
+    /// Opens the store and the key management service for `fipsguard
+    /// rekey` alone, taking what an earlier release wrote where `unbound`
+    /// says so.
+    pub async fn open_kms_to_rekey(
+        &self,
+        unbound: UnboundValues,
+    ) -> Result<(Kms, &'static str), String> {
+        let (store, kind) = self.open_store().await?;
+        let root = self.root_key.source()?;
+        let kms = Kms::open_to_rekey(store, &root, self.kms_config()?, unbound).await;
+        Ok((kms.map_err(|e| e.to_string())?, kind))
+    }
+
+    /// The configured store, and its kind.
+    async fn open_store(&self) -> Result<(Arc<dyn Store>, &'static str), String> {
+        match (&self.store.sqlite, &self.store.postgres) {
+            (Some(path), None) => Ok((
+                Arc::new(SqliteStore::open(path).await.map_err(|e| e.to_string())?),
+                "sqlite",
+            )),
+            (None, Some(url)) => Ok((
+                Arc::new(
+                    PostgresStore::connect(url, self.store.pool_size)
+                        .await
+                        .map_err(|e| e.to_string())?,
                 ),
-                (None, Some(url)) => (
-                    Arc::new(
-                        PostgresStore::connect(url, self.store.pool_size)
-                            .await
-                            .map_err(|e| e.to_string())?,
-                    ),
-                    "postgres",
-                ),
-                _ => return Err(
-                    "configure exactly one store: [store] sqlite = \"PATH\" or postgres = \"URL\""
-                        .into(),
-                ),
-            };
-        let kms = Kms::open(store, &self.root_key.source()?, kms_config)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((kms, kind))
+                "postgres",
+            )),
+            _ => Err(
+                "configure exactly one store: [store] sqlite = \"PATH\" or postgres = \"URL\""
+                    .into(),
+            ),
+        }
     }
 
     /// The limits on clients' connections, checked.

@@ -11,7 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
     AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, RootKeyChange, Store,
-    StoreError, VersionRecord, ROOT_KEY_CHECK_SETTING,
+    StoreError, VersionRecord, Wrapped, ROOT_KEY_CHECK_SETTING,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -484,7 +484,7 @@ impl Store for PostgresStore {
             return Ok(revocation);
         }
         tx.execute(
-            "UPDATE tokens SET revoked_at = $1 WHERE id = $2",
+            "UPDATE tokens SET revoked_at = $1, hash = ''::bytea WHERE id = $2",
             &[&at, &id],
         )
         .await
@@ -499,26 +499,31 @@ impl Store for PostgresStore {
         // Other nodes' writes wait until the change is committed or undone;
         // a node holding a lock for long makes the change fail, not hang.
         tx.batch_execute(
-            "SET LOCAL lock_timeout = '30s'; LOCK TABLE settings, key_versions IN EXCLUSIVE MODE",
+            "SET LOCAL lock_timeout = '30s'; LOCK TABLE settings, key_versions, tokens IN EXCLUSIVE MODE",
         )
         .await
         .map_err(error)?;
-        let rewrap = |what: String, wrapped: &[u8]| {
-            (change.rewrap)(wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}")))
+        let rewrap = |what: Wrapped<'_>, wrapped: &[u8]| {
+            (change.rewrap)(what, wrapped)
+                .map_err(|why| StoreError::Corrupt(format!("{what} {why}")))
         };
         let versions = tx
             .query(
-                "SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL ORDER BY key_name, version",
+                "SELECT v.key_name, v.version, v.wrapped_material, k.key_type FROM key_versions v \
+                 LEFT JOIN keys k ON k.name = v.key_name \
+                 WHERE v.wrapped_material IS NOT NULL ORDER BY v.key_name, v.version",
                 &[],
             )
             .await
             .map_err(error)?;
         for row in &versions {
             let (name, version): (&str, i64) = (row.get(0), row.get(1));
-            let rewrapped = rewrap(
-                format!("the material of {name} version {version}"),
-                row.get(2),
-            )?;
+            let material = Wrapped::Material {
+                key: name,
+                key_type: records::key_type_of(name, row.get(3))?,
+                version: Some(records::version(version)?),
+            };
+            let rewrapped = rewrap(material, row.get(2))?;
             tx.execute(
                 "UPDATE key_versions SET wrapped_material = $3 WHERE key_name = $1 AND version = $2",
                 &[&name, &version, &rewrapped],
@@ -532,13 +537,31 @@ impl Store for PostgresStore {
                 .await
                 .map_err(error)?;
             if let Some(value) = value {
-                let rewrapped = rewrap(format!("the setting {name}"), value.get(0))?;
+                let rewrapped = rewrap(Wrapped::Setting(name), value.get(0))?;
                 tx.execute(
                     "UPDATE settings SET value = $2 WHERE name = $1",
                     &[&name, &rewrapped],
                 )
                 .await
                 .map_err(error)?;
+            }
+        }
+        let tokens = tx
+            .query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id"),
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        for row in &tokens {
+            let token = token_row(row)?;
+            let id = &token.info.id;
+            let rebound = (change.rebind_token)(&token)
+                .map_err(|why| StoreError::Corrupt(format!("token {id} {why}")))?;
+            if let Some(hash) = rebound {
+                tx.execute("UPDATE tokens SET hash = $2 WHERE id = $1", &[id, &hash])
+                    .await
+                    .map_err(error)?;
             }
         }
         for (name, value) in &change.settings {

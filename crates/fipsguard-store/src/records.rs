@@ -66,3 +66,9 @@ pub fn count(stored: i64) -> Result<u64, StoreError> {
 pub fn stored_count(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
+
+/// The type of the key a version belongs to, as a change of root key reads
+/// it; a version without its key is refused, not left under the old key.
+pub fn key_type_of<'a>(key: &str, key_type: Option<&'a str>) -> Result<&'a str, StoreError> {
+    key_type.ok_or_else(|| StoreError::Corrupt(format!("versions of {key} have no key")))
+}

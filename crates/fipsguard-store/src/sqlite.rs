@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
     AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, RootKeyChange, Store,
-    StoreError, VersionRecord, ROOT_KEY_CHECK_SETTING,
+    StoreError, VersionRecord, Wrapped, ROOT_KEY_CHECK_SETTING,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -527,7 +527,7 @@ impl Store for SqliteStore {
                 return Ok(revocation);
             }
             tx.execute(
-                "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2",
+                "UPDATE tokens SET revoked_at = ?1, hash = X'' WHERE id = ?2",
                 params![at, id],
             )?;
             tx.commit()?;
@@ -539,17 +539,17 @@ impl Store for SqliteStore {
     async fn change_root_key(&self, change: RootKeyChange) -> Result<u64, StoreError> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rewrap = |what: String, wrapped: &[u8]| {
-                convert((change.rewrap)(wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}"))))
+            let rewrap = |what: Wrapped<'_>, wrapped: &[u8]| {
+                convert((change.rewrap)(what, wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}"))))
             };
             let versions = tx
-                .prepare("SELECT key_name, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL ORDER BY key_name, version")?
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))?
+                .prepare("SELECT v.key_name, v.version, v.wrapped_material, k.key_type FROM key_versions v LEFT JOIN keys k ON k.name = v.key_name WHERE v.wrapped_material IS NOT NULL ORDER BY v.key_name, v.version")?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Option<String>>(3)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            for (name, version, wrapped) in &versions {
+            for (name, version, wrapped, key_type) in &versions {
                 tx.execute(
                     "UPDATE key_versions SET wrapped_material = ?3 WHERE key_name = ?1 AND version = ?2",
-                    params![name, version, rewrap(format!("the material of {name} version {version}"), wrapped)?],
+                    params![name, version, rewrap(Wrapped::Material { key: name, key_type: convert(records::key_type_of(name, key_type.as_deref()))?, version: Some(convert(records::version(*version))?) }, wrapped)?],
                 )?;
             }
             for name in change.wrapped_settings {
@@ -559,8 +559,20 @@ impl Store for SqliteStore {
                 if let Some(value) = value {
                     tx.execute(
                         "UPDATE settings SET value = ?2 WHERE name = ?1",
-                        params![name, rewrap(format!("the setting {name}"), &value)?],
+                        params![name, rewrap(Wrapped::Setting(name), &value)?],
                     )?;
+                }
+            }
+            let tokens = tx
+                .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id"))?
+                .query_map([], token_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for token in &tokens {
+                let id = &token.info.id;
+                let rebound = (change.rebind_token)(token)
+                    .map_err(|why| StoreError::Corrupt(format!("token {id} {why}")));
+                if let Some(hash) = convert(rebound)? {
+                    tx.execute("UPDATE tokens SET hash = ?2 WHERE id = ?1", params![id, hash])?;
                 }
             }
             for (name, value) in &change.settings {

@@ -64,6 +64,11 @@ on_both_stores!(
     audit_anchors_are_kept_per_node_and_replaced,
     the_root_key_changes_and_every_key_and_token_follows,
     a_root_key_change_that_meets_damaged_material_changes_nothing,
+    material_moved_to_another_key_is_refused,
+    a_value_moved_between_a_setting_and_a_key_or_to_another_type_is_refused,
+    a_public_key_put_into_the_store_verifies_nothing,
+    a_store_an_earlier_release_wrote_is_bound_by_a_root_key_change,
+    an_unbound_value_in_a_bound_store_is_refused,
     a_node_left_running_after_a_root_key_change_writes_nothing,
 );
 
@@ -1547,9 +1552,7 @@ async fn the_root_key_changes_and_every_key_and_token_follows(b: Backend) {
     let err = kms.change_root_key(&old).await.unwrap_err().to_string();
     assert!(err.contains("the one in use; nothing was changed"), "{err}");
 
-    let new_file = b.dir.path().join("new.key");
-    fipsguard_core::root::create_key_file(&new_file).unwrap();
-    let new = fipsguard_core::RootKekSource::KeyFile(new_file);
+    let new = b.new_key_file();
     // Versions of "kept" and "signer"; the destroyed key has no material.
     assert_eq!(kms.change_root_key(&new).await.unwrap(), 3);
     drop(kms);
@@ -1603,9 +1606,7 @@ async fn a_root_key_change_that_meets_damaged_material_changes_nothing(b: Backen
         "UPDATE key_versions SET wrapped_material = public_key WHERE key_name = 'zz-damaged'",
     )
     .await;
-    let new_file = b.dir.path().join("new.key");
-    fipsguard_core::root::create_key_file(&new_file).unwrap();
-    let new = fipsguard_core::RootKekSource::KeyFile(new_file);
+    let new = b.new_key_file();
     let err = kms.change_root_key(&new).await.unwrap_err().to_string();
     assert!(
         err.contains(
@@ -1619,6 +1620,263 @@ async fn a_root_key_change_that_meets_damaged_material_changes_nothing(b: Backen
         .await
         .contains("not the one"));
     assert_holdings_open(&b, &b.key_file(), &held).await;
+}
+
+/// Two signing keys, "mine" and "theirs", with `column` of theirs put in
+/// mine's version 1, as a database writer without the root key could; and
+/// a node that has nothing cached.
+async fn theirs_put_in_mine(b: &Backend, column: &str) -> Kms {
+    let kms = b.kms(KmsConfig::default()).await;
+    let signer = KeyType::Signing(SigningKeyType::EcdsaP256);
+    for name in ["mine", "theirs"] {
+        kms.create_key(CreateKey::new(name, signer)).await.unwrap();
+    }
+    b.execute(&format!(
+        "UPDATE key_versions SET {column} = \
+         (SELECT {column} FROM key_versions WHERE key_name = 'theirs' AND version = 1) \
+         WHERE key_name = 'mine' AND version = 1"
+    ))
+    .await;
+    b.kms(KmsConfig::default()).await
+}
+
+async fn material_moved_to_another_key_is_refused(b: Backend) {
+    // To sign with a key through grants that name only another.
+    let kms = theirs_put_in_mine(&b, "wrapped_material").await;
+    let err = kms
+        .sign("mine", SignInput::Message(b"m"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the material of mine version 1 is bound to another place in the store"),
+        "{err}"
+    );
+    kms.sign("theirs", SignInput::Message(b"m"), None)
+        .await
+        .unwrap();
+    // Nor does a change of root key carry it over.
+    let err = kms
+        .change_root_key(&b.new_key_file())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the material of mine version 1 is bound to another place")
+            && err.contains("the root key was not changed"),
+        "{err}"
+    );
+}
+
+async fn a_public_key_put_into_the_store_verifies_nothing(b: Backend) {
+    // To have the service vouch for their signatures under another key's
+    // name.
+    let kms = theirs_put_in_mine(&b, "public_key").await;
+    let theirs = kms
+        .sign("theirs", SignInput::Message(b"m"), None)
+        .await
+        .unwrap();
+    let verified = kms
+        .verify("mine", 1, SignInput::Message(b"m"), None, &theirs.bytes)
+        .await;
+    let exported = kms.public_key("mine", None).await;
+    for err in [verified.unwrap_err(), exported.unwrap_err()] {
+        let err = err.to_string();
+        assert!(
+            err.contains("the stored public key of key mine version 1 is not its own"),
+            "{err}"
+        );
+    }
+    let theirs_verified = kms
+        .verify("theirs", 1, SignInput::Message(b"m"), None, &theirs.bytes)
+        .await;
+    assert!(theirs_verified.unwrap());
+}
+
+async fn a_value_moved_between_a_setting_and_a_key_or_to_another_type_is_refused(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let hmac = KeyType::Hmac(MacAlgorithm::HmacSha256);
+    // A key whose type is changed: an HMAC key's material taken for AES.
+    kms.create_key(CreateKey::new("typed", hmac)).await.unwrap();
+    b.execute("UPDATE keys SET key_type = 'aes256-gcm' WHERE name = 'typed'")
+        .await;
+    let err = b
+        .kms(KmsConfig::default())
+        .await
+        .encrypt("typed", b"p", &EncryptionContext::empty())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the material of typed version 1 is bound to another place"),
+        "{err}"
+    );
+
+    // The token key as a key's material would make the service a MAC
+    // oracle for it, and so a maker of tokens.
+    kms.create_key(CreateKey::new("tagger", hmac))
+        .await
+        .unwrap();
+    b.execute(
+        "UPDATE key_versions SET wrapped_material = \
+         (SELECT value FROM settings WHERE name = 'token_hmac_key') WHERE key_name = 'tagger'",
+    )
+    .await;
+    let err = b
+        .kms(KmsConfig::default())
+        .await
+        .mac("tagger", b"fields")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the material of tagger version 1 is bound to another place in the store"),
+        "{err}"
+    );
+    // A key's material as the token key, or as the check value (which is
+    // read first).
+    for setting in ["token_hmac_key", "root_kek_check"] {
+        b.execute(&format!(
+            "UPDATE settings SET value = \
+             (SELECT wrapped_material FROM key_versions WHERE key_name = 'typed') \
+             WHERE name = '{setting}'"
+        ))
+        .await;
+        let err = b.open_refusal().await;
+        let refusal = format!("the setting {setting} is bound to another place in the store");
+        assert!(err.contains(&refusal), "{err}");
+    }
+}
+
+/// A key "older" with a ciphertext, a signing key "older-signer" with a
+/// signature of "m", and the first officer token's text.
+async fn older_holdings(kms: &Kms) -> (String, fipsguard_core::kms::Signature, String) {
+    let officer = kms.create_first_officer_token().await.unwrap();
+    kms.create_key(CreateKey::new("older", AES)).await.unwrap();
+    let ciphertext = kms
+        .encrypt("older", b"older secret", &EncryptionContext::empty())
+        .await
+        .unwrap();
+    let signer = KeyType::Signing(SigningKeyType::EcdsaP256);
+    kms.create_key(CreateKey::new("older-signer", signer))
+        .await
+        .unwrap();
+    let signature = kms
+        .sign("older-signer", SignInput::Message(b"m"), None)
+        .await
+        .unwrap();
+    let officer = String::from_utf8(officer.token.expose_secret().to_vec()).unwrap();
+    (ciphertext, signature, officer)
+}
+
+async fn a_store_an_earlier_release_wrote_is_bound_by_a_root_key_change(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let (ciphertext, signature, officer) = older_holdings(&kms).await;
+    // Such a release kept a revoked token's hash.
+    let revoked = kms
+        .create_token(fipsguard_core::kms::CreateToken {
+            role: fipsguard_core::Role::Auditor,
+            grants: vec![],
+            ttl_secs: None,
+            description: "revoked".into(),
+        })
+        .await
+        .unwrap();
+    kms.revoke_token(&revoked.info.id).await.unwrap();
+    let revoked = String::from_utf8(revoked.token.expose_secret().to_vec()).unwrap();
+    b.as_an_earlier_release_wrote_it(&[&officer, &revoked])
+        .await;
+    let err = b.open_refusal().await;
+    assert!(
+        err.contains("the setting root_kek_check was wrapped by a release that did not bind")
+            && err.contains("`fipsguard rekey --bind-earlier-release`"),
+        "{err}"
+    );
+
+    let kms = b.rekeying_kms().await;
+    let new = b.new_key_file();
+    assert_eq!(kms.change_root_key(&new).await.unwrap(), 2);
+    drop(kms);
+
+    let kms = Kms::open(b.reopen().await, &new, KmsConfig::default())
+        .await
+        .unwrap();
+    let plaintext = kms
+        .decrypt("older", &ciphertext, &EncryptionContext::empty())
+        .await
+        .unwrap();
+    assert_eq!(plaintext.expose_secret(), b"older secret");
+    let verified = kms
+        .verify(
+            "older-signer",
+            1,
+            SignInput::Message(b"m"),
+            None,
+            &signature.bytes,
+        )
+        .await;
+    assert!(verified.unwrap());
+    let officer_id = &officer[4..20];
+    assert_eq!(
+        kms.authenticate(&officer).await.unwrap().role(),
+        fipsguard_core::Role::Officer
+    );
+    let hash = b.store.token(officer_id).await.unwrap().unwrap().hash;
+    assert_eq!((hash.len(), hash[0]), (33, 1), "bound");
+    b.execute(&format!(
+        "UPDATE tokens SET revoked_at = NULL WHERE id = '{}'",
+        &revoked[4..20]
+    ))
+    .await;
+    let kms = Kms::open(b.reopen().await, &new, KmsConfig::default())
+        .await
+        .unwrap();
+    assert!(
+        kms.authenticate(&revoked).await.is_err(),
+        "revocation lifted"
+    );
+}
+
+async fn an_unbound_value_in_a_bound_store_is_refused(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    let (ciphertext, _, _) = older_holdings(&kms).await;
+    // An earlier release's form of one key's material, which whoever kept
+    // a copy could put back: in a store whose values are bound, no release
+    // wrote it.
+    let kek = b.root_kek();
+    let bound = kek
+        .unwrap(
+            &b.store
+                .version("older", 1)
+                .await
+                .unwrap()
+                .unwrap()
+                .wrapped_material
+                .unwrap(),
+        )
+        .unwrap();
+    let raw = &bound.expose_secret()[bound.len() - 32..];
+    b.execute(&format!(
+        "UPDATE key_versions SET wrapped_material = {} WHERE key_name = 'older'",
+        b.blob(&kek.wrap(raw).unwrap())
+    ))
+    .await;
+    let err = b
+        .kms(KmsConfig::default())
+        .await
+        .decrypt("older", &ciphertext, &EncryptionContext::empty())
+        .await
+        .unwrap_err()
+        .to_string();
+    let refusal =
+        "the material of older version 1 is bound to no place in a store whose values are bound";
+    assert!(err.contains(refusal), "{err}");
+    // Nor does a change of root key bind it, asked to or not.
+    let err = b.rekey_refusal().await;
+    assert!(
+        err.contains(refusal) && err.contains("the root key was not changed"),
+        "{err}"
+    );
 }
 
 async fn a_node_left_running_after_a_root_key_change_writes_nothing(b: Backend) {
@@ -1640,9 +1898,7 @@ async fn a_node_left_running_after_a_root_key_change_writes_nothing(b: Backend) 
         .encrypt("elsewhere", b"v", &EncryptionContext::empty())
         .await
         .unwrap();
-    let new_file = b.dir.path().join("new.key");
-    fipsguard_core::root::create_key_file(&new_file).unwrap();
-    let new = fipsguard_core::RootKekSource::KeyFile(new_file);
+    let new = b.new_key_file();
     rekeying.change_root_key(&new).await.unwrap();
 
     let changed = "root key was changed (fipsguard rekey) after this node started";

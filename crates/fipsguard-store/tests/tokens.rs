@@ -10,6 +10,7 @@ use common::Backend;
 use fipsguard_core::auth::{Grant, Operation, Role};
 use fipsguard_core::kms::{CreateToken, KmsConfig, MAX_GRANTS};
 use fipsguard_core::{Kms, KmsError};
+use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
 
 fn text(token: &fipsguard_crypto::SecretBytes) -> String {
     String::from_utf8(token.expose_secret().to_vec()).unwrap()
@@ -18,8 +19,125 @@ fn text(token: &fipsguard_crypto::SecretBytes) -> String {
 on_both_stores!(
     tokens_authenticate_until_revoked_or_expired,
     grants_decide_what_users_may_do,
-    a_lifetime_policy_bounds_every_token_but_the_first
+    a_lifetime_policy_bounds_every_token_but_the_first,
+    a_token_row_changed_in_the_database_authenticates_no_one,
+    an_earlier_releases_token_hash_in_a_bound_store_is_refused
 );
+
+/// A user token for keys `app-*` that encrypts, valid an hour: its id and text.
+async fn app_token(kms: &Kms) -> (String, String) {
+    let user = kms
+        .create_token(CreateToken {
+            role: Role::User,
+            grants: vec![Grant {
+                keys: "app-*".into(),
+                operations: vec![Operation::Encrypt],
+            }],
+            ttl_secs: Some(3600),
+            description: "app".into(),
+        })
+        .await
+        .unwrap();
+    (user.info.id.clone(), text(&user.token))
+}
+
+/// Whether `token` authenticates on a node that has nothing cached.
+async fn authenticates(b: &Backend, token: &str) -> bool {
+    let kms = b.kms(KmsConfig::default()).await;
+    match kms.authenticate(token).await {
+        Ok(principal) => {
+            assert_eq!(principal.role(), Role::User);
+            true
+        }
+        Err(KmsError::Unauthenticated) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Changes that whoever can write to the database, without the token key,
+/// could make to give a token more than it was issued with.
+const WIDENINGS: [(&str, &str); 5] = [
+    ("role", "role = 'officer', grants = '[]'"),
+    (
+        "grants",
+        r#"grants = '[{"keys":"*","operations":["encrypt","decrypt","sign","read"]}]'"#,
+    ),
+    ("expiry", "expires_at = NULL"),
+    ("creation", "created_at = created_at + 86400"),
+    ("description", "description = 'deploy'"),
+];
+
+async fn a_token_row_changed_in_the_database_authenticates_no_one(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_first_officer_token().await.unwrap();
+    let (id, token) = app_token(&kms).await;
+    let issued = b.store.token(&id).await.unwrap().unwrap().info;
+    let restore = format!(
+        "UPDATE tokens SET role = 'user', grants = '{}', expires_at = {}, created_at = {}, \
+         description = 'app' WHERE id = '{id}'",
+        serde_json::to_string(&issued.grants).unwrap(),
+        issued.expires_at.unwrap(),
+        issued.created_at,
+    );
+    assert!(authenticates(&b, &token).await);
+    for (what, change) in WIDENINGS {
+        b.execute(&format!("UPDATE tokens SET {change} WHERE id = '{id}'"))
+            .await;
+        assert!(!authenticates(&b, &token).await, "{what} changed");
+        b.execute(&restore).await;
+        assert!(authenticates(&b, &token).await, "{what} restored");
+    }
+    // Its hash given to another token of the same secret's holder does
+    // not carry it over either.
+    let (other, _) = app_token(&kms).await;
+    b.execute(&format!(
+        "UPDATE tokens SET hash = (SELECT hash FROM tokens WHERE id = '{id}') WHERE id = '{other}'"
+    ))
+    .await;
+    let moved = format!("fgt.{other}.{}", &token[4 + 16 + 1..]);
+    assert!(!authenticates(&b, &moved).await);
+
+    // A revocation lifted in the database: revoking cleared the hash.
+    kms.revoke_token(&id).await.unwrap();
+    b.execute(&format!(
+        "UPDATE tokens SET revoked_at = NULL WHERE id = '{id}'"
+    ))
+    .await;
+    assert!(!authenticates(&b, &token).await, "revocation lifted");
+}
+
+async fn an_earlier_releases_token_hash_in_a_bound_store_is_refused(b: Backend) {
+    let kms = b.kms(KmsConfig::default()).await;
+    kms.create_first_officer_token().await.unwrap();
+    let (id, token) = app_token(&kms).await;
+    // The hash an earlier release stored (HMAC-SHA-256 of the secret alone
+    // under the token key), with a wider role: whoever kept a copy of
+    // such a row could put it back.
+    let wrapped = b.store.setting("token_hmac_key").await.unwrap().unwrap();
+    let bound = b.root_kek().unwrap(&wrapped).unwrap();
+    let token_key = &bound.expose_secret()[bound.len() - 32..];
+    let older = MacKey::new(MacAlgorithm::HmacSha256, token_key)
+        .unwrap()
+        .sign(&token.as_bytes()[4 + 16 + 1..])
+        .unwrap();
+    b.execute(&format!(
+        "UPDATE tokens SET hash = {}, role = 'officer', grants = '[]' WHERE id = '{id}'",
+        b.blob(&older)
+    ))
+    .await;
+    let kms = b.kms(KmsConfig::default()).await;
+    assert!(matches!(
+        kms.authenticate(&token).await,
+        Err(KmsError::Unauthenticated)
+    ));
+    // Nor does a change of root key bind it, asked to or not.
+    let err = b.rekey_refusal().await;
+    assert!(
+        err.contains(&format!("token {id} has a hash of its secret alone"))
+            && err.contains("the root key was not changed"),
+        "{err}"
+    );
+}
 
 async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
     let clock = Arc::new(common::ManualClock(AtomicI64::new(1_900_000_000)));

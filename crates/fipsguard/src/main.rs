@@ -28,7 +28,7 @@ enum Command {
     Algorithms(cmd::algorithms::Args),
     /// Create the store (and root key file) of a configuration and print the first officer token.
     Init(cmd::init::Args),
-    /// Change the root key of a configuration's store (every node stopped first).
+    /// Change the root key of a configuration's store (every node stopped first); binds a store an earlier release wrote.
     Rekey(cmd::rekey::Args),
     /// Run the key management service (HTTPS API).
     Serve(cmd::serve::Args),

@@ -6,7 +6,7 @@ use crate::error::{KmsError, Result};
 use crate::key_type::{KeyType, Purpose};
 use crate::lifecycle::KeyState;
 use crate::name::KeyName;
-use crate::store::{AddedVersion, KeyRecord, NewVersion, StoreError};
+use crate::store::{AddedVersion, KeyRecord, NewVersion, StoreError, Wrapped};
 
 /// Days a scheduled destruction waits by default, and the allowed range.
 pub const DEFAULT_DESTROY_DAYS: u32 = 7;
@@ -109,7 +109,7 @@ impl Kms {
         let name = KeyName::new(&request.name)?;
         check_cryptoperiod(request.rotate_every_secs)?;
         let now = self.now();
-        let first = self.new_version(request.key_type, now)?;
+        let first = self.new_version(&name, request.key_type, now)?;
         let record = KeyRecord {
             name: name.to_string(),
             key_type: request.key_type.as_str().to_owned(),
@@ -182,7 +182,7 @@ impl Kms {
             self.records.evict(name.as_str());
             return Ok(record.latest_version);
         }
-        let version = self.new_version(key_type_of(&record)?, self.now())?;
+        let version = self.new_version(name, key_type_of(&record)?, self.now())?;
         let added = self
             .store
             .add_version(name.as_str(), &version, expected_latest)
@@ -379,15 +379,13 @@ impl Kms {
             });
         }
         let version = version.unwrap_or(record.latest_version);
-        let der = self
-            .store
-            .version(key_name.as_str(), version)
-            .await?
-            .and_then(|v| v.public_key)
-            .ok_or_else(|| KmsError::VersionNotFound {
-                name: name.to_owned(),
-                version,
-            })?;
+        // From the material, checked against the stored copy: a public key
+        // put into the store by someone else would verify their signatures.
+        let usable = self.usable(&key_name, key_type, version).await?;
+        let der = usable
+            .public_key
+            .clone()
+            .expect("signing keys have a public key");
         Ok(PublicKey {
             version,
             pem: pem("PUBLIC KEY", &der),
@@ -416,14 +414,20 @@ impl Kms {
         }
     }
 
-    /// New material, wrapped under the root key, marked with it: after a
-    /// `rekey` the store refuses what a node still running with the old
-    /// key would write, which no one holding the new key could read.
-    fn new_version(&self, key_type: KeyType, now: i64) -> Result<NewVersion> {
+    /// New material for key `name`, wrapped under the root key bound to
+    /// the key, marked with the root key: after a `rekey` the store
+    /// refuses what a node still running with the old key would write,
+    /// which no one holding the new key could read.
+    fn new_version(&self, name: &KeyName, key_type: KeyType, now: i64) -> Result<NewVersion> {
         let material = key_type.generate()?;
+        let place = Wrapped::Material {
+            key: name.as_str(),
+            key_type: key_type.as_str(),
+            version: None,
+        };
         Ok(NewVersion {
             created_at: now,
-            wrapped_material: self.root.wrap(&material.secret)?,
+            wrapped_material: self.root.wrap(place, &material.secret)?,
             public_key: material.public_key,
             wrapped_under: self.root.check().to_vec(),
         })

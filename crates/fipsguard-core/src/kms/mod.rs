@@ -25,8 +25,8 @@ use crate::error::{KmsError, Result};
 use crate::key_type::KeyType;
 use crate::lifecycle::KeyState;
 use crate::name::KeyName;
-use crate::root::{RootKek, RootKekSource};
-use crate::store::{KeyRecord, Store};
+use crate::root::{RootKek, RootKekSource, UnboundValues};
+use crate::store::{KeyRecord, RebindToken, Store, StoreError, Wrapped};
 
 /// Most encryptions under one AES-GCM key with random 96-bit IVs
 /// (SP 800-38D, section 8.3).
@@ -166,7 +166,7 @@ pub struct Kms {
     root: RootKek,
     config: KmsConfig,
     clock: Arc<dyn Clock>,
-    tokens: crate::auth::TokenHasher,
+    tokens: Arc<crate::auth::TokenHasher>,
     /// Key records, trusted for the metadata TTL.
     records: Cache<String, Arc<KeyRecord>>,
     /// Unwrapped versions, kept until evicted or destroyed.
@@ -201,7 +201,24 @@ impl Kms {
     /// transaction (docs/key-ceremony.md). This service, and any other node
     /// still running, go on with the old key: stop them all first.
     pub async fn change_root_key(&self, new: &RootKekSource) -> Result<u64> {
-        self.root.change(self.store.as_ref(), new).await
+        let (tokens, earlier_release) = (self.tokens.clone(), self.root.takes_unbound());
+        let rebind_token: RebindToken =
+            Arc::new(move |record| tokens.rebind(record, earlier_release));
+        self.root
+            .change(self.store.as_ref(), new, rebind_token)
+            .await
+    }
+
+    /// [`open`](Self::open) for [`change_root_key`](Self::change_root_key)
+    /// alone: with [`UnboundValues::AcceptToRebind`], a store an earlier
+    /// release wrote is opened as it is, for the change to bind it.
+    pub async fn open_to_rekey(
+        store: Arc<dyn Store>,
+        root: &RootKekSource,
+        config: KmsConfig,
+        unbound: UnboundValues,
+    ) -> Result<Self> {
+        Self::open_taking(store, root, config, Arc::new(SystemClock), unbound).await
     }
 
     /// [`open`](Self::open) with a clock of the caller's choice.
@@ -211,10 +228,20 @@ impl Kms {
         config: KmsConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
+        Self::open_taking(store, root, config, clock, UnboundValues::Refuse).await
+    }
+
+    async fn open_taking(
+        store: Arc<dyn Store>,
+        root: &RootKekSource,
+        config: KmsConfig,
+        clock: Arc<dyn Clock>,
+        unbound: UnboundValues,
+    ) -> Result<Self> {
         config.check()?;
         store.ping().await?;
-        let root = RootKek::open(root, store.as_ref()).await?;
-        let tokens = Self::token_hasher(store.as_ref(), &root).await?;
+        let root = RootKek::open(root, store.as_ref(), unbound).await?;
+        let tokens = Arc::new(Self::token_hasher(store.as_ref(), &root).await?);
         let (capacity, ttl) = (config.cache_capacity, Some(config.metadata_ttl));
         Ok(Self {
             store,
@@ -330,7 +357,12 @@ impl Kms {
         let wrapped = record.wrapped_material.ok_or(KmsError::Decrypt(
             crate::error::DecryptError::VersionDestroyed(version),
         ))?;
-        let material = match self.root.unwrap(&wrapped) {
+        let place = Wrapped::Material {
+            key: name.as_str(),
+            key_type: key_type.as_str(),
+            version: Some(version),
+        };
+        let material = match self.root.unwrap(place, &wrapped) {
             Ok(material) => material,
             Err(e) => {
                 // A changed root key explains it better than corruption.
@@ -339,8 +371,18 @@ impl Kms {
             }
         };
         let key = key_type.load(&material)?;
+        // The stored public key is a copy for readers of the store: one
+        // that is not the material's own was put there by someone else.
+        let public_key = key.public_key()?;
+        if record.public_key != public_key {
+            return Err(StoreError::Corrupt(format!(
+                "the stored public key of key {name} version {version} is not its own: the store was changed outside fipsguard"
+            ))
+            .into());
+        }
         let cached = Arc::new(CachedVersion {
             key,
+            public_key,
             encryptions: Allowance::default(),
             reserving: tokio::sync::Mutex::new(()),
         });

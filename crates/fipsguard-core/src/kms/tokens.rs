@@ -11,7 +11,7 @@ use crate::auth::{
 use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
 use crate::name::KeyName;
-use crate::root::TOKEN_KEY_SETTING;
+use crate::root::{TOKEN_KEY, TOKEN_KEY_SETTING};
 use crate::store::{Revocation, StoreError};
 
 /// Shortest and longest token lifetimes, in seconds.
@@ -42,9 +42,12 @@ impl Kms {
         root: &crate::root::RootKek,
     ) -> Result<TokenHasher> {
         let wrapped = store
-            .init_setting(TOKEN_KEY_SETTING, &root.wrap(&random::secret(32)?)?)
+            .init_setting(
+                TOKEN_KEY_SETTING,
+                &root.wrap(TOKEN_KEY, &random::secret(32)?)?,
+            )
             .await?;
-        TokenHasher::new(&root.unwrap(&wrapped)?)
+        TokenHasher::new(&root.unwrap(TOKEN_KEY, &wrapped)?)
     }
 
     /// Creates a token; its text is returned once and never stored. Its
@@ -120,9 +123,8 @@ impl Kms {
                 "a token description holds no token and no control characters".into(),
             ));
         }
-        let (token, id, hash) = self.tokens.issue()?;
         let now = self.now();
-        let info = TokenInfo {
+        let (token, record) = self.tokens.issue(|id| TokenInfo {
             id,
             role: request.role,
             grants: request.grants,
@@ -130,8 +132,7 @@ impl Kms {
             created_at: now,
             expires_at: request.ttl_secs.map(|ttl| now + ttl),
             revoked_at: None,
-        };
-        let record = TokenRecord { info, hash };
+        })?;
         self.store.create_token(&record).await?;
         self.unknown_tokens.forget(&record.info.id);
         Ok(NewToken {
@@ -204,7 +205,7 @@ impl Kms {
             .await?
             .ok_or(KmsError::Unauthenticated)?;
         let live = record.info.is_live(self.now());
-        if !(self.tokens.matches(secret, &record.hash)? && live) {
+        if !(self.tokens.matches(secret, &record)? && live) {
             return Err(KmsError::Unauthenticated);
         }
         Ok(Principal::new(record))

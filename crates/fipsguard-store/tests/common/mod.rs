@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
+use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
 use fipsguard_store::{PostgresStore, SqliteStore};
 use tempfile::TempDir;
 
@@ -47,6 +48,40 @@ impl Backend {
         RootKekSource::KeyFile(path)
     }
 
+    /// A new root key file in this backend's directory, for a change of
+    /// root key.
+    pub fn new_key_file(&self) -> RootKekSource {
+        let path = self.dir.path().join("new.key");
+        fipsguard_core::root::create_key_file(&path).unwrap();
+        RootKekSource::KeyFile(path)
+    }
+
+    /// A service over this backend's store with its key file, as
+    /// `fipsguard rekey` opens it: taking what an earlier release wrote.
+    pub async fn rekeying_kms(&self) -> Kms {
+        let (bind, root) = (
+            fipsguard_core::root::UnboundValues::AcceptToRebind,
+            self.key_file(),
+        );
+        Kms::open_to_rekey(self.reopen().await, &root, KmsConfig::default(), bind)
+            .await
+            .unwrap()
+    }
+
+    /// Why a change of root key, as `fipsguard rekey
+    /// --bind-earlier-release` asks for it, is refused.
+    pub async fn rekey_refusal(&self) -> String {
+        let kms = self.rekeying_kms().await;
+        let refused = kms.change_root_key(&self.new_key_file()).await;
+        refused.expect_err("refused").to_string()
+    }
+
+    /// Why a service over this backend's store with its key file is refused.
+    pub async fn open_refusal(&self) -> String {
+        let opened = Kms::open(self.reopen().await, &self.key_file(), KmsConfig::default()).await;
+        opened.err().expect("refused").to_string()
+    }
+
     /// A service over this backend's store with its key file.
     pub async fn kms(&self, config: KmsConfig) -> Kms {
         Kms::open(self.store.clone(), &self.key_file(), config)
@@ -59,6 +94,79 @@ impl Backend {
     pub async fn root_check(&self) -> Vec<u8> {
         let check = self.store.setting(fipsguard_core::ROOT_KEY_CHECK_SETTING);
         check.await.unwrap().expect("a service opened the store")
+    }
+
+    /// The root key of this backend's key file, to read and write what is
+    /// wrapped under it as someone holding it could.
+    pub fn root_kek(&self) -> fipsguard_crypto::keywrap::KeyEncryptionKey {
+        let _ = self.key_file();
+        let bytes = std::fs::read(self.dir.path().join("root.key")).unwrap();
+        fipsguard_crypto::keywrap::KeyEncryptionKey::new(&bytes).unwrap()
+    }
+
+    /// Rewrites the store as a release that did not bind values to their
+    /// place would have written it: every value wrapped under the root key
+    /// alone, and the hashes of `tokens` (their whole texts) the tags of
+    /// their secrets alone.
+    pub async fn as_an_earlier_release_wrote_it(&self, tokens: &[&str]) {
+        let kek = self.root_kek();
+        let unbound = |wrapped: &[u8], parts: usize| {
+            let bound = kek.unwrap(wrapped).unwrap();
+            let bound = bound.expose_secret();
+            assert!(bound.starts_with(b"fipsguard bound1"));
+            // Past the label, the kind and its parts, each after its length.
+            let mut at = 16;
+            for _ in 0..parts {
+                let length = u64::from_be_bytes(bound[at..at + 8].try_into().unwrap()) as usize;
+                at += 8 + length;
+            }
+            kek.wrap(&bound[at..]).unwrap()
+        };
+        for name in ["root_kek_check", "token_hmac_key"] {
+            let value = self.store.setting(name).await.unwrap().unwrap();
+            let sql = format!(
+                "UPDATE settings SET value = {} WHERE name = '{name}'",
+                self.blob(&unbound(&value, 2))
+            );
+            self.execute(&sql).await;
+        }
+        for key in self.store.list_keys(None, 1000).await.unwrap() {
+            for version in 1..=key.latest_version {
+                let stored = self.store.version(&key.name, version).await.unwrap();
+                let Some(wrapped) = stored.unwrap().wrapped_material else {
+                    continue;
+                };
+                let sql = format!(
+                    "UPDATE key_versions SET wrapped_material = {} \
+                     WHERE key_name = '{}' AND version = {version}",
+                    self.blob(&unbound(&wrapped, 3)),
+                    key.name
+                );
+                self.execute(&sql).await;
+            }
+        }
+        let wrapped = self.store.setting("token_hmac_key").await.unwrap().unwrap();
+        let token_key = MacKey::new(
+            MacAlgorithm::HmacSha256,
+            kek.unwrap(&wrapped).unwrap().expose_secret(),
+        )
+        .unwrap();
+        for token in tokens {
+            let (id, secret) = (&token[4..20], &token[21..]);
+            let sql = format!(
+                "UPDATE tokens SET hash = {} WHERE id = '{id}'",
+                self.blob(&token_key.sign(secret.as_bytes()).unwrap())
+            );
+            self.execute(&sql).await;
+        }
+    }
+
+    /// `bytes` as a literal of this backend's SQL.
+    pub fn blob(&self, bytes: &[u8]) -> String {
+        match &self.location {
+            Location::Sqlite(_) => format!("X'{}'", hex(bytes)),
+            Location::Postgres(_) => format!("'\\x{}'::bytea", hex(bytes)),
+        }
     }
 
     /// Runs `sql` on the data from a connection of its own: a change made

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fipsguard_audit::{AuditLog, Event, Outcome};
+use fipsguard_core::root::UnboundValues;
 use fipsguard_server::config::{Config, RootKeyConfig};
 
 /// Flags of `fipsguard rekey`.
@@ -20,11 +21,17 @@ pub struct Args {
     /// The new root key: a passphrase, read from this environment variable.
     #[arg(long)]
     new_passphrase_env: Option<String>,
+    /// Bind a store an earlier release wrote, whose values are not bound
+    /// to their place (once, when upgrading; docs/key-ceremony.md).
+    #[arg(long)]
+    bind_earlier_release: bool,
 }
 
 /// Wraps every key of the store again under the new root key, in one
 /// transaction, with an `intent` audit record before and its outcome
-/// after. Every node must be stopped first (docs/key-ceremony.md).
+/// after. Every node must be stopped first (docs/key-ceremony.md). A store
+/// an earlier release wrote, whose values are not bound to their place,
+/// is opened as it is and comes out bound.
 pub async fn run(args: &Args) -> ExitCode {
     let config = match Config::load(&args.config) {
         Ok(config) => config,
@@ -34,7 +41,13 @@ pub async fn run(args: &Args) -> ExitCode {
         file: args.new_key_file.clone(),
         passphrase_env: args.new_passphrase_env.clone(),
     };
-    let (kms, store) = match config.open_kms().await {
+    let (kms, store) = match config
+        .open_kms_to_rekey(match args.bind_earlier_release {
+            true => UnboundValues::AcceptToRebind,
+            false => UnboundValues::Refuse,
+        })
+        .await
+    {
         Ok((kms, store)) => (Arc::new(kms), store),
         Err(e) => return super::fail(e),
     };
