@@ -11,11 +11,12 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
+use fipsguard_crypto::secret::constant_time_eq;
 use fipsguard_crypto::{random, SecretBytes};
 use fipsguard_crypto::{Error as CryptoError, Refusal};
 
@@ -178,14 +179,43 @@ impl Principal {
 }
 
 /// A token as stored: its description and its hash, never the token.
-#[derive(Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     /// What the token is.
     pub info: TokenInfo,
     /// The bound hash of the secret and `info` (see `TokenHasher::bind`);
     /// empty once revoked.
     pub hash: Vec<u8>,
+    /// The tag of the secret this record was found to match in full: a
+    /// record kept in memory checks later requests against it alone, which
+    /// costs one HMAC, not two (the bound hash covers every field).
+    matched: OnceLock<[u8; TAG_LEN]>,
 }
+
+impl TokenRecord {
+    /// A record as stored.
+    pub fn new(info: TokenInfo, hash: Vec<u8>) -> Self {
+        Self {
+            info,
+            hash,
+            matched: OnceLock::new(),
+        }
+    }
+}
+
+/// A copy may be changed, so it has not been found to match anything.
+impl Clone for TokenRecord {
+    fn clone(&self) -> Self {
+        Self::new(self.info.clone(), self.hash.clone())
+    }
+}
+
+impl PartialEq for TokenRecord {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.info, &self.hash) == (&other.info, &other.hash)
+    }
+}
+
+impl Eq for TokenRecord {}
 
 impl fmt::Debug for TokenRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -274,7 +304,7 @@ impl TokenHasher {
         let token = SecretBytes::new(token);
         let info = describe(id);
         let hash = self.bind(&self.0.sign(encoded.expose_secret())?, &info)?;
-        Ok((token, TokenRecord { info, hash }))
+        Ok((token, TokenRecord::new(info, hash)))
     }
 
     /// The hash to store for a token whose secret's tag is `secret_tag`:
@@ -337,9 +367,19 @@ impl TokenHasher {
         let Some((&BOUND_HASH, tag)) = record.hash.split_first() else {
             return Ok(false);
         };
-        let fields = bound_fields(&record.info, &self.0.sign(secret.as_bytes())?);
-        match self.0.verify(&fields, tag) {
-            Ok(()) => Ok(true),
+        let secret_tag = self.0.sign(secret.as_bytes())?;
+        // Another secret has another tag, which no bound hash made with
+        // this one's covers.
+        if let Some(matched) = record.matched.get() {
+            return Ok(constant_time_eq(matched, &secret_tag));
+        }
+        match self.0.verify(&bound_fields(&record.info, &secret_tag), tag) {
+            Ok(()) => {
+                if let Ok(matched) = <[u8; TAG_LEN]>::try_from(secret_tag.as_slice()) {
+                    let _ = record.matched.set(matched);
+                }
+                Ok(true)
+            }
             Err(
                 CryptoError::VerificationFailed | CryptoError::NotApproved(Refusal::TruncatedTag),
             ) => Ok(false),
@@ -453,6 +493,22 @@ mod tests {
             let matched = tokens.matches(&secret, &damaged).unwrap();
             assert!(!matched, "{}", damaged.hash.len());
         }
+    }
+
+    #[test]
+    fn a_record_found_to_match_checks_the_next_secret_alone() {
+        let tokens = hasher();
+        let (secret, record) = user_token(&tokens);
+        let (other, _) = user_token(&tokens);
+        assert!(record.matched.get().is_none());
+        assert!(tokens.matches(&secret, &record).unwrap());
+        assert!(record.matched.get().is_some());
+        assert!(tokens.matches(&secret, &record).unwrap());
+        assert!(!tokens.matches(&other, &record).unwrap());
+        // A copy, which may be changed, checks in full again.
+        let mut widened = record.clone();
+        widened.info.role = Role::Officer;
+        assert!(!tokens.matches(&secret, &widened).unwrap());
     }
 
     #[test]

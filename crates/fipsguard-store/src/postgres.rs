@@ -137,8 +137,8 @@ fn version_row(row: &Row) -> Result<VersionRecord, StoreError> {
 }
 
 fn token_row(row: &Row) -> Result<TokenRecord, StoreError> {
-    Ok(TokenRecord {
-        info: TokenInfo {
+    Ok(TokenRecord::new(
+        TokenInfo {
             id: row.get(0),
             role: records::role(row.get(2))?,
             grants: records::grants(row.get(3))?,
@@ -147,8 +147,8 @@ fn token_row(row: &Row) -> Result<TokenRecord, StoreError> {
             expires_at: row.get(6),
             revoked_at: row.get(7),
         },
-        hash: row.get(1),
-    })
+        row.get(1),
+    ))
 }
 
 /// Inserts a version, if the store's root key is still the one its

@@ -209,8 +209,8 @@ fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRecord> {
 }
 
 fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
-    Ok(TokenRecord {
-        info: TokenInfo {
+    Ok(TokenRecord::new(
+        TokenInfo {
             id: row.get(0)?,
             role: convert(records::role(&row.get::<_, String>(2)?))?,
             grants: convert(records::grants(&row.get::<_, String>(3)?))?,
@@ -219,8 +219,8 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
             expires_at: row.get(6)?,
             revoked_at: row.get(7)?,
         },
-        hash: row.get(1)?,
-    })
+        row.get(1)?,
+    ))
 }
 
 /// Inserts a version, if the store's root key is still the one its
