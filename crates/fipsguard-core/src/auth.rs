@@ -179,43 +179,32 @@ impl Principal {
 }
 
 /// A token as stored: its description and its hash, never the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     /// What the token is.
     pub info: TokenInfo,
     /// The bound hash of the secret and `info` (see `TokenHasher::bind`);
     /// empty once revoked.
     pub hash: Vec<u8>,
-    /// The tag of the secret this record was found to match in full: a
-    /// record kept in memory checks later requests against it alone, which
-    /// costs one HMAC, not two (the bound hash covers every field).
+}
+
+/// A token record as a node keeps it in memory: shared, so never changed,
+/// with the tag of the secret it was found to match in full, against which
+/// later requests are checked alone (one HMAC, not two: the bound hash
+/// covers every field).
+pub(crate) struct KnownToken {
+    pub record: Arc<TokenRecord>,
     matched: OnceLock<[u8; TAG_LEN]>,
 }
 
-impl TokenRecord {
-    /// A record as stored.
-    pub fn new(info: TokenInfo, hash: Vec<u8>) -> Self {
+impl KnownToken {
+    pub fn new(record: TokenRecord) -> Self {
         Self {
-            info,
-            hash,
+            record: Arc::new(record),
             matched: OnceLock::new(),
         }
     }
 }
-
-/// A copy may be changed, so it has not been found to match anything.
-impl Clone for TokenRecord {
-    fn clone(&self) -> Self {
-        Self::new(self.info.clone(), self.hash.clone())
-    }
-}
-
-impl PartialEq for TokenRecord {
-    fn eq(&self, other: &Self) -> bool {
-        (&self.info, &self.hash) == (&other.info, &other.hash)
-    }
-}
-
-impl Eq for TokenRecord {}
 
 impl fmt::Debug for TokenRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -304,7 +293,7 @@ impl TokenHasher {
         let token = SecretBytes::new(token);
         let info = describe(id);
         let hash = self.bind(&self.0.sign(encoded.expose_secret())?, &info)?;
-        Ok((token, TokenRecord::new(info, hash)))
+        Ok((token, TokenRecord { info, hash }))
     }
 
     /// The hash to store for a token whose secret's tag is `secret_tag`:
@@ -341,7 +330,8 @@ impl TokenHasher {
                 Err(e) => Err(format!("cannot be bound: {e}")),
             },
             (TAG_LEN, false) => refused(
-                "has a hash of its secret alone in a store whose values are bound, so the store was changed outside fipsguard",
+                "has a hash of its secret alone in a store whose values are bound: the store was changed outside fipsguard, \
+                 or a node of an earlier release still runs (stop it, then revoke the token)",
             ),
             (_, true) => refused(
                 "has a bound hash in a store an earlier release wrote, so the store was changed outside fipsguard",
@@ -359,24 +349,28 @@ impl TokenHasher {
         well_formed.then_some((id, secret))
     }
 
-    /// Whether `secret` is the secret of `record`, as it is stored, compared
-    /// in constant time.
-    pub fn matches(&self, secret: &str, record: &TokenRecord) -> Result<bool> {
+    /// Whether `secret` is the secret of `known`'s record, compared in
+    /// constant time.
+    pub fn matches(&self, secret: &str, known: &KnownToken) -> Result<bool> {
+        // First, so that a token with no hash to check takes as long.
+        let secret_tag = self.0.sign(secret.as_bytes())?;
         // A damaged row, an earlier release's hash or a revoked token's
         // cleared one matches no token.
-        let Some((&BOUND_HASH, tag)) = record.hash.split_first() else {
+        let Some((&BOUND_HASH, tag)) = known.record.hash.split_first() else {
             return Ok(false);
         };
-        let secret_tag = self.0.sign(secret.as_bytes())?;
         // Another secret has another tag, which no bound hash made with
         // this one's covers.
-        if let Some(matched) = record.matched.get() {
+        if let Some(matched) = known.matched.get() {
             return Ok(constant_time_eq(matched, &secret_tag));
         }
-        match self.0.verify(&bound_fields(&record.info, &secret_tag), tag) {
+        match self
+            .0
+            .verify(&bound_fields(&known.record.info, &secret_tag), tag)
+        {
             Ok(()) => {
                 if let Ok(matched) = <[u8; TAG_LEN]>::try_from(secret_tag.as_slice()) {
-                    let _ = record.matched.set(matched);
+                    let _ = known.matched.set(matched);
                 }
                 Ok(true)
             }
@@ -478,9 +472,13 @@ mod tests {
     fn a_secret_matches_only_its_own_whole_stored_hash() {
         let tokens = hasher();
         let (secret, record) = user_token(&tokens);
-        assert!(tokens.matches(&secret, &record).unwrap());
+        assert!(tokens
+            .matches(&secret, &KnownToken::new(record.clone()))
+            .unwrap());
         let (other, _) = user_token(&tokens);
-        assert!(!tokens.matches(&other, &record).unwrap());
+        assert!(!tokens
+            .matches(&other, &KnownToken::new(record.clone()))
+            .unwrap());
         // A damaged row, shorter or longer than the hash, matches nothing
         // and is no error a caller could tell apart from a wrong secret.
         let mut longer = record.hash.clone();
@@ -490,7 +488,9 @@ mod tests {
                 hash: damaged.to_vec(),
                 ..record.clone()
             };
-            let matched = tokens.matches(&secret, &damaged).unwrap();
+            let matched = tokens
+                .matches(&secret, &KnownToken::new(damaged.clone()))
+                .unwrap();
             assert!(!matched, "{}", damaged.hash.len());
         }
     }
@@ -500,15 +500,12 @@ mod tests {
         let tokens = hasher();
         let (secret, record) = user_token(&tokens);
         let (other, _) = user_token(&tokens);
-        assert!(record.matched.get().is_none());
-        assert!(tokens.matches(&secret, &record).unwrap());
-        assert!(record.matched.get().is_some());
-        assert!(tokens.matches(&secret, &record).unwrap());
-        assert!(!tokens.matches(&other, &record).unwrap());
-        // A copy, which may be changed, checks in full again.
-        let mut widened = record.clone();
-        widened.info.role = Role::Officer;
-        assert!(!tokens.matches(&secret, &widened).unwrap());
+        let known = KnownToken::new(record);
+        assert!(known.matched.get().is_none());
+        assert!(tokens.matches(&secret, &known).unwrap());
+        assert!(known.matched.get().is_some());
+        assert!(tokens.matches(&secret, &known).unwrap());
+        assert!(!tokens.matches(&other, &known).unwrap());
     }
 
     #[test]
@@ -531,13 +528,13 @@ mod tests {
         for (what, change) in changes {
             let mut changed = record.clone();
             change(&mut changed.info);
-            let matched = tokens.matches(&secret, &changed).unwrap();
+            let matched = tokens.matches(&secret, &KnownToken::new(changed)).unwrap();
             assert!(!matched, "{what}");
         }
         // Revocation is not bound: revoking clears the hash.
         let mut revoked = record.clone();
         revoked.info.revoked_at = Some(1_500);
-        assert!(tokens.matches(&secret, &revoked).unwrap());
+        assert!(tokens.matches(&secret, &KnownToken::new(revoked)).unwrap());
     }
 
     #[test]
@@ -548,13 +545,17 @@ mod tests {
             hash: tokens.0.sign(secret.as_bytes()).unwrap(),
             ..record.clone()
         };
-        assert!(!tokens.matches(&secret, &older).unwrap());
+        assert!(!tokens
+            .matches(&secret, &KnownToken::new(older.clone()))
+            .unwrap());
         let rebound = TokenRecord {
             hash: tokens.rebind(&older, true).unwrap().expect("rebound"),
             ..older.clone()
         };
         assert_eq!(rebound.hash, record.hash);
-        assert!(tokens.matches(&secret, &rebound).unwrap());
+        assert!(tokens
+            .matches(&secret, &KnownToken::new(rebound.clone()))
+            .unwrap());
         // Only in a store an earlier release wrote, and only that form.
         assert!(tokens.rebind(&older, false).is_err());
         assert!(tokens.rebind(&rebound, true).is_err());

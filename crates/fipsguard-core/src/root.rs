@@ -320,7 +320,7 @@ impl Found {
             (Self::Unbound, Wrapped::Setting(CHECK_SETTING)) => {
                 "was wrapped by a release that did not bind values to their place in the store: \
                  change the root key once with `fipsguard rekey --bind-earlier-release`, which \
-                 binds every value (docs/key-ceremony.md, \"Changing the root key\")"
+                 binds every value (docs/key-ceremony.md, \"Upgrading a store an earlier release wrote\")"
             }
             (Self::Unbound, _) => {
                 "is bound to no place in a store whose values are bound, so the store was changed outside fipsguard"

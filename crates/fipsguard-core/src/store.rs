@@ -311,9 +311,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a token revoked at `at` and clears its hash (so that a
     /// revocation lifted in the database leaves a token that matches
-    /// nothing), unless it is the only officer token live at `at`
-    /// (unrevoked and unexpired): checked and written at once, so that
-    /// revocations on several nodes together never leave none.
+    /// nothing, and that counts as revoked here), unless it is the only
+    /// officer token live at `at` (unrevoked, with a hash, unexpired):
+    /// checked and written at once, so that revocations on several nodes
+    /// together never leave none.
     async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError>;
 
     /// Carries out `change` in one transaction that keeps other writers

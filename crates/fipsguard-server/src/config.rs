@@ -363,10 +363,8 @@ impl Config {
 
     /// Opens the store and the key management service.
     pub async fn open_kms(&self) -> Result<(Kms, &'static str), String> {
-        let (store, kind) = self.open_store().await?;
-        let root = self.root_key.source()?;
-        let kms = Kms::open(store, &root, self.kms_config()?).await;
-        Ok((kms.map_err(|e| e.to_string())?, kind))
+        // Refusing unbound values, it opens as `Kms::open` does.
+        self.open_kms_to_rekey(UnboundValues::Refuse).await
     }
 
     /// Opens the store and the key management service for `fipsguard

@@ -137,8 +137,8 @@ fn version_row(row: &Row) -> Result<VersionRecord, StoreError> {
 }
 
 fn token_row(row: &Row) -> Result<TokenRecord, StoreError> {
-    Ok(TokenRecord::new(
-        TokenInfo {
+    Ok(TokenRecord {
+        info: TokenInfo {
             id: row.get(0),
             role: records::role(row.get(2))?,
             grants: records::grants(row.get(3))?,
@@ -147,8 +147,8 @@ fn token_row(row: &Row) -> Result<TokenRecord, StoreError> {
             expires_at: row.get(6),
             revoked_at: row.get(7),
         },
-        row.get(1),
-    ))
+        hash: row.get(1),
+    })
 }
 
 /// Inserts a version, if the store's root key is still the one its
@@ -470,7 +470,7 @@ impl Store for PostgresStore {
             .query(
                 &format!(
                     "SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL \
-                     AND (id = $1 OR role = $2) ORDER BY id FOR UPDATE"
+                     AND length(hash) > 0 AND (id = $1 OR role = $2) ORDER BY id FOR UPDATE"
                 ),
                 &[&id, &Role::Officer.as_str()],
             )

@@ -209,8 +209,8 @@ fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRecord> {
 }
 
 fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
-    Ok(TokenRecord::new(
-        TokenInfo {
+    Ok(TokenRecord {
+        info: TokenInfo {
             id: row.get(0)?,
             role: convert(records::role(&row.get::<_, String>(2)?))?,
             grants: convert(records::grants(&row.get::<_, String>(3)?))?,
@@ -219,8 +219,8 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
             expires_at: row.get(6)?,
             revoked_at: row.get(7)?,
         },
-        row.get(1)?,
-    ))
+        hash: row.get(1)?,
+    })
 }
 
 /// Inserts a version, if the store's root key is still the one its
@@ -516,7 +516,7 @@ impl Store for SqliteStore {
             let unrevoked = tx
                 .prepare(&format!(
                     "SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL \
-                     AND (id = ?1 OR role = ?2)"
+                     AND length(hash) > 0 AND (id = ?1 OR role = ?2)"
                 ))?
                 .query_map(params![id, Role::Officer.as_str()], |row| {
                     token_row(row).map(|t| t.info)

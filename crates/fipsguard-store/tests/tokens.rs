@@ -69,7 +69,7 @@ const WIDENINGS: [(&str, &str); 5] = [
 
 async fn a_token_row_changed_in_the_database_authenticates_no_one(b: Backend) {
     let kms = b.kms(KmsConfig::default()).await;
-    kms.create_first_officer_token().await.unwrap();
+    let first = kms.create_first_officer_token().await.unwrap();
     let (id, token) = app_token(&kms).await;
     let issued = b.store.token(&id).await.unwrap().unwrap().info;
     let restore = format!(
@@ -104,6 +104,28 @@ async fn a_token_row_changed_in_the_database_authenticates_no_one(b: Backend) {
     ))
     .await;
     assert!(!authenticates(&b, &token).await, "revocation lifted");
+
+    // Nor does such a token count as the live officer that lets the last
+    // real one be revoked (which would leave no way in).
+    let second = kms
+        .create_token(CreateToken {
+            role: Role::Officer,
+            grants: vec![],
+            ttl_secs: None,
+            description: "second officer".into(),
+        })
+        .await
+        .unwrap();
+    kms.revoke_token(&second.info.id).await.unwrap();
+    b.execute(&format!(
+        "UPDATE tokens SET revoked_at = NULL WHERE id = '{}'",
+        second.info.id
+    ))
+    .await;
+    assert!(matches!(
+        kms.revoke_token(&first.info.id).await,
+        Err(KmsError::LastOfficerToken)
+    ));
 }
 
 async fn an_earlier_releases_token_hash_in_a_bound_store_is_refused(b: Backend) {

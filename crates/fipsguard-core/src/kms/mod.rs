@@ -19,7 +19,7 @@ pub use tokens::{CreateToken, MAX_GRANTS, TOKEN_TTL_SECS};
 
 use lifecycle::Destruction;
 
-use crate::auth::TokenRecord;
+use crate::auth::KnownToken;
 use crate::cache::{Allowance, Cache, CachedVersion, Lookup, Refreshes};
 use crate::error::{KmsError, Result};
 use crate::key_type::KeyType;
@@ -172,7 +172,7 @@ pub struct Kms {
     /// Unwrapped versions, kept until evicted or destroyed.
     versions: Cache<(String, u32), Arc<CachedVersion>>,
     /// Token records by id, trusted for the metadata TTL.
-    token_records: Cache<String, Arc<TokenRecord>>,
+    token_records: Cache<String, Arc<KnownToken>>,
     /// Ids the store does not know (mostly guesses), remembered for the
     /// metadata TTL apart from real tokens, so that guesses never evict them.
     unknown_tokens: Cache<String, ()>,

@@ -6,7 +6,7 @@ use fipsguard_crypto::random;
 
 use super::Kms;
 use crate::auth::{
-    Grant, NewToken, Principal, Role, TokenHasher, TokenInfo, TokenRecord, TOKEN_PREFIX,
+    Grant, KnownToken, NewToken, Principal, Role, TokenHasher, TokenInfo, TOKEN_PREFIX,
 };
 use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
@@ -200,21 +200,21 @@ impl Kms {
     /// matches. Every failure is the same `Unauthenticated`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let (id, secret) = TokenHasher::split(token).ok_or(KmsError::Unauthenticated)?;
-        let record = self
+        let known = self
             .token_record(id)
             .await?
             .ok_or(KmsError::Unauthenticated)?;
-        let live = record.info.is_live(self.now());
-        if !(self.tokens.matches(secret, &record)? && live) {
+        let live = known.record.info.is_live(self.now());
+        if !(self.tokens.matches(secret, &known)? && live) {
             return Err(KmsError::Unauthenticated);
         }
-        Ok(Principal::new(record))
+        Ok(Principal::new(known.record.clone()))
     }
 
     /// A token record, from memory while fresh (no store read per request).
     /// Unknown ids are remembered too, so callers guessing ids cost one
     /// store read per id and TTL, not one per request.
-    async fn token_record(&self, id: &str) -> Result<Option<Arc<TokenRecord>>> {
+    async fn token_record(&self, id: &str) -> Result<Option<Arc<KnownToken>>> {
         let known = match self.token_records.get(id) {
             Lookup::Fresh(record) => return Ok(Some(record)),
             Lookup::Stale(_) => true,
@@ -241,7 +241,11 @@ impl Kms {
             return Ok(None);
         }
         let tickets = (self.token_records.ticket(), self.unknown_tokens.ticket());
-        let record = self.store.token(id).await?.map(Arc::new);
+        let record = self
+            .store
+            .token(id)
+            .await?
+            .map(|record| Arc::new(KnownToken::new(record)));
         match &record {
             Some(record) => self
                 .token_records

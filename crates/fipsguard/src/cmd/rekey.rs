@@ -42,9 +42,10 @@ pub async fn run(args: &Args) -> ExitCode {
         passphrase_env: args.new_passphrase_env.clone(),
     };
     let (kms, store) = match config
-        .open_kms_to_rekey(match args.bind_earlier_release {
-            true => UnboundValues::AcceptToRebind,
-            false => UnboundValues::Refuse,
+        .open_kms_to_rekey(if args.bind_earlier_release {
+            UnboundValues::AcceptToRebind
+        } else {
+            UnboundValues::Refuse
         })
         .await
     {
