@@ -597,6 +597,72 @@ fn rekey_moves_the_store_to_a_new_root_key() {
     assert_eq!(changes[3]["versions"], 2);
 }
 
+/// A store an earlier release wrote (its values not bound to their place;
+/// here, its check value) is refused by `serve` and by a plain `rekey`,
+/// both naming `--bind-earlier-release`. With the flag, `rekey` takes the
+/// store for such a release's, and so refuses the bound token hash that
+/// `init` wrote in it: no release wrote that mixture.
+#[test]
+fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
+    let setup = common::Setup::new();
+    let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
+    let read = "SELECT value FROM settings WHERE name = 'root_kek_check'";
+    let check: Vec<u8> = db.query_row(read, [], |row| row.get(0)).unwrap();
+    let kek = fipsguard_crypto::keywrap::KeyEncryptionKey::new(
+        &std::fs::read(setup.path("root.key")).unwrap(),
+    )
+    .unwrap();
+    let bound = kek.unwrap(&check).unwrap();
+    // As an earlier release wrapped it: the 32 random bytes alone.
+    let unbound = kek
+        .wrap(&bound.expose_secret()[bound.len() - 32..])
+        .unwrap();
+    let write = "UPDATE settings SET value = ?1 WHERE name = 'root_kek_check'";
+    db.execute(write, [unbound]).unwrap();
+    drop(db);
+
+    let mut serve = Command::new(common::FIPSGUARD)
+        .args(["serve", "--config"])
+        .arg(setup.path("fipsguard.toml"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::exit_within(
+        &mut serve,
+        std::time::Duration::from_secs(30),
+        "a start on an earlier release's store",
+    );
+    let mut refused = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut refused).unwrap();
+    assert!(
+        !status.success() && refused.contains("`fipsguard rekey --bind-earlier-release`"),
+        "{refused}"
+    );
+    let rekey = |flags: &[&str]| {
+        let out = Command::new(common::FIPSGUARD)
+            .args(["rekey", "--config"])
+            .arg(setup.path("fipsguard.toml"))
+            .arg("--new-key-file")
+            .arg(setup.path("new-root.key"))
+            .args(flags)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let plain = rekey(&[]);
+    assert!(
+        plain.contains("`fipsguard rekey --bind-earlier-release`"),
+        "{plain}"
+    );
+    let bind = rekey(&["--bind-earlier-release"]);
+    assert!(
+        bind.contains("has a bound hash in a store an earlier release wrote")
+            && bind.contains("the root key was not changed"),
+        "{bind}"
+    );
+}
+
 /// `/v1/health` is open to anyone: however many call it, and however
 /// close together, the store is probed at most once a second.
 #[test]
