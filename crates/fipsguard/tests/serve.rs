@@ -187,22 +187,13 @@ fn client_certificates_are_checked_against_the_configured_crl() {
     );
 
     pki.forged_crl("forged.pem");
-    let mut forged = Command::new(common::FIPSGUARD)
-        .args(["serve", "--config"])
-        .arg(setup.path("fipsguard.toml"))
-        .env("FIPSGUARD_TLS_CLIENT_CA", &ca)
-        .env("FIPSGUARD_TLS_CRL", pki.path("forged.pem"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let exited = common::exit_within(
-        &mut forged,
-        std::time::Duration::from_secs(10),
-        "a server given a forged list ends",
-    );
-    assert_eq!(exited.code(), Some(1));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut forged.stderr.take().unwrap(), &mut stderr).unwrap();
+    let forged = pki.path("forged.pem");
+    let env = [
+        ("FIPSGUARD_TLS_CLIENT_CA", ca.as_ref()),
+        ("FIPSGUARD_TLS_CRL", forged.as_os_str()),
+    ];
+    let (code, stderr) = refused_start(&setup, &env, "a server given a forged list ends");
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("forged.pem")
             && stderr.contains("the revocation list of CN=fipsguard test CA does not verify"),
@@ -546,21 +537,9 @@ fn rekey_moves_the_store_to_a_new_root_key() {
     assert!(body.contains("\"code\":\"root_key_changed\""), "{body}");
     stale.stop();
 
-    let mut old = Command::new(common::FIPSGUARD)
-        .args(["serve", "--config"])
-        .arg(setup.path("fipsguard.toml"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = common::exit_within(
-        &mut old,
-        std::time::Duration::from_secs(30),
-        "a start with the old root key",
-    );
-    let mut refused = String::new();
-    std::io::Read::read_to_string(&mut old.stderr.take().unwrap(), &mut refused).unwrap();
+    let (code, refused) = refused_start(&setup, &[], "a start with the old root key");
     assert!(
-        !status.success() && refused.contains("not the one the store was created with"),
+        code != Some(0) && refused.contains("not the one the store was created with"),
         "{refused}"
     );
 
@@ -621,21 +600,9 @@ fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
     db.execute(write, [unbound]).unwrap();
     drop(db);
 
-    let mut serve = Command::new(common::FIPSGUARD)
-        .args(["serve", "--config"])
-        .arg(setup.path("fipsguard.toml"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = common::exit_within(
-        &mut serve,
-        std::time::Duration::from_secs(30),
-        "a start on an earlier release's store",
-    );
-    let mut refused = String::new();
-    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut refused).unwrap();
+    let (code, refused) = refused_start(&setup, &[], "a start on an earlier release's store");
     assert!(
-        !status.success() && refused.contains("`fipsguard rekey --bind-earlier-release`"),
+        code != Some(0) && refused.contains("`fipsguard rekey --bind-earlier-release`"),
         "{refused}"
     );
     let rekey = |flags: &[&str]| {
@@ -959,6 +926,27 @@ fn a_development_server_answers_sighup_and_goes_on() {
     );
     assert!(status.success());
     reader.join().unwrap();
+}
+
+/// Starts `fipsguard serve` on `setup`'s configuration with `env`, which
+/// must end it (`what` says why): its exit code and what it wrote to
+/// stderr.
+fn refused_start(
+    setup: &common::Setup,
+    env: &[(&str, &std::ffi::OsStr)],
+    what: &str,
+) -> (Option<i32>, String) {
+    let mut server = Command::new(common::FIPSGUARD)
+        .args(["serve", "--config"])
+        .arg(setup.path("fipsguard.toml"))
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::exit_within(&mut server, std::time::Duration::from_secs(30), what);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
 }
 
 /// An HTTP/1.1 connection over `openssl s_client` with a client
