@@ -12,6 +12,7 @@ use fipsguard_crypto::keywrap::KeyEncryptionKey;
 use fipsguard_crypto::{random, SecretBytes};
 
 use crate::error::{KmsError, Result};
+use crate::key_type::KeyType;
 use crate::store::{
     RebindToken, RootKeyChange, Store, StoreError, Wrapped, ROOT_KEY_CHECK_SETTING,
 };
@@ -194,6 +195,11 @@ impl RootKek {
         // What an earlier release wrapped unbound comes out bound.
         let rewrap = move |what: Wrapped<'_>, wrapped: &[u8]| {
             let value = unwrap_bound(&old, what, wrapped, unbound).map_err(str::to_owned)?;
+            // What is bound now must be the key its place says: an earlier
+            // release's value is bound where it is found.
+            if let Wrapped::Material { key_type, .. } = what {
+                load_as(key_type, &value)?;
+            }
             wrap_bound(&successor, what, &value)
                 .map_err(|e| format!("cannot be wrapped under the new root key: {e}"))
         };
@@ -338,6 +344,14 @@ fn unbind(place: Wrapped<'_>, unwrapped: &SecretBytes) -> Found {
         None if value.starts_with(BOUND) => Found::Elsewhere,
         None => Found::Unbound,
     }
+}
+
+/// Whether `value` loads as a key of `key_type`; `Err` says why not.
+fn load_as(key_type: &str, value: &SecretBytes) -> std::result::Result<(), String> {
+    let loaded = key_type.parse::<KeyType>().and_then(|t| t.load(value));
+    loaded
+        .map(drop)
+        .map_err(|_| format!("does not load as a {key_type} key"))
 }
 
 fn same_key() -> KmsError {

@@ -69,6 +69,7 @@ on_both_stores!(
     a_public_key_put_into_the_store_verifies_nothing,
     a_store_an_earlier_release_wrote_is_bound_by_a_root_key_change,
     an_unbound_value_in_a_bound_store_is_refused,
+    an_earlier_releases_value_that_is_no_key_is_not_bound,
     a_node_left_running_after_a_root_key_change_writes_nothing,
 );
 
@@ -1834,6 +1835,25 @@ async fn a_store_an_earlier_release_wrote_is_bound_by_a_root_key_change(b: Backe
     assert!(
         kms.authenticate(&revoked).await.is_err(),
         "revocation lifted"
+    );
+}
+
+async fn an_earlier_releases_value_that_is_no_key_is_not_bound(b: Backend) {
+    let (_, _, officer) = older_holdings(&b.kms(KmsConfig::default()).await).await;
+    b.as_an_earlier_release_wrote_it(&[&officer]).await;
+    // The signing key's material replaced by 32 random bytes, wrapped as
+    // such a release wrapped values.
+    let random = b.root_kek().wrap(&[0x5a; 32]).unwrap();
+    b.execute(&format!(
+        "UPDATE key_versions SET wrapped_material = {} WHERE key_name = 'older-signer'",
+        b.blob(&random)
+    ))
+    .await;
+    let err = b.rekey_refusal().await;
+    assert!(
+        err.contains("the material of older-signer version 1 does not load as a")
+            && err.contains("the root key was not changed"),
+        "{err}"
     );
 }
 
