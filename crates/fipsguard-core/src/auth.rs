@@ -210,7 +210,7 @@ impl TokenRecord {
     /// Whether the record is one no node of this release writes: not
     /// revoked, yet without a bound hash (a revocation lifted in the
     /// database, a hash put back from an earlier release's row, or a node
-    /// of an earlier release still running).
+    /// of an earlier release still running). It authenticates no one.
     pub fn is_altered(&self) -> bool {
         let bound = self.hash.len() == 1 + TAG_LEN && self.hash[0] == BOUND_HASH;
         self.info.revoked_at.is_none() && !bound

@@ -351,7 +351,7 @@ fn load_as(key_type: &str, value: &SecretBytes) -> std::result::Result<(), Strin
     let loaded = key_type.parse::<KeyType>().and_then(|t| t.load(value));
     loaded
         .map(drop)
-        .map_err(|_| format!("does not load as a {key_type} key"))
+        .map_err(|e| format!("does not load as a {key_type} key ({e})"))
 }
 
 fn same_key() -> KmsError {

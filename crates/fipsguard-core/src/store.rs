@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::auth::{Role, TokenInfo, TokenRecord};
+use crate::auth::{Role, TokenRecord};
 use crate::lifecycle::KeyState;
 
 /// A failure of the store itself (not of a request).
@@ -171,14 +171,17 @@ pub enum Revocation {
 impl Revocation {
     /// What revoking `id` at `at` does, given the unrevoked tokens that are
     /// `id` or an officer's, as read under the store's lock (a `Revoked`
-    /// answer is for the store to carry out).
-    pub fn of(id: &str, at: i64, unrevoked: &[TokenInfo]) -> Self {
-        let live_officer = |t: &TokenInfo| t.role == Role::Officer && t.is_live(at);
-        match unrevoked.iter().find(|t| t.id == id) {
+    /// answer is for the store to carry out). A token whose row was
+    /// altered authenticates no one, so it is not the live officer that
+    /// lets the last one be revoked.
+    pub fn of(id: &str, at: i64, unrevoked: &[TokenRecord]) -> Self {
+        let live_officer =
+            |t: &TokenRecord| t.info.role == Role::Officer && t.info.is_live(at) && !t.is_altered();
+        match unrevoked.iter().find(|t| t.info.id == id) {
             None => Self::NotFound,
             Some(target)
                 if live_officer(target)
-                    && !unrevoked.iter().any(|t| t.id != id && live_officer(t)) =>
+                    && !unrevoked.iter().any(|t| t.info.id != id && live_officer(t)) =>
             {
                 Self::LastOfficer
             }
@@ -311,8 +314,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a token revoked at `at` and clears its hash (so that a
     /// revocation lifted in the database leaves a token that matches
-    /// nothing, and that counts as revoked here), unless it is the only
-    /// officer token live at `at` (unrevoked, with a hash, unexpired):
+    /// nothing), unless it is the only officer token live at `at`
+    /// (unrevoked, unexpired, its row not altered):
     /// checked and written at once, so that revocations on several nodes
     /// together never leave none.
     async fn revoke_token(&self, id: &str, at: i64) -> Result<Revocation, StoreError>;

@@ -470,14 +470,14 @@ impl Store for PostgresStore {
             .query(
                 &format!(
                     "SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL \
-                     AND length(hash) > 0 AND (id = $1 OR role = $2) ORDER BY id FOR UPDATE"
+                     AND (id = $1 OR role = $2) ORDER BY id FOR UPDATE"
                 ),
                 &[&id, &Role::Officer.as_str()],
             )
             .await
             .map_err(error)?
             .iter()
-            .map(|row| token_row(row).map(|t| t.info))
+            .map(token_row)
             .collect::<Result<Vec<_>, _>>()?;
         let revocation = Revocation::of(id, at, &unrevoked);
         if revocation != Revocation::Revoked {

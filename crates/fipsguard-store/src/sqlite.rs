@@ -516,11 +516,9 @@ impl Store for SqliteStore {
             let unrevoked = tx
                 .prepare(&format!(
                     "SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL \
-                     AND length(hash) > 0 AND (id = ?1 OR role = ?2)"
+                     AND (id = ?1 OR role = ?2)"
                 ))?
-                .query_map(params![id, Role::Officer.as_str()], |row| {
-                    token_row(row).map(|t| t.info)
-                })?
+                .query_map(params![id, Role::Officer.as_str()], token_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let revocation = Revocation::of(&id, at, &unrevoked);
             if revocation != Revocation::Revoked {

@@ -54,16 +54,6 @@ async fn authenticates(b: &Backend, token: &str) -> bool {
     }
 }
 
-/// Why `token` is refused as a token whose row no release of this one
-/// writes, on a node that has nothing cached.
-async fn altered(b: &Backend, token: &str) -> String {
-    let kms = b.kms(KmsConfig::default()).await;
-    match kms.authenticate(token).await {
-        Err(KmsError::Store(fipsguard_core::StoreError::Corrupt(why))) => why,
-        other => panic!("{:?}", other.map(|p| p.role())),
-    }
-}
-
 /// Changes that whoever can write to the database, without the token key,
 /// could make to give a token more than it was issued with.
 const WIDENINGS: [(&str, &str); 5] = [
@@ -113,11 +103,7 @@ async fn a_token_row_changed_in_the_database_authenticates_no_one(b: Backend) {
         "UPDATE tokens SET revoked_at = NULL WHERE id = '{id}'"
     ))
     .await;
-    let why = altered(&b, &token).await;
-    assert!(
-        why.contains(&format!("token {id} is not revoked but has no bound hash")),
-        "{why}"
-    );
+    assert!(!authenticates(&b, &token).await, "revocation lifted");
 
     // Nor does such a token count as the live officer that lets the last
     // real one be revoked (which would leave no way in).
@@ -161,8 +147,11 @@ async fn an_earlier_releases_token_hash_in_a_bound_store_is_refused(b: Backend) 
         b.blob(&older)
     ))
     .await;
-    let why = altered(&b, &token).await;
-    assert!(why.contains("has no bound hash"), "{why}");
+    let kms = b.kms(KmsConfig::default()).await;
+    assert!(matches!(
+        kms.authenticate(&token).await,
+        Err(KmsError::Unauthenticated)
+    ));
     // Nor does a change of root key bind it, asked to or not.
     let err = b.rekey_refusal().await;
     assert!(
