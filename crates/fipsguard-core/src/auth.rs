@@ -212,8 +212,7 @@ impl TokenRecord {
     /// database, a hash put back from an earlier release's row, or a node
     /// of an earlier release still running). It authenticates no one.
     pub fn is_altered(&self) -> bool {
-        let bound = self.hash.len() == 1 + TAG_LEN && self.hash[0] == BOUND_HASH;
-        self.info.revoked_at.is_none() && !bound
+        self.info.revoked_at.is_none() && bound_tag(&self.hash).is_none()
     }
 }
 
@@ -367,7 +366,7 @@ impl TokenHasher {
         let secret_tag = self.0.sign(secret.as_bytes())?;
         // A damaged row, an earlier release's hash or a revoked token's
         // cleared one matches no token.
-        let Some((&BOUND_HASH, tag)) = known.record.hash.split_first() else {
+        let Some(tag) = bound_tag(&known.record.hash) else {
             return Ok(false);
         };
         // Another secret has another tag, which no bound hash made with
@@ -390,6 +389,14 @@ impl TokenHasher {
             ) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The tag in a stored hash of the bound form, if it is one.
+fn bound_tag(hash: &[u8]) -> Option<&[u8]> {
+    match hash.split_first() {
+        Some((&BOUND_HASH, tag)) if tag.len() == TAG_LEN => Some(tag),
+        _ => None,
     }
 }
 

@@ -12,14 +12,17 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+use crate::error::Result;
 use crate::key_type::UsableKey;
+use crate::name::KeyName;
+use crate::store::StoreError;
 
 /// A key version ready for use, with its share of reserved encryptions.
 pub(crate) struct CachedVersion {
     pub key: UsableKey,
     /// The public key its private key makes (asymmetric keys): what
     /// verification and export use, never the stored copy.
-    pub public_key: Option<Vec<u8>>,
+    pub own_public_key: Option<Vec<u8>>,
     pub encryptions: Allowance,
     /// Held while a new block of encryptions is reserved (ahead, or by
     /// requests that find the allowance empty), so that they make one store
@@ -27,6 +30,16 @@ pub(crate) struct CachedVersion {
     /// the refresh wait reserves only its own encryption. Never held
     /// across a rotation.
     pub reserving: tokio::sync::Mutex<()>,
+}
+
+impl CachedVersion {
+    /// The public key of `name`'s `version`, which this is: the one its
+    /// private key makes.
+    pub fn public_key(&self, name: &KeyName, version: u32) -> Result<&[u8]> {
+        self.own_public_key.as_deref().ok_or_else(|| {
+            StoreError::Corrupt(format!("key {name} version {version} has no public key")).into()
+        })
+    }
 }
 
 /// Encryptions this process may still perform under a version: counts

@@ -51,10 +51,9 @@ pub struct RootKek {
 
 /// What to do with a value wrapped under the root key by a release that
 /// did not bind values to their place in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnboundValues {
     /// Refuse it: a store that holds such values must be rekeyed first.
-    #[default]
     Refuse,
     /// Take it, in a store whose check value is unbound (one written by
     /// such a release): what `fipsguard rekey` does to bind every value.

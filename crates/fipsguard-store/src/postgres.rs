@@ -508,12 +508,7 @@ impl Store for PostgresStore {
                 .map_err(|why| StoreError::Corrupt(format!("{what} {why}")))
         };
         let versions = tx
-            .query(
-                "SELECT v.key_name, v.version, v.wrapped_material, k.key_type FROM key_versions v \
-                 LEFT JOIN keys k ON k.name = v.key_name \
-                 WHERE v.wrapped_material IS NOT NULL ORDER BY v.key_name, v.version",
-                &[],
-            )
+            .query(records::REWRAPPED_VERSIONS, &[])
             .await
             .map_err(error)?;
         for row in &versions {

@@ -67,6 +67,14 @@ pub fn stored_count(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
+/// What a change of root key wraps again: every version's material not
+/// destroyed, with its key's type (none for a version without its key), in
+/// key order.
+pub const REWRAPPED_VERSIONS: &str =
+    "SELECT v.key_name, v.version, v.wrapped_material, k.key_type FROM key_versions v \
+     LEFT JOIN keys k ON k.name = v.key_name \
+     WHERE v.wrapped_material IS NOT NULL ORDER BY v.key_name, v.version";
+
 /// The type of the key a version belongs to, as a change of root key reads
 /// it; a version without its key is refused, not left under the old key.
 pub fn key_type_of<'a>(key: &str, key_type: Option<&'a str>) -> Result<&'a str, StoreError> {

@@ -541,13 +541,18 @@ impl Store for SqliteStore {
                 convert((change.rewrap)(what, wrapped).map_err(|why| StoreError::Corrupt(format!("{what} {why}"))))
             };
             let versions = tx
-                .prepare("SELECT v.key_name, v.version, v.wrapped_material, k.key_type FROM key_versions v LEFT JOIN keys k ON k.name = v.key_name WHERE v.wrapped_material IS NOT NULL ORDER BY v.key_name, v.version")?
+                .prepare(records::REWRAPPED_VERSIONS)?
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Option<String>>(3)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             for (name, version, wrapped, key_type) in &versions {
+                let material = Wrapped::Material {
+                    key: name,
+                    key_type: convert(records::key_type_of(name, key_type.as_deref()))?,
+                    version: Some(convert(records::version(*version))?),
+                };
                 tx.execute(
                     "UPDATE key_versions SET wrapped_material = ?3 WHERE key_name = ?1 AND version = ?2",
-                    params![name, version, rewrap(Wrapped::Material { key: name, key_type: convert(records::key_type_of(name, key_type.as_deref()))?, version: Some(convert(records::version(*version))?) }, wrapped)?],
+                    params![name, version, rewrap(material, wrapped)?],
                 )?;
             }
             for name in change.wrapped_settings {

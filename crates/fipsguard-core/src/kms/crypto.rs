@@ -235,17 +235,13 @@ impl Kms {
         let scheme = scheme
             .or(key_type.default_scheme())
             .expect("signing keys have a scheme");
-        let public_key = self.public_key(name.as_str(), Some(version)).await?;
+        let usable = self.usable(&name, key_type, version).await?;
+        let public_key = usable.public_key(&name, version)?;
         let outcome = match input {
-            SignInput::Message(message) => {
-                verify_message(scheme, &public_key.der, message, signature)
+            SignInput::Message(message) => verify_message(scheme, public_key, message, signature),
+            SignInput::Digest(hash, digest) => {
+                verify_digest(digest_scheme(scheme, hash)?, public_key, digest, signature)
             }
-            SignInput::Digest(hash, digest) => verify_digest(
-                digest_scheme(scheme, hash)?,
-                &public_key.der,
-                digest,
-                signature,
-            ),
         };
         match outcome {
             Ok(()) => Ok(true),

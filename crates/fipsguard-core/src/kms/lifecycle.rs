@@ -382,9 +382,7 @@ impl Kms {
         // From the material, checked against the stored copy: a public key
         // put into the store by someone else would verify their signatures.
         let usable = self.usable(&key_name, key_type, version).await?;
-        let der = usable.public_key.clone().ok_or_else(|| {
-            StoreError::Corrupt(format!("key {name} version {version} has no public key"))
-        })?;
+        let der = usable.public_key(&key_name, version)?.to_vec();
         Ok(PublicKey {
             version,
             pem: pem("PUBLIC KEY", &der),

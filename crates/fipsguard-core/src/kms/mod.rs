@@ -382,7 +382,7 @@ impl Kms {
         }
         let cached = Arc::new(CachedVersion {
             key,
-            public_key,
+            own_public_key: public_key,
             encryptions: Allowance::default(),
             reserving: tokio::sync::Mutex::new(()),
         });
