@@ -12,6 +12,7 @@ use fipsguard_crypto::tls;
 use fipsguard_crypto::SecretBytes;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use zeroize::Zeroize;
 
 /// Where the system's trusted CAs are, when no `--cacert` is given.
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -106,11 +107,14 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| self.unreachable(&e))?;
-        let answer = if text.is_empty() {
+        // Parsed from the body as it arrived: no text copy of an answer
+        // that may hold a key or a plaintext.
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let answer = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
         };
         if status.is_success() {
             Ok(answer)
@@ -128,11 +132,13 @@ impl Client {
         context: &BTreeMap<String, String>,
     ) -> Result<(SecretBytes, String), ClientError> {
         let path = format!("/v1/keys/{}/datakey", path_segment(key)?);
-        let answer = self
+        let mut answer = self
             .call(Method::POST, &path, Some(&json!({ "context": context })))
             .await?;
         let wrapped = field(&answer, "ciphertext")?.to_owned();
-        Ok((decode_secret(field(&answer, "plaintext")?)?, wrapped))
+        let key = decode_secret(field(&answer, "plaintext")?);
+        wipe_strings(&mut answer);
+        Ok((key?, wrapped))
     }
 
     /// Decrypts a data key made by [`Client::data_key`].
@@ -144,8 +150,10 @@ impl Client {
     ) -> Result<SecretBytes, ClientError> {
         let path = format!("/v1/keys/{}/decrypt", path_segment(key)?);
         let body = json!({ "ciphertext": wrapped, "context": context });
-        let answer = self.call(Method::POST, &path, Some(&body)).await?;
-        decode_secret(field(&answer, "plaintext")?)
+        let mut answer = self.call(Method::POST, &path, Some(&body)).await?;
+        let key = decode_secret(field(&answer, "plaintext")?);
+        wipe_strings(&mut answer);
+        key
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> ClientError {
@@ -187,6 +195,17 @@ fn decode_secret(text: &str) -> Result<SecretBytes, ClientError> {
         .map_err(|_| ClientError::Protocol("a key in the answer is not valid base64".into()))
 }
 
+/// Zeroes every string in a JSON answer that held a secret (a data key in
+/// base64), so that freed memory keeps no copy of it.
+fn wipe_strings(value: &mut Value) {
+    match value {
+        Value::String(text) => text.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe_strings),
+        Value::Object(fields) => fields.values_mut().for_each(wipe_strings),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
 /// The server's `{"error": {"code", "message"}}`, or what stood in its place.
 fn server_error(status: StatusCode, answer: Value) -> ClientError {
     let field = |name: &str| answer["error"][name].as_str().map(str::to_owned);
@@ -204,3 +223,21 @@ fn server_error(status: StatusCode, answer: Value) -> ClientError {
 }
 
 pub use reqwest::Method as HttpMethod;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wiped_answer_keeps_no_string() {
+        let mut answer = json!({
+            "plaintext": "c2VjcmV0",
+            "nested": [{"ciphertext": "fg:v1:AAAA"}, 7, null, true],
+        });
+        wipe_strings(&mut answer);
+        assert_eq!(
+            answer,
+            json!({"plaintext": "", "nested": [{"ciphertext": ""}, 7, null, true]})
+        );
+    }
+}

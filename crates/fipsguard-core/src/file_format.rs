@@ -219,6 +219,13 @@ impl FileHeader {
                 "the wrapped key is not 1-4096 bytes",
             ));
         }
+        // One spelling per wrapped key: `fg:v…` is printable ASCII without
+        // spaces, which the ciphertext parser would otherwise trim away.
+        if !self.wrapped_key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(FileError::MalformedHeader(
+                "the wrapped key is not printable ASCII without spaces",
+            ));
+        }
         if crate::ciphertext::key_version(&self.wrapped_key) != Some(self.key_version) {
             return Err(FileError::MalformedHeader(
                 "the key version is not the wrapped key's",
@@ -546,8 +553,104 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{pipeline, ChunkBuffer, FileError, Piece};
-    use std::io::Read;
+    use super::*;
+    use std::io::Cursor;
+
+    fn header() -> FileHeader {
+        FileHeader {
+            chunk_size: MIN_CHUNK_SIZE,
+            key_name: "files".into(),
+            key_version: 1,
+            wrapped_key: "fg:v1:AAAA".into(),
+            context: EncryptionContext::new(BTreeMap::new()).unwrap(),
+        }
+    }
+
+    fn data_key() -> Aes256GcmKey {
+        Aes256GcmKey::new(&[0x42; 32]).unwrap()
+    }
+
+    fn seal(header: &FileHeader, plaintext: &[u8]) -> Vec<u8> {
+        let input = Cursor::new(plaintext.to_vec());
+        encrypt_stream(header, &data_key(), input, Vec::new(), &|_| ()).unwrap()
+    }
+
+    fn open(file: &[u8]) -> Result<Vec<u8>, FileError> {
+        let mut input = Cursor::new(file.to_vec());
+        let (header, header_bytes) = FileHeader::read_from(&mut input)?;
+        decrypt_stream(
+            &header,
+            &header_bytes,
+            &data_key(),
+            input,
+            Vec::new(),
+            &|_| (),
+        )
+    }
+
+    #[test]
+    fn a_chunk_opens_only_under_its_own_headers_bytes() {
+        let file = seal(&header(), &[7; 100]);
+        assert_eq!(open(&file).unwrap(), [7; 100]);
+        // A header still well formed, but with another chunk size: every
+        // field the chunks do not depend on otherwise would pass.
+        let mut changed = file.clone();
+        changed[11..15].copy_from_slice(&(2 * MIN_CHUNK_SIZE).to_be_bytes());
+        let result = open(&changed);
+        assert!(
+            matches!(
+                result,
+                Err(FileError::Authentication {
+                    index: 0,
+                    last: true
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_last_chunk_followed_by_more_no_longer_opens_as_the_last() {
+        let chunk = MIN_CHUNK_SIZE as usize;
+        let short = seal(&header(), &vec![1; 2 * chunk]);
+        let long = seal(&header(), &vec![1; 3 * chunk]);
+        // Same header and key: the longer file's last record is chunk 2 of
+        // the same file as far as index and header go; only the flag that
+        // chunk 1 was sealed as the last tells the two apart.
+        let record_len = header().record_len();
+        let mut extended = short.clone();
+        extended.extend_from_slice(&long[long.len() - record_len..]);
+        let result = open(&extended);
+        assert!(
+            matches!(
+                result,
+                Err(FileError::Authentication {
+                    index: 1,
+                    last: false
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_wrapped_key_has_one_spelling() {
+        let mut spaced = header();
+        spaced.wrapped_key = " fg:v1:AAAA".into();
+        assert!(matches!(
+            spaced.encode(),
+            Err(FileError::MalformedHeader(_))
+        ));
+        let mut bytes = header().encode().unwrap();
+        let end = bytes.len() - 2; // before the context's pair count
+        assert_eq!(&bytes[end - 4..end], b"AAAA");
+        bytes[end - 1] = b' ';
+        let result = FileHeader::read_from(&mut Cursor::new(bytes));
+        assert!(
+            matches!(result, Err(FileError::MalformedHeader(why)) if why.contains("printable ASCII")),
+            "{result:?}"
+        );
+    }
 
     /// Gives one block's worth of bytes, then panics.
     struct Breaks(usize);

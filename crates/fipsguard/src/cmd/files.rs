@@ -52,6 +52,10 @@ pub struct DecryptArgs {
     /// [default: the one in its header].
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_pair)]
     context: Vec<(String, String)>,
+    /// The file must have been encrypted without a context: pins the
+    /// empty one, as --context pins others.
+    #[arg(long, conflicts_with = "context")]
+    no_context: bool,
     #[command(flatten)]
     files: FileArgs,
 }
@@ -115,7 +119,7 @@ pub fn decrypt(args: &DecryptArgs) -> ExitCode {
             ));
         }
         // The server checks the context: a different one does not unwrap.
-        let context = match args.context.is_empty() {
+        let context = match args.context.is_empty() && !args.no_context {
             true => header.context.pairs().clone(),
             false => context_pairs(&args.context)?,
         };
