@@ -37,9 +37,9 @@ socat TCP-LISTEN:"$closer",reuseaddr,fork EXEC:true & pids+=($!)
 # fipsguard: a server tunnel to the sink, a client tunnel to it; a server
 # tunnel to the closer for handshakes.
 fg_server=$(port); fg_client=$(port); fg_hs=$(port)
-"$fg" tunnel server --listen 127.0.0.1:"$fg_server" --target 127.0.0.1:"$sink" --cert server.pem --key server.key 2>/dev/null & pids+=($!)
+"$fg" tunnel server --listen 127.0.0.1:"$fg_server" --target 127.0.0.1:"$sink" --cert server.pem --key server.key --disable-authentication 2>/dev/null & pids+=($!)
 "$fg" tunnel client --listen 127.0.0.1:"$fg_client" --target 127.0.0.1:"$fg_server" --server-name localhost --cacert ca.pem 2>/dev/null & pids+=($!)
-"$fg" tunnel server --listen 127.0.0.1:"$fg_hs" --target 127.0.0.1:"$closer" --cert server.pem --key server.key 2>/dev/null & pids+=($!)
+"$fg" tunnel server --listen 127.0.0.1:"$fg_hs" --target 127.0.0.1:"$closer" --cert server.pem --key server.key --disable-authentication 2>/dev/null & pids+=($!)
 
 # stunnel: the same three.
 st_server=$(port); st_client=$(port); st_hs=$(port)

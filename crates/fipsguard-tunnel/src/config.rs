@@ -75,6 +75,21 @@ pub struct TunnelConfig {
     #[arg(long = "allow-subject")]
     #[serde(default)]
     pub allow_subject: Vec<String>,
+    /// Server mode with client_ca: let in every client certificate the CA
+    /// verifies, with no allow-list (one of the two must be given).
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_all: bool,
+    /// Server mode: accept clients without certificates (no client_ca):
+    /// anyone who reaches the port reaches the target.
+    #[arg(long)]
+    #[serde(default)]
+    pub disable_authentication: bool,
+    /// Client mode: listen on an address other than loopback, lending the
+    /// tunnel's TLS identity to anyone who can reach it.
+    #[arg(long)]
+    #[serde(default)]
+    pub unsafe_listen: bool,
     /// Server mode: send a PROXY protocol v2 header to the target, with the
     /// client's address and verified identity.
     #[arg(long)]
@@ -225,21 +240,29 @@ impl TunnelConfig {
                 if self.cacert.is_some() || self.server_name.is_some() {
                     return refuse("cacert and server_name are for client tunnels (a server tunnel verifies clients with client_ca)");
                 }
-                if self.has_allow_list() && self.client_ca.is_none() {
-                    return refuse("an allow-list needs client_ca: identities come from verified client certificates");
+                if self.unsafe_listen {
+                    return refuse("unsafe_listen is for client tunnels");
                 }
-                if self.crl.is_some() && self.client_ca.is_none() {
-                    return refuse("crl needs client_ca in a server tunnel");
+                if let Err(why) = self.validate_authentication() {
+                    return refuse(why);
                 }
             }
             Mode::Client => {
                 if self.cacert.is_none() {
                     return refuse("a client tunnel needs cacert to verify the server");
                 }
-                if self.client_ca.is_some() || self.has_allow_list() || self.proxy_protocol {
+                if self.client_ca.is_some()
+                    || self.has_allow_list()
+                    || self.allow_all
+                    || self.disable_authentication
+                    || self.proxy_protocol
+                {
                     return refuse(
-                        "client_ca, allow-lists and proxy_protocol are for server tunnels",
+                        "client_ca, allow-lists, allow_all, disable_authentication and proxy_protocol are for server tunnels",
                     );
+                }
+                if !self.listen.ip().is_loopback() && !self.unsafe_listen {
+                    return refuse("a client tunnel listening off loopback lends its TLS identity to anyone who can reach it: listen on loopback, or set unsafe_listen (--unsafe-listen)");
                 }
                 if matches!(self.target(), Target::Unix(_)) {
                     return refuse("a client tunnel's target is the TLS server's host:port");
@@ -247,6 +270,27 @@ impl TunnelConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl TunnelConfig {
+    /// Who a server tunnel lets in is always said, never a default: client
+    /// certificates with an allow-list (an empty list is no list) or
+    /// allow_all, or else disable_authentication.
+    fn validate_authentication(&self) -> Result<(), &'static str> {
+        match (self.client_ca.is_some(), self.has_allow_list()) {
+            (true, _) if self.disable_authentication => {
+                Err("disable_authentication contradicts client_ca")
+            }
+            (true, true) if self.allow_all => Err("allow_all contradicts the allow-list"),
+            (true, false) if !self.allow_all => Err("a server tunnel with client_ca needs an allow-list (allow_dns, allow_uri, allow_subject; an empty one admits no one) or allow_all (--allow-all) to let in every client the CA verifies"),
+            (true, _) => Ok(()),
+            (false, true) => Err("an allow-list needs client_ca: identities come from verified client certificates"),
+            (false, false) if self.allow_all => Err("allow_all needs client_ca: identities come from verified client certificates"),
+            (false, false) if self.crl.is_some() => Err("crl needs client_ca in a server tunnel"),
+            (false, false) if !self.disable_authentication => Err("a server tunnel needs client_ca (mTLS) to know its clients, or disable_authentication (--disable-authentication) to accept anyone who reaches it"),
+            (false, false) => Ok(()),
+        }
     }
 }
 

@@ -48,11 +48,19 @@ impl PeerIdentity {
         };
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
-                match name {
-                    GeneralName::DNSName(dns) => identity.dns.push(dns.to_string()),
-                    GeneralName::URI(uri) => identity.uris.push(uri.to_string()),
-                    _ => {}
+                let (names, name) = match name {
+                    GeneralName::DNSName(dns) => (&mut identity.dns, *dns),
+                    GeneralName::URI(uri) => (&mut identity.uris, *uri),
+                    _ => continue,
+                };
+                // Logs and the PROXY header carry these names as they are.
+                if name.chars().any(char::is_control) {
+                    return Err(format!(
+                        "a DNS or URI name of the peer certificate holds a control character (RFC 5280 allows none): {:?}",
+                        escape(name)
+                    ));
                 }
+                names.push(name.to_owned());
             }
         }
         Ok(identity)
@@ -144,24 +152,40 @@ fn escape(value: &str) -> String {
 }
 
 /// Reads an allow-list subject, `CN=batch, O=Example`, into its attributes
-/// (a `\` escapes the next character), so it is compared attribute by
-/// attribute, never as text a certificate's values could imitate.
+/// (a `\` and two hex digits is a byte, RFC 4514's hexpair, as the log
+/// writes control characters; a `\` before anything else keeps it as it
+/// is), so it is compared attribute by attribute, never as text a
+/// certificate's values could imitate.
 pub fn parse_subject(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut parts = vec![String::new()];
-    let mut chars = text.chars();
+    let mut parts = vec![Vec::new()];
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
+        let part = parts.last_mut().expect("one part");
         match c {
-            '\\' => match chars.next() {
-                Some(next) => parts.last_mut().expect("one part").push(next),
-                None => return Err(format!("{text:?} ends in a lone backslash")),
-            },
-            ',' => parts.push(String::new()),
-            _ => parts.last_mut().expect("one part").push(c),
+            '\\' => {
+                let hex: String = chars.clone().take(2).collect();
+                match u8::from_str_radix(&hex, 16) {
+                    Ok(byte) if hex.len() == 2 && !hex.starts_with(['+', '-']) => {
+                        part.push(byte);
+                        chars.nth(1);
+                    }
+                    _ => match chars.next() {
+                        Some(next) => {
+                            part.extend_from_slice(next.encode_utf8(&mut [0; 4]).as_bytes())
+                        }
+                        None => return Err(format!("{text:?} ends in a lone backslash")),
+                    },
+                }
+            }
+            ',' => parts.push(Vec::new()),
+            _ => part.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
         }
     }
     parts
-        .iter()
+        .into_iter()
         .map(|part| {
+            let part = String::from_utf8(part)
+                .map_err(|_| format!("{text:?}: its \\ hex escapes are not UTF-8"))?;
             let part = part.trim_start();
             let (name, value) = part
                 .split_once('=')
@@ -305,5 +329,16 @@ mod tests {
         let attributes = common_name("ops\nCN=admin");
         let subject = format!("CN={}", escape(&attributes[0].1));
         assert_eq!(subject, "CN=ops\\0aCN\\=admin");
+        // Copied from the log, it allows that certificate and no other.
+        let entry = parse_subject(&subject).unwrap();
+        assert!(same_attributes(&entry, &attributes));
+        assert!(!same_attributes(&entry, &common_name("ops0aCN=admin")));
+        let accented = common_name("caf\u{e9}\u{85}");
+        let logged = parse_subject(&format!("CN={}", escape(&accented[0].1))).unwrap();
+        assert!(same_attributes(&logged, &accented), "{logged:?}");
+        assert!(
+            parse_subject("CN=a\\ff").is_err(),
+            "a lone byte that is not UTF-8"
+        );
     }
 }

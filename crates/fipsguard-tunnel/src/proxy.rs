@@ -332,7 +332,15 @@ impl Connection {
             Some(id) => Some(id.admitted_as(config).ok_or_else(|| {
                 refusal(
                     "not_allowed",
-                    format!("{} is not on the allow-list", id.principal()),
+                    match id.principal() == id.subject {
+                        true => format!("{} is not on the allow-list", id.subject),
+                        // The subject too, in the form allow_subject takes.
+                        false => format!(
+                            "{} (subject {}) is not on the allow-list",
+                            id.principal(),
+                            id.subject
+                        ),
+                    },
                 )
             })?),
             None if config.has_allow_list() => {

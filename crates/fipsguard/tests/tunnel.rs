@@ -274,7 +274,8 @@ impl Drop for Session {
     }
 }
 
-fn server_args<'a>(pki: &'a Pki, listen: &'a str, target: &'a str) -> Vec<String> {
+/// A server tunnel's flags but for who it lets in, which is never a default.
+fn server_base(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
     vec![
         "server".into(),
         "--listen".into(),
@@ -288,10 +289,17 @@ fn server_args<'a>(pki: &'a Pki, listen: &'a str, target: &'a str) -> Vec<String
     ]
 }
 
-/// [`server_args`] requiring client certificates from the PKI's CA,
-/// checked against its `crl.pem`.
-fn mtls_server_args(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
-    let mut args = server_args(pki, listen, target);
+/// A server tunnel that lets in any client, without a certificate.
+fn server_args(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
+    let mut args = server_base(pki, listen, target);
+    args.push("--disable-authentication".into());
+    args
+}
+
+/// [`server_base`] requiring client certificates from the PKI's CA,
+/// checked against its `crl.pem`; the caller says which are let in.
+fn mtls_base(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
+    let mut args = server_base(pki, listen, target);
     let client_ca = [
         "--client-ca",
         &pki.path_str("ca.pem"),
@@ -299,6 +307,13 @@ fn mtls_server_args(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
         &pki.path_str("crl.pem"),
     ];
     args.extend(client_ca.map(String::from));
+    args
+}
+
+/// [`mtls_base`] letting in every client the CA verifies.
+fn mtls_server_args(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
+    let mut args = mtls_base(pki, listen, target);
+    args.push("--allow-all".into());
     args
 }
 
@@ -461,6 +476,76 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
 }
 
 #[test]
+fn who_a_tunnel_lets_in_is_always_said_never_a_default() {
+    let pki = Pki::new();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let base = server_base(&pki, &listen, "127.0.0.1:1");
+    let with = |more: &[&str]| {
+        let mut args = base.clone();
+        args.extend(more.iter().map(|s| s.to_string()));
+        args
+    };
+    let ca = pki.path_str("ca.pem");
+    for (args, rule) in [
+        (
+            with(&[]),
+            "a server tunnel needs client_ca (mTLS) to know its clients, or disable_authentication",
+        ),
+        (
+            with(&["--client-ca", &ca]),
+            "a server tunnel with client_ca needs an allow-list",
+        ),
+        (
+            with(&[
+                "--client-ca",
+                &ca,
+                "--disable-authentication",
+                "--allow-all",
+            ]),
+            "disable_authentication contradicts client_ca",
+        ),
+        (
+            with(&["--client-ca", &ca, "--allow-all", "--allow-dns", "a"]),
+            "allow_all contradicts the allow-list",
+        ),
+        (with(&["--allow-all"]), "allow_all needs client_ca"),
+        (
+            with(&["--disable-authentication", "--unsafe-listen"]),
+            "unsafe_listen is for client tunnels",
+        ),
+    ] {
+        refused_at_startup(&strs(&args), rule);
+    }
+    // A list left empty (a template with nothing filled in) admits no one:
+    // it is refused, not read as no list.
+    let config = pki.path_str("empty-list.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tunnel]]\nmode = \"server\"\nlisten = {listen:?}\ntarget = \"127.0.0.1:1\"\ncert = {:?}\nkey = {:?}\nclient_ca = {ca:?}\nallow_uri = []\n",
+            pki.path_str("server.pem"),
+            pki.path_str("server.key"),
+        ),
+    )
+    .unwrap();
+    refused_at_startup(&["--config", &config], "needs an allow-list");
+    // A client tunnel lends its certificate to whoever reaches its port.
+    // An address no interface has: a tunnel that wrongly started could
+    // not listen on it either.
+    let off_loopback = "192.0.2.1:5432".to_owned();
+    let client = [
+        "client",
+        "--listen",
+        &off_loopback,
+        "--target",
+        "127.0.0.1:1",
+        "--cacert",
+        &ca,
+    ];
+    refused_at_startup(&client, "a client tunnel listening off loopback");
+}
+
+#[test]
 fn the_open_file_limit_is_raised_and_one_too_low_is_named() {
     let pki = Pki::new();
     let listen = format!("127.0.0.1:{}", free_port());
@@ -507,6 +592,7 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
             &format!("127.0.0.1:{port}"),
             "--target",
             "127.0.0.1:1",
+            "--disable-authentication",
         ])
         .args([
             "--cert",
@@ -535,8 +621,12 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
     let (target, seen) = http_target("should not be seen");
     let mtls_port = free_port();
     let mtls_listen = format!("127.0.0.1:{mtls_port}");
-    let mut args = server_args(&pki, &mtls_listen, &format!("127.0.0.1:{target}"));
-    args.extend(["--client-ca".into(), pki.path_str("ca.pem")]);
+    let mut args = server_base(&pki, &mtls_listen, &format!("127.0.0.1:{target}"));
+    args.extend([
+        "--client-ca".into(),
+        pki.path_str("ca.pem"),
+        "--allow-all".into(),
+    ]);
     let mtls = Tunnel::start(&strs(&args));
     for client in ["rsa1024-client", "sha1-client"] {
         let before = refused_total(&mtls);
@@ -633,7 +723,7 @@ fn psql_reaches_postgresql_through_a_client_and_a_server_tunnel() {
     );
     let server_port = free_port();
     let server_listen = format!("127.0.0.1:{server_port}");
-    let mut args = server_args(&pki, &server_listen, "127.0.0.1:5432");
+    let mut args = server_base(&pki, &server_listen, "127.0.0.1:5432");
     args.extend(["--client-ca".into(), pki.path_str("ca.pem")]);
     args.extend([
         "--allow-uri".into(),
@@ -702,7 +792,7 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
     });
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut args = mtls_server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
+    let mut args = mtls_base(&pki, &listen, &format!("127.0.0.1:{target}"));
     args.extend(
         [
             "--allow-uri",
@@ -734,6 +824,23 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
             "{refused}"
         );
     }
+    // A refusal names the subject too, as allow_subject takes it.
+    let log = tunnel.log();
+    assert!(
+        log.contains("stranger.fipsguard.test (subject CN=stranger, O=fipsguard tests) is not on the allow-list"),
+        "{log}"
+    );
+    // A name with a line break in it (OpenSSL writes `\n` in a
+    // configuration as one) is refused as the malformed certificate it
+    // is, and starts no line of the log.
+    pki.leaf("forged", "URI:spiffe://fipsguard.test/x\\nforged line");
+    let output = with_cert("forged");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("welcome"));
+    wait_until("the forged name is refused", || {
+        tunnel.log().contains("holds a control character")
+    });
+    let log = tunnel.log();
+    assert!(!log.lines().any(|line| line.starts_with("forged")), "{log}");
     let no_cert = s_client(port, &["-CAfile", &pki.path_str("ca.pem")]);
     assert!(!String::from_utf8_lossy(&no_cert.stdout).contains("welcome"));
     assert!(
@@ -741,7 +848,12 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
         "the target saw a connection from a refused peer"
     );
     let reasons = tunnel.metrics();
-    for reason in ["not_allowed", "revoked_certificate", "no_certificate"] {
+    for reason in [
+        "not_allowed",
+        "revoked_certificate",
+        "no_certificate",
+        "bad_certificate",
+    ] {
         assert!(
             reasons.contains(&format!("outcome=\"refused\",reason=\"{reason}\"")),
             "{reason} not counted: {reasons}"
@@ -805,8 +917,9 @@ fn crl_files_are_read_as_pem_or_der_and_one_without_a_list_is_refused() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let args_with_crl = |crl: &str| {
-        let mut args = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
-        args.extend(["--client-ca", &pki.path_str("ca.pem"), "--crl", crl].map(String::from));
+        let mut args = server_base(&pki, &listen, &format!("127.0.0.1:{target}"));
+        let ca = pki.path_str("ca.pem");
+        args.extend(["--client-ca", &ca, "--crl", crl, "--allow-all"].map(String::from));
         args
     };
 
@@ -885,7 +998,7 @@ fn clients_with_certificates_never_resume_a_session_unchecked() {
     let connect_twice = |args: &[String]| {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut all = server_args(&pki, &listen, &format!("127.0.0.1:{target}"));
+        let mut all = server_base(&pki, &listen, &format!("127.0.0.1:{target}"));
         all.extend_from_slice(args);
         let _tunnel = Tunnel::start(&strs(&all));
         let session = pki.path_str("session.pem");
@@ -910,11 +1023,15 @@ fn clients_with_certificates_never_resume_a_session_unchecked() {
         (offered, String::from_utf8_lossy(&again.stdout).into_owned())
     };
     // The method works: without client certificates, sessions resume.
-    let (_, plain) = connect_twice(&[]);
+    let (_, plain) = connect_twice(&["--disable-authentication".into()]);
     assert!(plain.contains("Reused, TLSv1.2"), "{plain}");
     // With them, no session is kept: every connection is a full
     // handshake, its certificate checked afresh.
-    let (offered, checked) = connect_twice(&["--client-ca".into(), pki.path_str("ca.pem")]);
+    let (offered, checked) = connect_twice(&[
+        "--client-ca".into(),
+        pki.path_str("ca.pem"),
+        "--allow-all".into(),
+    ]);
     assert!(!offered, "a session to resume was offered");
     assert!(checked.contains("New, TLSv1.2"), "{checked}");
 }
@@ -966,7 +1083,13 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
 
     // New files given the old ones' modification times, then copied over
     // them keeping those times (as `cp -p` or `rsync -t` install files
-    // made elsewhere) are noticed all the same.
+    // made elsewhere) are noticed all the same. Counted from a second on,
+    // when any reload the renames above set off (files are checked every
+    // second) has come and gone.
+    let reloads_ok =
+        || tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = reloads_ok();
     pki.leaf("server-next", "DNS:localhost");
     let run = |program: &str, args: &[String]| {
         assert!(Command::new(program).args(args).status().unwrap().success());
@@ -979,9 +1102,7 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
         run("touch", &["-r".into(), old.clone(), new.clone()]);
         run("cp", &["-p".into(), new, old]);
     }
-    wait_until("the change is noticed", || {
-        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 2.0
-    });
+    wait_until("the change is noticed", || reloads_ok() > before);
     assert_ne!(serial(), second);
     echo_line("after the files changed");
 
@@ -1219,7 +1340,7 @@ fn a_sighup_on_the_listening_line_reloads_the_tunnel() {
     let tunnels: String = (0..30)
         .map(|i| {
             format!(
-                "[[tunnel]]\nname = \"t{i}\"\nmode = \"server\"\nlisten = \"127.0.0.1:0\"\ntarget = \"127.0.0.1:{echo}\"\ncert = {:?}\nkey = {:?}\n",
+                "[[tunnel]]\nname = \"t{i}\"\nmode = \"server\"\nlisten = \"127.0.0.1:0\"\ntarget = \"127.0.0.1:{echo}\"\ncert = {:?}\nkey = {:?}\ndisable_authentication = true\n",
                 pki.path_str("server.pem"),
                 pki.path_str("server.key"),
             )
