@@ -698,6 +698,13 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
             rustls::CertificateError::ExpiredRevocationList
             | rustls::CertificateError::ExpiredRevocationListContext { .. },
         )) => "crl_expired",
+        // Signed with an algorithm outside the policy (SHA-1, say).
+        #[allow(deprecated)]
+        Some(E::InvalidCertificate(
+            rustls::CertificateError::UnsupportedSignatureAlgorithm
+            | rustls::CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+            | rustls::CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. },
+        )) => "signature_not_approved",
         Some(E::InvalidCertificate(_)) => "bad_certificate",
         Some(E::AlertReceived(_)) => "alert_received",
         Some(E::InvalidMessage(_)) => "invalid_message",
