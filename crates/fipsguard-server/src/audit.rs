@@ -18,7 +18,7 @@ use fipsguard_audit::{
 use fipsguard_core::auth::is_token_id;
 use fipsguard_core::kms::{CreateKey, SignInput};
 use fipsguard_core::name::KeyName;
-use fipsguard_core::{KeyType, Kms, KmsError, Principal};
+use fipsguard_core::{KeyState, KeyType, Kms, KmsError, Principal};
 use fipsguard_crypto::sign::SigningKeyType;
 use tokio::runtime::Handle;
 
@@ -36,11 +36,27 @@ pub const AUDIT_KEY: &str = "fipsguard-audit";
 const UNAUDITED: [&str; 2] = ["/v1/health", "/v1/openapi.json"];
 
 /// Creates the audit key on first use (any node may; a concurrent creation
-/// by another node is fine).
+/// by another node is fine). One already there must be what the log signs
+/// with: an active ECDSA P-256 key.
 pub async fn ensure_audit_key(kms: &Kms) -> Result<(), String> {
     let key_type = KeyType::Signing(SigningKeyType::EcdsaP256);
     match kms.create_key(CreateKey::new(AUDIT_KEY, key_type)).await {
-        Ok(_) | Err(KmsError::KeyExists(_)) => Ok(()),
+        Ok(_) => Ok(()),
+        Err(KmsError::KeyExists(_)) => {
+            let key = kms
+                .get_key(AUDIT_KEY)
+                .await
+                .map_err(|e| format!("cannot read the audit key {AUDIT_KEY}: {e}"))?;
+            match (key.key_type == key_type.as_str(), key.state) {
+                (true, KeyState::Active) => Ok(()),
+                _ => Err(format!(
+                    "the key {AUDIT_KEY} is {} and {}: the audit log signs only with an active {} key of that name (see docs/audit.md)",
+                    key.key_type,
+                    key.state.as_str(),
+                    key_type.as_str()
+                )),
+            }
+        }
         Err(e) => Err(format!("cannot create the audit key {AUDIT_KEY}: {e}")),
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use common::{b64, TestServer};
 use fipsguard_core::auth::Operation;
+use fipsguard_core::kms::CreateKey;
+use fipsguard_server::config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -398,6 +400,31 @@ async fn a_head_request_is_recorded_as_a_read() {
     server.stop().await;
 }
 
+/// A store whose `fipsguard-audit` key is not an active ECDSA P-256 key
+/// (made before the name was reserved, with the audit log off) keeps the
+/// server from starting, saying what the key is.
+#[tokio::test]
+async fn an_audit_key_of_another_kind_is_refused_at_start() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    for (key_type, active, is) in [
+        ("hmac-sha256", true, "is hmac-sha256 and active"),
+        ("ecdsa-p256", false, "is ecdsa-p256 and pre-active"),
+    ] {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (options, _) = config::development(dir.path(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut request = CreateKey::new("fipsguard-audit", key_type.parse().unwrap());
+        request.active = active;
+        options.kms.create_key(request).await.unwrap();
+        let refused = fipsguard_server::start(options, std::future::pending()).await;
+        let Err(why) = refused else {
+            panic!("{key_type}: the server started")
+        };
+        assert!(why.to_string().contains(is), "{why}");
+    }
+}
+
 #[tokio::test]
 async fn nobody_signs_with_the_audit_key_or_retires_it() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -415,6 +442,31 @@ async fn nobody_signs_with_the_audit_key_or_retires_it() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let batch = json!({ "items": [{ "message": b64(b"forged checkpoint") }] });
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys/fipsguard-audit/sign/batch",
+            Some(&user),
+            Some(batch),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the batch form too: {answer}"
+    );
+    // Its name is taken by the service: nobody makes it as another kind.
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&server.officer),
+            Some(json!({ "name": "fipsguard-audit", "type": "hmac-sha256" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "audit_key_reserved");
     let (status, _) = server
         .call(
             Method::GET,

@@ -396,6 +396,21 @@ async fn grants_decide_what_users_may_do(b: Backend) {
         matches!(&refused, KmsError::InvalidRequest(m) if m.contains("at most 100 grants")),
         "{refused}"
     );
+    // Each operation once in a grant: its list is scanned on every request.
+    let repeated = CreateToken {
+        role: Role::User,
+        grants: vec![Grant {
+            keys: "key".into(),
+            operations: vec![Operation::Encrypt, Operation::Decrypt, Operation::Encrypt],
+        }],
+        ttl_secs: None,
+        description: String::new(),
+    };
+    let refused = kms.create_token(repeated).await.unwrap_err();
+    assert!(
+        matches!(&refused, KmsError::InvalidRequest(m) if m.contains("each operation at most once")),
+        "{refused}"
+    );
 }
 
 async fn a_lifetime_policy_bounds_every_token_but_the_first(b: Backend) {

@@ -101,6 +101,18 @@ impl Kms {
                     .into(),
             ));
         }
+        // Each operation once: a list is scanned on every request.
+        let repeats = |g: &Grant| {
+            g.operations
+                .iter()
+                .enumerate()
+                .any(|(i, op)| g.operations[..i].contains(op))
+        };
+        if request.grants.iter().any(repeats) {
+            return Err(KmsError::InvalidRequest(
+                "a grant names each operation at most once".into(),
+            ));
+        }
         if request
             .ttl_secs
             .is_some_and(|ttl| !TOKEN_TTL_SECS.contains(&ttl))

@@ -121,6 +121,14 @@ pub async fn create(
         caller.acted_on(Subject::named(&r.name));
         ApiError::from(e)
     };
+    if r.name == crate::audit::AUDIT_KEY {
+        caller.acted_on(Subject::named(&r.name));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_key_reserved",
+            "fipsguard-audit is the audit key's name: the service creates that key itself, as the log needs it",
+        ));
+    }
     let key_type: KeyType = r.key_type.parse().map_err(refused)?;
     let request = CreateKey {
         name: r.name.clone(),
