@@ -88,6 +88,21 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A key's scheduled destruction: recorded with outcome `intent`
+    /// before it is carried out (a log that cannot take it holds it), and
+    /// again with how it ended.
+    KeyDestruction {
+        /// The key.
+        key: String,
+        /// When it was due (RFC 3339).
+        due: String,
+        /// `intent`, `success`, `rejected` (not carried out here: cancelled
+        /// meanwhile, or done by another node) or `failure`.
+        outcome: Outcome,
+        /// Why it was not carried out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The server stopped in order.
     Shutdown {},
     /// The log could not be written for a while; requests were refused.
@@ -122,6 +137,7 @@ impl Event {
         "tls_reload",
         "init",
         "root_key_change",
+        "key_destruction",
         "shutdown",
         "outage",
         "segment",
@@ -224,10 +240,19 @@ pub struct RequestEvent {
 
 /// Now, as records write it.
 pub(crate) fn now() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// A time given in Unix seconds, as records write times.
+pub fn unix_time(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(rfc3339)
+        .unwrap_or_else(|_| secs.to_string())
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
     use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    at.format(&Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -97,6 +97,15 @@ pub enum KmsError {
     /// rotated, nor encrypt past its newest version's limit.
     #[error("key {0:?} has {max} versions, the most a key can have; create a new key", max = u32::MAX)]
     VersionsExhausted(String),
+    /// The key's scheduled destruction is due but held: what records it
+    /// (the audit log) could not. The key is refused until it goes ahead.
+    #[error("key {name:?} is due for destruction, which is held until it can be recorded: {why}")]
+    DestructionHeld {
+        /// The key.
+        name: String,
+        /// Why it is held.
+        why: String,
+    },
     /// The root key-encryption key is missing, wrong or unusable.
     #[error("root key-encryption key: {0}")]
     RootKek(String),
@@ -164,6 +173,7 @@ impl KmsError {
             Self::Decrypt(e) => e.code(),
             Self::EncryptionLimit { .. } => "encryption_limit",
             Self::VersionsExhausted(_) => "versions_exhausted",
+            Self::DestructionHeld { .. } => "destruction_held",
             Self::RootKek(_) => "root_kek",
             Self::Crypto(fipsguard_crypto::Error::NotApproved(_)) => "not_approved",
             Self::Crypto(fipsguard_crypto::Error::ErrorState { .. }) => "module_error_state",

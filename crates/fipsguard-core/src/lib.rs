@@ -21,8 +21,9 @@ pub use context::EncryptionContext;
 pub use error::{DecryptError, KmsError};
 pub use key_type::KeyType;
 pub use kms::{
-    Clock, ConfigureKey, CreateKey, DataKey, DestructionSweep, KeyMetadata, Kms, KmsConfig, MacTag,
-    MaterialSweep, Page, SignInput, Signature, StoreAnswer, SystemClock,
+    Clock, ConfigureKey, CreateKey, DataKey, DestructionOutcome, DestructionSweep,
+    DestructionWitness, KeyMetadata, Kms, KmsConfig, MacTag, MaterialSweep, Page, SignInput,
+    Signature, StoreAnswer, SystemClock,
 };
 pub use lifecycle::KeyState;
 pub use root::RootKekSource;

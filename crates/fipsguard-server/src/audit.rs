@@ -18,7 +18,9 @@ use fipsguard_audit::{
 use fipsguard_core::auth::is_token_id;
 use fipsguard_core::kms::{CreateKey, SignInput};
 use fipsguard_core::name::KeyName;
-use fipsguard_core::{KeyState, KeyType, Kms, KmsError, Principal};
+use fipsguard_core::{
+    DestructionOutcome, DestructionWitness, KeyState, KeyType, Kms, KmsError, Principal,
+};
 use fipsguard_crypto::sign::SigningKeyType;
 use tokio::runtime::Handle;
 
@@ -58,6 +60,57 @@ pub async fn ensure_audit_key(kms: &Kms) -> Result<(), String> {
             }
         }
         Err(e) => Err(format!("cannot create the audit key {AUDIT_KEY}: {e}")),
+    }
+}
+
+/// Records scheduled destructions in the audit log: the intent durably
+/// before the key is destroyed (a log that cannot take it holds the
+/// destruction), then how it ended. Holds the state weakly: the core it
+/// is given to belongs to that state.
+pub struct DestructionRecords(pub std::sync::Weak<AppState>);
+
+impl DestructionRecords {
+    async fn record(
+        &self,
+        key: &str,
+        due_at: i64,
+        outcome: Outcome,
+        error: Option<String>,
+    ) -> Result<(), String> {
+        let state = self.0.upgrade().ok_or("the service is stopping")?;
+        let audit = state.audit.as_ref().ok_or("the audit log is off")?;
+        let event = Event::KeyDestruction {
+            key: key.to_owned(),
+            due: fipsguard_audit::unix_time(due_at),
+            outcome,
+            error,
+        };
+        audit.record(event).await.map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl DestructionWitness for DestructionRecords {
+    async fn before(&self, key: &str, due_at: i64) -> Result<(), String> {
+        let recorded = self.record(key, due_at, Outcome::Intent, None).await;
+        if let Err(e) = &recorded {
+            tracing::error!(key, error = %e, "a due destruction is held: the audit log cannot record it");
+        }
+        recorded
+    }
+
+    async fn after(&self, key: &str, due_at: i64, outcome: DestructionOutcome) {
+        let (outcome, error) = match outcome {
+            DestructionOutcome::Destroyed => {
+                tracing::info!(key, "key destroyed as scheduled");
+                (Outcome::Success, None)
+            }
+            DestructionOutcome::NotDone(why) => (Outcome::Rejected, Some(why.to_owned())),
+            DestructionOutcome::Failed(why) => (Outcome::Failure, Some(why)),
+        };
+        if let Err(e) = self.record(key, due_at, outcome, error).await {
+            tracing::error!(key, error = %e, "the end of a scheduled destruction could not be recorded in the audit log");
+        }
     }
 }
 

@@ -129,6 +129,7 @@ pub(crate) fn status_of(error: &KmsError) -> StatusCode {
         KmsError::TokenLookupsBusy => StatusCode::TOO_MANY_REQUESTS,
         KmsError::Forbidden { .. } => StatusCode::FORBIDDEN,
         KmsError::Crypto(Crypto::ErrorState { .. })
+        | KmsError::DestructionHeld { .. }
         | KmsError::Store(
             StoreError::Unavailable(_) | StoreError::CommitUnknown(_) | StoreError::RootKeyChanged,
         ) => StatusCode::SERVICE_UNAVAILABLE,

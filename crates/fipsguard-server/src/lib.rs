@@ -139,6 +139,10 @@ pub async fn start(
         audit,
         store_probe: StoreProbe::default(),
     });
+    if state.audit.is_some() {
+        let records = audit::DestructionRecords(Arc::downgrade(&state));
+        state.kms.witness_destructions(Arc::new(records));
+    }
     let background: Vec<JoinHandle<()>> = [
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),

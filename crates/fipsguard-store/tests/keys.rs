@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Backend;
-use fipsguard_core::kms::{ConfigureKey, CreateKey, KmsConfig, SignInput, MAX_PAGE};
+use fipsguard_core::kms::{
+    ConfigureKey, CreateKey, DestructionOutcome, DestructionWitness, KmsConfig, SignInput, MAX_PAGE,
+};
 use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
 use fipsguard_crypto::mac::MacAlgorithm;
@@ -39,6 +41,7 @@ on_both_stores!(
     rotation_keeps_old_versions_decryptable_down_to_the_minimum,
     lifecycle_states_allow_only_what_they_should,
     scheduled_destruction_waits_for_its_window_and_can_be_cancelled,
+    a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses,
     forced_destruction_shreds_material_and_keeps_metadata,
     listing_is_paginated_in_name_order,
     data_keys_round_trip,
@@ -420,6 +423,115 @@ async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Back
     assert_eq!(
         decrypt_error(kms.decrypt("old", &ciphertext, &ctx).await),
         DecryptError::VersionDestroyed(1)
+    );
+}
+
+/// What a witness of destructions heard, and whether it holds them.
+#[derive(Default)]
+struct Witness {
+    holds: std::sync::atomic::AtomicBool,
+    heard: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl DestructionWitness for Witness {
+    async fn before(&self, key: &str, due_at: i64) -> Result<(), String> {
+        self.heard
+            .lock()
+            .unwrap()
+            .push(format!("before {key} {due_at}"));
+        match self.holds.load(Ordering::SeqCst) {
+            true => Err("the log is full".into()),
+            false => Ok(()),
+        }
+    }
+
+    async fn after(&self, key: &str, due_at: i64, outcome: DestructionOutcome) {
+        let heard = format!("after {key} {due_at} {outcome:?}");
+        self.heard.lock().unwrap().push(heard);
+    }
+}
+
+async fn a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses(b: Backend) {
+    let start = 1_800_000_000;
+    let clock = Arc::new(common::ManualClock(AtomicI64::new(start)));
+    let kms = Kms::open_with_clock(
+        b.store.clone(),
+        &b.key_file(),
+        KmsConfig::default(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let witness = Arc::new(Witness::default());
+    assert!(kms.witness_destructions(witness.clone()));
+    let heard = || std::mem::take(&mut *witness.heard.lock().unwrap());
+    let ctx = EncryptionContext::empty();
+    for name in ["due", "forced"] {
+        kms.create_key(CreateKey::new(name, AES)).await.unwrap();
+    }
+    let ciphertext = kms.encrypt("due", b"archive", &ctx).await.unwrap();
+    kms.deactivate_key("due").await.unwrap();
+    kms.schedule_destroy("due", Some(1)).await.unwrap();
+    let due_at = start + 86_400;
+    kms.destroy_key_now("forced").await.unwrap();
+    assert_eq!(
+        heard(),
+        Vec::<String>::new(),
+        "an officer's destruction is a request of its own"
+    );
+
+    // Due: carried out, never cancelled or put off.
+    clock.0.store(due_at, Ordering::SeqCst);
+    for refused in [
+        kms.cancel_destroy("due").await,
+        kms.schedule_destroy("due", Some(30)).await,
+    ] {
+        assert!(
+            matches!(refused, Err(KmsError::StateForbids { .. })),
+            "{refused:?}"
+        );
+    }
+
+    // A witness that cannot record it holds it: the key is refused, its
+    // material stays, the sweep reports it.
+    witness.holds.store(true, Ordering::SeqCst);
+    let held = kms.decrypt("due", &ciphertext, &ctx).await.unwrap_err();
+    assert!(
+        matches!(&held, KmsError::DestructionHeld { name, .. } if name == "due"),
+        "{held}"
+    );
+    assert_eq!(held.code(), "destruction_held");
+    let sweep = kms.destroy_due_keys().await.unwrap();
+    assert_eq!(sweep.destroyed, 0);
+    assert!(
+        matches!(sweep.failed.as_slice(), [(name, KmsError::DestructionHeld { .. })] if name == "due")
+    );
+    let stored = b.store.version("due", 1).await.unwrap().unwrap();
+    assert!(stored.wrapped_material.is_some(), "held: nothing shredded");
+    assert_eq!(heard(), vec![format!("before due {due_at}"); 2]);
+
+    // Once it can record it: heard before and after, and carried out.
+    witness.holds.store(false, Ordering::SeqCst);
+    let sweep = kms.destroy_due_keys().await.unwrap();
+    assert_eq!(sweep.destroyed, 1);
+    assert_eq!(
+        heard(),
+        [
+            format!("before due {due_at}"),
+            format!("after due {due_at} Destroyed")
+        ]
+    );
+    let stored = b.store.version("due", 1).await.unwrap().unwrap();
+    assert_eq!(stored.wrapped_material, None);
+    assert_eq!(
+        decrypt_error(kms.decrypt("due", &ciphertext, &ctx).await),
+        DecryptError::VersionDestroyed(1)
+    );
+    assert_eq!(
+        heard(),
+        Vec::<String>::new(),
+        "a destroyed key is not due again"
     );
 }
 

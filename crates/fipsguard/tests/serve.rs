@@ -6,6 +6,9 @@ mod http2;
 mod pki;
 
 use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
 
 #[test]
 fn init_then_serve_from_a_configuration_file() {
@@ -627,6 +630,85 @@ fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
         bind.contains("has a bound hash in a store an earlier release wrote")
             && bind.contains("the root key was not changed"),
         "{bind}"
+    );
+}
+
+/// A key whose scheduled destruction has come is destroyed by the
+/// server's sweep (at start, then every minute), with its intent in the
+/// audit log before and its outcome after.
+#[test]
+fn a_due_destruction_leaves_its_intent_and_outcome_in_the_audit_log() {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    let officer = format!("Authorization: Bearer {}", setup.officer);
+    let url = |path: &str| format!("https://localhost:{}/v1/keys{path}", setup.port);
+    for (path, body) in [
+        ("", r#"{"name": "archive", "type": "aes256-gcm"}"#),
+        ("/archive/deactivate", "{}"),
+        ("/archive/destroy", r#"{"days": 1}"#),
+    ] {
+        let answer = curl(
+            &setup,
+            &[
+                "-H",
+                &officer,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                &url(path),
+            ],
+        );
+        assert!(
+            answer.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&answer.stdout)
+        );
+    }
+    save_audit_key(&setup);
+    server.stop();
+    // The day passes (the schedule, moved back in the store by a day).
+    let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
+    let moved = "UPDATE keys SET destroy_at = destroy_at - 86400 WHERE name = 'archive'";
+    assert_eq!(db.execute(moved, []).unwrap(), 1);
+    drop(db);
+
+    let server = setup.serve();
+    let records = || -> Vec<serde_json::Value> {
+        let mut records: Vec<serde_json::Value> = setup
+            .audit_text()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["record"].take())
+            .filter(|record| record["kind"] == "key_destruction")
+            .collect();
+        records.sort_by_key(|r| r["seq"].as_u64());
+        records
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        "the sweep destroys the key",
+        || records().len() == 2,
+    );
+    let key = curl(&setup, &["-H", &officer, &url("/archive")]);
+    let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
+    assert_eq!(key["state"], "destroyed", "{key}");
+    server.stop();
+    let outcomes: Vec<_> = records()
+        .iter()
+        .map(|r| (r["key"].clone(), r["outcome"].clone(), r["due"].is_string()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (json!("archive"), json!("intent"), true),
+            (json!("archive"), json!("success"), true)
+        ]
+    );
+    let verify = setup.verify_audit();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
     );
 }
 

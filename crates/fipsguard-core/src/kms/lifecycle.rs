@@ -281,6 +281,7 @@ impl Kms {
         }
         let at = self.now() + i64::from(days) * 86_400;
         self.update(name, |record| {
+            self.refuse_if_due(record, "put off a destruction whose time has come")?;
             if !record.state.may_schedule_destroy() {
                 return Err(KmsError::StateForbids {
                     name: record.name.clone(),
@@ -294,16 +295,33 @@ impl Kms {
         .await
     }
 
-    /// Cancels a scheduled destruction.
+    /// Cancels a scheduled destruction that is not due yet.
     pub async fn cancel_destroy(&self, name: &str) -> Result<KeyMetadata> {
-        self.update(name, |record| match record.destroy_at.take() {
-            Some(_) => Ok(()),
-            None => Err(KmsError::InvalidRequest(format!(
-                "key {:?} has no destruction scheduled",
-                record.name
-            ))),
+        self.update(name, |record| {
+            self.refuse_if_due(record, "cancel a destruction whose time has come")?;
+            match record.destroy_at.take() {
+                Some(_) => Ok(()),
+                None => Err(KmsError::InvalidRequest(format!(
+                    "key {:?} has no destruction scheduled",
+                    record.name
+                ))),
+            }
         })
         .await
+    }
+
+    /// A destruction whose time has come is carried out (by the next sweep
+    /// or request), never cancelled or put off: the schedule was the
+    /// promise.
+    fn refuse_if_due(&self, record: &KeyRecord, operation: &'static str) -> Result<()> {
+        match self.destroy_due(record) {
+            true => Err(KmsError::StateForbids {
+                name: record.name.clone(),
+                state: record.state,
+                operation,
+            }),
+            false => Ok(()),
+        }
     }
 
     /// Destroys the key now, whatever its state (an officer's decision):
@@ -474,18 +492,55 @@ impl Kms {
 
     /// Deletes every version's material and marks the key destroyed. A
     /// scheduled destruction re-checks on every attempt that it is still
-    /// due, so a concurrent cancellation wins.
+    /// due, so a concurrent cancellation wins; its witness, if any, hears
+    /// of it first and may hold it, and then hears how it ended.
     pub(super) async fn destroy(
+        &self,
+        name: &KeyName,
+        record: KeyRecord,
+        kind: Destruction,
+    ) -> Result<KeyRecord> {
+        let witness = match kind {
+            Destruction::Scheduled if self.destroy_due(&record) => self.destruction_witness.get(),
+            Destruction::Scheduled | Destruction::Forced => None,
+        };
+        let Some(witness) = witness else {
+            return Ok(self.destroy_attempts(name, record, kind).await?.0);
+        };
+        let due_at = record.destroy_at.unwrap_or_default();
+        witness
+            .before(name.as_str(), due_at)
+            .await
+            .map_err(|why| KmsError::DestructionHeld {
+                name: name.to_string(),
+                why,
+            })?;
+        let result = self.destroy_attempts(name, record, kind).await;
+        let outcome = match &result {
+            Ok((_, true)) => DestructionOutcome::Destroyed,
+            Ok((record, false)) if record.state == KeyState::Destroyed => {
+                DestructionOutcome::NotDone("destroyed by another node meanwhile")
+            }
+            Ok(_) => DestructionOutcome::NotDone("no longer due: cancelled or put off meanwhile"),
+            Err(e) => DestructionOutcome::Failed(e.to_string()),
+        };
+        witness.after(name.as_str(), due_at, outcome).await;
+        Ok(result?.0)
+    }
+
+    /// [`destroy`](Self::destroy)'s attempts: the record as they left it,
+    /// and whether this call destroyed the key.
+    async fn destroy_attempts(
         &self,
         name: &KeyName,
         mut record: KeyRecord,
         kind: Destruction,
-    ) -> Result<KeyRecord> {
+    ) -> Result<(KeyRecord, bool)> {
         for _ in 0..UPDATE_ATTEMPTS {
             if record.state == KeyState::Destroyed
                 || (kind == Destruction::Scheduled && !self.destroy_due(&record))
             {
-                return Ok(record);
+                return Ok((record, false));
             }
             if self
                 .store
@@ -497,12 +552,38 @@ impl Kms {
                 record.state = KeyState::Destroyed;
                 record.destroy_at = None;
                 record.revision += 1;
-                return Ok(record);
+                return Ok((record, true));
             }
             record = self.fresh_record(name).await?;
         }
         Err(StoreError::Conflict(format!("key {name:?} kept changing; try again")).into())
     }
+}
+
+/// Hears of every destruction a schedule carries out (whether a sweep or a
+/// request found the key due): before it is made, so that it can hold it,
+/// and how it ended. The service's audit log is one: it records the
+/// destruction durably first, and a log that cannot be written holds it,
+/// so no key is shredded on a schedule without evidence.
+#[async_trait::async_trait]
+pub trait DestructionWitness: Send + Sync {
+    /// The key `key`, due at `due_at` (Unix seconds), is about to be
+    /// destroyed. An error holds the destruction: the key stays due and is
+    /// refused to every request (`destruction_held`) until it can go ahead.
+    async fn before(&self, key: &str, due_at: i64) -> std::result::Result<(), String>;
+    /// How the destruction `before` heard of ended.
+    async fn after(&self, key: &str, due_at: i64, outcome: DestructionOutcome);
+}
+
+/// How a scheduled destruction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestructionOutcome {
+    /// Every version's material is deleted.
+    Destroyed,
+    /// Nothing was destroyed here, for this reason.
+    NotDone(&'static str),
+    /// The store failed; the key stays due.
+    Failed(String),
 }
 
 /// Why a key gets a new version.

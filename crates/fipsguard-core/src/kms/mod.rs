@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use crypto::{DataKey, MacTag, SignInput, Signature};
 pub use crypto::{MAX_BATCH, MAX_RANDOM};
 pub use lifecycle::{
-    ConfigureKey, CreateKey, KeyMetadata, Page, PublicKey, DEFAULT_DESTROY_DAYS, DESTROY_DAYS,
-    MAX_PAGE,
+    ConfigureKey, CreateKey, DestructionOutcome, DestructionWitness, KeyMetadata, Page, PublicKey,
+    DEFAULT_DESTROY_DAYS, DESTROY_DAYS, MAX_PAGE,
 };
 pub use tokens::{CreateToken, MAX_GRANTS, TOKEN_TTL_SECS};
 
@@ -184,6 +184,8 @@ pub struct Kms {
     key_refreshes: Refreshes,
     version_refreshes: Refreshes,
     token_refreshes: Refreshes,
+    /// Told of scheduled destructions (see [`Kms::witness_destructions`]).
+    destruction_witness: std::sync::OnceLock<Arc<dyn DestructionWitness>>,
 }
 
 impl Kms {
@@ -257,7 +259,14 @@ impl Kms {
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
+            destruction_witness: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Has `witness` hear of every scheduled destruction from now on, and
+    /// hold it while it cannot record it. Set once; `false` if one was set.
+    pub fn witness_destructions(&self, witness: Arc<dyn DestructionWitness>) -> bool {
+        self.destruction_witness.set(witness).is_ok()
     }
 
     /// What the store answers now: whether it does, and whether its root
