@@ -56,6 +56,15 @@ async fn every_endpoint_admits_exactly_its_roles() {
     ] {
         server.create_key(name, key_type).await;
     }
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&server.officer),
+            Some(json!({ "name": "pending", "type": "aes256-gcm", "active": false })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
     let all = vec![Grant {
         keys: "*".into(),
         operations: ALL_OPERATIONS.to_vec(),
@@ -131,216 +140,249 @@ async fn every_endpoint_admits_exactly_its_roles() {
     let users: &[Who] = &[User];
     let public: &[Who] = EVERYONE;
     let any_token: &[Who] = &[Officer, Auditor, User, OtherKeysUser, EncryptOnlyUser];
-    let cases: Vec<(Method, String, Option<Value>, &[Who])> = vec![
-        (
-            Method::POST,
-            "/v1/keys".into(),
-            Some(json!({ "name": "new-CALLER", "type": "aes256-gcm" })),
+    let (ok, created) = (StatusCode::OK, StatusCode::CREATED);
+    let post = |path: &str, body: Value, allowed: &'static [Who]| {
+        Case::new(Method::POST, path, Some(body), allowed)
+    };
+    let cases: Vec<Case> = vec![
+        post(
+            "/v1/keys",
+            json!({ "name": "new-CALLER", "type": "aes256-gcm" }),
+            officer,
+        )
+        .answers(created),
+        Case::new(Method::GET, "/v1/keys", None, oversight),
+        Case::new(
+            Method::GET,
+            "/v1/keys/data",
+            None,
+            &[Officer, Auditor, User],
+        )
+        .needs("data", Operation::Read),
+        Case::new(Method::POST, "/v1/keys/life/rotate", None, officer),
+        post(
+            "/v1/keys/life/config",
+            json!({ "min_decryption_version": 1 }),
             officer,
         ),
-        (Method::GET, "/v1/keys".into(), None, oversight),
-        (
+        Case::new(Method::POST, "/v1/keys/life/deactivate", None, officer),
+        Case::new(Method::POST, "/v1/keys/pending/activate", None, officer),
+        post("/v1/keys/life/destroy", json!({ "days": 3 }), officer),
+        Case::new(Method::DELETE, "/v1/keys/life/destroy", None, officer),
+        Case::new(Method::POST, "/v1/keys/life/compromise", None, officer),
+        Case::new(Method::POST, "/v1/keys/life/destroy-now", None, officer),
+        Case::new(
             Method::GET,
-            "/v1/keys/data".into(),
+            "/v1/keys/signer/public-key",
             None,
             &[Officer, Auditor, User],
         ),
-        (Method::POST, "/v1/keys/life/rotate".into(), None, officer),
-        (
-            Method::POST,
-            "/v1/keys/life/config".into(),
-            Some(json!({ "min_decryption_version": 1 })),
-            officer,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/life/deactivate".into(),
-            None,
-            officer,
-        ),
-        (Method::POST, "/v1/keys/life/activate".into(), None, officer),
-        (
-            Method::POST,
-            "/v1/keys/life/destroy".into(),
-            Some(json!({ "days": 3 })),
-            officer,
-        ),
-        (
-            Method::DELETE,
-            "/v1/keys/life/destroy".into(),
-            None,
-            officer,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/life/compromise".into(),
-            None,
-            officer,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/life/destroy-now".into(),
-            None,
-            officer,
-        ),
-        (
-            Method::GET,
-            "/v1/keys/signer/public-key".into(),
-            None,
-            &[Officer, Auditor, User],
-        ),
-        (
-            Method::POST,
-            "/v1/keys/data/encrypt".into(),
-            Some(json!({ "plaintext": b64(b"y") })),
+        post(
+            "/v1/keys/data/encrypt",
+            json!({ "plaintext": b64(b"y") }),
             &[User, EncryptOnlyUser],
-        ),
-        (
-            Method::POST,
-            "/v1/keys/data/decrypt".into(),
-            Some(json!({ "ciphertext": ciphertext })),
+        )
+        .needs("data", Operation::Encrypt),
+        post(
+            "/v1/keys/data/decrypt",
+            json!({ "ciphertext": ciphertext }),
             users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/data/rewrap".into(),
-            Some(json!({ "ciphertext": ciphertext })),
+        )
+        .needs("data", Operation::Decrypt),
+        post(
+            "/v1/keys/data/rewrap",
+            json!({ "ciphertext": ciphertext }),
             users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/data/datakey".into(),
-            Some(json!({})),
-            users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/data/encrypt/batch".into(),
-            Some(json!({ "items": [{ "plaintext": b64(b"z") }] })),
+        )
+        .needs("data", Operation::Rewrap),
+        post("/v1/keys/data/datakey", json!({}), users).needs("data", Operation::Datakey),
+        post(
+            "/v1/keys/data/encrypt/batch",
+            json!({ "items": [{ "plaintext": b64(b"z") }] }),
             &[User, EncryptOnlyUser],
-        ),
-        (
-            Method::POST,
-            "/v1/keys/data/decrypt/batch".into(),
-            Some(json!({ "items": [{ "ciphertext": ciphertext }] })),
+        )
+        .needs("data", Operation::Encrypt),
+        post(
+            "/v1/keys/data/decrypt/batch",
+            json!({ "items": [{ "ciphertext": ciphertext }] }),
             users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/signer/sign".into(),
-            Some(json!({ "message": b64(b"m") })),
+        )
+        .needs("data", Operation::Decrypt),
+        post(
+            "/v1/keys/signer/sign",
+            json!({ "message": b64(b"m") }),
             users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/signer/sign/batch".into(),
-            Some(json!({ "items": [{ "message": b64(b"m") }] })),
+        )
+        .needs("signer", Operation::Sign),
+        post(
+            "/v1/keys/signer/sign/batch",
+            json!({ "items": [{ "message": b64(b"m") }] }),
             users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/signer/verify".into(),
-            Some(json!({ "message": b64(b"m"), "signature": signature, "version": 1 })),
+        )
+        .needs("signer", Operation::Sign),
+        post(
+            "/v1/keys/signer/verify",
+            json!({ "message": b64(b"m"), "signature": signature, "version": 1 }),
             users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/mac/mac".into(),
-            Some(json!({ "data": b64(b"m") })),
+        )
+        .needs("signer", Operation::Verify),
+        post("/v1/keys/mac/mac", json!({ "data": b64(b"m") }), users).needs("mac", Operation::Mac),
+        post(
+            "/v1/keys/mac/mac/verify",
+            json!({ "data": b64(b"m"), "tag": tag, "version": 1 }),
             users,
-        ),
-        (
-            Method::POST,
-            "/v1/keys/mac/mac/verify".into(),
-            Some(json!({ "data": b64(b"m"), "tag": tag, "version": 1 })),
-            users,
-        ),
-        (
-            Method::POST,
-            "/v1/random".into(),
-            Some(json!({ "bytes": 16 })),
+        )
+        .needs("mac", Operation::MacVerify),
+        post(
+            "/v1/random",
+            json!({ "bytes": 16 }),
             &[Officer, User, OtherKeysUser, EncryptOnlyUser],
         ),
-        (
-            Method::POST,
-            "/v1/tokens".into(),
-            Some(json!({ "role": "auditor" })),
-            officer,
-        ),
-        (Method::GET, "/v1/tokens".into(), None, officer),
-        (Method::GET, "/v1/tokens/self".into(), None, any_token),
-        (
+        post("/v1/tokens", json!({ "role": "auditor" }), officer).answers(created),
+        Case::new(Method::GET, "/v1/tokens", None, officer),
+        Case::new(Method::GET, "/v1/tokens/self", None, any_token),
+        Case::new(
             Method::DELETE,
-            format!("/v1/tokens/{revocable}"),
+            &format!("/v1/tokens/{revocable}"),
             None,
             officer,
         ),
-        (Method::GET, "/v1/status".into(), None, oversight),
-        (Method::POST, "/v1/selftest".into(), None, officer),
-        (Method::GET, "/metrics".into(), None, oversight),
-        (Method::GET, "/v1/health".into(), None, public),
-        (Method::GET, "/v1/openapi.json".into(), None, public),
+        Case::new(Method::GET, "/v1/status", None, oversight),
+        Case::new(Method::POST, "/v1/selftest", None, officer),
+        Case::new(Method::GET, "/metrics", None, oversight),
+        Case::new(Method::GET, "/v1/health", None, public),
+        Case::new(Method::GET, "/v1/openapi.json", None, public),
         // Last: every caller that passes ends its own token (the officer's,
-        // the only one, is kept: 409).
-        (Method::DELETE, "/v1/tokens/self".into(), None, any_token),
+        // the only one, is kept: 409, checked below).
+        Case::new(
+            Method::DELETE,
+            "/v1/tokens/self",
+            None,
+            &[Auditor, User, OtherKeysUser, EncryptOnlyUser],
+        ),
     ];
 
     assert_every_route_is_a_case(&server, &cases).await;
 
     let mut checked = 0;
-    for (method, path, body, allowed) in &cases {
+    for case in &cases {
+        let Case {
+            method,
+            path,
+            allowed,
+            ..
+        } = case;
         for (n, who) in EVERYONE.iter().enumerate() {
-            // Creating keys needs a fresh name each time.
-            let body = body.as_ref().map(|b| {
-                serde_json::from_str(&b.to_string().replace("CALLER", &n.to_string())).unwrap()
-            });
+            if *method == Method::DELETE && path == "/v1/tokens/self" && *who == Officer {
+                continue;
+            }
             let (status, answer) = server
-                .call(method.clone(), path, token_for(*who).as_deref(), body)
+                .call(
+                    method.clone(),
+                    path,
+                    token_for(*who).as_deref(),
+                    case.body(n),
+                )
                 .await;
-            let expected_refusal = match who {
-                _ if allowed.contains(who) => None,
-                Nobody | Garbled => Some(StatusCode::UNAUTHORIZED),
-                _ => Some(StatusCode::FORBIDDEN),
+            let expected = match who {
+                _ if allowed.contains(who) => case.ok,
+                Nobody | Garbled => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::FORBIDDEN,
             };
-            match expected_refusal {
-                Some(refusal) => {
-                    assert_eq!(status, refusal, "{method} {path} as {who:?}: {answer}");
-                    let code = answer["error"]["code"].as_str().unwrap_or_default();
-                    assert!(
-                        ["unauthenticated", "forbidden"].contains(&code),
-                        "{method} {path} as {who:?}: {answer}"
-                    );
-                }
-                None => assert!(
-                    !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
-                    "{method} {path} as {who:?} was refused: {status} {answer}"
-                ),
+            assert_eq!(status, expected, "{method} {path} as {who:?}: {answer}");
+            if !expected.is_success() {
+                let code = answer["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    ["unauthenticated", "forbidden"].contains(&code),
+                    "{method} {path} as {who:?}: {answer}"
+                );
             }
             checked += 1;
+        }
+        // The grant of the one operation the endpoint needs lets a user in;
+        // a grant of every other operation on the same key does not.
+        if let Some((key, operation)) = case.needs {
+            let others: Vec<Operation> = ALL_OPERATIONS
+                .into_iter()
+                .filter(|op| *op != operation)
+                .collect();
+            for (operations, expected) in
+                [(vec![operation], case.ok), (others, StatusCode::FORBIDDEN)]
+            {
+                let holder = server.user(key, &operations).await;
+                let (status, answer) = server
+                    .call(method.clone(), path, Some(&holder), case.body(0))
+                    .await;
+                assert_eq!(
+                    status, expected,
+                    "{method} {path} granted {operations:?}: {answer}"
+                );
+                checked += 1;
+            }
         }
     }
     // The officer's token, the only one, is kept by either route.
     let own = format!("/v1/tokens/{}", &server.officer[4..20]);
-    let (status, answer) = server
-        .call(Method::DELETE, &own, Some(&server.officer), None)
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    assert_eq!(answer["error"]["code"], "last_officer_token");
+    for path in [own.as_str(), "/v1/tokens/self"] {
+        let (status, answer) = server
+            .call(Method::DELETE, path, Some(&server.officer), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "last_officer_token");
+    }
     println!(
-        "role matrix: {} endpoints x {} callers = {checked} checks",
+        "role matrix: {} endpoints x {} callers, and users granted one operation or all others: {checked} checks",
         cases.len(),
         EVERYONE.len()
     );
     server.stop().await;
 }
 
+/// One endpoint of the matrix: the callers it lets in, what it answers
+/// them, and the operation a user's grant must name for it.
+struct Case {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    allowed: &'static [Who],
+    ok: StatusCode,
+    needs: Option<(&'static str, Operation)>,
+}
+
+impl Case {
+    fn new(method: Method, path: &str, body: Option<Value>, allowed: &'static [Who]) -> Self {
+        Self {
+            method,
+            path: path.to_owned(),
+            body,
+            allowed,
+            ok: StatusCode::OK,
+            needs: None,
+        }
+    }
+
+    fn answers(self, ok: StatusCode) -> Self {
+        Self { ok, ..self }
+    }
+
+    fn needs(self, key: &'static str, operation: Operation) -> Self {
+        Self {
+            needs: Some((key, operation)),
+            ..self
+        }
+    }
+
+    /// The body for the `n`th caller (created keys need names of their own).
+    fn body(&self, n: usize) -> Option<Value> {
+        let body = self.body.as_ref()?.to_string();
+        Some(serde_json::from_str(&body.replace("CALLER", &n.to_string())).unwrap())
+    }
+}
+
 /// The router and the OpenAPI document are made from one list, so the
 /// document's operations (and the document's own route) are every route
 /// there is: each must be walked by the matrix, and nothing else.
-async fn assert_every_route_is_a_case(
-    server: &TestServer,
-    cases: &[(Method, String, Option<Value>, &[Who])],
-) {
+async fn assert_every_route_is_a_case(server: &TestServer, cases: &[Case]) {
     let (status, document) = server
         .call(Method::GET, "/v1/openapi.json", None, None)
         .await;
@@ -372,7 +414,7 @@ async fn assert_every_route_is_a_case(
             .min_by_key(|(_, template)| template.split('/').filter(parameter).count())
     };
     let mut walked = Vec::new();
-    for (method, path, _, _) in cases {
+    for Case { method, path, .. } in cases {
         let route = reached(method, path);
         assert!(
             route.is_some(),
