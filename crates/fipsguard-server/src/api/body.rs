@@ -50,6 +50,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A JSON request body that may be left out: a request without a body or
+/// a content type stands for `T::default()`.
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if request.headers().contains_key(CONTENT_TYPE) {
+            let Body(value) = Body::from_request(request, state).await?;
+            return Ok(Self(value));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| refusal(e.into()))?;
+        match bytes.is_empty() {
+            true => Ok(Self(T::default())),
+            false => Err(not_json()),
+        }
+    }
+}
+
 /// Whether the request says its body is `application/json`, plainly.
 fn is_plain_json(request: &Request) -> bool {
     request
@@ -68,11 +90,7 @@ fn refusal(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request("the request body is not valid JSON")
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => not_json(),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +105,14 @@ fn refusal(rejection: JsonRejection) -> ApiError {
         ),
         other => ApiError::bad_request(format!("unreadable request body: {}", other.body_text())),
     }
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with Content-Type: application/json",
+    )
 }
 
 /// `error`, or the first error it wraps, that is an `E`.

@@ -11,7 +11,7 @@ use fipsguard_core::KeyType;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::body::{encode, Body};
+use super::body::{encode, Body, OptionalBody};
 use super::extract::{Path, Query};
 use crate::audit::Subject;
 use crate::auth::{Access, Caller};
@@ -235,7 +235,7 @@ pub async fn schedule_destroy(
     State(s): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-    Body(r): Body<ScheduleDestroyRequest>,
+    OptionalBody(r): OptionalBody<ScheduleDestroyRequest>,
 ) -> ApiResult<Json<KeyMetadata>> {
     caller.require(Access::Officer)?;
     keep_audit_key(&name)?;
