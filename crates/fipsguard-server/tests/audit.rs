@@ -340,6 +340,59 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
     server.stop().await;
 }
 
+/// A refused decrypt or verify records the version it asked for, as a
+/// success does: what was tried is the evidence.
+#[tokio::test]
+async fn refused_decrypts_and_verifies_record_the_version_asked_for() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start().await;
+    server.create_key("k", "aes256-gcm").await;
+    server.create_key("s", "ecdsa-p256").await;
+    let user = server
+        .user(
+            "*",
+            &[Operation::Encrypt, Operation::Decrypt, Operation::Verify],
+        )
+        .await;
+    let (_, sealed) = server
+        .call(
+            Method::POST,
+            "/v1/keys/k/encrypt",
+            Some(&user),
+            Some(json!({ "plaintext": b64(b"x"), "context": { "a": "b" } })),
+        )
+        .await;
+    let refusals = [
+        (
+            "k/decrypt",
+            json!({ "ciphertext": sealed["ciphertext"], "context": { "a": "c" } }),
+            1,
+        ),
+        (
+            "s/verify",
+            json!({ "message": b64(b"m"), "signature": b64(b"sig"), "version": 7 }),
+            7,
+        ),
+    ];
+    for (path, body, version) in refusals {
+        let (status, answer) = server
+            .call(
+                Method::POST,
+                &format!("/v1/keys/{path}"),
+                Some(&user),
+                Some(body),
+            )
+            .await;
+        assert!(status.is_client_error(), "{path}: {answer}");
+        let route = format!("/v1/keys/{{name}}/{}", &path[2..]);
+        let records = records_of(&server, &route);
+        assert_eq!(records.len(), 1, "{route}: {records:?}");
+        assert_eq!(records[0]["outcome"], "rejected", "{records:?}");
+        assert_eq!(records[0]["key_version"], version, "{records:?}");
+    }
+    server.stop().await;
+}
+
 /// A refused creation names the key it asked for, when that is a key name.
 #[tokio::test]
 async fn a_refused_key_creation_names_the_key() {

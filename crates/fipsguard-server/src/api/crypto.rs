@@ -361,14 +361,14 @@ pub async fn decrypt(
     Body(r): Body<DecryptRequest>,
 ) -> ApiResult<SecretJson<PlaintextResponse>> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
-    let subject = Subject::ciphertext(&r.ciphertext);
+    // Named before the attempt, so a refusal records the version asked for.
+    caller.acted_on(Subject::ciphertext(&r.ciphertext));
     let plaintext = measured("decrypt", async {
         s.kms
             .decrypt(&name, &r.ciphertext, &context(r.context)?)
             .await
     })
     .await?;
-    caller.acted_on(subject);
     Ok(SecretJson(PlaintextResponse {
         plaintext: Base64Secret(plaintext),
     }))
@@ -450,6 +450,7 @@ pub async fn verify(
     Body(r): Body<VerifyRequest>,
 ) -> ApiResult<Json<ValidResponse>> {
     caller.require(Access::Key(Operation::Verify, &name))?;
+    caller.acted_on(Subject::version(r.version));
     let valid = measured("verify", async {
         let input = sign_input(&r.message, &r.digest, r.hash.as_deref())?;
         s.kms
@@ -463,7 +464,6 @@ pub async fn verify(
             .await
     })
     .await?;
-    caller.acted_on(Subject::version(r.version));
     Ok(Json(ValidResponse { valid }))
 }
 
@@ -493,12 +493,12 @@ pub async fn mac_verify(
     Body(r): Body<MacVerifyRequest>,
 ) -> ApiResult<Json<ValidResponse>> {
     caller.require(Access::Key(Operation::MacVerify, &name))?;
+    caller.acted_on(Subject::version(r.version));
     let valid = measured(
         "mac_verify",
         s.kms.mac_verify(&name, r.version, &r.data, &r.tag),
     )
     .await?;
-    caller.acted_on(Subject::version(r.version));
     Ok(Json(ValidResponse { valid }))
 }
 
