@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -345,15 +345,7 @@ async fn lifecycle_states_allow_only_what_they_should(b: Backend) {
 }
 
 async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Backend) {
-    let clock = Arc::new(common::ManualClock(AtomicI64::new(1_800_000_000)));
-    let kms = Kms::open_with_clock(
-        b.store.clone(),
-        &b.key_file(),
-        KmsConfig::default(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let (kms, clock) = b.kms_at(1_800_000_000).await;
     let ctx = EncryptionContext::empty();
     kms.create_key(CreateKey::new("old", AES)).await.unwrap();
     let ciphertext = kms.encrypt("old", b"archive", &ctx).await.unwrap();
@@ -454,15 +446,7 @@ impl DestructionWitness for Witness {
 
 async fn a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses(b: Backend) {
     let start = 1_800_000_000;
-    let clock = Arc::new(common::ManualClock(AtomicI64::new(start)));
-    let kms = Kms::open_with_clock(
-        b.store.clone(),
-        &b.key_file(),
-        KmsConfig::default(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let (kms, clock) = b.kms_at(start).await;
     let witness = Arc::new(Witness::default());
     assert!(kms.witness_destructions(witness.clone()));
     let heard = || std::mem::take(&mut *witness.heard.lock().unwrap());

@@ -162,15 +162,7 @@ async fn an_earlier_releases_token_hash_in_a_bound_store_is_refused(b: Backend) 
 }
 
 async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
-    let clock = Arc::new(common::ManualClock(AtomicI64::new(1_900_000_000)));
-    let kms = Kms::open_with_clock(
-        b.store.clone(),
-        &b.key_file(),
-        KmsConfig::default(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let (kms, clock) = b.kms_at(1_900_000_000).await;
     let first = kms.create_first_officer_token().await.unwrap();
     assert!(matches!(
         kms.create_first_officer_token().await,

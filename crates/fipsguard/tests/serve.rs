@@ -438,26 +438,7 @@ fn rekey_moves_the_store_to_a_new_root_key() {
     let setup = common::Setup::new();
     let officer = format!("Authorization: Bearer {}", setup.officer);
     let api = |path: &str| format!("https://localhost:{}/v1/{path}", setup.port);
-    let post = |auth: &str, path: &str, body: &str| {
-        let out = curl(
-            &setup,
-            &[
-                "-H",
-                auth,
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                body,
-                &api(path),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let post = |auth: &str, path: &str, body: &str| post_json(&setup, auth, &api(path), body);
     let server = setup.serve();
     post(
         &officer,
@@ -647,23 +628,7 @@ fn a_due_destruction_leaves_its_intent_and_outcome_in_the_audit_log() {
         ("/archive/deactivate", "{}"),
         ("/archive/destroy", r#"{"days": 1}"#),
     ] {
-        let answer = curl(
-            &setup,
-            &[
-                "-H",
-                &officer,
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                body,
-                &url(path),
-            ],
-        );
-        assert!(
-            answer.status.success(),
-            "{path}: {}",
-            String::from_utf8_lossy(&answer.stdout)
-        );
+        post_json(&setup, &officer, &url(path), body);
     }
     save_audit_key(&setup);
     server.stop();
@@ -1149,6 +1114,19 @@ fn series(setup: &common::Setup, name: &str) -> f64 {
 }
 
 /// curl against the setup's server, trusting its certificate.
+/// POSTs `body` as JSON to `url` with the header `auth`; the answer, which
+/// must be a success.
+fn post_json(setup: &common::Setup, auth: &str, url: &str, body: &str) -> serde_json::Value {
+    let headers = ["-H", auth, "-H", "Content-Type: application/json"];
+    let out = curl(setup, &[&headers[..], &["-d", body, url]].concat());
+    assert!(
+        out.status.success(),
+        "{url}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn curl(setup: &common::Setup, path_and_auth: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args([

@@ -89,6 +89,21 @@ impl Backend {
             .unwrap()
     }
 
+    /// The service, with the default configuration, on a clock the test
+    /// moves, which starts at `now` (Unix seconds).
+    pub async fn kms_at(&self, now: i64) -> (Kms, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(now)));
+        let kms = Kms::open_with_clock(
+            self.store.clone(),
+            &self.key_file(),
+            KmsConfig::default(),
+            clock.clone(),
+        )
+        .await
+        .unwrap();
+        (kms, clock)
+    }
+
     /// The store's root key check value, which versions written straight
     /// to the store must carry.
     pub async fn root_check(&self) -> Vec<u8> {
