@@ -96,10 +96,11 @@ pub(crate) struct Scan {
     /// The record written outside the chain when the module entered its
     /// error state: always the file's last.
     pub outside_chain: Option<u64>,
-    /// Every `root_key_change` record a checkpoint signs: its number and
-    /// outcome, in order, so that an intent with no outcome after it shows
-    /// across files.
-    pub root_key_changes: Vec<(u64, Outcome)>,
+    /// Every change recorded before it is made (`root_key_change`,
+    /// `key_destruction`) that a checkpoint signs: its number, what it
+    /// changes and its outcome, in order, so that an intent with no outcome
+    /// after it shows across files.
+    pub changes: Vec<(u64, Change, Outcome)>,
     /// Outages and unusual new files, for the report; those after the
     /// file's last checkpoint say that nothing signs them.
     pub remarks: Vec<String>,
@@ -198,12 +199,19 @@ pub(crate) fn scan_with(
             scan.unsigned_tail = 0;
             scan.line_after_checkpoint = number + 1;
             scan.remarks.append(&mut unsigned_remarks);
-            scan.root_key_changes.append(&mut unsigned_changes);
+            scan.changes.append(&mut unsigned_changes);
         } else {
             scan.unsigned_tail += 1;
         }
-        if let Some(Event::RootKeyChange { outcome, .. }) = event {
-            unsigned_changes.push((record_seq, *outcome));
+        match event {
+            Some(Event::RootKeyChange { outcome, .. }) => {
+                unsigned_changes.push((record_seq, Change::RootKey, *outcome));
+            }
+            Some(Event::KeyDestruction { key, outcome, .. }) => {
+                let change = Change::KeyDestruction(key.clone());
+                unsigned_changes.push((record_seq, change, *outcome));
+            }
+            _ => {}
         }
         if let Some(remark) = remark(&record) {
             unsigned_remarks.push(format!("{}:{number}: {remark}", path.display()));
@@ -217,6 +225,35 @@ pub(crate) fn scan_with(
             format!("{remark} (after the file's last checkpoint: nothing signs it, not evidence)")
         }));
     Ok(scan)
+}
+
+/// What a change recorded before it is made changes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Change {
+    /// The store's root key.
+    RootKey,
+    /// The key of this name, destroyed as scheduled.
+    KeyDestruction(String),
+}
+
+impl Change {
+    /// The note for a change begun at record `begun` whose outcome no file
+    /// given records.
+    pub(crate) fn unfinished(&self, begun: u64) -> String {
+        let (what, tells) = match self {
+            Self::RootKey => (
+                "a change of the root key".to_owned(),
+                "whichever root key opens the store tells whether it was made",
+            ),
+            Self::KeyDestruction(key) => (
+                format!("the scheduled destruction of key {key:?}"),
+                "the key's state in the store tells whether it was made",
+            ),
+        };
+        format!(
+            "record {begun}: {what} began, and no outcome follows it in the files verified: unless it is in a file not given, the process ended mid-change, and {tells}"
+        )
+    }
 }
 
 /// A record as this version reads it.

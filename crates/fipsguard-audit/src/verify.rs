@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::chain::{CheckpointId, Hash};
-use crate::segment::{self, Scan};
+use crate::segment::{self, Change, Scan};
 
 /// A log that verified.
 #[derive(Debug, Serialize)]
@@ -110,7 +110,8 @@ fn verify_each_checkpoint(
         notes: Vec::new(),
     };
     let mut previous: Option<(&Path, Scan)> = None;
-    let mut unfinished_change = None;
+    // Changes begun and not yet seen to end, by what they change.
+    let mut unfinished: std::collections::HashMap<Change, u64> = Default::default();
     for (index, file) in files.iter().enumerate() {
         let scan = segment::scan_with(file, Some(public_keys), each)?;
         // A file created but never written (a rotation that failed, or a
@@ -132,11 +133,11 @@ fn verify_each_checkpoint(
             Some((before, earlier)) => link(before, earlier, file, &scan, &mut report.notes)?,
         }
         report.notes.extend(scan.remarks.iter().cloned());
-        for &(seq, outcome) in &scan.root_key_changes {
-            if outcome != crate::Outcome::Intent {
-                unfinished_change = None;
-            } else if let Some(begun) = unfinished_change.replace(seq) {
-                report.notes.push(unfinished_root_key_change(begun));
+        for (seq, change, outcome) in &scan.changes {
+            if *outcome != crate::Outcome::Intent {
+                unfinished.remove(change);
+            } else if let Some(begun) = unfinished.insert(change.clone(), *seq) {
+                report.notes.push(change.unfinished(begun));
             }
         }
         report.records += scan.records;
@@ -144,8 +145,10 @@ fn verify_each_checkpoint(
         report.last_seq = scan.last_seq;
         previous = Some((file, scan));
     }
-    if let Some(begun) = unfinished_change {
-        report.notes.push(unfinished_root_key_change(begun));
+    let mut unfinished: Vec<_> = unfinished.into_iter().collect();
+    unfinished.sort_by_key(|(_, begun)| *begun);
+    for (change, begun) in unfinished {
+        report.notes.push(change.unfinished(begun));
     }
     if log.is_dir() {
         note_set_aside(log, &mut report.notes);
@@ -297,11 +300,4 @@ fn link(
         ));
     }
     Ok(())
-}
-
-/// The note for a root key change whose outcome was never recorded.
-fn unfinished_root_key_change(begun: u64) -> String {
-    format!(
-        "record {begun}: a change of the root key began, and no outcome follows it in the files verified: unless it is in a file not given, the process ended mid-change, and whichever root key opens the store tells whether it was made"
-    )
 }

@@ -948,6 +948,44 @@ fn a_root_key_change_without_an_outcome_is_called_out() {
     }
 }
 
+/// A scheduled destruction whose outcome was never recorded is called
+/// out, key by key: another key's outcome does not end it.
+#[test]
+fn a_key_destruction_without_an_outcome_is_called_out() {
+    let destruction = |key: &str, outcome| Event::KeyDestruction {
+        key: key.into(),
+        due: "2027-01-01T00:00:00Z".into(),
+        outcome,
+        error: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public) = audit_key();
+    runtime().block_on(async {
+        let log = open_log(dir.path(), signer);
+        for event in [
+            destruction("a", Outcome::Intent),
+            destruction("b", Outcome::Intent),
+            destruction("b", Outcome::Success),
+            destruction("c", Outcome::Intent),
+            destruction("c", Outcome::Rejected),
+        ] {
+            log.record(event).await.unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    let report = verify(dir.path(), &[public]).unwrap();
+    let noted: Vec<_> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("no outcome follows it"))
+        .collect();
+    assert_eq!(noted.len(), 1, "{:?}", report.notes);
+    assert!(
+        noted[0].contains("the scheduled destruction of key \"a\""),
+        "{noted:?}"
+    );
+}
+
 /// What records after a file's last checkpoint say (a writer killed
 /// mid-flush, or anyone who can write the file) is noted as signed by
 /// nothing, and a root key change there is not taken as begun.

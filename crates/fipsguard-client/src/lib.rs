@@ -116,6 +116,11 @@ impl Client {
             serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
         };
+        // The body too, when this is its only holder (the HTTP stack's own
+        // buffers are out of reach).
+        if let Ok(mut body) = body.try_into_mut() {
+            body.as_mut().zeroize();
+        }
         if status.is_success() {
             Ok(answer)
         } else {
@@ -132,13 +137,13 @@ impl Client {
         context: &BTreeMap<String, String>,
     ) -> Result<(SecretBytes, String), ClientError> {
         let path = format!("/v1/keys/{}/datakey", path_segment(key)?);
-        let mut answer = self
+        let answer = self
             .call(Method::POST, &path, Some(&json!({ "context": context })))
             .await?;
-        let wrapped = field(&answer, "ciphertext")?.to_owned();
-        let key = decode_secret(field(&answer, "plaintext")?);
-        wipe_strings(&mut answer);
-        Ok((key?, wrapped))
+        with_secret_answer(answer, |answer| {
+            let wrapped = field(answer, "ciphertext")?.to_owned();
+            Ok((decode_secret(field(answer, "plaintext")?)?, wrapped))
+        })
     }
 
     /// Decrypts a data key made by [`Client::data_key`].
@@ -150,10 +155,8 @@ impl Client {
     ) -> Result<SecretBytes, ClientError> {
         let path = format!("/v1/keys/{}/decrypt", path_segment(key)?);
         let body = json!({ "ciphertext": wrapped, "context": context });
-        let mut answer = self.call(Method::POST, &path, Some(&body)).await?;
-        let key = decode_secret(field(&answer, "plaintext")?);
-        wipe_strings(&mut answer);
-        key
+        let answer = self.call(Method::POST, &path, Some(&body)).await?;
+        with_secret_answer(answer, |answer| decode_secret(field(answer, "plaintext")?))
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> ClientError {
@@ -195,8 +198,19 @@ fn decode_secret(text: &str) -> Result<SecretBytes, ClientError> {
         .map_err(|_| ClientError::Protocol("a key in the answer is not valid base64".into()))
 }
 
-/// Zeroes every string in a JSON answer that held a secret (a data key in
-/// base64), so that freed memory keeps no copy of it.
+/// What `read` takes from an answer that holds a secret (a data key in
+/// base64), the answer's strings wiped afterwards, whatever `read` found.
+fn with_secret_answer<T>(
+    mut answer: Value,
+    read: impl FnOnce(&Value) -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let read = read(&answer);
+    wipe_strings(&mut answer);
+    read
+}
+
+/// Zeroes every string in a JSON answer, so that freed memory keeps no
+/// copy of what it held.
 fn wipe_strings(value: &mut Value) {
     match value {
         Value::String(text) => text.zeroize(),

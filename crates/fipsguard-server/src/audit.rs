@@ -50,6 +50,9 @@ pub async fn ensure_audit_key(kms: &Kms) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot read the audit key {AUDIT_KEY}: {e}"))?;
             match (key.key_type == key_type.as_str(), key.state) {
+                (true, KeyState::Active) if key.destroy_at.is_some() => Err(format!(
+                    "the key {AUDIT_KEY} has a destruction scheduled, which no node of this release makes: the store was changed by hand"
+                )),
                 (true, KeyState::Active) => Ok(()),
                 _ => Err(format!(
                     "the key {AUDIT_KEY} is {} and {}: the audit log signs only with an active {} key of that name (see docs/audit.md)",
@@ -65,11 +68,19 @@ pub async fn ensure_audit_key(kms: &Kms) -> Result<(), String> {
 
 /// Records scheduled destructions in the audit log: the intent durably
 /// before the key is destroyed (a log that cannot take it holds the
-/// destruction), then how it ended. Holds the state weakly: the core it
-/// is given to belongs to that state.
-pub struct DestructionRecords(pub std::sync::Weak<AppState>);
+/// destruction), then how it ended. Given to the core before the log
+/// opens, so that no destruction goes unrecorded meanwhile (they are held
+/// until [`serve`](Self::serve)); holds the state weakly, as the core it is
+/// given to belongs to that state.
+#[derive(Default)]
+pub struct DestructionRecords(std::sync::OnceLock<std::sync::Weak<AppState>>);
 
 impl DestructionRecords {
+    /// Records in `state`'s audit log from now on.
+    pub fn serve(&self, state: &Arc<AppState>) {
+        let _ = self.0.set(Arc::downgrade(state));
+    }
+
     async fn record(
         &self,
         key: &str,
@@ -77,7 +88,8 @@ impl DestructionRecords {
         outcome: Outcome,
         error: Option<String>,
     ) -> Result<(), String> {
-        let state = self.0.upgrade().ok_or("the service is stopping")?;
+        let state = self.0.get().ok_or("the audit log is not open yet")?;
+        let state = state.upgrade().ok_or("the service is stopping")?;
         let audit = state.audit.as_ref().ok_or("the audit log is off")?;
         let event = Event::KeyDestruction {
             key: key.to_owned(),
@@ -92,6 +104,10 @@ impl DestructionRecords {
 #[async_trait::async_trait]
 impl DestructionWitness for DestructionRecords {
     async fn before(&self, key: &str, due_at: i64) -> Result<(), String> {
+        // It signs the log: recording its end would wait on itself.
+        if key == AUDIT_KEY {
+            return Err("the audit key is never destroyed while it signs the log".into());
+        }
         let recorded = self.record(key, due_at, Outcome::Intent, None).await;
         if let Err(e) = &recorded {
             tracing::error!(key, error = %e, "a due destruction is held: the audit log cannot record it");

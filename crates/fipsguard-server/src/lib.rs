@@ -118,6 +118,10 @@ pub async fn start(
     in_force.borrow().record_crls_next_update();
     metrics::init_tls_reloads();
     let kms = Arc::new(options.kms);
+    let destructions = Arc::new(audit::DestructionRecords::default());
+    if options.audit.is_some() {
+        kms.witness_destructions(destructions.clone());
+    }
     let audit = match options.audit {
         Some(config) => {
             let first = first(local_addr, &in_force.borrow());
@@ -139,10 +143,7 @@ pub async fn start(
         audit,
         store_probe: StoreProbe::default(),
     });
-    if state.audit.is_some() {
-        let records = audit::DestructionRecords(Arc::downgrade(&state));
-        state.kms.witness_destructions(Arc::new(records));
-    }
+    destructions.serve(&state);
     let background: Vec<JoinHandle<()>> = [
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),

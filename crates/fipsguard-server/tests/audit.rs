@@ -340,7 +340,7 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
     server.stop().await;
 }
 
-/// A refused decrypt or verify records the version it asked for, as a
+/// A refused decrypt, verify or MAC verify records the version it asked for, as a
 /// success does: what was tried is the evidence.
 #[tokio::test]
 async fn refused_decrypts_and_verifies_record_the_version_asked_for() {
@@ -348,12 +348,14 @@ async fn refused_decrypts_and_verifies_record_the_version_asked_for() {
     let server = TestServer::start().await;
     server.create_key("k", "aes256-gcm").await;
     server.create_key("s", "ecdsa-p256").await;
-    let user = server
-        .user(
-            "*",
-            &[Operation::Encrypt, Operation::Decrypt, Operation::Verify],
-        )
-        .await;
+    server.create_key("m", "hmac-sha256").await;
+    let operations = [
+        Operation::Encrypt,
+        Operation::Decrypt,
+        Operation::Verify,
+        Operation::MacVerify,
+    ];
+    let user = server.user("*", &operations).await;
     let (_, sealed) = server
         .call(
             Method::POST,
@@ -372,6 +374,11 @@ async fn refused_decrypts_and_verifies_record_the_version_asked_for() {
             "s/verify",
             json!({ "message": b64(b"m"), "signature": b64(b"sig"), "version": 7 }),
             7,
+        ),
+        (
+            "m/mac/verify",
+            json!({ "data": b64(b"m"), "tag": b64(b"tag"), "version": 5 }),
+            5,
         ),
     ];
     for (path, body, version) in refusals {

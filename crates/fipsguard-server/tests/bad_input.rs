@@ -319,6 +319,65 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
 /// `fgt.`: pasted as a key name, a grant's pattern, a role, a key type or
 /// in a description, it is refused (so never stored or listed) and not
 /// repeated in the answer. The audit side: tests/audit.rs.
+/// A body an operation may leave out (scheduling a destruction: the
+/// default window) may be empty, with or without a JSON content type; one
+/// that is there is read as any other, and the OpenAPI document says it is
+/// optional.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_an_operation_may_leave_out_may_be_empty() {
+    let server = TestServer::start().await;
+    for name in ["a", "b", "c"] {
+        server.create_key(name, "aes256-gcm").await;
+        let path = format!("/v1/keys/{name}/deactivate");
+        let (status, _) = server
+            .call(Method::POST, &path, Some(&server.officer), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let schedule = |name: &str, content_type: Option<&str>, body: &str| {
+        let mut request = server
+            .client
+            .post(format!("{}/v1/keys/{name}/destroy", server.url))
+            .bearer_auth(&server.officer)
+            .body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send()
+    };
+    for (name, content_type, body, expected) in [
+        ("a", None, "", StatusCode::OK),
+        ("b", Some("application/json"), "", StatusCode::OK),
+        (
+            "c",
+            None,
+            r#"{"days": 2}"#,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "c",
+            Some("application/json"),
+            r#"{"days": 99}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let answer = schedule(name, content_type, body).await.unwrap();
+        assert_eq!(answer.status(), expected, "{name} {content_type:?} {body}");
+    }
+    let (_, key) = server
+        .call(Method::GET, "/v1/keys/a", Some(&server.officer), None)
+        .await;
+    let week = key["destroy_at"].as_i64().unwrap() - key["created_at"].as_i64().unwrap();
+    assert!((7 * 86_400..7 * 86_400 + 60).contains(&week), "{key}");
+    let (_, document) = server
+        .call(Method::GET, "/v1/openapi.json", None, None)
+        .await;
+    let body = &document["paths"]["/v1/keys/{name}/destroy"]["post"]["requestBody"];
+    assert!(body["content"].is_object(), "{document}");
+    assert_ne!(body["required"], true, "{body}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_pasted_where_text_belongs_are_refused_and_not_repeated() {
     let server = TestServer::start().await;

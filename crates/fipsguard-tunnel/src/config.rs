@@ -63,17 +63,17 @@ pub struct TunnelConfig {
     pub crl: Option<PathBuf>,
     /// Server mode: allow only client certificates with this DNS SAN (repeat).
     #[arg(long = "allow-dns")]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "allow_list")]
     pub allow_dns: Vec<String>,
     /// Server mode: allow only client certificates with this URI SAN, e.g. a
     /// SPIFFE ID (repeat).
     #[arg(long = "allow-uri")]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "allow_list")]
     pub allow_uri: Vec<String>,
     /// Server mode: allow only client certificates with this subject, as
     /// `CN=…, O=…` (repeat).
     #[arg(long = "allow-subject")]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "allow_list")]
     pub allow_subject: Vec<String>,
     /// Server mode with client_ca: let in every client certificate the CA
     /// verifies, with no allow-list (one of the two must be given).
@@ -114,6 +114,18 @@ pub struct TunnelConfig {
     /// [default: one per core, at most 256].
     #[arg(long)]
     pub workers: Option<usize>,
+}
+
+/// An allow-list from a file: one left empty (a template with nothing
+/// filled in) would admit no one, yet read as no list at all.
+fn allow_list<'de, D: serde::Deserializer<'de>>(list: D) -> Result<Vec<String>, D::Error> {
+    let list = <Vec<String> as serde::Deserialize>::deserialize(list)?;
+    match list.is_empty() {
+        true => Err(serde::de::Error::custom(
+            "an empty allow-list admits no one and is refused: name who may connect, or remove it (allow_all lets in every client the CA verifies)",
+        )),
+        false => Ok(list),
+    }
 }
 
 fn default_name() -> String {
@@ -283,7 +295,7 @@ impl TunnelConfig {
                 Err("disable_authentication contradicts client_ca")
             }
             (true, true) if self.allow_all => Err("allow_all contradicts the allow-list"),
-            (true, false) if !self.allow_all => Err("a server tunnel with client_ca needs an allow-list (allow_dns, allow_uri, allow_subject; an empty one admits no one) or allow_all (--allow-all) to let in every client the CA verifies"),
+            (true, false) if !self.allow_all => Err("a server tunnel with client_ca needs an allow-list (allow_dns, allow_uri, allow_subject) or allow_all (--allow-all) to let in every client the CA verifies"),
             (true, _) => Ok(()),
             (false, true) => Err("an allow-list needs client_ca: identities come from verified client certificates"),
             (false, false) if self.allow_all => Err("allow_all needs client_ca: identities come from verified client certificates"),

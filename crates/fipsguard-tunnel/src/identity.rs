@@ -53,10 +53,13 @@ impl PeerIdentity {
                     GeneralName::URI(uri) => (&mut identity.uris, *uri),
                     _ => continue,
                 };
-                // Logs and the PROXY header carry these names as they are.
-                if name.chars().any(char::is_control) {
+                // Logs and the PROXY header carry these names as they are:
+                // a line break, a separator or a bidi override could fake
+                // a log line. RFC 5280 makes both ASCII (IA5String), and
+                // neither has spaces.
+                if !name.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(format!(
-                        "a DNS or URI name of the peer certificate holds a control character (RFC 5280 allows none): {:?}",
+                        "a DNS or URI name of the peer certificate holds a character other than printable ASCII (RFC 5280): {:?}",
                         escape(name)
                     ));
                 }

@@ -48,6 +48,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let mut tunnels = Vec::new();
     for tunnel in config.tunnels.clone() {
+        if tunnel.unsafe_listen && !tunnel.listen.ip().is_loopback() {
+            tracing::warn!(tunnel = %tunnel.name, listen = %tunnel.listen, "a client tunnel listening off loopback (unsafe_listen) lends its TLS identity to anyone who can reach it");
+        }
         let tunnel = Tunnel::bind(tunnel).await?;
         tracing::info!(tunnel = %tunnel.name(), listen = %tunnel.local_addr().map_err(|e| e.to_string())?, mode = ?tunnel.mode(), "tunnel listening");
         tunnels.push(tunnel);

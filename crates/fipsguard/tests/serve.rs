@@ -1113,7 +1113,6 @@ fn series(setup: &common::Setup, name: &str) -> f64 {
         .unwrap()
 }
 
-/// curl against the setup's server, trusting its certificate.
 /// POSTs `body` as JSON to `url` with the header `auth`; the answer, which
 /// must be a success.
 fn post_json(setup: &common::Setup, auth: &str, url: &str, body: &str) -> serde_json::Value {
@@ -1127,6 +1126,7 @@ fn post_json(setup: &common::Setup, auth: &str, url: &str, body: &str) -> serde_
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// curl against the setup's server, trusting its certificate.
 fn curl(setup: &common::Setup, path_and_auth: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args([

@@ -519,7 +519,7 @@ impl Kms {
         let outcome = match &result {
             Ok((_, true)) => DestructionOutcome::Destroyed,
             Ok((record, false)) if record.state == KeyState::Destroyed => {
-                DestructionOutcome::NotDone("destroyed by another node meanwhile")
+                DestructionOutcome::NotDone("destroyed meanwhile, by another request or node")
             }
             Ok(_) => DestructionOutcome::NotDone("no longer due: cancelled or put off meanwhile"),
             Err(e) => DestructionOutcome::Failed(e.to_string()),

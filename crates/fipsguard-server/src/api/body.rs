@@ -50,25 +50,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// A JSON request body that may be left out: a request without a body or
-/// a content type stands for `T::default()`.
+/// A JSON request body that may be left out: an empty body, whatever its
+/// content type, stands for `T::default()`.
 pub struct OptionalBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if request.headers().contains_key(CONTENT_TYPE) {
-            let Body(value) = Body::from_request(request, state).await?;
-            return Ok(Self(value));
-        }
+        let headers = request.headers().clone();
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|e| refusal(e.into()))?;
-        match bytes.is_empty() {
-            true => Ok(Self(T::default())),
-            false => Err(not_json()),
+        if bytes.is_empty() {
+            return Ok(Self(T::default()));
         }
+        let mut request = Request::new(axum::body::Body::from(bytes));
+        *request.headers_mut() = headers;
+        let Body(value) = Body::from_request(request, state).await?;
+        Ok(Self(value))
     }
 }
 

@@ -230,7 +230,7 @@ pub async fn compromise(
 }
 
 /// Schedule destruction (officer).
-#[utoipa::path(post, path = "/v1/keys/{name}/destroy", request_body = ScheduleDestroyRequest, responses((status = 200, description = "scheduled")), tag = "keys")]
+#[utoipa::path(post, path = "/v1/keys/{name}/destroy", request_body = Option<ScheduleDestroyRequest>, responses((status = 200, description = "scheduled")), tag = "keys")]
 pub async fn schedule_destroy(
     State(s): State<Arc<AppState>>,
     caller: Caller,
