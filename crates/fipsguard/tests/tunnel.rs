@@ -797,6 +797,10 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
         [
             "--allow-uri",
             "spiffe://fipsguard.test/allowed",
+            "--allow-dns",
+            "reports.fipsguard.test",
+            "--allow-subject",
+            "CN=batch, O=fipsguard tests",
             "--proxy-protocol",
         ]
         .map(String::from),
@@ -888,6 +892,28 @@ fn allow_lists_and_crls_refuse_before_the_target_sees_a_byte_and_proxy_v2_names_
     );
     assert_eq!(&ssl.value[1..5], &[0; 4], "verify: 0, verified");
     assert!(ssl.value.windows(7).any(|w| w == b"allowed"), "the CN");
+
+    // A DNS name is let in whatever its case, a subject attribute by
+    // attribute in the certificate's order; the PROXY header names what
+    // the allow-list matched.
+    pki.leaf("mixed-case", "DNS:Reports.FipsGuard.Test");
+    pki.leaf("batch", "DNS:unlisted.fipsguard.test");
+    for (name, admitted_as) in [
+        ("mixed-case", "Reports.FipsGuard.Test"),
+        ("batch", "CN=batch, O=fipsguard tests"),
+    ] {
+        let output = with_cert(name);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("welcome"), "{name}: {text}");
+        let header = received.recv_timeout(Duration::from_secs(5)).unwrap();
+        let parsed = ppp::v2::Header::try_from(header.as_slice()).expect("a PROXY v2 header");
+        let identity = parsed
+            .tlvs()
+            .map(Result::unwrap)
+            .find(|t| t.kind == 0xE0)
+            .expect("the identity TLV");
+        assert_eq!(&identity.value[..], admitted_as.as_bytes(), "{name}");
+    }
 
     // A new CRL is picked up without a restart: the same client is refused.
     std::thread::sleep(Duration::from_millis(1100)); // a new modification time
