@@ -188,13 +188,22 @@ impl AuditLog {
         Ok(Self { jobs, shared })
     }
 
-    /// Refuses at once while the log cannot be written (fail closed).
+    /// Refuses a request at once while the log cannot be written (fail
+    /// closed), counting it for the outage's record.
     pub fn check(&self) -> Result<(), AuditError> {
-        if self.shared.failing.load(Ordering::Acquire) {
+        let writable = self.writable();
+        if writable.is_err() {
             self.shared.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(self.shared.failure());
         }
-        Ok(())
+        writable
+    }
+
+    /// Whether the log can be written now; nothing is counted.
+    fn writable(&self) -> Result<(), AuditError> {
+        match self.shared.failing.load(Ordering::Acquire) {
+            true => Err(self.shared.failure()),
+            false => Ok(()),
+        }
     }
 
     /// Returns once `event` is durable.
@@ -203,8 +212,10 @@ impl AuditLog {
     }
 
     /// Queues `event` for the writer; the receiver hears when it is durable.
+    /// Refused while the log cannot be written, uncounted: only requests
+    /// count as refused (a TLS reload or a held destruction is not one).
     fn enqueue(&self, event: Event) -> Result<Answer, AuditError> {
-        self.check()?;
+        self.writable()?;
         let (ack, done) = oneshot::channel();
         self.submit(Job::Event(event, ack))?;
         Ok(done)
@@ -279,7 +290,8 @@ pub struct Expected {
 impl Expected {
     /// Returns once `event` is durable.
     pub async fn record(self, event: Event) -> Result<(), AuditError> {
-        let queued = self.log.enqueue(event);
+        // A request's own event: refused, it counts as a refused request.
+        let queued = self.log.check().and_then(|()| self.log.enqueue(event));
         // Withdrawn only now that the event is queued, so the writer
         // never takes "none expected" for "all arrived" too early.
         drop(self);

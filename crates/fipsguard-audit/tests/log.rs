@@ -376,9 +376,17 @@ fn a_read_only_log_refuses_until_it_is_writable_again() {
         );
         assert_eq!(refused.code(), "audit_unavailable");
         assert!(!log.health().writable);
-        // Fail closed: refused at once while failing, without waiting on the writer.
+        // Fail closed: refused at once while failing, without waiting on
+        // the writer. Requests (a check, an expected event) count as
+        // refused; other events (a TLS reload, say) are refused uncounted.
         assert!(log.check().is_err());
-        assert!(log.record(request(3)).await.is_err());
+        assert!(log.expect().record(request(3)).await.is_err());
+        let reload = Event::TlsReload {
+            loaded: true,
+            certificate: None,
+            error: None,
+        };
+        assert!(log.record(reload).await.is_err());
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         until_writable(&log).await;
         log.record(request(4)).await.unwrap();
