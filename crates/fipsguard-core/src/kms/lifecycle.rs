@@ -568,8 +568,9 @@ impl Kms {
 #[async_trait::async_trait]
 pub trait DestructionWitness: Send + Sync {
     /// The key `key`, due at `due_at` (Unix seconds), is about to be
-    /// destroyed. An error holds the destruction: the key stays due and is
-    /// refused to every request (`destruction_held`) until it can go ahead.
+    /// destroyed. An error holds the destruction: the key stays due, keeps
+    /// its material, and an operation that reads it is refused
+    /// (`destruction_held`) until it can go ahead.
     async fn before(&self, key: &str, due_at: i64) -> std::result::Result<(), String>;
     /// How the destruction `before` heard of ended.
     async fn after(&self, key: &str, due_at: i64, outcome: DestructionOutcome);
