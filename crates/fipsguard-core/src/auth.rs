@@ -249,6 +249,21 @@ impl TokenInfo {
     }
 }
 
+/// A token as an officer lists it: its description, and whether its stored
+/// row is one the service did not write.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedToken {
+    /// What the row says the token is.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The row was changed outside the service (see
+    /// [`TokenRecord::is_altered`]: a revocation lifted, an earlier
+    /// release's hash put back): the token authenticates no one, whatever
+    /// the row says. Shown only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub altered: bool,
+}
+
 /// A new token: the secret text, shown once, and its description.
 pub struct NewToken {
     /// `fgt.<id>.<secret>`: give it to its holder; it is not stored.

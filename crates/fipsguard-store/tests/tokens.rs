@@ -104,6 +104,11 @@ async fn a_token_row_changed_in_the_database_authenticates_no_one(b: Backend) {
     ))
     .await;
     assert!(!authenticates(&b, &token).await, "revocation lifted");
+    // An officer's listing shows it for what it is.
+    let listed = kms.list_tokens().await.unwrap();
+    let altered = |id: &str| listed.iter().find(|t| t.info.id == id).unwrap().altered;
+    assert!(altered(&id), "a lifted revocation is listed as altered");
+    assert!(!altered(&first.info.id));
 
     // Nor does such a token count as the live officer that lets the last
     // real one be revoked (which would leave no way in).
@@ -273,9 +278,9 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
     kms.revoke_token(&second.info.id).await.unwrap();
     let listed = kms.list_tokens().await.unwrap();
     assert_eq!(listed.len(), 4);
-    assert!(listed.iter().any(|t| t.id == brief.info.id));
-    let revoked = listed.iter().find(|t| t.id == first.info.id).unwrap();
-    assert!(revoked.revoked_at.is_some());
+    assert!(listed.iter().any(|t| t.info.id == brief.info.id));
+    let revoked = listed.iter().find(|t| t.info.id == first.info.id).unwrap();
+    assert!(revoked.info.revoked_at.is_some() && !revoked.altered);
 
     // Two officers revoking each other's tokens at once, on two nodes (the
     // store's own connections each): one token stays.
@@ -303,6 +308,7 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
             _ => panic!("{a:?} {b:?}"),
         };
         let live: Vec<_> = (kms.list_tokens().await.unwrap().into_iter())
+            .map(|t| t.info)
             .filter(|t| t.role == Role::Officer && t.is_live(clock.0.load(Ordering::SeqCst)))
             .map(|t| t.id)
             .collect();

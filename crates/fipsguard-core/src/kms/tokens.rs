@@ -6,7 +6,7 @@ use fipsguard_crypto::random;
 
 use super::Kms;
 use crate::auth::{
-    Grant, KnownToken, NewToken, Principal, Role, TokenHasher, TokenInfo, TOKEN_PREFIX,
+    Grant, KnownToken, ListedToken, NewToken, Principal, Role, TokenHasher, TokenInfo, TOKEN_PREFIX,
 };
 use crate::cache::{within_refresh_wait, Lookup};
 use crate::error::{KmsError, Result};
@@ -172,14 +172,18 @@ impl Kms {
         self.issue_token(request).await
     }
 
-    /// Every token's description.
-    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+    /// Every token's description, and whether its row was altered outside
+    /// the service.
+    pub async fn list_tokens(&self) -> Result<Vec<ListedToken>> {
         Ok(self
             .store
             .list_tokens()
             .await?
             .into_iter()
-            .map(|t| t.info)
+            .map(|t| ListedToken {
+                altered: t.is_altered(),
+                info: t.info,
+            })
             .collect())
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use fipsguard_core::auth::{Grant, Role};
+use fipsguard_core::auth::{Grant, ListedToken, Role};
 use fipsguard_core::kms::CreateToken;
 use fipsguard_core::TokenInfo;
 use serde::{Deserialize, Serialize};
@@ -77,11 +77,11 @@ pub async fn create(
 }
 
 /// List tokens (officer).
-#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, description = "every token's description")), tag = "tokens")]
+#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, description = "every token's description, with `altered: true` for a token whose stored row the service did not write")), tag = "tokens")]
 pub async fn list(
     State(s): State<Arc<AppState>>,
     caller: Caller,
-) -> ApiResult<Json<Vec<TokenInfo>>> {
+) -> ApiResult<Json<Vec<ListedToken>>> {
     caller.require(Access::Officer)?;
     Ok(Json(s.kms.list_tokens().await?))
 }
