@@ -251,7 +251,7 @@ impl Change {
             ),
         };
         format!(
-            "record {begun}: {what} began, and no outcome follows it in the files verified: unless it is in a file not given, the process ended mid-change, and {tells}"
+            "record {begun}: {what} began, and no outcome follows it in the files verified: unless it is in a file not given, the process ended mid-change or could not record the outcome, and {tells}"
         )
     }
 }

@@ -211,6 +211,14 @@ impl AuditLog {
         durable(self.enqueue(event)?).await
     }
 
+    /// Returns once a request's closing `event` is durable; refused, it
+    /// counts as a refused request (a change's intent, written before, does
+    /// not: each request counts once).
+    pub async fn record_request(&self, event: Event) -> Result<(), AuditError> {
+        self.check()?;
+        self.record(event).await
+    }
+
     /// Queues `event` for the writer; the receiver hears when it is durable.
     /// Refused while the log cannot be written, uncounted: only requests
     /// count as refused (a TLS reload or a held destruction is not one).

@@ -431,7 +431,7 @@ impl Audited {
         Answer::Recording(Box::pin(async move {
             let recorded = match log {
                 Recorder::Expected(expected) => expected.record(Event::Request(event)).await,
-                Recorder::Later(log) => log.record(Event::Request(event)).await,
+                Recorder::Later(log) => log.record_request(Event::Request(event)).await,
             };
             match recorded {
                 Ok(()) => response,
@@ -529,5 +529,21 @@ impl From<AuditError> for ApiError {
             other => other.to_string(),
         };
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.code(), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fipsguard_core::DestructionWitness;
+
+    use super::{DestructionRecords, AUDIT_KEY};
+
+    #[tokio::test]
+    async fn destructions_wait_for_the_log_and_the_audit_key_never_goes() {
+        let records = DestructionRecords::default();
+        let held = records.before("archive", 0).await.unwrap_err();
+        assert!(held.contains("not open yet"), "{held}");
+        let never = records.before(AUDIT_KEY, 0).await.unwrap_err();
+        assert!(never.contains("never destroyed"), "{never}");
     }
 }

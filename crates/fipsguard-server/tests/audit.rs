@@ -70,6 +70,11 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
     let (status, _) = encrypt(&server, &user).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(encryptions().await, before, "the handler ran");
+    let rotate = "/v1/keys/k/rotate";
+    let (status, _) = server
+        .call(Method::POST, rotate, Some(&server.officer), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a change too");
     let (status, health) = server.call(Method::GET, "/v1/health", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
     assert_eq!(health["audit"]["writable"], false, "{health}");
@@ -106,11 +111,16 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
         metric(&server.plain_metrics().await, "fipsguard_audit_writable"),
         1.0
     );
+    // The outage is on record, with the requests it refused (the
+    // encryption and the change refused up front; the one whose own
+    // write failed found it out).
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(
-        text.contains("\"kind\":\"outage\""),
-        "the outage is on record"
-    );
+    let outage = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["record"].take())
+        .find(|record| record["kind"] == "outage")
+        .expect("the outage is on record");
+    assert_eq!(outage["refused"], 2, "{outage}");
     server.stop().await;
 }
 

@@ -315,10 +315,6 @@ async fn bad_requests_get_clear_errors_and_nothing_breaks() {
     server.stop().await;
 }
 
-/// A token fits a key name's length and characters, with or without its
-/// `fgt.`: pasted as a key name, a grant's pattern, a role, a key type or
-/// in a description, it is refused (so never stored or listed) and not
-/// repeated in the answer. The audit side: tests/audit.rs.
 /// A body an operation may leave out (scheduling a destruction: the
 /// default window) may be empty, with or without a JSON content type; one
 /// that is there is read as any other, and the OpenAPI document says it is
@@ -369,6 +365,26 @@ async fn a_body_an_operation_may_leave_out_may_be_empty() {
         .await;
     let week = key["destroy_at"].as_i64().unwrap() - key["created_at"].as_i64().unwrap();
     assert!((7 * 86_400..7 * 86_400 + 60).contains(&week), "{key}");
+    // One that is there is held to the server's body limit, not axum's.
+    let large = TestServer::start_with(|o| o.max_body_bytes = 4 << 20).await;
+    large.create_key("d", "aes256-gcm").await;
+    let path = "/v1/keys/d/deactivate";
+    let (status, _) = large
+        .call(Method::POST, path, Some(&large.officer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let padded = format!("{{\"days\": 2{}}}", " ".repeat(3 << 20));
+    let answer = large
+        .client
+        .post(format!("{}/v1/keys/d/destroy", large.url))
+        .bearer_auth(&large.officer)
+        .header("content-type", "application/json")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "3 MiB under a 4 MiB limit");
+    large.stop().await;
     let (_, document) = server
         .call(Method::GET, "/v1/openapi.json", None, None)
         .await;
@@ -378,6 +394,10 @@ async fn a_body_an_operation_may_leave_out_may_be_empty() {
     server.stop().await;
 }
 
+/// A token fits a key name's length and characters, with or without its
+/// `fgt.`: pasted as a key name, a grant's pattern, a role, a key type or
+/// in a description, it is refused (so never stored or listed) and not
+/// repeated in the answer. The audit side: tests/audit.rs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_pasted_where_text_belongs_are_refused_and_not_repeated() {
     let server = TestServer::start().await;

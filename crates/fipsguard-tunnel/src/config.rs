@@ -287,8 +287,8 @@ impl TunnelConfig {
 
 impl TunnelConfig {
     /// Who a server tunnel lets in is always said, never a default: client
-    /// certificates with an allow-list (an empty list is no list) or
-    /// allow_all, or else disable_authentication.
+    /// certificates with an allow-list (a file's empty one is refused when
+    /// read) or allow_all, or else disable_authentication.
     fn validate_authentication(&self) -> Result<(), &'static str> {
         match (self.client_ca.is_some(), self.has_allow_list()) {
             (true, _) if self.disable_authentication => {

@@ -372,6 +372,10 @@ impl Kms {
     /// Destroys the due key `name`; `false` if it turned out not to be due.
     async fn destroy_if_due(&self, name: &str) -> Result<bool> {
         let name = KeyName::new(name)?;
+        // The turn a request that finds the key due takes too: one of them
+        // carries the destruction out (and tells its witness), the other
+        // finds it done.
+        let _turn = self.key_refreshes.lock(name.as_str()).await;
         let record = self.fresh_record(&name).await?;
         let record = self.destroy(&name, record, Destruction::Scheduled).await?;
         Ok(record.state == KeyState::Destroyed)

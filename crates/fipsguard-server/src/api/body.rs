@@ -58,7 +58,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let headers = request.headers().clone();
+        // Kept for the read of what arrived: its content type, and the
+        // body limit the route sets (an extension).
+        let (headers, extensions) = (request.headers().clone(), request.extensions().clone());
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|e| refusal(e.into()))?;
@@ -67,6 +69,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
         }
         let mut request = Request::new(axum::body::Body::from(bytes));
         *request.headers_mut() = headers;
+        *request.extensions_mut() = extensions;
         let Body(value) = Body::from_request(request, state).await?;
         Ok(Self(value))
     }
