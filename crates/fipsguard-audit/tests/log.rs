@@ -910,6 +910,25 @@ fn records_of_unknown_kinds_are_verified_by_place_and_hash() {
     }
 }
 
+/// The notes `audit verify` makes of changes begun with no outcome, in a
+/// log of `events` alone.
+fn unfinished_changes(events: Vec<Event>) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, public) = audit_key();
+    runtime().block_on(async {
+        let log = open_log(dir.path(), signer);
+        for event in events {
+            log.record(event).await.unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    let report = verify(dir.path(), &[public]).unwrap();
+    let notes = report.notes.into_iter();
+    notes
+        .filter(|n| n.contains("no outcome follows it"))
+        .collect()
+}
+
 /// A root key change whose outcome was never recorded (the process ended
 /// mid-change) is called out; one with its outcome is not.
 #[test]
@@ -921,7 +940,6 @@ fn a_root_key_change_without_an_outcome_is_called_out() {
         versions: (outcome == Outcome::Success).then_some(2),
         error: None,
     };
-    let unfinished = "no outcome follows it";
     for (events, called_out) in [
         (
             vec![change(Outcome::Intent), change(Outcome::Success)],
@@ -937,22 +955,8 @@ fn a_root_key_change_without_an_outcome_is_called_out() {
             true,
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let (signer, public) = audit_key();
-        runtime().block_on(async {
-            let log = open_log(dir.path(), signer);
-            for event in events {
-                log.record(event).await.unwrap();
-            }
-            log.close().await.unwrap();
-        });
-        let report = verify(dir.path(), &[public]).unwrap();
-        let noted = report
-            .notes
-            .iter()
-            .filter(|n| n.contains(unfinished))
-            .count();
-        assert_eq!(noted, usize::from(called_out), "{:?}", report.notes);
+        let noted = unfinished_changes(events);
+        assert_eq!(noted.len(), usize::from(called_out), "{noted:?}");
     }
 }
 
@@ -966,23 +970,7 @@ fn a_key_destruction_without_an_outcome_is_called_out() {
         outcome,
         error: None,
     };
-    let unfinished = |events: Vec<Event>| {
-        let dir = tempfile::tempdir().unwrap();
-        let (signer, public) = audit_key();
-        runtime().block_on(async {
-            let log = open_log(dir.path(), signer);
-            for event in events {
-                log.record(event).await.unwrap();
-            }
-            log.close().await.unwrap();
-        });
-        let report = verify(dir.path(), &[public]).unwrap();
-        let noted = report.notes.into_iter();
-        noted
-            .filter(|n| n.contains("no outcome follows it"))
-            .collect::<Vec<_>>()
-    };
-    let noted = unfinished(vec![
+    let noted = unfinished_changes(vec![
         destruction("a", Outcome::Intent),
         destruction("b", Outcome::Intent),
         destruction("b", Outcome::Success),
@@ -995,7 +983,7 @@ fn a_key_destruction_without_an_outcome_is_called_out() {
         "{noted:?}"
     );
     // Interleaved, each ends its own.
-    let noted = unfinished(vec![
+    let noted = unfinished_changes(vec![
         destruction("a", Outcome::Intent),
         destruction("b", Outcome::Intent),
         destruction("a", Outcome::Success),

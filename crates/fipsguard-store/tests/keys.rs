@@ -1871,12 +1871,11 @@ async fn a_store_an_earlier_release_wrote_is_bound_by_a_root_key_change(b: Backe
     let (ciphertext, signature, officer) = older_holdings(&kms).await;
     // Such a release kept a revoked token's hash.
     let revoked = kms
-        .create_token(fipsguard_core::kms::CreateToken {
-            role: fipsguard_core::Role::Auditor,
-            grants: vec![],
-            ttl_secs: None,
-            description: "revoked".into(),
-        })
+        .create_token(common::token_request(
+            fipsguard_core::Role::Auditor,
+            None,
+            "revoked",
+        ))
         .await
         .unwrap();
     kms.revoke_token(&revoked.info.id).await.unwrap();

@@ -113,12 +113,7 @@ async fn a_token_row_changed_in_the_database_authenticates_no_one(b: Backend) {
     // Nor does such a token count as the live officer that lets the last
     // real one be revoked (which would leave no way in).
     let second = kms
-        .create_token(CreateToken {
-            role: Role::Officer,
-            grants: vec![],
-            ttl_secs: None,
-            description: "second officer".into(),
-        })
+        .create_token(common::token_request(Role::Officer, None, "second officer"))
         .await
         .unwrap();
     kms.revoke_token(&second.info.id).await.unwrap();
@@ -207,12 +202,7 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
         );
     }
 
-    let request = CreateToken {
-        role: Role::Auditor,
-        grants: vec![],
-        ttl_secs: Some(3600),
-        description: "quarterly audit".into(),
-    };
+    let request = common::token_request(Role::Auditor, Some(3600), "quarterly audit");
     let auditor = kms.create_token(request).await.unwrap();
     assert!(kms.authenticate(&text(&auditor.token)).await.is_ok());
     clock.0.fetch_add(3600, Ordering::SeqCst);
@@ -227,12 +217,11 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
     // The last live officer token stays, whatever other tokens there are:
     // an officer token that has expired does not count.
     let brief = kms
-        .create_token(CreateToken {
-            role: Role::Officer,
-            grants: vec![],
-            ttl_secs: Some(60),
-            description: "brief officer".into(),
-        })
+        .create_token(common::token_request(
+            Role::Officer,
+            Some(60),
+            "brief officer",
+        ))
         .await
         .unwrap();
     clock.0.fetch_add(60, Ordering::SeqCst);
@@ -241,12 +230,11 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
         Err(KmsError::LastOfficerToken)
     ));
     let second = kms
-        .create_token(CreateToken {
-            role: Role::Officer,
-            grants: vec![],
-            ttl_secs: Some(3600),
-            description: "named officer".into(),
-        })
+        .create_token(common::token_request(
+            Role::Officer,
+            Some(3600),
+            "named officer",
+        ))
         .await
         .unwrap();
     kms.revoke_token(&first.info.id).await.unwrap();
@@ -292,12 +280,7 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
     )
     .await
     .unwrap();
-    let officer = || CreateToken {
-        role: Role::Officer,
-        grants: vec![],
-        ttl_secs: None,
-        description: "named officer".into(),
-    };
+    let officer = || common::token_request(Role::Officer, None, "named officer");
     let mut kept = kms.create_token(officer()).await.unwrap().info.id;
     for _ in 0..10 {
         let other = kms.create_token(officer()).await.unwrap().info.id;
@@ -316,12 +299,7 @@ async fn tokens_authenticate_until_revoked_or_expired(b: Backend) {
     }
     // Revoking a user's token takes the same turn, and is not refused.
     let user = kms
-        .create_token(CreateToken {
-            role: Role::User,
-            grants: vec![],
-            ttl_secs: None,
-            description: "service".into(),
-        })
+        .create_token(common::token_request(Role::User, None, "service"))
         .await
         .unwrap();
     kms.revoke_token(&user.info.id).await.unwrap();
@@ -369,12 +347,7 @@ async fn grants_decide_what_users_may_do(b: Backend) {
         ),
         "officers take no grants"
     );
-    let too_long = CreateToken {
-        role: Role::Auditor,
-        grants: vec![],
-        ttl_secs: Some(10),
-        description: String::new(),
-    };
+    let too_long = common::token_request(Role::Auditor, Some(10), "");
     assert!(kms.create_token(too_long).await.is_err());
     // At most MAX_GRANTS grants: each request is checked against them all.
     let many = |n| CreateToken {

@@ -161,23 +161,20 @@ fn escape(value: &str) -> String {
 /// certificate's values could imitate.
 pub fn parse_subject(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut parts = vec![Vec::new()];
-    let mut chars = text.chars().peekable();
+    let mut chars = text.chars();
     while let Some(c) = chars.next() {
         let part = parts.last_mut().expect("one part");
         match c {
             '\\' => {
                 let hex: String = chars.clone().take(2).collect();
-                match u8::from_str_radix(&hex, 16) {
-                    Ok(byte) if hex.len() == 2 && !hex.starts_with(['+', '-']) => {
-                        part.push(byte);
-                        chars.nth(1);
-                    }
-                    _ => match chars.next() {
-                        Some(next) => {
-                            part.extend_from_slice(next.encode_utf8(&mut [0; 4]).as_bytes())
-                        }
-                        None => return Err(format!("{text:?} ends in a lone backslash")),
-                    },
+                if hex.len() == 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    part.push(u8::from_str_radix(&hex, 16).expect("two hex digits"));
+                    chars.nth(1);
+                    continue;
+                }
+                match chars.next() {
+                    Some(next) => part.extend_from_slice(next.encode_utf8(&mut [0; 4]).as_bytes()),
+                    None => return Err(format!("{text:?} ends in a lone backslash")),
                 }
             }
             ',' => parts.push(Vec::new()),

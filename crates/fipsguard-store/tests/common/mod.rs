@@ -320,3 +320,17 @@ impl fipsguard_core::kms::Clock for ManualClock {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// A request for a token of `role` without grants.
+pub fn token_request(
+    role: fipsguard_core::Role,
+    ttl_secs: Option<i64>,
+    description: &str,
+) -> fipsguard_core::kms::CreateToken {
+    fipsguard_core::kms::CreateToken {
+        role,
+        grants: vec![],
+        ttl_secs,
+        description: description.into(),
+    }
+}
