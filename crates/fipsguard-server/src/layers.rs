@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
 
@@ -140,7 +140,7 @@ pub struct RequestService<S> {
 impl<S> Service<Request> for RequestService<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Unpin,
+    S::Future: Unpin + Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
@@ -152,8 +152,15 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let logged = Logged::begin(&mut request);
+        let change = is_change(request.method(), logged.context.route());
         // Refused before the route is called: no evidence, no handler.
         let stage = match Audited::begin(&self.state, &logged.context, &request) {
+            Ok(audited) if change => Stage::Detached(detach(
+                &self.state,
+                self.inner.call(request),
+                audited,
+                logged.context.clone(),
+            )),
             Ok(audited) => Stage::Route(self.inner.call(request), Some(audited)),
             Err(e) => Stage::Answered(Some(refusal(e))),
         };
@@ -180,6 +187,8 @@ enum Stage<F> {
     Route(F, Option<Audited>),
     /// Its answer waits for its audit event to be durable.
     Recording(Recording),
+    /// A change, running to its end as a task of its own (see [`detach`]).
+    Detached(tokio::task::JoinHandle<Response>),
     /// Answered without its route (taken once given).
     Answered(Option<Response>),
 }
@@ -208,12 +217,47 @@ where
                     }
                 }
                 Stage::Recording(recording) => break ready!(recording.as_mut().poll(cx)),
+                Stage::Detached(task) => match ready!(Pin::new(task).poll(cx)) {
+                    Ok(response) => break response,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a change's task ended without an answer");
+                        break ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal_error",
+                            "the service could not complete the request; see the server log",
+                        )
+                        .into_response();
+                    }
+                },
                 Stage::Answered(response) => break response.take().expect("answered once"),
             }
         };
         let logged = logged.take().expect("answered once");
         Poll::Ready(Ok(logged.finish(response)))
     }
+}
+
+/// Runs a change's route and then its audit record as a task of its own,
+/// which ends whether or not the client still waits for the answer: a
+/// client that goes away mid-way (its connection closed, the request's
+/// future dropped) must not leave a change half made, or its intent on
+/// record without the outcome that follows it. Shutdown waits for it.
+fn detach<F>(
+    state: &AppState,
+    route: F,
+    audited: Audited,
+    context: Arc<RequestContext>,
+) -> tokio::task::JoinHandle<Response>
+where
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    state.changes.spawn(async move {
+        let Ok(response) = route.await;
+        match audited.answer(response, &context) {
+            Answer::Now(response) => response,
+            Answer::Recording(recording) => recording.await,
+        }
+    })
 }
 
 /// A request on its way through the request log: it gets an id (echoed as

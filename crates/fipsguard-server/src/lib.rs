@@ -142,6 +142,7 @@ pub async fn start(
         started: Instant::now(),
         audit,
         store_probe: StoreProbe::default(),
+        changes: tokio_util::task::TaskTracker::new(),
     });
     destructions.serve(&state);
     let background: Vec<JoinHandle<()>> = [
@@ -164,6 +165,14 @@ pub async fn start(
     let serving = listener::serve(listener, in_force, app, options.connections, shutdown);
     let task = tokio::spawn(async move {
         serving.await;
+        // Changes whose clients went away: ended, and recorded, before the log closes.
+        state.changes.close();
+        if tokio::time::timeout(listener::DRAIN_TIMEOUT, state.changes.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: changes still under way after the drain timeout");
+        }
         // Awaited, so that a stopped server holds no port and runs no task.
         for task in background {
             task.abort();

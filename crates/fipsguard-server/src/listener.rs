@@ -37,7 +37,7 @@ const MAX_STREAMS: u32 = 128;
 
 /// How long a closing connection's requests in flight may take (at
 /// shutdown, or when it is closed for being idle) before it is dropped.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The same for a connection whose client certificate is no longer
 /// accepted: it takes no new request, and what it started before is
 /// answered (or dropped) within this.

@@ -677,6 +677,67 @@ fn a_due_destruction_leaves_its_intent_and_outcome_in_the_audit_log() {
     );
 }
 
+/// A change whose client goes away mid-way (after its intent is on record,
+/// while the store is busy) still runs to its end and leaves its outcome
+/// in the audit log, and a server told to stop meanwhile waits for it: the
+/// log never holds an intent the change's end does not follow.
+#[test]
+fn a_change_whose_client_goes_away_is_recorded_to_its_end() {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    let officer = format!("Authorization: Bearer {}", setup.officer);
+    let url = |path: &str| format!("https://localhost:{}/v1/keys{path}", setup.port);
+    post_json(
+        &setup,
+        &officer,
+        &url(""),
+        r#"{"name": "k", "type": "aes256-gcm"}"#,
+    );
+    save_audit_key(&setup);
+    let rotations = || -> Vec<(serde_json::Value, serde_json::Value)> {
+        setup
+            .audit_text()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["record"].take())
+            .filter(|record| record["route"] == "/v1/keys/{name}/rotate")
+            .map(|record| (record["outcome"].clone(), record["key_version"].clone()))
+            .collect()
+    };
+    // The store's write lock, held elsewhere: the rotation waits for it.
+    let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let gave_up = curl(
+        &setup,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &officer,
+            "--max-time",
+            "2",
+            &url("/k/rotate"),
+        ],
+    );
+    assert_eq!(gave_up.status.code(), Some(28), "curl timed out");
+    assert_eq!(rotations(), [(json!("intent"), json!(null))]);
+    // Told to stop while the change still waits; the lock goes a moment later.
+    let stopping = std::thread::spawn(move || server.stop());
+    std::thread::sleep(Duration::from_millis(500));
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+    stopping.join().unwrap();
+    assert_eq!(
+        rotations(),
+        [(json!("intent"), json!(null)), (json!("success"), json!(2))]
+    );
+    let verify = setup.verify_audit();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
 /// `/v1/health` is open to anyone: however many call it, and however
 /// close together, the store is probed at most once a second.
 #[test]
