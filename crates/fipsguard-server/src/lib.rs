@@ -178,6 +178,12 @@ pub async fn start(
             task.abort();
             let _ = task.await;
         }
+        // Destructions the sweep began run on: their outcomes go in the log too.
+        if !state.kms.finish_destructions(listener::DRAIN_TIMEOUT).await {
+            tracing::warn!(
+                "shutdown: scheduled destructions still under way after the drain timeout"
+            );
+        }
         // After the drain, so every answered request's event is in the log.
         if let Some(audit) = &state.audit {
             if let Err(e) = audit.close().await {

@@ -42,6 +42,7 @@ on_both_stores!(
     lifecycle_states_allow_only_what_they_should,
     scheduled_destruction_waits_for_its_window_and_can_be_cancelled,
     a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses,
+    a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes,
     forced_destruction_shreds_material_and_keeps_metadata,
     listing_is_paginated_in_name_order,
     data_keys_round_trip,
@@ -418,11 +419,14 @@ async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Back
     );
 }
 
-/// What a witness of destructions heard, and whether it holds them.
+/// What a witness of destructions heard, whether it holds them, and
+/// whether it makes them wait (until released) once it has heard of them.
 #[derive(Default)]
 struct Witness {
     holds: std::sync::atomic::AtomicBool,
     heard: std::sync::Mutex<Vec<String>>,
+    pauses: std::sync::atomic::AtomicBool,
+    released: tokio::sync::Notify,
 }
 
 #[async_trait::async_trait]
@@ -432,6 +436,9 @@ impl DestructionWitness for Witness {
             .lock()
             .unwrap()
             .push(format!("before {key} {due_at}"));
+        if self.pauses.load(Ordering::SeqCst) {
+            self.released.notified().await;
+        }
         match self.holds.load(Ordering::SeqCst) {
             true => Err("the log is full".into()),
             false => Ok(()),
@@ -517,6 +524,38 @@ async fn a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses
         Vec::<String>::new(),
         "a destroyed key is not due again"
     );
+}
+
+/// A request that finds a key due carries its destruction out; if the
+/// request goes (its client gone, its future dropped) once the witness has
+/// heard of it, the destruction still ends and the witness hears how.
+async fn a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes(b: Backend) {
+    let start = 1_800_000_000;
+    let (kms, clock) = b.kms_at(start).await;
+    let witness = Arc::new(Witness::default());
+    assert!(kms.witness_destructions(witness.clone()));
+    let heard = || std::mem::take(&mut *witness.heard.lock().unwrap());
+    kms.create_key(CreateKey::new("due", AES)).await.unwrap();
+    kms.deactivate_key("due").await.unwrap();
+    kms.schedule_destroy("due", Some(1)).await.unwrap();
+    let due_at = start + 86_400;
+    clock.0.store(due_at, Ordering::SeqCst);
+    witness.pauses.store(true, Ordering::SeqCst);
+    let request = kms.get_key("due");
+    let gone = tokio::time::timeout(Duration::from_millis(200), request).await;
+    assert!(gone.is_err(), "the request waits on the witness");
+    assert_eq!(heard(), [format!("before due {due_at}")]);
+    witness.released.notify_one();
+    for _ in 0..200 {
+        if witness.heard.lock().unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(heard(), [format!("after due {due_at} Destroyed")]);
+    let stored = b.store.version("due", 1).await.unwrap().unwrap();
+    assert_eq!(stored.wrapped_material, None);
+    assert!(kms.finish_destructions(Duration::from_secs(1)).await);
 }
 
 async fn forced_destruction_shreds_material_and_keeps_metadata(b: Backend) {

@@ -1,12 +1,15 @@
 //! Key lifecycle operations: create, read, list, rotate, configure, the
 //! state transitions, scheduled and forced destruction, public keys.
 
-use super::{key_type_of, DestructionSweep, Kms};
+use std::sync::Arc;
+
+use super::{key_type_of, stored_record, Clock, DestructionSweep, Kms};
+use crate::cache::{Cache, CachedVersion};
 use crate::error::{KmsError, Result};
 use crate::key_type::{KeyType, Purpose};
 use crate::lifecycle::KeyState;
 use crate::name::KeyName;
-use crate::store::{AddedVersion, KeyRecord, NewVersion, StoreError, Wrapped};
+use crate::store::{AddedVersion, KeyRecord, NewVersion, Store, StoreError, Wrapped};
 
 /// Days a scheduled destruction waits by default, and the allowed range.
 pub const DEFAULT_DESTROY_DAYS: u32 = 7;
@@ -497,20 +500,69 @@ impl Kms {
     /// Deletes every version's material and marks the key destroyed. A
     /// scheduled destruction re-checks on every attempt that it is still
     /// due, so a concurrent cancellation wins; its witness, if any, hears
-    /// of it first and may hold it, and then hears how it ended.
+    /// of it first and may hold it, and then hears how it ended. A
+    /// witnessed one runs as a task of its own, which ends whether or not
+    /// the request that found the key due still waits (its client gone):
+    /// the witness has recorded the intent, and must hear the outcome.
     pub(super) async fn destroy(
         &self,
         name: &KeyName,
         record: KeyRecord,
         kind: Destruction,
     ) -> Result<KeyRecord> {
+        let shredder = Shredder {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            records: self.records.clone(),
+            versions: self.versions.clone(),
+        };
         let witness = match kind {
             Destruction::Scheduled if self.destroy_due(&record) => self.destruction_witness.get(),
             Destruction::Scheduled | Destruction::Forced => None,
         };
-        let Some(witness) = witness else {
-            return Ok(self.destroy_attempts(name, record, kind).await?.0);
+        let Some(witness) = witness.cloned() else {
+            return Ok(shredder.attempts(name, record, kind).await?.0);
         };
+        let name = name.clone();
+        let task = self
+            .destructions
+            .spawn(async move { shredder.witnessed(witness.as_ref(), &name, record).await });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Unavailable("the service is stopping".into()).into()),
+        }
+    }
+}
+
+/// Whether `record`'s scheduled destruction has come at `now`.
+pub(super) fn due(record: &KeyRecord, now: i64) -> bool {
+    record.destroy_at.is_some_and(|at| at <= now)
+}
+
+/// Drops the material of the versions of `name` held unwrapped.
+pub(super) fn forget_versions(versions: &Cache<(String, u32), Arc<CachedVersion>>, name: &KeyName) {
+    versions.forget_where(|(key, _)| key == name.as_str());
+}
+
+/// What carrying out a destruction needs, owned, so that a witnessed one
+/// can run as a task of its own.
+pub(super) struct Shredder {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    records: Arc<Cache<String, Arc<KeyRecord>>>,
+    versions: Arc<Cache<(String, u32), Arc<CachedVersion>>>,
+}
+
+impl Shredder {
+    /// The attempts, between the witness's hearing of the destruction and
+    /// its hearing how it ended.
+    async fn witnessed(
+        &self,
+        witness: &dyn DestructionWitness,
+        name: &KeyName,
+        record: KeyRecord,
+    ) -> Result<KeyRecord> {
         let due_at = record.destroy_at.unwrap_or_default();
         witness
             .before(name.as_str(), due_at)
@@ -519,7 +571,7 @@ impl Kms {
                 name: name.to_string(),
                 why,
             })?;
-        let result = self.destroy_attempts(name, record, kind).await;
+        let result = self.attempts(name, record, Destruction::Scheduled).await;
         let outcome = match &result {
             Ok((_, true)) => DestructionOutcome::Destroyed,
             Ok((record, false)) if record.state == KeyState::Destroyed => {
@@ -532,9 +584,9 @@ impl Kms {
         Ok(result?.0)
     }
 
-    /// [`destroy`](Self::destroy)'s attempts: the record as they left it,
-    /// and whether this call destroyed the key.
-    async fn destroy_attempts(
+    /// The record as the attempts left it, and whether this call
+    /// destroyed the key.
+    async fn attempts(
         &self,
         name: &KeyName,
         mut record: KeyRecord,
@@ -542,7 +594,7 @@ impl Kms {
     ) -> Result<(KeyRecord, bool)> {
         for _ in 0..UPDATE_ATTEMPTS {
             if record.state == KeyState::Destroyed
-                || (kind == Destruction::Scheduled && !self.destroy_due(&record))
+                || (kind == Destruction::Scheduled && !due(&record, self.clock.now()))
             {
                 return Ok((record, false));
             }
@@ -551,14 +603,14 @@ impl Kms {
                 .destroy_key(name.as_str(), record.revision)
                 .await?
             {
-                self.forget_record(name);
-                self.forget_versions(name);
+                self.records.forget(name.as_str());
+                forget_versions(&self.versions, name);
                 record.state = KeyState::Destroyed;
                 record.destroy_at = None;
                 record.revision += 1;
                 return Ok((record, true));
             }
-            record = self.fresh_record(name).await?;
+            record = stored_record(self.store.as_ref(), name).await?;
         }
         Err(StoreError::Conflict(format!("key {name:?} kept changing; try again")).into())
     }

@@ -167,10 +167,11 @@ pub struct Kms {
     config: KmsConfig,
     clock: Arc<dyn Clock>,
     tokens: Arc<crate::auth::TokenHasher>,
-    /// Key records, trusted for the metadata TTL.
-    records: Cache<String, Arc<KeyRecord>>,
-    /// Unwrapped versions, kept until evicted or destroyed.
-    versions: Cache<(String, u32), Arc<CachedVersion>>,
+    /// Key records, trusted for the metadata TTL (shared with destructions
+    /// under way, see [`lifecycle::Shredder`]).
+    records: Arc<Cache<String, Arc<KeyRecord>>>,
+    /// Unwrapped versions, kept until evicted or destroyed (shared likewise).
+    versions: Arc<Cache<(String, u32), Arc<CachedVersion>>>,
     /// Token records by id, trusted for the metadata TTL.
     token_records: Cache<String, Arc<KnownToken>>,
     /// Ids the store does not know (mostly guesses), remembered for the
@@ -186,6 +187,16 @@ pub struct Kms {
     token_refreshes: Refreshes,
     /// Told of scheduled destructions (see [`Kms::witness_destructions`]).
     destruction_witness: std::sync::OnceLock<Arc<dyn DestructionWitness>>,
+    /// Witnessed destructions under way, each on a task of its own.
+    destructions: tokio_util::task::TaskTracker,
+}
+
+/// The key's record as stored.
+async fn stored_record(store: &dyn Store, name: &KeyName) -> Result<KeyRecord> {
+    store
+        .key(name.as_str())
+        .await?
+        .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))
 }
 
 impl Kms {
@@ -251,8 +262,8 @@ impl Kms {
             config,
             clock,
             tokens,
-            records: Cache::new(capacity, ttl),
-            versions: Cache::new(capacity, None),
+            records: Arc::new(Cache::new(capacity, ttl)),
+            versions: Arc::new(Cache::new(capacity, None)),
             token_records: Cache::new(capacity, ttl),
             unknown_tokens: Cache::new(capacity, ttl),
             unknown_token_reads: tokio::sync::Semaphore::new(UNKNOWN_TOKEN_READS),
@@ -260,6 +271,7 @@ impl Kms {
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
             destruction_witness: std::sync::OnceLock::new(),
+            destructions: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -267,6 +279,16 @@ impl Kms {
     /// hold it while it cannot record it. Set once; `false` if one was set.
     pub fn witness_destructions(&self, witness: Arc<dyn DestructionWitness>) -> bool {
         self.destruction_witness.set(witness).is_ok()
+    }
+
+    /// Waits, at most `limit`, for the witnessed destructions under way to
+    /// end (a stopping server, before its witness closes); `false` if some
+    /// had not.
+    pub async fn finish_destructions(&self, limit: Duration) -> bool {
+        self.destructions.close();
+        tokio::time::timeout(limit, self.destructions.wait())
+            .await
+            .is_ok()
     }
 
     /// What the store answers now: whether it does, and whether its root
@@ -329,14 +351,11 @@ impl Kms {
     /// The key's record read from the store, bypassing the cache: for
     /// changes, which must start from the current revision.
     async fn fresh_record(&self, name: &KeyName) -> Result<KeyRecord> {
-        self.store
-            .key(name.as_str())
-            .await?
-            .ok_or_else(|| KmsError::KeyNotFound(name.to_string()))
+        stored_record(self.store.as_ref(), name).await
     }
 
     fn destroy_due(&self, record: &KeyRecord) -> bool {
-        record.destroy_at.is_some_and(|at| at <= self.now())
+        lifecycle::due(record, self.now())
     }
 
     /// A version ready for use: from the cache, else unwrapped from the store.
@@ -409,7 +428,7 @@ impl Kms {
 
     /// Drops the material of a destroyed key's versions.
     fn forget_versions(&self, name: &KeyName) {
-        self.versions.forget_where(|(key, _)| key == name.as_str());
+        lifecycle::forget_versions(&self.versions, name);
     }
 
     /// Key versions whose material this node holds unwrapped.
