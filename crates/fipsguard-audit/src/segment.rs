@@ -211,6 +211,12 @@ pub(crate) fn scan_with(
                 let change = Change::KeyDestruction(key.clone());
                 unsigned_changes.push((record_seq, change, *outcome));
             }
+            // Only a change's request has an intent; every request's
+            // outcome ends one of that id, if there is one.
+            Some(Event::Request(request)) => {
+                let change = Change::Request(request.request_id.clone());
+                unsigned_changes.push((record_seq, change, request.outcome));
+            }
             _ => {}
         }
         if let Some(remark) = remark(&record) {
@@ -234,6 +240,8 @@ pub(crate) enum Change {
     RootKey,
     /// The key of this name, destroyed as scheduled.
     KeyDestruction(String),
+    /// What the API request of this id changes (a key, a token).
+    Request(String),
 }
 
 impl Change {
@@ -248,6 +256,10 @@ impl Change {
             Self::KeyDestruction(key) => (
                 format!("the scheduled destruction of key {key:?}"),
                 "the key's state in the store tells whether it was made",
+            ),
+            Self::Request(id) => (
+                format!("the change request {id:?}"),
+                "the state of the key or token it names tells whether it was made",
             ),
         };
         format!(

@@ -992,6 +992,31 @@ fn a_key_destruction_without_an_outcome_is_called_out() {
     assert!(noted.is_empty(), "{noted:?}");
 }
 
+/// A change request whose outcome was never recorded is called out by its
+/// request id; a request's outcome ends its own intent only, and requests
+/// that are no changes (no intent) leave nothing to call out.
+#[test]
+fn a_change_request_without_an_outcome_is_called_out() {
+    let change = |id: &str, outcome| {
+        let Event::Request(mut event) = request(0) else {
+            unreachable!("a request event")
+        };
+        (event.request_id, event.outcome) = (id.into(), outcome);
+        event.route = "/v1/keys/{name}/rotate".into();
+        Event::Request(event)
+    };
+    let noted = unfinished_changes(vec![
+        change("a-1", Outcome::Intent),
+        change("a-2", Outcome::Intent),
+        request(3),
+        change("a-2", Outcome::Rejected),
+        change("a-4", Outcome::Intent),
+        change("a-4", Outcome::Success),
+    ]);
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    assert!(noted[0].contains("the change request \"a-1\""), "{noted:?}");
+}
+
 /// What records after a file's last checkpoint say (a writer killed
 /// mid-flush, or anyone who can write the file) is noted as signed by
 /// nothing, and a root key change there is not taken as begun.
