@@ -110,8 +110,11 @@ fn verify_each_checkpoint(
         notes: Vec::new(),
     };
     let mut previous: Option<(&Path, Scan)> = None;
-    // Changes begun and not yet seen to end, by what they change.
-    let mut unfinished: std::collections::HashMap<Change, u64> = Default::default();
+    // Changes begun and not yet seen to end, by what they change: where
+    // each began, in order (two may overlap: two nodes, or a request that
+    // left its destruction running while another began it again; an
+    // outcome ends the earliest).
+    let mut unfinished: std::collections::HashMap<Change, Vec<u64>> = Default::default();
     for (index, file) in files.iter().enumerate() {
         let scan = segment::scan_with(file, Some(public_keys), each)?;
         // A file created but never written (a rotation that failed, or a
@@ -134,10 +137,13 @@ fn verify_each_checkpoint(
         }
         report.notes.extend(scan.remarks.iter().cloned());
         for (seq, change, outcome) in &scan.changes {
-            if *outcome != crate::Outcome::Intent {
-                unfinished.remove(change);
-            } else if let Some(begun) = unfinished.insert(change.clone(), *seq) {
-                report.notes.push(change.unfinished(begun));
+            if *outcome == crate::Outcome::Intent {
+                unfinished.entry(change.clone()).or_default().push(*seq);
+            } else if let Some(begun) = unfinished.get_mut(change) {
+                begun.remove(0);
+                if begun.is_empty() {
+                    unfinished.remove(change);
+                }
             }
         }
         report.records += scan.records;
@@ -145,7 +151,10 @@ fn verify_each_checkpoint(
         report.last_seq = scan.last_seq;
         previous = Some((file, scan));
     }
-    let mut unfinished: Vec<_> = unfinished.into_iter().collect();
+    let mut unfinished: Vec<_> = unfinished
+        .into_iter()
+        .flat_map(|(change, begun)| begun.into_iter().map(move |seq| (change.clone(), seq)))
+        .collect();
     unfinished.sort_by_key(|(_, begun)| *begun);
     for (change, begun) in unfinished {
         report.notes.push(change.unfinished(begun));

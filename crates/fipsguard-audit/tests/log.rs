@@ -982,12 +982,16 @@ fn a_key_destruction_without_an_outcome_is_called_out() {
         noted[0].contains("the scheduled destruction of key \"a\""),
         "{noted:?}"
     );
-    // Interleaved, each ends its own.
+    // Interleaved, each ends its own; two of one key overlapping (a
+    // request gone while its destruction ran on, and another that found
+    // the key due meanwhile) end with their two outcomes.
     let noted = unfinished_changes(vec![
         destruction("a", Outcome::Intent),
         destruction("b", Outcome::Intent),
+        destruction("a", Outcome::Intent),
         destruction("a", Outcome::Success),
         destruction("b", Outcome::Success),
+        destruction("a", Outcome::Rejected),
     ]);
     assert!(noted.is_empty(), "{noted:?}");
 }

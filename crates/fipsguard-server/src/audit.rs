@@ -489,6 +489,9 @@ pub async fn record_intent(
     }
     let mut event = describe(&parts.method, &parts.uri, &parts.extensions, context);
     attribute(&mut event, caller);
+    // Before the intent can be on record: from then on the change runs to
+    // its end whether or not its client waits.
+    let _ = context.change.set(state.changes.clone());
     audit
         .record(Event::Request(event))
         .await

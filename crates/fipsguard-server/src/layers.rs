@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
 
@@ -37,6 +37,9 @@ pub struct RequestContext {
     pub actor: OnceLock<Principal>,
     /// What the handler acted on, beyond what the path names.
     pub subject: OnceLock<Subject>,
+    /// Set once a change's intent goes to the audit log: where the change
+    /// is handed if its client goes away (see [`RequestFuture`]'s `Drop`).
+    pub change: OnceLock<tokio_util::task::TaskTracker>,
 }
 
 impl RequestContext {
@@ -152,21 +155,15 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let logged = Logged::begin(&mut request);
-        let change = is_change(request.method(), logged.context.route());
         // Refused before the route is called: no evidence, no handler.
         let stage = match Audited::begin(&self.state, &logged.context, &request) {
-            Ok(audited) if change => Stage::Detached(detach(
-                &self.state,
-                self.inner.call(request),
-                audited,
-                logged.context.clone(),
-            )),
             Ok(audited) => Stage::Route(self.inner.call(request), Some(audited)),
             Err(e) => Stage::Answered(Some(refusal(e))),
         };
         RequestFuture {
             logged: Some(logged),
             stage,
+            handed_on: false,
         }
     }
 }
@@ -175,10 +172,15 @@ where
 /// than as an `async` block, which the router would box once more and
 /// which would be copied whole at each step; only an audited answer's
 /// wait for its event is boxed.
-pub struct RequestFuture<F> {
+pub struct RequestFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin + Send + 'static,
+{
     /// `None` once answered.
     logged: Option<Logged>,
     stage: Stage<F>,
+    /// Handed to a task of its own once already: never again.
+    handed_on: bool,
 }
 
 /// Where a request is.
@@ -187,48 +189,33 @@ enum Stage<F> {
     Route(F, Option<Audited>),
     /// Its answer waits for its audit event to be durable.
     Recording(Recording),
-    /// A change, running to its end as a task of its own (see [`detach`]).
-    Detached(tokio::task::JoinHandle<Response>),
     /// Answered without its route (taken once given).
     Answered(Option<Response>),
 }
 
 impl<F> Future for RequestFuture<F>
 where
-    F: Future<Output = Result<Response, Infallible>> + Unpin,
+    F: Future<Output = Result<Response, Infallible>> + Unpin + Send + 'static,
 {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Self { logged, stage } = self.get_mut();
-        assert!(
-            logged.is_some(),
-            "a request's future polled after its answer"
-        );
+        let Self { logged, stage, .. } = self.get_mut();
+        let context = &logged
+            .as_ref()
+            .expect("a request's future polled after its answer")
+            .context;
         let response = loop {
             match stage {
                 Stage::Route(route, audited) => {
                     let Ok(response) = ready!(Pin::new(route).poll(cx));
                     let audited = audited.take().expect("a route answers once");
-                    let context = &logged.as_ref().expect("not yet answered").context;
                     match audited.answer(response, context) {
                         Answer::Now(response) => break response,
                         Answer::Recording(recording) => *stage = Stage::Recording(recording),
                     }
                 }
                 Stage::Recording(recording) => break ready!(recording.as_mut().poll(cx)),
-                Stage::Detached(task) => match ready!(Pin::new(task).poll(cx)) {
-                    Ok(response) => break response,
-                    Err(e) => {
-                        tracing::error!(error = %e, "a change's task ended without an answer");
-                        break ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal_error",
-                            "the service could not complete the request; see the server log",
-                        )
-                        .into_response();
-                    }
-                },
                 Stage::Answered(response) => break response.take().expect("answered once"),
             }
         };
@@ -237,27 +224,36 @@ where
     }
 }
 
-/// Runs a change's route and then its audit record as a task of its own,
-/// which ends whether or not the client still waits for the answer: a
-/// client that goes away mid-way (its connection closed, the request's
-/// future dropped) must not leave a change half made, or its intent on
-/// record without the outcome that follows it. Shutdown waits for it.
-fn detach<F>(
-    state: &AppState,
-    route: F,
-    audited: Audited,
-    context: Arc<RequestContext>,
-) -> tokio::task::JoinHandle<Response>
+/// A change whose intent is on record runs to its end, closing record and
+/// log line included, if its client goes away mid-way (its connection
+/// closed, this future dropped): handed to a task of its own, which
+/// shutdown waits for. Half made, the change would leave its intent on
+/// record without the outcome that follows it. Nothing else is handed
+/// on: a request dropped before its intent has changed nothing.
+impl<F> Drop for RequestFuture<F>
 where
-    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Unpin + Send + 'static,
 {
-    state.changes.spawn(async move {
-        let Ok(response) = route.await;
-        match audited.answer(response, &context) {
-            Answer::Now(response) => response,
-            Answer::Recording(recording) => recording.await,
+    fn drop(&mut self) {
+        let Some(changes) = self
+            .logged
+            .as_ref()
+            .filter(|_| !self.handed_on)
+            .and_then(|logged| logged.context.change.get())
+        else {
+            return;
+        };
+        let (changes, logged) = (changes.clone(), self.logged.take());
+        let stage = std::mem::replace(&mut self.stage, Stage::Answered(None));
+        // Dropped by a runtime that is shutting down: nowhere to go on.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            changes.spawn(RequestFuture {
+                logged,
+                stage,
+                handed_on: true,
+            });
         }
-    })
+    }
 }
 
 /// A request on its way through the request log: it gets an id (echoed as
@@ -279,6 +275,7 @@ impl Logged {
             started: Instant::now(),
             actor: OnceLock::new(),
             subject: OnceLock::new(),
+            change: OnceLock::new(),
         });
         request.extensions_mut().insert(context.clone());
         Self {

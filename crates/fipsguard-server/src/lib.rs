@@ -165,9 +165,12 @@ pub async fn start(
     let serving = listener::serve(listener, in_force, app, options.connections, shutdown);
     let task = tokio::spawn(async move {
         serving.await;
-        // Changes whose clients went away: ended, and recorded, before the log closes.
+        // Changes whose clients went away, and destructions under way (of
+        // the sweep's or a request's): ended, and recorded, before the log
+        // closes; one more drain timeout in all.
+        let deadline = tokio::time::Instant::now() + listener::DRAIN_TIMEOUT;
         state.changes.close();
-        if tokio::time::timeout(listener::DRAIN_TIMEOUT, state.changes.wait())
+        if tokio::time::timeout_at(deadline, state.changes.wait())
             .await
             .is_err()
         {
@@ -178,8 +181,7 @@ pub async fn start(
             task.abort();
             let _ = task.await;
         }
-        // Destructions the sweep began run on: their outcomes go in the log too.
-        if !state.kms.finish_destructions(listener::DRAIN_TIMEOUT).await {
+        if !state.kms.finish_destructions(deadline).await {
             tracing::warn!(
                 "shutdown: scheduled destructions still under way after the drain timeout"
             );

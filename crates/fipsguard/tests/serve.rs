@@ -721,6 +721,7 @@ fn a_change_whose_client_goes_away_is_recorded_to_its_end() {
     assert_eq!(gave_up.status.code(), Some(28), "curl timed out");
     assert_eq!(rotations(), [(json!("intent"), json!(null))]);
     // Told to stop while the change still waits; the lock goes a moment later.
+    let log = server.log.clone();
     let stopping = std::thread::spawn(move || server.stop());
     std::thread::sleep(Duration::from_millis(500));
     db.execute_batch("COMMIT").unwrap();
@@ -730,6 +731,11 @@ fn a_change_whose_client_goes_away_is_recorded_to_its_end() {
         rotations(),
         [(json!("intent"), json!(null)), (json!("success"), json!(2))]
     );
+    let log = log.lock().unwrap().clone();
+    let logged = log.lines().any(|line| {
+        line.contains(r#""route":"/v1/keys/{name}/rotate""#) && line.contains(r#""status":200"#)
+    });
+    assert!(logged, "the change's request line: {log}");
     let verify = setup.verify_audit();
     assert!(
         verify.status.success(),

@@ -375,9 +375,12 @@ impl Kms {
     /// Destroys the due key `name`; `false` if it turned out not to be due.
     async fn destroy_if_due(&self, name: &str) -> Result<bool> {
         let name = KeyName::new(name)?;
-        // The turn a request that finds the key due takes too: one of them
-        // carries the destruction out (and tells its witness), the other
-        // finds it done.
+        // The turn a request that finds the key due takes too, so that
+        // mostly one of them carries the destruction out (and tells its
+        // witness) and the other finds it done. Not always: a turn is
+        // waited for a while only, and a request that goes leaves it while
+        // its destruction runs on. The store lets one delete; the other's
+        // outcome says it was done meanwhile.
         let _turn = self.key_refreshes.lock(name.as_str()).await;
         let record = self.fresh_record(&name).await?;
         let record = self.destroy(&name, record, Destruction::Scheduled).await?;
@@ -510,20 +513,14 @@ impl Kms {
         record: KeyRecord,
         kind: Destruction,
     ) -> Result<KeyRecord> {
-        let shredder = Shredder {
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            records: self.records.clone(),
-            versions: self.versions.clone(),
-        };
         let witness = match kind {
             Destruction::Scheduled if self.destroy_due(&record) => self.destruction_witness.get(),
             Destruction::Scheduled | Destruction::Forced => None,
         };
         let Some(witness) = witness.cloned() else {
-            return Ok(shredder.attempts(name, record, kind).await?.0);
+            return Ok(self.shredder.attempts(name, record, kind).await?.0);
         };
-        let name = name.clone();
+        let (shredder, name) = (self.shredder.clone(), name.clone());
         let task = self
             .destructions
             .spawn(async move { shredder.witnessed(witness.as_ref(), &name, record).await });
@@ -545,8 +542,8 @@ pub(super) fn forget_versions(versions: &Cache<(String, u32), Arc<CachedVersion>
     versions.forget_where(|(key, _)| key == name.as_str());
 }
 
-/// What carrying out a destruction needs, owned, so that a witnessed one
-/// can run as a task of its own.
+/// What carrying out a destruction needs, shared with the service's own
+/// fields, so that a witnessed one can run as a task of its own.
 pub(super) struct Shredder {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -555,6 +552,20 @@ pub(super) struct Shredder {
 }
 
 impl Shredder {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        records: Arc<Cache<String, Arc<KeyRecord>>>,
+        versions: Arc<Cache<(String, u32), Arc<CachedVersion>>>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            records,
+            versions,
+        }
+    }
+
     /// The attempts, between the witness's hearing of the destruction and
     /// its hearing how it ended.
     async fn witnessed(

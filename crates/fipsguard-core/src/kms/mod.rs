@@ -187,6 +187,8 @@ pub struct Kms {
     token_refreshes: Refreshes,
     /// Told of scheduled destructions (see [`Kms::witness_destructions`]).
     destruction_witness: std::sync::OnceLock<Arc<dyn DestructionWitness>>,
+    /// Carries destructions out, on a task of its own when witnessed.
+    shredder: Arc<lifecycle::Shredder>,
     /// Witnessed destructions under way, each on a task of its own.
     destructions: tokio_util::task::TaskTracker,
 }
@@ -256,14 +258,22 @@ impl Kms {
         let root = RootKek::open(root, store.as_ref(), unbound).await?;
         let tokens = Arc::new(Self::token_hasher(store.as_ref(), &root).await?);
         let (capacity, ttl) = (config.cache_capacity, Some(config.metadata_ttl));
+        let records = Arc::new(Cache::new(capacity, ttl));
+        let versions = Arc::new(Cache::new(capacity, None));
+        let shredder = lifecycle::Shredder::new(
+            store.clone(),
+            clock.clone(),
+            Arc::clone(&records),
+            Arc::clone(&versions),
+        );
         Ok(Self {
             store,
             root,
             config,
             clock,
             tokens,
-            records: Arc::new(Cache::new(capacity, ttl)),
-            versions: Arc::new(Cache::new(capacity, None)),
+            records,
+            versions,
             token_records: Cache::new(capacity, ttl),
             unknown_tokens: Cache::new(capacity, ttl),
             unknown_token_reads: tokio::sync::Semaphore::new(UNKNOWN_TOKEN_READS),
@@ -271,6 +281,7 @@ impl Kms {
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
             destruction_witness: std::sync::OnceLock::new(),
+            shredder: Arc::new(shredder),
             destructions: tokio_util::task::TaskTracker::new(),
         })
     }
@@ -281,12 +292,12 @@ impl Kms {
         self.destruction_witness.set(witness).is_ok()
     }
 
-    /// Waits, at most `limit`, for the witnessed destructions under way to
-    /// end (a stopping server, before its witness closes); `false` if some
-    /// had not.
-    pub async fn finish_destructions(&self, limit: Duration) -> bool {
+    /// Waits, until `deadline` at most, for the witnessed destructions
+    /// under way to end (a stopping server, before its witness closes);
+    /// `false` if some had not.
+    pub async fn finish_destructions(&self, deadline: tokio::time::Instant) -> bool {
         self.destructions.close();
-        tokio::time::timeout(limit, self.destructions.wait())
+        tokio::time::timeout_at(deadline, self.destructions.wait())
             .await
             .is_ok()
     }
