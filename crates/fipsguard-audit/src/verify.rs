@@ -111,9 +111,10 @@ fn verify_each_checkpoint(
     };
     let mut previous: Option<(&Path, Scan)> = None;
     // Changes begun and not yet seen to end, by what they change: where
-    // each began, in order (two may overlap: two nodes, or a request that
-    // left its destruction running while another began it again; an
-    // outcome ends the earliest).
+    // each began, in order. Two may overlap (a process ended mid-change and
+    // the next began it again, or a request left its destruction running
+    // while another began it): an outcome ends the latest, so a change
+    // whose process ended is the one called out.
     let mut unfinished: std::collections::HashMap<Change, Vec<u64>> = Default::default();
     for (index, file) in files.iter().enumerate() {
         let scan = segment::scan_with(file, Some(public_keys), each)?;
@@ -140,7 +141,7 @@ fn verify_each_checkpoint(
             if *outcome == crate::Outcome::Intent {
                 unfinished.entry(change.clone()).or_default().push(*seq);
             } else if let Some(begun) = unfinished.get_mut(change) {
-                begun.remove(0);
+                begun.pop();
                 if begun.is_empty() {
                     unfinished.remove(change);
                 }

@@ -994,6 +994,15 @@ fn a_key_destruction_without_an_outcome_is_called_out() {
         destruction("a", Outcome::Rejected),
     ]);
     assert!(noted.is_empty(), "{noted:?}");
+    // A process that ended mid-destruction, and the next that began it
+    // again and finished: the first is called out, not the second.
+    let first_alone = unfinished_changes(vec![destruction("a", Outcome::Intent)]);
+    let begun_again = unfinished_changes(vec![
+        destruction("a", Outcome::Intent),
+        destruction("a", Outcome::Intent),
+        destruction("a", Outcome::Success),
+    ]);
+    assert_eq!(begun_again, first_alone);
 }
 
 /// A change request whose outcome was never recorded is called out by its

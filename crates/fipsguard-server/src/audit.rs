@@ -491,7 +491,8 @@ pub async fn record_intent(
     attribute(&mut event, caller);
     // Before the intent can be on record: from then on the change runs to
     // its end whether or not its client waits.
-    let _ = context.change.set(state.changes.clone());
+    let handle = tokio::runtime::Handle::current();
+    let _ = context.change.set((state.changes.token(), handle));
     audit
         .record(Event::Request(event))
         .await

@@ -39,7 +39,13 @@ pub struct RequestContext {
     pub subject: OnceLock<Subject>,
     /// Set once a change's intent goes to the audit log: where the change
     /// is handed if its client goes away (see [`RequestFuture`]'s `Drop`).
-    pub change: OnceLock<tokio_util::task::TaskTracker>,
+    /// The token counts it among the changes a stop waits for from then
+    /// on, wherever it runs (HTTP/2 requests run on tasks of their own,
+    /// which may drop it after their connection has ended).
+    pub change: OnceLock<(
+        tokio_util::task::task_tracker::TaskTrackerToken,
+        tokio::runtime::Handle,
+    )>,
 }
 
 impl RequestContext {
@@ -235,24 +241,31 @@ where
     F: Future<Output = Result<Response, Infallible>> + Unpin + Send + 'static,
 {
     fn drop(&mut self) {
-        let Some(changes) = self
+        let Some(logged) = self
             .logged
-            .as_ref()
-            .filter(|_| !self.handed_on)
-            .and_then(|logged| logged.context.change.get())
+            .take_if(|logged| !self.handed_on && logged.context.change.get().is_some())
         else {
             return;
         };
-        let (changes, logged) = (changes.clone(), self.logged.take());
+        let id = logged.context.id;
+        if std::thread::panicking() {
+            tracing::error!(request_id = %id, "a change failed (panicked) after its intent was recorded: its outcome is not on record");
+            return;
+        }
+        tracing::info!(request_id = %id, "the client went away mid-change: it runs to its end");
+        let (token, runtime) = logged.context.change.get().expect("checked above");
+        let (changes, runtime) = (token.task_tracker().clone(), runtime.clone());
         let stage = std::mem::replace(&mut self.stage, Stage::Answered(None));
-        // Dropped by a runtime that is shutting down: nowhere to go on.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            changes.spawn(RequestFuture {
-                logged,
+        // On a runtime that is shutting down it is dropped at once, and
+        // not handed on again.
+        changes.spawn_on(
+            RequestFuture {
+                logged: Some(logged),
                 stage,
                 handed_on: true,
-            });
-        }
+            },
+            &runtime,
+        );
     }
 }
 

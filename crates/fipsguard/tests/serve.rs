@@ -679,8 +679,10 @@ fn a_due_destruction_leaves_its_intent_and_outcome_in_the_audit_log() {
 
 /// A change whose client goes away mid-way (after its intent is on record,
 /// while the store is busy) still runs to its end and leaves its outcome
-/// in the audit log, and a server told to stop meanwhile waits for it: the
-/// log never holds an intent the change's end does not follow.
+/// in the audit log, with its log line, over HTTP/1.1 and HTTP/2 (whose
+/// requests run on tasks of their own); a server told to stop meanwhile
+/// waits for it. The log never holds an intent the change's end does not
+/// follow.
 #[test]
 fn a_change_whose_client_goes_away_is_recorded_to_its_end() {
     let setup = common::Setup::new();
@@ -703,39 +705,61 @@ fn a_change_whose_client_goes_away_is_recorded_to_its_end() {
             .map(|record| (record["outcome"].clone(), record["key_version"].clone()))
             .collect()
     };
-    // The store's write lock, held elsewhere: the rotation waits for it.
-    let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let gave_up = curl(
-        &setup,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &officer,
-            "--max-time",
-            "2",
-            &url("/k/rotate"),
-        ],
-    );
-    assert_eq!(gave_up.status.code(), Some(28), "curl timed out");
-    assert_eq!(rotations(), [(json!("intent"), json!(null))]);
-    // Told to stop while the change still waits; the lock goes a moment later.
     let log = server.log.clone();
-    let stopping = std::thread::spawn(move || server.stop());
-    std::thread::sleep(Duration::from_millis(500));
-    db.execute_batch("COMMIT").unwrap();
-    drop(db);
-    stopping.join().unwrap();
+    let handed_on = || log.lock().unwrap().matches("went away mid-change").count();
+    // A rotation that waits for the store's write lock, held elsewhere,
+    // and a client that gives up on it; then `meanwhile`, then the lock goes.
+    let rotate_gone = |http: &str, meanwhile: &mut dyn FnMut()| {
+        let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
+        db.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let gave_up = curl(
+            &setup,
+            &[
+                "-X",
+                "POST",
+                http,
+                "-H",
+                &officer,
+                "--max-time",
+                "2",
+                &url("/k/rotate"),
+            ],
+        );
+        assert_eq!(gave_up.status.code(), Some(28), "curl timed out");
+        meanwhile();
+        db.execute_batch("COMMIT").unwrap();
+    };
+    rotate_gone("--http1.1", &mut || {
+        assert_eq!(rotations(), [(json!("intent"), json!(null))]);
+    });
+    common::wait_until(Duration::from_secs(20), "the first outcome", || {
+        rotations().len() == 2
+    });
+    assert_eq!(handed_on(), 1);
+    // Told to stop while the change still waits.
+    let mut stopping = None;
+    let mut server = Some(server);
+    rotate_gone("--http2", &mut || {
+        let server = server.take().unwrap();
+        stopping = Some(std::thread::spawn(move || server.stop()));
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    stopping.unwrap().join().unwrap();
     assert_eq!(
         rotations(),
-        [(json!("intent"), json!(null)), (json!("success"), json!(2))]
+        [
+            (json!("intent"), json!(null)),
+            (json!("success"), json!(2)),
+            (json!("intent"), json!(null)),
+            (json!("success"), json!(3))
+        ]
     );
+    assert_eq!(handed_on(), 2);
     let log = log.lock().unwrap().clone();
-    let logged = log.lines().any(|line| {
+    let logged = log.lines().filter(|line| {
         line.contains(r#""route":"/v1/keys/{name}/rotate""#) && line.contains(r#""status":200"#)
     });
-    assert!(logged, "the change's request line: {log}");
+    assert_eq!(logged.count(), 2, "each change's request line: {log}");
     let verify = setup.verify_audit();
     assert!(
         verify.status.success(),
