@@ -25,7 +25,7 @@ use fipsguard_crypto::sign::SigningKeyType;
 use tokio::runtime::Handle;
 
 use crate::error::ApiError;
-use crate::layers::RequestContext;
+use crate::layers::{HandOff, RequestContext};
 use crate::listener::Peer;
 use crate::state::AppState;
 
@@ -491,8 +491,10 @@ pub async fn record_intent(
     attribute(&mut event, caller);
     // Before the intent can be on record: from then on the change runs to
     // its end whether or not its client waits.
-    let handle = tokio::runtime::Handle::current();
-    let _ = context.change.set((state.changes.token(), handle));
+    let _ = context.hand_off.set(HandOff {
+        changes: state.changes.token(),
+        runtime: tokio::runtime::Handle::current(),
+    });
     audit
         .record(Event::Request(event))
         .await

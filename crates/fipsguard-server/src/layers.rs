@@ -38,14 +38,18 @@ pub struct RequestContext {
     /// What the handler acted on, beyond what the path names.
     pub subject: OnceLock<Subject>,
     /// Set once a change's intent goes to the audit log: where the change
-    /// is handed if its client goes away (see [`RequestFuture`]'s `Drop`).
-    /// The token counts it among the changes a stop waits for from then
-    /// on, wherever it runs (HTTP/2 requests run on tasks of their own,
+    /// is handed if its request is dropped (see [`RequestFuture`]'s `Drop`).
+    pub hand_off: OnceLock<HandOff>,
+}
+
+/// Where a change whose request is dropped mid-way goes on.
+pub struct HandOff {
+    /// Counts the change among those a stop waits for, from its intent on
+    /// and wherever it runs (HTTP/2 requests run on tasks of their own,
     /// which may drop it after their connection has ended).
-    pub change: OnceLock<(
-        tokio_util::task::task_tracker::TaskTrackerToken,
-        tokio::runtime::Handle,
-    )>,
+    pub changes: tokio_util::task::task_tracker::TaskTrackerToken,
+    /// The runtime to go on in (a drop may come from outside it).
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl RequestContext {
@@ -243,18 +247,24 @@ where
     fn drop(&mut self) {
         let Some(logged) = self
             .logged
-            .take_if(|logged| !self.handed_on && logged.context.change.get().is_some())
+            .take_if(|logged| logged.context.hand_off.get().is_some())
         else {
             return;
         };
         let id = logged.context.id;
+        if self.handed_on {
+            // The runtime is shutting down, or the stop stopped waiting.
+            tracing::warn!(request_id = %id, "a change was cut off before its end: its outcome is not on record");
+            return;
+        }
         if std::thread::panicking() {
             tracing::error!(request_id = %id, "a change failed (panicked) after its intent was recorded: its outcome is not on record");
             return;
         }
-        tracing::info!(request_id = %id, "the client went away mid-change: it runs to its end");
-        let (token, runtime) = logged.context.change.get().expect("checked above");
-        let (changes, runtime) = (token.task_tracker().clone(), runtime.clone());
+        tracing::info!(request_id = %id, "a change's request was dropped mid-way (its client gone or its connection closed): the change runs to its end");
+        let hand_off = logged.context.hand_off.get().expect("checked above");
+        let changes = hand_off.changes.task_tracker().clone();
+        let runtime = hand_off.runtime.clone();
         let stage = std::mem::replace(&mut self.stage, Stage::Answered(None));
         // On a runtime that is shutting down it is dropped at once, and
         // not handed on again.
@@ -288,7 +298,7 @@ impl Logged {
             started: Instant::now(),
             actor: OnceLock::new(),
             subject: OnceLock::new(),
-            change: OnceLock::new(),
+            hand_off: OnceLock::new(),
         });
         request.extensions_mut().insert(context.clone());
         Self {

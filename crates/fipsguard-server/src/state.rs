@@ -18,8 +18,9 @@ pub struct AppState {
     pub audit: Option<fipsguard_audit::AuditLog>,
     /// What the store answers, as health and metrics report it.
     pub store_probe: StoreProbe,
-    /// Changes under way, each on a task of its own that runs to its end
-    /// whether or not its client waits: shutdown waits for them too.
+    /// Changes whose intent is on record, counted from then on (those
+    /// whose request was dropped go on as tasks of their own): a stop
+    /// waits for them.
     pub changes: tokio_util::task::TaskTracker,
 }
 

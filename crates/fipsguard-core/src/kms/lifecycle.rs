@@ -518,12 +518,14 @@ impl Kms {
             Destruction::Scheduled | Destruction::Forced => None,
         };
         let Some(witness) = witness.cloned() else {
-            return Ok(self.shredder.attempts(name, record, kind).await?.0);
+            return Ok(self.shredder.shred(name, record, kind).await?.0);
         };
         let (shredder, name) = (self.shredder.clone(), name.clone());
-        let task = self
-            .destructions
-            .spawn(async move { shredder.witnessed(witness.as_ref(), &name, record).await });
+        let task = self.destructions.spawn(async move {
+            shredder
+                .shred_witnessed(witness.as_ref(), &name, record)
+                .await
+        });
         match task.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -566,9 +568,9 @@ impl Shredder {
         }
     }
 
-    /// The attempts, between the witness's hearing of the destruction and
-    /// its hearing how it ended.
-    async fn witnessed(
+    /// [`shred`](Self::shred) a due key, between the witness's hearing of
+    /// the destruction and its hearing how it ended.
+    async fn shred_witnessed(
         &self,
         witness: &dyn DestructionWitness,
         name: &KeyName,
@@ -582,7 +584,7 @@ impl Shredder {
                 name: name.to_string(),
                 why,
             })?;
-        let result = self.attempts(name, record, Destruction::Scheduled).await;
+        let result = self.shred(name, record, Destruction::Scheduled).await;
         let outcome = match &result {
             Ok((_, true)) => DestructionOutcome::Destroyed,
             Ok((record, false)) if record.state == KeyState::Destroyed => {
@@ -595,9 +597,10 @@ impl Shredder {
         Ok(result?.0)
     }
 
-    /// The record as the attempts left it, and whether this call
-    /// destroyed the key.
-    async fn attempts(
+    /// Deletes the key's material (a few attempts, should the record
+    /// change meanwhile): the record as the attempts left it, and whether
+    /// this call destroyed the key.
+    async fn shred(
         &self,
         name: &KeyName,
         mut record: KeyRecord,
