@@ -195,6 +195,25 @@ pub enum Outcome {
     Failure,
 }
 
+/// Whether an API request of `method` on the route template `route` is a
+/// change to keys or tokens: one whose intent is recorded before it is
+/// made, and whose closing record `audit verify` looks for.
+pub fn is_change(method: &str, route: &str) -> bool {
+    const CHANGES: [&str; 8] = [
+        "/rotate",
+        "/config",
+        "/activate",
+        "/deactivate",
+        "/compromise",
+        "/destroy",
+        "/destroy-now",
+        "/v1/keys",
+    ];
+    // HEAD is answered by the GET routes, and changes nothing either.
+    !matches!(method, "GET" | "HEAD")
+        && (route.starts_with("/v1/tokens") || CHANGES.iter().any(|c| route.ends_with(c)))
+}
+
 /// An API request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RequestEvent {

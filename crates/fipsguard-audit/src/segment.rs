@@ -211,9 +211,8 @@ pub(crate) fn scan_with(
                 let change = Change::KeyDestruction(key.clone());
                 unsigned_changes.push((record_seq, change, *outcome));
             }
-            // Only a change's request has an intent; every request's
-            // outcome ends one of that id, if there is one.
-            Some(Event::Request(request)) => {
+            // A change's intent and its closing record.
+            Some(Event::Request(request)) if crate::is_change(&request.method, &request.route) => {
                 let change = Change::Request(request.request_id.clone());
                 unsigned_changes.push((record_seq, change, request.outcome));
             }

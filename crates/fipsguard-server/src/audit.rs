@@ -298,22 +298,11 @@ impl IntoResponseParts for ErrorCode {
     }
 }
 
-/// Changes to keys and tokens: audited before they are made, and logged at
-/// info even when they succeed.
+/// Changes to keys and tokens: audited before they are made (see
+/// [`fipsguard_audit::is_change`]), and logged at info even when they
+/// succeed.
 pub fn is_change(method: &Method, route: &str) -> bool {
-    const CHANGES: [&str; 8] = [
-        "/rotate",
-        "/config",
-        "/activate",
-        "/deactivate",
-        "/compromise",
-        "/destroy",
-        "/destroy-now",
-        "/v1/keys",
-    ];
-    // HEAD is answered by the GET routes, and changes nothing either.
-    !matches!(*method, Method::GET | Method::HEAD)
-        && (route.starts_with("/v1/tokens") || CHANGES.iter().any(|c| route.ends_with(c)))
+    fipsguard_audit::is_change(method.as_str(), route)
 }
 
 /// The request as the audit log sees it, before the handler runs.
