@@ -182,12 +182,7 @@ fn no_secret_reaches_the_audit_log_or_the_logs() {
     });
     let log = server.log();
     server.stop();
-    let verified = setup.verify_audit();
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stdout)
-    );
+    setup.verify_audit();
     let audit = setup.audit_text();
     assert!(
         audit.matches("\"kind\":\"request\"").count() >= 15,
@@ -246,15 +241,12 @@ fn every_acknowledged_request_survives_twenty_kills() {
     }
     let last = setup.serve();
     last.stop();
-    let verified = setup.verify_audit();
-    let report = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success(), "{report}");
+    let report = setup.verify_audit();
     let audited: HashSet<String> = setup
-        .audit_text()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["record"]["outcome"] == "success")
-        .filter_map(|line| line["record"]["request_id"].as_str().map(str::to_owned))
+        .audit_records()
+        .into_iter()
+        .filter(|record| record["outcome"] == "success")
+        .filter_map(|record| record["request_id"].as_str().map(str::to_owned))
         .collect();
     let acknowledged = acknowledged.lock().unwrap();
     assert!(
@@ -285,10 +277,9 @@ fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
     first.stop();
     let shutdowns = || {
         setup
-            .audit_text()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|line| line["record"]["kind"] == "shutdown")
+            .audit_records()
+            .iter()
+            .filter(|record| record["kind"] == "shutdown")
             .count()
     };
     let before = shutdowns();
@@ -297,12 +288,7 @@ fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
         setup.serve().stop();
     }
     assert_eq!(shutdowns(), before + runs);
-    let verified = setup.verify_audit();
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stdout)
-    );
+    setup.verify_audit();
 }
 
 /// Removing the newest audit file leaves a log that verifies on its own;
@@ -352,8 +338,8 @@ fn a_removed_newest_audit_file_stops_the_next_start() {
     assert!(verify_expecting().status.success(), "{recorded}");
     let files = fipsguard_audit::segments(&setup.path("audit")).unwrap();
     std::fs::remove_file(files.last().unwrap()).unwrap();
-    let verified = setup.verify_audit();
-    assert!(verified.status.success(), "the rest verifies on its own");
+    // The rest verifies on its own.
+    setup.verify_audit();
     let cut = verify_expecting();
     let report = String::from_utf8_lossy(&cut.stdout);
     assert_eq!(cut.status.code(), Some(1), "{report}");
@@ -370,9 +356,7 @@ fn a_removed_newest_audit_file_stops_the_next_start() {
     assert!(stderr.contains("--audit-accept-gap"), "{stderr}");
 
     setup.serve_with_args(&["--audit-accept-gap"], &[]).stop();
-    let verified = setup.verify_audit();
-    let report = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success(), "{report}");
+    let report = setup.verify_audit();
     assert!(report.contains("startup accepting a gap"), "{report}");
     setup.serve().stop();
 }

@@ -534,38 +534,24 @@ impl Kms {
     }
 }
 
-/// Whether `record`'s scheduled destruction has come at `now`.
-pub(super) fn due(record: &KeyRecord, now: i64) -> bool {
-    record.destroy_at.is_some_and(|at| at <= now)
-}
-
-/// Drops the material of the versions of `name` held unwrapped.
-pub(super) fn forget_versions(versions: &Cache<(String, u32), Arc<CachedVersion>>, name: &KeyName) {
-    versions.forget_where(|(key, _)| key == name.as_str());
-}
-
 /// What carrying out a destruction needs, shared with the service's own
 /// fields, so that a witnessed one can run as a task of its own.
 pub(super) struct Shredder {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    records: Arc<Cache<String, Arc<KeyRecord>>>,
-    versions: Arc<Cache<(String, u32), Arc<CachedVersion>>>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub records: Arc<Cache<String, Arc<KeyRecord>>>,
+    pub versions: Arc<Cache<(String, u32), Arc<CachedVersion>>>,
 }
 
 impl Shredder {
-    pub(super) fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        records: Arc<Cache<String, Arc<KeyRecord>>>,
-        versions: Arc<Cache<(String, u32), Arc<CachedVersion>>>,
-    ) -> Self {
-        Self {
-            store,
-            clock,
-            records,
-            versions,
-        }
+    /// Whether `record`'s scheduled destruction has come.
+    pub fn due(&self, record: &KeyRecord) -> bool {
+        record.destroy_at.is_some_and(|at| at <= self.clock.now())
+    }
+
+    /// Drops the material of the versions of `name` held unwrapped.
+    pub fn forget_versions(&self, name: &KeyName) {
+        self.versions.forget_where(|(key, _)| key == name.as_str());
     }
 
     /// [`shred`](Self::shred) a due key, between the witness's hearing of
@@ -608,7 +594,7 @@ impl Shredder {
     ) -> Result<(KeyRecord, bool)> {
         for _ in 0..UPDATE_ATTEMPTS {
             if record.state == KeyState::Destroyed
-                || (kind == Destruction::Scheduled && !due(&record, self.clock.now()))
+                || (kind == Destruction::Scheduled && !self.due(&record))
             {
                 return Ok((record, false));
             }
@@ -618,7 +604,7 @@ impl Shredder {
                 .await?
             {
                 self.records.forget(name.as_str());
-                forget_versions(&self.versions, name);
+                self.forget_versions(name);
                 record.state = KeyState::Destroyed;
                 record.destroy_at = None;
                 record.revision += 1;

@@ -260,12 +260,12 @@ impl Kms {
         let (capacity, ttl) = (config.cache_capacity, Some(config.metadata_ttl));
         let records = Arc::new(Cache::new(capacity, ttl));
         let versions = Arc::new(Cache::new(capacity, None));
-        let shredder = lifecycle::Shredder::new(
-            store.clone(),
-            clock.clone(),
-            Arc::clone(&records),
-            Arc::clone(&versions),
-        );
+        let shredder = lifecycle::Shredder {
+            store: store.clone(),
+            clock: clock.clone(),
+            records: Arc::clone(&records),
+            versions: Arc::clone(&versions),
+        };
         Ok(Self {
             store,
             root,
@@ -366,7 +366,7 @@ impl Kms {
     }
 
     fn destroy_due(&self, record: &KeyRecord) -> bool {
-        lifecycle::due(record, self.now())
+        self.shredder.due(record)
     }
 
     /// A version ready for use: from the cache, else unwrapped from the store.
@@ -439,7 +439,7 @@ impl Kms {
 
     /// Drops the material of a destroyed key's versions.
     fn forget_versions(&self, name: &KeyName) {
-        lifecycle::forget_versions(&self.versions, name);
+        self.shredder.forget_versions(name);
     }
 
     /// Key versions whose material this node holds unwrapped.

@@ -153,15 +153,35 @@ impl Setup {
         text
     }
 
-    /// `fipsguard audit verify` on the audit directory with the PEM at `audit.pem`.
-    pub fn verify_audit(&self) -> std::process::Output {
-        Command::new(FIPSGUARD)
+    /// Every audit record, in the log's order (a line the server is still
+    /// writing is left out).
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        let mut records: Vec<serde_json::Value> = self
+            .audit_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|mut line| line["record"].take())
+            .collect();
+        records.sort_by_key(|record| record["seq"].as_u64());
+        records
+    }
+
+    /// `fipsguard audit verify` on the audit directory with the PEM at
+    /// `audit.pem`, which must verify: its report.
+    pub fn verify_audit(&self) -> String {
+        let verified = Command::new(FIPSGUARD)
             .args(["audit", "verify", "--log"])
             .arg(self.path("audit"))
             .arg("--public-key")
             .arg(self.path("audit.pem"))
             .output()
-            .unwrap()
+            .unwrap();
+        let report = String::from_utf8_lossy(&verified.stdout).into_owned();
+        assert!(
+            verified.status.success(),
+            "the audit log verifies: {report}"
+        );
+        report
     }
 }
 
