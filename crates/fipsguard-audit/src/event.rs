@@ -103,6 +103,26 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A key's rotation at its version's encryption limit, made by the
+    /// service on its own: recorded with outcome `intent` before the new
+    /// version is added (a log that cannot take it holds it), and again
+    /// with how it ended.
+    KeyRotation {
+        /// The key.
+        key: String,
+        /// The version that reached (or neared) its encryption limit.
+        version: u32,
+        /// `intent`, `success`, `rejected` (not made here: rotated
+        /// meanwhile by another request or node, or the key is no longer
+        /// active) or `failure`.
+        outcome: Outcome,
+        /// The version added (on success).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_version: Option<u32>,
+        /// Why it was not made.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The server stopped in order.
     Shutdown {},
     /// The log could not be written for a while; requests were refused.
@@ -138,6 +158,7 @@ impl Event {
         "init",
         "root_key_change",
         "key_destruction",
+        "key_rotation",
         "shutdown",
         "outage",
         "segment",

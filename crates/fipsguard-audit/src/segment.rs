@@ -211,6 +211,15 @@ pub(crate) fn scan_with(
                 let change = Change::KeyDestruction(key.clone());
                 unsigned_changes.push((record_seq, change, *outcome));
             }
+            Some(Event::KeyRotation {
+                key,
+                version,
+                outcome,
+                ..
+            }) => {
+                let change = Change::KeyRotation(key.clone(), *version);
+                unsigned_changes.push((record_seq, change, *outcome));
+            }
             // A change's intent and its closing record.
             Some(Event::Request(request)) if crate::is_change(&request.method, &request.route) => {
                 let change = Change::Request(request.request_id.clone());
@@ -239,6 +248,8 @@ pub(crate) enum Change {
     RootKey,
     /// The key of this name, destroyed as scheduled.
     KeyDestruction(String),
+    /// The key of this name, rotated as this version reached its limit.
+    KeyRotation(String, u32),
     /// What the API request of this id changes (a key, a token).
     Request(String),
 }
@@ -255,6 +266,12 @@ impl Change {
             Self::KeyDestruction(key) => (
                 format!("the scheduled destruction of key {key:?}"),
                 "the key's state in the store tells whether it was made",
+            ),
+            Self::KeyRotation(key, version) => (
+                format!(
+                    "the rotation of key {key:?} at the encryption limit of its version {version}"
+                ),
+                "the key's latest version in the store tells whether it was made",
             ),
             Self::Request(id) => (
                 format!("the change request {id:?}"),

@@ -1005,6 +1005,33 @@ fn a_key_destruction_without_an_outcome_is_called_out() {
     assert_eq!(begun_again, first_alone);
 }
 
+/// A rotation at the encryption limit whose outcome was never recorded is
+/// called out by key and version: another version's outcome does not end
+/// it, nor another key's.
+#[test]
+fn a_key_rotation_without_an_outcome_is_called_out() {
+    let rotation = |key: &str, version, outcome, new_version| Event::KeyRotation {
+        key: key.into(),
+        version,
+        outcome,
+        new_version,
+        error: None,
+    };
+    let noted = unfinished_changes(vec![
+        rotation("a", 1, Outcome::Intent, None),
+        rotation("a", 2, Outcome::Intent, None),
+        rotation("b", 1, Outcome::Success, Some(2)),
+        rotation("a", 2, Outcome::Success, Some(3)),
+        rotation("c", 4, Outcome::Intent, None),
+        rotation("c", 4, Outcome::Rejected, None),
+    ]);
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    assert!(
+        noted[0].contains("the rotation of key \"a\" at the encryption limit of its version 1"),
+        "{noted:?}"
+    );
+}
+
 /// A change request whose outcome was never recorded is called out by its
 /// request id; a request's outcome ends its own intent only, and requests
 /// that are no changes (no intent) leave nothing to call out.

@@ -106,6 +106,16 @@ pub enum KmsError {
         /// Why it is held.
         why: String,
     },
+    /// The key's version reached its encryption limit and the key must
+    /// rotate, which is held until it can be recorded: what records it
+    /// (the audit log) could not.
+    #[error("key {name:?} reached its encryption limit; its rotation is held until it can be recorded: {why}")]
+    RotationHeld {
+        /// The key.
+        name: String,
+        /// Why it is held.
+        why: String,
+    },
     /// The root key-encryption key is missing, wrong or unusable.
     #[error("root key-encryption key: {0}")]
     RootKek(String),
@@ -174,6 +184,7 @@ impl KmsError {
             Self::EncryptionLimit { .. } => "encryption_limit",
             Self::VersionsExhausted(_) => "versions_exhausted",
             Self::DestructionHeld { .. } => "destruction_held",
+            Self::RotationHeld { .. } => "rotation_held",
             Self::RootKek(_) => "root_kek",
             Self::Crypto(fipsguard_crypto::Error::NotApproved(_)) => "not_approved",
             Self::Crypto(fipsguard_crypto::Error::ErrorState { .. }) => "module_error_state",

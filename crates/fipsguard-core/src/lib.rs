@@ -21,8 +21,8 @@ pub use context::EncryptionContext;
 pub use error::{DecryptError, KmsError};
 pub use key_type::KeyType;
 pub use kms::{
-    Clock, ConfigureKey, CreateKey, DataKey, DestructionOutcome, DestructionSweep,
-    DestructionWitness, KeyMetadata, Kms, KmsConfig, MacTag, MaterialSweep, Page, SignInput,
+    Clock, ConfigureKey, CreateKey, DataKey, DestructionOutcome, DestructionSweep, KeyMetadata,
+    Kms, KmsConfig, LifecycleWitness, MacTag, MaterialSweep, Page, RotationOutcome, SignInput,
     Signature, StoreAnswer, SystemClock,
 };
 pub use lifecycle::KeyState;

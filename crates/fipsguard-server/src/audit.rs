@@ -19,7 +19,8 @@ use fipsguard_core::auth::is_token_id;
 use fipsguard_core::kms::{CreateKey, SignInput};
 use fipsguard_core::name::KeyName;
 use fipsguard_core::{
-    DestructionOutcome, DestructionWitness, KeyState, KeyType, Kms, KmsError, Principal,
+    DestructionOutcome, KeyState, KeyType, Kms, KmsError, LifecycleWitness, Principal,
+    RotationOutcome,
 };
 use fipsguard_crypto::sign::SigningKeyType;
 use tokio::runtime::Handle;
@@ -66,56 +67,60 @@ pub async fn ensure_audit_key(kms: &Kms) -> Result<(), String> {
     }
 }
 
-/// Records scheduled destructions in the audit log: the intent durably
-/// before the key is destroyed (a log that cannot take it holds the
-/// destruction), then how it ended. Given to the core before the log
-/// opens, so that no destruction goes unrecorded meanwhile (they are held
-/// until [`serve`](Self::serve)); holds the state weakly, as the core it is
+/// Records the changes the service makes to keys on its own (scheduled
+/// destructions, rotations at the encryption limit) in the audit log: the
+/// intent durably before the change (a log that cannot take it holds the
+/// change), then how it ended. Given to the core before the log opens, so
+/// that no such change goes unrecorded meanwhile (they are held until
+/// [`serve`](Self::serve)); holds the state weakly, as the core it is
 /// given to belongs to that state.
 #[derive(Default)]
-pub struct DestructionRecords(std::sync::OnceLock<std::sync::Weak<AppState>>);
+pub struct LifecycleRecords(std::sync::OnceLock<std::sync::Weak<AppState>>);
 
-impl DestructionRecords {
+impl LifecycleRecords {
     /// Records in `state`'s audit log from now on.
     pub fn serve(&self, state: &Arc<AppState>) {
         let _ = self.0.set(Arc::downgrade(state));
     }
 
-    async fn record(
-        &self,
-        key: &str,
-        due_at: i64,
-        outcome: Outcome,
-        error: Option<String>,
-    ) -> Result<(), String> {
+    async fn record(&self, event: Event) -> Result<(), String> {
         let state = self.0.get().ok_or("the audit log is not open yet")?;
         let state = state.upgrade().ok_or("the service is stopping")?;
         let audit = state.audit.as_ref().ok_or("the audit log is off")?;
-        let event = Event::KeyDestruction {
-            key: key.to_owned(),
-            due: fipsguard_audit::unix_time(due_at),
-            outcome,
-            error,
-        };
         audit.record(event).await.map_err(|e| e.to_string())
     }
-}
 
-#[async_trait::async_trait]
-impl DestructionWitness for DestructionRecords {
-    async fn before(&self, key: &str, due_at: i64) -> Result<(), String> {
-        // It signs the log: recording its end would wait on itself.
-        if key == AUDIT_KEY {
-            return Err("the audit key is never destroyed while it signs the log".into());
-        }
-        let recorded = self.record(key, due_at, Outcome::Intent, None).await;
+    /// Records a change's intent; a log that cannot take it holds the
+    /// change, which `held` names in the error log line.
+    async fn record_intent(&self, event: Event, key: &str, held: &str) -> Result<(), String> {
+        let recorded = self.record(event).await;
         if let Err(e) = &recorded {
-            tracing::error!(key, error = %e, "a due destruction is held: the audit log cannot record it");
+            tracing::error!(key, error = %e, "{held}: the audit log cannot record it");
         }
         recorded
     }
 
-    async fn after(&self, key: &str, due_at: i64, outcome: DestructionOutcome) {
+    /// Records how a change ended; `what` names it in the error log line.
+    async fn record_end(&self, event: Event, key: &str, what: &str) {
+        if let Err(e) = self.record(event).await {
+            tracing::error!(key, error = %e, "the end of {what} could not be recorded in the audit log");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LifecycleWitness for LifecycleRecords {
+    async fn before_destruction(&self, key: &str, due_at: i64) -> Result<(), String> {
+        // It signs the log: recording its end would wait on itself.
+        if key == AUDIT_KEY {
+            return Err("the audit key is never destroyed while it signs the log".into());
+        }
+        let event = destruction(key, due_at, Outcome::Intent, None);
+        self.record_intent(event, key, "a due destruction is held")
+            .await
+    }
+
+    async fn after_destruction(&self, key: &str, due_at: i64, outcome: DestructionOutcome) {
         let (outcome, error) = match outcome {
             DestructionOutcome::Destroyed => {
                 tracing::info!(key, "key destroyed as scheduled");
@@ -124,9 +129,63 @@ impl DestructionWitness for DestructionRecords {
             DestructionOutcome::NotDone(why) => (Outcome::Rejected, Some(why.to_owned())),
             DestructionOutcome::Failed(why) => (Outcome::Failure, Some(why)),
         };
-        if let Err(e) = self.record(key, due_at, outcome, error).await {
-            tracing::error!(key, error = %e, "the end of a scheduled destruction could not be recorded in the audit log");
-        }
+        let event = destruction(key, due_at, outcome, error);
+        self.record_end(event, key, "a scheduled destruction").await;
+    }
+
+    async fn before_rotation(&self, key: &str, limited: u32) -> Result<(), String> {
+        let event = rotation(key, limited, Outcome::Intent, None, None);
+        self.record_intent(event, key, "a rotation at the encryption limit is held")
+            .await
+    }
+
+    async fn after_rotation(&self, key: &str, limited: u32, outcome: RotationOutcome) {
+        let event = match outcome {
+            RotationOutcome::Rotated(new_version) => {
+                tracing::info!(
+                    key,
+                    version = limited,
+                    new_version,
+                    "key rotated at its version's encryption limit"
+                );
+                rotation(key, limited, Outcome::Success, Some(new_version), None)
+            }
+            RotationOutcome::NotDone(why) => {
+                rotation(key, limited, Outcome::Rejected, None, Some(why.to_owned()))
+            }
+            RotationOutcome::Failed(why) => {
+                rotation(key, limited, Outcome::Failure, None, Some(why))
+            }
+        };
+        self.record_end(event, key, "a rotation at the encryption limit")
+            .await;
+    }
+}
+
+/// A scheduled destruction's record.
+fn destruction(key: &str, due_at: i64, outcome: Outcome, error: Option<String>) -> Event {
+    Event::KeyDestruction {
+        key: key.to_owned(),
+        due: fipsguard_audit::unix_time(due_at),
+        outcome,
+        error,
+    }
+}
+
+/// A rotation at the encryption limit's record.
+fn rotation(
+    key: &str,
+    version: u32,
+    outcome: Outcome,
+    new_version: Option<u32>,
+    error: Option<String>,
+) -> Event {
+    Event::KeyRotation {
+        key: key.to_owned(),
+        version,
+        outcome,
+        new_version,
+        error,
     }
 }
 
@@ -529,16 +588,18 @@ impl From<AuditError> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use fipsguard_core::DestructionWitness;
+    use fipsguard_core::LifecycleWitness;
 
-    use super::{DestructionRecords, AUDIT_KEY};
+    use super::{LifecycleRecords, AUDIT_KEY};
 
     #[tokio::test]
-    async fn destructions_wait_for_the_log_and_the_audit_key_never_goes() {
-        let records = DestructionRecords::default();
-        let held = records.before("archive", 0).await.unwrap_err();
+    async fn unattended_changes_wait_for_the_log_and_the_audit_key_never_goes() {
+        let records = LifecycleRecords::default();
+        let held = records.before_destruction("archive", 0).await.unwrap_err();
         assert!(held.contains("not open yet"), "{held}");
-        let never = records.before(AUDIT_KEY, 0).await.unwrap_err();
+        let held = records.before_rotation("archive", 1).await.unwrap_err();
+        assert!(held.contains("not open yet"), "{held}");
+        let never = records.before_destruction(AUDIT_KEY, 0).await.unwrap_err();
         assert!(never.contains("never destroyed"), "{never}");
     }
 }

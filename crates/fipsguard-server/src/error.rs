@@ -130,6 +130,7 @@ pub(crate) fn status_of(error: &KmsError) -> StatusCode {
         KmsError::Forbidden { .. } => StatusCode::FORBIDDEN,
         KmsError::Crypto(Crypto::ErrorState { .. })
         | KmsError::DestructionHeld { .. }
+        | KmsError::RotationHeld { .. }
         | KmsError::Store(
             StoreError::Unavailable(_) | StoreError::CommitUnknown(_) | StoreError::RootKeyChanged,
         ) => StatusCode::SERVICE_UNAVAILABLE,

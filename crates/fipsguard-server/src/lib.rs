@@ -118,9 +118,9 @@ pub async fn start(
     in_force.borrow().record_crls_next_update();
     metrics::init_tls_reloads();
     let kms = Arc::new(options.kms);
-    let destructions = Arc::new(audit::DestructionRecords::default());
+    let unattended = Arc::new(audit::LifecycleRecords::default());
     if options.audit.is_some() {
-        kms.witness_destructions(destructions.clone());
+        kms.witness_lifecycle(unattended.clone());
     }
     let audit = match options.audit {
         Some(config) => {
@@ -144,7 +144,7 @@ pub async fn start(
         store_probe: StoreProbe::default(),
         changes: tokio_util::task::TaskTracker::new(),
     });
-    destructions.serve(&state);
+    unattended.serve(&state);
     let background: Vec<JoinHandle<()>> = [
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),
@@ -165,9 +165,9 @@ pub async fn start(
     let serving = listener::serve(listener, in_force, app, options.connections, shutdown);
     let task = tokio::spawn(async move {
         serving.await;
-        // Changes whose clients went away, and destructions under way (of
-        // the sweep's or a request's): ended, and recorded, before the log
-        // closes; one more drain timeout in all.
+        // Changes whose clients went away, and destructions and rotations
+        // under way (of the sweep's or a request's): ended, and recorded,
+        // before the log closes; one more drain timeout in all.
         let deadline = tokio::time::Instant::now() + listener::DRAIN_TIMEOUT;
         state.changes.close();
         if tokio::time::timeout_at(deadline, state.changes.wait())
@@ -181,9 +181,9 @@ pub async fn start(
             task.abort();
             let _ = task.await;
         }
-        if !state.kms.finish_destructions(deadline).await {
+        if !state.kms.finish_unattended(deadline).await {
             tracing::warn!(
-                "shutdown: scheduled destructions still under way after the drain timeout"
+                "shutdown: scheduled destructions or rotations still under way after the drain timeout"
             );
         }
         // After the drain, so every answered request's event is in the log.

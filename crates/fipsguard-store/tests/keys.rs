@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::Backend;
 use fipsguard_core::kms::{
-    ConfigureKey, CreateKey, DestructionOutcome, DestructionWitness, KmsConfig, SignInput, MAX_PAGE,
+    ConfigureKey, CreateKey, DestructionOutcome, KmsConfig, LifecycleWitness, RotationOutcome,
+    SignInput, MAX_PAGE,
 };
 use fipsguard_core::{DecryptError, EncryptionContext, KeyState, KeyType, Kms, KmsError};
 use fipsguard_crypto::digest::{digest, HashAlgorithm};
@@ -43,6 +44,7 @@ on_both_stores!(
     scheduled_destruction_waits_for_its_window_and_can_be_cancelled,
     a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses,
     a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes,
+    a_rotation_at_the_encryption_limit_is_witnessed_held_and_run_to_its_end,
     forced_destruction_shreds_material_and_keeps_metadata,
     listing_is_paginated_in_name_order,
     data_keys_round_trip,
@@ -419,7 +421,7 @@ async fn scheduled_destruction_waits_for_its_window_and_can_be_cancelled(b: Back
     );
 }
 
-/// What a witness of destructions heard, whether it holds them, and
+/// What a witness of unattended changes heard, whether it holds them, and
 /// whether it makes them wait (until released) once it has heard of them.
 #[derive(Default)]
 struct Witness {
@@ -429,13 +431,9 @@ struct Witness {
     released: tokio::sync::Notify,
 }
 
-#[async_trait::async_trait]
-impl DestructionWitness for Witness {
-    async fn before(&self, key: &str, due_at: i64) -> Result<(), String> {
-        self.heard
-            .lock()
-            .unwrap()
-            .push(format!("before {key} {due_at}"));
+impl Witness {
+    async fn before(&self, heard: String) -> Result<(), String> {
+        self.heard.lock().unwrap().push(heard);
         if self.pauses.load(Ordering::SeqCst) {
             self.released.notified().await;
         }
@@ -445,8 +443,42 @@ impl DestructionWitness for Witness {
         }
     }
 
-    async fn after(&self, key: &str, due_at: i64, outcome: DestructionOutcome) {
+    /// Polls `request` until the witness has heard of something, then
+    /// drops it (its client gone).
+    async fn drop_once_heard<T: std::fmt::Debug>(
+        &self,
+        request: impl std::future::Future<Output = T>,
+    ) {
+        let mut request = std::pin::pin!(request);
+        let waited = std::time::Instant::now();
+        while self.heard.lock().unwrap().is_empty() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "never heard");
+            tokio::select! {
+                answer = &mut request => panic!("answered while the witness waits: {answer:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LifecycleWitness for Witness {
+    async fn before_destruction(&self, key: &str, due_at: i64) -> Result<(), String> {
+        self.before(format!("before {key} {due_at}")).await
+    }
+
+    async fn after_destruction(&self, key: &str, due_at: i64, outcome: DestructionOutcome) {
         let heard = format!("after {key} {due_at} {outcome:?}");
+        self.heard.lock().unwrap().push(heard);
+    }
+
+    async fn before_rotation(&self, key: &str, limited: u32) -> Result<(), String> {
+        self.before(format!("before rotation {key} {limited}"))
+            .await
+    }
+
+    async fn after_rotation(&self, key: &str, limited: u32, outcome: RotationOutcome) {
+        let heard = format!("after rotation {key} {limited} {outcome:?}");
         self.heard.lock().unwrap().push(heard);
     }
 }
@@ -455,7 +487,7 @@ async fn a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses
     let start = 1_800_000_000;
     let (kms, clock) = b.kms_at(start).await;
     let witness = Arc::new(Witness::default());
-    assert!(kms.witness_destructions(witness.clone()));
+    assert!(kms.witness_lifecycle(witness.clone()));
     let heard = || std::mem::take(&mut *witness.heard.lock().unwrap());
     let ctx = EncryptionContext::empty();
     for name in ["due", "forced"] {
@@ -534,7 +566,7 @@ async fn a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes(b
     let start = 1_800_000_000;
     let (kms, clock) = b.kms_at(start).await;
     let witness = Arc::new(Witness::default());
-    assert!(kms.witness_destructions(witness.clone()));
+    assert!(kms.witness_lifecycle(witness.clone()));
     let heard = || std::mem::take(&mut *witness.heard.lock().unwrap());
     kms.create_key(CreateKey::new("due", AES)).await.unwrap();
     let ctx = EncryptionContext::empty();
@@ -548,26 +580,17 @@ async fn a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes(b
 
     // The request runs until the witness has heard of the destruction,
     // and goes.
-    let mut request = Box::pin(kms.get_key("due"));
-    let waited = std::time::Instant::now();
-    while witness.heard.lock().unwrap().is_empty() {
-        assert!(waited.elapsed() < Duration::from_secs(10), "never heard");
-        tokio::select! {
-            answer = &mut request => panic!("answered while the witness waits: {answer:?}"),
-            () = tokio::time::sleep(Duration::from_millis(10)) => {}
-        }
-    }
-    drop(request);
+    witness.drop_once_heard(kms.get_key("due")).await;
     assert_eq!(heard(), [format!("before due {due_at}")]);
     let shortly = || tokio::time::Instant::now() + Duration::from_millis(100);
     assert!(
-        !kms.finish_destructions(shortly()).await,
+        !kms.finish_unattended(shortly()).await,
         "a stop waits for it"
     );
 
     witness.released.notify_one();
     assert!(
-        kms.finish_destructions(shortly() + Duration::from_secs(10))
+        kms.finish_unattended(shortly() + Duration::from_secs(10))
             .await,
         "it ends once released"
     );
@@ -575,6 +598,91 @@ async fn a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes(b
     let stored = b.store.version("due", 1).await.unwrap().unwrap();
     assert_eq!(stored.wrapped_material, None);
     assert_eq!(kms.cached_versions(), 0, "no material left here");
+}
+
+/// A rotation at a version's encryption limit is heard of before and after,
+/// as a due destruction is, and never an officer's; a witness that cannot
+/// record it holds it: the key encrypts under that version while it has
+/// encryptions left, and is then refused (`rotation_held`). Once heard of,
+/// it runs to its end even if the request that set it off goes, and a stop
+/// waits for it.
+async fn a_rotation_at_the_encryption_limit_is_witnessed_held_and_run_to_its_end(b: Backend) {
+    let config = KmsConfig {
+        encryption_limit: 20,
+        rotate_at: 10,
+        reservation_block: 5,
+        ..KmsConfig::default()
+    };
+    let kms = b.kms(config).await;
+    let witness = Arc::new(Witness::default());
+    assert!(kms.witness_lifecycle(witness.clone()));
+    let heard = || std::mem::take(&mut *witness.heard.lock().unwrap());
+    let latest = || async {
+        b.store
+            .key("limited")
+            .await
+            .unwrap()
+            .unwrap()
+            .latest_version
+    };
+    let ctx = EncryptionContext::empty();
+    kms.create_key(CreateKey::new("limited", AES))
+        .await
+        .unwrap();
+    kms.rotate_key("limited").await.unwrap();
+    assert_eq!(
+        heard(),
+        Vec::<String>::new(),
+        "an officer's rotation is a request of its own"
+    );
+
+    // Held: version 2 serves its 20 encryptions, then the key is refused.
+    witness.holds.store(true, Ordering::SeqCst);
+    let mut sealed = Vec::new();
+    let refused = loop {
+        match kms.encrypt("limited", b"record", &ctx).await {
+            Ok(ciphertext) => sealed.push(ciphertext),
+            Err(e) => break e,
+        }
+        assert!(sealed.len() <= 20, "encrypted past the limit");
+    };
+    assert!(
+        matches!(&refused, KmsError::RotationHeld { name, .. } if name == "limited"),
+        "{refused}"
+    );
+    assert_eq!(refused.code(), "rotation_held");
+    assert_eq!(sealed.len(), 20);
+    assert_eq!(latest().await, 2, "held: no version added");
+    let held = heard();
+    assert!(
+        !held.is_empty() && held.iter().all(|h| h == "before rotation limited 2"),
+        "{held:?}"
+    );
+
+    // Once it can record it: heard before and after, and made, even though
+    // the request that set it off went meanwhile.
+    witness.holds.store(false, Ordering::SeqCst);
+    witness.pauses.store(true, Ordering::SeqCst);
+    witness
+        .drop_once_heard(kms.encrypt("limited", b"record", &ctx))
+        .await;
+    assert_eq!(heard(), ["before rotation limited 2"]);
+    let shortly = || tokio::time::Instant::now() + Duration::from_millis(100);
+    assert!(
+        !kms.finish_unattended(shortly()).await,
+        "a stop waits for it"
+    );
+    witness.released.notify_one();
+    assert!(
+        kms.finish_unattended(shortly() + Duration::from_secs(10))
+            .await,
+        "it ends once released"
+    );
+    assert_eq!(heard(), ["after rotation limited 2 Rotated(3)"]);
+    assert_eq!(latest().await, 3);
+    for ciphertext in &sealed {
+        kms.decrypt("limited", ciphertext, &ctx).await.unwrap();
+    }
 }
 
 async fn forced_destruction_shreds_material_and_keeps_metadata(b: Backend) {

@@ -186,10 +186,21 @@ impl Kms {
             return Ok(record.latest_version);
         }
         let version = self.new_version(name, key_type_of(&record)?, self.now())?;
-        let added = self
-            .store
-            .add_version(name.as_str(), &version, expected_latest)
-            .await?;
+        let added = match (rotation, self.witness.get()) {
+            (Rotation::AtLimit(limited), Some(witness)) => {
+                let (witness, store, name) = (witness.clone(), self.store.clone(), name.clone());
+                let task = self.unattended.spawn(async move {
+                    add_version_witnessed(witness.as_ref(), store.as_ref(), &name, limited, version)
+                        .await
+                });
+                unattended(task).await?
+            }
+            _ => {
+                self.store
+                    .add_version(name.as_str(), &version, expected_latest)
+                    .await?
+            }
+        };
         match added {
             AddedVersion::Added(number) => {
                 self.forget_record(name);
@@ -514,24 +525,68 @@ impl Kms {
         kind: Destruction,
     ) -> Result<KeyRecord> {
         let witness = match kind {
-            Destruction::Scheduled if self.destroy_due(&record) => self.destruction_witness.get(),
+            Destruction::Scheduled if self.destroy_due(&record) => self.witness.get(),
             Destruction::Scheduled | Destruction::Forced => None,
         };
         let Some(witness) = witness.cloned() else {
             return Ok(self.shredder.shred(name, record, kind).await?.0);
         };
         let (shredder, name) = (self.shredder.clone(), name.clone());
-        let task = self.destructions.spawn(async move {
+        let task = self.unattended.spawn(async move {
             shredder
                 .shred_witnessed(witness.as_ref(), &name, record)
                 .await
         });
-        match task.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(StoreError::Unavailable("the service is stopping".into()).into()),
-        }
+        unattended(task).await
     }
+}
+
+/// The end of a change the service makes on its own, run as a task of its
+/// own (see [`Kms::witness_lifecycle`]).
+async fn unattended<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Unavailable("the service is stopping".into()).into()),
+    }
+}
+
+/// Adds `version` after `limited`, the version that reached its encryption
+/// limit, between the witness's hearing of the rotation (which may hold
+/// it) and its hearing how it ended.
+async fn add_version_witnessed(
+    witness: &dyn LifecycleWitness,
+    store: &dyn Store,
+    name: &KeyName,
+    limited: u32,
+    version: NewVersion,
+) -> Result<AddedVersion> {
+    witness
+        .before_rotation(name.as_str(), limited)
+        .await
+        .map_err(|why| KmsError::RotationHeld {
+            name: name.to_string(),
+            why,
+        })?;
+    let added = store
+        .add_version(name.as_str(), &version, Some(limited))
+        .await;
+    let outcome = match &added {
+        Ok(AddedVersion::Added(number)) => RotationOutcome::Rotated(*number),
+        Ok(AddedVersion::Refused { state, .. }) if state.may_protect() => {
+            RotationOutcome::NotDone("rotated meanwhile, by another request or node")
+        }
+        Ok(AddedVersion::Refused { .. }) => RotationOutcome::NotDone("the key is no longer active"),
+        Ok(AddedVersion::NoSuchKey) => RotationOutcome::NotDone("the key is gone"),
+        Ok(AddedVersion::NoneLeft) => {
+            RotationOutcome::Failed(KmsError::VersionsExhausted(name.to_string()).to_string())
+        }
+        Err(e) => RotationOutcome::Failed(e.to_string()),
+    };
+    witness
+        .after_rotation(name.as_str(), limited, outcome)
+        .await;
+    Ok(added?)
 }
 
 /// What carrying out a destruction needs, shared with the service's own
@@ -558,13 +613,13 @@ impl Shredder {
     /// the destruction and its hearing how it ended.
     async fn shred_witnessed(
         &self,
-        witness: &dyn DestructionWitness,
+        witness: &dyn LifecycleWitness,
         name: &KeyName,
         record: KeyRecord,
     ) -> Result<KeyRecord> {
         let due_at = record.destroy_at.unwrap_or_default();
         witness
-            .before(name.as_str(), due_at)
+            .before_destruction(name.as_str(), due_at)
             .await
             .map_err(|why| KmsError::DestructionHeld {
                 name: name.to_string(),
@@ -579,7 +634,9 @@ impl Shredder {
             Ok(_) => DestructionOutcome::NotDone("no longer due: cancelled or put off meanwhile"),
             Err(e) => DestructionOutcome::Failed(e.to_string()),
         };
-        witness.after(name.as_str(), due_at, outcome).await;
+        witness
+            .after_destruction(name.as_str(), due_at, outcome)
+            .await;
         Ok(result?.0)
     }
 
@@ -616,20 +673,29 @@ impl Shredder {
     }
 }
 
-/// Hears of every destruction a schedule carries out (whether a sweep or a
-/// request found the key due): before it is made, so that it can hold it,
-/// and how it ended. The service's audit log is one: it records the
-/// destruction durably first, and a log that cannot be written holds it,
-/// so no key is shredded on a schedule without evidence.
+/// Hears of every change to a key the service makes on its own, no
+/// officer asking: a destruction a schedule carries out (whether a sweep
+/// or a request found the key due), and a rotation at a version's
+/// encryption limit. Before each is made, so that it can hold it, and how
+/// it ended. The service's audit log is one: it records the change durably
+/// first, and a log that cannot be written holds it, so no key is shredded
+/// or rotated unattended without evidence.
 #[async_trait::async_trait]
-pub trait DestructionWitness: Send + Sync {
+pub trait LifecycleWitness: Send + Sync {
     /// The key `key`, due at `due_at` (Unix seconds), is about to be
     /// destroyed. An error holds the destruction: the key stays due, keeps
     /// its material, and an operation that reads it is refused
     /// (`destruction_held`) until it can go ahead.
-    async fn before(&self, key: &str, due_at: i64) -> std::result::Result<(), String>;
-    /// How the destruction `before` heard of ended.
-    async fn after(&self, key: &str, due_at: i64, outcome: DestructionOutcome);
+    async fn before_destruction(&self, key: &str, due_at: i64) -> std::result::Result<(), String>;
+    /// How the destruction `before_destruction` heard of ended.
+    async fn after_destruction(&self, key: &str, due_at: i64, outcome: DestructionOutcome);
+    /// The key `key` is about to get a new version, as its version
+    /// `limited` reached (or neared) its encryption limit. An error holds
+    /// the rotation: the key keeps encrypting under `limited` while it has
+    /// encryptions left, and is then refused (`rotation_held`).
+    async fn before_rotation(&self, key: &str, limited: u32) -> std::result::Result<(), String>;
+    /// How the rotation `before_rotation` heard of ended.
+    async fn after_rotation(&self, key: &str, limited: u32, outcome: RotationOutcome);
 }
 
 /// How a scheduled destruction ended.
@@ -640,6 +706,17 @@ pub enum DestructionOutcome {
     /// Nothing was destroyed here, for this reason.
     NotDone(&'static str),
     /// The store failed; the key stays due.
+    Failed(String),
+}
+
+/// How a rotation at the encryption limit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// The key has this new version, which new encryptions use.
+    Rotated(u32),
+    /// No version was added here, for this reason.
+    NotDone(&'static str),
+    /// The store failed; the next encryption that finds the limit tries again.
     Failed(String),
 }
 

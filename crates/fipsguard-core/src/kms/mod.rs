@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use crypto::{DataKey, MacTag, SignInput, Signature};
 pub use crypto::{MAX_BATCH, MAX_RANDOM};
 pub use lifecycle::{
-    ConfigureKey, CreateKey, DestructionOutcome, DestructionWitness, KeyMetadata, Page, PublicKey,
-    DEFAULT_DESTROY_DAYS, DESTROY_DAYS, MAX_PAGE,
+    ConfigureKey, CreateKey, DestructionOutcome, KeyMetadata, LifecycleWitness, Page, PublicKey,
+    RotationOutcome, DEFAULT_DESTROY_DAYS, DESTROY_DAYS, MAX_PAGE,
 };
 pub use tokens::{CreateToken, MAX_GRANTS, TOKEN_TTL_SECS};
 
@@ -185,12 +185,14 @@ pub struct Kms {
     key_refreshes: Refreshes,
     version_refreshes: Refreshes,
     token_refreshes: Refreshes,
-    /// Told of scheduled destructions (see [`Kms::witness_destructions`]).
-    destruction_witness: std::sync::OnceLock<Arc<dyn DestructionWitness>>,
+    /// Told of the changes the service makes on its own (see
+    /// [`Kms::witness_lifecycle`]).
+    witness: std::sync::OnceLock<Arc<dyn LifecycleWitness>>,
     /// Carries destructions out, on a task of its own when witnessed.
     shredder: Arc<lifecycle::Shredder>,
-    /// Witnessed destructions under way, each on a task of its own.
-    destructions: tokio_util::task::TaskTracker,
+    /// Witnessed destructions and rotations under way, each on a task of
+    /// its own.
+    unattended: tokio_util::task::TaskTracker,
 }
 
 /// The key's record as stored.
@@ -280,24 +282,28 @@ impl Kms {
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
-            destruction_witness: std::sync::OnceLock::new(),
+            witness: std::sync::OnceLock::new(),
             shredder: Arc::new(shredder),
-            destructions: tokio_util::task::TaskTracker::new(),
+            unattended: tokio_util::task::TaskTracker::new(),
         })
     }
 
-    /// Has `witness` hear of every scheduled destruction from now on, and
-    /// hold it while it cannot record it. Set once; `false` if one was set.
-    pub fn witness_destructions(&self, witness: Arc<dyn DestructionWitness>) -> bool {
-        self.destruction_witness.set(witness).is_ok()
+    /// Has `witness` hear of every scheduled destruction and every
+    /// rotation at the encryption limit from now on, and hold each while
+    /// it cannot record it. Each witnessed change runs as a task of its
+    /// own, which ends whether or not the request that set it off still
+    /// waits (its client gone): the witness heard of it, and must hear how
+    /// it ended. Set once; `false` if one was set.
+    pub fn witness_lifecycle(&self, witness: Arc<dyn LifecycleWitness>) -> bool {
+        self.witness.set(witness).is_ok()
     }
 
-    /// Waits, until `deadline` at most, for the witnessed destructions
-    /// under way to end (a stopping server, before its witness closes);
-    /// `false` if some had not.
-    pub async fn finish_destructions(&self, deadline: tokio::time::Instant) -> bool {
-        self.destructions.close();
-        tokio::time::timeout_at(deadline, self.destructions.wait())
+    /// Waits, until `deadline` at most, for the witnessed destructions and
+    /// rotations under way to end (a stopping server, before its witness
+    /// closes); `false` if some had not.
+    pub async fn finish_unattended(&self, deadline: tokio::time::Instant) -> bool {
+        self.unattended.close();
+        tokio::time::timeout_at(deadline, self.unattended.wait())
             .await
             .is_ok()
     }
