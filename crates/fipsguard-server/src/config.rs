@@ -42,6 +42,10 @@ pub struct Config {
     /// one get it (`FIPSGUARD_MAX_TOKEN_TTL_SECS`). Unset: tokens may never
     /// expire.
     pub max_token_ttl_secs: Option<i64>,
+    /// Most encryptions under one AES-GCM key version, which then rotates
+    /// by itself (`FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION`). Unset: 2^32,
+    /// the SP 800-38D bound for random IVs.
+    pub max_encryptions_per_version: Option<u64>,
     /// A plain-HTTP listener for `/metrics` without a token (`FIPSGUARD_METRICS_LISTEN`).
     pub metrics_listen: Option<SocketAddr>,
     /// `text` or `json` logs (`FIPSGUARD_LOG_FORMAT`).
@@ -338,6 +342,13 @@ impl Config {
                     .map_err(|e| format!("FIPSGUARD_MAX_TOKEN_TTL_SECS: {e}"))?,
             );
         }
+        if let Some(count) = var("FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION") {
+            self.max_encryptions_per_version = Some(
+                count
+                    .parse()
+                    .map_err(|e| format!("FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION: {e}"))?,
+            );
+        }
         if let Some(secs) = var("FIPSGUARD_SELF_TEST_INTERVAL_SECS") {
             self.self_test.interval_secs = secs
                 .parse()
@@ -413,10 +424,19 @@ impl Config {
 
     /// The service's settings, checked.
     fn kms_config(&self) -> Result<KmsConfig, String> {
-        let config = KmsConfig {
+        let mut config = KmsConfig {
             max_token_ttl_secs: self.max_token_ttl_secs,
             ..KmsConfig::default()
         };
+        if let Some(count) = self.max_encryptions_per_version {
+            if !(1..=fipsguard_core::kms::GCM_RANDOM_IV_LIMIT).contains(&count) {
+                return Err(
+                    "max_encryptions_per_version must be 1 to 4294967296 (2^32, the SP 800-38D bound for random IVs)"
+                        .into(),
+                );
+            }
+            config = config.with_encryption_limit(count);
+        }
         config.check().map_err(|e| e.to_string())?;
         Ok(config)
     }

@@ -597,6 +597,72 @@ fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
     );
 }
 
+/// A key whose version reaches `max_encryptions_per_version` rotates by
+/// itself, with its intent in the audit log before and its outcome (the
+/// new version) after; encryption goes on under the new version, and
+/// everything sealed before still decrypts.
+#[test]
+fn a_rotation_at_the_encryption_limit_leaves_its_intent_and_outcome_in_the_audit_log() {
+    let setup = common::Setup::new();
+    let server = setup.serve_with(&[("FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION", "64")]);
+    let officer = format!("Authorization: Bearer {}", setup.officer);
+    let url = |path: &str| format!("https://localhost:{}/v1/keys{path}", setup.port);
+    post_json(
+        &setup,
+        &officer,
+        &url(""),
+        r#"{"name": "metered", "type": "aes256-gcm"}"#,
+    );
+    let grants = r#"{"role": "user", "grants": [{"keys": "metered", "operations": ["encrypt", "decrypt"]}]}"#;
+    let tokens = format!("https://localhost:{}/v1/tokens", setup.port);
+    let user = post_json(&setup, &officer, &tokens, grants);
+    let user = format!("Authorization: Bearer {}", user["token"].as_str().unwrap());
+    let body = r#"{"plaintext": "bWV0ZXJlZA=="}"#;
+    let sealed: Vec<serde_json::Value> = (0..80)
+        .map(|_| post_json(&setup, &user, &url("/metered/encrypt"), body))
+        .collect();
+    // `fg:v<version>:<base64>`
+    let versions: Vec<_> = sealed
+        .iter()
+        .map(|s| s["ciphertext"].as_str().unwrap().split(':').nth(1).unwrap())
+        .collect();
+    assert_eq!(versions[0], "v1");
+    assert_eq!(versions[79], "v2", "rotated before the 65th encryption");
+    let under_first = versions.iter().filter(|v| **v == "v1").count();
+    assert!(
+        under_first <= 64,
+        "{under_first} encryptions under version 1"
+    );
+    for ciphertext in [&sealed[0], &sealed[79]] {
+        let body = json!({"ciphertext": ciphertext["ciphertext"]}).to_string();
+        post_json(&setup, &user, &url("/metered/decrypt"), &body);
+    }
+    save_audit_key(&setup);
+    server.stop();
+    let rotations: Vec<_> = setup
+        .audit_records()
+        .into_iter()
+        .filter(|record| record["kind"] == "key_rotation")
+        .map(|r| {
+            (
+                r["key"].clone(),
+                r["version"].clone(),
+                r["outcome"].clone(),
+                r["new_version"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rotations,
+        [
+            (json!("metered"), json!(1), json!("intent"), json!(null)),
+            (json!("metered"), json!(1), json!("success"), json!(2)),
+        ]
+    );
+    let report = setup.verify_audit();
+    assert!(!report.contains("began, and no outcome"), "{report}");
+}
+
 /// A key whose scheduled destruction has come is destroyed by the
 /// server's sweep (at start, then every minute), with its intent in the
 /// audit log before and its outcome after.
@@ -1266,6 +1332,8 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
     let max_token_ttl = |secs| ("FIPSGUARD_MAX_TOKEN_TTL_SECS", secs);
     let idle_range = "idle_timeout_secs must be 1 to 86400";
     let ttl_range = "max_token_ttl_secs must be 60 to 31622400";
+    let per_version = |count| ("FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION", count);
+    let per_version_range = "max_encryptions_per_version must be 1 to 4294967296";
     for (env, refusal) in [
         (&[][..], idle_range),
         (&[idle("soon")], "FIPSGUARD_IDLE_TIMEOUT_SECS"),
@@ -1276,17 +1344,24 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
             &[idle("30"), max_token_ttl("90d")],
             "FIPSGUARD_MAX_TOKEN_TTL_SECS",
         ),
+        (&[idle("30"), per_version("0")], per_version_range),
+        (&[idle("30"), per_version("4294967297")], per_version_range),
+        (
+            &[idle("30"), per_version("-1")],
+            "FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION",
+        ),
     ] {
         let (code, stderr) = serve(env);
         assert_eq!(code, Some(1), "{stderr}");
         assert!(stderr.contains(refusal), "{env:?}: {stderr}");
         assert!(!store.exists(), "refused before the store is opened");
     }
-    let (code, stderr) = serve(&[idle("30"), max_token_ttl("3600")]);
+    let (code, stderr) = serve(&[idle("30"), max_token_ttl("3600"), per_version("4294967296")]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         !stderr.contains("idle_timeout")
             && !stderr.contains("max_token")
+            && !stderr.contains("max_encryptions")
             && stderr.contains("root.key"),
         "the overrides replace the file's 0; the next refusal is the missing root key: {stderr}"
     );

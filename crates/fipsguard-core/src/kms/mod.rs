@@ -80,6 +80,22 @@ impl Default for KmsConfig {
 }
 
 impl KmsConfig {
+    /// Each AES-GCM key version encrypts at most `per_version` times (1 to
+    /// 2^32, the SP 800-38D bound and the default): a cryptoperiod counted
+    /// in use (SP 800-57 Part 1, 5.3). As by default, the key rotates by
+    /// itself once a version's reservations reach all but 1/256 of them;
+    /// blocks are at most a sixteenth of that, so that a version serves
+    /// many blocks before it rotates.
+    pub fn with_encryption_limit(self, per_version: u64) -> Self {
+        let rotate_at = per_version - per_version / 256;
+        Self {
+            encryption_limit: per_version,
+            rotate_at,
+            reservation_block: (rotate_at / 16).clamp(1, self.reservation_block),
+            ..self
+        }
+    }
+
     /// Refuses settings the service cannot honour, naming the setting.
     pub fn check(&self) -> Result<()> {
         let refused = [

@@ -179,7 +179,8 @@ impl Setup {
         let report = String::from_utf8_lossy(&verified.stdout).into_owned();
         assert!(
             verified.status.success(),
-            "the audit log verifies: {report}"
+            "the audit log verifies: {report}{}",
+            String::from_utf8_lossy(&verified.stderr)
         );
         report
     }
