@@ -527,6 +527,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_limit_per_version_scales_the_rotation_point_and_the_blocks() {
+        let limits = |c: KmsConfig| (c.encryption_limit, c.rotate_at, c.reservation_block);
+        let default = KmsConfig::default();
+        assert_eq!(
+            limits(default.clone().with_encryption_limit(GCM_RANDOM_IV_LIMIT)),
+            limits(default.clone()),
+            "the SP 800-38D bound is the default"
+        );
+        for (per_version, expected) in [
+            (1_000_000, (1_000_000, 996_094, 4096)),
+            (64, (64, 64, 4)),
+            (1, (1, 1, 1)),
+        ] {
+            let config = default.clone().with_encryption_limit(per_version);
+            config.check().unwrap();
+            assert_eq!(limits(config), expected);
+        }
+        assert!(default.with_encryption_limit(0).check().is_err());
+    }
+
+    #[test]
     fn each_setting_out_of_range_is_refused_by_name() {
         assert!(KmsConfig::default().check().is_ok());
         type Case = (fn(&mut KmsConfig), &'static str);
