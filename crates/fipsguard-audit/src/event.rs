@@ -276,6 +276,12 @@ pub struct RequestEvent {
     /// The token (by id) a token change created or revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// A batch's items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<u32>,
+    /// How many of a batch's items failed (`error` is the first one's code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_items: Option<u32>,
 }
 
 /// Now, as records write it.

@@ -64,6 +64,8 @@ fn request(n: usize) -> Event {
         error: None,
         micros: Some(42),
         token: None,
+        items: None,
+        failed_items: None,
     })
 }
 

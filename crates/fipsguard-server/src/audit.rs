@@ -357,6 +357,28 @@ impl IntoResponseParts for ErrorCode {
     }
 }
 
+/// How a batch answered 200 went, for the audit record: its items, how
+/// many failed, and the first failure's code. One whose every item failed
+/// did nothing, and is recorded `rejected`.
+#[derive(Clone, Copy)]
+pub struct BatchTally {
+    /// Items in the batch.
+    pub items: u32,
+    /// Items that failed.
+    pub failed: u32,
+    /// The first failed item's error code.
+    pub first_error: Option<ErrorCode>,
+}
+
+impl IntoResponseParts for BatchTally {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.extensions_mut().insert(self);
+        Ok(res)
+    }
+}
+
 /// Changes to keys and tokens: audited before they are made (see
 /// [`fipsguard_audit::is_change`]), and logged at info even when they
 /// succeed.
@@ -394,6 +416,8 @@ fn describe(
         error: None,
         micros: None,
         token: named("/v1/tokens/{id}", is_token_id),
+        items: None,
+        failed_items: None,
     }
 }
 
@@ -506,6 +530,14 @@ fn complete(event: &mut RequestEvent, response: &Response, context: &RequestCont
         .extensions()
         .get::<ErrorCode>()
         .map(|c| c.0.to_owned());
+    if let Some(tally) = response.extensions().get::<BatchTally>() {
+        event.items = Some(tally.items);
+        event.failed_items = Some(tally.failed);
+        event.error = tally.first_error.map(|c| c.0.to_owned());
+        if tally.failed == tally.items {
+            event.outcome = Outcome::Rejected;
+        }
+    }
     if let Some(subject) = context.subject.get() {
         event.key = subject.key.clone().or(event.key.take());
         event.key_version = subject.key_version;

@@ -311,10 +311,42 @@ async fn a_batchs_failed_items_are_counted_and_recorded() {
     assert_eq!(answer["results"][1]["error"]["code"], "ciphertext_tampered");
     let after = metric(&server.plain_metrics().await, series);
     assert_eq!(after - before, 2.0, "each failed item counts");
+    // A batch that did nothing at all (every item failed) is rejected.
+    let all_failed = json!({ "items": [{ "ciphertext": tampered }, { "ciphertext": tampered }] });
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/v1/keys/k/decrypt/batch",
+            Some(&user),
+            Some(all_failed),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let records = records_of(&server, "/v1/keys/{name}/decrypt/batch");
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["outcome"], "success");
-    assert_eq!(records[0]["error"], "ciphertext_tampered", "{records:?}");
+    let tallies: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let fields = ["outcome", "items", "failed_items", "error"];
+            fields.map(|field| r[field].clone())
+        })
+        .collect();
+    assert_eq!(
+        tallies,
+        [
+            [
+                json!("success"),
+                json!(3),
+                json!(2),
+                json!("ciphertext_tampered")
+            ],
+            [
+                json!("rejected"),
+                json!(2),
+                json!(2),
+                json!("ciphertext_tampered")
+            ],
+        ]
+    );
     server.stop().await;
 }
 

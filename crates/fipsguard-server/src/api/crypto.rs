@@ -21,7 +21,7 @@ use super::body::{
     base64, base64_opt, base64_secret, encode, string_field, Base64Secret, Body, SecretJson,
 };
 use super::extract::Path;
-use crate::audit::{ErrorCode, Subject};
+use crate::audit::{BatchTally, ErrorCode, Subject};
 use crate::auth::{Access, Caller};
 use crate::error::{status_of, ApiError, ApiResult, ErrorBody};
 use crate::metrics::{record_failure, record_operation};
@@ -280,27 +280,32 @@ pub enum BatchItem<T> {
 }
 
 impl<T> BatchResponse<T> {
-    /// The answer, and the first failed item's error code for the audit
-    /// record (each failure is counted in the metrics as a request's is).
-    fn new<R>(
-        results: Vec<Result<R, KmsError>>,
-        answer: impl Fn(R) -> T,
-    ) -> (Option<ErrorCode>, Self) {
-        let mut first_error = None;
+    /// The answer, and how it went for the audit record (each failure is
+    /// counted in the metrics as a request's is).
+    fn new<R>(results: Vec<Result<R, KmsError>>, answer: impl Fn(R) -> T) -> (BatchTally, Self) {
+        let mut tally = BatchTally {
+            items: 0,
+            failed: 0,
+            first_error: None,
+        };
         let results = results
             .into_iter()
-            .map(|result| match result {
-                Ok(value) => BatchItem::Done(answer(value)),
-                Err(e) => {
-                    record_failure(&e);
-                    first_error.get_or_insert(ErrorCode(e.code()));
-                    BatchItem::Failed {
-                        error: ApiError::from(e).into(),
+            .map(|result| {
+                tally.items += 1;
+                match result {
+                    Ok(value) => BatchItem::Done(answer(value)),
+                    Err(e) => {
+                        record_failure(&e);
+                        tally.failed += 1;
+                        tally.first_error.get_or_insert(ErrorCode(e.code()));
+                        BatchItem::Failed {
+                            error: ApiError::from(e).into(),
+                        }
                     }
                 }
             })
             .collect();
-        (first_error, Self { results })
+        (tally, Self { results })
     }
 }
 
@@ -523,7 +528,7 @@ pub async fn encrypt_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<EncryptRequest>>,
-) -> ApiResult<(Option<ErrorCode>, Json<BatchResponse<CiphertextResponse>>)> {
+) -> ApiResult<(BatchTally, Json<BatchResponse<CiphertextResponse>>)> {
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let items = r
         .items
@@ -531,9 +536,9 @@ pub async fn encrypt_batch(
         .map(|i| Ok((i.plaintext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
     let results = measured_batch("encrypt_batch", s.kms.encrypt_batch(&name, &items)).await?;
-    let (error, answer) =
+    let (tally, answer) =
         BatchResponse::new(results, |ciphertext| CiphertextResponse { ciphertext });
-    Ok((error, Json(answer)))
+    Ok((tally, Json(answer)))
 }
 
 /// Decrypt up to 1000 items (users granted `decrypt`).
@@ -543,10 +548,7 @@ pub async fn decrypt_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<DecryptRequest>>,
-) -> ApiResult<(
-    Option<ErrorCode>,
-    SecretJson<BatchResponse<PlaintextResponse>>,
-)> {
+) -> ApiResult<(BatchTally, SecretJson<BatchResponse<PlaintextResponse>>)> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
     let items = r
         .items
@@ -554,10 +556,10 @@ pub async fn decrypt_batch(
         .map(|i| Ok((i.ciphertext, context(i.context)?)))
         .collect::<Result<Vec<_>, KmsError>>()?;
     let results = measured_batch("decrypt_batch", s.kms.decrypt_batch(&name, &items)).await?;
-    let (error, answer) = BatchResponse::new(results, |plaintext| PlaintextResponse {
+    let (tally, answer) = BatchResponse::new(results, |plaintext| PlaintextResponse {
         plaintext: Base64Secret(plaintext),
     });
-    Ok((error, SecretJson(answer)))
+    Ok((tally, SecretJson(answer)))
 }
 
 /// Sign up to 1000 messages (users granted `sign`).
@@ -567,7 +569,7 @@ pub async fn sign_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<SignRequest>>,
-) -> ApiResult<(Option<ErrorCode>, Json<BatchResponse<SignatureResponse>>)> {
+) -> ApiResult<(BatchTally, Json<BatchResponse<SignatureResponse>>)> {
     caller.require(Access::Key(Operation::Sign, &name))?;
     let inputs = r
         .items
@@ -582,12 +584,12 @@ pub async fn sign_batch(
     }
     let scheme = scheme(first)?;
     let results = measured_batch("sign_batch", s.kms.sign_batch(&name, &inputs, scheme)).await?;
-    let (error, answer) = BatchResponse::new(results, |sig| SignatureResponse {
+    let (tally, answer) = BatchResponse::new(results, |sig| SignatureResponse {
         signature: encode(&sig.bytes),
         version: sig.version,
         scheme: sig.scheme.name(),
     });
-    Ok((error, Json(answer)))
+    Ok((tally, Json(answer)))
 }
 
 #[cfg(test)]
