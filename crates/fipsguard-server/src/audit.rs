@@ -38,6 +38,10 @@ pub const AUDIT_KEY: &str = "fipsguard-audit";
 /// Routes that are not audited: unauthenticated, read-only, touching no key.
 const UNAUDITED: [&str; 2] = ["/v1/health", "/v1/openapi.json"];
 
+/// The codes of the requests the log refuses, as it cannot take their
+/// records.
+const LOG_REFUSALS: [&str; 3] = ["audit_unavailable", "audit_backlog", "audit_closed"];
+
 /// Creates the audit key on first use (any node may; a concurrent creation
 /// by another node is fine). One already there must be what the log signs
 /// with: an active ECDSA P-256 key.
@@ -207,7 +211,7 @@ pub async fn open(
         core,
         node: node.unwrap_or_else(|| default_node(&config.dir)),
     };
-    for code in ["audit_unavailable", "audit_backlog", "audit_closed"] {
+    for code in LOG_REFUSALS {
         crate::metrics::count_audit_refusals(code, 0);
     }
     let dir = config.dir.clone();
@@ -507,12 +511,23 @@ impl Audited {
             };
             match recorded {
                 Ok(()) => response,
+                // Refused already, as its intent could not be recorded
+                // (and counted then).
+                Err(_) if refused_by_the_log(&response) => response,
                 // The result (a ciphertext, a key change's answer) is
                 // withheld: no evidence, no answer.
                 Err(e) => refusal(e),
             }
         }))
     }
+}
+
+/// Whether `response` is a refusal for want of the audit log.
+fn refused_by_the_log(response: &Response) -> bool {
+    response
+        .extensions()
+        .get::<ErrorCode>()
+        .is_some_and(|code| LOG_REFUSALS.contains(&code.0))
 }
 
 /// Fills in what a request's answer tells the log: outcome, status, time,

@@ -124,6 +124,35 @@ async fn an_unwritable_log_refuses_operations_until_it_is_writable() {
     server.stop().await;
 }
 
+/// A change whose intent the log cannot take is refused, and counted once
+/// among the requests the log refused, though its closing record is
+/// refused too.
+#[tokio::test]
+async fn a_change_refused_at_its_intent_is_counted_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::with_metrics().await;
+    server.create_key("k", "aes256-gcm").await;
+    let series = "fipsguard_audit_refused_requests_total{reason=\"audit_unavailable\"}";
+    let before = metric(&server.plain_metrics().await, series);
+    // The log fails under the change: its first write is its intent.
+    let file = segment(&server);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/v1/keys/k/rotate",
+            Some(&server.officer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "audit_unavailable", "{body}");
+    let after = metric(&server.plain_metrics().await, series);
+    assert_eq!(after - before, 1.0, "one request refused");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    server.stop().await;
+}
+
 /// How many `op` operations the metrics count, whatever their outcome.
 fn operations(text: &str, op: &str) -> f64 {
     let series = format!("fipsguard_crypto_operations_total{{op=\"{op}\"");
