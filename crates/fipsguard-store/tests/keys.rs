@@ -443,6 +443,22 @@ impl Witness {
         }
     }
 
+    /// Releases the change it pauses once a stop of `kms` is seen to wait
+    /// for it, and sees the stop end.
+    async fn release_while_a_stop_waits(&self, kms: &Kms) {
+        let shortly = || tokio::time::Instant::now() + Duration::from_millis(100);
+        assert!(
+            !kms.finish_unattended(shortly()).await,
+            "a stop waits for it"
+        );
+        self.released.notify_one();
+        assert!(
+            kms.finish_unattended(shortly() + Duration::from_secs(10))
+                .await,
+            "it ends once released"
+        );
+    }
+
     /// Polls `request` until the witness has heard of something, then
     /// drops it (its client gone).
     async fn drop_once_heard<T: std::fmt::Debug>(
@@ -582,18 +598,7 @@ async fn a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes(b
     // and goes.
     witness.drop_once_heard(kms.get_key("due")).await;
     assert_eq!(heard(), [format!("before due {due_at}")]);
-    let shortly = || tokio::time::Instant::now() + Duration::from_millis(100);
-    assert!(
-        !kms.finish_unattended(shortly()).await,
-        "a stop waits for it"
-    );
-
-    witness.released.notify_one();
-    assert!(
-        kms.finish_unattended(shortly() + Duration::from_secs(10))
-            .await,
-        "it ends once released"
-    );
+    witness.release_while_a_stop_waits(&kms).await;
     assert_eq!(heard(), [format!("after due {due_at} Destroyed")]);
     let stored = b.store.version("due", 1).await.unwrap().unwrap();
     assert_eq!(stored.wrapped_material, None);
@@ -667,17 +672,7 @@ async fn a_rotation_at_the_encryption_limit_is_witnessed_held_and_run_to_its_end
         .drop_once_heard(kms.encrypt("limited", b"record", &ctx))
         .await;
     assert_eq!(heard(), ["before rotation limited 2"]);
-    let shortly = || tokio::time::Instant::now() + Duration::from_millis(100);
-    assert!(
-        !kms.finish_unattended(shortly()).await,
-        "a stop waits for it"
-    );
-    witness.released.notify_one();
-    assert!(
-        kms.finish_unattended(shortly() + Duration::from_secs(10))
-            .await,
-        "it ends once released"
-    );
+    witness.release_while_a_stop_waits(&kms).await;
     assert_eq!(heard(), ["after rotation limited 2 Rotated(3)"]);
     assert_eq!(latest().await, 3);
     for ciphertext in &sealed {
