@@ -97,7 +97,8 @@ pub(crate) struct Scan {
     /// error state: always the file's last.
     pub outside_chain: Option<u64>,
     /// Every change recorded before it is made (`root_key_change`,
-    /// `key_destruction`) that a checkpoint signs: its number, what it
+    /// `key_destruction`, `key_rotation`, a change request's `intent`) that
+    /// a checkpoint signs: its number, what it
     /// changes and its outcome, in order, so that an intent with no outcome
     /// after it shows across files.
     pub changes: Vec<(u64, Change, Outcome)>,
@@ -261,25 +262,28 @@ impl Change {
         let (what, tells) = match self {
             Self::RootKey => (
                 "a change of the root key".to_owned(),
-                "whichever root key opens the store tells whether it was made",
+                "whichever root key opens the store tells".to_owned(),
             ),
             Self::KeyDestruction(key) => (
                 format!("the scheduled destruction of key {key:?}"),
-                "the key's state in the store tells whether it was made",
+                "the key's state in the store tells".to_owned(),
             ),
             Self::KeyRotation(key, version) => (
                 format!(
                     "the rotation of key {key:?} at the encryption limit of its version {version}"
                 ),
-                "the key's latest version in the store tells whether it was made",
+                format!(
+                    "whether the key has a version {} in the store tells",
+                    version + 1
+                ),
             ),
             Self::Request(id) => (
                 format!("the change request {id:?}"),
-                "the state of the key or token it names tells whether it was made",
+                "the state of the key or token it names tells".to_owned(),
             ),
         };
         format!(
-            "record {begun}: {what} began, and no outcome follows it in the files verified: unless it is in a file not given, the process ended mid-change or could not record the outcome, and {tells}"
+            "record {begun}: {what} began, and no outcome follows it in the files verified: unless it is in a file not given, the process ended mid-change or could not record the outcome, and {tells} whether it was made"
         )
     }
 }

@@ -1019,9 +1019,11 @@ fn a_key_rotation_without_an_outcome_is_called_out() {
         new_version,
         error: None,
     };
+    // Matched by key alone, the outcome would end the latest intent (the
+    // version 1's) and leave the version 2's.
     let noted = unfinished_changes(vec![
-        rotation("a", 1, Outcome::Intent, None),
         rotation("a", 2, Outcome::Intent, None),
+        rotation("a", 1, Outcome::Intent, None),
         rotation("b", 1, Outcome::Success, Some(2)),
         rotation("a", 2, Outcome::Success, Some(3)),
         rotation("c", 4, Outcome::Intent, None),

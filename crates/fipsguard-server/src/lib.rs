@@ -118,9 +118,9 @@ pub async fn start(
     in_force.borrow().record_crls_next_update();
     metrics::init_tls_reloads();
     let kms = Arc::new(options.kms);
-    let unattended = Arc::new(audit::LifecycleRecords::default());
+    let lifecycle_records = Arc::new(audit::LifecycleRecords::default());
     if options.audit.is_some() {
-        kms.witness_lifecycle(unattended.clone());
+        kms.witness_lifecycle(lifecycle_records.clone());
     }
     let audit = match options.audit {
         Some(config) => {
@@ -144,7 +144,7 @@ pub async fn start(
         store_probe: StoreProbe::default(),
         changes: tokio_util::task::TaskTracker::new(),
     });
-    unattended.serve(&state);
+    lifecycle_records.serve(&state);
     let background: Vec<JoinHandle<()>> = [
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),

@@ -45,6 +45,7 @@ on_both_stores!(
     a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses,
     a_due_destruction_runs_to_its_end_when_the_request_that_found_it_goes,
     a_rotation_at_the_encryption_limit_is_witnessed_held_and_run_to_its_end,
+    encryptions_that_reach_the_limit_together_add_one_version_each_rotation_heard_to_its_end,
     forced_destruction_shreds_material_and_keeps_metadata,
     listing_is_paginated_in_name_order,
     data_keys_round_trip,
@@ -642,15 +643,25 @@ async fn a_rotation_at_the_encryption_limit_is_witnessed_held_and_run_to_its_end
     );
 
     // Held: version 2 serves its 20 encryptions, then the key is refused.
+    // The rotation is first asked for well before (reservations reach
+    // `rotate_at`, 10, within the first 10 encryptions).
     witness.holds.store(true, Ordering::SeqCst);
     let mut sealed = Vec::new();
+    let mut first_heard = None;
     let refused = loop {
         match kms.encrypt("limited", b"record", &ctx).await {
             Ok(ciphertext) => sealed.push(ciphertext),
             Err(e) => break e,
         }
         assert!(sealed.len() <= 20, "encrypted past the limit");
+        if first_heard.is_none() && !witness.heard.lock().unwrap().is_empty() {
+            first_heard = Some(sealed.len());
+        }
     };
+    assert!(
+        first_heard.is_some_and(|n| n <= 10),
+        "first heard after {first_heard:?} encryptions"
+    );
     assert!(
         matches!(&refused, KmsError::RotationHeld { name, .. } if name == "limited"),
         "{refused}"
@@ -678,6 +689,41 @@ async fn a_rotation_at_the_encryption_limit_is_witnessed_held_and_run_to_its_end
     for ciphertext in &sealed {
         kms.decrypt("limited", ciphertext, &ctx).await.unwrap();
     }
+}
+
+/// Requests that find a version at its limit together all ask for the
+/// rotation: one version is added, and every rotation the witness heard
+/// of (mostly just the one: they take turns) is heard of again with how
+/// it ended.
+async fn encryptions_that_reach_the_limit_together_add_one_version_each_rotation_heard_to_its_end(
+    b: Backend,
+) {
+    let config = KmsConfig {
+        encryption_limit: 20,
+        rotate_at: 20,
+        reservation_block: 5,
+        ..KmsConfig::default()
+    };
+    let kms = Arc::new(b.kms(config).await);
+    let witness = Arc::new(Witness::default());
+    assert!(kms.witness_lifecycle(witness.clone()));
+    kms.create_key(CreateKey::new("busy", AES)).await.unwrap();
+    let ctx = EncryptionContext::empty();
+    for _ in 0..18 {
+        kms.encrypt("busy", b"record", &ctx).await.unwrap();
+    }
+    let sealed = encrypt_at_once(&kms, "busy", 8).await;
+    assert_eq!(sealed.len(), 8);
+    let latest = b.store.key("busy").await.unwrap().unwrap().latest_version;
+    assert_eq!(latest, 2, "one version added");
+    let heard = std::mem::take(&mut *witness.heard.lock().unwrap());
+    let count = |prefix: &str| heard.iter().filter(|h| h.starts_with(prefix)).count();
+    assert_eq!(count("after rotation busy 1 Rotated(2)"), 1, "{heard:?}");
+    assert_eq!(
+        count("before rotation busy 1"),
+        count("after rotation busy 1"),
+        "{heard:?}"
+    );
 }
 
 async fn forced_destruction_shreds_material_and_keeps_metadata(b: Backend) {

@@ -173,13 +173,20 @@ impl Kms {
     /// limit, another writer rotated first; returns the key's latest
     /// version after.
     pub(super) async fn rotate(&self, name: &KeyName, rotation: Rotation) -> Result<u32> {
-        let record = self.fresh_record(name).await?;
         let expected_latest = match rotation {
             Rotation::Requested => None,
             Rotation::AtLimit(version) => Some(version),
         };
-        // Requests that reach a version's limit together all ask: the first
-        // one's rotation serves the rest, without a key made for nothing.
+        // Requests that reach a version's limit together all ask, and take
+        // turns: mostly the first adds the version (and has it witnessed),
+        // and the rest find it added, without a key made (and a rotation
+        // recorded) for nothing. Not always: a turn is waited for a while
+        // only, and the store lets one add it.
+        let _turn = match rotation {
+            Rotation::AtLimit(_) => self.rotation_turns.lock(name.as_str()).await,
+            Rotation::Requested => None,
+        };
+        let record = self.fresh_record(name).await?;
         if expected_latest.is_some_and(|v| record.latest_version > v) && record.state.may_protect()
         {
             self.records.evict(name.as_str());
@@ -189,11 +196,11 @@ impl Kms {
         let added = match (rotation, self.witness.get()) {
             (Rotation::AtLimit(limited), Some(witness)) => {
                 let (witness, store, name) = (witness.clone(), self.store.clone(), name.clone());
-                let task = self.unattended.spawn(async move {
+                self.run_unattended(async move {
                     add_version_witnessed(witness.as_ref(), store.as_ref(), &name, limited, version)
                         .await
-                });
-                unattended(task).await?
+                })
+                .await?
             }
             _ => {
                 self.store
@@ -532,22 +539,28 @@ impl Kms {
             return Ok(self.shredder.shred(name, record, kind).await?.0);
         };
         let (shredder, name) = (self.shredder.clone(), name.clone());
-        let task = self.unattended.spawn(async move {
+        self.run_unattended(async move {
             shredder
                 .shred_witnessed(witness.as_ref(), &name, record)
                 .await
-        });
-        unattended(task).await
+        })
+        .await
     }
-}
 
-/// The end of a change the service makes on its own, run as a task of its
-/// own (see [`Kms::witness_lifecycle`]).
-async fn unattended<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
-    match task.await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(StoreError::Unavailable("the service is stopping".into()).into()),
+    /// Runs a witnessed change on a task of its own, which a stop waits for
+    /// (see [`Kms::witness_lifecycle`]): once its witness heard of it, it
+    /// must run to its end and be heard of again, whether or not the
+    /// caller still waits. A panic in it is the caller's, as if it had run
+    /// there; the task is cancelled only by a runtime shutting down.
+    async fn run_unattended<T: Send + 'static>(
+        &self,
+        change: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match self.unattended.spawn(change).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Unavailable("the service is stopping".into()).into()),
+        }
     }
 }
 
@@ -579,7 +592,7 @@ async fn add_version_witnessed(
         Ok(AddedVersion::Refused { .. }) => RotationOutcome::NotDone("the key is no longer active"),
         Ok(AddedVersion::NoSuchKey) => RotationOutcome::NotDone("the key is gone"),
         Ok(AddedVersion::NoneLeft) => {
-            RotationOutcome::Failed(KmsError::VersionsExhausted(name.to_string()).to_string())
+            RotationOutcome::NotDone("the key has as many versions as a key can have")
         }
         Err(e) => RotationOutcome::Failed(e.to_string()),
     };
@@ -716,7 +729,9 @@ pub enum RotationOutcome {
     Rotated(u32),
     /// No version was added here, for this reason.
     NotDone(&'static str),
-    /// The store failed; the next encryption that finds the limit tries again.
+    /// The store failed: the next encryption that finds the limit tries
+    /// again. A failure that came after the store committed leaves the
+    /// version added; the key's versions tell.
     Failed(String),
 }
 

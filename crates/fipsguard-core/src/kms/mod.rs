@@ -41,6 +41,9 @@ const UNKNOWN_TOKEN_READS: usize = 16;
 /// through data keys.
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
 
+/// Encryptions reserved per store write, by default.
+const RESERVATION_BLOCK: u64 = 4096;
+
 /// Tunables of the service.
 #[derive(Debug, Clone)]
 pub struct KmsConfig {
@@ -71,7 +74,7 @@ impl Default for KmsConfig {
             max_plaintext: MAX_PLAINTEXT,
             encryption_limit: GCM_RANDOM_IV_LIMIT,
             rotate_at: (1 << 32) - (1 << 24),
-            reservation_block: 4096,
+            reservation_block: RESERVATION_BLOCK,
             cache_capacity: 10_000,
             metadata_ttl: Duration::from_secs(1),
             max_token_ttl_secs: None,
@@ -91,7 +94,7 @@ impl KmsConfig {
         Self {
             encryption_limit: per_version,
             rotate_at,
-            reservation_block: (rotate_at / 16).clamp(1, self.reservation_block),
+            reservation_block: (rotate_at / 16).clamp(1, RESERVATION_BLOCK),
             ..self
         }
     }
@@ -201,6 +204,8 @@ pub struct Kms {
     key_refreshes: Refreshes,
     version_refreshes: Refreshes,
     token_refreshes: Refreshes,
+    /// Rotations at one key's encryption limit take turns (see `rotate`).
+    rotation_turns: Refreshes,
     /// Told of the changes the service makes on its own (see
     /// [`Kms::witness_lifecycle`]).
     witness: std::sync::OnceLock<Arc<dyn LifecycleWitness>>,
@@ -298,6 +303,7 @@ impl Kms {
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
+            rotation_turns: Refreshes::new(),
             witness: std::sync::OnceLock::new(),
             shredder: Arc::new(shredder),
             unattended: tokio_util::task::TaskTracker::new(),
