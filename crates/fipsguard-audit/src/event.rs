@@ -249,9 +249,12 @@ pub struct RequestEvent {
     /// The key it named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// The key version it used.
+    /// The key version it used (for a rewrap, the one it encrypted under).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_version: Option<u32>,
+    /// The key version a rewrap's ciphertext was under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u32>,
     /// The caller's token id (never the token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,

@@ -56,6 +56,7 @@ fn request(n: usize) -> Event {
         route: "/v1/keys/{name}/encrypt".into(),
         key: Some("payments".into()),
         key_version: Some(1),
+        from_version: None,
         actor: Some("0123456789abcdef".into()),
         role: Some("user".into()),
         client: Some("127.0.0.1:5000".into()),

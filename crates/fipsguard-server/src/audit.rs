@@ -300,6 +300,7 @@ fn default_node(dir: &std::path::Path) -> String {
 pub struct Subject {
     key: Option<String>,
     key_version: Option<u32>,
+    from_version: Option<u32>,
     token: Option<String>,
 }
 
@@ -320,12 +321,22 @@ impl Subject {
         }
     }
 
+    /// A rewrap: the version its ciphertext names, if it names one, and
+    /// the version of the ciphertext it made, if it made one.
+    pub fn rewrap(from: &str, to: Option<&str>) -> Self {
+        Self {
+            key_version: to.and_then(fipsguard_core::ciphertext::key_version),
+            from_version: fipsguard_core::ciphertext::key_version(from),
+            ..Self::default()
+        }
+    }
+
     /// A key and its newest version.
     pub fn key(name: &str, version: u32) -> Self {
         Self {
             key: Some(name.to_owned()),
             key_version: Some(version),
-            token: None,
+            ..Self::default()
         }
     }
 
@@ -412,6 +423,7 @@ fn describe(
         route: context.route().to_owned(),
         key: named("/v1/keys/{name}", KeyName::is_valid),
         key_version: None,
+        from_version: None,
         actor: None,
         role: None,
         client: peer.map(|p| p.address.to_string()),
@@ -556,6 +568,7 @@ fn complete(event: &mut RequestEvent, response: &Response, context: &RequestCont
     if let Some(subject) = context.subject.get() {
         event.key = subject.key.clone().or(event.key.take());
         event.key_version = subject.key_version;
+        event.from_version = subject.from_version;
         event.token = subject.token.clone().or(event.token.take());
     }
     if let Some(caller) = context.actor.get() {

@@ -413,6 +413,46 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
 
 /// A refused decrypt, verify or MAC verify records the version it asked for, as a
 /// success does: what was tried is the evidence.
+/// A rewrap's record names the version its ciphertext was under and the
+/// version it encrypted under; a refused one the version it came from.
+#[tokio::test]
+async fn a_rewrap_records_the_version_it_came_from_and_the_one_it_went_to() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start().await;
+    server.create_key("k", "aes256-gcm").await;
+    let user = server
+        .user("k", &[Operation::Encrypt, Operation::Rewrap])
+        .await;
+    let (_, sealed) = encrypt(&server, &user).await;
+    let rotate = "/v1/keys/k/rotate";
+    let (status, _) = server
+        .call(Method::POST, rotate, Some(&server.officer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let rewrap = |context| json!({ "ciphertext": sealed["ciphertext"], "context": context });
+    for body in [rewrap(json!({})), rewrap(json!({ "other": "context" }))] {
+        let (status, answer) = server
+            .call(Method::POST, "/v1/keys/k/rewrap", Some(&user), Some(body))
+            .await;
+        assert!(
+            status == StatusCode::OK || status.is_client_error(),
+            "{answer}"
+        );
+    }
+    let versions: Vec<_> = records_of(&server, "/v1/keys/{name}/rewrap")
+        .iter()
+        .map(|r| [&r["outcome"], &r["from_version"], &r["key_version"]].map(Value::clone))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            [json!("success"), json!(1), json!(2)],
+            [json!("rejected"), json!(1), Value::Null],
+        ]
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn refused_decrypts_and_verifies_record_the_version_asked_for() {
     let _alone = ONE_AT_A_TIME.lock().await;

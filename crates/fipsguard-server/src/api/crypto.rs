@@ -388,14 +388,18 @@ pub async fn rewrap(
     Body(r): Body<DecryptRequest>,
 ) -> ApiResult<CiphertextResponse> {
     caller.require(Access::Key(Operation::Rewrap, &name))?;
-    let ciphertext = measured("rewrap", async {
+    let rewrapped = measured("rewrap", async {
         s.kms
             .rewrap(&name, &r.ciphertext, &context(r.context)?)
             .await
     })
-    .await?;
-    caller.acted_on(Subject::ciphertext(&ciphertext));
-    Ok(CiphertextResponse { ciphertext })
+    .await;
+    // Refused or not, the record names the version the ciphertext was under.
+    let made = rewrapped.as_ref().ok().map(String::as_str);
+    caller.acted_on(Subject::rewrap(&r.ciphertext, made));
+    Ok(CiphertextResponse {
+        ciphertext: rewrapped?,
+    })
 }
 
 /// Generate a data key (users granted `datakey`).
