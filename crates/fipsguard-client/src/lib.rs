@@ -17,6 +17,13 @@ use zeroize::Zeroize;
 /// Where the system's trusted CAs are, when no `--cacert` is given.
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// Times a request the server refused as busy (429) is sent again: a busy
+/// server did nothing with it, and asks to be tried again shortly.
+const BUSY_RETRIES: u32 = 3;
+
+/// The longest wait before a retry, whatever `Retry-After` asks.
+const LONGEST_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a call did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -89,23 +96,25 @@ impl Client {
     }
 
     /// Sends a request with an optional JSON body; returns the JSON answer
-    /// (`Null` for an empty one) or the server's error.
+    /// (`Null` for an empty one) or the server's error. A request the
+    /// server refuses as busy is sent again after the wait it asks for, a
+    /// few times.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(token) = &self.token {
-            let token = std::str::from_utf8(token.expose_secret())
-                .map_err(|_| ClientError::Setup("the token is not text".into()))?;
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let mut retries = 0;
+        let response = loop {
+            let request = self.request(method.clone(), path, body)?;
+            let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+            if response.status() != StatusCode::TOO_MANY_REQUESTS || retries == BUSY_RETRIES {
+                break response;
+            }
+            retries += 1;
+            tokio::time::sleep(retry_after(&response)).await;
+        };
         let status = response.status();
         // Parsed from the body as it arrived: no text copy of an answer
         // that may hold a key or a plaintext.
@@ -126,6 +135,25 @@ impl Client {
         } else {
             Err(server_error(status, answer))
         }
+    }
+
+    /// A request with the token, if any, and the JSON body, if any.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            let token = std::str::from_utf8(token.expose_secret())
+                .map_err(|_| ClientError::Setup("the token is not text".into()))?;
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Ok(request)
     }
 
     /// A new 256-bit data key under `key`: the key itself, and its
@@ -221,6 +249,21 @@ fn wipe_strings(value: &mut Value) {
 }
 
 /// The server's `{"error": {"code", "message"}}`, or what stood in its place.
+/// The wait a busy answer asks for (`Retry-After` in seconds, RFC 9110,
+/// 10.2.3), one second if it names none, and never more than
+/// [`LONGEST_RETRY_WAIT`].
+fn retry_after(response: &reqwest::Response) -> std::time::Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok()?.trim().parse().ok())
+        .map_or(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs,
+        )
+        .min(LONGEST_RETRY_WAIT)
+}
+
 fn server_error(status: StatusCode, answer: Value) -> ClientError {
     let field = |name: &str| answer["error"][name].as_str().map(str::to_owned);
     ClientError::Server {

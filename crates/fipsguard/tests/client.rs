@@ -31,7 +31,10 @@ impl Fixture {
     }
 
     fn with_server_env(env: &[(&str, &str)]) -> Self {
-        let setup = Setup::new();
+        Self::serving(Setup::new(), env)
+    }
+
+    fn serving(setup: Setup, env: &[(&str, &str)]) -> Self {
         let server = Some(setup.serve_with(env));
         Self {
             setup,
@@ -292,6 +295,76 @@ fn keys_walk_their_lifecycle_and_tokens_are_managed_from_the_cli() {
     assert_eq!(grant.status.code(), Some(2), "{}", stderr(&grant));
     let neither = f.run(&f.setup.officer, &["token", "revoke"], b"");
     assert_eq!(neither.status.code(), Some(2), "{}", stderr(&neither));
+}
+
+/// A server busy with token lookups (a flood of guessed tokens while its
+/// store is slow, so that a token new to it waits for a turn in vain)
+/// refuses as busy, 429 with `Retry-After`; the CLI waits as asked and
+/// sends the request again, and gets its answer once the server can take
+/// it. On PostgreSQL, where another connection can keep the token lookups
+/// waiting.
+#[test]
+fn the_cli_tries_a_busy_server_again() {
+    let Some((setup, schema)) = Setup::on_postgres() else {
+        return;
+    };
+    let mut f = Fixture::serving(setup, &[]);
+    f.officer_json(&["key", "create", "app"]);
+    let user = f.user("app", "encrypt");
+    // Restarted, the server has seen no token yet.
+    f.server.take().unwrap().stop();
+    f.server = Some(f.setup.serve());
+
+    let lock = format!(
+        "BEGIN; LOCK TABLE {schema}.tokens IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT"
+    );
+    let mut locker = Command::new("psql")
+        .arg(common::postgres_base())
+        .args(["-Atc", &lock])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relname = 'tokens' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+    );
+    common::wait_until(Duration::from_secs(10), "the lock", || {
+        stdout(&common::psql(&held)).trim() == "1"
+    });
+    let guesses: Vec<_> = (0..24)
+        .map(|i| {
+            let guess = format!("Authorization: Bearer fgt.{i:016x}.{}", "A".repeat(43));
+            let mut curl = Command::new("curl");
+            curl.args(["-s", "-o", "/dev/null", "--cacert"])
+                .arg(f.path("server.pem"))
+                .args([
+                    "--resolve",
+                    &format!("localhost:{}:127.0.0.1", f.setup.port),
+                ])
+                .args(["-H", &guess, &format!("{}/v1/keys", f.setup.url())]);
+            curl.spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let sealed = f.run(&user, &["encrypt-data", "--key", "app"], b"while busy");
+    for mut guess in guesses {
+        guess.wait().unwrap();
+    }
+    locker.wait().unwrap();
+    assert_ok(&sealed);
+    assert!(stdout(&sealed).starts_with("fg:v1:"), "{}", stdout(&sealed));
+    let log = f.server.as_ref().unwrap().log();
+    let encrypts = |status: &str| {
+        log.lines()
+            .filter(|l| l.contains(r#""route":"/v1/keys/{name}/encrypt""#) && l.contains(status))
+            .count()
+    };
+    assert!(
+        encrypts(r#""status":429"#) >= 1,
+        "refused as busy first: {log}"
+    );
+    assert_eq!(encrypts(r#""status":200"#), 1, "{log}");
+    drop(f);
+    common::psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
 
 #[test]

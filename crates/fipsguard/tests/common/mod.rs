@@ -41,9 +41,55 @@ impl Drop for Server {
     }
 }
 
+/// The PostgreSQL server the tests use (`FIPSGUARD_TEST_POSTGRES`, by
+/// default the local one).
+pub fn postgres_base() -> String {
+    std::env::var("FIPSGUARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// Runs `sql` with psql on the tests' PostgreSQL server.
+pub fn psql(sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .arg(postgres_base())
+        .args(["-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .unwrap()
+}
+
 impl Setup {
-    /// Certificate, configuration and `fipsguard init`.
+    /// Certificate, configuration and `fipsguard init`, on SQLite.
     pub fn new() -> Self {
+        Self::with_store(|dir| format!("sqlite = {:?}", dir.join("fipsguard.db")))
+    }
+
+    /// The same on a schema of its own (named beside it) on the tests'
+    /// PostgreSQL server;
+    /// `None` (the tests that need it skipped) where there is none, except
+    /// under CI, which must have one.
+    pub fn on_postgres() -> Option<(Self, String)> {
+        static SETUPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SETUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema = format!("fg_cli_{}_{n}", std::process::id());
+        let created = psql(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ));
+        if !created.status.success() {
+            let why = String::from_utf8_lossy(&created.stderr);
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL is required under CI: {why}"
+            );
+            eprintln!("SKIPPED: no PostgreSQL ({why})");
+            return None;
+        }
+        let url = format!("{} options='-c search_path={schema}'", postgres_base());
+        Some((Self::with_store(|_| format!("postgres = {url:?}")), schema))
+    }
+
+    /// Certificate, configuration with `store` as its store line, and
+    /// `fipsguard init`.
+    fn with_store(store: impl FnOnce(&std::path::Path) -> String) -> Self {
         let dir = tempfile::TempDir::new().unwrap();
         let path = |name: &str| dir.path().join(name);
         make_certificate(&path("server.pem"), &path("server.key"));
@@ -53,10 +99,10 @@ impl Setup {
             .unwrap()
             .port();
         let config = format!(
-            "listen = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[tls]\ncert = {:?}\nkey = {:?}\n[store]\nsqlite = {:?}\n[root_key]\nfile = {:?}\n[audit]\ndir = {:?}\n",
+            "listen = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[tls]\ncert = {:?}\nkey = {:?}\n[store]\n{}\n[root_key]\nfile = {:?}\n[audit]\ndir = {:?}\n",
             path("server.pem"),
             path("server.key"),
-            path("fipsguard.db"),
+            store(dir.path()),
             path("root.key"),
             path("audit"),
         );
