@@ -44,12 +44,15 @@ pub enum AuditError {
 }
 
 impl AuditError {
+    /// Every error's [`code`](Self::code).
+    pub const CODES: [&'static str; 3] = ["audit_unavailable", "audit_backlog", "audit_closed"];
+
     /// A stable code for APIs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unavailable(_) => "audit_unavailable",
-            Self::Backlog(_) => "audit_backlog",
-            Self::Closed => "audit_closed",
+            Self::Unavailable(_) => Self::CODES[0],
+            Self::Backlog(_) => Self::CODES[1],
+            Self::Closed => Self::CODES[2],
         }
     }
 }

@@ -274,7 +274,7 @@ impl Change {
                 ),
                 format!(
                     "whether the key has a version {} in the store tells",
-                    version + 1
+                    u64::from(*version) + 1
                 ),
             ),
             Self::Request(id) => (

@@ -113,7 +113,10 @@ impl Client {
                 break response;
             }
             retries += 1;
-            tokio::time::sleep(retry_after(&response)).await;
+            let wait = retry_after(&response);
+            // Read to its end, so that the connection serves the next try.
+            let _ = response.bytes().await;
+            tokio::time::sleep(wait).await;
         };
         let status = response.status();
         // Parsed from the body as it arrived: no text copy of an answer
@@ -248,7 +251,6 @@ fn wipe_strings(value: &mut Value) {
     }
 }
 
-/// The server's `{"error": {"code", "message"}}`, or what stood in its place.
 /// The wait a busy answer asks for (`Retry-After` in seconds, RFC 9110,
 /// 10.2.3), one second if it names none, and never more than
 /// [`LONGEST_RETRY_WAIT`].
@@ -264,6 +266,7 @@ fn retry_after(response: &reqwest::Response) -> std::time::Duration {
         .min(LONGEST_RETRY_WAIT)
 }
 
+/// The server's `{"error": {"code", "message"}}`, or what stood in its place.
 fn server_error(status: StatusCode, answer: Value) -> ClientError {
     let field = |name: &str| answer["error"][name].as_str().map(str::to_owned);
     ClientError::Server {

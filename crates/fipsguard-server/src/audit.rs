@@ -38,10 +38,6 @@ pub const AUDIT_KEY: &str = "fipsguard-audit";
 /// Routes that are not audited: unauthenticated, read-only, touching no key.
 const UNAUDITED: [&str; 2] = ["/v1/health", "/v1/openapi.json"];
 
-/// The codes of the requests the log refuses, as it cannot take their
-/// records.
-const LOG_REFUSALS: [&str; 3] = ["audit_unavailable", "audit_backlog", "audit_closed"];
-
 /// Creates the audit key on first use (any node may; a concurrent creation
 /// by another node is fine). One already there must be what the log signs
 /// with: an active ECDSA P-256 key.
@@ -211,7 +207,7 @@ pub async fn open(
         core,
         node: node.unwrap_or_else(|| default_node(&config.dir)),
     };
-    for code in LOG_REFUSALS {
+    for code in AuditError::CODES {
         crate::metrics::count_audit_refusals(code, 0);
     }
     let dir = config.dir.clone();
@@ -539,7 +535,7 @@ fn refused_by_the_log(response: &Response) -> bool {
     response
         .extensions()
         .get::<ErrorCode>()
-        .is_some_and(|code| LOG_REFUSALS.contains(&code.0))
+        .is_some_and(|code| AuditError::CODES.contains(&code.0))
 }
 
 /// Fills in what a request's answer tells the log: outcome, status, time,

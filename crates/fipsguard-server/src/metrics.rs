@@ -98,6 +98,12 @@ type LabelMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// An operation's name and outcome.
 type OperationLabels = (&'static str, &'static str);
 
+/// Records a batch whose every item was refused for its own reasons (each
+/// counted in its family already): rejected, with no error of its own.
+pub fn record_rejected_batch(op: &'static str, elapsed: Duration) {
+    count_operation(op, "rejected", elapsed);
+}
+
 fn count_operation(op: &'static str, outcome: &'static str, elapsed: Duration) {
     OPERATIONS.with_borrow_mut(|handles| {
         let (count, latency) = handles.entry((op, outcome)).or_insert_with(|| {

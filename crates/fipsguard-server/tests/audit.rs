@@ -411,8 +411,6 @@ async fn changes_are_recorded_before_and_after_with_their_actor() {
     server.stop().await;
 }
 
-/// A refused decrypt, verify or MAC verify records the version it asked for, as a
-/// success does: what was tried is the evidence.
 /// A rewrap's record names the version its ciphertext was under and the
 /// version it encrypted under; a refused one the version it came from.
 #[tokio::test]
@@ -453,6 +451,8 @@ async fn a_rewrap_records_the_version_it_came_from_and_the_one_it_went_to() {
     server.stop().await;
 }
 
+/// A refused decrypt, verify or MAC verify records the version it asked for, as a
+/// success does: what was tried is the evidence.
 #[tokio::test]
 async fn refused_decrypts_and_verifies_record_the_version_asked_for() {
     let _alone = ONE_AT_A_TIME.lock().await;

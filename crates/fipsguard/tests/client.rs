@@ -314,57 +314,87 @@ fn the_cli_tries_a_busy_server_again() {
     // Restarted, the server has seen no token yet.
     f.server.take().unwrap().stop();
     f.server = Some(f.setup.serve());
-
-    let lock = format!(
-        "BEGIN; LOCK TABLE {schema}.tokens IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT"
-    );
-    let mut locker = Command::new("psql")
-        .arg(common::postgres_base())
-        .args(["-Atc", &lock])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let held = format!(
-        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relname = 'tokens' AND l.mode = 'AccessExclusiveLock' AND l.granted"
-    );
-    common::wait_until(Duration::from_secs(10), "the lock", || {
-        stdout(&common::psql(&held)).trim() == "1"
-    });
-    let guesses: Vec<_> = (0..24)
-        .map(|i| {
-            let guess = format!("Authorization: Bearer fgt.{i:016x}.{}", "A".repeat(43));
-            let mut curl = Command::new("curl");
-            curl.args(["-s", "-o", "/dev/null", "--cacert"])
-                .arg(f.path("server.pem"))
-                .args([
-                    "--resolve",
-                    &format!("localhost:{}:127.0.0.1", f.setup.port),
-                ])
-                .args(["-H", &guess, &format!("{}/v1/keys", f.setup.url())]);
-            curl.spawn().unwrap()
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let sealed = f.run(&user, &["encrypt-data", "--key", "app"], b"while busy");
-    for mut guess in guesses {
-        guess.wait().unwrap();
-    }
-    locker.wait().unwrap();
-    assert_ok(&sealed);
-    assert!(stdout(&sealed).starts_with("fg:v1:"), "{}", stdout(&sealed));
-    let log = f.server.as_ref().unwrap().log();
-    let encrypts = |status: &str| {
+    let logged = |route: &str, status: u16| {
+        let (route, status) = (
+            format!(r#""route":"{route}""#),
+            format!(r#""status":{status}"#),
+        );
+        let log = f.server.as_ref().unwrap().log();
         log.lines()
-            .filter(|l| l.contains(r#""route":"/v1/keys/{name}/encrypt""#) && l.contains(status))
+            .filter(|l| l.contains(&route) && l.contains(&status))
             .count()
     };
-    assert!(
-        encrypts(r#""status":429"#) >= 1,
-        "refused as busy first: {log}"
+    let encrypt = "/v1/keys/{name}/encrypt";
+
+    // Another connection keeps everyone out of the tokens table until
+    // released.
+    let mut locker = Children(vec![common::psql()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()]);
+    let mut sql = locker.0[0].stdin.take().unwrap();
+    let lock = format!(
+        "BEGIN; LOCK TABLE {}.tokens IN ACCESS EXCLUSIVE MODE;",
+        schema.0
     );
-    assert_eq!(encrypts(r#""status":200"#), 1, "{log}");
-    drop(f);
-    common::psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    writeln!(sql, "{lock}").unwrap();
+    let held = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{}' AND c.relname = 'tokens' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        schema.0
+    );
+    common::wait_until(Duration::from_secs(10), "the lock", || {
+        let out = common::psql().args(["-c", &held]).output().unwrap();
+        stdout(&out).trim() == "1"
+    });
+    // 24 guesses: 16 wait for the store, the rest are refused as busy once
+    // every turn is taken.
+    let _guesses = Children(
+        (0..24)
+            .map(|i| {
+                let guess = format!("Authorization: Bearer fgt.{i:016x}.{}", "A".repeat(43));
+                Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "--max-time", "30", "--cacert"])
+                    .arg(f.path("server.pem"))
+                    .args([
+                        "--resolve",
+                        &format!("localhost:{}:127.0.0.1", f.setup.port),
+                    ])
+                    .args(["-H", &guess, &format!("{}/v1/keys", f.setup.url())])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    common::wait_until(Duration::from_secs(10), "every turn taken", || {
+        logged("/v1/keys", 429) >= 8
+    });
+    let sealed = std::thread::scope(|scope| {
+        let cli = scope.spawn(|| f.run(&user, &["encrypt-data", "--key", "app"], b"while busy"));
+        common::wait_until(Duration::from_secs(10), "the CLI refused as busy", || {
+            logged(encrypt, 429) >= 1
+        });
+        writeln!(sql, "COMMIT;").unwrap();
+        drop(sql);
+        cli.join().unwrap()
+    });
+    assert_ok(&sealed);
+    assert!(stdout(&sealed).starts_with("fg:v1:"), "{}", stdout(&sealed));
+    common::wait_until(Duration::from_secs(10), "the answer logged", || {
+        logged(encrypt, 200) == 1
+    });
+}
+
+/// Child processes a test started, stopped if it fails before they end.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 #[test]

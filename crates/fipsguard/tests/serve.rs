@@ -628,6 +628,8 @@ fn a_rotation_at_the_encryption_limit_leaves_its_intent_and_outcome_in_the_audit
         .collect();
     assert_eq!(versions[0], "v1");
     assert_eq!(versions[79], "v2", "rotated before the 65th encryption");
+    let under_first = versions.iter().filter(|v| **v == "v1").count();
+    assert!(under_first <= 64, "{under_first} under version 1");
     for ciphertext in [&sealed[0], &sealed[79]] {
         let body = json!({"ciphertext": ciphertext["ciphertext"]}).to_string();
         post_json(&setup, &user, &url("/metered/decrypt"), &body);
@@ -635,7 +637,8 @@ fn a_rotation_at_the_encryption_limit_leaves_its_intent_and_outcome_in_the_audit
     save_audit_key(&setup);
     server.stop();
     let records = setup.audit_records();
-    // The version is on record as added before anything is encrypted under it.
+    // One request after another: the version is on record as added before
+    // the first encryption under it.
     let rotated = records
         .iter()
         .find(|r| r["kind"] == "key_rotation" && r["outcome"] == "success")

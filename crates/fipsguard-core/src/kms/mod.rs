@@ -204,7 +204,8 @@ pub struct Kms {
     key_refreshes: Refreshes,
     version_refreshes: Refreshes,
     token_refreshes: Refreshes,
-    /// Rotations at one key's encryption limit take turns (see `rotate`).
+    /// Rotations at one key's encryption limit take turns (see `rotate`),
+    /// on the same striped locks, waited for a while only, as refreshes.
     rotation_turns: Refreshes,
     /// Told of the changes the service makes on its own (see
     /// [`Kms::witness_lifecycle`]).

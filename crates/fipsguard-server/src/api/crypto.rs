@@ -48,12 +48,15 @@ async fn measured<T>(
 /// (its store, its root key, the module's state) fails whole with that
 /// item's error, counted and logged once: it is to be tried again, and its
 /// other items' answers are as good made again then. Its items refused for
-/// their own reasons are counted in their families all the same.
+/// their own reasons are counted in their families all the same; one whose
+/// every item was refused did nothing, and is counted rejected (as the
+/// audit log records it).
 async fn measured_batch<R>(
     op: &'static str,
     work: impl Future<Output = Result<Vec<Result<R, KmsError>>, KmsError>>,
 ) -> ApiResult<Vec<Result<R, KmsError>>> {
-    measured(op, async {
+    let started = Instant::now();
+    let result = async {
         let mut results = work.await?;
         let service_failed =
             |r: &Result<R, KmsError>| r.as_ref().is_err_and(|e| status_of(e).is_server_error());
@@ -67,8 +70,15 @@ async fn measured_batch<R>(
             .filter_map(|r| r.as_ref().err())
             .for_each(record_failure);
         Err(failure)
-    })
-    .await
+    }
+    .await;
+    match &result {
+        Ok(results) if results.iter().all(Result::is_err) => {
+            crate::metrics::record_rejected_batch(op, started.elapsed());
+        }
+        other => record_operation(op, started.elapsed(), other.as_ref().err()),
+    }
+    result.map_err(ApiError::from)
 }
 
 /// Encrypt up to 64 KiB.
@@ -630,9 +640,21 @@ mod tests {
         ] {
             assert!(text.contains(series), "{series} in {text}");
         }
-        // Items refused for the request's own reasons are answered one by one.
-        let batch = vec![Ok(1), rejected()];
-        let answer = runtime.block_on(measured_batch("decrypt_batch", async { Ok(batch) }));
-        assert_eq!(answer.unwrap().len(), 2);
+        // Items refused for the request's own reasons are answered one by
+        // one; a batch of nothing else did nothing, and is counted rejected.
+        let batches = [vec![Ok(1), rejected()], vec![rejected(), rejected()]];
+        for batch in batches {
+            let answer = metrics::with_local_recorder(&recorder, || {
+                runtime.block_on(measured_batch("decrypt_batch", async { Ok(batch) }))
+            });
+            assert_eq!(answer.unwrap().len(), 2);
+        }
+        let text = metrics.render();
+        for series in [
+            "fipsguard_crypto_operations_total{op=\"decrypt_batch\",outcome=\"success\"} 1",
+            "fipsguard_crypto_operations_total{op=\"decrypt_batch\",outcome=\"rejected\"} 1",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
     }
 }

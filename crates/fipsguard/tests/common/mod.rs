@@ -1,6 +1,7 @@
 //! A production-style server for the binary's tests: an openssl
-//! certificate, a configuration file with SQLite, a root key file and an
-//! audit directory, `fipsguard init`, and `fipsguard serve` as a child.
+//! certificate, a configuration file with SQLite (or PostgreSQL), a root
+//! key file and an audit directory, `fipsguard init`, and `fipsguard
+//! serve` as a child.
 
 #![allow(dead_code)]
 
@@ -48,13 +49,22 @@ pub fn postgres_base() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
 }
 
-/// Runs `sql` with psql on the tests' PostgreSQL server.
-pub fn psql(sql: &str) -> std::process::Output {
-    Command::new("psql")
-        .arg(postgres_base())
-        .args(["-v", "ON_ERROR_STOP=1", "-Atc", sql])
-        .output()
-        .unwrap()
+/// psql on the tests' PostgreSQL server, stopping at the first error.
+pub fn psql() -> Command {
+    let mut psql = Command::new("psql");
+    psql.arg(postgres_base())
+        .args(["-v", "ON_ERROR_STOP=1", "-At"]);
+    psql
+}
+
+/// A schema of its own for a test on PostgreSQL, dropped with it.
+pub struct Schema(pub String);
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0);
+        let _ = psql().args(["-c", &drop]).output();
+    }
 }
 
 impl Setup {
@@ -67,15 +77,18 @@ impl Setup {
     /// PostgreSQL server;
     /// `None` (the tests that need it skipped) where there is none, except
     /// under CI, which must have one.
-    pub fn on_postgres() -> Option<(Self, String)> {
+    pub fn on_postgres() -> Option<(Self, Schema)> {
         static SETUPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = SETUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let schema = format!("fg_cli_{}_{n}", std::process::id());
-        let created = psql(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ));
-        if !created.status.success() {
-            let why = String::from_utf8_lossy(&created.stderr);
+        let schema = Schema(format!("fg_cli_{}_{n}", std::process::id()));
+        let create = format!("CREATE SCHEMA {}", schema.0);
+        let created = psql().args(["-c", &create]).output();
+        let why = match &created {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+            Err(e) => Some(format!("psql: {e}")),
+        };
+        if let Some(why) = why {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "PostgreSQL is required under CI: {why}"
@@ -83,7 +96,7 @@ impl Setup {
             eprintln!("SKIPPED: no PostgreSQL ({why})");
             return None;
         }
-        let url = format!("{} options='-c search_path={schema}'", postgres_base());
+        let url = format!("{} options='-c search_path={}'", postgres_base(), schema.0);
         Some((Self::with_store(|_| format!("postgres = {url:?}")), schema))
     }
 
