@@ -368,9 +368,9 @@ impl IntoResponseParts for ErrorCode {
     }
 }
 
-/// How a batch answered 200 went, for the audit record: its items, how
-/// many failed, and the first failure's code. One whose every item failed
-/// did nothing, and is recorded `rejected`.
+/// How a batch answered 200 went, for the audit record (an answer's
+/// extension): its items, how many failed, and the first failure's code.
+/// One whose every item failed did nothing, and is recorded `rejected`.
 #[derive(Clone, Copy)]
 pub struct BatchTally {
     /// Items in the batch.
@@ -379,15 +379,6 @@ pub struct BatchTally {
     pub failed: u32,
     /// The first failed item's error code.
     pub first_error: Option<ErrorCode>,
-}
-
-impl IntoResponseParts for BatchTally {
-    type Error = std::convert::Infallible;
-
-    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
-        res.extensions_mut().insert(self);
-        Ok(res)
-    }
 }
 
 /// Changes to keys and tokens: audited before they are made (see

@@ -606,7 +606,7 @@ fn a_rotation_at_the_encryption_limit_leaves_its_intent_and_outcome_in_the_audit
     let setup = common::Setup::new();
     let server = setup.serve_with(&[("FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION", "64")]);
     let officer = format!("Authorization: Bearer {}", setup.officer);
-    let url = |path: &str| format!("https://localhost:{}/v1/keys{path}", setup.port);
+    let url = |path: &str| keys_url(&setup, path);
     post_json(
         &setup,
         &officer,
@@ -682,7 +682,7 @@ fn a_due_destruction_leaves_its_intent_and_outcome_in_the_audit_log() {
     let setup = common::Setup::new();
     let server = setup.serve();
     let officer = format!("Authorization: Bearer {}", setup.officer);
-    let url = |path: &str| format!("https://localhost:{}/v1/keys{path}", setup.port);
+    let url = |path: &str| keys_url(&setup, path);
     for (path, body) in [
         ("", r#"{"name": "archive", "type": "aes256-gcm"}"#),
         ("/archive/deactivate", "{}"),
@@ -738,7 +738,7 @@ fn a_change_whose_client_goes_away_is_recorded_to_its_end() {
     let setup = common::Setup::new();
     let server = setup.serve();
     let officer = format!("Authorization: Bearer {}", setup.officer);
-    let url = |path: &str| format!("https://localhost:{}/v1/keys{path}", setup.port);
+    let url = |path: &str| keys_url(&setup, path);
     post_json(
         &setup,
         &officer,
@@ -1257,6 +1257,11 @@ fn post_json(setup: &common::Setup, auth: &str, url: &str, body: &str) -> serde_
         String::from_utf8_lossy(&out.stdout)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The address of `/v1/keys` with `path` after it on the setup's server.
+fn keys_url(setup: &common::Setup, path: &str) -> String {
+    format!("https://localhost:{}/v1/keys{path}", setup.port)
 }
 
 /// curl against the setup's server, trusting its certificate.

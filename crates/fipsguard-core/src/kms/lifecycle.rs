@@ -173,18 +173,16 @@ impl Kms {
     /// limit, another writer rotated first; returns the key's latest
     /// version after.
     pub(super) async fn rotate(&self, name: &KeyName, rotation: Rotation) -> Result<u32> {
-        let expected_latest = match rotation {
-            Rotation::Requested => None,
-            Rotation::AtLimit(version) => Some(version),
-        };
         // Requests that reach a version's limit together all ask, and take
         // turns: mostly the first adds the version (and has it witnessed),
         // and the rest find it added, without a key made (and a rotation
         // recorded) for nothing. Not always: a turn is waited for a while
         // only, and the store lets one add it.
-        let _turn = match rotation {
-            Rotation::AtLimit(_) => self.rotation_turns.lock(name.as_str()).await,
-            Rotation::Requested => None,
+        let (expected_latest, _turn) = match rotation {
+            Rotation::Requested => (None, None),
+            Rotation::AtLimit(version) => {
+                (Some(version), self.rotation_turns.lock(name.as_str()).await)
+            }
         };
         let record = self.fresh_record(name).await?;
         if expected_latest.is_some_and(|v| record.latest_version > v) && record.state.may_protect()

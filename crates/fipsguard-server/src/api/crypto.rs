@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use fipsguard_core::auth::Operation;
 use fipsguard_core::kms::SignInput;
 use fipsguard_core::{EncryptionContext, KmsError};
@@ -542,7 +542,10 @@ pub async fn encrypt_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<EncryptRequest>>,
-) -> ApiResult<(BatchTally, Json<BatchResponse<CiphertextResponse>>)> {
+) -> ApiResult<(
+    Extension<BatchTally>,
+    Json<BatchResponse<CiphertextResponse>>,
+)> {
     caller.require(Access::Key(Operation::Encrypt, &name))?;
     let items = r
         .items
@@ -552,7 +555,7 @@ pub async fn encrypt_batch(
     let results = measured_batch("encrypt_batch", s.kms.encrypt_batch(&name, &items)).await?;
     let (tally, answer) =
         BatchResponse::new(results, |ciphertext| CiphertextResponse { ciphertext });
-    Ok((tally, Json(answer)))
+    Ok((Extension(tally), Json(answer)))
 }
 
 /// Decrypt up to 1000 items (users granted `decrypt`).
@@ -562,7 +565,10 @@ pub async fn decrypt_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<DecryptRequest>>,
-) -> ApiResult<(BatchTally, SecretJson<BatchResponse<PlaintextResponse>>)> {
+) -> ApiResult<(
+    Extension<BatchTally>,
+    SecretJson<BatchResponse<PlaintextResponse>>,
+)> {
     caller.require(Access::Key(Operation::Decrypt, &name))?;
     let items = r
         .items
@@ -573,7 +579,7 @@ pub async fn decrypt_batch(
     let (tally, answer) = BatchResponse::new(results, |plaintext| PlaintextResponse {
         plaintext: Base64Secret(plaintext),
     });
-    Ok((tally, SecretJson(answer)))
+    Ok((Extension(tally), SecretJson(answer)))
 }
 
 /// Sign up to 1000 messages (users granted `sign`).
@@ -583,7 +589,10 @@ pub async fn sign_batch(
     caller: Caller,
     Path(name): Path<String>,
     Body(r): Body<Batch<SignRequest>>,
-) -> ApiResult<(BatchTally, Json<BatchResponse<SignatureResponse>>)> {
+) -> ApiResult<(
+    Extension<BatchTally>,
+    Json<BatchResponse<SignatureResponse>>,
+)> {
     caller.require(Access::Key(Operation::Sign, &name))?;
     let inputs = r
         .items
@@ -603,7 +612,7 @@ pub async fn sign_batch(
         version: sig.version,
         scheme: sig.scheme.name(),
     });
-    Ok((tally, Json(answer)))
+    Ok((Extension(tally), Json(answer)))
 }
 
 #[cfg(test)]
