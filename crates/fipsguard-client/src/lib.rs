@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use bytes::Bytes;
 use fipsguard_core::name::KeyName;
 use fipsguard_crypto::tls;
 use fipsguard_crypto::SecretBytes;
@@ -105,9 +106,10 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        let body = body.map(JsonBody::new).transpose()?;
         let mut retries = 0;
         let response = loop {
-            let request = self.request(method.clone(), path, body)?;
+            let request = self.request(method.clone(), path, body.as_ref())?;
             let response = request.send().await.map_err(|e| self.unreachable(&e))?;
             if response.status() != StatusCode::TOO_MANY_REQUESTS || retries == BUSY_RETRIES {
                 break response;
@@ -130,9 +132,7 @@ impl Client {
         };
         // The body too, when this is its only holder (the HTTP stack's own
         // buffers are out of reach).
-        if let Ok(mut body) = body.try_into_mut() {
-            body.as_mut().zeroize();
-        }
+        wipe_if_only_holder(body);
         if status.is_success() {
             Ok(answer)
         } else {
@@ -145,7 +145,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&JsonBody>,
     ) -> Result<reqwest::RequestBuilder, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.url));
         if let Some(token) = &self.token {
@@ -154,7 +154,9 @@ impl Client {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.json(body);
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.0.clone());
         }
         Ok(request)
     }
@@ -251,6 +253,57 @@ fn wipe_strings(value: &mut Value) {
     }
 }
 
+/// A JSON request body, which may hold a plaintext or a key: written once
+/// into a buffer of its exact size (no grown buffer left behind with part
+/// of it), shared by every try of its request, and wiped when the call is
+/// over.
+struct JsonBody(Bytes);
+
+impl JsonBody {
+    fn new(value: &Value) -> Result<Self, ClientError> {
+        let unwritable =
+            |e: serde_json::Error| ClientError::Setup(format!("cannot write the request: {e}"));
+        let mut length = Length(0);
+        serde_json::to_writer(&mut length, value).map_err(unwritable)?;
+        let mut buffer = Vec::with_capacity(length.0);
+        serde_json::to_writer(&mut buffer, value).map_err(unwritable)?;
+        Ok(Self(Bytes::from(buffer)))
+    }
+}
+
+impl Drop for JsonBody {
+    fn drop(&mut self) {
+        wipe_if_only_holder(std::mem::take(&mut self.0));
+    }
+}
+
+/// Zeroes `bytes` if no one else holds them (the HTTP stack has let go of
+/// a request's body once it is sent, and of an answer once it is read);
+/// whether it could.
+fn wipe_if_only_holder(bytes: Bytes) -> bool {
+    match bytes.try_into_mut() {
+        Ok(mut bytes) => {
+            bytes.as_mut().zeroize();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Counts what is written: the exact size of a body before it is written.
+struct Length(usize);
+
+impl std::io::Write for Length {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The wait a busy answer asks for (`Retry-After` in seconds, RFC 9110,
 /// 10.2.3), one second if it names none, and never more than
 /// [`LONGEST_RETRY_WAIT`].
@@ -299,5 +352,20 @@ mod tests {
             answer,
             json!({"plaintext": "", "nested": [{"ciphertext": ""}, 7, null, true]})
         );
+    }
+
+    #[test]
+    fn a_request_body_is_written_to_its_exact_size_and_wiped_once_let_go() {
+        let value = json!({"plaintext": "c2VjcmV0", "context": {"a": "b"}});
+        let body = JsonBody::new(&value).unwrap();
+        assert_eq!(body.0, serde_json::to_vec(&value).unwrap());
+        let sent = body.0.clone();
+        assert!(
+            !wipe_if_only_holder(sent.clone()),
+            "wiped while a try still holds it"
+        );
+        drop(sent);
+        let only = std::mem::take(&mut JsonBody::new(&value).unwrap().0);
+        assert!(wipe_if_only_holder(only));
     }
 }

@@ -246,6 +246,12 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// How many calls the store serves at once (a pool's connections), if
+    /// it bounds them.
+    fn concurrency(&self) -> Option<usize> {
+        None
+    }
+
     /// Reads a store-wide setting.
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -181,6 +181,10 @@ async fn insert_version(
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn concurrency(&self) -> Option<usize> {
+        Some(self.pool.status().max_size)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.client()
             .await?

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::Backend;
 use fipsguard_core::auth::{Grant, Operation, Role};
-use fipsguard_core::kms::{CreateToken, KmsConfig, MAX_GRANTS};
-use fipsguard_core::{Kms, KmsError};
+use fipsguard_core::kms::{CreateKey, CreateToken, KmsConfig, MAX_GRANTS};
+use fipsguard_core::{EncryptionContext, KeyType, Kms, KmsError};
 use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
 
 fn text(token: &fipsguard_crypto::SecretBytes) -> String {
@@ -431,8 +431,11 @@ async fn a_lifetime_policy_bounds_every_token_but_the_first(b: Backend) {
 }
 
 /// Lookups of token ids this node has never seen take a few store reads
-/// at a time; while those are slow, the rest are refused after the short
-/// wait for a turn, never read (the limit holds under a flood of guesses).
+/// at a time, a quarter of the store's connections (two of this pool's
+/// eight); while those are slow, the rest are refused after the short
+/// wait for a turn, never read (the limit holds under a flood of
+/// guesses), and the other connections serve everything else: a key no
+/// one has used on this node yet encrypts while the guesses wait.
 /// On PostgreSQL only, where another connection can keep the readers of a
 /// table out (SQLite in WAL mode lets none do that); the rule is the
 /// core's, whatever the store.
@@ -441,6 +444,12 @@ async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
     let Some(b) = common::postgres().await else {
         return;
     };
+    let url = b.postgres_url().unwrap().to_owned();
+    b.kms(KmsConfig::default())
+        .await
+        .create_key(CreateKey::new("untouched", KeyType::Aes256Gcm))
+        .await
+        .unwrap();
     let kms = Arc::new(b.kms(KmsConfig::default()).await);
     let guesses = |n| {
         (0..n)
@@ -465,15 +474,44 @@ async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
             codes
         }
     };
-    let held = lock_the_tokens(b.postgres_url().unwrap(), Duration::from_millis(1500)).await;
-    let codes = check_all(guesses(40)).await;
+    let held = lock_the_tokens(&url, Duration::from_millis(3000)).await;
+    let flood = tokio::spawn(check_all(guesses(40)));
+    wait_for_readers_of_the_tokens(&url, 2).await;
+    kms.encrypt(
+        "untouched",
+        b"while guesses wait",
+        &EncryptionContext::empty(),
+    )
+    .await
+    .unwrap();
+    assert!(!held.is_finished(), "the encrypt waited for the guesses");
+    let codes = flood.await.unwrap();
     held.await.unwrap();
     let count = |code| codes.iter().filter(|c| **c == code).count();
-    assert_eq!(count("unauthenticated"), 16, "one read per turn: {codes:?}");
-    assert_eq!(count("token_lookups_busy"), 24, "{codes:?}");
+    assert_eq!(count("unauthenticated"), 2, "one read per turn: {codes:?}");
+    assert_eq!(count("token_lookups_busy"), 38, "{codes:?}");
     // Once the store answers again, so does every lookup.
     let codes = check_all(guesses(40)).await;
     assert_eq!(codes, ["unauthenticated"; 40]);
+}
+
+/// Waits until at least `readers` connections wait to read the tokens
+/// table.
+async fn wait_for_readers_of_the_tokens(url: &str, readers: i64) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let waiting =
+        "SELECT count(*) FROM pg_locks WHERE relation = 'tokens'::regclass AND NOT granted";
+    for _ in 0..1000 {
+        let row = client.query_one(waiting, &[]).await.unwrap();
+        if row.get::<_, i64>(0) >= readers {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("fewer than {readers} readers wait for the tokens table");
 }
 
 /// Keeps every other connection from reading the tokens table for `hold`,

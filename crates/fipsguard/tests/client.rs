@@ -347,8 +347,8 @@ fn the_cli_tries_a_busy_server_again() {
         let out = common::psql().args(["-c", &held]).output().unwrap();
         stdout(&out).trim() == "1"
     });
-    // 24 guesses: 16 wait for the store, the rest are refused as busy once
-    // every turn is taken.
+    // 24 guesses: 4 (a quarter of the pool's 16 connections) wait for the
+    // store, the rest are refused as busy once every turn is taken.
     let _guesses = Children(
         (0..24)
             .map(|i| {

@@ -37,6 +37,16 @@ pub const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 /// that cannot have a turn within the refresh wait is refused).
 const UNKNOWN_TOKEN_READS: usize = 16;
 
+/// [`UNKNOWN_TOKEN_READS`] on a store that serves `concurrency` calls at
+/// once: a quarter of them at most (at least one), so that guesses read
+/// while the store is slow leave the rest to keys, known tokens and the
+/// audit key's checkpoint signatures.
+fn unknown_token_reads(concurrency: Option<usize>) -> usize {
+    concurrency.map_or(UNKNOWN_TOKEN_READS, |calls| {
+        (calls / 4).clamp(1, UNKNOWN_TOKEN_READS)
+    })
+}
+
 /// The largest plaintext `encrypt` accepts by default; larger data goes
 /// through data keys.
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
@@ -284,6 +294,7 @@ impl Kms {
         let (capacity, ttl) = (config.cache_capacity, Some(config.metadata_ttl));
         let records = Arc::new(Cache::new(capacity, ttl));
         let versions = Arc::new(Cache::new(capacity, None));
+        let guess_reads = unknown_token_reads(store.concurrency());
         let shredder = lifecycle::Shredder {
             store: store.clone(),
             clock: clock.clone(),
@@ -300,7 +311,7 @@ impl Kms {
             versions,
             token_records: Cache::new(capacity, ttl),
             unknown_tokens: Cache::new(capacity, ttl),
-            unknown_token_reads: tokio::sync::Semaphore::new(UNKNOWN_TOKEN_READS),
+            unknown_token_reads: tokio::sync::Semaphore::new(guess_reads),
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),
@@ -532,6 +543,12 @@ fn key_type_of(record: &KeyRecord) -> Result<KeyType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guesses_read_a_quarter_of_a_bounded_store_at_most() {
+        let reads = [None, Some(1), Some(8), Some(16), Some(1000)].map(unknown_token_reads);
+        assert_eq!(reads, [16, 1, 2, 4, 16]);
+    }
 
     #[test]
     fn a_limit_per_version_scales_the_rotation_point_and_the_blocks() {
