@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Setup;
 use serde_json::{json, Value};
@@ -206,6 +206,71 @@ fn no_secret_reaches_the_audit_log_or_the_logs() {
             "a secret in init's log"
         );
     }
+}
+
+/// A key store too slow to give the audit key its record (its table
+/// locked past the record's second in memory) fails the log's next flush
+/// within the writer's 5 s wait: requests are refused (503,
+/// `audit_unavailable`), not held for as long as the store hangs; health
+/// says the log cannot be written, the server log why. Once the store answers, the log records the outage,
+/// serves again, and verifies.
+#[test]
+fn a_store_too_slow_for_the_audit_key_refuses_requests_instead_of_holding_them() {
+    let Some((setup, schema)) = Setup::on_postgres() else {
+        return;
+    };
+    let server = setup.serve();
+    let client = setup.client();
+    runtime().block_on(async {
+        save_public_key(&setup, &client).await;
+        let url = |path: &str| format!("{}{path}", setup.url());
+        let random = url("/v1/random");
+        let draw = || call(&client, &random, &setup.officer, Some(json!({"bytes": 16})));
+        let (status, answer) = draw().await;
+        assert_eq!(status, 200, "{answer}");
+
+        let lock = common::TableLock::take(&schema, "keys");
+        // The audit key's record in memory goes stale: the next checkpoint
+        // reads it again.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let asked = Instant::now();
+        let (status, answer) = draw().await;
+        let waited = asked.elapsed();
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (503, Some("audit_unavailable")),
+            "{answer}"
+        );
+        assert!(waited < Duration::from_secs(9), "refused after {waited:?}");
+        let (status, health) = call(&client, &url("/v1/health"), "", None).await;
+        assert_eq!(status, 503, "{health}");
+        assert_eq!(health["audit"]["writable"], false, "{health}");
+        let log = server.log();
+        assert!(
+            log.lines()
+                .any(|line| line.contains("audit log write failed")
+                    && line.contains("the key store is slow or unreachable")),
+            "{log}"
+        );
+
+        lock.release();
+        let recovered = Instant::now();
+        while draw().await.0 != 200 {
+            assert!(
+                recovered.elapsed() < Duration::from_secs(15),
+                "the log did not recover"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let outage = setup
+        .audit_records()
+        .into_iter()
+        .find(|record| record["kind"] == "outage")
+        .expect("the outage is on record");
+    let error = outage["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no answer within 5 s"), "{outage}");
+    setup.verify_audit();
 }
 
 #[test]

@@ -328,25 +328,7 @@ fn the_cli_tries_a_busy_server_again() {
 
     // Another connection keeps everyone out of the tokens table until
     // released.
-    let mut locker = Children(vec![common::psql()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()]);
-    let mut sql = locker.0[0].stdin.take().unwrap();
-    let lock = format!(
-        "BEGIN; LOCK TABLE {}.tokens IN ACCESS EXCLUSIVE MODE;",
-        schema.0
-    );
-    writeln!(sql, "{lock}").unwrap();
-    let held = format!(
-        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{}' AND c.relname = 'tokens' AND l.mode = 'AccessExclusiveLock' AND l.granted",
-        schema.0
-    );
-    common::wait_until(Duration::from_secs(10), "the lock", || {
-        let out = common::psql().args(["-c", &held]).output().unwrap();
-        stdout(&out).trim() == "1"
-    });
+    let lock = common::TableLock::take(&schema, "tokens");
     // 24 guesses: 4 (a quarter of the pool's 16 connections) wait for the
     // store, the rest are refused as busy once every turn is taken.
     let _guesses = Children(
@@ -374,8 +356,7 @@ fn the_cli_tries_a_busy_server_again() {
         common::wait_until(Duration::from_secs(10), "the CLI refused as busy", || {
             logged(encrypt, 429) >= 1
         });
-        writeln!(sql, "COMMIT;").unwrap();
-        drop(sql);
+        lock.release();
         cli.join().unwrap()
     });
     assert_ok(&sealed);

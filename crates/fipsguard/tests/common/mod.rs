@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -64,6 +64,59 @@ impl Drop for Schema {
     fn drop(&mut self) {
         let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0);
         let _ = psql().args(["-c", &drop]).output();
+    }
+}
+
+/// An ACCESS EXCLUSIVE lock on one table of a test's schema, held by a
+/// psql session of its own (which keeps everyone else from the table)
+/// until released, or until dropped when a test fails.
+pub struct TableLock {
+    session: Child,
+    sql: Option<std::process::ChildStdin>,
+}
+
+impl TableLock {
+    /// Takes the lock, and returns once PostgreSQL has granted it.
+    pub fn take(schema: &Schema, table: &str) -> Self {
+        let mut session = psql()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut sql = session.stdin.take().unwrap();
+        let lock = format!(
+            "BEGIN; LOCK TABLE {}.{table} IN ACCESS EXCLUSIVE MODE;",
+            schema.0
+        );
+        writeln!(sql, "{lock}").unwrap();
+        let taken = Self {
+            session,
+            sql: Some(sql),
+        };
+        let held = format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{}' AND c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+            schema.0
+        );
+        wait_until(Duration::from_secs(10), "the lock granted", || {
+            let out = psql().args(["-c", &held]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim() == "1"
+        });
+        taken
+    }
+
+    /// Commits, letting everyone in again.
+    pub fn release(mut self) {
+        if let Some(mut sql) = self.sql.take() {
+            writeln!(sql, "COMMIT;").unwrap();
+        }
+        self.session.wait().unwrap();
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        let _ = self.session.kill();
+        let _ = self.session.wait();
     }
 }
 
