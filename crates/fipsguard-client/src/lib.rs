@@ -357,15 +357,22 @@ mod tests {
     #[test]
     fn a_request_body_is_written_to_its_exact_size_and_wiped_once_let_go() {
         let value = json!({"plaintext": "c2VjcmV0", "context": {"a": "b"}});
-        let body = JsonBody::new(&value).unwrap();
-        assert_eq!(body.0, serde_json::to_vec(&value).unwrap());
+        let mut body = JsonBody::new(&value).unwrap();
+        let written = std::mem::take(&mut body.0).try_into_mut().unwrap();
+        assert_eq!(written, serde_json::to_vec(&value).unwrap());
+        assert_eq!(
+            written.capacity(),
+            written.len(),
+            "no room left to grow into"
+        );
+        body.0 = written.freeze();
+        // As a try of the request holds it, then lets it go.
         let sent = body.0.clone();
         assert!(
-            !wipe_if_only_holder(sent.clone()),
-            "wiped while a try still holds it"
+            !wipe_if_only_holder(body.0.clone()),
+            "wiped while a try holds it"
         );
         drop(sent);
-        let only = std::mem::take(&mut JsonBody::new(&value).unwrap().0);
-        assert!(wipe_if_only_holder(only));
+        assert!(wipe_if_only_holder(std::mem::take(&mut body.0)));
     }
 }

@@ -246,8 +246,9 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// How many calls the store serves at once (a pool's connections), if
-    /// it bounds them.
+    /// How many calls the store serves at once (a pool's connections);
+    /// `None` where calls queue for one connection (SQLite) rather than
+    /// take one of a few.
     fn concurrency(&self) -> Option<usize> {
         None
     }

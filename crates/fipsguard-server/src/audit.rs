@@ -228,39 +228,29 @@ struct FromWriter {
     runtime: Handle,
 }
 
-/// The longest the writer waits for the core (the audit key, the anchor):
-/// a key store that does not answer sooner fails the flush, so requests
-/// are refused (fail closed) instead of held for as long as it hangs.
-const CORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl FromWriter {
-    /// What `work` gives, or why it gave nothing: its error, or no answer
-    /// within [`CORE_WAIT`].
-    fn wait<T>(&self, work: impl Future<Output = Result<T, KmsError>>) -> Result<T, String> {
-        self.runtime.block_on(async {
-            match tokio::time::timeout(CORE_WAIT, work).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!(
-                    "no answer within {} s: the key store is slow or unreachable",
-                    CORE_WAIT.as_secs()
-                )),
-            }
-        })
-    }
-}
+/// The longest a flush waits for its checkpoint's signature (the audit
+/// key's record may need a store read): a key store that does not answer
+/// sooner fails the flush, so requests are refused (fail closed) instead
+/// of held for as long as it hangs.
+const SIGNATURE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Signs checkpoints with the audit key.
 struct KmsSigner(FromWriter);
 
 impl Signer for KmsSigner {
     fn sign(&self, message: &[u8]) -> Result<Signed, String> {
-        let signature = self
-            .0
-            .wait(
-                self.0
-                    .kms
-                    .sign(AUDIT_KEY, SignInput::Message(message), None),
-            )
+        let FromWriter { kms, runtime } = &self.0;
+        let signing = kms.sign(AUDIT_KEY, SignInput::Message(message), None);
+        // The timer is made inside the runtime, the only place it can be.
+        let signature = runtime
+            .block_on(async { tokio::time::timeout(SIGNATURE_WAIT, signing).await })
+            .map_err(|_| {
+                format!(
+                    "no answer within {} s: the key store is slow or unreachable",
+                    SIGNATURE_WAIT.as_secs()
+                )
+            })
+            .and_then(|signed| signed.map_err(|e| e.to_string()))
             .map_err(|e| format!("cannot sign a checkpoint with {AUDIT_KEY}: {e}"))?;
         Ok(Signed {
             key: AUDIT_KEY.to_owned(),
@@ -279,7 +269,10 @@ struct StoreAnchor {
 
 impl Anchor for StoreAnchor {
     fn load(&self) -> Result<Option<Link>, String> {
-        let saved = self.core.wait(self.core.kms.audit_anchor(&self.node))?;
+        let FromWriter { kms, runtime } = &self.core;
+        let saved = runtime
+            .block_on(kms.audit_anchor(&self.node))
+            .map_err(|e| e.to_string())?;
         saved
             .map(|bytes| {
                 serde_json::from_slice(&bytes)
@@ -290,8 +283,10 @@ impl Anchor for StoreAnchor {
 
     fn save(&self, checkpoint: &Link) -> Result<(), String> {
         let bytes = serde_json::to_vec(checkpoint).map_err(|e| e.to_string())?;
-        self.core
-            .wait(self.core.kms.save_audit_anchor(&self.node, &bytes))
+        let FromWriter { kms, runtime } = &self.core;
+        runtime
+            .block_on(kms.save_audit_anchor(&self.node, &bytes))
+            .map_err(|e| e.to_string())
     }
 }
 

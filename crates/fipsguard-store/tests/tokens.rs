@@ -431,11 +431,11 @@ async fn a_lifetime_policy_bounds_every_token_but_the_first(b: Backend) {
 }
 
 /// Lookups of token ids this node has never seen take a few store reads
-/// at a time, a quarter of the store's connections (two of this pool's
-/// eight); while those are slow, the rest are refused after the short
-/// wait for a turn, never read (the limit holds under a flood of
-/// guesses), and the other connections serve everything else: a key no
-/// one has used on this node yet encrypts while the guesses wait.
+/// at a time, a quarter of the store's connections; while those are
+/// slow, the rest are refused after the short wait for a turn, never read
+/// (the limit holds under a flood of guesses), and the other connections
+/// serve everything else: a key no one has used on this node yet
+/// encrypts while the guesses wait.
 /// On PostgreSQL only, where another connection can keep the readers of a
 /// table out (SQLite in WAL mode lets none do that); the rule is the
 /// core's, whatever the store.
@@ -459,45 +459,64 @@ async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
             })
             .collect::<Vec<_>>()
     };
-    let check_all = |tokens: Vec<String>| {
-        let kms = kms.clone();
-        async move {
-            let checks = tokens.into_iter().map(|token| {
+    let start_checks = |tokens: Vec<String>| {
+        tokens
+            .into_iter()
+            .map(|token| {
                 let kms = kms.clone();
-                tokio::spawn(async move { kms.authenticate(&token).await.unwrap_err() })
-            });
-            let mut codes = Vec::new();
-            for check in checks.collect::<Vec<_>>() {
-                codes.push(check.await.unwrap().code());
-            }
-            codes.sort_unstable();
-            codes
-        }
+                tokio::spawn(async move { kms.authenticate(&token).await.unwrap_err().code() })
+            })
+            .collect::<Vec<_>>()
     };
-    let held = lock_the_tokens(&url, Duration::from_millis(3000)).await;
-    let flood = tokio::spawn(check_all(guesses(40)));
-    wait_for_readers_of_the_tokens(&url, 2).await;
-    kms.encrypt(
-        "untouched",
-        b"while guesses wait",
-        &EncryptionContext::empty(),
-    )
-    .await
-    .unwrap();
-    assert!(!held.is_finished(), "the encrypt waited for the guesses");
-    let codes = flood.await.unwrap();
-    held.await.unwrap();
-    let count = |code| codes.iter().filter(|c| **c == code).count();
-    assert_eq!(count("unauthenticated"), 2, "one read per turn: {codes:?}");
-    assert_eq!(count("token_lookups_busy"), 38, "{codes:?}");
+    let codes = |checks: Vec<tokio::task::JoinHandle<&'static str>>| async move {
+        let mut codes = Vec::new();
+        for check in checks {
+            codes.push(check.await.unwrap());
+        }
+        codes.sort_unstable();
+        codes
+    };
+    // A quarter of this pool's connections.
+    let reads = b.store.concurrency().expect("a pool") / 4;
+    let lock = TokensLock::take(&url).await;
+    let flood = start_checks(guesses(40));
+    wait_for_readers_of_the_tokens(&url, reads).await;
+    let context = EncryptionContext::empty();
+    let untouched = kms.encrypt("untouched", b"while guesses wait", &context);
+    tokio::time::timeout(Duration::from_secs(5), untouched)
+        .await
+        .expect("the encrypt waited for the guesses")
+        .unwrap();
+    // Held until every guess without a turn has been refused.
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        while flood.iter().filter(|check| check.is_finished()).count() < 40 - reads {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    refused.await.expect("the guesses without a turn answered");
+    lock.release().await;
+    let codes_of_flood = codes(flood).await;
+    let count = |code| codes_of_flood.iter().filter(|c| **c == code).count();
+    assert_eq!(
+        count("unauthenticated"),
+        reads,
+        "one read per turn: {codes_of_flood:?}"
+    );
+    assert_eq!(
+        count("token_lookups_busy"),
+        40 - reads,
+        "{codes_of_flood:?}"
+    );
     // Once the store answers again, so does every lookup.
-    let codes = check_all(guesses(40)).await;
-    assert_eq!(codes, ["unauthenticated"; 40]);
+    assert_eq!(
+        codes(start_checks(guesses(8))).await,
+        ["unauthenticated"; 8]
+    );
 }
 
 /// Waits until at least `readers` connections wait to read the tokens
 /// table.
-async fn wait_for_readers_of_the_tokens(url: &str, readers: i64) {
+async fn wait_for_readers_of_the_tokens(url: &str, readers: usize) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -506,7 +525,7 @@ async fn wait_for_readers_of_the_tokens(url: &str, readers: i64) {
         "SELECT count(*) FROM pg_locks WHERE relation = 'tokens'::regclass AND NOT granted";
     for _ in 0..1000 {
         let row = client.query_one(waiting, &[]).await.unwrap();
-        if row.get::<_, i64>(0) >= readers {
+        if row.get::<_, i64>(0) >= readers as i64 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -514,19 +533,24 @@ async fn wait_for_readers_of_the_tokens(url: &str, readers: i64) {
     panic!("fewer than {readers} readers wait for the tokens table");
 }
 
-/// Keeps every other connection from reading the tokens table for `hold`,
-/// once taken.
-async fn lock_the_tokens(url: &str, hold: Duration) -> tokio::task::JoinHandle<()> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        tokio::time::sleep(hold).await;
-        client.batch_execute("COMMIT").await.unwrap();
-    })
+/// A lock that keeps every other connection from reading the tokens
+/// table, held by a connection of its own until released.
+struct TokensLock(tokio_postgres::Client);
+
+impl TokensLock {
+    async fn take(url: &str) -> Self {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        Self(client)
+    }
+
+    async fn release(self) {
+        self.0.batch_execute("COMMIT").await.unwrap();
+    }
 }

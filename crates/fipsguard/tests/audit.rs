@@ -210,10 +210,10 @@ fn no_secret_reaches_the_audit_log_or_the_logs() {
 
 /// A key store too slow to give the audit key its record (its table
 /// locked past the record's second in memory) fails the log's next flush
-/// within the writer's 5 s wait: requests are refused (503,
-/// `audit_unavailable`), not held for as long as the store hangs; health
-/// says the log cannot be written, the server log why. Once the store answers, the log records the outage,
-/// serves again, and verifies.
+/// within the 5 s a checkpoint's signature may take: requests are refused
+/// (503, `audit_unavailable`), not held for as long as the store hangs;
+/// health says the log cannot be written, the server log why. Once the
+/// store answers, the log records the outage, serves again, and verifies.
 #[test]
 fn a_store_too_slow_for_the_audit_key_refuses_requests_instead_of_holding_them() {
     let Some((setup, schema)) = Setup::on_postgres() else {
@@ -245,13 +245,12 @@ fn a_store_too_slow_for_the_audit_key_refuses_requests_instead_of_holding_them()
         let (status, health) = call(&client, &url("/v1/health"), "", None).await;
         assert_eq!(status, 503, "{health}");
         assert_eq!(health["audit"]["writable"], false, "{health}");
-        let log = server.log();
-        assert!(
-            log.lines()
-                .any(|line| line.contains("audit log write failed")
-                    && line.contains("the key store is slow or unreachable")),
-            "{log}"
-        );
+        common::wait_until(Duration::from_secs(5), "the reason logged", || {
+            server.log().lines().any(|line| {
+                line.contains("audit log write failed")
+                    && line.contains("the key store is slow or unreachable")
+            })
+        });
 
         lock.release();
         let recovered = Instant::now();

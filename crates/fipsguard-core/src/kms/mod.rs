@@ -32,9 +32,10 @@ use crate::store::{KeyRecord, RebindToken, Store, StoreError, Wrapped};
 /// (SP 800-38D, section 8.3).
 pub const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 
-/// Store reads of never-seen token ids that may run at once: a flood of
-/// guesses costs the store this many reads at a time, no more (a lookup
-/// that cannot have a turn within the refresh wait is refused).
+/// Store reads of never-seen token ids that may run at once, at most (and
+/// on a store that does not bound its calls): a flood of guesses costs
+/// the store this many reads at a time, no more (a lookup that cannot
+/// have a turn within the refresh wait is refused).
 const UNKNOWN_TOKEN_READS: usize = 16;
 
 /// [`UNKNOWN_TOKEN_READS`] on a store that serves `concurrency` calls at
