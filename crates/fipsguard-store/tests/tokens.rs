@@ -451,14 +451,7 @@ async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
         .await
         .unwrap();
     let kms = Arc::new(b.kms(KmsConfig::default()).await);
-    let guesses = |n| {
-        (0..n)
-            .map(|_| {
-                let id = common::hex(&fipsguard_crypto::random::bytes(8).unwrap());
-                format!("fgt.{id}.{}", "A".repeat(43))
-            })
-            .collect::<Vec<_>>()
-    };
+    let guesses = |n| (0..n).map(|_| guess()).collect::<Vec<_>>();
     let start_checks = |tokens: Vec<String>| {
         tokens
             .into_iter()
@@ -514,18 +507,71 @@ async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
     );
 }
 
-/// Waits until at least `readers` connections wait to read the tokens
-/// table.
-async fn wait_for_readers_of_the_tokens(url: &str, readers: usize) {
+/// Guesses whose clients hang up at once (each request dropped while it
+/// waits) do not free their turns while their reads still wait on their
+/// connections: however many come, no more reads wait on the tokens
+/// table than the turns allow, and the store's other connections stay
+/// free for keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_that_hang_up_keep_their_turns_until_their_reads_end() {
+    let Some(b) = common::postgres().await else {
+        return;
+    };
+    let url = b.postgres_url().unwrap().to_owned();
+    b.kms(KmsConfig::default())
+        .await
+        .create_key(CreateKey::new("untouched", KeyType::Aes256Gcm))
+        .await
+        .unwrap();
+    let kms = Arc::new(b.kms(KmsConfig::default()).await);
+    let reads = b.store.concurrency().expect("a pool") / 4;
+    let lock = TokensLock::take(&url).await;
+    for _ in 0..10 {
+        let hung_up = (0..8).map(|_| {
+            let kms = kms.clone();
+            tokio::spawn(async move {
+                let token = guess();
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), kms.authenticate(&token)).await;
+            })
+        });
+        for request in hung_up.collect::<Vec<_>>() {
+            request.await.unwrap();
+        }
+    }
+    assert_eq!(readers_of_the_tokens(&url).await, reads);
+    let context = EncryptionContext::empty();
+    let untouched = kms.encrypt("untouched", b"after the hang-ups", &context);
+    tokio::time::timeout(Duration::from_secs(5), untouched)
+        .await
+        .expect("the encrypt waited behind the guesses' reads")
+        .unwrap();
+    lock.release().await;
+}
+
+/// A token as a guess would have it: a random id, a well-formed secret.
+fn guess() -> String {
+    let id = common::hex(&fipsguard_crypto::random::bytes(8).unwrap());
+    format!("fgt.{id}.{}", "A".repeat(43))
+}
+
+/// How many connections wait to read the tokens table.
+async fn readers_of_the_tokens(url: &str) -> usize {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
     let waiting =
         "SELECT count(*) FROM pg_locks WHERE relation = 'tokens'::regclass AND NOT granted";
+    let row = client.query_one(waiting, &[]).await.unwrap();
+    row.get::<_, i64>(0) as usize
+}
+
+/// Waits until at least `readers` connections wait to read the tokens
+/// table.
+async fn wait_for_readers_of_the_tokens(url: &str, readers: usize) {
     for _ in 0..1000 {
-        let row = client.query_one(waiting, &[]).await.unwrap();
-        if row.get::<_, i64>(0) >= readers as i64 {
+        if readers_of_the_tokens(url).await >= readers {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

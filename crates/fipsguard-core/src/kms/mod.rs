@@ -207,8 +207,9 @@ pub struct Kms {
     /// Ids the store does not know (mostly guesses), remembered for the
     /// metadata TTL apart from real tokens, so that guesses never evict them.
     unknown_tokens: Cache<String, ()>,
-    /// Store reads of ids not seen before that may run at once.
-    unknown_token_reads: tokio::sync::Semaphore,
+    /// Store reads of ids not seen before that may run at once; a turn is
+    /// kept by its read, not by the request that asked.
+    unknown_token_reads: Arc<tokio::sync::Semaphore>,
     /// Concurrent misses of one stale key record, key version or known
     /// token wait (a while) for one store read between them; each kind has
     /// its own locks, so holding one never waits on another kind's.
@@ -312,7 +313,7 @@ impl Kms {
             versions,
             token_records: Cache::new(capacity, ttl),
             unknown_tokens: Cache::new(capacity, ttl),
-            unknown_token_reads: tokio::sync::Semaphore::new(guess_reads),
+            unknown_token_reads: Arc::new(tokio::sync::Semaphore::new(guess_reads)),
             key_refreshes: Refreshes::new(),
             version_refreshes: Refreshes::new(),
             token_refreshes: Refreshes::new(),

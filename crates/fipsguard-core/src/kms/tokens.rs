@@ -242,12 +242,15 @@ impl Kms {
         // so never queue in front of a known token. One that gets no turn
         // in time is refused, not read: a real token new to this node may
         // be among them, and is told to try again.
-        let (_refresh, _read) = match known {
+        let (_refresh, turn) = match known {
             true => (self.token_refreshes.lock(id).await, None),
-            false => match within_refresh_wait(self.unknown_token_reads.acquire()).await {
-                Some(Ok(permit)) => (None, Some(permit)),
-                _ => return Err(KmsError::TokenLookupsBusy),
-            },
+            false => {
+                let turns = self.unknown_token_reads.clone();
+                match within_refresh_wait(turns.acquire_owned()).await {
+                    Some(Ok(turn)) => (None, Some(turn)),
+                    _ => return Err(KmsError::TokenLookupsBusy),
+                }
+            }
         };
         // Another request may have read it meanwhile.
         if let Some(record) = self.token_records.fresh(id) {
@@ -257,11 +260,23 @@ impl Kms {
             return Ok(None);
         }
         let tickets = (self.token_records.ticket(), self.unknown_tokens.ticket());
-        let record = self
-            .store
-            .token(id)
-            .await?
-            .map(|record| Arc::new(KnownToken::new(record)));
+        let record = match turn {
+            None => self.store.token(id).await?,
+            // Read on a task that keeps the turn until the store answers:
+            // a guess whose client goes away would otherwise free its turn
+            // while its read still holds a connection, and guesses that
+            // hang up at once could take every one.
+            Some(turn) => {
+                let (store, id) = (self.store.clone(), id.to_owned());
+                let read = tokio::spawn(async move {
+                    let _turn = turn;
+                    store.token(&id).await
+                });
+                read.await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+            }
+        }
+        .map(|record| Arc::new(KnownToken::new(record)));
         match &record {
             Some(record) => self
                 .token_records
