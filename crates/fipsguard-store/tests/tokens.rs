@@ -441,142 +441,152 @@ async fn a_lifetime_policy_bounds_every_token_but_the_first(b: Backend) {
 /// core's, whatever the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
-    let Some(b) = common::postgres().await else {
+    let Some(g) = Guessed::set_up().await else {
         return;
     };
-    let url = b.postgres_url().unwrap().to_owned();
-    b.kms(KmsConfig::default())
-        .await
-        .create_key(CreateKey::new("untouched", KeyType::Aes256Gcm))
-        .await
-        .unwrap();
-    let kms = Arc::new(b.kms(KmsConfig::default()).await);
-    let guesses = |n| (0..n).map(|_| guess()).collect::<Vec<_>>();
-    let start_checks = |tokens: Vec<String>| {
-        tokens
-            .into_iter()
-            .map(|token| {
-                let kms = kms.clone();
-                tokio::spawn(async move { kms.authenticate(&token).await.unwrap_err().code() })
-            })
-            .collect::<Vec<_>>()
-    };
-    let codes = |checks: Vec<tokio::task::JoinHandle<&'static str>>| async move {
-        let mut codes = Vec::new();
-        for check in checks {
-            codes.push(check.await.unwrap());
-        }
-        codes.sort_unstable();
-        codes
-    };
-    // A quarter of this pool's connections.
-    let reads = b.store.concurrency().expect("a pool") / 4;
-    let lock = TokensLock::take(&url).await;
-    let flood = start_checks(guesses(40));
-    wait_for_readers_of_the_tokens(&url, reads).await;
-    let context = EncryptionContext::empty();
-    let untouched = kms.encrypt("untouched", b"while guesses wait", &context);
-    tokio::time::timeout(Duration::from_secs(5), untouched)
-        .await
-        .expect("the encrypt waited for the guesses")
-        .unwrap();
+    let lock = TokensLock::take(&g.url).await;
+    let flood: Vec<_> = (0..40)
+        .map(|_| {
+            let kms = g.kms.clone();
+            tokio::spawn(async move { kms.authenticate(&guess()).await.unwrap_err().code() })
+        })
+        .collect();
+    g.wait_for_readers(g.reads).await;
+    g.encrypts_while_the_guesses_wait().await;
     // Held until every guess without a turn has been refused.
     let refused = tokio::time::timeout(Duration::from_secs(10), async {
-        while flood.iter().filter(|check| check.is_finished()).count() < 40 - reads {
+        while flood.iter().filter(|check| check.is_finished()).count() < 40 - g.reads {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
     refused.await.expect("the guesses without a turn answered");
     lock.release().await;
-    let codes_of_flood = codes(flood).await;
-    let count = |code| codes_of_flood.iter().filter(|c| **c == code).count();
+    let mut codes = Vec::new();
+    for check in flood {
+        codes.push(check.await.unwrap());
+    }
+    let count = |code| codes.iter().filter(|c| **c == code).count();
     assert_eq!(
         count("unauthenticated"),
-        reads,
-        "one read per turn: {codes_of_flood:?}"
+        g.reads,
+        "one read per turn: {codes:?}"
     );
-    assert_eq!(
-        count("token_lookups_busy"),
-        40 - reads,
-        "{codes_of_flood:?}"
-    );
-    // Once the store answers again, so does every lookup.
-    assert_eq!(
-        codes(start_checks(guesses(8))).await,
-        ["unauthenticated"; 8]
-    );
+    assert_eq!(count("token_lookups_busy"), 40 - g.reads, "{codes:?}");
+    g.every_guess_is_read_again().await;
 }
 
 /// Guesses whose clients hang up at once (each request dropped while it
 /// waits) do not free their turns while their reads still wait on their
-/// connections: however many come, no more reads wait on the tokens
-/// table than the turns allow, and the store's other connections stay
-/// free for keys.
+/// connections: however many come, the store's other connections stay
+/// free for keys, and the turns come back once the reads end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_that_hang_up_keep_their_turns_until_their_reads_end() {
-    let Some(b) = common::postgres().await else {
+    let Some(g) = Guessed::set_up().await else {
         return;
     };
-    let url = b.postgres_url().unwrap().to_owned();
-    b.kms(KmsConfig::default())
-        .await
-        .create_key(CreateKey::new("untouched", KeyType::Aes256Gcm))
-        .await
-        .unwrap();
-    let kms = Arc::new(b.kms(KmsConfig::default()).await);
-    let reads = b.store.concurrency().expect("a pool") / 4;
-    let lock = TokensLock::take(&url).await;
+    let lock = TokensLock::take(&g.url).await;
     for _ in 0..10 {
         let hung_up = (0..8).map(|_| {
-            let kms = kms.clone();
+            let kms = g.kms.clone();
+            // Dropped well within the wait for a turn (REFRESH_WAIT,
+            // 200 ms), so that those without one hang up too.
+            let hang_up = Duration::from_millis(50);
             tokio::spawn(async move {
-                let token = guess();
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(50), kms.authenticate(&token)).await;
+                let _ = tokio::time::timeout(hang_up, kms.authenticate(&guess())).await;
             })
         });
         for request in hung_up.collect::<Vec<_>>() {
             request.await.unwrap();
         }
     }
-    assert_eq!(readers_of_the_tokens(&url).await, reads);
-    let context = EncryptionContext::empty();
-    let untouched = kms.encrypt("untouched", b"after the hang-ups", &context);
-    tokio::time::timeout(Duration::from_secs(5), untouched)
-        .await
-        .expect("the encrypt waited behind the guesses' reads")
-        .unwrap();
+    g.wait_for_readers(g.reads).await;
+    g.encrypts_while_the_guesses_wait().await;
+    assert_eq!(g.readers().await, g.reads, "one read per turn");
     lock.release().await;
+    g.every_guess_is_read_again().await;
+}
+
+/// A PostgreSQL store with the key `untouched`, made by another node, so
+/// that this one's core has never read it; a core on it; a connection
+/// that watches who waits for the tokens table; and how many reads a
+/// quarter of the pool gives guesses.
+struct Guessed {
+    /// Kept for its files (the root key).
+    _backend: Backend,
+    url: String,
+    kms: Arc<Kms>,
+    watcher: tokio_postgres::Client,
+    reads: usize,
+}
+
+impl Guessed {
+    async fn set_up() -> Option<Self> {
+        let b = common::postgres().await?;
+        let url = b.postgres_url().unwrap().to_owned();
+        b.kms(KmsConfig::default())
+            .await
+            .create_key(CreateKey::new("untouched", KeyType::Aes256Gcm))
+            .await
+            .unwrap();
+        let (watcher, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Some(Self {
+            kms: Arc::new(b.kms(KmsConfig::default()).await),
+            reads: b.store.concurrency().expect("a pool") / 4,
+            url,
+            watcher,
+            _backend: b,
+        })
+    }
+
+    /// How many connections wait to read the tokens table.
+    async fn readers(&self) -> usize {
+        let waiting =
+            "SELECT count(*) FROM pg_locks WHERE relation = 'tokens'::regclass AND NOT granted";
+        let row = self.watcher.query_one(waiting, &[]).await.unwrap();
+        row.get::<_, i64>(0) as usize
+    }
+
+    /// Waits until at least `readers` connections wait to read the tokens
+    /// table.
+    async fn wait_for_readers(&self, readers: usize) {
+        for _ in 0..1000 {
+            if self.readers().await >= readers {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("fewer than {readers} readers wait for the tokens table");
+    }
+
+    /// `untouched` encrypts, which takes a connection of the store's own.
+    async fn encrypts_while_the_guesses_wait(&self) {
+        let context = EncryptionContext::empty();
+        let untouched = self
+            .kms
+            .encrypt("untouched", b"while guesses wait", &context);
+        tokio::time::timeout(Duration::from_secs(5), untouched)
+            .await
+            .expect("the encrypt waited behind the guesses")
+            .unwrap();
+    }
+
+    /// Once the store answers again, every guess is read (one after
+    /// another, so none waits for a turn): no turn was lost.
+    async fn every_guess_is_read_again(&self) {
+        for _ in 0..8 {
+            let refused = self.kms.authenticate(&guess()).await.unwrap_err();
+            assert_eq!(refused.code(), "unauthenticated");
+        }
+    }
 }
 
 /// A token as a guess would have it: a random id, a well-formed secret.
 fn guess() -> String {
     let id = common::hex(&fipsguard_crypto::random::bytes(8).unwrap());
     format!("fgt.{id}.{}", "A".repeat(43))
-}
-
-/// How many connections wait to read the tokens table.
-async fn readers_of_the_tokens(url: &str) -> usize {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let waiting =
-        "SELECT count(*) FROM pg_locks WHERE relation = 'tokens'::regclass AND NOT granted";
-    let row = client.query_one(waiting, &[]).await.unwrap();
-    row.get::<_, i64>(0) as usize
-}
-
-/// Waits until at least `readers` connections wait to read the tokens
-/// table.
-async fn wait_for_readers_of_the_tokens(url: &str, readers: usize) {
-    for _ in 0..1000 {
-        if readers_of_the_tokens(url).await >= readers {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("fewer than {readers} readers wait for the tokens table");
 }
 
 /// A lock that keeps every other connection from reading the tokens

@@ -272,8 +272,14 @@ impl Kms {
                     let _turn = turn;
                     store.token(&id).await
                 });
-                read.await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+                match read.await {
+                    Ok(result) => result?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Cancelled: the runtime is shutting down.
+                    Err(_) => {
+                        return Err(StoreError::Unavailable("the service is stopping".into()).into())
+                    }
+                }
             }
         }
         .map(|record| Arc::new(KnownToken::new(record)));
