@@ -65,6 +65,20 @@ pub fn client_cut(tunnel: &str, reason: &'static str) {
         .increment(1);
 }
 
+/// Creates a tunnel's series of reloads and of the connections they cut
+/// at zero, so that an alert on their increase sees the first one.
+pub fn init_reloads(tunnel: &str) {
+    for outcome in ["ok", "failed"] {
+        counter!("fipsguard_tunnel_reloads_total", "tunnel" => tunnel.to_owned(), "outcome" => outcome)
+            .increment(0);
+    }
+    for reason in fipsguard_crypto::tls::ClientRefused::REASONS {
+        counter!("fipsguard_tunnel_clients_cut_total", "tunnel" => tunnel.to_owned(), "reason" => reason)
+            .increment(0);
+    }
+    last_reload_failed(tunnel, false);
+}
+
 /// A reload of certificates, keys, CAs and CRLs.
 pub fn reload(tunnel: &str, outcome: &'static str) {
     // The gauge first: whoever sees the count sees the state it left.

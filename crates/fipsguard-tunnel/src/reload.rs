@@ -64,7 +64,7 @@ impl TlsState {
     pub fn load(tunnel: Arc<TunnelConfig>) -> Result<Self, String> {
         let stamps = file_stamps(&tunnel);
         let side = build(&tunnel)?;
-        metrics::last_reload_failed(&tunnel.name, false);
+        metrics::init_reloads(&tunnel.name);
         Ok(Self {
             tunnel,
             current: watch::Sender::new(Arc::new(side)),

@@ -1095,6 +1095,21 @@ fn certificates_reload_on_sighup_and_on_change_without_dropping_connections() {
             .unwrap();
         String::from_utf8(x509.wait_with_output().unwrap().stdout).unwrap()
     };
+    // Before any reload, its series are there at zero, for alerts on
+    // their increase.
+    let metrics = tunnel.metrics();
+    for series in [
+        "fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"} 0",
+        "fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"failed\"} 0",
+        "fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\",reason=\"revoked\"} 0",
+        "fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\",reason=\"expired\"} 0",
+        "fipsguard_tunnel_clients_cut_total{tunnel=\"tunnel\",reason=\"untrusted\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == series),
+            "{series}: {metrics}"
+        );
+    }
     // A connection that stays open across both reloads: openssl as an
     // interactive client, echoing through the tunnel.
     let mut open = Session::open(&listen, &pki);
