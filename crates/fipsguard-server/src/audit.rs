@@ -386,7 +386,7 @@ impl IntoResponseParts for ErrorCode {
 /// How a batch answered 200 went, for the audit record (an answer's
 /// extension): its items, how many failed, and the first failure's code.
 /// One whose every item failed did nothing, and is recorded `rejected`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct BatchTally {
     /// Items in the batch.
     pub items: u32,

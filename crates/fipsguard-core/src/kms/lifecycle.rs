@@ -554,11 +554,20 @@ impl Kms {
         &self,
         change: impl std::future::Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        match self.unattended.spawn(change).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(StoreError::Unavailable("the service is stopping".into()).into()),
-        }
+        joined(self.unattended.spawn(change).await)
+    }
+}
+
+/// What a task of the service's own ended with: its result; its panic,
+/// resumed as if it had run in the caller; or, cancelled by a runtime
+/// shutting down, the service stopping.
+pub(super) fn joined<T>(
+    ended: std::result::Result<Result<T>, tokio::task::JoinError>,
+) -> Result<T> {
+    match ended {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Unavailable("the service is stopping".into()).into()),
     }
 }
 

@@ -83,13 +83,14 @@ impl Default for KmsConfig {
     fn default() -> Self {
         Self {
             max_plaintext: MAX_PLAINTEXT,
-            encryption_limit: GCM_RANDOM_IV_LIMIT,
-            rotate_at: (1 << 32) - (1 << 24),
-            reservation_block: RESERVATION_BLOCK,
+            encryption_limit: 0,
+            rotate_at: 0,
+            reservation_block: 0,
             cache_capacity: 10_000,
             metadata_ttl: Duration::from_secs(1),
             max_token_ttl_secs: None,
         }
+        .with_encryption_limit(GCM_RANDOM_IV_LIMIT)
     }
 }
 
@@ -560,6 +561,11 @@ mod tests {
             limits(default.clone().with_encryption_limit(GCM_RANDOM_IV_LIMIT)),
             limits(default.clone()),
             "the SP 800-38D bound is the default"
+        );
+        assert_eq!(
+            limits(default.clone()),
+            (1 << 32, (1 << 32) - (1 << 24), RESERVATION_BLOCK),
+            "2^32 encryptions, rotating 2^24 before them, blocks of 4096"
         );
         for (per_version, expected) in [
             (1_000_000, (1_000_000, 996_094, 4096)),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use fipsguard_crypto::random;
 
+use super::lifecycle::joined;
 use super::Kms;
 use crate::auth::{
     Grant, KnownToken, ListedToken, NewToken, Principal, Role, TokenHasher, TokenInfo, TOKEN_PREFIX,
@@ -270,16 +271,9 @@ impl Kms {
                 let (store, id) = (self.store.clone(), id.to_owned());
                 let read = tokio::spawn(async move {
                     let _turn = turn;
-                    store.token(&id).await
+                    Ok(store.token(&id).await?)
                 });
-                match read.await {
-                    Ok(result) => result?,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    // Cancelled: the runtime is shutting down.
-                    Err(_) => {
-                        return Err(StoreError::Unavailable("the service is stopping".into()).into())
-                    }
-                }
+                joined(read.await)?
             }
         }
         .map(|record| Arc::new(KnownToken::new(record)));

@@ -293,11 +293,7 @@ impl<T> BatchResponse<T> {
     /// The answer, and how it went for the audit record (each failure is
     /// counted in the metrics as a request's is).
     fn new<R>(results: Vec<Result<R, KmsError>>, answer: impl Fn(R) -> T) -> (BatchTally, Self) {
-        let mut tally = BatchTally {
-            items: 0,
-            failed: 0,
-            first_error: None,
-        };
+        let mut tally = BatchTally::default();
         let results = results
             .into_iter()
             .map(|result| {
