@@ -10,7 +10,7 @@ use fipsguard_core::root::UnboundValues;
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
 use fipsguard_crypto::tls::{self, ClientAuth, Identity, PeerTrust};
 use fipsguard_crypto::SecretBytes;
-use fipsguard_store::{PostgresStore, SqliteStore};
+use fipsguard_store::{PoolLimits, PostgresStore, SqliteStore};
 use serde::Deserialize;
 
 use crate::listener::ConnectionLimits;
@@ -213,6 +213,30 @@ pub struct StoreConfig {
     /// PostgreSQL pool size.
     #[serde(default = "default_pool")]
     pub pool_size: usize,
+    /// PostgreSQL: the deadline of each step of a store call (waiting for
+    /// a connection, making one, one statement).
+    #[serde(default = "default_store_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// The longest deadline a store call may be given: beyond it a client has
+/// long given up, and its request still holds a connection.
+const MAX_STORE_TIMEOUT_SECS: u64 = 300;
+
+impl StoreConfig {
+    /// The PostgreSQL pool's size and deadline, checked.
+    fn limits(&self) -> Result<PoolLimits, String> {
+        if self.pool_size == 0 {
+            return Err("[store] pool_size must be at least 1".into());
+        }
+        if !(1..=MAX_STORE_TIMEOUT_SECS).contains(&self.timeout_secs) {
+            return Err(format!("[store] timeout_secs must be 1 to {MAX_STORE_TIMEOUT_SECS}: a store call must end while its client still waits for it"));
+        }
+        Ok(PoolLimits {
+            size: self.pool_size,
+            timeout: Duration::from_secs(self.timeout_secs),
+        })
+    }
 }
 
 /// Where the root key comes from: exactly one of the two.
@@ -272,6 +296,10 @@ fn connection_limits(
 }
 fn default_pool() -> usize {
     16
+}
+
+fn default_store_timeout_secs() -> u64 {
+    PoolLimits::DEFAULT_TIMEOUT.as_secs()
 }
 
 impl Config {
@@ -368,6 +396,7 @@ impl Config {
             return Err("[tls] crl needs [tls] client_ca: the lists are checked only for client certificates".into());
         }
         self.self_test.interval()?;
+        self.store.limits()?;
         self.audit.resolve()?;
         self.kms_config().map(drop)
     }
@@ -400,7 +429,7 @@ impl Config {
             )),
             (None, Some(url)) => Ok((
                 Arc::new(
-                    PostgresStore::connect(url, self.store.pool_size)
+                    PostgresStore::connect(url, self.store.limits()?)
                         .await
                         .map_err(|e| e.to_string())?,
                 ),

@@ -6,7 +6,7 @@ mod postgres;
 mod records;
 mod sqlite;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PoolLimits, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// A numbered schema change.

@@ -5,9 +5,12 @@
 //! lose an update.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
 use fipsguard_core::auth::{Role, TokenInfo, TokenRecord};
 use fipsguard_core::{
     AddedVersion, Due, KeyRecord, NewVersion, Reservation, Revocation, RootKeyChange, Store,
@@ -39,13 +42,43 @@ pub struct PostgresStore {
     pool: Pool,
 }
 
+/// How many connections a store opens, and how long any one step of a
+/// call may take: waiting for a free connection, making one, or running
+/// one statement (PostgreSQL's `statement_timeout`, so a statement past
+/// it is cancelled by the server and cannot land later). A database that
+/// stops answering altogether is given up by TCP within about as long.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolLimits {
+    /// Connections at most.
+    pub size: usize,
+    /// The deadline of each step.
+    pub timeout: Duration,
+}
+
+impl PoolLimits {
+    /// The deadline unless configured: long enough for a database under
+    /// load, short enough that a request held by a locked table or a lost
+    /// server is answered `store_unavailable` before its client gives up.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// `size` connections with the default deadline.
+    pub fn of_size(size: usize) -> Self {
+        Self {
+            size,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connects with a libpq-style URL or key=value string and brings the
-    /// schema up to date. `max_connections` bounds the pool.
-    pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+    /// schema up to date. Its connection, keepalive and statement
+    /// deadlines come from `limits`, replacing any in the string.
+    pub async fn connect(url: &str, limits: PoolLimits) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}"))
         })?;
+        bound_network(&mut config, limits.timeout);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -53,8 +86,20 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let statement_timeout = format!("SET statement_timeout = {}", limits.timeout.as_millis());
         let pool = Pool::builder(manager)
-            .max_size(max_connections)
+            .max_size(limits.size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(limits.timeout))
+            .create_timeout(Some(limits.timeout))
+            // Set per session rather than as a startup option, which
+            // connection poolers such as PgBouncer refuse.
+            .post_create(Hook::async_fn(move |client, _| {
+                let set = statement_timeout.clone();
+                Box::pin(
+                    async move { client.batch_execute(&set).await.map_err(HookError::Backend) },
+                )
+            }))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let store = Self { pool };
@@ -63,15 +108,27 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(match e {
+                PoolError::Timeout(TimeoutType::Wait) => {
+                    "no PostgreSQL connection came free within the store's deadline ([store] timeout_secs)".into()
+                }
+                PoolError::Timeout(TimeoutType::Create) => {
+                    "no PostgreSQL connection could be made within the store's deadline ([store] timeout_secs)".into()
+                }
+                e => e.to_string(),
+            })
+        })
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error)?;
+        // A migration may rewrite a large table, and waits for another
+        // node's to end: a start is not held to a request's deadline.
+        tx.batch_execute("SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(error)?;
@@ -106,8 +163,25 @@ impl PostgresStore {
 fn error(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        Some(code) if *code == SqlState::QUERY_CANCELED => StoreError::Unavailable(format!(
+            "a statement ran past the store's deadline ([store] timeout_secs) and was cancelled: {e}"
+        )),
         _ => StoreError::Unavailable(e.to_string()),
     }
+}
+
+/// Gives up a connection whose server stopped answering: sent data
+/// unacknowledged for `timeout` (TCP_USER_TIMEOUT), or an idle
+/// connection whose keepalive probes go unanswered. Without these a lost
+/// server holds a call for the kernel's default, minutes to hours.
+fn bound_network(config: &mut tokio_postgres::Config, timeout: Duration) {
+    config
+        .connect_timeout(timeout)
+        .tcp_user_timeout(timeout)
+        .keepalives(true)
+        .keepalives_idle(timeout)
+        .keepalives_interval((timeout / 4).max(Duration::from_secs(1)))
+        .keepalives_retries(3);
 }
 
 fn key_row(row: &Row) -> Result<KeyRecord, StoreError> {
@@ -502,8 +576,9 @@ impl Store for PostgresStore {
         let tx = client.transaction().await.map_err(error)?;
         // Other nodes' writes wait until the change is committed or undone;
         // a node holding a lock for long makes the change fail, not hang.
+        // Rewrapping every row is not held to a request's deadline.
         tx.batch_execute(
-            "SET LOCAL lock_timeout = '30s'; LOCK TABLE settings, key_versions, tokens IN EXCLUSIVE MODE",
+            "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '30s'; LOCK TABLE settings, key_versions, tokens IN EXCLUSIVE MODE",
         )
         .await
         .map_err(error)?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fipsguard_core::kms::{CreateKey, KmsConfig};
 use fipsguard_core::{EncryptionContext, KeyType, Kms, RootKekSource, Store};
-use fipsguard_store::{PostgresStore, SqliteStore};
+use fipsguard_store::{PoolLimits, PostgresStore, SqliteStore};
 
 const ROLE: &str = "FIPSGUARD_TEST_CHILD_ROLE";
 const STORE: &str = "FIPSGUARD_TEST_CHILD_STORE";
@@ -23,7 +23,11 @@ const LOG: &str = "FIPSGUARD_TEST_CHILD_LOG";
 async fn open_store(spec: &str) -> Arc<dyn Store> {
     match spec.split_once(':').expect("kind:location") {
         ("sqlite", path) => Arc::new(SqliteStore::open(Path::new(path)).await.unwrap()),
-        ("postgres", url) => Arc::new(PostgresStore::connect(url, 4).await.unwrap()),
+        ("postgres", url) => Arc::new(
+            PostgresStore::connect(url, PoolLimits::of_size(4))
+                .await
+                .unwrap(),
+        ),
         (kind, _) => panic!("unknown store kind {kind}"),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Backend;
+use common::{Backend, TableLock};
 use fipsguard_core::auth::{Grant, Operation, Role};
 use fipsguard_core::kms::{CreateKey, CreateToken, KmsConfig, MAX_GRANTS};
 use fipsguard_core::{EncryptionContext, KeyType, Kms, KmsError};
@@ -444,7 +444,7 @@ async fn a_flood_of_unknown_tokens_reads_the_store_a_few_at_a_time() {
     let Some(g) = Guessed::set_up().await else {
         return;
     };
-    let lock = TokensLock::take(&g.url).await;
+    let lock = TableLock::take(&g.url, "tokens").await;
     let flood: Vec<_> = (0..40)
         .map(|_| {
             let kms = g.kms.clone();
@@ -484,7 +484,7 @@ async fn guesses_that_hang_up_keep_their_turns_until_their_reads_end() {
     let Some(g) = Guessed::set_up().await else {
         return;
     };
-    let lock = TokensLock::take(&g.url).await;
+    let lock = TableLock::take(&g.url, "tokens").await;
     for _ in 0..10 {
         let hung_up = (0..8).map(|_| {
             let kms = g.kms.clone();
@@ -587,26 +587,4 @@ impl Guessed {
 fn guess() -> String {
     let id = common::hex(&fipsguard_crypto::random::bytes(8).unwrap());
     format!("fgt.{id}.{}", "A".repeat(43))
-}
-
-/// A lock that keeps every other connection from reading the tokens
-/// table, held by a connection of its own until released.
-struct TokensLock(tokio_postgres::Client);
-
-impl TokensLock {
-    async fn take(url: &str) -> Self {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
-            .await
-            .unwrap();
-        Self(client)
-    }
-
-    async fn release(self) {
-        self.0.batch_execute("COMMIT").await.unwrap();
-    }
 }

@@ -1372,6 +1372,21 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
         assert!(stderr.contains(refusal), "{env:?}: {stderr}");
         assert!(!store.exists(), "refused before the store is opened");
     }
+    let text = std::fs::read_to_string(&config).unwrap();
+    let store_range = "[store] timeout_secs must be 1 to 300";
+    for (setting, refusal) in [
+        ("timeout_secs = 0", store_range),
+        ("timeout_secs = 301", store_range),
+        ("pool_size = 0", "[store] pool_size must be at least 1"),
+    ] {
+        let with_setting = text.replace("[store]\n", &format!("[store]\n{setting}\n"));
+        std::fs::write(&config, with_setting).unwrap();
+        let (code, stderr) = serve(&[idle("30")]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains(refusal), "{setting}: {stderr}");
+        assert!(!store.exists(), "refused before the store is opened");
+    }
+    std::fs::write(&config, &text).unwrap();
     let (code, stderr) = serve(&[idle("30"), max_token_ttl("3600"), per_version("4294967296")]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
@@ -1395,4 +1410,52 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
         assert!(stderr.contains(refusal), "{env:?}: {stderr}");
         assert!(!root_key.exists(), "init created no root key file");
     }
+}
+
+/// With `[store] timeout_secs = 1` on PostgreSQL, a request whose store
+/// read is held by a locked table is answered `503 store_unavailable` at
+/// about that deadline, not for as long as the lock is held; the server
+/// log names the setting; once the table is free the same request
+/// succeeds (the cancelled read left its connection fit for use).
+#[test]
+fn a_request_held_by_a_locked_table_is_answered_at_the_store_deadline() {
+    let Some((setup, schema)) = common::Setup::on_postgres() else {
+        return;
+    };
+    let config = setup.path("fipsguard.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[store]\n", "[store]\ntimeout_secs = 1\n"),
+    )
+    .unwrap();
+    let server = setup.serve();
+    let auth = format!("Authorization: Bearer {}", setup.officer);
+    let tokens = format!("{}/v1/tokens", setup.url());
+    let list = || {
+        let asked = std::time::Instant::now();
+        let output = curl(&setup, &["--max-time", "30", "-H", &auth, &tokens]);
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (answer, asked.elapsed())
+    };
+    let (answer, _) = list();
+    assert!(answer.is_array(), "{answer}");
+
+    let lock = common::TableLock::take(&schema, "tokens");
+    let (answer, waited) = list();
+    assert_eq!(answer["error"]["code"], "store_unavailable", "{answer}");
+    assert!(
+        (Duration::from_secs(1)..Duration::from_secs(5)).contains(&waited),
+        "answered after {waited:?}"
+    );
+    common::wait_until(Duration::from_secs(5), "the deadline logged", || {
+        server
+            .log()
+            .lines()
+            .any(|line| line.contains("store_unavailable") && line.contains("[store] timeout_secs"))
+    });
+    lock.release();
+    let (answer, waited) = list();
+    assert!(answer.is_array(), "{answer}");
+    assert!(waited < Duration::from_secs(1), "answered after {waited:?}");
 }

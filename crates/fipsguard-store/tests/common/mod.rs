@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use fipsguard_core::{Kms, KmsConfig, RootKekSource, Store};
 use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
-use fipsguard_store::{PostgresStore, SqliteStore};
+use fipsguard_store::{PoolLimits, PostgresStore, SqliteStore};
 use tempfile::TempDir;
 
 pub const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
@@ -35,7 +35,11 @@ impl Backend {
     pub async fn reopen(&self) -> Arc<dyn Store> {
         match &self.location {
             Location::Sqlite(path) => Arc::new(SqliteStore::open(path).await.unwrap()),
-            Location::Postgres(url) => Arc::new(PostgresStore::connect(url, 8).await.unwrap()),
+            Location::Postgres(url) => Arc::new(
+                PostgresStore::connect(url, PoolLimits::of_size(8))
+                    .await
+                    .unwrap(),
+            ),
         }
     }
 
@@ -258,13 +262,41 @@ pub async fn postgres() -> Option<Backend> {
         }
     }
     let url = format!("{base} options='-c search_path={schema}'");
-    let store = Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
+    let store = Arc::new(
+        PostgresStore::connect(&url, PoolLimits::of_size(8))
+            .await
+            .unwrap(),
+    );
     Some(Backend {
         name: "postgres",
         store,
         location: Location::Postgres(url),
         dir: TempDir::new().unwrap(),
     })
+}
+
+/// A lock that keeps every other connection from reading a table, held
+/// by a connection of its own until released.
+pub struct TableLock(tokio_postgres::Client);
+
+impl TableLock {
+    pub async fn take(url: &str, table: &str) -> Self {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap();
+        Self(client)
+    }
+
+    pub async fn release(self) {
+        self.0.batch_execute("COMMIT").await.unwrap();
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
