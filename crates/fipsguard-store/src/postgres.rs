@@ -83,6 +83,7 @@ impl PostgresStore {
             config,
             NoTls,
             ManagerConfig {
+                // Not `Clean`: its `RESET ALL` would drop the deadline.
                 recycling_method: RecyclingMethod::Fast,
             },
         );
@@ -574,8 +575,9 @@ impl Store for PostgresStore {
     async fn change_root_key(&self, change: RootKeyChange) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error)?;
-        // Other nodes' writes wait until the change is committed or undone;
-        // a node holding a lock for long makes the change fail, not hang.
+        // Every node is stopped for a change of root key; one left running
+        // waits for the change at most its store deadline, then is refused.
+        // A node holding a lock for long makes the change fail, not hang.
         // Rewrapping every row is not held to a request's deadline.
         tx.batch_execute(
             "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '30s'; LOCK TABLE settings, key_versions, tokens IN EXCLUSIVE MODE",

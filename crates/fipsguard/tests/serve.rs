@@ -1457,5 +1457,5 @@ fn a_request_held_by_a_locked_table_is_answered_at_the_store_deadline() {
     lock.release();
     let (answer, waited) = list();
     assert!(answer.is_array(), "{answer}");
-    assert!(waited < Duration::from_secs(1), "answered after {waited:?}");
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
 }
