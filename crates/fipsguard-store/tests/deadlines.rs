@@ -8,19 +8,25 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TableLock;
+use common::{Backend, TableLock};
 use fipsguard_core::{Store, StoreError};
 use fipsguard_store::{PoolLimits, PostgresStore};
 
 const DEADLINE: Duration = Duration::from_secs(1);
 
-/// A store on `url` with one connection and a one-second deadline.
-async fn one_connection(url: &str) -> Arc<PostgresStore> {
+/// A PostgreSQL store with one connection and a one-second deadline
+/// (and the backend that keeps its schema), its tokens table locked by
+/// another connection.
+async fn locked_tokens() -> Option<(Backend, Arc<PostgresStore>, TableLock)> {
+    let backend = common::postgres().await?;
+    let url = backend.postgres_url().unwrap();
     let limits = PoolLimits {
         size: 1,
         timeout: DEADLINE,
     };
-    Arc::new(PostgresStore::connect(url, limits).await.unwrap())
+    let store = Arc::new(PostgresStore::connect(url, limits).await.unwrap());
+    let lock = TableLock::take(url, "tokens").await;
+    Some((backend, store, lock))
 }
 
 fn unavailable(result: Result<impl std::fmt::Debug, StoreError>) -> String {
@@ -32,12 +38,9 @@ fn unavailable(result: Result<impl std::fmt::Debug, StoreError>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_held_past_the_deadline_is_cancelled_and_its_connection_serves_again() {
-    let Some(backend) = common::postgres().await else {
+    let Some((_backend, store, lock)) = locked_tokens().await else {
         return;
     };
-    let url = backend.postgres_url().unwrap();
-    let store = one_connection(url).await;
-    let lock = TableLock::take(url, "tokens").await;
     let asked = Instant::now();
     let read = tokio::time::timeout(10 * DEADLINE, store.token("absent"))
         .await
@@ -69,12 +72,9 @@ async fn a_statement_held_past_the_deadline_is_cancelled_and_its_connection_serv
 /// one after another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_waiting_for_a_connection_give_up_at_the_deadline() {
-    let Some(backend) = common::postgres().await else {
+    let Some((_backend, store, lock)) = locked_tokens().await else {
         return;
     };
-    let url = backend.postgres_url().unwrap();
-    let store = one_connection(url).await;
-    let lock = TableLock::take(url, "tokens").await;
     let asked = Instant::now();
     let calls: Vec<_> = (0..5)
         .map(|_| {
