@@ -87,19 +87,29 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let statement_timeout = format!("SET statement_timeout = {}", limits.timeout.as_millis());
+        let (timeout, statement_timeout) = (
+            limits.timeout,
+            format!("SET statement_timeout = {}", limits.timeout.as_millis()),
+        );
         let pool = Pool::builder(manager)
             .max_size(limits.size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(limits.timeout))
             .create_timeout(Some(limits.timeout))
             // Set per session rather than as a startup option, which
-            // connection poolers such as PgBouncer refuse.
+            // connection poolers such as PgBouncer refuse; bounded itself,
+            // as the pool's create timeout ends before this runs (a pooler
+            // may take a login and then hold its first statement).
             .post_create(Hook::async_fn(move |client, _| {
                 let set = statement_timeout.clone();
-                Box::pin(
-                    async move { client.batch_execute(&set).await.map_err(HookError::Backend) },
-                )
+                Box::pin(async move {
+                    match tokio::time::timeout(timeout, client.batch_execute(&set)).await {
+                        Ok(done) => done.map_err(HookError::Backend),
+                        Err(_) => Err(HookError::message(
+                            "a new PostgreSQL connection took no statement within the store's deadline ([store] timeout_secs)",
+                        )),
+                    }
+                })
             }))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -165,7 +175,8 @@ fn error(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
         Some(code) if *code == SqlState::QUERY_CANCELED => StoreError::Unavailable(format!(
-            "a statement ran past the store's deadline ([store] timeout_secs) and was cancelled: {e}"
+            "a statement was cancelled, by the store's deadline ([store] timeout_secs) or by an administrator: {}",
+            e.as_db_error().map_or("", |db| db.message())
         )),
         _ => StoreError::Unavailable(e.to_string()),
     }
@@ -176,8 +187,12 @@ fn error(e: tokio_postgres::Error) -> StoreError {
 /// connection whose keepalive probes go unanswered. Without these a lost
 /// server holds a call for the kernel's default, minutes to hours.
 fn bound_network(config: &mut tokio_postgres::Config, timeout: Duration) {
+    // A connection string's own, shorter per-address timeout is kept:
+    // with several hosts it lets the next one be tried within the deadline.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
     config
-        .connect_timeout(timeout)
         .tcp_user_timeout(timeout)
         .keepalives(true)
         .keepalives_idle(timeout)

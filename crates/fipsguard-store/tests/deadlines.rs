@@ -48,7 +48,7 @@ async fn a_statement_held_past_the_deadline_is_cancelled_and_its_connection_serv
     let waited = asked.elapsed();
     let why = unavailable(read);
     assert!(
-        why.contains("ran past the store's deadline") && why.contains("cancelled"),
+        why.contains("[store] timeout_secs") && why.contains("cancelled"),
         "{why}"
     );
     assert!(

@@ -13,6 +13,14 @@ use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
 use fipsguard_store::{PoolLimits, PostgresStore, SqliteStore};
 use tempfile::TempDir;
 
+/// Eight connections, and a deadline long past any test's locks (the
+/// flood tests hold a table for seconds): only tests/deadlines.rs tests
+/// the deadline.
+const FIXTURE_LIMITS: PoolLimits = PoolLimits {
+    size: 8,
+    timeout: std::time::Duration::from_secs(120),
+};
+
 pub const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
 /// A store and what keeps it alive, with a way to open more handles on the
@@ -35,11 +43,9 @@ impl Backend {
     pub async fn reopen(&self) -> Arc<dyn Store> {
         match &self.location {
             Location::Sqlite(path) => Arc::new(SqliteStore::open(path).await.unwrap()),
-            Location::Postgres(url) => Arc::new(
-                PostgresStore::connect(url, PoolLimits::of_size(8))
-                    .await
-                    .unwrap(),
-            ),
+            Location::Postgres(url) => {
+                Arc::new(PostgresStore::connect(url, FIXTURE_LIMITS).await.unwrap())
+            }
         }
     }
 
@@ -262,11 +268,7 @@ pub async fn postgres() -> Option<Backend> {
         }
     }
     let url = format!("{base} options='-c search_path={schema}'");
-    let store = Arc::new(
-        PostgresStore::connect(&url, PoolLimits::of_size(8))
-            .await
-            .unwrap(),
-    );
+    let store = Arc::new(PostgresStore::connect(&url, FIXTURE_LIMITS).await.unwrap());
     Some(Backend {
         name: "postgres",
         store,
