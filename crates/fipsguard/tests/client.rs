@@ -309,13 +309,7 @@ fn the_cli_tries_a_busy_server_again() {
         return;
     };
     // The lock below outlasts no read: guesses keep their turns.
-    let config = setup.path("fipsguard.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("[store]\n", "[store]\ntimeout_secs = 120\n"),
-    )
-    .unwrap();
+    setup.set_store("timeout_secs = 120");
     let mut f = Fixture::serving(setup, &[]);
     f.officer_json(&["key", "create", "app"]);
     let user = f.user("app", "encrypt");

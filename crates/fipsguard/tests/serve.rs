@@ -1422,13 +1422,7 @@ fn a_request_held_by_a_locked_table_is_answered_at_the_store_deadline() {
     let Some((setup, schema)) = common::Setup::on_postgres() else {
         return;
     };
-    let config = setup.path("fipsguard.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("[store]\n", "[store]\ntimeout_secs = 1\n"),
-    )
-    .unwrap();
+    setup.set_store("timeout_secs = 1");
     let server = setup.serve();
     let auth = format!("Authorization: Bearer {}", setup.officer);
     let tokens = format!("{}/v1/tokens", setup.url());

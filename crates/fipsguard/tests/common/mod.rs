@@ -189,6 +189,15 @@ impl Setup {
         }
     }
 
+    /// Adds `setting` (a `key = value` line) to the `[store]` section of
+    /// the configuration, for the servers started after.
+    pub fn set_store(&self, setting: &str) {
+        let config = self.path("fipsguard.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let with_setting = text.replace("[store]\n", &format!("[store]\n{setting}\n"));
+        std::fs::write(&config, with_setting).unwrap();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
