@@ -46,7 +46,8 @@ pub struct PostgresStore {
 /// call may take: waiting for a free connection, making one, or running
 /// one statement (PostgreSQL's `statement_timeout`, so a statement past
 /// it is cancelled by the server and cannot land later). A database that
-/// stops answering altogether is given up by TCP within about as long.
+/// stops answering altogether is given up by TCP within about twice as
+/// long.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolLimits {
     /// Connections at most.
@@ -60,20 +61,16 @@ impl PoolLimits {
     /// load, short enough that a request held by a locked table or a lost
     /// server is answered `store_unavailable` before its client gives up.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// `size` connections with the default deadline.
-    pub fn of_size(size: usize) -> Self {
-        Self {
-            size,
-            timeout: Self::DEFAULT_TIMEOUT,
-        }
-    }
 }
+
+/// The rule a refusal at the deadline names.
+const DEADLINE: &str = "the store's deadline ([store] timeout_secs)";
 
 impl PostgresStore {
     /// Connects with a libpq-style URL or key=value string and brings the
     /// schema up to date. Its connection, keepalive and statement
-    /// deadlines come from `limits`, replacing any in the string.
+    /// deadlines come from `limits`, replacing any in the string but a
+    /// shorter `connect_timeout`.
     pub async fn connect(url: &str, limits: PoolLimits) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}"))
@@ -105,9 +102,9 @@ impl PostgresStore {
                 Box::pin(async move {
                     match tokio::time::timeout(timeout, client.batch_execute(&set)).await {
                         Ok(done) => done.map_err(HookError::Backend),
-                        Err(_) => Err(HookError::message(
-                            "a new PostgreSQL connection took no statement within the store's deadline ([store] timeout_secs)",
-                        )),
+                        Err(_) => Err(HookError::message(format!(
+                            "a new PostgreSQL connection took no statement within {DEADLINE}"
+                        ))),
                     }
                 })
             }))
@@ -122,10 +119,10 @@ impl PostgresStore {
         self.pool.get().await.map_err(|e| {
             StoreError::Unavailable(match e {
                 PoolError::Timeout(TimeoutType::Wait) => {
-                    "no PostgreSQL connection came free within the store's deadline ([store] timeout_secs)".into()
+                    format!("no PostgreSQL connection came free within {DEADLINE}")
                 }
                 PoolError::Timeout(TimeoutType::Create) => {
-                    "no PostgreSQL connection could be made within the store's deadline ([store] timeout_secs)".into()
+                    format!("no PostgreSQL connection could be made within {DEADLINE}")
                 }
                 e => e.to_string(),
             })
@@ -175,7 +172,7 @@ fn error(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
         Some(code) if *code == SqlState::QUERY_CANCELED => StoreError::Unavailable(format!(
-            "a statement was cancelled, by the store's deadline ([store] timeout_secs) or by an administrator: {}",
+            "a statement was cancelled, by {DEADLINE} or by an administrator: {}",
             e.as_db_error().map_or("", |db| db.message())
         )),
         _ => StoreError::Unavailable(e.to_string()),

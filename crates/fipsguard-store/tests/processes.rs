@@ -24,9 +24,15 @@ async fn open_store(spec: &str) -> Arc<dyn Store> {
     match spec.split_once(':').expect("kind:location") {
         ("sqlite", path) => Arc::new(SqliteStore::open(Path::new(path)).await.unwrap()),
         ("postgres", url) => Arc::new(
-            PostgresStore::connect(url, PoolLimits::of_size(4))
-                .await
-                .unwrap(),
+            PostgresStore::connect(
+                url,
+                PoolLimits {
+                    size: 4,
+                    timeout: PoolLimits::DEFAULT_TIMEOUT,
+                },
+            )
+            .await
+            .unwrap(),
         ),
         (kind, _) => panic!("unknown store kind {kind}"),
     }
