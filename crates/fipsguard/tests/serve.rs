@@ -597,6 +597,27 @@ fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
     );
 }
 
+/// An audit key that is active with a destruction scheduled, which only
+/// a hand-made change to the store can leave, keeps the server from
+/// starting, saying so: the log would otherwise be signed by a key on its
+/// way out.
+#[test]
+fn an_audit_key_with_a_destruction_scheduled_is_refused_at_start() {
+    let setup = common::Setup::new();
+    setup.serve().stop();
+    let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
+    let schedule = "UPDATE keys SET destroy_at = unixepoch() + 86400 WHERE name = 'fipsguard-audit' AND state = 'active'";
+    assert_eq!(db.execute(schedule, []).unwrap(), 1);
+    drop(db);
+    let (code, refused) = refused_start(&setup, &[], "a start with the audit key due to go");
+    assert!(
+        code != Some(0)
+            && refused.contains("the key fipsguard-audit has a destruction scheduled")
+            && refused.contains("the store was changed by hand"),
+        "{refused}"
+    );
+}
+
 /// A key whose version reaches `max_encryptions_per_version` rotates by
 /// itself, with its intent in the audit log before and its outcome (the
 /// new version) after; encryption goes on under the new version, and

@@ -1820,3 +1820,66 @@ fn a_tls_stream_cut_without_close_notify_reaches_the_target_as_a_reset() {
     let _ = lingering.kill();
     let _ = lingering.wait();
 }
+
+/// The other way round: a target that ends its connection in order is an
+/// orderly end at the client, and one that resets it is a reset at the
+/// client, never an orderly end, through a client and a server tunnel.
+#[test]
+fn a_target_that_resets_its_connection_is_a_reset_at_the_client() {
+    let pki = Pki::new();
+    // The first connection is answered and ended in order; the second is
+    // closed with what it was sent still unread, which the kernel answers
+    // with a reset.
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (answered, _) = target.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&answered).read_line(&mut line).unwrap();
+        (&answered).write_all(b"bye\n").unwrap();
+        drop(answered);
+        let (reset, _) = target.accept().unwrap();
+        reset.peek(&mut [0u8; 1]).unwrap();
+        drop(reset);
+    });
+    let server_listen = format!("127.0.0.1:{}", free_port());
+    let _server = Tunnel::start(&strs(&server_args(
+        &pki,
+        &server_listen,
+        &format!("127.0.0.1:{target_port}"),
+    )));
+    let local = format!("127.0.0.1:{}", free_port());
+    let _client = Tunnel::start(&[
+        "client",
+        "--listen",
+        &local,
+        "--target",
+        &server_listen,
+        "--server-name",
+        "localhost",
+        "--cacert",
+        &pki.path_str("ca.pem"),
+    ]);
+    let connect = || {
+        let stream = TcpStream::connect(&local).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        writeln!(&stream, "hello").unwrap();
+        stream
+    };
+
+    let mut orderly = BufReader::new(connect());
+    let mut answer = String::new();
+    orderly.read_line(&mut answer).unwrap();
+    assert_eq!(answer, "bye\n");
+    assert_eq!(orderly.read(&mut [0u8; 16]).unwrap(), 0, "an orderly end");
+
+    let mut reset = connect();
+    let ended = reset.read(&mut [0u8; 16]);
+    assert_eq!(
+        ended.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "a reset, not {ended:?}"
+    );
+}

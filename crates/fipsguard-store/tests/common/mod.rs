@@ -34,7 +34,22 @@ pub struct Backend {
 
 enum Location {
     Sqlite(PathBuf),
-    Postgres(String),
+    Postgres { url: String, schema: String },
+}
+
+impl Drop for Backend {
+    /// Drops a PostgreSQL backend's schema, so that test runs leave
+    /// nothing behind in the database. Best effort: a lock still held
+    /// (by a failed test's connection) makes it give up after 10 s and
+    /// leave the schema.
+    fn drop(&mut self) {
+        if let Location::Postgres { schema, .. } = &self.location {
+            let drop = format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
+            let _ = std::process::Command::new("psql")
+                .args([postgres_base().as_str(), "-qc", &drop])
+                .output();
+        }
+    }
 }
 
 impl Backend {
@@ -43,7 +58,7 @@ impl Backend {
     pub async fn reopen(&self) -> Arc<dyn Store> {
         match &self.location {
             Location::Sqlite(path) => Arc::new(SqliteStore::open(path).await.unwrap()),
-            Location::Postgres(url) => {
+            Location::Postgres { url, .. } => {
                 Arc::new(PostgresStore::connect(url, FIXTURE_LIMITS).await.unwrap())
             }
         }
@@ -190,7 +205,7 @@ impl Backend {
     pub fn blob(&self, bytes: &[u8]) -> String {
         match &self.location {
             Location::Sqlite(_) => format!("X'{}'", hex(bytes)),
-            Location::Postgres(_) => format!("'\\x{}'::bytea", hex(bytes)),
+            Location::Postgres { .. } => format!("'\\x{}'::bytea", hex(bytes)),
         }
     }
 
@@ -204,7 +219,7 @@ impl Backend {
                     .execute_batch(sql)
                     .unwrap();
             }
-            Location::Postgres(url) => {
+            Location::Postgres { url, .. } => {
                 let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                     .await
                     .unwrap();
@@ -218,14 +233,14 @@ impl Backend {
     pub fn sqlite_path(&self) -> Option<&Path> {
         match &self.location {
             Location::Sqlite(path) => Some(path),
-            Location::Postgres(_) => None,
+            Location::Postgres { .. } => None,
         }
     }
 
     /// The PostgreSQL connection string, for the same.
     pub fn postgres_url(&self) -> Option<&str> {
         match &self.location {
-            Location::Postgres(url) => Some(url),
+            Location::Postgres { url, .. } => Some(url),
             Location::Sqlite(_) => None,
         }
     }
@@ -243,10 +258,15 @@ pub async fn sqlite() -> Backend {
     }
 }
 
+/// The PostgreSQL server the tests use.
+fn postgres_base() -> String {
+    std::env::var("FIPSGUARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into())
+}
+
 /// A PostgreSQL backend in a new schema, or `None` (with a visible message)
 /// when no server answers outside CI.
 pub async fn postgres() -> Option<Backend> {
-    let base = std::env::var("FIPSGUARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
+    let base = postgres_base();
     let schema = format!(
         "fg_test_{}",
         hex(&fipsguard_crypto::random::bytes(8).unwrap())
@@ -272,7 +292,7 @@ pub async fn postgres() -> Option<Backend> {
     Some(Backend {
         name: "postgres",
         store,
-        location: Location::Postgres(url),
+        location: Location::Postgres { url, schema },
         dir: TempDir::new().unwrap(),
     })
 }
