@@ -134,6 +134,19 @@ pub enum Event {
         /// Requests refused meanwhile.
         refused: u64,
     },
+    /// Requests refused without an authenticated caller beyond the
+    /// server's budget for recording them one by one (a flood of guessed
+    /// tokens, say), counted instead: from `since` to the record's time.
+    UnauthenticatedRefusals {
+        /// When the first of them was refused (RFC 3339).
+        since: String,
+        /// How many were refused.
+        count: u64,
+        /// The addresses most of them came from, most first (at most 16).
+        clients: Vec<ClientCount>,
+        /// How many came from addresses not listed.
+        others: u64,
+    },
     /// The first record of every file.
     Segment {
         /// The checkpoint this file continues the chain from; none for a new chain.
@@ -161,9 +174,19 @@ impl Event {
         "key_rotation",
         "shutdown",
         "outage",
+        "unauthenticated_refusals",
         "segment",
         "checkpoint",
     ];
+}
+
+/// Requests refused from one client address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientCount {
+    /// The address (without its port).
+    pub client: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// Where a segment continues the chain from.
@@ -288,7 +311,7 @@ pub struct RequestEvent {
 }
 
 /// Now, as records write it.
-pub(crate) fn now() -> String {
+pub fn now() -> String {
     rfc3339(time::OffsetDateTime::now_utc())
 }
 

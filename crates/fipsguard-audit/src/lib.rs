@@ -24,7 +24,9 @@ mod writer;
 
 pub use anchor::Anchor;
 pub use chain::{CheckpointId, Hash, GENESIS};
-pub use event::{is_change, unix_time, Checkpoint, Event, Link, Outcome, Record, RequestEvent};
+pub use event::{
+    is_change, now, unix_time, Checkpoint, ClientCount, Event, Link, Outcome, Record, RequestEvent,
+};
 pub use segment::list as segments;
 pub use verify::{verify, verify_holding, Failure, Report};
 pub use writer::{AuditConfig, AuditLog, Expected, Health, Signed, Signer};

@@ -378,6 +378,20 @@ fn remark(record: &Read) -> Option<String> {
             "record {}: the log could not be written from {since} to {} ({error}); {refused} request(s) were refused meanwhile",
             record.seq, record.time
         )),
+        Event::UnauthenticatedRefusals {
+            since,
+            count,
+            clients,
+            ..
+        } => Some(format!(
+            "record {}: {count} request(s) refused without an authenticated caller from {since} to {} were counted, not recorded one by one{}",
+            record.seq,
+            record.time,
+            clients.first().map_or(String::new(), |most| format!(
+                " (most from {}: {})",
+                most.client, most.count
+            ))
+        )),
         Event::Segment { reason, .. } if reason != "startup" && reason != "rotation" => {
             Some(format!("record {}: a new file was started: {reason}", record.seq))
         }

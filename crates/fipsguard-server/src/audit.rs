@@ -5,6 +5,8 @@
 //! `fipsguard-audit`; this module connects them to requests and to the
 //! audit key in the key store.
 
+pub mod unauthenticated;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -210,6 +212,7 @@ pub async fn open(
     for code in AuditError::CODES {
         crate::metrics::count_audit_refusals(code, 0);
     }
+    crate::metrics::record_counted_refusals(0);
     let dir = config.dir.clone();
     let anchor: Box<dyn Anchor> = Box::new(anchor);
     tokio::task::spawn_blocking(move || {
@@ -460,6 +463,7 @@ pub(crate) struct Audited(Option<Pending>);
 struct Pending {
     event: RequestEvent,
     log: Recorder,
+    unauthenticated: Arc<unauthenticated::Budget>,
 }
 
 /// How an answered request's event reaches the log.
@@ -507,6 +511,7 @@ impl Audited {
         Ok(Self(Some(Pending {
             event: describe(method, request.uri(), request.extensions(), context),
             log,
+            unauthenticated: state.unauthenticated.clone(),
         })))
     }
 
@@ -514,10 +519,23 @@ impl Audited {
     /// cannot be made durable the answer is withheld and a refusal given
     /// instead (any change the handler made stands; its intent is on record).
     pub(crate) fn answer(self, response: Response, context: &RequestContext) -> Answer {
-        let Some(Pending { mut event, log }) = self.0 else {
+        let Some(Pending {
+            mut event,
+            log,
+            unauthenticated,
+        }) = self.0
+        else {
             return Answer::Now(response);
         };
         complete(&mut event, &response, context);
+        // Counted instead (its expected event withdrawn with `log`): it did
+        // nothing, and its answer needs no evidence first.
+        if event.actor.is_none()
+            && event.outcome == Outcome::Rejected
+            && !unauthenticated.admit(event.client.as_deref())
+        {
+            return Answer::Now(response);
+        }
         Answer::Recording(Box::pin(async move {
             let recorded = match log {
                 Recorder::Expected(expected) => expected.record(Event::Request(event)).await,
@@ -534,6 +552,35 @@ impl Audited {
             }
         }))
     }
+}
+
+/// Records the refusals counted beyond the budget for recording them one
+/// by one, if there are any; counts that cannot be recorded are kept for
+/// the next try.
+pub async fn record_counted_refusals(state: &AppState) {
+    let Some(audit) = state.audit.as_ref() else {
+        return;
+    };
+    let Some(counts) = state.unauthenticated.take() else {
+        return;
+    };
+    if let Err(e) = audit.record(counts.event()).await {
+        tracing::warn!(error = %e, refusals = counts.count, "the count of requests refused without an authenticated caller could not be recorded; kept for the next try");
+        state.unauthenticated.restore(counts);
+    }
+}
+
+/// Records the counted refusals every [`unauthenticated::RECORDED_EVERY`].
+pub fn spawn_counted_refusals(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(unauthenticated::RECORDED_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is at once
+        loop {
+            tick.tick().await;
+            record_counted_refusals(&state).await;
+        }
+    })
 }
 
 /// Whether `response` is a refusal for want of the audit log.

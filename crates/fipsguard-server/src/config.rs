@@ -68,6 +68,11 @@ pub struct Config {
     pub sha256: Option<String>,
 }
 
+/// Unauthenticated refusals recorded one by one per second, by default:
+/// a misconfigured client's are all there, a flood's take at most some
+/// 400 MB a day.
+const DEFAULT_UNAUTHENTICATED_RECORDS_PER_SEC: u32 = 10;
+
 /// The audit log: required, unless explicitly turned off.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -86,6 +91,11 @@ pub struct AuditSection {
     /// (`FIPSGUARD_AUDIT_NODE`; default: the host name and the directory);
     /// set it, one per node, where host names change, as in containers.
     pub node: Option<String>,
+    /// Requests refused without an authenticated caller (no valid token)
+    /// recorded one by one per second at most, across all clients; those
+    /// beyond are counted by client address and the counts recorded once
+    /// a minute, so that a flood cannot fill the audit disk.
+    pub unauthenticated_records_per_sec: u32,
 }
 
 impl Default for AuditSection {
@@ -98,6 +108,7 @@ impl Default for AuditSection {
             max_file_age_secs: defaults.max_file_age.as_secs(),
             copy_to_stdout: false,
             node: None,
+            unauthenticated_records_per_sec: DEFAULT_UNAUTHENTICATED_RECORDS_PER_SEC,
         }
     }
 }
@@ -488,6 +499,7 @@ impl Config {
             metrics_listen: self.metrics_listen,
             audit: self.audit.resolve()?,
             audit_node: self.audit.node.clone(),
+            unauthenticated_records_per_sec: self.audit.unauthenticated_records_per_sec,
             config_sha256: self.sha256.clone(),
             self_test_interval: self.self_test.interval()?,
         })
@@ -545,6 +557,7 @@ pub async fn development(
         metrics_listen: None,
         audit: Some(fipsguard_audit::AuditConfig::new(audit_dir.clone())),
         audit_node: None,
+        unauthenticated_records_per_sec: DEFAULT_UNAUTHENTICATED_RECORDS_PER_SEC,
         config_sha256: None,
         self_test_interval: DEFAULT_SELF_TEST_INTERVAL,
     };

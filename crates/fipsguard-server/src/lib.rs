@@ -58,6 +58,9 @@ pub struct ServerOptions {
     /// The name this node's audit anchor is kept under in the store
     /// (default: the host name and the audit directory).
     pub audit_node: Option<String>,
+    /// Requests refused without an authenticated caller recorded one by
+    /// one per second at most; those beyond are counted.
+    pub unauthenticated_records_per_sec: u32,
     /// SHA-256 of the configuration file, recorded at startup.
     pub config_sha256: Option<String>,
     /// How often the self-tests run again while serving (jittered).
@@ -141,6 +144,9 @@ pub async fn start(
         store_kind: options.store_kind,
         started: Instant::now(),
         audit,
+        unauthenticated: Arc::new(audit::unauthenticated::Budget::new(
+            options.unauthenticated_records_per_sec,
+        )),
         store_probe: StoreProbe::default(),
         changes: tokio_util::task::TaskTracker::new(),
     });
@@ -149,6 +155,7 @@ pub async fn start(
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),
         metrics::spawn_upkeep(metrics::UPKEEP_EVERY),
+        audit::spawn_counted_refusals(state.clone()),
     ]
     .into_iter()
     .chain(metrics_listener.map(metrics::serve_plain))
@@ -187,6 +194,7 @@ pub async fn start(
             );
         }
         // After the drain, so every answered request's event is in the log.
+        audit::record_counted_refusals(&state).await;
         if let Some(audit) = &state.audit {
             if let Err(e) = audit.close().await {
                 tracing::error!(error = %e, "the audit log could not be closed in order");

@@ -165,6 +165,12 @@ pub fn record_access_refusal(code: &'static str) {
     counter!("fipsguard_key_access_errors_total", "reason" => code).increment(1);
 }
 
+/// Counts `n` requests refused without an authenticated caller beyond
+/// the audit log's budget for recording them one by one.
+pub fn record_counted_refusals(n: u64) {
+    counter!("fipsguard_audit_counted_refusals_total").increment(n);
+}
+
 /// Records a request refused because its audit event could not be made durable.
 pub fn record_audit_refusal(code: &'static str) {
     count_audit_refusals(code, 1);

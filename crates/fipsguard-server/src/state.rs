@@ -16,6 +16,9 @@ pub struct AppState {
     pub started: Instant,
     /// The audit log; `None` only when configured off.
     pub audit: Option<fipsguard_audit::AuditLog>,
+    /// Requests refused without an authenticated caller: the budget for
+    /// recording them one by one, and the counts beyond it.
+    pub unauthenticated: Arc<crate::audit::unauthenticated::Budget>,
     /// What the store answers, as health and metrics report it.
     pub store_probe: StoreProbe,
     /// Changes whose intent is on record, counted from then on (those

@@ -333,6 +333,64 @@ fn every_acknowledged_request_survives_twenty_kills() {
 /// A SIGTERM sent the moment the server says it is serving is handled:
 /// each time the server drains, closes its audit log with a shutdown
 /// record (counted here) and exits cleanly (`stop` asserts that).
+/// Requests refused without a valid token are recorded one by one up to
+/// `[audit] unauthenticated_records_per_sec`; beyond it they are counted
+/// by address, in a record a stop writes and `audit verify` reports. A
+/// request with a token is recorded one by one whatever the flood.
+#[test]
+fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
+    let setup = Setup::new();
+    setup.set("audit", "unauthenticated_records_per_sec = 2");
+    let server = setup.serve();
+    let client = setup.client();
+    let keys = format!("{}/v1/keys", setup.url());
+    let sent = 40;
+    runtime().block_on(async {
+        save_public_key(&setup, &client).await;
+        for round in 0..sent {
+            assert_eq!(call(&client, &keys, "not-a-token", None).await.0, 401);
+            if round % 10 == 0 {
+                assert_eq!(call(&client, &keys, &setup.officer, None).await.0, 200);
+            }
+        }
+    });
+    server.stop();
+    let records = setup.audit_records();
+    let requests = |status: u64| {
+        records
+            .iter()
+            .filter(|r| r["kind"] == "request" && r["route"] == "/v1/keys" && r["status"] == status)
+            .count() as u64
+    };
+    assert_eq!(requests(200), 4, "every request with a token");
+    let one_by_one = requests(401);
+    assert!(
+        (2..sent / 2).contains(&one_by_one),
+        "{one_by_one} recorded one by one"
+    );
+    let counted: Vec<_> = records
+        .iter()
+        .filter(|r| r["kind"] == "unauthenticated_refusals")
+        .collect();
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    let expected = json!({
+        "count": sent - one_by_one,
+        "clients": [{ "client": "127.0.0.1", "count": sent - one_by_one }],
+        "others": 0,
+    });
+    for field in ["count", "clients", "others"] {
+        assert_eq!(counted[0][field], expected[field], "{}", counted[0]);
+    }
+    let report = setup.verify_audit();
+    assert!(
+        report.contains(&format!(
+            "{} request(s) refused without an authenticated caller",
+            sent - one_by_one
+        )) && report.contains("most from 127.0.0.1"),
+        "{report}"
+    );
+}
+
 #[test]
 fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
     let setup = Setup::new();

@@ -309,7 +309,7 @@ fn the_cli_tries_a_busy_server_again() {
         return;
     };
     // The lock below outlasts no read: guesses keep their turns.
-    setup.set_store("timeout_secs = 120");
+    setup.set("store", "timeout_secs = 120");
     let mut f = Fixture::serving(setup, &[]);
     f.officer_json(&["key", "create", "app"]);
     let user = f.user("app", "encrypt");

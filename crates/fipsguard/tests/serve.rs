@@ -1443,7 +1443,7 @@ fn a_request_held_by_a_locked_table_is_answered_at_the_store_deadline() {
     let Some((setup, schema)) = common::Setup::on_postgres() else {
         return;
     };
-    setup.set_store("timeout_secs = 1");
+    setup.set("store", "timeout_secs = 1");
     let server = setup.serve();
     let auth = format!("Authorization: Bearer {}", setup.officer);
     let tokens = format!("{}/v1/tokens", setup.url());

@@ -189,12 +189,13 @@ impl Setup {
         }
     }
 
-    /// Adds `setting` (a `key = value` line) to the `[store]` section of
-    /// the configuration, for the servers started after.
-    pub fn set_store(&self, setting: &str) {
+    /// Adds `setting` (a `key = value` line) to the configuration's
+    /// `[section]`, for the servers started after.
+    pub fn set(&self, section: &str, setting: &str) {
         let config = self.path("fipsguard.toml");
         let text = std::fs::read_to_string(&config).unwrap();
-        let with_setting = text.replace("[store]\n", &format!("[store]\n{setting}\n"));
+        let header = format!("[{section}]\n");
+        let with_setting = text.replace(&header, &format!("{header}{setting}\n"));
         std::fs::write(&config, with_setting).unwrap();
     }
 
