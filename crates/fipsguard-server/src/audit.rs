@@ -528,12 +528,10 @@ impl Audited {
             return Answer::Now(response);
         };
         complete(&mut event, &response, context);
-        // Counted instead (its expected event withdrawn with `log`): it did
+        // Without an authenticated caller, beyond the budget: counted
+        // instead (its expected event withdrawn with `log`); it did
         // nothing, and its answer needs no evidence first.
-        if event.actor.is_none()
-            && event.outcome == Outcome::Rejected
-            && !unauthenticated.admit(event.client.as_deref())
-        {
+        if event.actor.is_none() && !unauthenticated.admit(event.client.as_deref()) {
             return Answer::Now(response);
         }
         Answer::Recording(Box::pin(async move {

@@ -47,11 +47,13 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Err(e) => Err(e),
         }
         .inspect_err(|e| crate::metrics::record_access_refusal(e.code()))?;
-        crate::audit::record_intent(state, parts, &principal).await?;
+        // Named before its intent is recorded: a change refused there is
+        // still its caller's, and recorded one by one as such.
         let context = parts.extensions.get::<Arc<RequestContext>>().cloned();
         if let Some(context) = &context {
             let _ = context.actor.set(principal.clone());
         }
+        crate::audit::record_intent(state, parts, &principal).await?;
         let certificate = parts
             .extensions
             .get::<Peer>()

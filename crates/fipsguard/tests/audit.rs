@@ -330,13 +330,11 @@ fn every_acknowledged_request_survives_twenty_kills() {
     );
 }
 
-/// A SIGTERM sent the moment the server says it is serving is handled:
-/// each time the server drains, closes its audit log with a shutdown
-/// record (counted here) and exits cleanly (`stop` asserts that).
 /// Requests refused without a valid token are recorded one by one up to
 /// `[audit] unauthenticated_records_per_sec`; beyond it they are counted
 /// by address, in a record a stop writes and `audit verify` reports. A
-/// request with a token is recorded one by one whatever the flood.
+/// request whose token was verified is recorded one by one whatever the
+/// flood, refused or not.
 #[test]
 fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
     let setup = Setup::new();
@@ -347,10 +345,13 @@ fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
     let sent = 40;
     runtime().block_on(async {
         save_public_key(&setup, &client).await;
+        let user = user_token(&setup, &client).await;
         for round in 0..sent {
             assert_eq!(call(&client, &keys, "not-a-token", None).await.0, 401);
             if round % 10 == 0 {
                 assert_eq!(call(&client, &keys, &setup.officer, None).await.0, 200);
+                // A user may not list keys: refused, with a caller.
+                assert_eq!(call(&client, &keys, &user, None).await.0, 403);
             }
         }
     });
@@ -363,6 +364,7 @@ fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
             .count() as u64
     };
     assert_eq!(requests(200), 4, "every request with a token");
+    assert_eq!(requests(403), 4, "every refusal of a caller with a token");
     let one_by_one = requests(401);
     assert!(
         (2..sent / 2).contains(&one_by_one),
@@ -391,6 +393,9 @@ fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
     );
 }
 
+/// A SIGTERM sent the moment the server says it is serving is handled:
+/// each time the server drains, closes its audit log with a shutdown
+/// record (counted here) and exits cleanly (`stop` asserts that).
 #[test]
 fn a_sigterm_on_the_serving_line_stops_the_server_in_order() {
     let setup = Setup::new();

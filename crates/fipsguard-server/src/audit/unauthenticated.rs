@@ -1,12 +1,14 @@
-//! Requests refused without an authenticated caller: recorded one by one
-//! within a budget, counted beyond it. Anyone who reaches the port can
-//! send them as fast as the server answers; recorded one by one, a flood
-//! of them would fill the audit disk, and a log that cannot be written
-//! stops every request (it fails closed). Past the budget they are counted
-//! by client address, and the counts are recorded once a minute and at a
-//! stop: the log still accounts for every one, and for where it came
-//! from. Requests with a valid token are always recorded one by one: their
-//! callers answer for them.
+//! Requests answered without an authenticated caller (no valid token, or
+//! refused before the token was checked): recorded one by one within a
+//! budget, counted beyond it. Anyone who reaches the port can send them
+//! as fast as the server answers; recorded one by one, a flood of them
+//! would fill the audit disk, and a log that cannot be written stops every
+//! request (it fails closed). Past the budget they are counted by client
+//! address (an IPv6 address by its /64, what one host is commonly given),
+//! and the counts are recorded once a minute and at an orderly stop: the
+//! log still accounts for them, and for where they came from (a crash
+//! loses up to a minute's counts). Requests whose token was verified are
+//! always recorded one by one: their callers answer for them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -65,12 +67,15 @@ impl Budget {
         }
     }
 
-    /// Whether a refusal of a request from `client` (`address:port`, as a
-    /// request's event names it) is recorded one by one; if not, it is
-    /// counted.
+    /// Whether a request from `client` (`address:port`, as a request's
+    /// event names it) answered without an authenticated caller is
+    /// recorded one by one; if not, it is counted.
     pub fn admit(&self, client: Option<&str>) -> bool {
+        self.admit_at(client, Instant::now())
+    }
+
+    fn admit_at(&self, client: Option<&str>, now: Instant) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
         let earned = now.duration_since(state.refilled).as_secs_f64() * self.per_sec;
         state.allowance = (state.allowance + earned).min(self.per_sec);
         state.refilled = now;
@@ -79,7 +84,7 @@ impl Budget {
             return true;
         }
         let address = client.and_then(|c| c.parse::<SocketAddr>().ok());
-        state.counts.add(address.map(|a| a.ip()));
+        state.counts.add(address.map(|a| source(a.ip())));
         crate::metrics::record_counted_refusals(1);
         false
     }
@@ -137,12 +142,25 @@ impl Counts {
             clients: clients
                 .into_iter()
                 .map(|(address, count)| ClientCount {
-                    client: address.to_string(),
+                    client: match address {
+                        IpAddr::V4(_) => address.to_string(),
+                        IpAddr::V6(_) => format!("{address}/64"),
+                    },
                     count: *count,
                 })
                 .collect(),
             others: self.count - listed,
         }
+    }
+}
+
+/// Where a request comes from, as counted: an IPv4 address (also when
+/// written as IPv6), or an IPv6 address's /64, as a host may draw on its
+/// whole /64 to look like many.
+fn source(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 
@@ -153,13 +171,20 @@ mod tests {
     #[test]
     fn beyond_the_budget_refusals_are_counted_by_address() {
         let budget = Budget::new(2);
+        let start = Instant::now();
         let admitted: Vec<_> = (0..5)
-            .map(|_| budget.admit(Some("192.0.2.1:4000")))
+            .map(|_| budget.admit_at(Some("192.0.2.1:4000"), start))
             .collect();
-        assert_eq!(admitted[..2], [true, true]);
-        assert_eq!(admitted.iter().filter(|a| **a).count(), 2, "{admitted:?}");
-        assert!(!budget.admit(Some("[2001:db8::1]:443")));
-        assert!(!budget.admit(None));
+        assert_eq!(admitted, [true, true, false, false, false]);
+        // One host's /64 counts as one, however it draws on it.
+        assert!(!budget.admit_at(Some("[2001:db8::1]:443"), start));
+        assert!(!budget.admit_at(Some("[2001:db8::2:1]:443"), start));
+        assert!(!budget.admit_at(Some("[::ffff:192.0.2.1]:443"), start));
+        assert!(!budget.admit_at(None, start));
+        // Half a second earns one more.
+        let later = start + Duration::from_millis(500);
+        assert!(budget.admit_at(Some("192.0.2.1:4000"), later));
+        assert!(!budget.admit_at(Some("192.0.2.1:4000"), later));
         let counts = budget.take().unwrap();
         let Event::UnauthenticatedRefusals {
             count,
@@ -170,17 +195,17 @@ mod tests {
         else {
             unreachable!()
         };
-        assert_eq!((count, others), (5, 1));
+        assert_eq!((count, others), (8, 1));
         let named: Vec<_> = clients
             .iter()
             .map(|c| (c.client.as_str(), c.count))
             .collect();
-        assert_eq!(named, [("192.0.2.1", 3), ("2001:db8::1", 1)]);
+        assert_eq!(named, [("192.0.2.1", 5), ("2001:db8::/64", 2)]);
         assert!(budget.take().is_none(), "taken");
         // Put back, they join the next ones.
         budget.restore(counts);
-        assert!(!budget.admit(Some("192.0.2.1:4001")));
-        assert_eq!(budget.take().unwrap().count, 6);
+        assert!(!budget.admit_at(Some("192.0.2.1:4001"), later));
+        assert_eq!(budget.take().unwrap().count, 9);
     }
 
     #[test]

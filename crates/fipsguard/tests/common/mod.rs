@@ -195,6 +195,7 @@ impl Setup {
         let config = self.path("fipsguard.toml");
         let text = std::fs::read_to_string(&config).unwrap();
         let header = format!("[{section}]\n");
+        assert!(text.contains(&header), "no [{section}] in {text}");
         let with_setting = text.replace(&header, &format!("{header}{setting}\n"));
         std::fs::write(&config, with_setting).unwrap();
     }
