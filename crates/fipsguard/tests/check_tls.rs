@@ -590,6 +590,61 @@ fn endpoints_that_never_answer_cannot_hold_or_pass_a_scan() {
     }
 }
 
+/// A host name the system resolver never answers for is given up at
+/// `--timeout` (here 2 s; the resolver's own retries would take 150 s) as
+/// not scanned: a silent DNS server cannot hold a gate.
+#[test]
+fn a_name_that_never_resolves_is_given_up_at_the_timeout() {
+    let host = common::Namespace::new();
+    host.etc_file(
+        "resolv.conf",
+        "nameserver 127.0.0.1\noptions timeout:30 attempts:5\n",
+    );
+    // A DNS server that takes every query, over UDP and TCP, and never answers.
+    let silent = "import socket, sys, time\n\
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 53))\n\
+        t = socket.socket(); t.bind(('127.0.0.1', 53)); t.listen()\n\
+        print('ready', flush=True); time.sleep(600)";
+    let mut dns = host
+        .command("python3")
+        .args(["-c", silent])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(dns.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let started = Instant::now();
+    let output = host
+        .command(FIPSGUARD)
+        .args(["check", "tls", "kms.fipsguard.test:443"])
+        .args(["--timeout", "2s", "--format", "json"])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let _ = dns.kill();
+    let _ = dns.wait();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let target = finding(&report["reports"][0], "tls.target");
+    assert_eq!(target["status"], "error", "{text}");
+    assert!(
+        target["evidence"]
+            .to_string()
+            .contains("did not resolve within 2s"),
+        "{text}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
+        "the scan took {elapsed:?}"
+    );
+}
+
 /// A server that answers every probe, each a little late: the scan of one
 /// endpoint ends at its deadline (here 2 s, for some 200 probes that would
 /// take a minute) as incomplete, so a slow endpoint cannot hold a gate

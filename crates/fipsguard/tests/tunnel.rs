@@ -1558,65 +1558,6 @@ fn hostile_peers_never_crash_or_starve_the_tunnel_and_sigterm_drains() {
     assert!(status.success());
 }
 
-/// Two hosts on one machine: this one, and a network namespace joined to
-/// it by a veth pair. Removed on drop.
-struct Namespace {
-    name: String,
-    /// The namespace's address on the link.
-    address: String,
-}
-
-impl Namespace {
-    fn new() -> Self {
-        let id = std::process::id() % 50_000;
-        let name = format!("fg-test-{id}");
-        let (outer, inner) = (format!("fgo{id}"), format!("fgi{id}"));
-        let subnet = format!("10.{}.{}", 100 + id / 256 % 100, id % 256);
-        let ip = |args: &str| {
-            let status = Command::new("ip")
-                .args(args.split_whitespace())
-                .status()
-                .unwrap();
-            assert!(status.success(), "ip {args}");
-        };
-        // A namespace left by a killed run of this process id.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        ip(&format!("netns add {name}"));
-        let namespace = Self {
-            name: name.clone(),
-            address: format!("{subnet}.2"),
-        };
-        ip(&format!("link add {outer} type veth peer name {inner}"));
-        ip(&format!("link set {inner} netns {name}"));
-        ip(&format!("addr add {subnet}.1/30 dev {outer}"));
-        ip(&format!("link set {outer} up"));
-        ip(&format!(
-            "netns exec {name} ip addr add {subnet}.2/30 dev {inner}"
-        ));
-        ip(&format!("netns exec {name} ip link set {inner} up"));
-        ip(&format!("netns exec {name} ip link set lo up"));
-        namespace
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name, program]);
-        command
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the veth pair, and so both.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 /// An Erlang node without epmd, listening for distribution on `listen_ip`
 /// and port `port`, as every node it talks to must.
 fn erlang(command: &mut Command, name: &str, listen_ip: &str, port: u16, eval: &str) -> Child {
@@ -1637,7 +1578,7 @@ fn erlang_distribution_runs_only_through_a_pair_of_tunnels() {
     let pki = Pki::new();
     pki.leaf("node-a", "DNS:node-a");
     pki.leaf("node-b", "DNS:node-b");
-    let host_b = Namespace::new();
+    let host_b = common::Namespace::new();
     let port = free_port();
 
     // Host B (the namespace): the node listens on loopback only; its server

@@ -24,7 +24,8 @@ use probe::Endpoint;
 /// How endpoints are probed.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Connect and read timeout of each probe connection.
+    /// Connect and read timeout of each probe connection, and the longest
+    /// the host name may take to resolve.
     pub timeout: Duration,
     /// SNI to send instead of the target's host name.
     pub server_name: Option<String>,
@@ -104,10 +105,7 @@ fn endpoint(target: &str, options: &Options) -> Result<(Endpoint, usize), String
         .rsplit_once(':')
         .ok_or_else(|| format!("{target}: expected HOST:PORT"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<SocketAddr> = target
-        .to_socket_addrs()
-        .map_err(|e| format!("{target}: {e}"))?
-        .collect();
+    let addresses = resolve(target, options.timeout)?;
     let address = *addresses
         .first()
         .ok_or_else(|| format!("{target}: the name has no address"))?;
@@ -124,6 +122,25 @@ fn endpoint(target: &str, options: &Options) -> Result<(Endpoint, usize), String
         deadline_at: std::time::Instant::now().checked_add(options.deadline),
     };
     Ok((endpoint, addresses.len()))
+}
+
+/// `target`'s addresses, from the system resolver, which is given
+/// `timeout`: a resolver that does not answer would otherwise hold the
+/// scan (and a CI gate) for as long as its own retries last. Past it, the
+/// lookup is left to end on its own thread.
+fn resolve(target: &str, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+    let (answer, answered) = std::sync::mpsc::channel();
+    let name = target.to_owned();
+    std::thread::spawn(move || {
+        let _ = answer.send(name.to_socket_addrs().map(Iterator::collect));
+    });
+    match answered.recv_timeout(timeout) {
+        Ok(found) => found.map_err(|e| format!("{target}: {e}")),
+        Err(_) => Err(format!(
+            "{target}: the name did not resolve within {} (--timeout)",
+            humantime::format_duration(timeout)
+        )),
+    }
 }
 
 fn unreachable(target: &str, id: &str, reason: String) -> Report {

@@ -41,7 +41,7 @@ enum Target {
         /// A TOML policy [default: the built-in FIPS profile, SP 800-52 Rev. 2].
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// Timeout of each probe connection.
+        /// Timeout of each probe connection, and of resolving the host name.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
         /// Longest time the scan of one endpoint may take; past it the endpoint is reported as not scanned (exit 2).

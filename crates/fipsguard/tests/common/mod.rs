@@ -1,14 +1,14 @@
 //! A production-style server for the binary's tests: an openssl
 //! certificate, a configuration file with SQLite (or PostgreSQL), a root
 //! key file and an audit directory, `fipsguard init`, and `fipsguard
-//! serve` as a child.
+//! serve` as a child; and a second host in a network namespace.
 
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -427,4 +427,81 @@ pub fn writable_memory(pid: u32) -> Vec<Vec<u8>> {
         }
     }
     regions
+}
+
+/// Two hosts on one machine: this one, and a network namespace joined to
+/// it by a veth pair. Removed on drop.
+pub struct Namespace {
+    pub name: String,
+    /// The namespace's address on the link.
+    pub address: String,
+}
+
+impl Namespace {
+    pub fn new() -> Self {
+        let id = std::process::id() % 50_000;
+        let name = format!("fg-test-{id}");
+        let (outer, inner) = (format!("fgo{id}"), format!("fgi{id}"));
+        let subnet = format!("10.{}.{}", 100 + id / 256 % 100, id % 256);
+        let ip = |args: &str| {
+            let status = Command::new("ip")
+                .args(args.split_whitespace())
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args}");
+        };
+        // A namespace left by a killed run of this process id.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        ip(&format!("netns add {name}"));
+        let namespace = Self {
+            name: name.clone(),
+            address: format!("{subnet}.2"),
+        };
+        ip(&format!("link add {outer} type veth peer name {inner}"));
+        ip(&format!("link set {inner} netns {name}"));
+        ip(&format!("addr add {subnet}.1/30 dev {outer}"));
+        ip(&format!("link set {outer} up"));
+        ip(&format!(
+            "netns exec {name} ip addr add {subnet}.2/30 dev {inner}"
+        ));
+        ip(&format!("netns exec {name} ip link set {inner} up"));
+        ip(&format!("netns exec {name} ip link set lo up"));
+        namespace
+    }
+
+    /// Gives the namespace its own `/etc/NAME` (`ip netns exec` mounts it
+    /// over the host's: `resolv.conf`, say).
+    pub fn etc_file(&self, name: &str, contents: &str) {
+        let dir = Path::new("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), contents).unwrap();
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    /// Ends every process still in it (a failed test's), then removes it.
+    fn drop(&mut self) {
+        if let Ok(pids) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
+        // Deleting the namespace deletes its end of the veth pair, and so both.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
