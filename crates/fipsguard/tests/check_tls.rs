@@ -43,9 +43,23 @@ fn s_server(pki: &Pki, cert: &str, extra: &[&str]) -> OpensslServer {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("openssl")
-        .args(["s_server", "-quiet", "-accept"])
-        .arg(format!("127.0.0.1:{port}"))
+    let target = format!("127.0.0.1:{port}");
+    let child = openssl_s_server(Command::new("openssl"), &target, pki, cert, extra);
+    wait_for_port(port);
+    OpensslServer { child, target }
+}
+
+/// `openssl s_server` (as `command`) accepting on `address` with the
+/// PKI's `cert`, and `extra` options.
+fn openssl_s_server(
+    mut command: Command,
+    address: &str,
+    pki: &Pki,
+    cert: &str,
+    extra: &[&str],
+) -> Child {
+    command
+        .args(["s_server", "-quiet", "-accept", address])
         .arg("-cert")
         .arg(pki.path(&format!("{cert}.pem")))
         .arg("-key")
@@ -56,12 +70,7 @@ fn s_server(pki: &Pki, cert: &str, extra: &[&str]) -> OpensslServer {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("openssl is installed");
-    wait_for_port(port);
-    OpensslServer {
-        child,
-        target: format!("127.0.0.1:{port}"),
-    }
+        .expect("openssl is installed")
 }
 
 fn wait_for_port(port: u16) {
@@ -70,6 +79,21 @@ fn wait_for_port(port: u16) {
         &format!("port {port} never opened"),
         || TcpStream::connect(("127.0.0.1", port)).is_ok(),
     );
+}
+
+/// A server that accepts TLS 1.1 (and, for it, a CBC suite with
+/// `cipher`), otherwise approved.
+fn tls11_options(cipher: &str) -> [&str; 8] {
+    [
+        "-min_protocol",
+        "TLSv1.1",
+        "-cipher",
+        cipher,
+        "-ciphersuites",
+        TLS13_APPROVED,
+        "-sigalgs",
+        SHA256_ONLY,
+    ]
 }
 
 /// The weak servers, each with one fault, and the findings it must fail.
@@ -85,20 +109,7 @@ fn weak_servers() -> WeakServers {
     pki.leaf_with("sha1", "DNS:localhost", &["rsa:2048"], "sha1");
     let tls11_cipher = format!("{TLS12_APPROVED}:ECDHE-RSA-AES128-SHA:@SECLEVEL=0");
     let seclevel0 = format!("{TLS12_APPROVED}:@SECLEVEL=0");
-    let tls11 = s_server(
-        &pki,
-        "rsa",
-        &[
-            "-min_protocol",
-            "TLSv1.1",
-            "-cipher",
-            &tls11_cipher,
-            "-ciphersuites",
-            TLS13_APPROVED,
-            "-sigalgs",
-            SHA256_ONLY,
-        ],
-    );
+    let tls11 = s_server(&pki, "rsa", &tls11_options(&tls11_cipher));
     let chacha = s_server(
         &pki,
         "rsa",
@@ -642,6 +653,73 @@ fn a_name_that_never_resolves_is_given_up_at_the_timeout() {
     assert!(
         elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
         "the scan took {elapsed:?}"
+    );
+}
+
+/// A name with several addresses (a pool) is scanned at each, one report
+/// per address: a server set up differently from the rest fails the gate
+/// whichever address comes first.
+#[test]
+fn each_address_of_a_name_is_scanned() {
+    let host = common::Namespace::new();
+    let name = "pool.fipsguard.test";
+    host.etc_file("hosts", &format!("127.0.0.2 {name}\n127.0.0.3 {name}\n"));
+    let pki = Pki::new();
+    pki.leaf_with("rsa", &format!("DNS:{name}"), &["rsa:2048"], "sha256");
+    let tls11_cipher = format!("{TLS12_APPROVED}:ECDHE-RSA-AES128-SHA:@SECLEVEL=0");
+    let approved = [
+        "-cipher",
+        TLS12_APPROVED,
+        "-ciphersuites",
+        TLS13_APPROVED,
+        "-sigalgs",
+        SHA256_ONLY,
+    ];
+    let servers = [
+        ("127.0.0.2:8443", &approved[..]),
+        ("127.0.0.3:8443", &tls11_options(&tls11_cipher)[..]),
+    ]
+    .map(|(address, options)| OpensslServer {
+        child: openssl_s_server(host.command("openssl"), address, &pki, "rsa", options),
+        target: address.to_owned(),
+    });
+    for server in &servers {
+        common::wait_until(Duration::from_secs(10), &server.target, || {
+            let listening = host
+                .command("ss")
+                .args(["-Hltn", "src", &server.target])
+                .output()
+                .unwrap();
+            !listening.stdout.is_empty()
+        });
+    }
+    let output = host
+        .command(FIPSGUARD)
+        .args(["check", "tls", &format!("{name}:8443"), "--format", "json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let reports = json["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{text}");
+    let at = |address: &str| {
+        let subject = format!("{name}:8443 at {address}");
+        let report = reports
+            .iter()
+            .find(|r| r["subject"] == subject.as_str())
+            .unwrap_or_else(|| panic!("no report for {subject}: {text}"));
+        let summary = report["summary"].as_str().unwrap();
+        assert!(
+            summary.ends_with("(one of the name's 2 addresses, each scanned)"),
+            "{summary}"
+        );
+        failed_ids(report)
+    };
+    assert!(at("127.0.0.2:8443").is_empty(), "{text}");
+    assert!(
+        at("127.0.0.3:8443").contains("tls.protocol.tls1.1"),
+        "{text}"
     );
 }
 

@@ -37,91 +37,133 @@ pub struct Options {
 /// (many servers handle one handshake at a time).
 const PARALLEL_ENDPOINTS: usize = 32;
 
-/// Probes every `HOST:PORT` target; one report each, in the given order.
+/// Addresses of one name probed, the first ones its resolution gives.
+const MAX_ADDRESSES: usize = 16;
+
+/// Probes every `HOST:PORT` target, at each of its host's addresses (a
+/// pool behind one name may hold one server set up differently from the
+/// rest); one report per address, in the given order.
 pub fn scan(targets: &[String], policy: &Policy, options: &Options) -> Vec<Report> {
-    let mut reports = Vec::with_capacity(targets.len());
-    for batch in targets.chunks(PARALLEL_ENDPOINTS) {
+    let resolved = in_parallel(targets.iter().collect(), |target| {
+        match plan(target, options) {
+            Ok(scans) => scans.into_iter().map(Ok).collect(),
+            Err(reason) => vec![Err(unreachable(target.clone(), "tls.target", reason))],
+        }
+    });
+    let scans = resolved.into_iter().flatten().collect();
+    in_parallel(scans, |scan| match scan {
+        Ok(scan) => scan.run(policy),
+        Err(report) => report,
+    })
+}
+
+/// `work` on each item, [`PARALLEL_ENDPOINTS`] at a time; the results in
+/// the items' order.
+fn in_parallel<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let mut results = Vec::with_capacity(items.len());
+    let mut items = items.into_iter().peekable();
+    let work = &work;
+    while items.peek().is_some() {
+        let batch: Vec<T> = items.by_ref().take(PARALLEL_ENDPOINTS).collect();
         std::thread::scope(|scope| {
             let running: Vec<_> = batch
-                .iter()
-                .map(|target| scope.spawn(move || scan_one(target, policy, options)))
+                .into_iter()
+                .map(|item| scope.spawn(move || work(item)))
                 .collect();
-            reports.extend(
+            results.extend(
                 running
                     .into_iter()
                     .map(|t| t.join().expect("a probe thread")),
             );
         });
     }
-    reports
+    results
 }
 
-fn scan_one(target: &str, policy: &Policy, options: &Options) -> Report {
-    let (endpoint, addresses) = match endpoint(target, options) {
-        Ok(found) => found,
-        Err(reason) => return unreachable(target, "tls.target", reason),
-    };
-    let seen = match probe::observe(&endpoint) {
-        Ok(seen) => seen,
-        Err(e) => {
-            return unreachable(
-                target,
+/// The scan of one address of a target.
+struct Scan {
+    /// The report's subject: the target, and the address when its host
+    /// has several.
+    subject: String,
+    endpoint: Endpoint,
+    /// How many addresses the host has.
+    addresses: usize,
+}
+
+impl Scan {
+    fn run(mut self, policy: &Policy) -> Report {
+        // From now: scans wait for their turn in batches.
+        self.endpoint.deadline_at = std::time::Instant::now().checked_add(self.endpoint.deadline);
+        let endpoint = &self.endpoint;
+        let cut = |e: std::io::Error| {
+            unreachable(
+                self.subject.clone(),
                 "tls.reachable",
                 format!("{}: {e}", endpoint.address),
             )
+        };
+        let seen = match probe::observe(endpoint) {
+            Ok(seen) => seen,
+            Err(e) => return cut(e),
+        };
+        let attempt = handshake::handshakes(endpoint);
+        // Past the deadline the handshakes were cut short: not a result either.
+        if let Err(e) = endpoint.connection_timeout() {
+            return cut(e);
         }
-    };
-    let attempt = handshake::handshakes(&endpoint);
-    // Past the deadline the handshakes were cut short: not a result either.
-    if let Err(e) = endpoint.connection_timeout() {
-        return unreachable(
-            target,
-            "tls.reachable",
-            format!("{}: {e}", endpoint.address),
-        );
-    }
-    let findings = assess::findings(&seen, &attempt, policy);
-    // A name may stand for several servers: say which one answered for it.
-    let scanned = match addresses {
-        1 => format!(" (at {})", endpoint.address),
-        n => format!(
-            " (at {}, one of the name's {n} addresses: scan each as ADDRESS:PORT with --server-name)",
-            endpoint.address
-        ),
-    };
-    Report {
-        kind: Kind::Tls,
-        subject: target.to_owned(),
-        summary: summary(&findings, policy) + &scanned,
-        findings,
+        let findings = assess::findings(&seen, &attempt, policy);
+        let scanned = match self.addresses {
+            1 => format!(" (at {})", endpoint.address),
+            n if n > MAX_ADDRESSES => format!(
+                " (one of the name's {n} addresses, of which the first {MAX_ADDRESSES} are scanned: scan the others as ADDRESS:PORT with --server-name)"
+            ),
+            n => format!(" (one of the name's {n} addresses, each scanned)"),
+        };
+        Report {
+            kind: Kind::Tls,
+            subject: self.subject,
+            summary: summary(&findings, policy) + &scanned,
+            findings,
+        }
     }
 }
 
-/// Resolves `HOST:PORT` (`[v6]:PORT` too); the host is the SNI unless it is
-/// an address. The first address is probed; the count says how many the
-/// name has.
-fn endpoint(target: &str, options: &Options) -> Result<(Endpoint, usize), String> {
+/// Resolves `HOST:PORT` (`[v6]:PORT` too) into a scan of each address
+/// (at most [`MAX_ADDRESSES`]); the host is the SNI unless it is an
+/// address.
+fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
     let (host, _port) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("{target}: expected HOST:PORT"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addresses = resolve(target, options.timeout)?;
-    let address = *addresses
-        .first()
-        .ok_or_else(|| format!("{target}: the name has no address"))?;
+    if addresses.is_empty() {
+        return Err(format!("{target}: the name has no address"));
+    }
     let server_name = options.server_name.clone().or_else(|| {
         host.parse::<std::net::IpAddr>()
             .is_err()
             .then(|| host.to_owned())
     });
-    let endpoint = Endpoint {
-        address,
-        server_name,
-        timeout: options.timeout,
-        deadline: options.deadline,
-        deadline_at: std::time::Instant::now().checked_add(options.deadline),
-    };
-    Ok((endpoint, addresses.len()))
+    let count = addresses.len();
+    Ok(addresses
+        .into_iter()
+        .take(MAX_ADDRESSES)
+        .map(|address| Scan {
+            subject: match count {
+                1 => target.to_owned(),
+                _ => format!("{target} at {address}"),
+            },
+            endpoint: Endpoint {
+                address,
+                server_name: server_name.clone(),
+                timeout: options.timeout,
+                deadline: options.deadline,
+                deadline_at: None,
+            },
+            addresses: count,
+        })
+        .collect())
 }
 
 /// `target`'s addresses, from the system resolver, which is given
@@ -143,10 +185,10 @@ fn resolve(target: &str, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     }
 }
 
-fn unreachable(target: &str, id: &str, reason: String) -> Report {
+fn unreachable(subject: String, id: &str, reason: String) -> Report {
     Report {
         kind: Kind::Tls,
-        subject: target.to_owned(),
+        subject,
         summary: "not scanned".into(),
         findings: vec![
             Finding::new(id, "The endpoint could be probed", Status::Error)

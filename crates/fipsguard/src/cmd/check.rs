@@ -35,7 +35,7 @@ enum Target {
     },
     /// What TLS endpoints accept (versions, suites, groups, signatures, certificates) against a policy.
     Tls {
-        /// Endpoints as HOST:PORT ([IPv6]:PORT for addresses).
+        /// Endpoints as HOST:PORT ([IPv6]:PORT for addresses); each address of a HOST is scanned, up to 16.
         #[arg(required = true)]
         targets: Vec<String>,
         /// A TOML policy [default: the built-in FIPS profile, SP 800-52 Rev. 2].

@@ -439,7 +439,10 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new() -> Self {
-        let id = std::process::id() % 50_000;
+        // Apart for each of a test process's namespaces (up to 8 at once).
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
+        let id = (std::process::id() * 8 + n) % 50_000;
         let name = format!("fg-test-{id}");
         let (outer, inner) = (format!("fgo{id}"), format!("fgi{id}"));
         let subnet = format!("10.{}.{}", 100 + id / 256 % 100, id % 256);
