@@ -33,66 +33,56 @@ pub struct Options {
     pub deadline: Duration,
 }
 
-/// Endpoints probed at once; each one's probes run one after another
-/// (many servers handle one handshake at a time).
+/// Targets probed at once; each one's probes run one after another
+/// (many servers handle one handshake at a time), address by address.
 const PARALLEL_ENDPOINTS: usize = 32;
 
-/// Addresses of one name probed, the first ones its resolution gives.
+/// Addresses of one name probed: the first in address order.
 const MAX_ADDRESSES: usize = 16;
 
-/// Probes every `HOST:PORT` target, at each of its host's addresses (a
-/// pool behind one name may hold one server set up differently from the
-/// rest); one report per address, in the given order.
+/// Probes every `HOST:PORT` target, at each address of its host that this
+/// host has a route to (a pool behind one name may hold one server set up
+/// differently from the rest); one report per address, in the given order.
 pub fn scan(targets: &[String], policy: &Policy, options: &Options) -> Vec<Report> {
-    let resolved = in_parallel(targets.iter().collect(), |target| {
-        match plan(target, options) {
-            Ok(scans) => scans.into_iter().map(Ok).collect(),
-            Err(reason) => vec![Err(unreachable(target.clone(), "tls.target", reason))],
-        }
-    });
-    let scans = resolved.into_iter().flatten().collect();
-    in_parallel(scans, |scan| match scan {
-        Ok(scan) => scan.run(policy),
-        Err(report) => report,
-    })
-}
-
-/// `work` on each item, [`PARALLEL_ENDPOINTS`] at a time; the results in
-/// the items' order.
-fn in_parallel<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let mut results = Vec::with_capacity(items.len());
-    let mut items = items.into_iter().peekable();
-    let work = &work;
-    while items.peek().is_some() {
-        let batch: Vec<T> = items.by_ref().take(PARALLEL_ENDPOINTS).collect();
+    let mut reports = Vec::with_capacity(targets.len());
+    for batch in targets.chunks(PARALLEL_ENDPOINTS) {
         std::thread::scope(|scope| {
             let running: Vec<_> = batch
-                .into_iter()
-                .map(|item| scope.spawn(move || work(item)))
+                .iter()
+                .map(|target| scope.spawn(move || scan_target(target, policy, options)))
                 .collect();
-            results.extend(
+            reports.extend(
                 running
                     .into_iter()
-                    .map(|t| t.join().expect("a probe thread")),
+                    .flat_map(|t| t.join().expect("a probe thread")),
             );
         });
     }
-    results
+    reports
+}
+
+/// The addresses of one target, one after another: those of a name with
+/// an IPv4 and an IPv6 address are one server.
+fn scan_target(target: &str, policy: &Policy, options: &Options) -> Vec<Report> {
+    match plan(target, options) {
+        Ok(scans) => scans.into_iter().map(|scan| scan.run(policy)).collect(),
+        Err(reason) => vec![unreachable(target.to_owned(), "tls.target", reason)],
+    }
 }
 
 /// The scan of one address of a target.
 struct Scan {
-    /// The report's subject: the target, and the address when its host
-    /// has several.
+    /// The report's subject: the target, or `TARGET/ADDRESS` when more
+    /// than one of its addresses is scanned (a URI path, so that SARIF's
+    /// `tls://` location stays one).
     subject: String,
     endpoint: Endpoint,
-    /// How many addresses the host has.
-    addresses: usize,
+    /// What the report says of the name's other addresses.
+    coverage: String,
 }
 
 impl Scan {
     fn run(mut self, policy: &Policy) -> Report {
-        // From now: scans wait for their turn in batches.
         self.endpoint.deadline_at = std::time::Instant::now().checked_add(self.endpoint.deadline);
         let endpoint = &self.endpoint;
         let cut = |e: std::io::Error| {
@@ -112,47 +102,71 @@ impl Scan {
             return cut(e);
         }
         let findings = assess::findings(&seen, &attempt, policy);
-        let scanned = match self.addresses {
-            1 => format!(" (at {})", endpoint.address),
-            n if n > MAX_ADDRESSES => format!(
-                " (one of the name's {n} addresses, of which the first {MAX_ADDRESSES} are scanned: scan the others as ADDRESS:PORT with --server-name)"
-            ),
-            n => format!(" (one of the name's {n} addresses, each scanned)"),
-        };
         Report {
             kind: Kind::Tls,
             subject: self.subject,
-            summary: summary(&findings, policy) + &scanned,
+            summary: summary(&findings, policy) + &self.coverage,
             findings,
         }
     }
 }
 
 /// Resolves `HOST:PORT` (`[v6]:PORT` too) into a scan of each address
-/// (at most [`MAX_ADDRESSES`]); the host is the SNI unless it is an
-/// address.
+/// this host has a route to, in address order (at most
+/// [`MAX_ADDRESSES`]; all of them when it has a route to none, each then
+/// reported unreachable); the host is the SNI unless it is an address.
 fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
     let (host, _port) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("{target}: expected HOST:PORT"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses = resolve(target, options.timeout)?;
+    let mut addresses = resolve(target, options.timeout)?;
+    addresses.sort_unstable();
+    addresses.dedup();
     if addresses.is_empty() {
         return Err(format!("{target}: the name has no address"));
     }
+    let total = addresses.len();
+    let (routed, unrouted): (Vec<_>, Vec<_>) = addresses
+        .into_iter()
+        .partition(|address| routable(*address));
+    let unrouted_count = unrouted.len();
+    let chosen = if routed.is_empty() { unrouted } else { routed };
+    let scanned = chosen.len().min(MAX_ADDRESSES);
     let server_name = options.server_name.clone().or_else(|| {
         host.parse::<std::net::IpAddr>()
             .is_err()
             .then(|| host.to_owned())
     });
-    let count = addresses.len();
-    Ok(addresses
+    let mut others = Vec::new();
+    if scanned > 1 {
+        others.push(format!("{scanned} scanned"));
+    }
+    if chosen.len() > MAX_ADDRESSES {
+        others.push(format!(
+            "{} past the first {MAX_ADDRESSES} not scanned (scan them as ADDRESS:PORT with --server-name)",
+            chosen.len() - MAX_ADDRESSES
+        ));
+    }
+    if unrouted_count > 0 && chosen.len() < total {
+        others.push(format!(
+            "{unrouted_count} with no route from this host not scanned"
+        ));
+    }
+    Ok(chosen
         .into_iter()
         .take(MAX_ADDRESSES)
         .map(|address| Scan {
-            subject: match count {
+            subject: match scanned {
                 1 => target.to_owned(),
-                _ => format!("{target} at {address}"),
+                _ => format!("{target}/{}", address.ip()),
+            },
+            coverage: match total {
+                1 => format!(" (at {address})"),
+                _ => format!(
+                    " (at {address}, one of the name's {total} addresses: {})",
+                    others.join(", ")
+                ),
             },
             endpoint: Endpoint {
                 address,
@@ -161,9 +175,21 @@ fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
                 deadline: options.deadline,
                 deadline_at: None,
             },
-            addresses: count,
         })
         .collect())
+}
+
+/// Whether this host has a route to `address`: connecting a UDP socket
+/// looks the route up and sends nothing. A name's IPv6 address is passed
+/// over on a host without IPv6, whose clients never use it.
+fn routable(address: SocketAddr) -> bool {
+    let any: SocketAddr = match address {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|socket| socket.connect(address))
+        .is_ok()
 }
 
 /// `target`'s addresses, from the system resolver, which is given
@@ -178,10 +204,13 @@ fn resolve(target: &str, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     });
     match answered.recv_timeout(timeout) {
         Ok(found) => found.map_err(|e| format!("{target}: {e}")),
-        Err(_) => Err(format!(
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
             "{target}: the name did not resolve within {} (--timeout)",
             humantime::format_duration(timeout)
         )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(format!("{target}: the name's lookup failed"))
+        }
     }
 }
 

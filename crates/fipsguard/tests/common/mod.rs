@@ -439,10 +439,11 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new() -> Self {
-        // Apart for each of a test process's namespaces (up to 8 at once).
-        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
-        let id = (std::process::id() * 8 + n) % 50_000;
+        // Apart for each namespace of each test process (interface names
+        // hold up to 15 bytes); the link's /30 is one of 25,600.
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = u64::from(std::process::id()) * 1000 + n;
         let name = format!("fg-test-{id}");
         let (outer, inner) = (format!("fgo{id}"), format!("fgi{id}"));
         let subnet = format!("10.{}.{}", 100 + id / 256 % 100, id % 256);
@@ -453,11 +454,12 @@ impl Namespace {
                 .unwrap();
             assert!(status.success(), "ip {args}");
         };
-        // A namespace left by a killed run of this process id.
+        // A namespace, and its files, left by a killed run of this process id.
         let _ = Command::new("ip")
             .args(["netns", "del", &name])
             .stderr(Stdio::null())
             .status();
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
         ip(&format!("netns add {name}"));
         let namespace = Self {
             name: name.clone(),
