@@ -588,17 +588,22 @@ fn endpoints_that_never_answer_cannot_hold_or_pass_a_scan() {
     for target in [trickle, silent] {
         let started = Instant::now();
         let output = check(&[&target, "--timeout", "1s", "--format", "json"]);
-        let elapsed = started.elapsed();
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(2), "{text}");
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_not_scanned(&report["reports"][0]);
         // One probe and its retry, a second each: tried twice, then given up.
-        assert!(
-            elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
-            "the scan took {elapsed:?}"
-        );
+        let report = given_up(&output, started.elapsed());
+        assert_not_scanned(&report);
     }
+}
+
+/// The one report of a scan that gave up (exit 2) after 2 to 10 seconds.
+fn given_up(output: &Output, elapsed: Duration) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
+        "the scan took {elapsed:?}: {text}"
+    );
+    let mut json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    json["reports"][0].take()
 }
 
 /// A host name the system resolver never answers for is given up at
@@ -637,23 +642,16 @@ fn a_name_that_never_resolves_is_given_up_at_the_timeout() {
         .args(["--timeout", "2s", "--format", "json"])
         .output()
         .unwrap();
-    let elapsed = started.elapsed();
+    let report = given_up(&output, started.elapsed());
     let _ = dns.kill();
     let _ = dns.wait();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(2), "{text}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let target = finding(&report["reports"][0], "tls.target");
-    assert_eq!(target["status"], "error", "{text}");
+    let target = finding(&report, "tls.target");
+    assert_eq!(target["status"], "error", "{report}");
     assert!(
         target["evidence"]
             .to_string()
             .contains("did not resolve within 2s"),
-        "{text}"
-    );
-    assert!(
-        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
-        "the scan took {elapsed:?}"
+        "{report}"
     );
 }
 

@@ -317,6 +317,21 @@ fn mtls_server_args(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
     args
 }
 
+/// A client tunnel to a server tunnel at `target`, trusting the PKI's CA.
+fn client_args(pki: &Pki, listen: &str, target: &str) -> Vec<String> {
+    vec![
+        "client".into(),
+        "--listen".into(),
+        listen.into(),
+        "--target".into(),
+        target.into(),
+        "--server-name".into(),
+        "localhost".into(),
+        "--cacert".into(),
+        pki.path_str("ca.pem"),
+    ]
+}
+
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
@@ -731,21 +746,14 @@ fn psql_reaches_postgresql_through_a_client_and_a_server_tunnel() {
     ]);
     let _server = Tunnel::start(&strs(&args));
     let local = free_port();
-    let _client = Tunnel::start(&[
-        "client",
-        "--listen",
-        &format!("127.0.0.1:{local}"),
-        "--target",
-        &server_listen,
-        "--server-name",
-        "localhost",
-        "--cacert",
-        &pki.path_str("ca.pem"),
-        "--cert",
-        &pki.path_str("db-client.pem"),
-        "--key",
-        &pki.path_str("db-client.key"),
+    let mut client = client_args(&pki, &format!("127.0.0.1:{local}"), &server_listen);
+    client.extend([
+        "--cert".into(),
+        pki.path_str("db-client.pem"),
+        "--key".into(),
+        pki.path_str("db-client.key"),
     ]);
+    let _client = Tunnel::start(&strs(&client));
     let output = Command::new("psql")
         .arg(format!("host=127.0.0.1 port={local} user=postgres dbname=test sslmode=disable connect_timeout=10"))
         .args(["-tAc", "SELECT 6 * 7"])
@@ -1790,17 +1798,7 @@ fn a_target_that_resets_its_connection_is_a_reset_at_the_client() {
         &format!("127.0.0.1:{target_port}"),
     )));
     let local = format!("127.0.0.1:{}", free_port());
-    let _client = Tunnel::start(&[
-        "client",
-        "--listen",
-        &local,
-        "--target",
-        &server_listen,
-        "--server-name",
-        "localhost",
-        "--cacert",
-        &pki.path_str("ca.pem"),
-    ]);
+    let _client = Tunnel::start(&strs(&client_args(&pki, &local, &server_listen)));
     let connect = || {
         let stream = TcpStream::connect(&local).unwrap();
         stream
