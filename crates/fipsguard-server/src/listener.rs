@@ -171,7 +171,7 @@ impl Drop for ClientSlot {
 
 /// The client an address belongs to: an IPv4 address (IPv4-mapped IPv6
 /// included), or an IPv6 /64, which one host commonly holds whole.
-fn client_of(peer: IpAddr) -> IpAddr {
+pub(crate) fn client_of(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

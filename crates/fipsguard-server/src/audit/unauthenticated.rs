@@ -84,7 +84,9 @@ impl Budget {
             return true;
         }
         let address = client.and_then(|c| c.parse::<SocketAddr>().ok());
-        state.counts.add(address.map(|a| source(a.ip())));
+        state
+            .counts
+            .add(address.map(|a| crate::listener::client_of(a.ip())));
         crate::metrics::record_counted_refusals(1);
         false
     }
@@ -151,16 +153,6 @@ impl Counts {
                 .collect(),
             others: self.count - listed,
         }
-    }
-}
-
-/// Where a request comes from, as counted: an IPv4 address (also when
-/// written as IPv6), or an IPv6 address's /64, as a host may draw on its
-/// whole /64 to look like many.
-fn source(address: IpAddr) -> IpAddr {
-    match address.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        v4 => v4,
     }
 }
 
