@@ -1770,6 +1770,54 @@ fn a_tls_stream_cut_without_close_notify_reaches_the_target_as_a_reset() {
     let _ = lingering.wait();
 }
 
+/// A client tunnel may listen off loopback only with unsafe_listen, and
+/// then says at startup what it lends, and serves whoever reaches it: here
+/// a second host on a link of its own.
+#[test]
+fn a_client_tunnel_off_loopback_with_unsafe_listen_serves_and_warns() {
+    let pki = Pki::new();
+    let host = common::Namespace::new();
+    let server_listen = format!("127.0.0.1:{}", free_port());
+    let _server = Tunnel::start(&strs(&server_args(
+        &pki,
+        &server_listen,
+        &format!("127.0.0.1:{}", echo_target()),
+    )));
+    let port = free_port();
+    let mut args = client_args(
+        &pki,
+        &format!("{}:{port}", host.outer_address),
+        &server_listen,
+    );
+    args.push("--unsafe-listen".into());
+    let client = Tunnel::start(&strs(&args));
+    assert!(
+        client
+            .log()
+            .contains("lends its TLS identity to anyone who can reach it"),
+        "{}",
+        client.log()
+    );
+    let reach = format!(
+        "import socket\n\
+         s = socket.create_connection(('{}', {port}), 10)\n\
+         s.sendall(b'from the other host\\n')\n\
+         print(s.makefile().readline(), end='')",
+        host.outer_address
+    );
+    let output = host
+        .command("python3")
+        .args(["-c", &reach])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "from the other host\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The other way round: a target that ends its connection in order is an
 /// orderly end at the client, and one that resets it is a reset at the
 /// client, never an orderly end, through a client and a server tunnel.

@@ -435,6 +435,8 @@ pub struct Namespace {
     pub name: String,
     /// The namespace's address on the link.
     pub address: String,
+    /// This host's address on the link.
+    pub outer_address: String,
 }
 
 impl Namespace {
@@ -464,6 +466,7 @@ impl Namespace {
         let namespace = Self {
             name: name.clone(),
             address: format!("{subnet}.2"),
+            outer_address: format!("{subnet}.1"),
         };
         ip(&format!("link add {outer} type veth peer name {inner}"));
         ip(&format!("link set {inner} netns {name}"));
