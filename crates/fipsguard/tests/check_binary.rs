@@ -843,6 +843,39 @@ fn a_directory_without_binaries_is_an_error_not_a_pass() {
     ));
 }
 
+/// Beside a directory that holds binaries, one that holds none is still
+/// an error: a gate over `dist/ plugins/` must not pass when the build put
+/// nothing in one of them. A file under both counts for both.
+#[test]
+fn each_named_directory_without_binaries_is_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    let (full, empty) = (root.path().join("dist"), root.path().join("plugins"));
+    fs::create_dir_all(full.join("bin")).unwrap();
+    fs::create_dir(&empty).unwrap();
+    fs::copy("/bin/true", full.join("bin/tool")).unwrap();
+    fs::write(empty.join("build.log"), "nothing was built\n").unwrap();
+    let (code, document) = check(&[&full, &empty]);
+    assert_eq!(code, 2, "{document:#}");
+    let reports = document["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{document:#}");
+    let refused = reports
+        .iter()
+        .find(|r| r["subject"] == empty.display().to_string().as_str())
+        .unwrap_or_else(|| panic!("no report on {}: {document:#}", empty.display()));
+    assert!(has_line(
+        &evidence(finding(refused, "binary.crypto-module")),
+        "no ELF file under it"
+    ));
+    // The inner directory named too: its binary is checked once, for both.
+    let (code, document) = check(&[&full, &full.join("bin")]);
+    assert_ne!(code, 2, "{document:#}");
+    assert_eq!(
+        document["reports"].as_array().unwrap().len(),
+        1,
+        "{document:#}"
+    );
+}
+
 #[test]
 fn an_elf_file_too_large_to_read_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();

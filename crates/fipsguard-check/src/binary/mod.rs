@@ -26,6 +26,7 @@ mod strings;
 mod verdict;
 mod walk;
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,10 +49,15 @@ const HOST_REMEDIATION: &str =
 /// and reported as errors when named. Each file is scanned once, under its
 /// own name rather than a link's; links to directories are not followed.
 pub fn scan(paths: &[PathBuf]) -> Vec<Report> {
-    let (targets, mut reports) = walk::targets(paths);
-    reports.extend(inspect_all(&targets, &Loader::new()));
-    let empty = walk::without_binaries(paths, &reports);
-    reports.extend(empty);
+    let walk::Coverage {
+        targets,
+        dirs,
+        errors: mut reports,
+    } = walk::targets(paths);
+    let (checked, inspected): (HashSet<_>, Vec<_>) =
+        inspect_all(&targets, &Loader::new()).into_iter().unzip();
+    reports.extend(inspected);
+    reports.extend(walk::without_binaries(&dirs, &checked));
     reports.sort_by(|a, b| a.subject.cmp(&b.subject));
     reports
 }
@@ -64,8 +70,9 @@ pub fn scan_bytes(subject: &str, bytes: &[u8]) -> Report {
 
 /// Inspects the targets on up to four cores: files are independent, and
 /// reading and searching them is most of a scan's time. Each worker holds
-/// one whole file, so the cap also bounds memory.
-fn inspect_all(targets: &[walk::Target], loader: &Loader) -> Vec<Report> {
+/// one whole file, so the cap also bounds memory. Each report comes with
+/// the file it is about.
+fn inspect_all(targets: &[walk::Target], loader: &Loader) -> Vec<(walk::FileId, Report)> {
     const MAX_WORKERS: usize = 4;
     let next = AtomicUsize::new(0);
     let workers = thread::available_parallelism()
@@ -77,7 +84,7 @@ fn inspect_all(targets: &[walk::Target], loader: &Loader) -> Vec<Report> {
                 scope.spawn(|| {
                     let mut reports = Vec::new();
                     while let Some(target) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        reports.extend(inspect(target, loader));
+                        reports.extend(inspect(target, loader).map(|report| (target.id, report)));
                     }
                     reports
                 })

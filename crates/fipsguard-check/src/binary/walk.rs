@@ -1,6 +1,7 @@
 //! Which files a scan covers: every file named, and every regular file under
 //! a named directory, each once however many names it has.
 
+use std::collections::HashSet;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,18 +11,20 @@ use walkdir::{DirEntry, WalkDir};
 use super::verdict;
 use crate::Report;
 
+/// Device and inode: a file itself, whatever its name.
+pub(super) type FileId = (u64, u64);
+
 /// A file to inspect.
 pub(super) struct Target {
     /// The name it is reported under.
     pub path: PathBuf,
     /// Named on the command line: a non-ELF file is then an error, not noise.
     pub named: bool,
+    pub id: FileId,
 }
 
 /// A file found under some name.
 struct Candidate {
-    /// Device and inode: the file itself, whatever its name.
-    id: (u64, u64),
     via_link: bool,
     target: Target,
 }
@@ -29,21 +32,45 @@ struct Candidate {
 impl Candidate {
     fn new(path: PathBuf, metadata: &Metadata, via_link: bool, named: bool) -> Self {
         Candidate {
-            id: (metadata.dev(), metadata.ino()),
             via_link,
-            target: Target { path, named },
+            target: Target {
+                path,
+                named,
+                id: (metadata.dev(), metadata.ino()),
+            },
         }
     }
 }
 
-/// The files to inspect, and an error report for each path that could not
-/// be read (a scan with holes must not pass as complete).
-pub(super) fn targets(paths: &[PathBuf]) -> (Vec<Target>, Vec<Report>) {
+/// A directory named on the command line, and the files found under it.
+pub(super) struct NamedDir {
+    path: PathBuf,
+    files: HashSet<FileId>,
+}
+
+/// What a scan covers: the files to inspect, the directories named, and
+/// an error report for each path that could not be read (a scan with
+/// holes must not pass as complete).
+pub(super) struct Coverage {
+    pub targets: Vec<Target>,
+    pub dirs: Vec<NamedDir>,
+    pub errors: Vec<Report>,
+}
+
+pub(super) fn targets(paths: &[PathBuf]) -> Coverage {
     let mut found = Vec::new();
     let mut errors = Vec::new();
+    let mut dirs = Vec::new();
     for path in paths {
         match fs::metadata(path) {
-            Ok(metadata) if metadata.is_dir() => walk(path, &mut found, &mut errors),
+            Ok(metadata) if metadata.is_dir() => {
+                let before = found.len();
+                walk(path, &mut found, &mut errors);
+                dirs.push(NamedDir {
+                    path: path.clone(),
+                    files: found[before..].iter().map(|c| c.target.id).collect(),
+                });
+            }
             Ok(metadata) if metadata.is_file() => {
                 found.push(Candidate::new(
                     path.clone(),
@@ -56,7 +83,11 @@ pub(super) fn targets(paths: &[PathBuf]) -> (Vec<Target>, Vec<Report>) {
             Err(err) => errors.push(error(path, format!("cannot read: {err}"))),
         }
     }
-    (unique(found), errors)
+    Coverage {
+        targets: unique(found),
+        dirs,
+        errors,
+    }
 }
 
 fn walk(root: &Path, found: &mut Vec<Candidate>, errors: &mut Vec<Report>) {
@@ -93,35 +124,36 @@ fn discovered(entry: &DirEntry) -> Option<Candidate> {
 /// in path order. Named if any of its names was.
 fn unique(mut found: Vec<Candidate>) -> Vec<Target> {
     found.sort_by(|a, b| {
-        (a.id, a.via_link, &a.target.path).cmp(&(b.id, b.via_link, &b.target.path))
+        (a.target.id, a.via_link, &a.target.path).cmp(&(b.target.id, b.via_link, &b.target.path))
     });
     let mut targets: Vec<Target> = Vec::new();
     let mut previous = None;
     for candidate in found {
-        if previous == Some(candidate.id) {
+        if previous == Some(candidate.target.id) {
             if let Some(kept) = targets.last_mut() {
                 kept.named |= candidate.target.named;
             }
             continue;
         }
-        previous = Some(candidate.id);
+        previous = Some(candidate.target.id);
         targets.push(candidate.target);
     }
     targets
 }
 
-/// When a scan made no report at all, an error for each named directory:
-/// a gate over `dist/` must not pass when the build put nothing there.
-/// (Per directory it could err: a file found under two named directories
-/// is reported under one name only.)
-pub(super) fn without_binaries(paths: &[PathBuf], reports: &[Report]) -> Vec<Report> {
-    if !reports.is_empty() {
-        return Vec::new();
-    }
-    paths
-        .iter()
-        .filter(|path| path.is_dir())
-        .map(|dir| error(dir, "no ELF file under it: nothing was checked".to_owned()))
+/// An error for each named directory under which no file was checked (a
+/// file reported under another name counts for every directory it is
+/// under): a gate over `dist/` must not pass when the build put nothing
+/// there, even beside a directory that holds binaries.
+pub(super) fn without_binaries(dirs: &[NamedDir], checked: &HashSet<FileId>) -> Vec<Report> {
+    dirs.iter()
+        .filter(|dir| dir.files.is_disjoint(checked))
+        .map(|dir| {
+            error(
+                &dir.path,
+                "no ELF file under it: nothing was checked".to_owned(),
+            )
+        })
         .collect()
 }
 
