@@ -2,9 +2,7 @@
 //! a cap on connections, deadlines for handshakes, headers and idle
 //! connections, graceful shutdown.
 
-use std::collections::hash_map::{Entry, HashMap};
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use fipsguard_crypto::tls::clients::ClientConnections;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::{recheck_within, ClientRefused};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -74,7 +73,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let clients = Clients::default();
+    let clients = ClientConnections::default();
     // Every connection holds a receiver: a send starts their graceful
     // close, and `closed()` tells when the last one has ended.
     let (closing, _) = watch::channel(());
@@ -127,57 +126,6 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown: connections still open after the drain timeout");
-    }
-}
-
-/// The connections open from each client, for [`ConnectionLimits::per_client`].
-#[derive(Clone, Default)]
-struct Clients(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>);
-
-/// A connection counted against its client's cap until it is dropped.
-struct ClientSlot {
-    clients: Clients,
-    client: IpAddr,
-}
-
-impl Clients {
-    /// Counts a connection from `peer`, unless its client has `cap` open.
-    fn take(&self, peer: IpAddr, cap: usize) -> Option<ClientSlot> {
-        let client = client_of(peer);
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(client).or_default();
-        if *count >= cap {
-            return None;
-        }
-        *count += 1;
-        Some(ClientSlot {
-            clients: self.clone(),
-            client,
-        })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Entry::Occupied(mut count) = open.entry(self.client) {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
-            }
-        }
-    }
-}
-
-/// The client an address belongs to: an IPv4 address (IPv4-mapped IPv6
-/// included), or an IPv6 /64, which one host commonly holds whole.
-pub(crate) fn client_of(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-        },
-        v4 => v4,
     }
 }
 
@@ -469,35 +417,5 @@ impl Peer {
             address: address.to_string().into(),
             certificate: leaf.and_then(|cert| fingerprint(cert).ok()).map(Arc::from),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{client_of, Clients};
-
-    #[test]
-    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
-        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
-        assert_eq!(client_of(ip("192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(client_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(
-            client_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
-            client_of(ip("2001:db8:1:2::9"))
-        );
-        assert_ne!(
-            client_of(ip("2001:db8:1:3::1")),
-            client_of(ip("2001:db8:1:2::1"))
-        );
-
-        // One /64 shares its cap; a slot given back is taken again.
-        let clients = Clients::default();
-        let first = clients.take(ip("2001:db8:1:2::1"), 2).unwrap();
-        let _second = clients.take(ip("2001:db8:1:2::2"), 2).unwrap();
-        assert!(clients.take(ip("2001:db8:1:2::3"), 2).is_none());
-        assert!(clients.take(ip("2001:db8:1:3::1"), 2).is_some());
-        drop(first);
-        assert!(clients.take(ip("2001:db8:1:2::3"), 2).is_some());
     }
 }

@@ -109,6 +109,12 @@ pub struct TunnelConfig {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most connections one client (an IPv4 address, or an IPv6 /64)
+    /// holds at once; more from it are refused [default: no cap, as
+    /// behind a load balancer, whose few addresses carry everyone].
+    #[arg(long)]
+    #[serde(default)]
+    pub max_connections_per_client: Option<usize>,
     /// Threads that carry this tunnel's connections, each with its own
     /// event loop; a connection stays on the thread that accepted it
     /// [default: one per core, at most 256].
@@ -226,6 +232,12 @@ impl TunnelConfig {
         }
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return refuse("max_connections must be 1 to 1,000,000");
+        }
+        if self
+            .max_connections_per_client
+            .is_some_and(|cap| !(1..=self.max_connections).contains(&cap))
+        {
+            return refuse("max_connections_per_client must be 1 to max_connections");
         }
         if self
             .workers

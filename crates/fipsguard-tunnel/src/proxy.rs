@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
+use fipsguard_crypto::tls::clients::{ClientConnections, ClientSlot};
 use fipsguard_crypto::tls::recheck_within;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::rustls::CommonState;
@@ -114,6 +115,7 @@ impl Tunnel {
             config: self.config.clone(),
             tls: self.tls,
             slots: self.slots,
+            clients: ClientConnections::default(),
             cut: Arc::new(watch::channel(false).0),
             drain,
         };
@@ -160,6 +162,8 @@ struct Worker {
     config: Arc<TunnelConfig>,
     tls: Arc<TlsState>,
     slots: Arc<Semaphore>,
+    /// The connections each client holds, for its cap.
+    clients: ClientConnections,
     /// Turns true when the drain timeout has passed: open connections are
     /// then reset, never closed as if they had ended.
     cut: Arc<watch::Sender<bool>>,
@@ -227,6 +231,17 @@ impl Worker {
                 tracing::warn!(tunnel = %name, %peer, "connection refused: at the connection limit");
                 continue;
             };
+            let client_slot = match self.config.max_connections_per_client {
+                None => None,
+                Some(cap) => match self.clients.take(peer.ip(), cap) {
+                    Some(client_slot) => Some(client_slot),
+                    None => {
+                        metrics::handshake(name, "refused", "client_connection_limit");
+                        tracing::warn!(tunnel = %name, %peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
+                        continue;
+                    }
+                },
+            };
             // Subscribed first: a reload between the two is then heard.
             let mut changes = self.tls.changes();
             let side = changes.borrow_and_update().clone();
@@ -236,7 +251,7 @@ impl Worker {
                 changes,
                 peer,
                 cut: self.cut.subscribe(),
-                _slot: slot,
+                _slots: (slot, client_slot),
             };
             tokio::spawn(connection.serve(stream));
         }
@@ -284,7 +299,7 @@ struct Connection {
     changes: watch::Receiver<Arc<Side>>,
     peer: SocketAddr,
     cut: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _slots: (OwnedSemaphorePermit, Option<ClientSlot>),
 }
 
 /// Why a connection was not forwarded: a metric label, and a log line.

@@ -55,7 +55,7 @@ enum Command {
     /// Random bytes from the server's DRBG.
     Random(cmd::data::RandomArgs),
     /// A FIPS-only TLS proxy: `tunnel server`, `tunnel client`, or `tunnel --config FILE`.
-    Tunnel(cmd::tunnel::Args),
+    Tunnel(Box<cmd::tunnel::Args>),
     /// Prove or disprove FIPS posture: `check host`, `check binary PATH...`, `check tls HOST:PORT...`.
     Check(cmd::check::Args),
 }

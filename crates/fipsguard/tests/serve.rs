@@ -882,26 +882,13 @@ fn health_checks_probe_the_store_at_most_once_a_second() {
 /// its place.
 #[test]
 fn a_client_holds_at_most_its_cap_of_connections() {
-    use std::io::Read;
-    use std::net::TcpStream;
+    use common::{closed_by_peer as closed, connect_briefly};
     let setup = common::Setup::new();
     let server = setup.serve_with(&[("FIPSGUARD_MAX_CONNECTIONS_PER_CLIENT", "2")]);
-    let connect = || {
-        let stream = TcpStream::connect(("127.0.0.1", setup.port)).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_millis(500)))
-            .unwrap();
-        stream
-    };
-    // Closed by the server: end of stream (or a reset), not a timeout.
-    let closed = |mut stream: TcpStream| match stream.read(&mut [0u8; 1]) {
-        Ok(0) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-        Ok(_) => false,
-    };
+    let connect = || connect_briefly(setup.port);
     let held = [connect(), connect()];
-    assert!(!closed(held[0].try_clone().unwrap()) && !closed(held[1].try_clone().unwrap()));
-    assert!(closed(connect()), "a third connection from one client");
+    assert!(!closed(&held[0]) && !closed(&held[1]));
+    assert!(closed(&connect()), "a third connection from one client");
     drop(held);
     common::wait_until(
         std::time::Duration::from_secs(10),
@@ -913,7 +900,7 @@ fn a_client_holds_at_most_its_cap_of_connections() {
             ) == 1.0
         },
     );
-    assert!(!closed(connect()), "a place freed is taken again");
+    assert!(!closed(&connect()), "a place freed is taken again");
     server.stop();
 }
 

@@ -465,6 +465,16 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
             "handshake_timeout_secs must be at least 1",
         ),
         (
+            "--max-connections-per-client",
+            "0",
+            "max_connections_per_client must be 1 to max_connections",
+        ),
+        (
+            "--max-connections-per-client",
+            "4097",
+            "max_connections_per_client must be 1 to max_connections",
+        ),
+        (
             "--idle-timeout-secs",
             "2592001",
             "idle_timeout_secs must be at most 2,592,000",
@@ -1768,6 +1778,38 @@ fn a_tls_stream_cut_without_close_notify_reaches_the_target_as_a_reset() {
     assert!(status.success(), "{status}");
     let _ = lingering.kill();
     let _ = lingering.wait();
+}
+
+/// With `max_connections_per_client`, a client's connections beyond its
+/// cap are closed as they are accepted, and counted; one it closes frees
+/// its place.
+#[test]
+fn a_client_holds_at_most_its_cap_of_tunnel_connections() {
+    use common::{closed_by_peer as closed, connect_briefly};
+    let pki = Pki::new();
+    let port = free_port();
+    let mut args = server_args(&pki, &format!("127.0.0.1:{port}"), "127.0.0.1:1");
+    args.extend(["--max-connections-per-client".into(), "2".into()]);
+    let tunnel = Tunnel::start(&strs(&args));
+    let held = [connect_briefly(port), connect_briefly(port)];
+    assert!(!closed(&held[0]) && !closed(&held[1]));
+    assert!(
+        closed(&connect_briefly(port)),
+        "a third connection from one client"
+    );
+    let limit = "fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"client_connection_limit\"}";
+    wait_until("the refusal is counted", || tunnel.series(limit) == 1.0);
+    assert!(
+        tunnel
+            .log()
+            .contains("this client is at its connection limit"),
+        "{}",
+        tunnel.log()
+    );
+    drop(held);
+    wait_until("a place freed is taken again", || {
+        !closed(&connect_briefly(port))
+    });
 }
 
 /// A client tunnel may listen off loopback only with unsafe_listen, and

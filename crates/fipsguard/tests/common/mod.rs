@@ -429,6 +429,25 @@ pub fn writable_memory(pid: u32) -> Vec<Vec<u8>> {
     regions
 }
 
+/// A TCP connection to `port` on loopback whose reads wait half a second.
+pub fn connect_briefly(port: u16) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    stream
+}
+
+/// Whether the peer closed `stream` (end of stream, or a reset) rather
+/// than kept it open (a read that times out).
+pub fn closed_by_peer(mut stream: &std::net::TcpStream) -> bool {
+    match stream.read(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
+}
+
 /// Two hosts on one machine: this one, and a network namespace joined to
 /// it by a veth pair. Removed on drop.
 pub struct Namespace {
