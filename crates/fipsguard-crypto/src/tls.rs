@@ -26,8 +26,6 @@ use crate::sign::{SignatureScheme, SigningKey, SigningKeyType};
 
 pub use rustls;
 
-pub mod clients;
-
 /// TLS 1.3 and 1.2; nothing older (SP 800-52 Rev. 2, section 3.1).
 pub static PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];

@@ -295,9 +295,7 @@ fn connection_limits(
     if !(1..=MAX_IDLE_TIMEOUT_SECS).contains(&idle_timeout_secs) {
         return Err(format!("idle_timeout_secs must be 1 to {MAX_IDLE_TIMEOUT_SECS} (a day): idle connections would otherwise hold their slots for ever"));
     }
-    if per_client.is_some_and(|cap| !(1..=max_connections).contains(&cap)) {
-        return Err("max_connections_per_client must be 1 to max_connections".into());
-    }
+    fipsguard_net::check_cap(per_client, max_connections)?;
     Ok(ConnectionLimits {
         max_connections,
         per_client,

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use fipsguard_crypto::tls::clients::ClientConnections;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::{recheck_within, ClientRefused};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -73,7 +72,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let clients = ClientConnections::default();
+    let clients = fipsguard_net::ClientConnections::default();
     // Every connection holds a receiver: a send starts their graceful
     // close, and `closed()` tells when the last one has ended.
     let (closing, _) = watch::channel(());
@@ -95,16 +94,13 @@ pub async fn serve(
             tracing::warn!(%peer, max_connections, "connection refused: at the connection limit");
             continue;
         };
-        let client_slot = match limits.per_client {
-            None => None,
-            Some(cap) => match clients.take(peer.ip(), cap) {
-                Some(client_slot) => Some(client_slot),
-                None => {
-                    record_tls_failure("client_connection_limit");
-                    tracing::warn!(%peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
-                    continue;
-                }
-            },
+        let client_slot = match clients.admit(peer.ip(), limits.per_client) {
+            Ok(client_slot) => client_slot,
+            Err(cap) => {
+                record_tls_failure("client_connection_limit");
+                tracing::warn!(%peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
+                continue;
+            }
         };
         // Marked seen as it is taken: only a later configuration is news
         // to this connection.

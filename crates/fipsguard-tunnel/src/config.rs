@@ -233,11 +233,10 @@ impl TunnelConfig {
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return refuse("max_connections must be 1 to 1,000,000");
         }
-        if self
-            .max_connections_per_client
-            .is_some_and(|cap| !(1..=self.max_connections).contains(&cap))
+        if let Err(why) =
+            fipsguard_net::check_cap(self.max_connections_per_client, self.max_connections)
         {
-            return refuse("max_connections_per_client must be 1 to max_connections");
+            return refuse(why);
         }
         if self
             .workers
@@ -287,6 +286,9 @@ impl TunnelConfig {
                 }
                 if !self.listen.ip().is_loopback() && !self.unsafe_listen {
                     return refuse("a client tunnel listening off loopback lends its TLS identity to anyone who can reach it: listen on loopback, or set unsafe_listen (--unsafe-listen)");
+                }
+                if self.listen.ip().is_loopback() && self.max_connections_per_client.is_some() {
+                    return refuse("max_connections_per_client counts clients by address, and every client of a tunnel on loopback has the same one: use max_connections");
                 }
                 if matches!(self.target(), Target::Unix(_)) {
                     return refuse("a client tunnel's target is the TLS server's host:port");

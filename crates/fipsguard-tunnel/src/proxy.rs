@@ -11,10 +11,10 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
-use fipsguard_crypto::tls::clients::{ClientConnections, ClientSlot};
 use fipsguard_crypto::tls::recheck_within;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::rustls::CommonState;
+use fipsguard_net::{ClientConnections, ClientSlot};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -231,16 +231,14 @@ impl Worker {
                 tracing::warn!(tunnel = %name, %peer, "connection refused: at the connection limit");
                 continue;
             };
-            let client_slot = match self.config.max_connections_per_client {
-                None => None,
-                Some(cap) => match self.clients.take(peer.ip(), cap) {
-                    Some(client_slot) => Some(client_slot),
-                    None => {
-                        metrics::handshake(name, "refused", "client_connection_limit");
-                        tracing::warn!(tunnel = %name, %peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
-                        continue;
-                    }
-                },
+            let cap = self.config.max_connections_per_client;
+            let client_slot = match self.clients.admit(peer.ip(), cap) {
+                Ok(client_slot) => client_slot,
+                Err(cap) => {
+                    metrics::handshake(name, "refused", "client_connection_limit");
+                    tracing::warn!(tunnel = %name, %peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
+                    continue;
+                }
             };
             // Subscribed first: a reload between the two is then heard.
             let mut changes = self.tls.changes();

@@ -484,6 +484,14 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
         args.extend([flag.to_owned(), value.to_owned()]);
         refused_at_startup(&strs(&args), rule);
     }
+    // On loopback every client has one address: a cap per client there
+    // would be a second max_connections.
+    let mut client = client_args(&pki, &listen, "127.0.0.1:1");
+    client.extend(["--max-connections-per-client".into(), "8".into()]);
+    refused_at_startup(
+        &strs(&client),
+        "every client of a tunnel on loopback has the same one",
+    );
 
     // Flags require the pair; a file could give a client certificate
     // without its key, and the tunnel would then present none.
@@ -1785,16 +1793,18 @@ fn a_tls_stream_cut_without_close_notify_reaches_the_target_as_a_reset() {
 /// its place.
 #[test]
 fn a_client_holds_at_most_its_cap_of_tunnel_connections() {
-    use common::{closed_by_peer as closed, connect_briefly};
+    use common::closed_within;
     let pki = Pki::new();
     let port = free_port();
     let mut args = server_args(&pki, &format!("127.0.0.1:{port}"), "127.0.0.1:1");
     args.extend(["--max-connections-per-client".into(), "2".into()]);
     let tunnel = Tunnel::start(&strs(&args));
-    let held = [connect_briefly(port), connect_briefly(port)];
-    assert!(!closed(&held[0]) && !closed(&held[1]));
+    let connect = || TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let held = [connect(), connect()];
+    let open = "fipsguard_tunnel_open_connections{tunnel=\"tunnel\"}";
+    wait_until("both are taken", || tunnel.series(open) == 2.0);
     assert!(
-        closed(&connect_briefly(port)),
+        closed_within(&connect(), Duration::from_secs(10)),
         "a third connection from one client"
     );
     let limit = "fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"client_connection_limit\"}";
@@ -1807,9 +1817,12 @@ fn a_client_holds_at_most_its_cap_of_tunnel_connections() {
         tunnel.log()
     );
     drop(held);
+    wait_until("both places freed", || tunnel.series(open) == 0.0);
+    let again = connect();
     wait_until("a place freed is taken again", || {
-        !closed(&connect_briefly(port))
+        tunnel.series(open) == 1.0
     });
+    assert!(!closed_within(&again, Duration::from_millis(500)));
 }
 
 /// A client tunnel may listen off loopback only with unsafe_listen, and

@@ -86,7 +86,7 @@ impl Budget {
         let address = client.and_then(|c| c.parse::<SocketAddr>().ok());
         state
             .counts
-            .add(address.map(|a| fipsguard_crypto::tls::clients::client_of(a.ip())));
+            .add(address.map(|a| fipsguard_net::client_of(a.ip())));
         crate::metrics::record_counted_refusals(1);
         false
     }

@@ -429,18 +429,10 @@ pub fn writable_memory(pid: u32) -> Vec<Vec<u8>> {
     regions
 }
 
-/// A TCP connection to `port` on loopback whose reads wait half a second.
-pub fn connect_briefly(port: u16) -> std::net::TcpStream {
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    stream
-}
-
-/// Whether the peer closed `stream` (end of stream, or a reset) rather
-/// than kept it open (a read that times out).
-pub fn closed_by_peer(mut stream: &std::net::TcpStream) -> bool {
+/// Whether the peer closes `stream` (end of stream, or a reset) within
+/// `wait`, rather than keeping it open.
+pub fn closed_within(mut stream: &std::net::TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
     match stream.read(&mut [0u8; 1]) {
         Ok(0) => true,
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,

@@ -1,7 +1,7 @@
 //! A listener's cap on the connections one client holds, shared by
-//! `serve` and `tunnel`: a client is an IPv4 address, or an IPv6 /64,
-//! which one host commonly holds whole (and could otherwise spread its
-//! connections over).
+//! `serve` and `tunnel` (plain TCP bookkeeping, before any TLS): a client
+//! is an IPv4 address, or an IPv6 /64, which one host commonly holds
+//! whole (and could otherwise spread its connections over).
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
@@ -17,7 +17,27 @@ pub struct ClientSlot {
     client: IpAddr,
 }
 
+/// Refuses a cap outside 1 to `max_connections` (a listener's cap on
+/// all connections), naming the setting.
+pub fn check_cap(cap: Option<usize>, max_connections: usize) -> Result<(), &'static str> {
+    match cap {
+        Some(cap) if !(1..=max_connections).contains(&cap) => {
+            Err("max_connections_per_client must be 1 to max_connections")
+        }
+        _ => Ok(()),
+    }
+}
+
 impl ClientConnections {
+    /// Counts a connection from `peer` against `cap`, if there is one:
+    /// its slot (`None` without a cap), or the cap it is refused at.
+    pub fn admit(&self, peer: IpAddr, cap: Option<usize>) -> Result<Option<ClientSlot>, usize> {
+        match cap {
+            None => Ok(None),
+            Some(cap) => self.take(peer, cap).map(Some).ok_or(cap),
+        }
+    }
+
     /// Counts a connection from `peer`, unless its client has `cap` open.
     pub fn take(&self, peer: IpAddr, cap: usize) -> Option<ClientSlot> {
         let client = client_of(peer);
