@@ -65,11 +65,13 @@ pub(super) fn targets(paths: &[PathBuf]) -> Coverage {
         match fs::metadata(path) {
             Ok(metadata) if metadata.is_dir() => {
                 let before = found.len();
-                walk(path, &mut found, &mut errors);
-                dirs.push(NamedDir {
-                    path: path.clone(),
-                    files: found[before..].iter().map(|c| c.target.id).collect(),
-                });
+                // One that could not be read at all is reported so already.
+                if walk(path, &mut found, &mut errors) {
+                    dirs.push(NamedDir {
+                        path: path.clone(),
+                        files: found[before..].iter().map(|c| c.target.id).collect(),
+                    });
+                }
             }
             Ok(metadata) if metadata.is_file() => {
                 found.push(Candidate::new(
@@ -90,16 +92,22 @@ pub(super) fn targets(paths: &[PathBuf]) -> Coverage {
     }
 }
 
-fn walk(root: &Path, found: &mut Vec<Candidate>, errors: &mut Vec<Report>) {
+/// Whether `root` itself could be read.
+fn walk(root: &Path, found: &mut Vec<Candidate>, errors: &mut Vec<Report>) -> bool {
+    let mut read = true;
     for entry in WalkDir::new(root).sort_by_file_name() {
         match entry {
             Ok(entry) => found.extend(discovered(&entry)),
-            Err(err) => errors.push(error(
-                err.path().unwrap_or(root),
-                format!("cannot read: {err}"),
-            )),
+            Err(err) => {
+                read &= err.depth() > 0;
+                errors.push(error(
+                    err.path().unwrap_or(root),
+                    format!("cannot read: {err}"),
+                ));
+            }
         }
     }
+    read
 }
 
 /// Regular files, and links to them. Links to directories are not followed
