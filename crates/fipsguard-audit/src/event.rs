@@ -183,7 +183,8 @@ impl Event {
 /// Requests refused from one client address.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClientCount {
-    /// The address (without its port).
+    /// The address (without its port), or an IPv6 address's /64
+    /// (`2001:db8::/64`), which one host commonly holds whole.
     pub client: String,
     /// How many.
     pub count: u64,

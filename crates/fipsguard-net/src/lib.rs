@@ -39,7 +39,7 @@ impl ClientConnections {
     }
 
     /// Counts a connection from `peer`, unless its client has `cap` open.
-    pub fn take(&self, peer: IpAddr, cap: usize) -> Option<ClientSlot> {
+    fn take(&self, peer: IpAddr, cap: usize) -> Option<ClientSlot> {
         let client = client_of(peer);
         let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(client).or_default();

@@ -110,8 +110,8 @@ pub struct TunnelConfig {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Most connections one client (an IPv4 address, or an IPv6 /64)
-    /// holds at once; more from it are refused [default: no cap, as
-    /// behind a load balancer, whose few addresses carry everyone].
+    /// holds at once; more from it are refused [default: no cap; leave it
+    /// so behind a load balancer, whose few addresses carry everyone].
     #[arg(long)]
     #[serde(default)]
     pub max_connections_per_client: Option<usize>,

@@ -20,6 +20,7 @@ pub(super) struct Target {
     pub path: PathBuf,
     /// Named on the command line: a non-ELF file is then an error, not noise.
     pub named: bool,
+    /// The file itself, for the directories it was found under.
     pub id: FileId,
 }
 

@@ -29,7 +29,8 @@ pub struct Options {
     pub timeout: Duration,
     /// SNI to send instead of the target's host name.
     pub server_name: Option<String>,
-    /// Longest time the whole scan of one endpoint may take.
+    /// Longest time the whole scan of one target, all its addresses
+    /// together, may take.
     pub deadline: Duration,
 }
 
@@ -82,8 +83,7 @@ struct Scan {
 }
 
 impl Scan {
-    fn run(mut self, policy: &Policy) -> Report {
-        self.endpoint.deadline_at = std::time::Instant::now().checked_add(self.endpoint.deadline);
+    fn run(self, policy: &Policy) -> Report {
         let endpoint = &self.endpoint;
         let cut = |e: std::io::Error| {
             unreachable(
@@ -126,6 +126,9 @@ fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
     if addresses.is_empty() {
         return Err(format!("{target}: the name has no address"));
     }
+    // One deadline for all of a name's addresses: a gate is held no longer
+    // for a name with many.
+    let deadline_at = std::time::Instant::now().checked_add(options.deadline);
     let total = addresses.len();
     let (routed, unrouted): (Vec<_>, Vec<_>) = addresses
         .into_iter()
@@ -173,7 +176,7 @@ fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
                 server_name: server_name.clone(),
                 timeout: options.timeout,
                 deadline: options.deadline,
-                deadline_at: None,
+                deadline_at,
             },
         })
         .collect())

@@ -20,7 +20,7 @@ pub struct Endpoint {
     pub server_name: Option<String>,
     /// Connect and read timeout of each probe.
     pub timeout: Duration,
-    /// How long the whole scan of the endpoint may take.
+    /// How long the whole scan of the target may take.
     pub deadline: Duration,
     /// When that is over (`None`: later than this clock can say).
     pub deadline_at: Option<Instant>,

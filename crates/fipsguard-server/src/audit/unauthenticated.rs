@@ -48,9 +48,9 @@ pub struct Counts {
     since: Option<String>,
     /// How many.
     pub count: u64,
+    /// By client; those from further clients, or from none known, are
+    /// in `count` alone.
     by_client: HashMap<IpAddr, u64>,
-    /// From addresses beyond [`TRACKED`], or none known.
-    untracked: u64,
 }
 
 impl Budget {
@@ -103,7 +103,6 @@ impl Budget {
         let later = std::mem::take(&mut state.counts);
         state.counts = earlier;
         state.counts.count += later.count;
-        state.counts.untracked += later.untracked;
         for (address, count) in later.by_client {
             state.counts.add_many(Some(address), count);
         }
@@ -119,16 +118,12 @@ impl Counts {
         self.add_many(address, 1);
     }
 
-    /// Counts `n` (already in `count`) for `address`.
+    /// Counts `n` (already in `count`) for `address`, while there is room.
     fn add_many(&mut self, address: Option<IpAddr>, n: u64) {
-        match address {
-            Some(address) if self.by_client.len() < TRACKED => {
-                *self.by_client.entry(address).or_default() += n
+        if let Some(address) = address {
+            if self.by_client.len() < TRACKED || self.by_client.contains_key(&address) {
+                *self.by_client.entry(address).or_default() += n;
             }
-            Some(address) if self.by_client.contains_key(&address) => {
-                *self.by_client.entry(address).or_default() += n
-            }
-            _ => self.untracked += n,
         }
     }
 

@@ -44,7 +44,7 @@ enum Target {
         /// Timeout of each probe connection, and of resolving the host name.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
-        /// Longest time the scan of one endpoint may take; past it the endpoint is reported as not scanned (exit 2).
+        /// Longest time the scan of one target (all of its addresses) may take; past it what is left is reported as not scanned (exit 2).
         #[arg(long, default_value = "10m", value_parser = above_zero)]
         deadline: Duration,
         /// SNI to send [default: the target's host name, none for an address].

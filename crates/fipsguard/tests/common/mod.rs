@@ -452,14 +452,17 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new() -> Self {
-        // Apart for each namespace of each test process (interface names
-        // hold up to 15 bytes); the link's /30 is one of 25,600.
+        // Names apart for each namespace of each test process (interface
+        // names hold up to 15 bytes); the link's /30 one of 25,600, apart
+        // for those of one process.
         static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = u64::from(std::process::id()) * 1000 + n;
+        let pid = u64::from(std::process::id());
+        let id = pid * 1000 + n;
         let name = format!("fg-test-{id}");
         let (outer, inner) = (format!("fgo{id}"), format!("fgi{id}"));
-        let subnet = format!("10.{}.{}", 100 + id / 256 % 100, id % 256);
+        let link = (pid + n) % 25_600;
+        let subnet = format!("10.{}.{}", 100 + link / 256, link % 256);
         let ip = |args: &str| {
             let status = Command::new("ip")
                 .args(args.split_whitespace())
