@@ -133,8 +133,11 @@ fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
     let (routed, unrouted): (Vec<_>, Vec<_>) = addresses
         .into_iter()
         .partition(|address| routable(*address));
-    let unrouted_count = unrouted.len();
-    let chosen = if routed.is_empty() { unrouted } else { routed };
+    // With no route to any, each is scanned, to be reported unreachable.
+    let (chosen, passed_over) = match routed.is_empty() {
+        true => (unrouted, 0),
+        false => (routed, unrouted.len()),
+    };
     let scanned = chosen.len().min(MAX_ADDRESSES);
     let server_name = options.server_name.clone().or_else(|| {
         host.parse::<std::net::IpAddr>()
@@ -151,9 +154,9 @@ fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
             chosen.len() - MAX_ADDRESSES
         ));
     }
-    if unrouted_count > 0 && chosen.len() < total {
+    if passed_over > 0 {
         others.push(format!(
-            "{unrouted_count} with no route from this host not scanned"
+            "{passed_over} with no route from this host not scanned"
         ));
     }
     Ok(chosen
