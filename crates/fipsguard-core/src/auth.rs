@@ -19,6 +19,7 @@ use fipsguard_crypto::mac::{MacAlgorithm, MacKey};
 use fipsguard_crypto::secret::constant_time_eq;
 use fipsguard_crypto::{random, SecretBytes};
 use fipsguard_crypto::{Error as CryptoError, Refusal};
+use zeroize::Zeroize;
 
 use crate::error::{KmsError, Result};
 
@@ -206,6 +207,16 @@ impl KnownToken {
     }
 }
 
+impl Drop for KnownToken {
+    // The matched tag stands in for the secret: a cache's evicted entry
+    // leaves nothing of it behind.
+    fn drop(&mut self) {
+        if let Some(matched) = self.matched.get_mut() {
+            matched.zeroize();
+        }
+    }
+}
+
 impl TokenRecord {
     /// Whether the record is one no node of this release writes: not
     /// revoked, yet without a bound hash (a revocation lifted in the
@@ -317,7 +328,8 @@ impl TokenHasher {
         token.extend_from_slice(encoded.expose_secret());
         let token = SecretBytes::new(token);
         let info = describe(id);
-        let hash = self.bind(&self.0.sign(encoded.expose_secret())?, &info)?;
+        let secret_tag = SecretBytes::new(self.0.sign(encoded.expose_secret())?);
+        let hash = self.bind(secret_tag.expose_secret(), &info)?;
         Ok((token, TokenRecord { info, hash }))
     }
 
@@ -327,7 +339,9 @@ impl TokenHasher {
     /// the token key, cannot widen a token's role, grants or lifetime, or
     /// give its secret another id.
     fn bind(&self, secret_tag: &[u8], info: &TokenInfo) -> Result<Vec<u8>> {
-        let tag = self.0.sign(&bound_fields(info, secret_tag))?;
+        let tag = self
+            .0
+            .sign(bound_fields(info, secret_tag).expose_secret())?;
         let mut hash = Vec::with_capacity(1 + TAG_LEN);
         hash.push(BOUND_HASH);
         hash.extend_from_slice(&tag);
@@ -378,7 +392,8 @@ impl TokenHasher {
     /// constant time.
     pub fn matches(&self, secret: &str, known: &KnownToken) -> Result<bool> {
         // First, so that a token with no hash to check takes as long.
-        let secret_tag = self.0.sign(secret.as_bytes())?;
+        let secret_tag = SecretBytes::new(self.0.sign(secret.as_bytes())?);
+        let secret_tag = secret_tag.expose_secret();
         // A damaged row, an earlier release's hash or a revoked token's
         // cleared one matches no token.
         let Some(tag) = bound_tag(&known.record.hash) else {
@@ -387,14 +402,14 @@ impl TokenHasher {
         // Another secret has another tag, which no bound hash made with
         // this one's covers.
         if let Some(matched) = known.matched.get() {
-            return Ok(constant_time_eq(matched, &secret_tag));
+            return Ok(constant_time_eq(matched, secret_tag));
         }
-        match self
-            .0
-            .verify(&bound_fields(&known.record.info, &secret_tag), tag)
-        {
+        match self.0.verify(
+            bound_fields(&known.record.info, secret_tag).expose_secret(),
+            tag,
+        ) {
             Ok(()) => {
-                if let Ok(matched) = <[u8; TAG_LEN]>::try_from(secret_tag.as_slice()) {
+                if let Ok(matched) = <[u8; TAG_LEN]>::try_from(secret_tag) {
                     let _ = known.matched.set(matched);
                 }
                 Ok(true)
@@ -416,8 +431,9 @@ fn bound_tag(hash: &[u8]) -> Option<&[u8]> {
 }
 
 /// What a bound hash is the tag of: each field preceded by its length, so
-/// that no two tokens encode alike, the secret's tag last.
-fn bound_fields(info: &TokenInfo, secret_tag: &[u8]) -> Vec<u8> {
+/// that no two tokens encode alike, the secret's tag last (which, a
+/// stand-in for the secret, is wiped with them).
+fn bound_fields(info: &TokenInfo, secret_tag: &[u8]) -> SecretBytes {
     let mut fields = Vec::with_capacity(256);
     let mut field = |bytes: &[u8]| {
         fields.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
@@ -441,7 +457,7 @@ fn bound_fields(info: &TokenInfo, secret_tag: &[u8]) -> Vec<u8> {
         None => field(&[]),
     }
     field(secret_tag);
-    fields
+    SecretBytes::new(fields)
 }
 
 /// Whether `text` holds a token, with or without its `fgt.`, anywhere in
