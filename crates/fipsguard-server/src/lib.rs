@@ -158,7 +158,7 @@ pub async fn start(
         audit::spawn_counted_refusals(state.clone()),
     ]
     .into_iter()
-    .chain(metrics_listener.map(metrics::serve_plain))
+    .chain(metrics_listener.map(|listener| metrics::serve_plain(listener, state.clone())))
     .chain(reloader.map(|reloader| reloader.spawn(state.audit.clone())))
     .collect();
     let app = api::router(state.clone(), options.max_body_bytes);
@@ -285,7 +285,6 @@ fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
                 tracing::warn!(error = %e, "key inventory for metrics failed");
             }
             metrics::record_module();
-            metrics::record_availability(&state).await;
         }
     })
 }

@@ -262,12 +262,16 @@ pub fn init_self_test_runs() {
 /// Publishes whether the root of trust and the store answer (SLI M5): the
 /// root key is checked by unwrapping the store's check value at start, so
 /// a running service holds it until a `rekey` replaces the store's; both
-/// as the latest store probe (at most a second old) found them.
-pub async fn record_availability(state: &AppState) {
+/// as the latest store probe (at most a second old) found them. A store
+/// that does not answer cannot tell of the root key, which keeps the value
+/// last known.
+async fn record_availability(state: &AppState) {
     let answer = state.store_probe.answer(&state.kms).await;
     let as_gauge = |yes: bool| f64::from(u8::from(yes));
     gauge!("fipsguard_store_reachable").set(as_gauge(answer.reachable()));
-    gauge!("fipsguard_root_key_available").set(as_gauge(answer.root_key_current()));
+    if let Some(current) = answer.root_key_current() {
+        gauge!("fipsguard_root_key_available").set(as_gauge(current));
+    }
 }
 
 /// Publishes key counts by state and overdue rotations, refreshed by the
@@ -308,25 +312,31 @@ pub fn render() -> String {
     handle().render()
 }
 
+/// What a scrape answers: the exposition, with the store's state as the
+/// latest probe found it (shared with health, so a scrape adds at most one
+/// probe a second).
+pub async fn scrape(state: &AppState) -> impl axum::response::IntoResponse {
+    record_availability(state).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        render(),
+    )
+}
+
 /// Serves `GET /metrics` over plain HTTP on `listener`, without a token,
 /// until the returned task is aborted.
-pub fn serve_plain(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+pub fn serve_plain(
+    listener: tokio::net::TcpListener,
+    state: std::sync::Arc<AppState>,
+) -> tokio::task::JoinHandle<()> {
     use axum::routing::get;
     if let Ok(bound) = listener.local_addr() {
         tracing::info!(%bound, "metrics on plain HTTP, no token");
     }
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(|| async {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4",
-                )],
-                render(),
-            )
-        }),
-    );
+    let app = axum::Router::new().route("/metrics", get(|| async move { scrape(&state).await }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics listener stopped");

@@ -869,9 +869,10 @@ fn health_checks_probe_the_store_at_most_once_a_second() {
         probed <= seconds.ceil() + 1.0,
         "{probed} probes for 200 health checks in {seconds:.1} s"
     );
-    // Once the answer is older than a second, the next check probes again.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Once the answer is older than a second, the next check probes again
+    // (and the scrape that counts, which probes too, finds it fresh).
     let before = probes();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     runtime.block_on(health(client.clone(), url.clone()));
     assert_eq!(probes() - before, 1.0);
     server.stop();
@@ -1423,6 +1424,44 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
         assert!(stderr.contains(refusal), "{env:?}: {stderr}");
         assert!(!root_key.exists(), "init created no root key file");
     }
+}
+
+/// While the store does not answer (its settings table held by a lock),
+/// no one can tell whether its root key is still this node's: health says
+/// `null` rather than `true`, and the gauge keeps the value last known.
+#[test]
+fn health_does_not_call_the_root_key_current_while_the_store_is_silent() {
+    let Some((setup, schema)) = common::Setup::on_postgres() else {
+        return;
+    };
+    setup.set("store", "timeout_secs = 1");
+    let _server = setup.serve();
+    let health = || -> serde_json::Value {
+        let url = format!("{}/v1/health", setup.url());
+        let output = curl(&setup, &["--max-time", "30", &url]);
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let answer = health();
+    assert_eq!(answer["root_key_current"], true, "{answer}");
+    assert_eq!(series(&setup, "fipsguard_root_key_available"), 1.0);
+
+    let lock = common::TableLock::take(&schema, "settings");
+    common::wait_until(Duration::from_secs(20), "the store found silent", || {
+        health()["store_reachable"] == false
+    });
+    let answer = health();
+    assert_eq!(answer["status"], "error", "{answer}");
+    assert_eq!(
+        answer.get("root_key_current"),
+        Some(&json!(null)),
+        "{answer}"
+    );
+    assert_eq!(series(&setup, "fipsguard_store_reachable"), 0.0);
+    assert_eq!(series(&setup, "fipsguard_root_key_available"), 1.0);
+    lock.release();
+    common::wait_until(Duration::from_secs(20), "the store answers again", || {
+        health()["root_key_current"] == true
+    });
 }
 
 /// With `[store] timeout_secs = 1` on PostgreSQL, a request whose store

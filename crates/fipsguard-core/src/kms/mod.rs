@@ -184,10 +184,14 @@ impl StoreAnswer {
         self != Self::Unreachable
     }
 
-    /// The root key is not known to have changed (unknown while the
-    /// store does not answer).
-    pub fn root_key_current(self) -> bool {
-        self != Self::RootKeyChanged
+    /// Whether the store's root key is the one this service holds; `None`
+    /// while the store does not answer, when no one can tell.
+    pub fn root_key_current(self) -> Option<bool> {
+        match self {
+            Self::Current => Some(true),
+            Self::RootKeyChanged => Some(false),
+            Self::Unreachable => None,
+        }
     }
 }
 

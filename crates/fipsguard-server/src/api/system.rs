@@ -40,8 +40,8 @@ pub struct Health {
     pub store_reachable: bool,
     /// The store's root key is the one this node holds: `false` once
     /// `fipsguard rekey` changed it since this node started (restart it
-    /// with the new root key).
-    pub root_key_current: bool,
+    /// with the new root key); `null` while the store does not answer.
+    pub root_key_current: Option<bool>,
     /// The audit log: `null` when turned off.
     #[schema(value_type = Option<Object>)]
     pub audit: Option<fipsguard_audit::Health>,
@@ -119,7 +119,7 @@ async fn current_health(s: &Arc<AppState>) -> Health {
     let audit_writable = audit.as_ref().is_none_or(|a| a.writable);
     let healthy = module_state == ModuleState::Operational
         && store_reachable
-        && root_key_current
+        && root_key_current == Some(true)
         && audit_writable;
     Health {
         status: if healthy { "ok" } else { "error" },
@@ -154,12 +154,12 @@ pub async fn selftest(
 
 /// Prometheus metrics (auditor, officer).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition")), tag = "system")]
-pub async fn metrics(caller: Caller) -> ApiResult<impl IntoResponse> {
+pub async fn metrics(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<impl IntoResponse> {
     caller.require(Access::Oversight)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    ))
+    Ok(crate::metrics::scrape(&s).await)
 }
 
 /// The OpenAPI document (no token), as JSON made once when the router is.
