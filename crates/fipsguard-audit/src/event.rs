@@ -79,6 +79,11 @@ pub enum Event {
         store: String,
         /// Where the new root key comes from: `key_file` or `passphrase`.
         source: String,
+        /// The change binds the values of a store an earlier release
+        /// wrote to their place (`rekey --bind-earlier-release`, once, on
+        /// upgrading): written only when it does.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        binds_earlier_release: bool,
         /// `intent`, `success` or `failure`.
         outcome: Outcome,
         /// How many key versions were wrapped again (on success).

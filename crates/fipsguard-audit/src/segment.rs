@@ -353,10 +353,16 @@ fn remark(record: &Read) -> Option<String> {
             outcome,
             versions,
             source,
+            binds_earlier_release,
             error,
             ..
         } => {
-            let to = format!("to a {}", source.replace('_', " "));
+            let binding = if *binds_earlier_release {
+                ", binding a store an earlier release wrote,"
+            } else {
+                ""
+            };
+            let to = format!("to a {}{binding}", source.replace('_', " "));
             Some(match outcome {
                 Outcome::Success => format!(
                     "record {}: the root key was changed {to} ({} key version(s) wrapped again)",

@@ -939,6 +939,7 @@ fn a_root_key_change_without_an_outcome_is_called_out() {
     let change = |outcome| Event::RootKeyChange {
         store: "sqlite".into(),
         source: "key_file".into(),
+        binds_earlier_release: false,
         outcome,
         versions: (outcome == Outcome::Success).then_some(2),
         error: None,

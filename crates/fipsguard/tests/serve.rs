@@ -541,6 +541,12 @@ fn rekey_moves_the_store_to_a_new_root_key() {
         .unwrap()
         .contains("the one in use"));
     assert_eq!(changes[3]["versions"], 2);
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.get("binds_earlier_release").is_none()),
+        "{changes:?}"
+    );
 }
 
 /// A store an earlier release wrote (its values not bound to their place;
@@ -551,6 +557,9 @@ fn rekey_moves_the_store_to_a_new_root_key() {
 #[test]
 fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
     let setup = common::Setup::new();
+    let server = setup.serve();
+    save_audit_key(&setup);
+    server.stop();
     let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
     let read = "SELECT value FROM settings WHERE name = 'root_kek_check'";
     let check: Vec<u8> = db.query_row(read, [], |row| row.get(0)).unwrap();
@@ -594,6 +603,24 @@ fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
         bind.contains("has a bound hash in a store an earlier release wrote")
             && bind.contains("the root key was not changed"),
         "{bind}"
+    );
+    // Only the attempt to bind reached the log (the plain one was refused
+    // on opening the store), and it says it would bind.
+    let mut changes = setup.audit_records();
+    changes.retain(|record| record["kind"] == "root_key_change");
+    let binding: Vec<_> = changes
+        .iter()
+        .map(|c| (c["outcome"].as_str().unwrap(), &c["binds_earlier_release"]))
+        .collect();
+    assert_eq!(
+        binding,
+        [("intent", &json!(true)), ("failure", &json!(true))],
+        "{changes:?}"
+    );
+    let report = setup.verify_audit();
+    assert!(
+        report.contains("a change of the root key to a key file, binding a store an earlier release wrote, failed"),
+        "{report}"
     );
 }
 

@@ -265,6 +265,13 @@ impl Kms {
             .await
     }
 
+    /// Whether [`change_root_key`](Self::change_root_key) binds a store an
+    /// earlier release wrote (opened with [`UnboundValues::AcceptToRebind`]
+    /// and found to be such a store).
+    pub fn binds_earlier_release(&self) -> bool {
+        self.root.takes_unbound()
+    }
+
     /// [`open`](Self::open) for [`change_root_key`](Self::change_root_key)
     /// alone: with [`UnboundValues::AcceptToRebind`], a store an earlier
     /// release wrote is opened as it is, for the change to bind it.

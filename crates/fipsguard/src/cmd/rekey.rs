@@ -65,9 +65,11 @@ pub async fn run(args: &Args) -> ExitCode {
     } else {
         "passphrase"
     };
+    let binds_earlier_release = kms.binds_earlier_release();
     let event = |outcome, versions, error| Event::RootKeyChange {
         store: store.to_owned(),
         source: source.to_owned(),
+        binds_earlier_release,
         outcome,
         versions,
         error,
