@@ -357,24 +357,27 @@ fn remark(record: &Read) -> Option<String> {
             error,
             ..
         } => {
-            let binding = if *binds_earlier_release {
-                ", binding a store an earlier release wrote,"
+            let to = format!("to a {}", source.replace('_', " "));
+            let (binding, bound) = if *binds_earlier_release {
+                (
+                    " that binds a store an earlier release wrote",
+                    ", binding a store an earlier release wrote",
+                )
             } else {
-                ""
+                ("", "")
             };
-            let to = format!("to a {}{binding}", source.replace('_', " "));
             Some(match outcome {
                 Outcome::Success => format!(
-                    "record {}: the root key was changed {to} ({} key version(s) wrapped again)",
+                    "record {}: the root key was changed {to} ({} key version(s) wrapped again){bound}",
                     record.seq,
                     versions.unwrap_or(0)
                 ),
                 Outcome::Intent => format!(
-                    "record {}: a change of the root key {to} began (its outcome follows, unless the process ended first)",
+                    "record {}: a change of the root key {to}{binding} began (its outcome follows, unless the process ended first)",
                     record.seq
                 ),
                 _ => format!(
-                    "record {}: a change of the root key {to} failed: {}",
+                    "record {}: a change of the root key {to}{binding} failed: {}",
                     record.seq,
                     error.as_deref().unwrap_or("no reason recorded")
                 ),

@@ -158,7 +158,7 @@ pub async fn start(
         audit::spawn_counted_refusals(state.clone()),
     ]
     .into_iter()
-    .chain(metrics_listener.map(|listener| metrics::serve_plain(listener, state.clone())))
+    .chain(metrics_listener.map(|listener| metrics::serve_plain(listener, &state)))
     .chain(reloader.map(|reloader| reloader.spawn(state.audit.clone())))
     .collect();
     let app = api::router(state.clone(), options.max_body_bytes);
@@ -245,7 +245,8 @@ fn startup_events(
 }
 
 /// Once a minute: carry out due destructions, drop the material of keys
-/// destroyed by other nodes, refresh key gauges.
+/// destroyed by other nodes, refresh key gauges (and the store's, which
+/// scrapes refresh too: so that they have a value before the first).
 fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -285,6 +286,7 @@ fn spawn_housekeeping(state: Arc<AppState>) -> JoinHandle<()> {
                 tracing::warn!(error = %e, "key inventory for metrics failed");
             }
             metrics::record_module();
+            metrics::record_availability(&state).await;
         }
     })
 }

@@ -265,7 +265,7 @@ pub fn init_self_test_runs() {
 /// as the latest store probe (at most a second old) found them. A store
 /// that does not answer cannot tell of the root key, which keeps the value
 /// last known.
-async fn record_availability(state: &AppState) {
+pub async fn record_availability(state: &AppState) {
     let answer = state.store_probe.answer(&state.kms).await;
     let as_gauge = |yes: bool| f64::from(u8::from(yes));
     gauge!("fipsguard_store_reachable").set(as_gauge(answer.reachable()));
@@ -330,13 +330,25 @@ pub async fn scrape(state: &AppState) -> impl axum::response::IntoResponse {
 /// until the returned task is aborted.
 pub fn serve_plain(
     listener: tokio::net::TcpListener,
-    state: std::sync::Arc<AppState>,
+    state: &std::sync::Arc<AppState>,
 ) -> tokio::task::JoinHandle<()> {
+    use axum::response::IntoResponse;
     use axum::routing::get;
     if let Ok(bound) = listener.local_addr() {
         tracing::info!(%bound, "metrics on plain HTTP, no token");
     }
-    let app = axum::Router::new().route("/metrics", get(|| async move { scrape(&state).await }));
+    // A scraper's connection outlives the aborted listener task: it must
+    // not keep a stopped server's state, nor probe its store.
+    let state = std::sync::Arc::downgrade(state);
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(|| async move {
+            match state.upgrade() {
+                Some(state) => scrape(&state).await.into_response(),
+                None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            }
+        }),
+    );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics listener stopped");

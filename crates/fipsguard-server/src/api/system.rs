@@ -41,6 +41,7 @@ pub struct Health {
     /// The store's root key is the one this node holds: `false` once
     /// `fipsguard rekey` changed it since this node started (restart it
     /// with the new root key); `null` while the store does not answer.
+    #[schema(required = true)]
     pub root_key_current: Option<bool>,
     /// The audit log: `null` when turned off.
     #[schema(value_type = Option<Object>)]
