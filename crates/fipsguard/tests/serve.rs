@@ -551,6 +551,125 @@ fn rekey_moves_the_store_to_a_new_root_key() {
     );
 }
 
+/// Runs `fipsguard ARGS` on a terminal of its own (a pseudo-terminal)
+/// and types each of `entries` once its prompt (text ending in ": ") has
+/// been shown and echo is off: what the terminal showed, and the exit
+/// code.
+fn on_a_terminal(args: &[&std::ffi::OsStr], entries: &[&str]) -> (Option<i32>, String) {
+    const TYPIST: &str = r#"
+import os, pty, signal, sys, termios, time
+signal.alarm(60)
+count = int(sys.argv[1])
+entries, command = sys.argv[2:2 + count], sys.argv[2 + count:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(command[0], command)
+shown = b""
+def read():
+    global shown
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        return False
+    shown += chunk
+    return bool(chunk)
+for entry in entries:
+    prompts = shown.count(b": ")
+    while shown.count(b": ") == prompts and read():
+        pass
+    # Typed once the terminal no longer echoes, as a person would be.
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        time.sleep(0.01)
+    os.write(fd, entry.encode() + b"\r")
+while read():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(shown)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", TYPIST, &entries.len().to_string()])
+        .args(entries)
+        .arg(common::FIPSGUARD)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code(),
+        shown + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `rekey --new-passphrase-prompt` reads the new passphrase twice at the
+/// terminal, not echoed: entries that differ change nothing and leave no
+/// record; the same twice change the root key, which the store then opens
+/// with. Without a terminal it is refused, saying why.
+#[test]
+fn rekey_takes_a_new_passphrase_typed_twice_at_the_terminal() {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    save_audit_key(&setup);
+    server.stop();
+    let config = setup.path("fipsguard.toml");
+    let args = [
+        std::ffi::OsStr::new("rekey"),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--new-passphrase-prompt".as_ref(),
+    ];
+    let changes = || {
+        let mut records = setup.audit_records();
+        records.retain(|record| record["kind"] == "root_key_change");
+        records.len()
+    };
+    let passphrase = "a passphrase of the ceremony, 2026";
+
+    let (code, shown) = on_a_terminal(&args, &[passphrase, "a passphrase of the ceremony, 2062"]);
+    assert!(
+        code == Some(1)
+            && shown.contains("the two passphrases typed differ: the root key was not changed"),
+        "{code:?} {shown}"
+    );
+    assert!(!shown.contains("ceremony"), "echoed: {shown}");
+    assert_eq!(changes(), 0);
+
+    let without_terminal = Command::new("setsid")
+        .arg(common::FIPSGUARD)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&without_terminal.stderr);
+    assert!(
+        without_terminal.status.code() == Some(1)
+            && stderr.contains("--new-passphrase-prompt reads from a terminal"),
+        "{stderr}"
+    );
+    assert_eq!(changes(), 0);
+
+    let (code, shown) = on_a_terminal(&args, &[passphrase, passphrase]);
+    assert!(
+        code == Some(0) && shown.contains("root key changed"),
+        "{code:?} {shown}"
+    );
+    assert!(!shown.contains("ceremony"), "echoed: {shown}");
+    assert_eq!(changes(), 2);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let file_line = text.lines().find(|l| l.starts_with("file = ")).unwrap();
+    let text = text.replace(file_line, "passphrase_env = \"FG_TEST_NEW_PASSPHRASE\"");
+    std::fs::write(&config, text).unwrap();
+    let server = setup.serve_with(&[("FG_TEST_NEW_PASSPHRASE", passphrase)]);
+    let health = curl(&setup, &[&format!("{}/v1/health", setup.url())]);
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stdout)
+    );
+    server.stop();
+}
+
 /// A store an earlier release wrote (its values not bound to their place;
 /// here, its check value) is refused by `serve` and by a plain `rekey`,
 /// both naming `--bind-earlier-release`. With the flag, `rekey` takes the

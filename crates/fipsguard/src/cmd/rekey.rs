@@ -5,12 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fipsguard_audit::{AuditLog, Event, Outcome};
-use fipsguard_core::root::UnboundValues;
+use fipsguard_core::root::{RootKekSource, UnboundValues};
+use fipsguard_crypto::secret::constant_time_eq;
+use fipsguard_crypto::SecretBytes;
 use fipsguard_server::config::{Config, RootKeyConfig};
 
 /// Flags of `fipsguard rekey`.
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("new").required(true).args(["new_key_file", "new_passphrase_env"])))]
+#[command(group(clap::ArgGroup::new("new").required(true).args(["new_key_file", "new_passphrase_env", "new_passphrase_prompt"])))]
 pub struct Args {
     /// The server's configuration file (TOML), naming the root key in use.
     #[arg(long, env = "FIPSGUARD_CONFIG")]
@@ -21,6 +23,10 @@ pub struct Args {
     /// The new root key: a passphrase, read from this environment variable.
     #[arg(long)]
     new_passphrase_env: Option<String>,
+    /// The new root key: a passphrase, typed twice at the terminal (not
+    /// echoed).
+    #[arg(long)]
+    new_passphrase_prompt: bool,
     /// Bind a store an earlier release wrote, whose values are not bound
     /// to their place (once, when upgrading; docs/key-ceremony.md).
     #[arg(long)]
@@ -52,6 +58,13 @@ pub async fn run(args: &Args) -> ExitCode {
         Ok((kms, store)) => (Arc::new(kms), store),
         Err(e) => return super::fail(e),
     };
+    // Typed before the audit log is opened: entries that differ are a slip
+    // of the hand, not a change attempted.
+    let typed = match args.new_passphrase_prompt.then(passphrase_typed_twice) {
+        Some(Err(e)) => return super::fail(format!("{e}: the root key was not changed")),
+        Some(Ok(typed)) => Some(typed),
+        None => None,
+    };
     let audit = match super::open_audit(&config, &kms).await {
         Ok(Some(audit)) => Some(audit),
         Ok(None) => {
@@ -78,7 +91,11 @@ pub async fn run(args: &Args) -> ExitCode {
     if let Err(e) = record(audit.as_ref(), event(Outcome::Intent, None, None)).await {
         return super::fail(format!("{e}: the root key was not changed"));
     }
-    let changed = match super::create_root_key_file(&new).and_then(|()| new.source()) {
+    let new = match typed {
+        Some(typed) => Ok(RootKekSource::Passphrase(typed)),
+        None => super::create_root_key_file(&new).and_then(|()| new.source()),
+    };
+    let changed = match new {
         Ok(new) => kms.change_root_key(&new).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
@@ -97,6 +114,22 @@ pub async fn run(args: &Args) -> ExitCode {
         );
     }
     conclude(changed, recorded)
+}
+
+/// The new passphrase, typed twice at the terminal without echo: a root
+/// key typed wrongly once, and never again, would lock the store for good.
+fn passphrase_typed_twice() -> Result<SecretBytes, String> {
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(|typed| SecretBytes::new(typed.into_bytes()))
+            .map_err(|e| format!("--new-passphrase-prompt reads from a terminal: {e}"))
+    };
+    let first = read("new root key passphrase: ")?;
+    let again = read("the same again: ")?;
+    if !constant_time_eq(first.expose_secret(), again.expose_secret()) {
+        return Err("the two passphrases typed differ".into());
+    }
+    Ok(first)
 }
 
 /// What the operator is told, by whether the key changed and whether its
