@@ -876,6 +876,53 @@ fn each_named_directory_without_binaries_is_an_error() {
     );
 }
 
+/// A named directory this user cannot read (the scan runs as `nobody`:
+/// root reads everything) is one error that says why, not also a
+/// directory without binaries; the readable one beside it is judged.
+#[test]
+fn a_named_directory_that_cannot_be_read_is_one_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let at = |name: &str| root.path().join(name);
+    let mode = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(root.path(), 0o755);
+    // A copy nobody may run, wherever this checkout lies.
+    fs::copy(FIPSGUARD, at("fipsguard")).unwrap();
+    fs::create_dir(at("open")).unwrap();
+    fs::copy("/bin/true", at("open/tool")).unwrap();
+    fs::create_dir(at("locked")).unwrap();
+    fs::copy("/bin/true", at("locked/tool")).unwrap();
+    mode(&at("locked"), 0o000);
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(at("fipsguard"))
+        .args(["check", "binary"])
+        .args([at("open"), at("locked")]);
+    let (code, document) = scan::json_of(command);
+    assert_eq!(code, 2, "{document:#}");
+    let reports = document["reports"].as_array().unwrap();
+    let locked = at("locked").display().to_string();
+    let on_locked: Vec<_> = reports
+        .iter()
+        .filter(|r| r["subject"] == locked.as_str())
+        .collect();
+    assert_eq!(on_locked.len(), 1, "{document:#}");
+    let evidence = evidence(finding(on_locked[0], "binary.crypto-module"));
+    assert!(
+        has_line(&evidence, "cannot read") && has_line(&evidence, "Permission denied"),
+        "{evidence:?}"
+    );
+    assert!(!has_line(&evidence, "no ELF file under it"), "{evidence:?}");
+    let tool = at("open/tool").display().to_string();
+    assert!(
+        reports.iter().any(|r| r["subject"] == tool.as_str()),
+        "{document:#}"
+    );
+}
+
 #[test]
 fn an_elf_file_too_large_to_read_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,9 +14,15 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let output = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
-        .arg("check")
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fipsguard"));
+    command.arg("check").args(args);
+    json_of(command)
+}
+
+/// `COMMAND --format json`, where COMMAND runs `fipsguard check`: the exit
+/// code and the document.
+pub fn json_of(mut command: Command) -> (i32, Value) {
+    let output = command
         .args(["--format", "json"])
         .output()
         .expect("fipsguard runs");
