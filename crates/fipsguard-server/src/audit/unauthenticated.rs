@@ -7,8 +7,11 @@
 //! address (an IPv6 address by its /64, what one host is commonly given),
 //! and the counts are recorded once a minute and at an orderly stop: the
 //! log still accounts for them, and for where they came from (a crash
-//! loses up to a minute's counts). Requests whose token was verified are
-//! always recorded one by one: their callers answer for them.
+//! loses up to a minute's counts). A client once counted stays counted
+//! until that record, drawing no more on the budget: one flooder does not
+//! use up what is left for everyone else's mistakes. Requests whose token
+//! was verified are always recorded one by one: their callers answer for
+//! them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -75,18 +78,19 @@ impl Budget {
     }
 
     fn admit_at(&self, client: Option<&str>, now: Instant) -> bool {
+        let address = client
+            .and_then(|c| c.parse::<SocketAddr>().ok())
+            .map(|a| fipsguard_net::client_of(a.ip()));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let earned = now.duration_since(state.refilled).as_secs_f64() * self.per_sec;
         state.allowance = (state.allowance + earned).min(self.per_sec);
         state.refilled = now;
-        if state.allowance >= 1.0 {
+        let counted_already = address.is_some_and(|a| state.counts.by_client.contains_key(&a));
+        if state.allowance >= 1.0 && !counted_already {
             state.allowance -= 1.0;
             return true;
         }
-        let address = client.and_then(|c| c.parse::<SocketAddr>().ok());
-        state
-            .counts
-            .add(address.map(|a| fipsguard_net::client_of(a.ip())));
+        state.counts.add(address);
         crate::metrics::record_counted_refusals(1);
         false
     }
@@ -168,10 +172,12 @@ mod tests {
         assert!(!budget.admit_at(Some("[2001:db8::2:1]:443"), start));
         assert!(!budget.admit_at(Some("[::ffff:192.0.2.1]:443"), start));
         assert!(!budget.admit_at(None, start));
-        // Half a second earns one more.
+        // Half a second earns one more, which a client already counted does
+        // not take: it is left for another.
         let later = start + Duration::from_millis(500);
-        assert!(budget.admit_at(Some("192.0.2.1:4000"), later));
         assert!(!budget.admit_at(Some("192.0.2.1:4000"), later));
+        assert!(budget.admit_at(Some("198.51.100.7:4000"), later));
+        assert!(!budget.admit_at(Some("198.51.100.7:4000"), later));
         let counts = budget.take().unwrap();
         let Event::UnauthenticatedRefusals {
             count,
@@ -182,17 +188,23 @@ mod tests {
         else {
             unreachable!()
         };
-        assert_eq!((count, others), (8, 1));
+        assert_eq!((count, others), (9, 1));
         let named: Vec<_> = clients
             .iter()
             .map(|c| (c.client.as_str(), c.count))
             .collect();
-        assert_eq!(named, [("192.0.2.1", 5), ("2001:db8::/64", 2)]);
+        assert_eq!(
+            named,
+            [("192.0.2.1", 5), ("2001:db8::/64", 2), ("198.51.100.7", 1)]
+        );
         assert!(budget.take().is_none(), "taken");
-        // Put back, they join the next ones.
+        // Put back, they join the next ones, and their clients stay counted.
         budget.restore(counts);
-        assert!(!budget.admit_at(Some("192.0.2.1:4001"), later));
-        assert_eq!(budget.take().unwrap().count, 9);
+        let a_second_on = later + Duration::from_secs(1);
+        assert!(!budget.admit_at(Some("192.0.2.1:4001"), a_second_on));
+        assert_eq!(budget.take().unwrap().count, 10);
+        // Once recorded, a client draws on the budget again.
+        assert!(budget.admit_at(Some("192.0.2.1:4001"), a_second_on));
     }
 
     #[test]
