@@ -30,10 +30,16 @@ pub struct Config {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Most concurrent connections from one client (an IPv4 address, an
-    /// IPv6 /64), so that one client cannot take every slot
+    /// IPv6 prefix), so that one client cannot take every slot
     /// (`FIPSGUARD_MAX_CONNECTIONS_PER_CLIENT`). Unset: no such cap, as
     /// behind a load balancer, whose few addresses every connection has.
     pub max_connections_per_client: Option<usize>,
+    /// The prefix IPv6 clients are told apart by, 32 to 128: 64 (the
+    /// default) is what one host is commonly given; 128 counts each
+    /// address alone, as the hosts of one LAN share a /64
+    /// (`FIPSGUARD_CLIENT_IPV6_PREFIX`).
+    #[serde(default = "default_client_ipv6_prefix")]
+    pub client_ipv6_prefix: u8,
     /// Close a connection with no request in flight after this many
     /// seconds (`FIPSGUARD_IDLE_TIMEOUT_SECS`).
     #[serde(default = "default_idle_timeout_secs")]
@@ -287,9 +293,13 @@ const MAX_IDLE_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 fn default_idle_timeout_secs() -> u64 {
     75
 }
+fn default_client_ipv6_prefix() -> u8 {
+    fipsguard_net::ClientGrouping::DEFAULT_IPV6_PREFIX
+}
 fn connection_limits(
     max_connections: usize,
     per_client: Option<usize>,
+    client_ipv6_prefix: u8,
     idle_timeout_secs: u64,
 ) -> Result<ConnectionLimits, String> {
     if !(1..=MAX_IDLE_TIMEOUT_SECS).contains(&idle_timeout_secs) {
@@ -299,6 +309,7 @@ fn connection_limits(
     Ok(ConnectionLimits {
         max_connections,
         per_client,
+        clients: fipsguard_net::ClientGrouping::by_ipv6_prefix(client_ipv6_prefix)?,
         idle_timeout: Duration::from_secs(idle_timeout_secs),
         body_timeout: crate::listener::BODY_TIMEOUT,
     })
@@ -367,6 +378,11 @@ impl Config {
                 max.parse()
                     .map_err(|e| format!("FIPSGUARD_MAX_CONNECTIONS_PER_CLIENT: {e}"))?,
             );
+        }
+        if let Some(bits) = var("FIPSGUARD_CLIENT_IPV6_PREFIX") {
+            self.client_ipv6_prefix = bits
+                .parse()
+                .map_err(|e| format!("FIPSGUARD_CLIENT_IPV6_PREFIX: {e}"))?;
         }
         if let Some(secs) = var("FIPSGUARD_IDLE_TIMEOUT_SECS") {
             self.idle_timeout_secs = secs
@@ -456,6 +472,7 @@ impl Config {
         connection_limits(
             self.max_connections,
             self.max_connections_per_client,
+            self.client_ipv6_prefix,
             self.idle_timeout_secs,
         )
     }
@@ -550,6 +567,7 @@ pub async fn development(
         connections: connection_limits(
             default_max_connections(),
             None,
+            default_client_ipv6_prefix(),
             default_idle_timeout_secs(),
         )?,
         metrics_listen: None,

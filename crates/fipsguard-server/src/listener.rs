@@ -48,9 +48,11 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ConnectionLimits {
     /// Most concurrent connections; more are closed at once.
     pub max_connections: usize,
-    /// Most concurrent connections from one client (an IPv4 address, an
-    /// IPv6 /64); `None`: no such cap.
+    /// Most concurrent connections from one client; `None`: no such cap.
     pub per_client: Option<usize>,
+    /// How clients are told apart (an IPv4 address, an IPv6 prefix), for
+    /// `per_client` and for the audit log's counts of refusals.
+    pub clients: fipsguard_net::ClientGrouping,
     /// A connection with no request in flight for this long is closed
     /// gracefully. HTTP/2 needs it: its clients keep idle connections
     /// alive with pings, which would otherwise hold a slot for ever.
@@ -72,7 +74,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let clients = fipsguard_net::ClientConnections::default();
+    let clients = fipsguard_net::ClientConnections::new(limits.clients);
     // Every connection holds a receiver: a send starts their graceful
     // close, and `closed()` tells when the last one has ended.
     let (closing, _) = watch::channel(());

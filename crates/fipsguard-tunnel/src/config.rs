@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fipsguard_net::ClientGrouping;
+
 use crate::identity::parse_subject;
 
 /// The most connections a tunnel may be configured to hold.
@@ -115,6 +117,12 @@ pub struct TunnelConfig {
     #[arg(long)]
     #[serde(default)]
     pub max_connections_per_client: Option<usize>,
+    /// The prefix IPv6 clients are told apart by for that cap, 32 to 128:
+    /// 64 is what one host is commonly given; 128 counts each address
+    /// alone, as the hosts of one LAN share a /64.
+    #[arg(long, default_value_t = ClientGrouping::DEFAULT_IPV6_PREFIX)]
+    #[serde(default = "default_client_ipv6_prefix")]
+    pub client_ipv6_prefix: u8,
     /// Threads that carry this tunnel's connections, each with its own
     /// event loop; a connection stays on the thread that accepted it
     /// [default: one per core, at most 256].
@@ -144,6 +152,10 @@ const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 fn default_handshake_timeout() -> u64 {
     DEFAULT_HANDSHAKE_TIMEOUT_SECS
+}
+
+fn default_client_ipv6_prefix() -> u8 {
+    ClientGrouping::DEFAULT_IPV6_PREFIX
 }
 
 fn default_max_connections() -> usize {
@@ -176,6 +188,12 @@ impl TunnelConfig {
     /// The idle deadline, if any.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// How clients are told apart for `max_connections_per_client`
+    /// (checked by [`validate`](Self::validate)).
+    pub fn clients(&self) -> ClientGrouping {
+        ClientGrouping::by_ipv6_prefix(self.client_ipv6_prefix).unwrap_or_default()
     }
 
     /// How many threads carry connections.
@@ -235,6 +253,7 @@ impl TunnelConfig {
         }
         if let Err(why) =
             fipsguard_net::check_cap(self.max_connections_per_client, self.max_connections)
+                .and(ClientGrouping::by_ipv6_prefix(self.client_ipv6_prefix))
         {
             return refuse(why);
         }

@@ -115,7 +115,7 @@ impl Tunnel {
             config: self.config.clone(),
             tls: self.tls,
             slots: self.slots,
-            clients: ClientConnections::default(),
+            clients: ClientConnections::new(self.config.clients()),
             cut: Arc::new(watch::channel(false).0),
             drain,
         };

@@ -1509,6 +1509,8 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
     let ttl_range = "max_token_ttl_secs must be 60 to 31622400";
     let per_version = |count| ("FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION", count);
     let per_version_range = "max_encryptions_per_version must be 1 to 4294967296";
+    let ipv6_prefix = |bits| ("FIPSGUARD_CLIENT_IPV6_PREFIX", bits);
+    let ipv6_prefix_range = "client_ipv6_prefix must be 32 to 128";
     for (env, refusal) in [
         (&[][..], idle_range),
         (&[idle("soon")], "FIPSGUARD_IDLE_TIMEOUT_SECS"),
@@ -1524,6 +1526,12 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
         (
             &[idle("30"), per_version("-1")],
             "FIPSGUARD_MAX_ENCRYPTIONS_PER_VERSION",
+        ),
+        (&[idle("30"), ipv6_prefix("31")], ipv6_prefix_range),
+        (&[idle("30"), ipv6_prefix("129")], ipv6_prefix_range),
+        (
+            &[idle("30"), ipv6_prefix("/64")],
+            "FIPSGUARD_CLIENT_IPV6_PREFIX",
         ),
     ] {
         let (code, stderr) = serve(env);
@@ -1546,12 +1554,18 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
         assert!(!store.exists(), "refused before the store is opened");
     }
     std::fs::write(&config, &text).unwrap();
-    let (code, stderr) = serve(&[idle("30"), max_token_ttl("3600"), per_version("4294967296")]);
+    let (code, stderr) = serve(&[
+        idle("30"),
+        max_token_ttl("3600"),
+        per_version("4294967296"),
+        ipv6_prefix("128"),
+    ]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         !stderr.contains("idle_timeout")
             && !stderr.contains("max_token")
             && !stderr.contains("max_encryptions")
+            && !stderr.contains("client_ipv6_prefix")
             && stderr.contains("root.key"),
         "the overrides replace the file's 0; the next refusal is the missing root key: {stderr}"
     );

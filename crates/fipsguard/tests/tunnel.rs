@@ -479,6 +479,16 @@ fn settings_out_of_range_are_refused_at_startup_by_name() {
             "2592001",
             "idle_timeout_secs must be at most 2,592,000",
         ),
+        (
+            "--client-ipv6-prefix",
+            "31",
+            "client_ipv6_prefix must be 32 to 128",
+        ),
+        (
+            "--client-ipv6-prefix",
+            "129",
+            "client_ipv6_prefix must be 32 to 128",
+        ),
     ] {
         let mut args = server_args(&pki, &listen, "127.0.0.1:1");
         args.extend([flag.to_owned(), value.to_owned()]);

@@ -4,7 +4,7 @@
 //! as fast as the server answers; recorded one by one, a flood of them
 //! would fill the audit disk, and a log that cannot be written stops every
 //! request (it fails closed). Past the budget they are counted by client
-//! address (an IPv6 address by its /64, what one host is commonly given),
+//! (an IPv4 address, an IPv6 prefix: `fipsguard_net::ClientGrouping`),
 //! and the counts are recorded once a minute and at an orderly stop: the
 //! log still accounts for them, and for where they came from (a crash
 //! loses up to a minute's counts). A client once counted stays counted
@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fipsguard_audit::{ClientCount, Event};
+use fipsguard_net::ClientGrouping;
 
 /// How often the counts are recorded while there are any.
 pub const RECORDED_EVERY: Duration = Duration::from_secs(60);
@@ -33,6 +34,7 @@ const TRACKED: usize = 4096;
 /// The budget and the counts beyond it.
 pub struct Budget {
     per_sec: f64,
+    clients: ClientGrouping,
     state: Mutex<State>,
 }
 
@@ -45,8 +47,9 @@ struct State {
 }
 
 /// Refusals counted since the last record of them.
-#[derive(Default)]
 pub struct Counts {
+    /// How their clients are told apart.
+    clients: ClientGrouping,
     /// When the first was counted (RFC 3339).
     since: Option<String>,
     /// How many.
@@ -57,15 +60,17 @@ pub struct Counts {
 }
 
 impl Budget {
-    /// At most `per_sec` refusals a second recorded one by one.
-    pub fn new(per_sec: u32) -> Self {
+    /// At most `per_sec` refusals a second recorded one by one; beyond,
+    /// counted by client as `clients` tells them apart.
+    pub fn new(per_sec: u32, clients: ClientGrouping) -> Self {
         let per_sec = f64::from(per_sec);
         Self {
             per_sec,
+            clients,
             state: Mutex::new(State {
                 allowance: per_sec,
                 refilled: Instant::now(),
-                counts: Counts::default(),
+                counts: Counts::new(clients),
             }),
         }
     }
@@ -80,7 +85,7 @@ impl Budget {
     fn admit_at(&self, client: Option<&str>, now: Instant) -> bool {
         let address = client
             .and_then(|c| c.parse::<SocketAddr>().ok())
-            .map(|a| fipsguard_net::client_of(a.ip()));
+            .map(|a| self.clients.client_of(a.ip()));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let earned = now.duration_since(state.refilled).as_secs_f64() * self.per_sec;
         state.allowance = (state.allowance + earned).min(self.per_sec);
@@ -98,14 +103,14 @@ impl Budget {
     /// The counts so far, if any, leaving none.
     pub fn take(&self) -> Option<Counts> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        (state.counts.count > 0).then(|| std::mem::take(&mut state.counts))
+        let none = Counts::new(self.clients);
+        (state.counts.count > 0).then(|| std::mem::replace(&mut state.counts, none))
     }
 
     /// Puts back counts that could not be recorded, for the next record.
     pub fn restore(&self, earlier: Counts) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let later = std::mem::take(&mut state.counts);
-        state.counts = earlier;
+        let later = std::mem::replace(&mut state.counts, earlier);
         state.counts.count += later.count;
         for (address, count) in later.by_client {
             state.counts.add_many(Some(address), count);
@@ -114,6 +119,15 @@ impl Budget {
 }
 
 impl Counts {
+    fn new(clients: ClientGrouping) -> Self {
+        Self {
+            clients,
+            since: None,
+            count: 0,
+            by_client: HashMap::new(),
+        }
+    }
+
     fn add(&mut self, address: Option<IpAddr>) {
         if self.since.is_none() {
             self.since = Some(fipsguard_audit::now());
@@ -143,10 +157,7 @@ impl Counts {
             clients: clients
                 .into_iter()
                 .map(|(address, count)| ClientCount {
-                    client: match address {
-                        IpAddr::V4(_) => address.to_string(),
-                        IpAddr::V6(_) => format!("{address}/64"),
-                    },
+                    client: self.clients.name(*address),
                     count: *count,
                 })
                 .collect(),
@@ -161,7 +172,7 @@ mod tests {
 
     #[test]
     fn beyond_the_budget_refusals_are_counted_by_address() {
-        let budget = Budget::new(2);
+        let budget = Budget::new(2, ClientGrouping::default());
         let start = Instant::now();
         let admitted: Vec<_> = (0..5)
             .map(|_| budget.admit_at(Some("192.0.2.1:4000"), start))
@@ -208,8 +219,29 @@ mod tests {
     }
 
     #[test]
+    fn clients_are_counted_and_named_as_the_listener_tells_them_apart() {
+        let each_address = ClientGrouping::by_ipv6_prefix(128).unwrap();
+        let budget = Budget::new(0, each_address);
+        for client in [
+            "[2001:db8::1]:443",
+            "[2001:db8::2]:443",
+            "[2001:db8::1]:444",
+        ] {
+            assert!(!budget.admit(Some(client)));
+        }
+        let Event::UnauthenticatedRefusals { clients, .. } = budget.take().unwrap().event() else {
+            unreachable!()
+        };
+        let named: Vec<_> = clients
+            .iter()
+            .map(|c| (c.client.as_str(), c.count))
+            .collect();
+        assert_eq!(named, [("2001:db8::1", 2), ("2001:db8::2", 1)]);
+    }
+
+    #[test]
     fn no_budget_counts_every_refusal() {
-        let budget = Budget::new(0);
+        let budget = Budget::new(0, ClientGrouping::default());
         assert!(!budget.admit(Some("192.0.2.1:4000")));
         assert_eq!(budget.take().unwrap().count, 1);
     }
