@@ -377,6 +377,12 @@ impl Subject {
 #[derive(Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
+/// Marks an answer without an authenticated caller that was counted
+/// beyond the budget, not recorded one by one: its request line goes to
+/// debug, so that a flood fills neither the audit disk nor the log.
+#[derive(Clone, Copy)]
+pub(crate) struct Counted;
+
 impl IntoResponseParts for ErrorCode {
     type Error = std::convert::Infallible;
 
@@ -532,6 +538,8 @@ impl Audited {
         // instead (its expected event withdrawn with `log`); it did
         // nothing, and its answer needs no evidence first.
         if event.actor.is_none() && !unauthenticated.admit(event.client.as_deref()) {
+            let mut response = response;
+            response.extensions_mut().insert(Counted);
             return Answer::Now(response);
         }
         Answer::Recording(Box::pin(async move {

@@ -16,7 +16,7 @@ use axum::response::Response;
 use fipsguard_core::Principal;
 use tower::{Layer, Service};
 
-use crate::audit::{is_change, refusal, Answer, Audited, Recording, Subject};
+use crate::audit::{is_change, refusal, Answer, Audited, Counted, Recording, Subject};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -286,7 +286,9 @@ where
 /// the caller's token id (never the token), and a count. Failures and
 /// changes to keys and tokens log at info; successful cryptographic
 /// operations at debug (a line per success costs a third of the
-/// throughput; the audit log is the durable record of each).
+/// throughput; the audit log is the durable record of each), as do
+/// refusals without an authenticated caller counted beyond the audit
+/// log's budget (a flood's).
 struct Logged {
     context: Arc<RequestContext>,
     method: Method,
@@ -318,6 +320,9 @@ impl Logged {
         let actor = context.actor.get().map_or("-", Principal::token_id);
         let micros = context.started.elapsed().as_micros() as u64;
         match status.as_u16() {
+            code if response.extensions().get::<Counted>().is_some() => {
+                tracing::debug!(request_id = %id, %method, route = %route, status = code, actor, micros, "request");
+            }
             200..=299 if is_change(&method, route) => {
                 tracing::info!(request_id = %id, %method, route = %route, status = status.as_u16(), actor, micros, "request");
             }

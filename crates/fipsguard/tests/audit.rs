@@ -332,7 +332,8 @@ fn every_acknowledged_request_survives_twenty_kills() {
 
 /// Requests refused without a valid token are recorded one by one up to
 /// `[audit] unauthenticated_records_per_sec`; beyond it they are counted
-/// by address, in a record a stop writes and `audit verify` reports. A
+/// by address, in a record a stop writes and `audit verify` reports, and
+/// their request lines are logged at debug. A
 /// request whose token was verified is recorded one by one whatever the
 /// flood, refused or not.
 #[test]
@@ -355,6 +356,7 @@ fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
             }
         }
     });
+    let log = server.log();
     server.stop();
     let records = setup.audit_records();
     let requests = |status: u64| {
@@ -370,6 +372,19 @@ fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
     // refills meanwhile.
     let one_by_one = requests(401);
     assert_eq!(one_by_one, 2, "recorded one by one");
+    // Those counted log their request line at debug, not at info: a flood
+    // fills neither the audit disk nor the log.
+    let refused_at = |level: &str| {
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["level"] == level && line["fields"]["status"] == 401)
+            .count() as u64
+    };
+    assert_eq!(
+        (refused_at("INFO"), refused_at("DEBUG")),
+        (one_by_one, sent - one_by_one),
+        "{log}"
+    );
     let counted: Vec<_> = records
         .iter()
         .filter(|r| r["kind"] == "unauthenticated_refusals")
