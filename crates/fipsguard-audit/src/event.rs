@@ -188,8 +188,9 @@ impl Event {
 /// Requests refused from one client address.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClientCount {
-    /// The address (without its port), or an IPv6 address's /64
-    /// (`2001:db8::/64`), which one host commonly holds whole.
+    /// The address (without its port), or an IPv6 address's prefix
+    /// (`2001:db8::/64` by default, which one host commonly holds whole;
+    /// the server's `client_ipv6_prefix`).
     pub client: String,
     /// How many.
     pub count: u64,

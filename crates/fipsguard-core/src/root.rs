@@ -358,7 +358,7 @@ fn same_key() -> KmsError {
 }
 
 /// Refuses a passphrase too short to stretch into a root key.
-fn check_passphrase(passphrase: &SecretBytes) -> Result<()> {
+pub fn check_passphrase(passphrase: &SecretBytes) -> Result<()> {
     if passphrase.len() < PBKDF2_MIN_PASSWORD_LEN {
         return Err(KmsError::RootKek(format!(
             "a passphrase must be at least {PBKDF2_MIN_PASSWORD_LEN} bytes (FIPS 140-3 IG D.N); nothing was changed"

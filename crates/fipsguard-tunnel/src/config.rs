@@ -111,15 +111,16 @@ pub struct TunnelConfig {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Most connections one client (an IPv4 address, or an IPv6 /64)
-    /// holds at once; more from it are refused [default: no cap; leave it
+    /// Most connections one client (an IPv4 address, or an IPv6 prefix,
+    /// `--client-ipv6-prefix`) holds at once; more from it are refused [default: no cap; leave it
     /// so behind a load balancer, whose few addresses carry everyone].
     #[arg(long)]
     #[serde(default)]
     pub max_connections_per_client: Option<usize>,
     /// The prefix IPv6 clients are told apart by for that cap, 32 to 128:
     /// 64 is what one host is commonly given; 128 counts each address
-    /// alone, as the hosts of one LAN share a /64.
+    /// alone, as the hosts of one LAN share a /64 (but then a host given
+    /// a whole /64 can spread its connections over it).
     #[arg(long, default_value_t = ClientGrouping::DEFAULT_IPV6_PREFIX)]
     #[serde(default = "default_client_ipv6_prefix")]
     pub client_ipv6_prefix: u8,

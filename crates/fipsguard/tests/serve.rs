@@ -558,13 +558,18 @@ fn rekey_moves_the_store_to_a_new_root_key() {
 fn on_a_terminal(args: &[&std::ffi::OsStr], entries: &[&str]) -> (Option<i32>, String) {
     const TYPIST: &str = r#"
 import os, pty, signal, sys, termios, time
-signal.alarm(60)
 count = int(sys.argv[1])
 entries, command = sys.argv[2:2 + count], sys.argv[2 + count:]
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(command[0], command)
 shown = b""
+def give_up(*_):
+    sys.stdout.buffer.write(shown + b"\n[still waiting after 60 s]\n")
+    sys.stdout.flush()
+    os._exit(124)
+signal.signal(signal.SIGALRM, give_up)
+signal.alarm(60)
 def read():
     global shown
     try:
@@ -573,19 +578,27 @@ def read():
         return False
     shown += chunk
     return bool(chunk)
+ended = None
 for entry in entries:
-    prompts = shown.count(b": ")
-    while shown.count(b": ") == prompts and read():
+    # A prompt: new output that ends in ": ", awaiting its answer.
+    start = len(shown)
+    while not (len(shown) > start and shown.endswith(b": ")) and read():
         pass
-    # Typed once the terminal no longer echoes, as a person would be.
-    while termios.tcgetattr(fd)[3] & termios.ECHO:
+    # Typed once the terminal no longer echoes, as a person would be,
+    # unless the program ended first.
+    while ended is None and termios.tcgetattr(fd)[3] & termios.ECHO:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        ended = status if done else None
         time.sleep(0.01)
+    if ended is not None:
+        break
     os.write(fd, entry.encode() + b"\r")
 while read():
     pass
-_, status = os.waitpid(pid, 0)
+if ended is None:
+    _, ended = os.waitpid(pid, 0)
 sys.stdout.buffer.write(shown)
-sys.exit(os.waitstatus_to_exitcode(status))
+sys.exit(os.waitstatus_to_exitcode(ended))
 "#;
     let out = Command::new("python3")
         .args(["-c", TYPIST, &entries.len().to_string()])
@@ -633,6 +646,14 @@ fn rekey_takes_a_new_passphrase_typed_twice_at_the_terminal() {
         "{code:?} {shown}"
     );
     assert!(!shown.contains("ceremony"), "echoed: {shown}");
+    assert_eq!(changes(), 0);
+
+    // Too short, however typed: refused before anything is recorded.
+    let (code, shown) = on_a_terminal(&args, &["", ""]);
+    assert!(
+        code == Some(1) && shown.contains("a passphrase must be at least"),
+        "{code:?} {shown}"
+    );
     assert_eq!(changes(), 0);
 
     let without_terminal = Command::new("setsid")

@@ -118,6 +118,8 @@ pub async fn run(args: &Args) -> ExitCode {
 
 /// The new passphrase, typed twice at the terminal without echo: a root
 /// key typed wrongly once, and never again, would lock the store for good.
+/// (rpassword's own buffers, grown a character at a time, are out of
+/// reach; what it returns is moved, not copied, into `SecretBytes`.)
 fn passphrase_typed_twice() -> Result<SecretBytes, String> {
     let read = |prompt: &str| {
         rpassword::prompt_password(prompt)
@@ -129,6 +131,9 @@ fn passphrase_typed_twice() -> Result<SecretBytes, String> {
     if !constant_time_eq(first.expose_secret(), again.expose_secret()) {
         return Err("the two passphrases typed differ".into());
     }
+    // Too short is refused here too, before anything is recorded: an
+    // Enter pressed twice is a slip, not a change attempted.
+    fipsguard_core::root::check_passphrase(&first).map_err(|e| e.to_string())?;
     Ok(first)
 }
 
