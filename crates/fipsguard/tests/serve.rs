@@ -1606,15 +1606,21 @@ fn settings_out_of_range_are_refused_before_the_store_is_opened() {
     }
 }
 
+/// A setup on PostgreSQL whose store calls are given up after a second.
+fn on_postgres_with_a_store_deadline_of_a_second() -> Option<(common::Setup, common::Schema)> {
+    let (setup, schema) = common::Setup::on_postgres()?;
+    setup.set("store", "timeout_secs = 1");
+    Some((setup, schema))
+}
+
 /// While the store does not answer (its settings table held by a lock),
 /// no one can tell whether its root key is still this node's: health says
 /// `null` rather than `true`, and the gauge keeps the value last known.
 #[test]
 fn health_does_not_call_the_root_key_current_while_the_store_is_silent() {
-    let Some((setup, schema)) = common::Setup::on_postgres() else {
+    let Some((setup, schema)) = on_postgres_with_a_store_deadline_of_a_second() else {
         return;
     };
-    setup.set("store", "timeout_secs = 1");
     let _server = setup.serve();
     let health = || -> serde_json::Value {
         let url = format!("{}/v1/health", setup.url());
@@ -1651,10 +1657,9 @@ fn health_does_not_call_the_root_key_current_while_the_store_is_silent() {
 /// succeeds (the cancelled read left its connection fit for use).
 #[test]
 fn a_request_held_by_a_locked_table_is_answered_at_the_store_deadline() {
-    let Some((setup, schema)) = common::Setup::on_postgres() else {
+    let Some((setup, schema)) = on_postgres_with_a_store_deadline_of_a_second() else {
         return;
     };
-    setup.set("store", "timeout_secs = 1");
     let server = setup.serve();
     let auth = format!("Authorization: Bearer {}", setup.officer);
     let tokens = format!("{}/v1/tokens", setup.url());
