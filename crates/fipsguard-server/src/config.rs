@@ -271,13 +271,17 @@ impl RootKeyConfig {
     pub fn source(&self) -> Result<RootKekSource, String> {
         match (&self.file, &self.passphrase_env) {
             (Some(file), None) => Ok(RootKekSource::KeyFile(file.clone())),
-            (None, Some(var)) => {
-                let passphrase = std::env::var(var).map_err(|_| format!("the root key passphrase variable {var} is not set"))?;
-                Ok(RootKekSource::Passphrase(SecretBytes::new(passphrase.into_bytes())))
-            }
+            (None, Some(var)) => passphrase_from(var).map(RootKekSource::Passphrase),
             _ => Err("configure exactly one root key: [root_key] file = \"PATH\" or passphrase_env = \"VAR\"".into()),
         }
     }
+}
+
+/// The root key passphrase the environment variable `var` holds.
+pub fn passphrase_from(var: &str) -> Result<SecretBytes, String> {
+    let passphrase = std::env::var(var)
+        .map_err(|_| format!("the root key passphrase variable {var} is not set"))?;
+    Ok(SecretBytes::new(passphrase.into_bytes()))
 }
 
 fn default_listen() -> SocketAddr {

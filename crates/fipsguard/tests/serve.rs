@@ -648,12 +648,35 @@ fn rekey_takes_a_new_passphrase_typed_twice_at_the_terminal() {
     assert!(!shown.contains("ceremony"), "echoed: {shown}");
     assert_eq!(changes(), 0);
 
-    // Too short, however typed: refused before anything is recorded.
+    // Too short, however given, or a variable not set: refused before
+    // anything is recorded.
     let (code, shown) = on_a_terminal(&args, &["", ""]);
     assert!(
         code == Some(1) && shown.contains("a passphrase must be at least"),
         "{code:?} {shown}"
     );
+    for (env, refusal) in [
+        (Some("short"), "a passphrase must be at least"),
+        (
+            None,
+            "the root key passphrase variable FG_TEST_NEW_PASSPHRASE is not set",
+        ),
+    ] {
+        let mut rekey = Command::new(common::FIPSGUARD);
+        rekey
+            .args(&args[..3])
+            .args(["--new-passphrase-env", "FG_TEST_NEW_PASSPHRASE"])
+            .env_remove("FG_TEST_NEW_PASSPHRASE");
+        if let Some(value) = env {
+            rekey.env("FG_TEST_NEW_PASSPHRASE", value);
+        }
+        let refused = rekey.output().unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            refused.status.code() == Some(1) && stderr.contains(refusal),
+            "{stderr}"
+        );
+    }
     assert_eq!(changes(), 0);
 
     let without_terminal = Command::new("setsid")

@@ -58,12 +58,9 @@ pub async fn run(args: &Args) -> ExitCode {
         Ok((kms, store)) => (Arc::new(kms), store),
         Err(e) => return super::fail(e),
     };
-    // Typed before the audit log is opened: entries that differ are a slip
-    // of the hand, not a change attempted.
-    let typed = match args.new_passphrase_prompt.then(passphrase_typed_twice) {
-        Some(Err(e)) => return super::fail(format!("{e}: the root key was not changed")),
-        Some(Ok(typed)) => Some(typed),
-        None => None,
+    let passphrase = match new_passphrase(args) {
+        Ok(passphrase) => passphrase,
+        Err(e) => return super::fail(format!("{e}: the root key was not changed")),
     };
     let audit = match super::open_audit(&config, &kms).await {
         Ok(Some(audit)) => Some(audit),
@@ -91,8 +88,8 @@ pub async fn run(args: &Args) -> ExitCode {
     if let Err(e) = record(audit.as_ref(), event(Outcome::Intent, None, None)).await {
         return super::fail(format!("{e}: the root key was not changed"));
     }
-    let new = match typed {
-        Some(typed) => Ok(RootKekSource::Passphrase(typed)),
+    let new = match passphrase {
+        Some(passphrase) => Ok(RootKekSource::Passphrase(passphrase)),
         None => super::create_root_key_file(&new).and_then(|()| new.source()),
     };
     let changed = match new {
@@ -116,6 +113,19 @@ pub async fn run(args: &Args) -> ExitCode {
     conclude(changed, recorded)
 }
 
+/// The new passphrase, if the new root key is one: had, and checked,
+/// before the audit log is opened, since entries that differ, a variable
+/// not set or a passphrase too short are slips, not changes attempted.
+fn new_passphrase(args: &Args) -> Result<Option<SecretBytes>, String> {
+    let passphrase = match (&args.new_passphrase_env, args.new_passphrase_prompt) {
+        (_, true) => passphrase_typed_twice()?,
+        (Some(var), false) => fipsguard_server::config::passphrase_from(var)?,
+        (None, false) => return Ok(None),
+    };
+    fipsguard_core::root::check_passphrase(&passphrase).map_err(|e| e.to_string())?;
+    Ok(Some(passphrase))
+}
+
 /// The new passphrase, typed twice at the terminal without echo: a root
 /// key typed wrongly once, and never again, would lock the store for good.
 /// (rpassword's own buffers, grown a character at a time, are out of
@@ -131,9 +141,6 @@ fn passphrase_typed_twice() -> Result<SecretBytes, String> {
     if !constant_time_eq(first.expose_secret(), again.expose_secret()) {
         return Err("the two passphrases typed differ".into());
     }
-    // Too short is refused here too, before anything is recorded: an
-    // Enter pressed twice is a slip, not a change attempted.
-    fipsguard_core::root::check_passphrase(&first).map_err(|e| e.to_string())?;
     Ok(first)
 }
 
