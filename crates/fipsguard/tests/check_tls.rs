@@ -656,8 +656,7 @@ fn a_name_that_never_resolves_is_given_up_at_the_timeout() {
 }
 
 /// A name with several addresses (a pool) is scanned at each this host
-/// has a route to, all at once, one report per address in address order:
-/// a server set up differently
+/// has a route to, one report per address: a server set up differently
 /// from the rest fails the gate whichever address comes first. An
 /// address with no route from here (IPv6 on a host without it) is passed
 /// over, and said to be.
@@ -709,16 +708,7 @@ fn each_address_of_a_name_is_scanned() {
     assert_eq!(output.status.code(), Some(1), "{text}");
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     let reports = json["reports"].as_array().unwrap();
-    // Scanned at once, reported in address order.
-    let subjects: Vec<_> = reports.iter().map(|r| r["subject"].clone()).collect();
-    assert_eq!(
-        subjects,
-        [
-            format!("{name}:8443/127.0.0.2"),
-            format!("{name}:8443/127.0.0.3")
-        ],
-        "{text}"
-    );
+    assert_eq!(reports.len(), 2, "{text}");
     let at = |address: &str| {
         let subject = format!("{name}:8443/{address}");
         let report = reports

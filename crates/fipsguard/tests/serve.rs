@@ -700,10 +700,6 @@ fn rekey_takes_a_new_passphrase_typed_twice_at_the_terminal() {
     );
     assert!(!shown.contains("ceremony"), "echoed: {shown}");
     assert_eq!(changes(), 2);
-    assert!(
-        !setup.audit_text().contains("ceremony"),
-        "the audit log holds the passphrase"
-    );
     let text = std::fs::read_to_string(&config).unwrap();
     let file_line = text.lines().find(|l| l.starts_with("file = ")).unwrap();
     let text = text.replace(file_line, "passphrase_env = \"FG_TEST_NEW_PASSPHRASE\"");

@@ -34,9 +34,8 @@ pub struct Options {
     pub deadline: Duration,
 }
 
-/// Targets probed at once; each address's probes run one after another
-/// (many servers handle one handshake at a time), a name's addresses at
-/// once (each is its own server).
+/// Targets probed at once; each one's probes run one after another
+/// (many servers handle one handshake at a time), address by address.
 const PARALLEL_ENDPOINTS: usize = 32;
 
 /// Addresses of one name probed: the first in address order.
@@ -63,19 +62,11 @@ pub fn scan(targets: &[String], policy: &Policy, options: &Options) -> Vec<Repor
     reports
 }
 
-/// The addresses of one target, all at once, reported in address order.
+/// The addresses of one target, one after another: those of a name with
+/// an IPv4 and an IPv6 address are one server.
 fn scan_target(target: &str, policy: &Policy, options: &Options) -> Vec<Report> {
     match plan(target, options) {
-        Ok(scans) => std::thread::scope(|scope| {
-            let running: Vec<_> = scans
-                .into_iter()
-                .map(|scan| scope.spawn(move || scan.run(policy)))
-                .collect();
-            running
-                .into_iter()
-                .map(|t| t.join().expect("a probe thread"))
-                .collect()
-        }),
+        Ok(scans) => scans.into_iter().map(|scan| scan.run(policy)).collect(),
         Err(reason) => vec![unreachable(target.to_owned(), "tls.target", reason)],
     }
 }
