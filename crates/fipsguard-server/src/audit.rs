@@ -377,12 +377,6 @@ impl Subject {
 #[derive(Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
-/// Marks an answer without an authenticated caller that was counted
-/// beyond the budget, not recorded one by one: its request line goes to
-/// debug, so that a flood fills neither the audit disk nor the log.
-#[derive(Clone, Copy)]
-pub(crate) struct Counted;
-
 impl IntoResponseParts for ErrorCode {
     type Error = std::convert::Infallible;
 
@@ -391,6 +385,13 @@ impl IntoResponseParts for ErrorCode {
         Ok(res)
     }
 }
+
+/// Marks an answer without an authenticated caller that was counted
+/// beyond the budget, not recorded one by one: its request line goes to
+/// debug if the request was refused (4xx), so that a flood fills neither
+/// the audit disk nor the log; a failure of the service stays at info.
+#[derive(Clone, Copy)]
+pub(crate) struct Counted;
 
 /// How a batch answered 200 went, for the audit record (an answer's
 /// extension): its items, how many failed, and the first failure's code.

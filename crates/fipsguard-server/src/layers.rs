@@ -287,8 +287,8 @@ where
 /// changes to keys and tokens log at info; successful cryptographic
 /// operations at debug (a line per success costs a third of the
 /// throughput; the audit log is the durable record of each), as do
-/// refusals without an authenticated caller counted beyond the audit
-/// log's budget (a flood's).
+/// refusals (4xx) without an authenticated caller counted beyond the
+/// audit log's budget (a flood's).
 struct Logged {
     context: Arc<RequestContext>,
     method: Method,
@@ -320,7 +320,9 @@ impl Logged {
         let actor = context.actor.get().map_or("-", Principal::token_id);
         let micros = context.started.elapsed().as_micros() as u64;
         match status.as_u16() {
-            code if response.extensions().get::<Counted>().is_some() => {
+            code if status.is_client_error()
+                && response.extensions().get::<Counted>().is_some() =>
+            {
                 tracing::debug!(request_id = %id, %method, route = %route, status = code, actor, micros, "request");
             }
             200..=299 if is_change(&method, route) => {

@@ -180,8 +180,7 @@ fn no_secret_reaches_the_audit_log_or_the_logs() {
         assert_eq!(status, 400);
         save_public_key(&setup, &client).await;
     });
-    let log = server.log();
-    server.stop();
+    let log = server.stop();
     setup.verify_audit();
     let audit = setup.audit_text();
     assert!(
@@ -356,8 +355,7 @@ fn refusals_without_a_token_beyond_the_budget_are_counted_by_address() {
             }
         }
     });
-    let log = server.log();
-    server.stop();
+    let log = server.stop();
     let records = setup.audit_records();
     let requests = |status: u64| {
         records

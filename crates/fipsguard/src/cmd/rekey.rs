@@ -60,7 +60,7 @@ pub async fn run(args: &Args) -> ExitCode {
     };
     let passphrase = match new_passphrase(args) {
         Ok(passphrase) => passphrase,
-        Err(e) => return super::fail(format!("{e}: the root key was not changed")),
+        Err(e) => return super::fail(e),
     };
     let audit = match super::open_audit(&config, &kms).await {
         Ok(Some(audit)) => Some(audit),
@@ -118,10 +118,12 @@ pub async fn run(args: &Args) -> ExitCode {
 /// not set or a passphrase too short are slips, not changes attempted.
 fn new_passphrase(args: &Args) -> Result<Option<SecretBytes>, String> {
     let passphrase = match (&args.new_passphrase_env, args.new_passphrase_prompt) {
-        (_, true) => passphrase_typed_twice()?,
-        (Some(var), false) => fipsguard_server::config::passphrase_from(var)?,
+        (_, true) => passphrase_typed_twice(),
+        (Some(var), false) => fipsguard_server::config::passphrase_from(var),
         (None, false) => return Ok(None),
-    };
+    }
+    .map_err(|e| format!("{e}: the root key was not changed"))?;
+    // Its refusal says already that nothing was changed.
     fipsguard_core::root::check_passphrase(&passphrase).map_err(|e| e.to_string())?;
     Ok(Some(passphrase))
 }

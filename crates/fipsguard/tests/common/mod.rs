@@ -310,8 +310,9 @@ impl Setup {
 }
 
 impl Server {
-    /// SIGTERM, and waits for a clean exit and the last line of its log.
-    pub fn stop(mut self) {
+    /// SIGTERM, and waits for a clean exit and the last line of its log:
+    /// the whole log.
+    pub fn stop(mut self) -> String {
         signal(&self.child, "TERM");
         let status = exit_within(
             &mut self.child,
@@ -320,6 +321,7 @@ impl Server {
         );
         assert!(status.success(), "SIGTERM drains and exits cleanly");
         self.reader.take().expect("stopped once").join().unwrap();
+        self.log()
     }
 
     /// SIGHUP: the TLS files are read again.
