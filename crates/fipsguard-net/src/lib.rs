@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 /// How clients are told apart: each IPv4 address (IPv4-mapped IPv6
 /// included) is one, and IPv6 addresses are grouped by their first
 /// `ipv6_prefix` bits (128: each address alone, as on a LAN whose hosts
-/// share one /64).
+/// share one /64). A link-local address is always alone: every host on a
+/// link has one in the same fe80::/64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientGrouping {
     ipv6_prefix: u8,
@@ -43,6 +44,7 @@ impl ClientGrouping {
         match peer {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),
+                None if v6.is_unicast_link_local() => peer,
                 None => {
                     let mask = u128::MAX << (128 - u32::from(self.ipv6_prefix));
                     IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
@@ -56,7 +58,9 @@ impl ClientGrouping {
     /// prefix, the address alone otherwise.
     pub fn name(self, client: IpAddr) -> String {
         match client {
-            IpAddr::V6(_) if self.ipv6_prefix < 128 => format!("{client}/{}", self.ipv6_prefix),
+            IpAddr::V6(v6) if self.ipv6_prefix < 128 && !v6.is_unicast_link_local() => {
+                format!("{client}/{}", self.ipv6_prefix)
+            }
             _ => client.to_string(),
         }
     }
@@ -151,6 +155,10 @@ mod tests {
             client_of("2001:db8:1:2::9")
         );
         assert_ne!(client_of("2001:db8:1:3::1"), client_of("2001:db8:1:2::1"));
+        // Every host of a link has an address in fe80::/64: each is alone.
+        assert_eq!(client_of("fe80::1:2"), ip("fe80::1:2"));
+        assert_ne!(client_of("fe80::1"), client_of("fe80::2"));
+        assert_eq!(ClientGrouping::default().name(ip("fe80::1")), "fe80::1");
 
         // One /64 shares its cap; a slot given back is taken again.
         let clients = ClientConnections::new(ClientGrouping::default());
