@@ -149,22 +149,34 @@ fn passphrase_typed_twice() -> Result<SecretBytes, String> {
 /// What the operator is told, by whether the key changed and whether its
 /// outcome reached the audit log.
 fn conclude(changed: Result<u64, String>, recorded: Result<(), String>) -> ExitCode {
-    match (changed, recorded) {
-        (Err(e), Ok(())) => super::fail(e),
-        (Err(e), Err(unrecorded)) => super::fail(format!(
-            "{e} (and its outcome is not in the audit log: {unrecorded})"
-        )),
-        (Ok(_), Err(e)) => super::fail(format!(
-            "{e}: the root key WAS changed, but its outcome is not in the audit log (its intent is)"
-        )),
-        (Ok(versions), Ok(())) => {
-            eprintln!(
-                "root key changed: {versions} key version(s) wrapped again under the new key. \
-                 Point [root_key] at the new key before starting any node; keep the old key \
-                 as long as copies of the store made under it are kept"
-            );
+    match conclusion(changed, recorded) {
+        Ok(said) => {
+            eprintln!("{said}");
             ExitCode::SUCCESS
         }
+        Err(e) => super::fail(e),
+    }
+}
+
+/// [`conclude`]'s words: a success, or the failure (which must say
+/// whether the key changed, above all when the log missed it).
+fn conclusion(
+    changed: Result<u64, String>,
+    recorded: Result<(), String>,
+) -> Result<String, String> {
+    match (changed, recorded) {
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(unrecorded)) => Err(format!(
+            "{e} (and its outcome is not in the audit log: {unrecorded})"
+        )),
+        (Ok(_), Err(e)) => Err(format!(
+            "{e}: the root key WAS changed, but its outcome is not in the audit log (its intent is)"
+        )),
+        (Ok(versions), Ok(())) => Ok(format!(
+            "root key changed: {versions} key version(s) wrapped again under the new key. \
+             Point [root_key] at the new key before starting any node; keep the old key \
+             as long as copies of the store made under it are kept"
+        )),
     }
 }
 
@@ -173,5 +185,35 @@ async fn record(audit: Option<&AuditLog>, event: Event) -> Result<(), String> {
     match audit {
         Some(log) => log.record(event).await.map_err(|e| e.to_string()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conclusion;
+
+    #[test]
+    fn the_operator_is_told_whether_the_key_changed_whatever_the_log_did() {
+        let failed = || Err::<u64, _>("the store refused".to_owned());
+        let unlogged = || Err::<(), _>("disk full".to_owned());
+        assert_eq!(
+            conclusion(failed(), Ok(())),
+            Err("the store refused".into())
+        );
+        let both = conclusion(failed(), unlogged()).unwrap_err();
+        assert!(
+            both.contains("the store refused") && both.contains("not in the audit log: disk full")
+        );
+        let changed_unlogged = conclusion(Ok(3), unlogged()).unwrap_err();
+        assert!(
+            changed_unlogged.contains("the root key WAS changed")
+                && changed_unlogged.contains("disk full"),
+            "{changed_unlogged}"
+        );
+        let changed = conclusion(Ok(3), Ok(())).unwrap();
+        assert!(
+            changed.contains("3 key version(s) wrapped again"),
+            "{changed}"
+        );
     }
 }
