@@ -73,6 +73,15 @@ pub struct ClientConnections {
     grouping: ClientGrouping,
 }
 
+/// A connection refused: its client holds as many as its cap allows.
+#[derive(Debug)]
+pub struct AtCap {
+    /// The cap.
+    pub cap: usize,
+    /// The client, as records name it (`192.0.2.7`, `2001:db8::/64`).
+    pub client: String,
+}
+
 /// A connection counted against its client's cap until it is dropped.
 pub struct ClientSlot {
     clients: ClientConnections,
@@ -100,11 +109,14 @@ impl ClientConnections {
     }
 
     /// Counts a connection from `peer` against `cap`, if there is one:
-    /// its slot (`None` without a cap), or the cap it is refused at.
-    pub fn admit(&self, peer: IpAddr, cap: Option<usize>) -> Result<Option<ClientSlot>, usize> {
+    /// its slot (`None` without a cap), or the refusal at the cap.
+    pub fn admit(&self, peer: IpAddr, cap: Option<usize>) -> Result<Option<ClientSlot>, AtCap> {
         match cap {
             None => Ok(None),
-            Some(cap) => self.take(peer, cap).map(Some).ok_or(cap),
+            Some(cap) => self.take(peer, cap).map(Some).ok_or_else(|| AtCap {
+                cap,
+                client: self.grouping.name(self.grouping.client_of(peer)),
+            }),
         }
     }
 
@@ -186,6 +198,14 @@ mod tests {
         let _first = clients.take(ip("2001:db8:1:2::1"), 1).unwrap();
         assert!(clients.take(ip("2001:db8:1:2::2"), 1).is_some());
         assert!(clients.take(ip("2001:db8:1:2::1"), 1).is_none());
+        // A refusal names the client as the grouping knows it.
+        let site = ClientConnections::new(ClientGrouping::by_ipv6_prefix(48).unwrap());
+        let _held = site.admit(ip("2001:db8:1:2::1"), Some(1)).unwrap();
+        let refused = site.admit(ip("2001:db8:1:3::1"), Some(1)).err().unwrap();
+        assert_eq!(
+            (refused.cap, refused.client.as_str()),
+            (1, "2001:db8:1::/48")
+        );
         // A /48: a site.
         let site = ClientGrouping::by_ipv6_prefix(48).unwrap();
         let client = site.client_of(ip("2001:db8:1:ffff::1"));

@@ -98,9 +98,9 @@ pub async fn serve(
         };
         let client_slot = match clients.admit(peer.ip(), limits.per_client) {
             Ok(client_slot) => client_slot,
-            Err(cap) => {
+            Err(refused) => {
                 record_tls_failure("client_connection_limit");
-                tracing::warn!(%peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
+                tracing::warn!(%peer, client = %refused.client, max_connections_per_client = refused.cap, "connection refused: this client is at its connection limit");
                 continue;
             }
         };

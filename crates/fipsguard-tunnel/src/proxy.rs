@@ -234,9 +234,9 @@ impl Worker {
             let cap = self.config.max_connections_per_client;
             let client_slot = match self.clients.admit(peer.ip(), cap) {
                 Ok(client_slot) => client_slot,
-                Err(cap) => {
+                Err(refused) => {
                     metrics::handshake(name, "refused", "client_connection_limit");
-                    tracing::warn!(tunnel = %name, %peer, max_connections_per_client = cap, "connection refused: this client is at its connection limit");
+                    tracing::warn!(tunnel = %name, %peer, client = %refused.client, max_connections_per_client = refused.cap, "connection refused: this client is at its connection limit");
                     continue;
                 }
             };

@@ -1096,7 +1096,12 @@ fn a_client_holds_at_most_its_cap_of_connections() {
         },
     );
     assert!(open(&connect()), "a place freed is taken again");
-    server.stop();
+    let log = server.stop();
+    let refusal = log
+        .lines()
+        .find(|line| line.contains("this client is at its connection limit"))
+        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    assert!(refusal.contains(r#""client":"127.0.0.1""#), "{refusal}");
 }
 
 /// Saves the audit log's public key to `audit.pem`, for `verify_audit`.

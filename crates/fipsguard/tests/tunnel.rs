@@ -1819,13 +1819,12 @@ fn a_client_holds_at_most_its_cap_of_tunnel_connections() {
     );
     let limit = "fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"client_connection_limit\"}";
     wait_until("the refusal is counted", || tunnel.series(limit) == 1.0);
-    assert!(
-        tunnel
-            .log()
-            .contains("this client is at its connection limit"),
-        "{}",
-        tunnel.log()
-    );
+    let log = tunnel.log();
+    let refusal = log
+        .lines()
+        .find(|line| line.contains("this client is at its connection limit"))
+        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    assert!(refusal.contains("client=127.0.0.1"), "{refusal}");
     drop(held);
     wait_until("both places freed", || tunnel.series(open) == 0.0);
     let again = connect();
