@@ -75,7 +75,7 @@ pub struct ClientConnections {
 
 /// A connection refused: its client holds as many as its cap allows.
 #[derive(Debug)]
-pub struct AtCap {
+pub struct RefusedAtCap {
     /// The cap.
     pub cap: usize,
     /// The client, as records name it (`192.0.2.7`, `2001:db8::/64`).
@@ -110,10 +110,14 @@ impl ClientConnections {
 
     /// Counts a connection from `peer` against `cap`, if there is one:
     /// its slot (`None` without a cap), or the refusal at the cap.
-    pub fn admit(&self, peer: IpAddr, cap: Option<usize>) -> Result<Option<ClientSlot>, AtCap> {
+    pub fn admit(
+        &self,
+        peer: IpAddr,
+        cap: Option<usize>,
+    ) -> Result<Option<ClientSlot>, RefusedAtCap> {
         match cap {
             None => Ok(None),
-            Some(cap) => self.take(peer, cap).map(Some).ok_or_else(|| AtCap {
+            Some(cap) => self.take(peer, cap).map(Some).ok_or_else(|| RefusedAtCap {
                 cap,
                 client: self.grouping.name(self.grouping.client_of(peer)),
             }),
@@ -157,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+    fn a_client_is_an_ipv4_address_an_ipv6_64_or_a_link_local_address() {
         let client_of = |text| ClientGrouping::default().client_of(ip(text));
         assert_eq!(client_of("192.0.2.7"), ip("192.0.2.7"));
         assert_eq!(client_of("::ffff:192.0.2.7"), ip("192.0.2.7"));

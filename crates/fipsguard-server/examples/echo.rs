@@ -81,7 +81,7 @@ async fn main() {
         fipsguard_server::listener::ConnectionLimits {
             max_connections: 4096,
             per_client: None,
-            clients: fipsguard_net::ClientGrouping::default(),
+            client_grouping: fipsguard_net::ClientGrouping::default(),
             idle_timeout: std::time::Duration::from_secs(75),
             body_timeout: fipsguard_server::listener::BODY_TIMEOUT,
         },

@@ -313,7 +313,7 @@ fn connection_limits(
     Ok(ConnectionLimits {
         max_connections,
         per_client,
-        clients: fipsguard_net::ClientGrouping::by_ipv6_prefix(client_ipv6_prefix)?,
+        client_grouping: fipsguard_net::ClientGrouping::by_ipv6_prefix(client_ipv6_prefix)?,
         idle_timeout: Duration::from_secs(idle_timeout_secs),
         body_timeout: crate::listener::BODY_TIMEOUT,
     })

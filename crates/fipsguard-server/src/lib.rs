@@ -146,7 +146,7 @@ pub async fn start(
         audit,
         unauthenticated: Arc::new(audit::unauthenticated::Budget::new(
             options.unauthenticated_records_per_sec,
-            options.connections.clients,
+            options.connections.client_grouping,
         )),
         store_probe: StoreProbe::default(),
         changes: tokio_util::task::TaskTracker::new(),

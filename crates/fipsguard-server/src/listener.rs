@@ -52,7 +52,7 @@ pub struct ConnectionLimits {
     pub per_client: Option<usize>,
     /// How clients are told apart (an IPv4 address, an IPv6 prefix), for
     /// `per_client` and for the audit log's counts of refusals.
-    pub clients: fipsguard_net::ClientGrouping,
+    pub client_grouping: fipsguard_net::ClientGrouping,
     /// A connection with no request in flight for this long is closed
     /// gracefully. HTTP/2 needs it: its clients keep idle connections
     /// alive with pings, which would otherwise hold a slot for ever.
@@ -74,7 +74,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let clients = fipsguard_net::ClientConnections::new(limits.clients);
+    let clients = fipsguard_net::ClientConnections::new(limits.client_grouping);
     // Every connection holds a receiver: a send starts their graceful
     // close, and `closed()` tells when the last one has ended.
     let (closing, _) = watch::channel(());

@@ -265,7 +265,7 @@ pub fn init_self_test_runs() {
 /// as the latest store probe (at most a second old) found them. A store
 /// that does not answer cannot tell of the root key, which keeps the value
 /// last known.
-pub async fn record_availability(state: &AppState) {
+pub(crate) async fn record_availability(state: &AppState) {
     let answer = state.store_probe.answer(&state.kms).await;
     let as_gauge = |yes: bool| f64::from(u8::from(yes));
     gauge!("fipsguard_store_reachable").set(as_gauge(answer.reachable()));
@@ -315,7 +315,7 @@ pub fn render() -> String {
 /// What a scrape answers: the exposition, with the store's state as the
 /// latest probe found it (shared with health, so a scrape adds at most one
 /// probe a second).
-pub async fn scrape(state: &AppState) -> impl axum::response::IntoResponse {
+pub(crate) async fn scrape(state: &AppState) -> impl axum::response::IntoResponse {
     record_availability(state).await;
     (
         [(

@@ -193,7 +193,7 @@ impl TunnelConfig {
 
     /// How clients are told apart for `max_connections_per_client`
     /// (checked by [`validate`](Self::validate)).
-    pub fn clients(&self) -> ClientGrouping {
+    pub fn client_grouping(&self) -> ClientGrouping {
         ClientGrouping::by_ipv6_prefix(self.client_ipv6_prefix).unwrap_or_default()
     }
 

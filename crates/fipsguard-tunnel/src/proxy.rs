@@ -115,7 +115,7 @@ impl Tunnel {
             config: self.config.clone(),
             tls: self.tls,
             slots: self.slots,
-            clients: ClientConnections::new(self.config.clients()),
+            clients: ClientConnections::new(self.config.client_grouping()),
             cut: Arc::new(watch::channel(false).0),
             drain,
         };

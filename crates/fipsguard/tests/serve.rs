@@ -1057,8 +1057,8 @@ fn health_checks_probe_the_store_at_most_once_a_second() {
     });
     let seconds = started.elapsed().as_secs_f64();
     // The scrape that counts them probes too, once its answer is stale.
-    // (That a stale answer is probed again, the test of a silent store
-    // shows: health finds it silent, then answering.)
+    // (That a stale answer is probed again, the PostgreSQL test of a
+    // silent store shows: health finds it silent, then answering.)
     let probed = probes() - before;
     assert!(
         probed <= seconds.ceil() + 2.0,

@@ -34,7 +34,7 @@ const TRACKED: usize = 4096;
 /// The budget and the counts beyond it.
 pub struct Budget {
     per_sec: f64,
-    clients: ClientGrouping,
+    grouping: ClientGrouping,
     state: Mutex<State>,
 }
 
@@ -49,7 +49,7 @@ struct State {
 /// Refusals counted since the last record of them.
 pub struct Counts {
     /// How their clients are told apart.
-    clients: ClientGrouping,
+    grouping: ClientGrouping,
     /// When the first was counted (RFC 3339).
     since: Option<String>,
     /// How many.
@@ -61,16 +61,16 @@ pub struct Counts {
 
 impl Budget {
     /// At most `per_sec` refusals a second recorded one by one; beyond,
-    /// counted by client as `clients` tells them apart.
-    pub fn new(per_sec: u32, clients: ClientGrouping) -> Self {
+    /// counted by client as `grouping` tells them apart.
+    pub fn new(per_sec: u32, grouping: ClientGrouping) -> Self {
         let per_sec = f64::from(per_sec);
         Self {
             per_sec,
-            clients,
+            grouping,
             state: Mutex::new(State {
                 allowance: per_sec,
                 refilled: Instant::now(),
-                counts: Counts::new(clients),
+                counts: Counts::new(grouping),
             }),
         }
     }
@@ -85,7 +85,7 @@ impl Budget {
     fn admit_at(&self, client: Option<&str>, now: Instant) -> bool {
         let address = client
             .and_then(|c| c.parse::<SocketAddr>().ok())
-            .map(|a| self.clients.client_of(a.ip()));
+            .map(|a| self.grouping.client_of(a.ip()));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let earned = now.duration_since(state.refilled).as_secs_f64() * self.per_sec;
         state.allowance = (state.allowance + earned).min(self.per_sec);
@@ -103,7 +103,7 @@ impl Budget {
     /// The counts so far, if any, leaving none.
     pub fn take(&self) -> Option<Counts> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let none = Counts::new(self.clients);
+        let none = Counts::new(self.grouping);
         (state.counts.count > 0).then(|| std::mem::replace(&mut state.counts, none))
     }
 
@@ -119,9 +119,9 @@ impl Budget {
 }
 
 impl Counts {
-    fn new(clients: ClientGrouping) -> Self {
+    fn new(grouping: ClientGrouping) -> Self {
         Self {
-            clients,
+            grouping,
             since: None,
             count: 0,
             by_client: HashMap::new(),
@@ -157,7 +157,7 @@ impl Counts {
             clients: clients
                 .into_iter()
                 .map(|(address, count)| ClientCount {
-                    client: self.clients.name(*address),
+                    client: self.grouping.name(*address),
                     count: *count,
                 })
                 .collect(),

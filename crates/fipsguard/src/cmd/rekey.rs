@@ -43,9 +43,10 @@ pub async fn run(args: &Args) -> ExitCode {
         Ok(config) => config,
         Err(e) => return super::fail(e),
     };
+    // A new passphrase is had by `new_passphrase`; this names a key file.
     let new = RootKeyConfig {
         file: args.new_key_file.clone(),
-        passphrase_env: args.new_passphrase_env.clone(),
+        passphrase_env: None,
     };
     let (kms, store) = match config
         .open_kms_to_rekey(if args.bind_earlier_release {
