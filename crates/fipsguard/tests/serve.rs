@@ -621,10 +621,7 @@ sys.exit(os.waitstatus_to_exitcode(ended))
 /// with. Without a terminal it is refused, saying why.
 #[test]
 fn rekey_takes_a_new_passphrase_typed_twice_at_the_terminal() {
-    let setup = common::Setup::new();
-    let server = setup.serve();
-    save_audit_key(&setup);
-    server.stop();
+    let setup = served_once();
     let config = setup.path("fipsguard.toml");
     let args = [
         std::ffi::OsStr::new("rekey"),
@@ -721,10 +718,7 @@ fn rekey_takes_a_new_passphrase_typed_twice_at_the_terminal() {
 /// `init` wrote in it: no release wrote that mixture.
 #[test]
 fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
-    let setup = common::Setup::new();
-    let server = setup.serve();
-    save_audit_key(&setup);
-    server.stop();
+    let setup = served_once();
     let db = rusqlite::Connection::open(setup.path("fipsguard.db")).unwrap();
     let read = "SELECT value FROM settings WHERE name = 'root_kek_check'";
     let check: Vec<u8> = db.query_row(read, [], |row| row.get(0)).unwrap();
@@ -1102,6 +1096,15 @@ fn a_client_holds_at_most_its_cap_of_connections() {
         .find(|line| line.contains("this client is at its connection limit"))
         .unwrap_or_else(|| panic!("no refusal logged: {log}"));
     assert!(refusal.contains(r#""client":"127.0.0.1""#), "{refusal}");
+}
+
+/// A setup whose server has run once and stopped, its audit key saved.
+fn served_once() -> common::Setup {
+    let setup = common::Setup::new();
+    let server = setup.serve();
+    save_audit_key(&setup);
+    server.stop();
+    setup
 }
 
 /// Saves the audit log's public key to `audit.pem`, for `verify_audit`.
