@@ -393,8 +393,7 @@ fn sighup_reloads_the_tls_files() {
 
     // Each reload is in the audit log: the certificate served from then
     // on, or why the files were refused.
-    let mut reloads = setup.audit_records();
-    reloads.retain(|record| record["kind"] == "tls_reload");
+    let reloads = setup.audit_records_of("tls_reload");
     let served = |reload: &serde_json::Value, certificate: &str| {
         assert_eq!(reload["loaded"], true, "{reload}");
         assert_eq!(reload["certificate"], certificate, "{reload}");
@@ -531,8 +530,7 @@ fn rekey_moves_the_store_to_a_new_root_key() {
             && report.matches("a change of the root key to a key file began").count() == 2,
         "{report}"
     );
-    let mut changes = setup.audit_records();
-    changes.retain(|record| record["kind"] == "root_key_change");
+    let changes = setup.audit_records_of("root_key_change");
     let outcomes: Vec<_> = changes
         .iter()
         .map(|c| c["outcome"].as_str().unwrap())
@@ -629,11 +627,7 @@ fn rekey_takes_a_new_passphrase_typed_twice_at_the_terminal() {
         config.as_os_str(),
         "--new-passphrase-prompt".as_ref(),
     ];
-    let changes = || {
-        let mut records = setup.audit_records();
-        records.retain(|record| record["kind"] == "root_key_change");
-        records.len()
-    };
+    let changes = || setup.audit_records_of("root_key_change").len();
     let passphrase = "a passphrase of the ceremony, 2026";
 
     let (code, shown) = on_a_terminal(&args, &[passphrase, "a passphrase of the ceremony, 2062"]);
@@ -765,8 +759,7 @@ fn a_store_an_earlier_release_wrote_waits_for_rekey_to_bind_it() {
     );
     // Only the attempt to bind reached the log (the plain one was refused
     // on opening the store), and it says it would bind.
-    let mut changes = setup.audit_records();
-    changes.retain(|record| record["kind"] == "root_key_change");
+    let changes = setup.audit_records_of("root_key_change");
     let binding: Vec<_> = changes
         .iter()
         .map(|c| (c["outcome"].as_str().unwrap(), &c["binds_earlier_release"]))
@@ -906,11 +899,7 @@ fn a_due_destruction_leaves_its_intent_and_outcome_in_the_audit_log() {
     drop(db);
 
     let server = setup.serve();
-    let records = || -> Vec<serde_json::Value> {
-        let mut records = setup.audit_records();
-        records.retain(|record| record["kind"] == "key_destruction");
-        records
-    };
+    let records = || -> Vec<serde_json::Value> { setup.audit_records_of("key_destruction") };
     common::wait_until(
         Duration::from_secs(20),
         "the sweep destroys the key",

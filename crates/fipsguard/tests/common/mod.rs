@@ -289,6 +289,13 @@ impl Setup {
         records
     }
 
+    /// The audit records of one kind, in sequence order.
+    pub fn audit_records_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        let mut records = self.audit_records();
+        records.retain(|record| record["kind"] == kind);
+        records
+    }
+
     /// `fipsguard audit verify` on the audit directory with the PEM at
     /// `audit.pem`, which must verify: its report.
     pub fn verify_audit(&self) -> String {
