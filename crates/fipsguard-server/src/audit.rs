@@ -571,21 +571,30 @@ pub async fn record_counted_refusals(state: &AppState) {
     let Some(counts) = state.unauthenticated.take() else {
         return;
     };
-    if let Err(e) = audit.record(counts.event()).await {
+    let event = counts.event(state.unauthenticated.grouping());
+    if let Err(e) = audit.record(event).await {
         tracing::warn!(error = %e, refusals = counts.count, "the count of requests refused without an authenticated caller could not be recorded; kept for the next try");
         state.unauthenticated.restore(counts);
     }
 }
 
-/// Records the counted refusals every [`unauthenticated::RECORDED_EVERY`].
-pub fn spawn_counted_refusals(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+/// Records the counted refusals every [`unauthenticated::RECORDED_EVERY`]
+/// until `stop`. Stopped between records, never aborted in one: counts
+/// taken for a record that was cut off would be neither recorded nor put
+/// back.
+pub fn spawn_counted_refusals(
+    state: Arc<AppState>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(unauthenticated::RECORDED_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the first tick is at once
         loop {
-            tick.tick().await;
-            record_counted_refusals(&state).await;
+            tokio::select! {
+                _ = tick.tick() => record_counted_refusals(&state).await,
+                () = stop.cancelled() => return,
+            }
         }
     })
 }

@@ -152,11 +152,12 @@ pub async fn start(
         changes: tokio_util::task::TaskTracker::new(),
     });
     lifecycle_records.serve(&state);
+    let stop_counting = tokio_util::sync::CancellationToken::new();
+    let counting = audit::spawn_counted_refusals(state.clone(), stop_counting.clone());
     let background: Vec<JoinHandle<()>> = [
         spawn_housekeeping(state.clone()),
         selftest::spawn_periodic(state.clone(), options.self_test_interval),
         metrics::spawn_upkeep(metrics::UPKEEP_EVERY),
-        audit::spawn_counted_refusals(state.clone()),
     ]
     .into_iter()
     .chain(metrics_listener.map(|listener| metrics::serve_plain(listener, &state)))
@@ -189,6 +190,8 @@ pub async fn start(
             task.abort();
             let _ = task.await;
         }
+        stop_counting.cancel();
+        let _ = counting.await;
         if !state.kms.finish_unattended(deadline).await {
             tracing::warn!(
                 "shutdown: scheduled destructions or rotations still under way after the drain timeout"

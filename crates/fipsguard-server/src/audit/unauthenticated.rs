@@ -47,9 +47,8 @@ struct State {
 }
 
 /// Refusals counted since the last record of them.
+#[derive(Default)]
 pub struct Counts {
-    /// How their clients are told apart.
-    grouping: ClientGrouping,
     /// When the first was counted (RFC 3339).
     since: Option<String>,
     /// How many.
@@ -70,7 +69,7 @@ impl Budget {
             state: Mutex::new(State {
                 allowance: per_sec,
                 refilled: Instant::now(),
-                counts: Counts::new(grouping),
+                counts: Counts::default(),
             }),
         }
     }
@@ -96,15 +95,20 @@ impl Budget {
             return true;
         }
         state.counts.add(address);
+        drop(state);
         crate::metrics::record_counted_refusals(1);
         false
+    }
+
+    /// How clients are told apart, to name them in a record of counts.
+    pub fn grouping(&self) -> ClientGrouping {
+        self.grouping
     }
 
     /// The counts so far, if any, leaving none.
     pub fn take(&self) -> Option<Counts> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let none = Counts::new(self.grouping);
-        (state.counts.count > 0).then(|| std::mem::replace(&mut state.counts, none))
+        (state.counts.count > 0).then(|| std::mem::take(&mut state.counts))
     }
 
     /// Puts back counts that could not be recorded, for the next record.
@@ -119,15 +123,6 @@ impl Budget {
 }
 
 impl Counts {
-    fn new(grouping: ClientGrouping) -> Self {
-        Self {
-            grouping,
-            since: None,
-            count: 0,
-            by_client: HashMap::new(),
-        }
-    }
-
     fn add(&mut self, address: Option<IpAddr>) {
         if self.since.is_none() {
             self.since = Some(fipsguard_audit::now());
@@ -145,8 +140,8 @@ impl Counts {
         }
     }
 
-    /// The record of these counts.
-    pub fn event(&self) -> Event {
+    /// The record of these counts, naming clients as `grouping` does.
+    pub fn event(&self, grouping: ClientGrouping) -> Event {
         let mut clients: Vec<_> = self.by_client.iter().collect();
         clients.sort_unstable_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         clients.truncate(LISTED);
@@ -157,7 +152,7 @@ impl Counts {
             clients: clients
                 .into_iter()
                 .map(|(address, count)| ClientCount {
-                    client: self.grouping.name(*address),
+                    client: grouping.name(*address),
                     count: *count,
                 })
                 .collect(),
@@ -195,7 +190,7 @@ mod tests {
             clients,
             others,
             ..
-        } = counts.event()
+        } = counts.event(ClientGrouping::default())
         else {
             unreachable!()
         };
@@ -229,7 +224,8 @@ mod tests {
         ] {
             assert!(!budget.admit(Some(client)));
         }
-        let Event::UnauthenticatedRefusals { clients, .. } = budget.take().unwrap().event() else {
+        let counts = budget.take().unwrap();
+        let Event::UnauthenticatedRefusals { clients, .. } = counts.event(each_address) else {
             unreachable!()
         };
         let named: Vec<_> = clients
