@@ -71,6 +71,8 @@ impl ClientGrouping {
 pub struct ClientConnections {
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
     grouping: ClientGrouping,
+    /// Most open from one client; `None`: no cap, nothing counted.
+    cap: Option<usize>,
 }
 
 /// A connection refused: its client holds as many as its cap allows.
@@ -100,22 +102,20 @@ pub fn check_cap(cap: Option<usize>, max_connections: usize) -> Result<(), &'sta
 }
 
 impl ClientConnections {
-    /// None open yet, from clients told apart by `grouping`.
-    pub fn new(grouping: ClientGrouping) -> Self {
+    /// None open yet, from clients told apart by `grouping`, each allowed
+    /// at most `cap`.
+    pub fn new(grouping: ClientGrouping, cap: Option<usize>) -> Self {
         Self {
             open: Arc::default(),
             grouping,
+            cap,
         }
     }
 
-    /// Counts a connection from `peer` against `cap`, if there is one:
+    /// Counts a connection from `peer` against the cap, if there is one:
     /// its slot (`None` without a cap), or the refusal at the cap.
-    pub fn admit(
-        &self,
-        peer: IpAddr,
-        cap: Option<usize>,
-    ) -> Result<Option<ClientSlot>, RefusedAtCap> {
-        match cap {
+    pub fn admit(&self, peer: IpAddr) -> Result<Option<ClientSlot>, RefusedAtCap> {
+        match self.cap {
             None => Ok(None),
             Some(cap) => self.take(peer, cap).map(Some).ok_or_else(|| RefusedAtCap {
                 cap,
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(ClientGrouping::default().name(ip("fe80::1")), "fe80::1");
 
         // One /64 shares its cap; a slot given back is taken again.
-        let clients = ClientConnections::new(ClientGrouping::default());
+        let clients = ClientConnections::new(ClientGrouping::default(), None);
         let first = clients.take(ip("2001:db8:1:2::1"), 2).unwrap();
         let _second = clients.take(ip("2001:db8:1:2::2"), 2).unwrap();
         assert!(clients.take(ip("2001:db8:1:2::3"), 2).is_none());
@@ -198,14 +198,14 @@ mod tests {
         let each = ClientGrouping::by_ipv6_prefix(128).unwrap();
         assert_ne!(each.client_of(ip("fe80::1")), each.client_of(ip("fe80::2")));
         assert_eq!(each.name(each.client_of(ip("2001:db8::1"))), "2001:db8::1");
-        let clients = ClientConnections::new(each);
+        let clients = ClientConnections::new(each, None);
         let _first = clients.take(ip("2001:db8:1:2::1"), 1).unwrap();
         assert!(clients.take(ip("2001:db8:1:2::2"), 1).is_some());
         assert!(clients.take(ip("2001:db8:1:2::1"), 1).is_none());
         // A refusal names the client as the grouping knows it.
-        let site = ClientConnections::new(ClientGrouping::by_ipv6_prefix(48).unwrap());
-        let _held = site.admit(ip("2001:db8:1:2::1"), Some(1)).unwrap();
-        let refused = site.admit(ip("2001:db8:1:3::1"), Some(1)).err().unwrap();
+        let site = ClientConnections::new(ClientGrouping::by_ipv6_prefix(48).unwrap(), Some(1));
+        let _held = site.admit(ip("2001:db8:1:2::1")).unwrap();
+        let refused = site.admit(ip("2001:db8:1:3::1")).err().unwrap();
         assert_eq!(
             (refused.cap, refused.client.as_str()),
             (1, "2001:db8:1::/48")

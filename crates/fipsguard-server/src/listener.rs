@@ -74,7 +74,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let clients = fipsguard_net::ClientConnections::new(limits.client_grouping);
+    let clients = fipsguard_net::ClientConnections::new(limits.client_grouping, limits.per_client);
     // Every connection holds a receiver: a send starts their graceful
     // close, and `closed()` tells when the last one has ended.
     let (closing, _) = watch::channel(());
@@ -96,7 +96,7 @@ pub async fn serve(
             tracing::warn!(%peer, max_connections, "connection refused: at the connection limit");
             continue;
         };
-        let client_slot = match clients.admit(peer.ip(), limits.per_client) {
+        let client_slot = match clients.admit(peer.ip()) {
             Ok(client_slot) => client_slot,
             Err(refused) => {
                 record_tls_failure("client_connection_limit");

@@ -115,7 +115,10 @@ impl Tunnel {
             config: self.config.clone(),
             tls: self.tls,
             slots: self.slots,
-            clients: ClientConnections::new(self.config.client_grouping()),
+            clients: ClientConnections::new(
+                self.config.client_grouping(),
+                self.config.max_connections_per_client,
+            ),
             cut: Arc::new(watch::channel(false).0),
             drain,
         };
@@ -231,8 +234,7 @@ impl Worker {
                 tracing::warn!(tunnel = %name, %peer, "connection refused: at the connection limit");
                 continue;
             };
-            let cap = self.config.max_connections_per_client;
-            let client_slot = match self.clients.admit(peer.ip(), cap) {
+            let client_slot = match self.clients.admit(peer.ip()) {
                 Ok(client_slot) => client_slot,
                 Err(refused) => {
                     metrics::handshake(name, "refused", "client_connection_limit");
