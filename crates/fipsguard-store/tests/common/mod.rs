@@ -41,13 +41,21 @@ impl Drop for Backend {
     /// Drops a PostgreSQL backend's schema, so that test runs leave
     /// nothing behind in the database. Best effort: a lock still held
     /// (by a failed test's connection) makes it give up after 10 s and
-    /// leave the schema.
+    /// leave the schema, saying so (a panic here would hide the test's).
     fn drop(&mut self) {
         if let Location::Postgres { schema, .. } = &self.location {
             let drop = format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
-            let _ = std::process::Command::new("psql")
+            let dropped = std::process::Command::new("psql")
                 .args([postgres_base().as_str(), "-qc", &drop])
                 .output();
+            match dropped {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => eprintln!(
+                    "schema {schema} left behind: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => eprintln!("schema {schema} left behind: psql: {e}"),
+            }
         }
     }
 }
