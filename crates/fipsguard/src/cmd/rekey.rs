@@ -43,11 +43,6 @@ pub async fn run(args: &Args) -> ExitCode {
         Ok(config) => config,
         Err(e) => return super::fail(e),
     };
-    // A new passphrase is had by `new_passphrase`; this names a key file.
-    let new = RootKeyConfig {
-        file: args.new_key_file.clone(),
-        passphrase_env: None,
-    };
     let (kms, store) = match config
         .open_kms_to_rekey(if args.bind_earlier_release {
             UnboundValues::AcceptToRebind
@@ -71,10 +66,10 @@ pub async fn run(args: &Args) -> ExitCode {
         }
         Err(e) => return super::fail(e),
     };
-    let source = if new.file.is_some() {
-        "key_file"
-    } else {
+    let source = if passphrase.is_some() {
         "passphrase"
+    } else {
+        "key_file"
     };
     let binds_earlier_release = kms.binds_earlier_release();
     let event = |outcome, versions, error| Event::RootKeyChange {
@@ -91,7 +86,13 @@ pub async fn run(args: &Args) -> ExitCode {
     }
     let new = match passphrase {
         Some(passphrase) => Ok(RootKekSource::Passphrase(passphrase)),
-        None => super::create_root_key_file(&new).and_then(|()| new.source()),
+        None => {
+            let key_file = RootKeyConfig {
+                file: args.new_key_file.clone(),
+                passphrase_env: None,
+            };
+            super::create_root_key_file(&key_file).and_then(|()| key_file.source())
+        }
     };
     let changed = match new {
         Ok(new) => kms.change_root_key(&new).await.map_err(|e| e.to_string()),
