@@ -699,14 +699,11 @@ fn each_address_of_a_name_is_scanned() {
             !listening.stdout.is_empty()
         });
     }
-    let output = host
-        .command(FIPSGUARD)
-        .args(["check", "tls", &format!("{name}:8443"), "--format", "json"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{text}");
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut command = host.command(FIPSGUARD);
+    command.args(["check", "tls", &format!("{name}:8443")]);
+    let (code, json) = scan::json_of(command);
+    let text = json.to_string();
+    assert_eq!(code, 1, "{text}");
     let reports = json["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 2, "{text}");
     let at = |address: &str| {

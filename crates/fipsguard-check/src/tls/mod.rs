@@ -134,9 +134,10 @@ fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
         .into_iter()
         .partition(|address| routable(*address));
     // With no route to any, each is scanned, to be reported unreachable.
-    let (chosen, passed_over) = match routed.is_empty() {
-        true => (unrouted, 0),
-        false => (routed, unrouted.len()),
+    let (chosen, passed_over) = if routed.is_empty() {
+        (unrouted, 0)
+    } else {
+        (routed, unrouted.len())
     };
     let scanned = chosen.len().min(MAX_ADDRESSES);
     let server_name = options.server_name.clone().or_else(|| {
