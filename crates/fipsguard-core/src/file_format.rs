@@ -84,6 +84,13 @@ pub enum FileError {
         /// Whether it was read as the file's last chunk.
         last: bool,
     },
+    /// An empty last chunk after others: it authenticates, but no writer
+    /// makes one (only an empty file has an empty last chunk).
+    #[error("chunk {index} is an empty last chunk after others: not a file a writer made")]
+    EmptyLastChunk {
+        /// The chunk's position, from 0.
+        index: u64,
+    },
     /// Too many chunks for one data key (SP 800-38D, 8.3).
     #[error("the file needs more than 2^32 chunks, the limit of random-IV seals under one key (SP 800-38D, 8.3); use a larger chunk size")]
     TooManyChunks,
@@ -541,6 +548,11 @@ where
                     other => FileError::Crypto(other),
                 })?
                 .len();
+            // One plaintext, one file: a writer ends a file whose size is a
+            // multiple of the chunk size with a full last chunk.
+            if plaintext_len == 0 && index > 0 {
+                return Err(FileError::EmptyLastChunk { index });
+            }
             index += 1;
             progress(plaintext_len as u64);
             Ok(Piece {
@@ -630,6 +642,35 @@ mod tests {
                 })
             ),
             "{result:?}"
+        );
+    }
+
+    #[test]
+    fn only_an_empty_file_has_an_empty_last_chunk() {
+        assert_eq!(open(&seal(&header(), &[])).unwrap(), b"");
+        // One full chunk sealed as not the last, then an empty last one:
+        // each authenticates, as only the data key's holder could make.
+        let chunk = MIN_CHUNK_SIZE as usize;
+        let header_bytes = header().encode().unwrap();
+        let header_hash = digest(HashAlgorithm::Sha256, &header_bytes).unwrap();
+        let mut file = header_bytes;
+        for (index, plaintext, last) in [(0, vec![1; chunk], false), (1, Vec::new(), true)] {
+            let mut record = vec![0; IV_LEN];
+            record.extend_from_slice(&plaintext);
+            data_key()
+                .seal_in_frame(&chunk_aad(&header_hash, index, last), &mut record, 0)
+                .unwrap();
+            file.extend_from_slice(&record);
+        }
+        let result = open(&file);
+        assert!(
+            matches!(result, Err(FileError::EmptyLastChunk { index: 1 })),
+            "{result:?}"
+        );
+        // The same plaintext as a writer makes it opens.
+        assert_eq!(
+            open(&seal(&header(), &vec![1; chunk])).unwrap(),
+            vec![1; chunk]
         );
     }
 

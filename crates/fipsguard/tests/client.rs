@@ -778,6 +778,61 @@ fn files_round_trip_at_every_chunk_boundary_and_through_pipes() {
     assert_refused(&refused, "forbidden");
 }
 
+#[test]
+fn outputs_are_their_owners_alone_unless_they_replace_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    f.officer_json(&["key", "create", "files"]);
+    let user = f.user("files", "datakey,decrypt");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let (plain, sealed, opened) = (f.path("plain"), f.path("sealed"), f.path("opened"));
+    make_file(&plain, CHUNK + 1);
+    let args = |verb, input: &Path, output: &Path| {
+        let mut args = vec![verb];
+        if verb == "encrypt" {
+            args.extend(["--key", "files"]);
+        }
+        args.extend([input.to_str().unwrap(), output.to_str().unwrap()]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |token: &str, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        f.run(token, &args, b"")
+    };
+    assert_ok(&run(&user, args("encrypt", &plain, &sealed)));
+    assert_eq!(mode(&sealed), 0o600, "a new output is its owner's alone");
+
+    // A file it replaces keeps its permissions.
+    std::fs::write(&opened, b"old").unwrap();
+    std::fs::set_permissions(&opened, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_ok(&run(&user, args("decrypt", &sealed, &opened)));
+    assert_eq!(
+        std::fs::read(&opened).unwrap(),
+        std::fs::read(&plain).unwrap()
+    );
+    assert_eq!(mode(&opened), 0o640);
+
+    // In place: the input is read whole before it is replaced.
+    assert_ok(&run(&user, args("encrypt", &opened, &opened)));
+    assert!(std::fs::read(&opened).unwrap().starts_with(b"FGFILE"));
+    assert_ok(&run(&user, args("decrypt", &opened, &opened)));
+    assert_eq!(
+        std::fs::read(&opened).unwrap(),
+        std::fs::read(&plain).unwrap()
+    );
+
+    // A missing input is found before the server is asked for a data key:
+    // a token that may not have one hears of the path, not of its grant.
+    let reader = f.user("files", "decrypt");
+    let missing = run(&reader, args("encrypt", &f.path("missing"), &sealed));
+    assert_refused(&missing, "cannot open");
+    assert!(
+        !stderr(&missing).contains("forbidden"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
 /// Where each chunk record starts in an encrypted file.
 fn records(sealed: &[u8]) -> (usize, Vec<usize>) {
     let header = 11 + u32::from_be_bytes(sealed[7..11].try_into().unwrap()) as usize;

@@ -79,9 +79,12 @@ pub fn encrypt(args: &EncryptArgs) -> ExitCode {
     let result = (|| {
         refuse_special(&args.files.output)?;
         let context = context_pairs(&args.context)?;
+        // Opened first: a wrong path costs no data key (and no audit record).
+        let (input, size) = open_input(&args.files.input)?;
+        let context = EncryptionContext::new(context).map_err(|e| e.to_string())?;
         let client = args.files.server.client().map_err(|e| e.to_string())?;
         let (data_key, wrapped_key) = super::runtime()
-            .block_on(client.data_key(&args.key, &context))
+            .block_on(client.data_key(&args.key, context.pairs()))
             .map_err(|e| e.to_string())?;
         let header = FileHeader {
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -89,10 +92,9 @@ pub fn encrypt(args: &EncryptArgs) -> ExitCode {
             key_version: ciphertext::key_version(&wrapped_key)
                 .ok_or("the server's data key is not a fipsguard ciphertext")?,
             wrapped_key,
-            context: EncryptionContext::new(context).map_err(|e| e.to_string())?,
+            context,
         };
         let data_key = Aes256GcmKey::new(data_key.expose_secret()).map_err(|e| e.to_string())?;
-        let (input, size) = open_input(&args.files.input)?;
         let progress = progress_bar(&args.files, size);
         write_output(&args.files.output, |output| {
             encrypt_stream(&header, &data_key, input, output, &|n| progress.inc(n))
@@ -182,11 +184,17 @@ fn write_output<W>(
         _ => PathBuf::from("."),
     };
     let partial = Partial::watch()?;
-    // Owner-only until complete, whatever it holds.
+    // Owner-only (it holds a plaintext or a file under a key), unless it
+    // replaces a file whose permissions it then takes over.
     let temp = partial.create_in(&dir)?;
     let cannot_write = |e: io::Error| format!("cannot write {}: {e}", temp.path().display());
     let filled = (|| {
         write(Box::new(temp.as_file().try_clone().map_err(cannot_write)?))?;
+        if let Ok(replaced) = std::fs::metadata(&target) {
+            temp.as_file()
+                .set_permissions(replaced.permissions())
+                .map_err(cannot_write)?;
+        }
         temp.as_file().sync_all().map_err(cannot_write)
     })();
     if let Err(e) = filled {
