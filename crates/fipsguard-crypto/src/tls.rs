@@ -525,12 +525,16 @@ pub fn client_config(
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(rustls_error)?
         .with_webpki_verifier(verifier);
-    let config = match identity {
+    let mut config = match identity {
         Some(identity) => builder
             .with_client_auth_cert(identity.chain, identity.key)
             .map_err(rustls_error)?,
         None => builder.with_no_client_auth(),
     };
+    // A resumed session skips the server's chain: its expiry and the
+    // revocation lists' nextUpdate would not be checked again for as long
+    // as a ticket lives.
+    config.resumption = rustls::client::Resumption::disabled();
     config.fips().then_some(config).ok_or(TlsError::NotFips)
 }
 

@@ -702,30 +702,8 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
     assert_eq!(*seen.lock().unwrap(), 0, "the target saw nothing");
 
     // A server's certificate: a client tunnel will not talk to it.
-    let server_port = free_port();
-    let mut weak_server = Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &server_port.to_string(),
-            "-www",
-            "-cipher",
-            "DEFAULT@SECLEVEL=0",
-        ])
-        .args([
-            "-cert",
-            &pki.path_str("weak.pem"),
-            "-key",
-            &pki.path_str("weak.key"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("openssl listens", || {
-        TcpStream::connect(("127.0.0.1", server_port)).is_ok()
-    });
+    let (mut weak_server, server_port) =
+        openssl_www(&pki, "weak", &["-cipher", "DEFAULT@SECLEVEL=0"]);
     let local = free_port();
     let tunnel = Tunnel::start(&[
         "client",
@@ -755,6 +733,60 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
     });
     let _ = weak_server.kill();
     let _ = weak_server.wait();
+}
+
+/// `openssl s_server -www` with the PKI's certificate `name`, and its port.
+/// Each answer says whether its session was `New` or `Reused`.
+fn openssl_www(pki: &Pki, name: &str, args: &[&str]) -> (std::process::Child, u16) {
+    let port = free_port();
+    let server = Command::new("openssl")
+        .args(["s_server", "-accept", &port.to_string(), "-www"])
+        .args(args)
+        .args([
+            "-cert",
+            &pki.path_str(&format!("{name}.pem")),
+            "-key",
+            &pki.path_str(&format!("{name}.key")),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("openssl listens", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (server, port)
+}
+
+#[test]
+fn a_client_tunnel_checks_the_servers_certificate_on_every_connection() {
+    let pki = Pki::new();
+    // openssl hands out session tickets: a client that kept one would
+    // resume without the server's chain.
+    let (mut server, port) = openssl_www(&pki, "server", &[]);
+    let local = free_port();
+    let _tunnel = Tunnel::start(&strs(&client_args(
+        &pki,
+        &format!("127.0.0.1:{local}"),
+        &format!("127.0.0.1:{port}"),
+    )));
+    for connection in 0..3 {
+        let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.contains("New, TLSv1.3"),
+            "connection {connection}: {answer}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 #[test]
