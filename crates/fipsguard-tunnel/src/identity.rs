@@ -19,7 +19,8 @@ pub struct PeerIdentity {
     pub subject: String,
     /// The subject's attributes in order: short name (or dotted OID) and value.
     pub subject_attributes: Vec<(String, String)>,
-    /// The subject's common name, if it has one.
+    /// The subject's common name, if it has one that is plain text (no
+    /// control character, line separator or bidi control).
     pub common_name: Option<String>,
     /// DNS subject alternative names.
     pub dns: Vec<String>,
@@ -32,7 +33,6 @@ impl PeerIdentity {
     pub fn of(der: &[u8]) -> Result<Self, String> {
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| format!("the peer certificate does not parse: {e}"))?;
-        let common_name = cert.subject().iter_common_name().next();
         let subject_attributes = attributes(cert.subject());
         let mut identity = Self {
             subject: subject_attributes
@@ -41,9 +41,7 @@ impl PeerIdentity {
                 .collect::<Vec<_>>()
                 .join(", "),
             subject_attributes,
-            common_name: common_name
-                .and_then(|cn| cn.as_str().ok())
-                .map(str::to_owned),
+            common_name: plain_common_name(cert.subject()),
             ..Self::default()
         };
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -131,6 +129,24 @@ fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
             (name, value)
         })
         .collect()
+}
+
+/// The first common name, if it is a string with nothing that could break
+/// or disguise a line: the PROXY header hands it to the target as it is
+/// (SSL_CN), where it lands in logs. Any other is left out there, and is
+/// still in the escaped subject.
+fn plain_common_name(subject: &X509Name) -> Option<String> {
+    let text = subject.iter_common_name().next()?.as_str().ok()?;
+    let disguising = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    (!text.contains(disguising)).then(|| text.to_owned())
 }
 
 /// A value with RFC 4514's special characters escaped, and control
@@ -302,13 +318,35 @@ mod tests {
         assert_eq!(spelled, [("CN".to_owned(), "\\#1e00610062".to_owned())]);
     }
 
-    /// A Name with one common name, a UTF8String of `text` (under 100 bytes).
-    fn common_name(text: &str) -> Vec<(String, String)> {
+    /// A Name with one common name, a UTF8String of `text` (under 100
+    /// bytes), as DER.
+    fn name_der(text: &str) -> Vec<u8> {
         let len = u8::try_from(text.len()).unwrap();
         let mut der = vec![0x30, len + 11, 0x31, len + 9, 0x30, len + 7];
         der.extend_from_slice(&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, len]);
         der.extend_from_slice(text.as_bytes());
-        attributes(&X509Name::from_der(&der).unwrap().1)
+        der
+    }
+
+    /// The attributes of [`name_der`]'s Name.
+    fn common_name(text: &str) -> Vec<(String, String)> {
+        attributes(&X509Name::from_der(&name_der(text)).unwrap().1)
+    }
+
+    #[test]
+    fn only_a_plain_common_name_is_handed_on() {
+        let name_of =
+            |text: &str| plain_common_name(&X509Name::from_der(&name_der(text)).unwrap().1);
+        assert_eq!(name_of("batch job").as_deref(), Some("batch job"));
+        assert_eq!(name_of("J\u{fc}rgen").as_deref(), Some("J\u{fc}rgen"));
+        for disguised in [
+            "x\nfake log line",
+            "x\u{85}y",
+            "x\u{2028}y",
+            "admin\u{202e}txt",
+        ] {
+            assert_eq!(name_of(disguised), None, "{disguised:?}");
+        }
     }
 
     #[test]
