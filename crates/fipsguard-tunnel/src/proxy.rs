@@ -11,9 +11,9 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
-use fipsguard_crypto::tls::recheck_within;
 use fipsguard_crypto::tls::rustls::pki_types::CertificateDer;
 use fipsguard_crypto::tls::rustls::CommonState;
+use fipsguard_crypto::tls::{recheck_within, ClientRefused};
 use fipsguard_net::{ClientConnections, ClientSlot};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
@@ -364,6 +364,8 @@ impl Connection {
             None => None,
         };
         let client = identity.as_ref().zip(admitted_as);
+        let chain = session.peer_certificates().map(<[_]>::to_vec);
+        self.refused_since_accept(chain.as_deref())?;
         let (version, suite) = negotiated(session);
         let mut target = timeout(config.handshake_timeout(), connect(&config.target()))
             .await
@@ -380,9 +382,28 @@ impl Connection {
         metrics::handshake(&config.name, "ok", "none");
         metrics::session(&config.name, version, suite);
         tracing::debug!(tunnel = %config.name, peer = %self.peer, identity = admitted_as, version, suite, "forwarding");
-        let chain = session.peer_certificates().map(<[_]>::to_vec);
         self.forward(tls, target, chain.as_deref()).await;
         Ok(())
+    }
+
+    /// Refuses a client whose handshake ran under a configuration a reload
+    /// has since replaced, if the new one refuses it as it would an
+    /// established client: a CRL loaded meanwhile then keeps the client
+    /// from the target, not only cuts it once there.
+    fn refused_since_accept(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<(), Refusal> {
+        let (Some(chain), Ok(true)) = (chain, self.changes.has_changed()) else {
+            return Ok(());
+        };
+        match self.changes.borrow().refuses_client(chain) {
+            Some(why) if why.reason == ClientRefused::REVOKED => {
+                Err(refusal("revoked_certificate", why))
+            }
+            Some(why) => Err(refusal("bad_certificate", why)),
+            None => Ok(()),
+        }
     }
 
     /// Client mode: plain in, TLS out.

@@ -148,6 +148,59 @@ fn http_get(port: u16, path: &str) -> String {
     text
 }
 
+/// A CRL loaded while a client's handshake runs (under the configuration
+/// it was accepted with) keeps that client from the target: it is not let
+/// through to be cut later.
+#[test]
+fn a_client_revoked_during_its_handshake_never_reaches_the_target() {
+    use fipsguard_crypto::tls::{self, rustls};
+    let pki = Pki::new();
+    pki.leaf("alice", "DNS:alice.fipsguard.test");
+    let (target, seen) = http_target("should not be seen");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let tunnel = Tunnel::start(&strs(&mtls_server_args(
+        &pki,
+        &listen,
+        &format!("127.0.0.1:{target}"),
+    )));
+    let identity =
+        tls::Identity::from_pem_files(&pki.path("alice.pem"), &pki.path("alice.key")).unwrap();
+    let roots = tls::read_roots(&pki.path("ca.pem")).unwrap();
+    let config = Arc::new(tls::client_config(roots, Some(identity)).unwrap());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tcp = TcpStream::connect(&listen).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The hello out, and the server's whole flight in: what is left to
+    // send is alice's certificate and her Finished.
+    while client.wants_write() {
+        client.write_tls(&mut tcp).unwrap();
+    }
+    while client.is_handshaking() {
+        client.read_tls(&mut tcp).unwrap();
+        client.process_new_packets().unwrap();
+    }
+
+    pki.revoke("alice");
+    wait_until("the new CRL is loaded", || {
+        tunnel.series("fipsguard_tunnel_reloads_total{tunnel=\"tunnel\",outcome=\"ok\"}") >= 1.0
+    });
+    while client.wants_write() {
+        client.write_tls(&mut tcp).unwrap();
+    }
+    wait_until("the tunnel refuses alice", || {
+        tunnel.series("fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"revoked_certificate\"}") >= 1.0
+    });
+    let mut answer = Vec::new();
+    let _ = client.read_tls(&mut tcp);
+    let _ = client.process_new_packets();
+    let _ = client.reader().read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(*seen.lock().unwrap(), 0, "the target saw nothing");
+    assert!(tunnel.log().contains("Revoked"), "{}", tunnel.log());
+}
+
 /// A target that answers every connection with a fixed HTTP response and
 /// counts the connections it saw.
 fn http_target(body: &'static str) -> (u16, Arc<Mutex<usize>>) {
