@@ -33,6 +33,9 @@ const COPY_BUFFER: usize = 64 << 10;
 /// How long cut connections have to reset before their event loop ends.
 const CUT_GRACE: Duration = Duration::from_secs(1);
 
+/// How often a drain looks whether the last connection has closed.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 /// How long accepting pauses after an error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -224,12 +227,12 @@ impl Worker {
                     continue;
                 }
             };
+            // Accepted as the tunnel stops: it goes with the listener, not
+            // counted as refused.
+            if *stop.borrow() {
+                break;
+            }
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-                // A worker already draining holds the free slots: the
-                // connection goes with the listener, not counted as refused.
-                if *stop.borrow() {
-                    break;
-                }
                 metrics::handshake(name, "refused", "connection_limit");
                 tracing::warn!(tunnel = %name, %peer, "connection refused: at the connection limit");
                 continue;
@@ -262,19 +265,22 @@ impl Worker {
     /// timeout; then cuts those still open and gives them a moment to
     /// send their resets.
     async fn drain(&self) {
-        let everyone = self.config.max_connections as u32;
-        if timeout(self.drain, self.slots.acquire_many(everyone))
-            .await
-            .is_ok()
-        {
+        // Watched, not acquired: every worker drains at once, and slots a
+        // waiter had taken would pass for open connections.
+        let all_closed = || async {
+            while self.slots.available_permits() < self.config.max_connections {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        };
+        if timeout(self.drain, all_closed()).await.is_ok() {
             return;
         }
-        let open = everyone as usize - self.slots.available_permits();
+        let open = self.config.max_connections - self.slots.available_permits();
         // Every worker gets here; the first one to cut says so.
         if !self.cut.send_replace(true) {
             tracing::warn!(tunnel = %self.config.name, open, "shutdown: cutting the connections still open after the drain timeout (each side sees a reset)");
         }
-        let _ = timeout(CUT_GRACE, self.slots.acquire_many(everyone)).await;
+        let _ = timeout(CUT_GRACE, all_closed()).await;
     }
 }
 

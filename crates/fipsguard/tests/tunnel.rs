@@ -1879,6 +1879,19 @@ fn a_tls_stream_cut_without_close_notify_reaches_the_target_as_a_reset() {
     );
     let status = short.child.wait().unwrap();
     assert!(status.success(), "{status}");
+    // Said once, with the one connection open, whatever each worker saw.
+    wait_until("the cut is logged", || {
+        short.log().contains("cutting the connections still open")
+    });
+    let log = short.log();
+    let cutting: Vec<_> = log
+        .lines()
+        .filter(|line| line.contains("cutting the connections still open"))
+        .collect();
+    assert!(
+        matches!(cutting[..], [line] if line.contains("open=1")),
+        "{log}"
+    );
     let _ = lingering.kill();
     let _ = lingering.wait();
 }
