@@ -890,6 +890,48 @@ mod tests {
         PrivateKeyDer::Pkcs8(key.to_pkcs8().unwrap().expose_secret().to_vec().into())
     }
 
+    /// DER: `tag`, a short length, `content`.
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut der = vec![tag, u8::try_from(content.len()).unwrap()];
+        der.extend_from_slice(content);
+        der
+    }
+
+    #[test]
+    fn a_revocation_list_is_read_with_or_without_its_version() {
+        let algorithm = tlv(
+            0x30,
+            &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
+        );
+        let common_name = [tlv(0x06, &[0x55, 0x04, 0x03]), tlv(0x0c, b"Test CA")].concat();
+        let issuer = tlv(0x30, &tlv(0x31, &tlv(0x30, &common_name)));
+        let this_update = tlv(0x17, b"261201000000Z");
+        let list = |version: &[u8]| {
+            let tbs = tlv(0x30, &[version, &algorithm, &issuer, &this_update].concat());
+            let signature = tlv(0x03, &[0, 1, 2, 3]);
+            (tlv(0x30, &[&tbs[..], &algorithm, &signature].concat()), tbs)
+        };
+        // v1 (no version), v2 (INTEGER 1).
+        for version in [&[][..], &tlv(0x02, &[1])] {
+            let (der, tbs) = list(version);
+            let read = SignedList::parse(&der).unwrap();
+            assert_eq!(read.signed, tbs, "the signed part is tbsCertList whole");
+            assert_eq!(read.algorithm, &algorithm[2..]);
+            assert_eq!(read.signature, [1, 2, 3]);
+            assert_eq!(read.issuer, &issuer[2..]);
+            assert_eq!(read.issuer_der, issuer);
+            assert_eq!(read.issuer_name(), "CN=Test CA");
+            // Cut anywhere, or with bits left over in its signature: not read.
+            for len in 0..der.len() {
+                assert!(SignedList::parse(&der[..len]).is_none(), "{len}");
+            }
+        }
+        let (mut der, _) = list(&[]);
+        let unused_bits = der.len() - 4;
+        der[unused_bits] = 4;
+        assert!(SignedList::parse(&der).is_none());
+    }
+
     fn testdata(file: &str) -> CertificateDer<'static> {
         let path = format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(path).unwrap().into()
