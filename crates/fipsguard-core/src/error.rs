@@ -165,6 +165,42 @@ pub enum DecryptError {
 }
 
 impl KmsError {
+    /// Whether the service failed (its store, its root key, the module),
+    /// not the request: it did nothing, and is to be tried again. What
+    /// APIs answer with a 5xx.
+    pub fn is_service_failure(&self) -> bool {
+        use fipsguard_crypto::Error as Crypto;
+        match self {
+            Self::Crypto(
+                Crypto::NotApproved(_)
+                | Crypto::InvalidInput(_)
+                | Crypto::InvalidKey(_)
+                | Crypto::VerificationFailed,
+            )
+            | Self::Store(StoreError::Conflict(_)) => false,
+            Self::Crypto(_)
+            | Self::Store(_)
+            | Self::RootKek(_)
+            | Self::DestructionHeld { .. }
+            | Self::RotationHeld { .. } => true,
+            Self::KeyNotFound(_)
+            | Self::TokenNotFound(_)
+            | Self::KeyExists(_)
+            | Self::LastOfficerToken
+            | Self::VersionNotFound { .. }
+            | Self::InvalidRequest(_)
+            | Self::IllegalTransition { .. }
+            | Self::StateForbids { .. }
+            | Self::Unauthenticated
+            | Self::TokenLookupsBusy
+            | Self::Forbidden { .. }
+            | Self::WrongKeyType { .. }
+            | Self::Decrypt(_)
+            | Self::EncryptionLimit { .. }
+            | Self::VersionsExhausted(_) => false,
+        }
+    }
+
     /// A stable code for APIs, logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {

@@ -149,6 +149,82 @@ mod tests {
     use super::ApiError;
 
     #[test]
+    fn a_5xx_answers_exactly_what_the_core_calls_a_service_failure() {
+        use fipsguard_core::auth::Role;
+        use fipsguard_core::{DecryptError, KeyState, StoreError};
+        use fipsguard_crypto::Error as Crypto;
+        let name = || "k".to_owned();
+        let held = || (name(), "the audit log".to_owned());
+        for error in [
+            KmsError::KeyNotFound(name()),
+            KmsError::TokenNotFound(name()),
+            KmsError::KeyExists(name()),
+            KmsError::LastOfficerToken,
+            KmsError::VersionNotFound {
+                name: name(),
+                version: 2,
+            },
+            KmsError::InvalidRequest(name()),
+            KmsError::IllegalTransition {
+                name: name(),
+                from: KeyState::Destroyed,
+                to: KeyState::Active,
+            },
+            KmsError::StateForbids {
+                name: name(),
+                state: KeyState::Deactivated,
+                operation: "encrypt",
+            },
+            KmsError::Unauthenticated,
+            KmsError::TokenLookupsBusy,
+            KmsError::Forbidden {
+                role: Role::Auditor,
+                operation: "encrypt".into(),
+                key: None,
+            },
+            KmsError::WrongKeyType {
+                name: name(),
+                key_type: "aes256-gcm",
+                operation: "sign",
+            },
+            KmsError::Decrypt(DecryptError::Tampered),
+            KmsError::EncryptionLimit {
+                name: name(),
+                version: 1,
+                limit: 1,
+            },
+            KmsError::VersionsExhausted(name()),
+            KmsError::DestructionHeld {
+                name: held().0,
+                why: held().1,
+            },
+            KmsError::RotationHeld {
+                name: held().0,
+                why: held().1,
+            },
+            KmsError::RootKek(name()),
+            KmsError::Crypto(Crypto::InvalidInput("x")),
+            KmsError::Crypto(Crypto::InvalidKey("x")),
+            KmsError::Crypto(Crypto::VerificationFailed),
+            KmsError::Crypto(Crypto::AuthenticationFailed),
+            KmsError::Crypto(Crypto::ErrorState {
+                failed_test: name(),
+            }),
+            KmsError::Store(StoreError::Unavailable(name())),
+            KmsError::Store(StoreError::Conflict(name())),
+            KmsError::Store(StoreError::Corrupt(name())),
+            KmsError::Store(StoreError::RootKeyChanged),
+            KmsError::Store(StoreError::CommitUnknown(name())),
+        ] {
+            assert_eq!(
+                super::status_of(&error).is_server_error(),
+                error.is_service_failure(),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_busy_refusal_says_when_to_try_again() {
         let busy = ApiError::from(KmsError::TokenLookupsBusy).into_response();
         assert_eq!(busy.status(), 429);

@@ -583,7 +583,10 @@ fn digest_scheme(scheme: SignatureScheme, hash: HashAlgorithm) -> Result<Signatu
     }
 }
 
-/// Runs `op` on each item of a batch of 1-1000, keeping each result.
+/// Runs `op` on each item of a batch of 1-1000, keeping each result. The
+/// first item the service fails fails the whole batch: the items after it
+/// would most likely fail the same way, each only after its own wait (a
+/// store that does not answer), and the batch is to be tried again whole.
 async fn each<'a, I, T, F, Fut>(items: &'a [I], op: F) -> Result<Vec<Result<T>>>
 where
     F: Fn(&'a I) -> Fut,
@@ -596,10 +599,53 @@ where
     }
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        results.push(op(item).await);
+        match op(item).await {
+            Err(e) if e.is_service_failure() => return Err(e),
+            result => results.push(result),
+        }
         // A batch of 1000 signatures takes a while: let other requests
         // (health checks among them) run between items.
         tokio::task::yield_now().await;
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[tokio::test]
+    async fn a_batch_stops_at_the_first_item_the_service_fails() {
+        let tried = std::sync::atomic::AtomicUsize::new(0);
+        let items = [1, 2, 3, 4];
+        let result = each(&items, |item| {
+            tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                match item {
+                    2 => Err(KmsError::KeyNotFound("k".into())),
+                    3 => Err(StoreError::Unavailable("no answer".into()).into()),
+                    _ => Ok(*item),
+                }
+            }
+        })
+        .await;
+        assert!(
+            matches!(result, Err(KmsError::Store(StoreError::Unavailable(_)))),
+            "{result:?}"
+        );
+        assert_eq!(tried.into_inner(), 3, "the item after it is not tried");
+
+        // Items refused for their own reasons are answered one by one.
+        let results = each(&items, |item| async move {
+            match item {
+                2 => Err(KmsError::KeyNotFound("k".into())),
+                _ => Ok(*item),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(results.len(), 4);
+        assert!(matches!(results[1], Err(KmsError::KeyNotFound(_))));
+    }
 }

@@ -23,7 +23,7 @@ use super::body::{
 use super::extract::Path;
 use crate::audit::{BatchTally, ErrorCode, Subject};
 use crate::auth::{Access, Caller};
-use crate::error::{status_of, ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::{record_failure, record_operation};
 use crate::state::AppState;
 
@@ -45,33 +45,16 @@ async fn measured<T>(
 }
 
 /// A batch, measured as one operation. One whose item the service failed
-/// (its store, its root key, the module's state) fails whole with that
-/// item's error, counted and logged once: it is to be tried again, and its
-/// other items' answers are as good made again then. Its items refused for
-/// their own reasons are counted in their families all the same; one whose
-/// every item was refused did nothing, and is counted rejected (as the
-/// audit log records it).
+/// (its store, its root key, the module's state) failed whole with that
+/// item's error (the core stops at it), counted and logged once: it is to
+/// be tried again. One whose every item was refused did nothing, and is
+/// counted rejected (as the audit log records it).
 async fn measured_batch<R>(
     op: &'static str,
     work: impl Future<Output = Result<Vec<Result<R, KmsError>>, KmsError>>,
 ) -> ApiResult<Vec<Result<R, KmsError>>> {
     let started = Instant::now();
-    let result = async {
-        let mut results = work.await?;
-        let service_failed =
-            |r: &Result<R, KmsError>| r.as_ref().is_err_and(|e| status_of(e).is_server_error());
-        let Some(item) = results.iter().position(service_failed) else {
-            return Ok(results);
-        };
-        let failure = results.swap_remove(item).err().expect("a failed item");
-        results
-            .iter()
-            .filter(|r| !service_failed(r))
-            .filter_map(|r| r.as_ref().err())
-            .for_each(record_failure);
-        Err(failure)
-    }
-    .await;
+    let result = work.await;
     match &result {
         Ok(results) if results.iter().all(Result::is_err) => {
             crate::metrics::record_rejected_batch(op, started.elapsed());
