@@ -578,6 +578,18 @@ async fn a_due_destruction_is_witnessed_first_and_held_while_its_witness_refuses
         Vec::<String>::new(),
         "a destroyed key is not due again"
     );
+    // Carried out: too late to cancel, as while it was due.
+    let late = kms.cancel_destroy("due").await;
+    assert!(
+        matches!(
+            late,
+            Err(KmsError::StateForbids {
+                state: KeyState::Destroyed,
+                ..
+            })
+        ),
+        "{late:?}"
+    );
 }
 
 /// A request that finds a key due carries its destruction out; if the

@@ -318,6 +318,13 @@ impl Kms {
     pub async fn cancel_destroy(&self, name: &str) -> Result<KeyMetadata> {
         self.update(name, |record| {
             self.refuse_if_due(record, "cancel a destruction whose time has come")?;
+            if record.state == KeyState::Destroyed {
+                return Err(KmsError::StateForbids {
+                    name: record.name.clone(),
+                    state: record.state,
+                    operation: "cancel a destruction carried out already",
+                });
+            }
             match record.destroy_at.take() {
                 Some(_) => Ok(()),
                 None => Err(KmsError::InvalidRequest(format!(
