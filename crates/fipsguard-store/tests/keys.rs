@@ -886,6 +886,33 @@ async fn signing_keys_sign_verify_and_export_public_keys(b: Backend) {
                 .version,
             2
         );
+        // A version retired below the minimum neither verifies nor is
+        // handed out for others to verify with.
+        let retire = ConfigureKey {
+            min_decryption_version: Some(2),
+            ..Default::default()
+        };
+        kms.configure_key(&name, retire).await.unwrap();
+        let too_old = DecryptError::VersionTooOld { version: 1, min: 2 };
+        let verified = kms
+            .verify(
+                &name,
+                1,
+                SignInput::Message(b"release 1.0"),
+                None,
+                &signature.bytes,
+            )
+            .await;
+        assert!(
+            matches!(verified, Err(KmsError::Decrypt(ref e)) if *e == too_old),
+            "{verified:?}"
+        );
+        let exported = kms.public_key(&name, Some(1)).await;
+        assert!(
+            matches!(exported, Err(KmsError::Decrypt(ref e)) if *e == too_old),
+            "{exported:?}"
+        );
+        assert_eq!(kms.public_key(&name, None).await.unwrap().version, 2);
     }
     let hashed = digest(HashAlgorithm::Sha384, b"big artifact").unwrap();
     let sig = kms

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{key_type_of, stored_record, Clock, DestructionSweep, Kms};
 use crate::cache::{Cache, CachedVersion};
-use crate::error::{KmsError, Result};
+use crate::error::{DecryptError, KmsError, Result};
 use crate::key_type::{KeyType, Purpose};
 use crate::lifecycle::KeyState;
 use crate::name::KeyName;
@@ -430,6 +430,15 @@ impl Kms {
             });
         }
         let version = version.unwrap_or(record.latest_version);
+        // Retired below the minimum, as verify refuses it: not handed out
+        // for others to verify with either.
+        if version < record.min_decryption_version {
+            return Err(DecryptError::VersionTooOld {
+                version,
+                min: record.min_decryption_version,
+            }
+            .into());
+        }
         // From the material, checked against the stored copy: a public key
         // put into the store by someone else would verify their signatures.
         let usable = self.usable(&key_name, key_type, version).await?;
