@@ -167,6 +167,19 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         }
     }
 
+    /// The entry for `key` if it is fresh and its read began at or after
+    /// `since`.
+    pub fn read_since<Q>(&self, key: &Q, since: Instant) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let entries = self.entries();
+        let (value, at) = entries.lru.peek(key)?;
+        let fresh = self.ttl.is_none_or(|ttl| at.elapsed() < ttl);
+        (fresh && *at >= since).then(|| value.clone())
+    }
+
     pub fn ticket(&self) -> Ticket {
         Ticket {
             generation: self.entries().generation,

@@ -2294,3 +2294,53 @@ async fn a_node_left_running_after_a_root_key_change_writes_nothing(b: Backend) 
     ));
     assert_eq!(kms.get_key("cached").await.unwrap().latest_version, 1);
 }
+
+/// Ciphertexts naming a version the key's cached record lacks (made up,
+/// or from a rotation on another node) re-read the key, but a batch's
+/// items share one read made since the batch came: a batch of made-up
+/// versions is not a thousand store reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_made_up_versions_reads_its_key_once() {
+    let Some(b) = common::postgres().await else {
+        return;
+    };
+    let kms = Arc::new(b.kms(KmsConfig::default()).await);
+    kms.create_key(CreateKey::new("k", AES)).await.unwrap();
+    let ctx = EncryptionContext::empty();
+    let made_up = kms
+        .encrypt("k", b"x", &ctx)
+        .await
+        .unwrap()
+        .replacen("fg:v1:", "fg:v9:", 1);
+    let url = b.postgres_url().unwrap();
+    let first = common::TableLock::take(url, "keys").await;
+    let second = common::TableLock::connect(url).await;
+    let batch = tokio::spawn({
+        let kms = kms.clone();
+        let items = vec![(made_up, ctx); 1000];
+        async move { kms.decrypt_batch("k", &items).await }
+    });
+    let mut waited = 0;
+    while first.waiting(url).await == 0 {
+        waited += 1;
+        assert!(waited < 500, "the first item reads the key");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first item's read goes through; the table is locked again
+    // behind it: another read would wait for as long as the test does.
+    first.release().await;
+    second.lock("keys").await;
+    let answers = tokio::time::timeout(Duration::from_secs(20), batch).await;
+    second.release().await;
+    let answers = answers
+        .expect("the batch ended without reading the key again")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answers.len(), 1000);
+    for answer in answers {
+        assert!(
+            matches!(answer, Err(KmsError::VersionNotFound { version: 9, .. })),
+            "{answer:?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Cryptographic operations under managed keys.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use fipsguard_crypto::digest::HashAlgorithm;
 use fipsguard_crypto::sign::{verify as verify_message, verify_digest, SignatureScheme};
@@ -104,6 +105,19 @@ impl Kms {
         ciphertext: &str,
         context: &EncryptionContext,
     ) -> Result<SecretBytes> {
+        self.decrypt_asked_at(name, ciphertext, context, Instant::now())
+            .await
+    }
+
+    /// [`Kms::decrypt`] for a request made at `asked`, whose ciphertext the
+    /// key's record as read since then knows the version of.
+    async fn decrypt_asked_at(
+        &self,
+        name: &str,
+        ciphertext: &str,
+        context: &EncryptionContext,
+        asked: Instant,
+    ) -> Result<SecretBytes> {
         let name = KeyName::new(name)?;
         let parsed = Ciphertext::parse(ciphertext)?;
         if parsed.key_name != name.as_str() {
@@ -114,7 +128,7 @@ impl Kms {
             .into());
         }
         let record = self
-            .processing(&name, parsed.version, "decrypt", |t| {
+            .processing(&name, parsed.version, asked, "decrypt", |t| {
                 t == KeyType::Aes256Gcm
             })
             .await?;
@@ -227,7 +241,7 @@ impl Kms {
     ) -> Result<bool> {
         let name = KeyName::new(name)?;
         let record = self
-            .processing(&name, version, "verify", |t| {
+            .processing(&name, version, Instant::now(), "verify", |t| {
                 matches!(t, KeyType::Signing(_))
             })
             .await?;
@@ -276,7 +290,7 @@ impl Kms {
     ) -> Result<bool> {
         let name = KeyName::new(name)?;
         let record = self
-            .processing(&name, version, "verify a MAC", |t| {
+            .processing(&name, version, Instant::now(), "verify a MAC", |t| {
                 matches!(t, KeyType::Hmac(_))
             })
             .await?;
@@ -319,8 +333,11 @@ impl Kms {
         name: &str,
         items: &[(String, EncryptionContext)],
     ) -> Result<Vec<Result<SecretBytes>>> {
+        // Every ciphertext existed when the batch came: one read of the key
+        // since then knows every version they can name.
+        let asked = Instant::now();
         each(items, |(ciphertext, context)| {
-            self.decrypt(name, ciphertext, context)
+            self.decrypt_asked_at(name, ciphertext, context, asked)
         })
         .await
     }
@@ -355,19 +372,21 @@ impl Kms {
         Ok((record, key_type))
     }
 
-    /// The record of a key whose `version` may process protected data.
+    /// The record of a key whose `version` may process protected data, for
+    /// a request made at `asked`.
     async fn processing(
         &self,
         name: &KeyName,
         version: u32,
+        asked: Instant,
         operation: &'static str,
         offers: impl Fn(KeyType) -> bool,
     ) -> Result<Arc<KeyRecord>> {
         let mut record = self.record(name).await?;
         if version > record.latest_version {
             // Another node may have rotated since this one cached the key
-            // (or the caller made the version up, at the cost of a read).
-            record = self.reload_record(name).await?;
+            // (or the caller made the version up).
+            record = self.record_read_since(name, asked).await?;
         }
         self.offering(&record, operation, offers)?;
         match record.state {

@@ -7,7 +7,7 @@ mod lifecycle;
 mod tokens;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use crypto::{DataKey, MacTag, SignInput, Signature};
 pub use crypto::{MAX_BATCH, MAX_RANDOM};
@@ -389,6 +389,24 @@ impl Kms {
             return Ok(record); // another request refreshed it meanwhile
         }
         self.reload_record(name).await
+    }
+
+    /// The key's record as read after `since`: what a request that began
+    /// then and names a version the key's cached record lacks (made up, or
+    /// made by a rotation on another node since) is judged by. Reads go one
+    /// at a time per key, and one that began after `since` serves every
+    /// request waiting for it: a flood of made-up versions holds one store
+    /// connection per key, not one each.
+    async fn record_read_since(&self, name: &KeyName, since: Instant) -> Result<Arc<KeyRecord>> {
+        let _refresh = self.key_refreshes.lock(name.as_str()).await;
+        let read = self
+            .records
+            .read_since(name.as_str(), since)
+            .filter(|record| !self.destroy_due(record));
+        match read {
+            Some(record) => Ok(record),
+            None => self.reload_record(name).await,
+        }
     }
 
     /// The key's record read again from the store, and cached unless a

@@ -311,17 +311,49 @@ pub struct TableLock(tokio_postgres::Client);
 
 impl TableLock {
     pub async fn take(url: &str, table: &str) -> Self {
+        let lock = Self::connect(url).await;
+        lock.lock(table).await;
+        lock
+    }
+
+    /// Its connection, to take the lock with later at once.
+    pub async fn connect(url: &str) -> Self {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(connection);
-        client
+        Self(client)
+    }
+
+    pub async fn lock(&self, table: &str) {
+        self.0
             .batch_execute(&format!(
                 "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
             ))
             .await
             .unwrap();
-        Self(client)
+    }
+
+    /// How many connections wait for this lock now.
+    pub async fn waiting(&self, url: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let holder: i32 = self
+            .0
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&holder],
+            )
+            .await
+            .unwrap()
+            .get(0)
     }
 
     pub async fn release(self) {
