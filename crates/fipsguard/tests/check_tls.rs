@@ -281,6 +281,17 @@ fn exit_codes_tell_a_gate_pass_fail_and_could_not_check() {
     assert_eq!(json["reports"][1]["findings"][0]["id"], "tls.reachable");
     assert_eq!(json["reports"][1]["verdict"], "error");
 
+    // A server name no hello can carry is a target error, not a crash.
+    for (name, why) in [
+        ("a".repeat(70_000), "longer than a DNS name can be"),
+        ("not a name".to_owned(), "not a name"),
+    ] {
+        let (code, json) = check_json(&[&closed, "--server-name", &name]);
+        let finding = &json["reports"][0]["findings"][0];
+        assert_eq!((code, &finding["id"]), (2, &Value::from("tls.target")));
+        assert!(finding.to_string().contains(why), "{finding}");
+    }
+
     let (code, json) = check_json(&["no-port-here"]);
     assert_eq!(
         (code, &json["reports"][0]["findings"][0]["id"]),

@@ -6,6 +6,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use fipsguard_crypto::tls::rustls::pki_types::ServerName;
+
 use crate::{Finding, Kind, Report, Status};
 
 mod assess;
@@ -37,6 +39,9 @@ pub struct Options {
 /// Targets probed at once; each one's probes run one after another
 /// (many servers handle one handshake at a time), address by address.
 const PARALLEL_ENDPOINTS: usize = 32;
+
+/// The longest DNS name (RFC 1035, 2.3.4, written without its final dot).
+const MAX_DNS_NAME: usize = 253;
 
 /// Addresses of one name probed: the first in address order.
 const MAX_ADDRESSES: usize = 16;
@@ -120,6 +125,15 @@ fn plan(target: &str, options: &Options) -> Result<Vec<Scan>, String> {
         .rsplit_once(':')
         .ok_or_else(|| format!("{target}: expected HOST:PORT"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Some(name) = &options.server_name {
+        // Sent in every hello: a name no server could have is refused here.
+        if name.len() > MAX_DNS_NAME {
+            return Err(format!(
+                "--server-name is longer than a DNS name can be ({MAX_DNS_NAME} characters)"
+            ));
+        }
+        ServerName::try_from(name.as_str()).map_err(|e| format!("--server-name {name:?}: {e}"))?;
+    }
     let mut addresses = resolve(target, options.timeout)?;
     addresses.sort_unstable();
     addresses.dedup();
