@@ -234,7 +234,7 @@ fn sarif_results(report: &Report) -> Vec<sarif::Result> {
 /// ASCII), and `./` before a relative one whose first segment has a `:`.
 fn subject_uri(report: &Report) -> String {
     match report.kind {
-        crate::Kind::Tls => format!("tls://{}", report.subject),
+        crate::Kind::Tls => tls_uri(&report.subject),
         crate::Kind::Host | crate::Kind::Binary => path_uri(&report.subject),
     }
 }
@@ -256,6 +256,14 @@ const NOT_IN_PATH: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
+
+/// `tls://` and the endpoint, with what an authority cannot hold (a
+/// target mistyped with a space, a `%`, a `/`) percent-encoded; an IPv6
+/// address keeps its brackets.
+fn tls_uri(endpoint: &str) -> String {
+    const NOT_IN_AUTHORITY: &AsciiSet = &NOT_IN_PATH.remove(b'[').remove(b']').add(b'/').add(b'@');
+    format!("tls://{}", utf8_percent_encode(endpoint, NOT_IN_AUTHORITY))
+}
 
 fn path_uri(path: &str) -> String {
     // `//x` would read as a host name: an absolute path has one `/`.
@@ -340,7 +348,19 @@ fn junit_case(report: &Report, finding: &Finding) -> TestCase {
 
 #[cfg(test)]
 mod tests {
-    use super::path_uri;
+    use super::{path_uri, tls_uri};
+
+    #[test]
+    fn an_endpoint_becomes_a_uri_whatever_was_typed() {
+        for (endpoint, uri) in [
+            ("db.example:5432", "tls://db.example:5432"),
+            ("[2001:db8::1]:443", "tls://[2001:db8::1]:443"),
+            ("my host:443", "tls://my%20host:443"),
+            ("100%/x@y#z", "tls://100%25%2Fx%40y%23z"),
+        ] {
+            assert_eq!(tls_uri(endpoint), uri);
+        }
+    }
 
     #[test]
     fn a_path_becomes_a_uri_reference_that_reads_back_as_that_path() {
