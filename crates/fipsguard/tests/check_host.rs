@@ -378,6 +378,21 @@ fn a_root_that_is_not_a_directory_is_an_error_not_a_pass() {
     let report = &document["reports"][0];
     assert_eq!(report["verdict"], "error");
     assert_eq!(report["findings"][0]["id"], "host.root");
+
+    // An empty directory (a tree not mounted yet): nothing checked is not
+    // a pass either.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, document) =
+        check_json([OsString::from("host"), "--root".into(), empty.path().into()]);
+    assert_eq!(code, 2, "{document:#}");
+    let finding = &document["reports"][0]["findings"][0];
+    assert_eq!(finding["id"], "host.root");
+    assert!(
+        finding["evidence"]
+            .to_string()
+            .contains("holds none of what a host scan reads"),
+        "{finding}"
+    );
 }
 
 #[test]

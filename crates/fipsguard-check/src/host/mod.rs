@@ -33,16 +33,7 @@ use system::KernelFlag;
 /// Checks the host whose filesystem is rooted at `root` (`/` for this machine).
 pub fn scan(root: &Path) -> Report {
     if !root.is_dir() {
-        // A mistyped --root would otherwise find nothing to check and pass.
-        let finding = Finding::new("host.root", "The tree to scan exists", Status::Error)
-            .evidence(format!("{} is not a directory", root.display()))
-            .remediation("give --root the directory the host's filesystem is mounted at");
-        return Report {
-            kind: Kind::Host,
-            subject: root.display().to_string(),
-            summary: "not scanned".into(),
-            findings: vec![finding],
-        };
+        return not_a_host(root, "is not a directory");
     }
     let host = Host::new(Root::new(root));
     let findings = vec![
@@ -54,11 +45,33 @@ pub fn scan(root: &Path) -> Report {
         libraries::NSS.run(|rule| libraries::nss(rule, &host)),
         libraries::LIBGCRYPT.run(|rule| libraries::libgcrypt(rule, &host)),
     ];
+    if findings.iter().all(|f| f.status == Status::NotApplicable) {
+        // A tree not mounted yet, or the wrong directory: nothing checked
+        // is not a pass.
+        return not_a_host(
+            root,
+            "holds none of what a host scan reads (no kernel flag, crypto policy or crypto library)",
+        );
+    }
     Report {
         kind: Kind::Host,
         subject: root.display().to_string(),
         summary: summary(&findings),
         findings,
+    }
+}
+
+/// A `--root` with no host in it: an error, so that a mistyped or empty
+/// one cannot find nothing to check and pass.
+fn not_a_host(root: &Path, why: &str) -> Report {
+    let finding = Finding::new("host.root", "The tree to scan exists", Status::Error)
+        .evidence(format!("{} {why}", root.display()))
+        .remediation("give --root the directory the host's filesystem is mounted at");
+    Report {
+        kind: Kind::Host,
+        subject: root.display().to_string(),
+        summary: "not scanned".into(),
+        findings: vec![finding],
     }
 }
 
