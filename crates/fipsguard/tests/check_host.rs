@@ -379,8 +379,8 @@ fn a_root_that_is_not_a_directory_is_an_error_not_a_pass() {
     assert_eq!(report["verdict"], "error");
     assert_eq!(report["findings"][0]["id"], "host.root");
 
-    // An empty directory (a tree not mounted yet): nothing checked is not
-    // a pass either.
+    // An empty directory (a mount point with nothing on it yet): nothing
+    // checked is not a pass either.
     let empty = tempfile::tempdir().unwrap();
     let (code, document) =
         check_json([OsString::from("host"), "--root".into(), empty.path().into()]);
@@ -390,7 +390,7 @@ fn a_root_that_is_not_a_directory_is_an_error_not_a_pass() {
     assert!(
         finding["evidence"]
             .to_string()
-            .contains("holds none of what a host scan reads"),
+            .contains("is empty (nothing mounted there yet?)"),
         "{finding}"
     );
 }
@@ -434,4 +434,48 @@ fn the_scanners_own_gnutls_variable_does_not_switch_the_host() {
     }
     assert_eq!(forced["status"], plain["status"], "{forced:#}");
     assert!(evidence.contains("not counted"), "{evidence}");
+}
+
+/// A library directory the scanning user cannot read (the scan runs as
+/// `nobody` where the tests run as root, who reads everything) leaves the
+/// libraries' findings undecided, not "no such library here".
+#[test]
+fn a_library_directory_that_cannot_be_read_is_an_error_not_an_absence() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tree = tempfile::tempdir().unwrap();
+    let at = |name: &str| tree.path().join(name);
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(tree.path(), 0o755);
+    // A copy nobody may run, wherever this checkout lies.
+    std::fs::copy(env!("CARGO_BIN_EXE_fipsguard"), at("fipsguard")).unwrap();
+    std::fs::create_dir_all(at("root/usr/lib64")).unwrap();
+    mode(&at("root"), 0o755);
+    mode(&at("root/usr"), 0o755);
+    std::fs::write(at("root/usr/lib64/libgcrypt.so.20"), "placeholder\n").unwrap();
+    mode(&at("root/usr/lib64"), 0o000);
+    let root_runs_this = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let mut command = if root_runs_this {
+        let mut nobody = Command::new("setpriv");
+        nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        nobody.arg(at("fipsguard"));
+        nobody
+    } else {
+        Command::new(at("fipsguard"))
+    };
+    command.args(["check", "host", "--root"]);
+    command.arg(at("root"));
+    let (code, document) = scan::json_of(command);
+    mode(&at("root/usr/lib64"), 0o755); // for the temporary directory's removal
+    assert_eq!(code, 2, "{document:#}");
+    let report = &document["reports"][0];
+    for id in ["host.gnutls-fips", "host.libgcrypt-fips"] {
+        assert_eq!(finding(report, id)["status"], "error", "{id}: {report:#}");
+        let evidence = evidence(report, id);
+        assert!(
+            evidence.contains("/usr/lib64") && evidence.contains("Permission denied"),
+            "{id}: {evidence}"
+        );
+    }
 }

@@ -43,14 +43,14 @@ pub(super) const LIBGCRYPT: Rule = Rule {
 pub(super) fn gnutls(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
     let Some(library) = host
         .root
-        .find_library(|name| name.starts_with("libgnutls.so."))
+        .find_library(|name| name.starts_with("libgnutls.so."))?
     else {
         return Ok(absent(rule, "libgnutls.so"));
     };
     let mut evidence = vec![format!("{library}: present")];
     let hmac = host
         .root
-        .find_library(|name| name.starts_with(".libgnutls.so") && name.ends_with(".hmac"));
+        .find_library(|name| name.starts_with(".libgnutls.so") && name.ends_with(".hmac"))?;
     evidence.push(match &hmac {
         Some(path) => format!("{path}: integrity file of a FIPS 140 build"),
         None => "no .libgnutls.so.*.hmac: this build may have no FIPS 140 mode".to_string(),
@@ -92,7 +92,7 @@ pub(super) fn gnutls(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
 pub(super) fn nss(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
     let Some(library) = host
         .root
-        .find_library(|name| name.starts_with("libnss3.so"))
+        .find_library(|name| name.starts_with("libnss3.so"))?
     else {
         return Ok(absent(rule, "libnss3.so"));
     };
@@ -122,7 +122,7 @@ pub(super) fn nss(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
 pub(super) fn libgcrypt(rule: &Rule, host: &Host) -> Result<Finding, Unreadable> {
     let Some(library) = host
         .root
-        .find_library(|name| name.starts_with("libgcrypt.so."))
+        .find_library(|name| name.starts_with("libgcrypt.so."))?
     else {
         return Ok(absent(rule, "libgcrypt.so"));
     };

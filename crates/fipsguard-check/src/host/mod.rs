@@ -35,6 +35,10 @@ pub fn scan(root: &Path) -> Report {
     if !root.is_dir() {
         return not_a_host(root, "is not a directory");
     }
+    if std::fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none()) {
+        // A mount point with nothing mounted on it yet.
+        return not_a_host(root, "is empty (nothing mounted there yet?)");
+    }
     let host = Host::new(Root::new(root));
     let findings = vec![
         system::KERNEL.run(|rule| system::kernel_fips(rule, &host)),
@@ -45,14 +49,6 @@ pub fn scan(root: &Path) -> Report {
         libraries::NSS.run(|rule| libraries::nss(rule, &host)),
         libraries::LIBGCRYPT.run(|rule| libraries::libgcrypt(rule, &host)),
     ];
-    if findings.iter().all(|f| f.status == Status::NotApplicable) {
-        // A tree not mounted yet, or the wrong directory: nothing checked
-        // is not a pass.
-        return not_a_host(
-            root,
-            "holds none of what a host scan reads (no kernel flag, crypto policy or crypto library)",
-        );
-    }
     Report {
         kind: Kind::Host,
         subject: root.display().to_string(),
@@ -182,6 +178,7 @@ mod tests {
     #[test]
     fn a_tree_without_proc_or_crypto_libraries_has_nothing_to_check() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
         let report = scan(dir.path());
         assert_eq!(report.kind, Kind::Host);
         assert_eq!(report.findings.len(), 7);

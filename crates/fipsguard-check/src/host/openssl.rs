@@ -180,7 +180,9 @@ fn forced_by_kernel(host: &Host, settings: &Settings<'_>) -> Result<Option<Strin
     let Some(family) = family else {
         return Ok(None);
     };
-    let library = host.root.find_library(|n| n.starts_with("libcrypto.so.3"));
+    let library = host
+        .root
+        .find_library(|n| n.starts_with("libcrypto.so.3"))?;
     let contradicted = settings.properties.is_some() && !settings.fips_required();
     let module = find_module(&host.root, settings);
     if library.is_none() || contradicted || module.is_err() || !host.kernel_on()? {
@@ -212,7 +214,7 @@ impl OpenSsl {
                 break;
             }
         }
-        let library = root.find_library(|name| name.starts_with("libcrypto.so.3"));
+        let library = root.find_library(|name| name.starts_with("libcrypto.so.3"))?;
         if config.is_none() && library.is_none() {
             return Ok(None);
         }
@@ -338,8 +340,10 @@ fn find_module(root: &Root, settings: &Settings<'_>) -> Result<String, String> {
         .module
         .map(|entry| entry.value.clone())
         .filter(|path| path.starts_with('/'));
-    let module_dirs: Vec<String> = root
+    let library_dirs = root
         .library_dirs()
+        .map_err(|e| format!("no fips.so found: {}: cannot be read: {}", e.path, e.error))?;
+    let module_dirs: Vec<String> = library_dirs
         .into_iter()
         .chain(LOCAL_LIBRARY_DIRS.map(String::from))
         .map(|dir| format!("{dir}/ossl-modules"))

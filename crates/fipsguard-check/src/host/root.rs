@@ -109,34 +109,54 @@ impl Root {
     }
 
     /// The names in the directory at `path`, sorted; empty when it does not
-    /// exist or is not a directory.
+    /// exist or is not a directory (or cannot be read: for evidence only).
     pub fn list(&self, path: &str) -> Vec<String> {
-        let Ok(entries) = self.resolve(path).and_then(fs::read_dir) else {
-            return Vec::new();
+        self.entries(path).unwrap_or_default()
+    }
+
+    /// The names in the directory at `path`, sorted; empty when it does not
+    /// exist or is not a directory; `Err` when it exists and cannot be
+    /// read, which no check may take for a directory without what it
+    /// looks for.
+    fn entries(&self, path: &str) -> Result<Vec<String>, Unreadable> {
+        let unreadable = |error| Unreadable {
+            path: path.to_string(),
+            error,
+        };
+        let real = self.resolve(path).map_err(unreadable)?;
+        let entries = match fs::read_dir(&real) {
+            Err(error) if is_absent(&error) => return Ok(Vec::new()),
+            Err(error) => return Err(unreadable(error)),
+            Ok(entries) => entries,
         };
         let mut names: Vec<String> = entries
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .collect();
         names.sort();
-        names
+        Ok(names)
     }
 
     /// The first file in the library directories whose name satisfies
     /// `wanted`, as a path inside the root.
-    pub fn find_library(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        self.library_dirs().into_iter().find_map(|dir| {
-            let name = self.list(&dir).into_iter().find(|name| wanted(name))?;
-            Some(format!("{dir}/{name}"))
-        })
+    pub fn find_library(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, Unreadable> {
+        for dir in self.library_dirs()? {
+            if let Some(name) = self.entries(&dir)?.into_iter().find(|name| wanted(name)) {
+                return Ok(Some(format!("{dir}/{name}")));
+            }
+        }
+        Ok(None)
     }
 
     /// The library directories present in the tree, multiarch ones
     /// included, each once: with a merged `/usr`, `/lib` is `/usr/lib`.
-    pub fn library_dirs(&self) -> Vec<String> {
+    pub fn library_dirs(&self) -> Result<Vec<String>, Unreadable> {
         let mut candidates = Vec::new();
         for base in LIBRARY_DIRS {
             let base = format!("/{base}");
-            for name in self.list(&base) {
+            for name in self.entries(&base)? {
                 if name.contains("-linux-") {
                     candidates.push(format!("{base}/{name}"));
                 }
@@ -154,7 +174,7 @@ impl Root {
                 _ => false,
             }
         });
-        candidates
+        Ok(candidates)
     }
 
     /// The real path of `path` (absolute, as seen inside the root), with
@@ -324,7 +344,9 @@ mod tests {
         fs::create_dir_all(&multiarch).unwrap();
         fs::write(multiarch.join("libgcrypt.so.20"), "placeholder\n").unwrap();
         let root = Root::new(dir.path());
-        let found = root.find_library(|name| name.starts_with("libgcrypt.so"));
+        let found = root
+            .find_library(|name| name.starts_with("libgcrypt.so"))
+            .unwrap();
         assert_eq!(
             found.as_deref(),
             Some("/usr/lib/aarch64-linux-gnu/libgcrypt.so.20")
