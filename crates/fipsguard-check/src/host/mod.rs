@@ -190,6 +190,25 @@ mod tests {
     }
 
     #[test]
+    fn an_openssl_cnf_without_openssl_3_is_not_judged_as_openssl_3() {
+        // RHEL 8: OpenSSL 1.1, its FIPS mode following the kernel flag.
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in [
+            ("etc/pki/tls/openssl.cnf", "[ req ]\n"),
+            ("usr/lib64/libcrypto.so.1.1", "placeholder\n"),
+        ] {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let report = scan(dir.path());
+        for id in ["host.openssl-fips-provider", "host.openssl-fips-active"] {
+            let finding = report.findings.iter().find(|f| f.id == id).unwrap();
+            assert_eq!(finding.status, Status::NotApplicable, "{finding:?}");
+        }
+    }
+
+    #[test]
     fn summary_leads_with_the_answer_and_counts_the_rest() {
         use Status::*;
         assert_eq!(

@@ -195,8 +195,9 @@ fn forced_by_kernel(host: &Host, settings: &Settings<'_>) -> Result<Option<Strin
 }
 
 fn absent(rule: &Rule) -> Finding {
-    rule.finding(Status::NotApplicable)
-        .evidence("no OpenSSL 3 here (no libcrypto.so.3, no openssl.cnf)")
+    rule.finding(Status::NotApplicable).evidence(
+        "no OpenSSL 3 here (no libcrypto.so.3; an openssl.cnf alone may be OpenSSL 1.1's)",
+    )
 }
 
 /// What the tree has of OpenSSL 3.
@@ -205,18 +206,22 @@ struct OpenSsl {
 }
 
 impl OpenSsl {
-    /// OpenSSL as installed in the tree; `None` when there is none.
+    /// OpenSSL 3 as installed in the tree; `None` without its library (an
+    /// `openssl.cnf` alone is OpenSSL 1.1's too, as on RHEL 8, whose FIPS
+    /// mode follows the kernel flag and has no provider to look for).
     fn inspect(root: &Root) -> Result<Option<OpenSsl>, Unreadable> {
+        if root
+            .find_library(|name| name.starts_with("libcrypto.so.3"))?
+            .is_none()
+        {
+            return Ok(None);
+        }
         let mut config = None;
         for path in CONFIGS {
             config = Config::load(root, path)?;
             if config.is_some() {
                 break;
             }
-        }
-        let library = root.find_library(|name| name.starts_with("libcrypto.so.3"))?;
-        if config.is_none() && library.is_none() {
-            return Ok(None);
         }
         Ok(Some(OpenSsl { config }))
     }
