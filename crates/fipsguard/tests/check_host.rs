@@ -306,16 +306,46 @@ fn this_machine_is_judged_by_its_own_kernel_flag() {
 }
 
 fn openssl_installed() -> bool {
-    Command::new("openssl")
+    Command::new("/usr/bin/openssl")
         .arg("version")
         .output()
         .is_ok_and(|output| output.status.success())
 }
 
+/// The system's `openssl` is asked, in an empty environment: another
+/// `openssl` earlier in `PATH`, and `LD_PRELOAD`, are not consulted.
+#[test]
+fn only_the_systems_openssl_is_asked() {
+    if !openssl_installed() {
+        return; // no OpenSSL 3 here: the finding does not ask it
+    }
+    let bin = tempfile::tempdir().unwrap();
+    let asked = bin.path().join("asked");
+    let fake = bin.path().join("openssl");
+    std::fs::write(&fake, format!("#!/bin/sh\ntouch {asked:?}\n")).unwrap();
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&fake, executable).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.path().to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fipsguard"));
+    command
+        .args(["check", "host"])
+        .env("PATH", path)
+        .env("LD_PRELOAD", bin.path().join("no-such-library.so"));
+    let (_, document) = scan::json_of(command);
+    let evidence = evidence(&document["reports"][0], "host.openssl-fips-active");
+    assert!(!asked.exists(), "the openssl in PATH was run: {evidence}");
+    assert!(!evidence.contains("could not be run"), "{evidence}");
+}
+
 /// A wedged `openssl` (a provider that never answers) is stopped and
 /// reported, not waited for: the scan ends, the finding fails, and what
 /// the command started is stopped with it (here a wrapper script whose
-/// child holds its output open).
+/// child holds its output open, bound over the system's `openssl` in a
+/// mount namespace of the scan's own: this needs root, as CI is).
 #[test]
 fn an_openssl_that_never_answers_is_stopped_and_reported() {
     if !openssl_installed() {
@@ -328,15 +358,13 @@ fn an_openssl_that_never_answers_is_stopped_and_reported() {
     std::fs::write(&fake, script).unwrap();
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
     std::fs::set_permissions(&fake, executable).unwrap();
-    let path = std::env::join_paths(
-        std::iter::once(bin.path().to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
+    let scan = format!(
+        "mount --bind {fake:?} /usr/bin/openssl && exec {:?} check host --format json",
+        env!("CARGO_BIN_EXE_fipsguard")
+    );
     let started = std::time::Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_fipsguard"))
-        .args(["check", "host", "--format", "json"])
-        .env("PATH", path)
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &scan])
         .output()
         .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(60));

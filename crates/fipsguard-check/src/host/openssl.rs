@@ -456,17 +456,20 @@ fn default_fetch() -> Option<(bool, String)> {
     ))
 }
 
+/// The system's own `openssl`: the one its packages install, beside the
+/// `libcrypto` applications load (not another build earlier in `PATH`).
+const SYSTEM_OPENSSL: &str = "/usr/bin/openssl";
+
 /// `openssl ARGS`'s output once it succeeded or failed on its own terms;
 /// `Err` with the line of evidence when it hung or could not be run;
-/// `None` when there is no `openssl` command. It reads the system
-/// configuration, whatever this process's environment says.
+/// `None` when there is no `openssl` command. It is the system's, run
+/// with an empty environment: it reads the system configuration with the
+/// system library, whatever this process's `PATH`, `OPENSSL_CONF` or
+/// `LD_PRELOAD` say.
 fn ask_openssl(args: &[&str]) -> Option<Result<Output, String>> {
     let shown = args.join(" ");
-    let mut command = Command::new("openssl");
-    command
-        .args(args)
-        .env_remove("OPENSSL_CONF")
-        .env_remove("OPENSSL_MODULES");
+    let mut command = Command::new(SYSTEM_OPENSSL);
+    command.args(args).env_clear();
     Some(match output_within(&mut command, OPENSSL_TIMEOUT) {
         Ok(Some(output)) => Ok(output),
         Ok(None) => {
