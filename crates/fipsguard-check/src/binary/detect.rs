@@ -126,7 +126,7 @@ pub(super) fn components(
     .flatten()
     .collect();
     let (go_crypto, go_build) = go.unzip();
-    found.extend(go_crypto.flatten());
+    found.extend(go_crypto.into_iter().flatten());
     found.extend(boringssl(&found, &module, &openssl));
     (found, go_build)
 }

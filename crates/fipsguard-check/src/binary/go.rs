@@ -221,19 +221,75 @@ impl GoBinary<'_> {
     }
 }
 
-/// The Go findings of a binary: its crypto (if any) and its build info.
+/// The Go findings of a binary: its crypto (what serves the standard
+/// library's, and golang.org/x/crypto beside it) and its build info.
 /// `None` when it is not a Go binary. `boring_module` is the evidence of a
 /// BoringSSL-derived FIPS module, which Go+BoringCrypto claims.
 pub(super) fn inspect(
     facts: &Facts<'_>,
     boring_module: &EvidenceSet,
-) -> Option<(Option<Component>, Finding)> {
+) -> Option<(Vec<Component>, Finding)> {
     let go = locate(facts)?;
-    let crypto = boringcrypto(&go, facts, boring_module)
+    let standard = boringcrypto(&go, facts, boring_module)
         .or_else(|| fips140_module(&go))
         .or_else(|| host_openssl(&go))
         .or_else(|| standard_crypto(&go));
+    let crypto = standard.into_iter().chain(x_crypto(&go)).collect();
     Some((crypto, build_finding(&go)))
+}
+
+/// Where golang.org/x/crypto's functions are named.
+const X_CRYPTO: &str = "golang.org/x/crypto/";
+
+/// Packages of golang.org/x/crypto the binary holds functions of: crypto
+/// that neither Go's module nor BoringCrypto serves (ChaCha20-Poly1305,
+/// Argon2, bcrypt, SSH...), whatever module the binary carries beside it.
+/// The standard library's own copy (`vendor/golang.org/x/crypto`, which
+/// crypto/tls uses only where the FIPS policy lets it) is not counted.
+fn x_crypto(go: &GoBinary<'_>) -> Option<Component> {
+    const VENDORED: &[u8] = b"vendor/";
+    let mut packages = std::collections::BTreeSet::new();
+    for at in memmem::find_iter(go.names, X_CRYPTO.as_bytes()) {
+        if go.names[..at].ends_with(VENDORED) {
+            continue;
+        }
+        let rest = &go.names[at + X_CRYPTO.len()..];
+        // The package path ends at its function's `.` (or a file's).
+        let len = rest
+            .iter()
+            .take(64)
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-')))
+            .unwrap_or(rest.len().min(64));
+        if let Ok(package) = std::str::from_utf8(&rest[..len]) {
+            if !package.is_empty() && packages.len() < 16 {
+                packages.insert(package.trim_end_matches('/').to_owned());
+            }
+        }
+    }
+    if packages.is_empty() {
+        return None;
+    }
+    let packages: Vec<String> = packages.into_iter().collect();
+    let mut evidence = EvidenceSet::default();
+    for package in &packages {
+        evidence.push(format!("functions of package {X_CRYPTO}{package}"));
+    }
+    let finding = Finding::new(
+        "binary.go-x-crypto",
+        "Crypto from golang.org/x/crypto, not a validated module",
+        Status::Warn,
+    )
+    .remediation(
+        "A package that protects data or authenticates (chacha20poly1305, argon2, bcrypt, ssh, \
+         nacl) must give way to the standard library's crypto under GOFIPS140 or BoringCrypto; \
+         some x/crypto packages (hkdf, pbkdf2, sha3 in recent versions) only forward to the \
+         standard library, and one that serves no security function may stay, documented as such.",
+    );
+    let label = format!(
+        "golang.org/x/crypto {} (unvalidated crypto)",
+        packages.join(", ")
+    );
+    Some(Component::new(finding, evidence, label))
 }
 
 fn locate<'data>(facts: &Facts<'data>) -> Option<GoBinary<'data>> {
@@ -448,6 +504,33 @@ mod tests {
             value >>= 7;
         }
         out.push(value as u8);
+    }
+
+    #[test]
+    fn golang_x_crypto_is_found_beside_whatever_module_serves_the_standard_library() {
+        let names = b"crypto/internal/fips140/v1.0.0-c2097c7c/aes.New\0\
+            golang.org/x/crypto/chacha20poly1305.(*chacha20poly1305).Seal\0\
+            golang.org/x/crypto/argon2.IDKey\0\
+            golang.org/x/crypto/chacha20poly1305.New\0\
+            vendor/golang.org/x/crypto/cryptobyte.(*String).ReadASN1\0";
+        let go = GoBinary {
+            build: None,
+            located: String::new(),
+            names,
+        };
+        let found = x_crypto(&go).unwrap();
+        assert_eq!(found.finding.status, Status::Warn);
+        assert_eq!(
+            found.label,
+            "golang.org/x/crypto argon2, chacha20poly1305 (unvalidated crypto)"
+        );
+        assert!(fips140_module(&go).is_some(), "the module is found too");
+        let without = GoBinary {
+            names: b"crypto/internal/fips140/v1.0.0-c2097c7c/aes.New\0\
+                vendor/golang.org/x/crypto/chacha20poly1305.New\0",
+            ..go
+        };
+        assert!(x_crypto(&without).is_none());
     }
 
     const FIPS_MODINFO: &str = "path\texample.com/server\n\
