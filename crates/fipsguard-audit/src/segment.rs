@@ -107,6 +107,19 @@ pub(crate) struct Scan {
     pub remarks: Vec<String>,
 }
 
+/// A segment's bytes. Only a regular file is one: a FIFO or a device (a
+/// name pointed at `/dev/zero`) would never end or fill the memory.
+fn read_segment(path: &Path) -> std::io::Result<Vec<u8>> {
+    // Looked at before it is opened: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads one segment, checking every record's sequence number and hash and,
 /// given public keys (SubjectPublicKeyInfo DER), every checkpoint's signature.
 pub(crate) fn scan(path: &Path, public_keys: Option<&[Vec<u8>]>) -> Result<Scan, Failure> {
@@ -121,7 +134,7 @@ pub(crate) fn scan_with(
     each_checkpoint: &mut dyn FnMut(u64, &Hash),
 ) -> Result<Scan, Failure> {
     let bytes =
-        std::fs::read(path).map_err(|e| Failure::at(path, 0, None, format!("cannot read: {e}")))?;
+        read_segment(path).map_err(|e| Failure::at(path, 0, None, format!("cannot read: {e}")))?;
     let mut scan = Scan::default();
     // What records say before a checkpoint signs them: anyone may have
     // written a tail that none does.

@@ -749,7 +749,9 @@ impl Writer {
             .expect("not poisoned")
             .clone()
             .unwrap_or_default();
-        let refused = self.shared.refused.swap(0, Ordering::Relaxed);
+        // Read, and taken off only once recorded: a try that fails leaves
+        // the whole outage's count for the next.
+        let refused = self.shared.refused.load(Ordering::Relaxed);
         if self
             .append(vec![Event::Outage {
                 error,
@@ -758,6 +760,7 @@ impl Writer {
             }])
             .is_ok()
         {
+            self.shared.refused.fetch_sub(refused, Ordering::Relaxed);
             *self.shared.failure.lock().expect("not poisoned") = None;
             self.shared.failing.store(false, Ordering::Release);
             gauge!("fipsguard_audit_writable").set(1.0);

@@ -160,6 +160,31 @@ fn failure(dir: &Path, public: &[u8]) -> fipsguard_audit::Failure {
     }
 }
 
+/// A file of the log replaced by a link to a device or by a FIFO is
+/// refused as not a regular file: neither read without end nor waited on.
+#[test]
+fn a_file_replaced_by_a_device_or_a_fifo_is_refused_not_read() {
+    let (dir, file, public) = written();
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+    let refused = failure(dir.path(), &public);
+    assert!(
+        refused.to_string().contains("not a regular file"),
+        "{refused}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let refused = failure(dir.path(), &public);
+    assert!(
+        refused.to_string().contains("not a regular file"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn altering_one_byte_is_found_at_its_record() {
     let (dir, file, public) = written();
