@@ -257,11 +257,11 @@ const NOT_IN_PATH: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-/// `tls://` and the endpoint, with what an authority cannot hold (a
-/// target mistyped with a space, a `%`, a `/`) percent-encoded; an IPv6
-/// address keeps its brackets.
+/// `tls://` and the endpoint, with what it cannot hold (a target mistyped
+/// with a space, a `%`, an `@`) percent-encoded; an IPv6 address keeps its
+/// brackets, and the `/ADDRESS` of one address of a name its slash.
 fn tls_uri(endpoint: &str) -> String {
-    const NOT_IN_AUTHORITY: &AsciiSet = &NOT_IN_PATH.remove(b'[').remove(b']').add(b'/').add(b'@');
+    const NOT_IN_AUTHORITY: &AsciiSet = &NOT_IN_PATH.remove(b'[').remove(b']').add(b'@');
     format!("tls://{}", utf8_percent_encode(endpoint, NOT_IN_AUTHORITY))
 }
 
@@ -356,7 +356,11 @@ mod tests {
             ("db.example:5432", "tls://db.example:5432"),
             ("[2001:db8::1]:443", "tls://[2001:db8::1]:443"),
             ("my host:443", "tls://my%20host:443"),
-            ("100%/x@y#z", "tls://100%25%2Fx%40y%23z"),
+            (
+                "db.example:5432/192.0.2.7",
+                "tls://db.example:5432/192.0.2.7",
+            ),
+            ("100%x@y#z", "tls://100%25x%40y%23z"),
         ] {
             assert_eq!(tls_uri(endpoint), uri);
         }

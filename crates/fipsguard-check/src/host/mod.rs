@@ -202,10 +202,17 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         let report = scan(dir.path());
+        let status =
+            |report: &Report, id: &str| report.findings.iter().find(|f| f.id == id).unwrap().status;
         for id in ["host.openssl-fips-provider", "host.openssl-fips-active"] {
-            let finding = report.findings.iter().find(|f| f.id == id).unwrap();
-            assert_eq!(finding.status, Status::NotApplicable, "{finding:?}");
+            assert_eq!(status(&report, id), Status::NotApplicable, "{id}");
         }
+        // An OpenSSL 3 built into /usr/local is judged.
+        let local = dir.path().join("usr/local/lib64");
+        std::fs::create_dir_all(&local).unwrap();
+        std::fs::write(local.join("libcrypto.so.3"), "placeholder\n").unwrap();
+        let report = scan(dir.path());
+        assert_eq!(status(&report, "host.openssl-fips-provider"), Status::Fail);
     }
 
     #[test]

@@ -206,14 +206,18 @@ struct OpenSsl {
 }
 
 impl OpenSsl {
-    /// OpenSSL 3 as installed in the tree; `None` without its library (an
+    /// OpenSSL 3 as installed in the tree (by the distribution, or built
+    /// into `/usr/local`); `None` without its library (an
     /// `openssl.cnf` alone is OpenSSL 1.1's too, as on RHEL 8, whose FIPS
     /// mode follows the kernel flag and has no provider to look for).
     fn inspect(root: &Root) -> Result<Option<OpenSsl>, Unreadable> {
-        if root
-            .find_library(|name| name.starts_with("libcrypto.so.3"))?
-            .is_none()
-        {
+        let libcrypto = |name: &str| name.starts_with("libcrypto.so.3");
+        let built_locally = || {
+            LOCAL_LIBRARY_DIRS
+                .iter()
+                .any(|dir| root.list(dir).iter().any(|name| libcrypto(name)))
+        };
+        if root.find_library(libcrypto)?.is_none() && !built_locally() {
             return Ok(None);
         }
         let mut config = None;
