@@ -377,6 +377,9 @@ impl Connection {
             .await
             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
             .map_err(|e| refusal("target_unreachable", e))?;
+        // Again for a reload while the target was being reached: nothing
+        // has been sent to it yet.
+        self.refused_since_accept(chain.as_deref())?;
         if config.proxy_protocol {
             let header = proxy_protocol::header(self.peer, local, client, version, suite)
                 .map_err(|e| refusal("proxy_header", e))?;

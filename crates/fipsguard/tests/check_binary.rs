@@ -881,7 +881,7 @@ fn each_named_directory_without_binaries_is_an_error() {
 /// directory without binaries; the readable one beside it is judged.
 #[test]
 fn a_named_directory_that_cannot_be_read_is_one_error() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir().unwrap();
     let at = |name: &str| root.path().join(name);
     let mode = |path: &Path, mode: u32| {
@@ -895,15 +895,7 @@ fn a_named_directory_that_cannot_be_read_is_one_error() {
     fs::create_dir(at("locked")).unwrap();
     fs::copy("/bin/true", at("locked/tool")).unwrap();
     mode(&at("locked"), 0o000);
-    let root_runs_this = std::fs::metadata("/proc/self").unwrap().uid() == 0;
-    let mut command = if root_runs_this {
-        let mut nobody = Command::new("setpriv");
-        nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-        nobody.arg(at("fipsguard"));
-        nobody
-    } else {
-        Command::new(at("fipsguard"))
-    };
+    let mut command = scan::as_nobody(&at("fipsguard"));
     command
         .args(["check", "binary"])
         .args([at("open"), at("locked")]);

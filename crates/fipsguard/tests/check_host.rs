@@ -338,7 +338,10 @@ fn only_the_systems_openssl_is_asked() {
     let (_, document) = scan::json_of(command);
     let evidence = evidence(&document["reports"][0], "host.openssl-fips-active");
     assert!(!asked.exists(), "the openssl in PATH was run: {evidence}");
-    assert!(!evidence.contains("could not be run"), "{evidence}");
+    assert!(
+        evidence.contains("openssl list -providers: "),
+        "the system's openssl answered: {evidence}"
+    );
 }
 
 /// A wedged `openssl` (a provider that never answers) is stopped and
@@ -362,6 +365,19 @@ fn an_openssl_that_never_answers_is_stopped_and_reported() {
         "mount --bind {fake:?} /usr/bin/openssl && exec {:?} check host --format json",
         env!("CARGO_BIN_EXE_fipsguard")
     );
+    let namespaces = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !namespaces {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "this test needs a mount namespace (root, as CI runs)"
+        );
+        eprintln!("SKIPPED: no mount namespace for this user");
+        return;
+    }
     let started = std::time::Instant::now();
     let output = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &scan])
@@ -469,7 +485,7 @@ fn the_scanners_own_gnutls_variable_does_not_switch_the_host() {
 /// libraries' findings undecided, not "no such library here".
 #[test]
 fn a_library_directory_that_cannot_be_read_is_an_error_not_an_absence() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let tree = tempfile::tempdir().unwrap();
     let at = |name: &str| tree.path().join(name);
     let mode = |path: &Path, mode: u32| {
@@ -483,15 +499,7 @@ fn a_library_directory_that_cannot_be_read_is_an_error_not_an_absence() {
     mode(&at("root/usr"), 0o755);
     std::fs::write(at("root/usr/lib64/libgcrypt.so.20"), "placeholder\n").unwrap();
     mode(&at("root/usr/lib64"), 0o000);
-    let root_runs_this = std::fs::metadata("/proc/self").unwrap().uid() == 0;
-    let mut command = if root_runs_this {
-        let mut nobody = Command::new("setpriv");
-        nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-        nobody.arg(at("fipsguard"));
-        nobody
-    } else {
-        Command::new(at("fipsguard"))
-    };
+    let mut command = scan::as_nobody(&at("fipsguard"));
     command.args(["check", "host", "--root"]);
     command.arg(at("root"));
     let (code, document) = scan::json_of(command);

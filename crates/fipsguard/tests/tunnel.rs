@@ -755,8 +755,7 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
     assert_eq!(*seen.lock().unwrap(), 0, "the target saw nothing");
 
     // A server's certificate: a client tunnel will not talk to it.
-    let (mut weak_server, server_port) =
-        openssl_www(&pki, "weak", &["-cipher", "DEFAULT@SECLEVEL=0"]);
+    let (_weak_server, server_port) = openssl_www(&pki, "weak", &["-cipher", "DEFAULT@SECLEVEL=0"]);
     let local = free_port();
     let tunnel = Tunnel::start(&[
         "client",
@@ -784,13 +783,21 @@ fn weak_certificates_are_refused_at_startup_and_at_the_handshake() {
     wait_until("the refusal is counted", || {
         tunnel.series("fipsguard_tunnel_handshakes_total{tunnel=\"tunnel\",outcome=\"refused\",reason=\"bad_certificate\"}") >= 1.0
     });
-    let _ = weak_server.kill();
-    let _ = weak_server.wait();
+}
+
+/// A child process stopped and reaped however the test ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `openssl s_server -www` with the PKI's certificate `name`, and its port.
 /// Each answer says whether its session was `New` or `Reused`.
-fn openssl_www(pki: &Pki, name: &str, args: &[&str]) -> (std::process::Child, u16) {
+fn openssl_www(pki: &Pki, name: &str, args: &[&str]) -> (Reaped, u16) {
     let port = free_port();
     let server = Command::new("openssl")
         .args(["s_server", "-accept", &port.to_string(), "-www"])
@@ -806,6 +813,7 @@ fn openssl_www(pki: &Pki, name: &str, args: &[&str]) -> (std::process::Child, u1
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let server = Reaped(server);
     wait_until("openssl listens", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -817,7 +825,7 @@ fn a_client_tunnel_checks_the_servers_certificate_on_every_connection() {
     let pki = Pki::new();
     // openssl hands out session tickets: a client that kept one would
     // resume without the server's chain.
-    let (mut server, port) = openssl_www(&pki, "server", &[]);
+    let (_server, port) = openssl_www(&pki, "server", &[]);
     let local = free_port();
     let _tunnel = Tunnel::start(&strs(&client_args(
         &pki,
@@ -838,8 +846,6 @@ fn a_client_tunnel_checks_the_servers_certificate_on_every_connection() {
             "connection {connection}: {answer}"
         );
     }
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]

@@ -19,6 +19,20 @@ where
     json_of(command)
 }
 
+/// `program` run as `nobody` where the tests run as root (who reads
+/// everything), else as the user running them: to meet a file this user
+/// cannot read. `program` must be one `nobody` may run.
+pub fn as_nobody(program: &std::path::Path) -> Command {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        return Command::new(program);
+    }
+    let mut nobody = Command::new("setpriv");
+    nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    nobody.arg(program);
+    nobody
+}
+
 /// `COMMAND --format json`, where COMMAND runs `fipsguard check`: the exit
 /// code and the document.
 pub fn json_of(mut command: Command) -> (i32, Value) {
