@@ -390,7 +390,29 @@ fn fips140_module(go: &GoBinary<'_>) -> Option<Component> {
             (finding, label)
         }
     };
+    let finding = match fips140_off_by_default(go) {
+        Some(godebug) if finding.status == Status::Pass => {
+            evidence.push(format!(
+                "build setting DefaultGODEBUG={godebug}: FIPS 140 mode is off unless \
+                 GODEBUG=fips140=on is set where it runs"
+            ));
+            Finding::new("binary.go-fips140", title, Status::Warn).remediation(
+                "Drop `//go:debug fips140=off` (or `godebug fips140=off` in go.mod), or set \
+                 GODEBUG=fips140=on (or only) wherever the binary runs.",
+            )
+        }
+        _ => finding,
+    };
     Some(Component::new(finding, evidence, label))
+}
+
+/// The build's default GODEBUG when it turns FIPS 140 mode off.
+fn fips140_off_by_default(go: &GoBinary<'_>) -> Option<String> {
+    let godebug = go.build.as_ref()?.setting("DefaultGODEBUG")?;
+    godebug
+        .split(',')
+        .any(|setting| setting.trim() == "fips140=off")
+        .then(|| godebug.to_owned())
 }
 
 fn host_openssl(go: &GoBinary<'_>) -> Option<Component> {
@@ -552,6 +574,28 @@ mod tests {
             Some("fips140=on,tlsmlkem=0")
         );
         assert!(!info.has_experiment("boringcrypto"));
+    }
+
+    #[test]
+    fn a_frozen_module_switched_off_by_default_warns() {
+        let go = |modinfo: &str| GoBinary {
+            build: BuildInfo::parse(&blob("go1.24.1", modinfo)),
+            located: String::new(),
+            names: b"crypto/internal/fips140/v1.0.0-c2097c7c/aes.New\0",
+        };
+        let on = fips140_module(&go(FIPS_MODINFO)).unwrap();
+        assert_eq!(on.finding.status, Status::Pass);
+        let off = FIPS_MODINFO.replace("fips140=on", "fips140=off");
+        let off = fips140_module(&go(&off)).unwrap();
+        assert_eq!(off.finding.status, Status::Warn);
+        assert!(
+            off.finding
+                .evidence
+                .iter()
+                .any(|line| line.contains("FIPS 140 mode is off")),
+            "{:?}",
+            off.finding.evidence
+        );
     }
 
     #[test]
