@@ -437,6 +437,16 @@ impl Writer {
 
     /// Starts a new file, continuing the chain from the last checkpoint.
     fn new_segment(&mut self, reason: &str) -> Result<(), String> {
+        // Nothing can be hashed or signed in the module's error state: a
+        // file made now would stay empty, and an empty newest file does not
+        // verify. The log ends where the error-state record closed it.
+        if let fipsguard_crypto::module::State::Error { failed_test } =
+            fipsguard_crypto::module::state()
+        {
+            return Err(format!(
+                "the module is in its error state ({failed_test}): no new audit file until a restart passes its self-tests"
+            ));
+        }
         let (file, path) = create_segment(&self.config.dir, self.seq + 1)?;
         self.identity = identity(&file)?;
         self.file = file;

@@ -29,8 +29,13 @@ async fn a_failed_self_test_stops_service_but_not_health_and_metrics() {
     };
     assert_eq!(encrypt().await.0, StatusCode::OK);
 
+    // The officer's run fails: the module enters its error state, and the
+    // audit log's last record says so, outside the chain.
     std::env::set_var(fault::ENV_VAR, "hmac-sha-512");
-    assert!(!module::run_self_tests().passed());
+    let (status, body) = server
+        .call(Method::POST, "/v1/selftest", Some(&server.officer), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 
     let (status, body) = encrypt().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -61,5 +66,19 @@ async fn a_failed_self_test_stops_service_but_not_health_and_metrics() {
     std::env::remove_var(fault::ENV_VAR);
     assert!(module::run_self_tests().passed());
     assert_eq!(encrypt().await.0, StatusCode::SERVICE_UNAVAILABLE);
+    // No file was started that nothing could be chained into (an empty
+    // newest file would not verify): the log ends in the file the
+    // error-state record closed.
+    let files: Vec<_> = std::fs::read_dir(server.audit_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let last = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        last.lines().last().unwrap().contains("hmac-sha-512"),
+        "the error-state record closes it: {last}"
+    );
     server.stop().await;
 }
