@@ -148,9 +148,7 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
             None => entries.lru.get(key),
         };
         match found {
-            Some((value, at)) if self.ttl.is_none_or(|ttl| at.elapsed() < ttl) => {
-                Lookup::Fresh(value.clone())
-            }
+            Some((value, at)) if self.fresh_since(*at) => Lookup::Fresh(value.clone()),
             Some((value, _)) => Lookup::Stale(value.clone()),
             None => Lookup::Absent,
         }
@@ -176,8 +174,12 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     {
         let entries = self.entries();
         let (value, at) = entries.lru.peek(key)?;
-        let fresh = self.ttl.is_none_or(|ttl| at.elapsed() < ttl);
-        (fresh && *at >= since).then(|| value.clone())
+        (self.fresh_since(*at) && *at >= since).then(|| value.clone())
+    }
+
+    /// Whether an entry whose read began at `at` is still fresh.
+    fn fresh_since(&self, at: Instant) -> bool {
+        self.ttl.is_none_or(|ttl| at.elapsed() < ttl)
     }
 
     pub fn ticket(&self) -> Ticket {

@@ -312,6 +312,15 @@ fn openssl_installed() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
+/// An executable `openssl` in `dir` that runs the shell `script`.
+fn fake_openssl(dir: &Path, script: &str) -> PathBuf {
+    let fake = dir.join("openssl");
+    std::fs::write(&fake, format!("#!/bin/sh\n{script}")).unwrap();
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&fake, executable).unwrap();
+    fake
+}
+
 /// The system's `openssl` is asked, in an empty environment: another
 /// `openssl` earlier in `PATH`, and `LD_PRELOAD`, are not consulted.
 #[test]
@@ -321,10 +330,7 @@ fn only_the_systems_openssl_is_asked() {
     }
     let bin = tempfile::tempdir().unwrap();
     let asked = bin.path().join("asked");
-    let fake = bin.path().join("openssl");
-    std::fs::write(&fake, format!("#!/bin/sh\ntouch {asked:?}\n")).unwrap();
-    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-    std::fs::set_permissions(&fake, executable).unwrap();
+    fake_openssl(bin.path(), &format!("touch {asked:?}\n"));
     let path = std::env::join_paths(
         std::iter::once(bin.path().to_path_buf())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
@@ -355,12 +361,11 @@ fn an_openssl_that_never_answers_is_stopped_and_reported() {
         return; // no OpenSSL 3 here: the finding does not ask it
     }
     let bin = tempfile::tempdir().unwrap();
-    let fake = bin.path().join("openssl");
     let pid_file = bin.path().join("child.pid");
-    let script = format!("#!/bin/sh\nsleep 600 &\necho $! > {pid_file:?}\nwait\n");
-    std::fs::write(&fake, script).unwrap();
-    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-    std::fs::set_permissions(&fake, executable).unwrap();
+    let fake = fake_openssl(
+        bin.path(),
+        &format!("sleep 600 &\necho $! > {pid_file:?}\nwait\n"),
+    );
     let scan = format!(
         "mount --bind {fake:?} /usr/bin/openssl && exec {:?} check host --format json",
         env!("CARGO_BIN_EXE_fipsguard")

@@ -370,10 +370,20 @@ fn fips140_module(go: &GoBinary<'_>) -> Option<Component> {
         Some(version) => {
             evidence.push(format!("package path {FIPS140_SNAPSHOT}{}/", &version[1..]));
             let label = format!("Go Cryptographic Module {version} ({})", go.go_version());
-            (
-                Finding::new("binary.go-fips140", title, Status::Pass),
-                label,
-            )
+            let finding = match fips140_off_by_default(go) {
+                None => Finding::new("binary.go-fips140", title, Status::Pass),
+                Some(godebug) => {
+                    evidence.push(format!(
+                        "build setting DefaultGODEBUG={godebug}: FIPS 140 mode is off unless \
+                         GODEBUG=fips140=on is set where it runs"
+                    ));
+                    Finding::new("binary.go-fips140", title, Status::Warn).remediation(
+                        "Drop `//go:debug fips140=off` (or `godebug fips140=off` in go.mod), or \
+                         set GODEBUG=fips140=on (or only) wherever the binary runs.",
+                    )
+                }
+            };
+            (finding, label)
         }
         None => {
             evidence.push(
@@ -389,19 +399,6 @@ fn fips140_module(go: &GoBinary<'_>) -> Option<Component> {
             );
             (finding, label)
         }
-    };
-    let finding = match fips140_off_by_default(go) {
-        Some(godebug) if finding.status == Status::Pass => {
-            evidence.push(format!(
-                "build setting DefaultGODEBUG={godebug}: FIPS 140 mode is off unless \
-                 GODEBUG=fips140=on is set where it runs"
-            ));
-            Finding::new("binary.go-fips140", title, Status::Warn).remediation(
-                "Drop `//go:debug fips140=off` (or `godebug fips140=off` in go.mod), or set \
-                 GODEBUG=fips140=on (or only) wherever the binary runs.",
-            )
-        }
-        _ => finding,
     };
     Some(Component::new(finding, evidence, label))
 }
